@@ -1,0 +1,1 @@
+"""The API service: upstream systems POST lifecycle events here (the only HTTP edge)."""

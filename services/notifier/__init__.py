@@ -1,0 +1,1 @@
+"""The notifier: tells every recipient of erased data, through signed deletion webhooks."""

@@ -1,0 +1,62 @@
+"""Session fixtures that every test layer reuses: real PostgreSQL, SQLite and a real broker."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from shared.embedded_broker import EmbeddedBroker
+from shared.settings import KafkaSettings
+
+#: The machine's PostgreSQL cluster (trust auth); each session creates and drops its own database.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "GALLRING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    admin = make_url(POSTGRES_ADMIN_URL)
+    name = f"gallring_test_{uuid.uuid4().hex[:12]}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "gallring.db"
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each database test runs once on PostgreSQL and once on SQLite."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(kafka_broker: EmbeddedBroker) -> KafkaSettings:
+    """Settings for the test broker: Tansu refuses idempotence; short sessions join fast."""
+    return KafkaSettings(
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        client_id="gallring-tests",
+        enable_idempotence=False,
+        session_timeout_ms=2_000,
+        heartbeat_interval_ms=500,
+    )
