@@ -1,0 +1,24 @@
+"""The v1 event contract: the JSON that upstream systems POST, as validated Pydantic models."""
+
+from shared.contract.events import (
+    CONTRACT_VERSION,
+    EVENT_TYPES,
+    LifecycleEvent,
+    event_json_schema,
+    parse_event,
+)
+from shared.contract.scope import Scope
+from shared.contract.subject import Subject
+from shared.contract.vocabulary import Category, Role
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "EVENT_TYPES",
+    "Category",
+    "LifecycleEvent",
+    "Role",
+    "Scope",
+    "Subject",
+    "event_json_schema",
+    "parse_event",
+]

@@ -1,0 +1,310 @@
+"""The v1 lifecycle events: one model per event type, told apart by ``type``.
+
+Each type says which ``scope`` keys it takes and validates its own ``data``; every model forbids
+unknown fields, so free text (a name, an address) cannot ride along in an event.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal, Self
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shared.contract.examples import EXAMPLES
+from shared.contract.scope import Scope
+from shared.contract.subject import Subject
+from shared.contract.vocabulary import Category, Identifier, Role
+
+CONTRACT_VERSION = 1
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class NoData(_Data):
+    """Most events carry nothing in ``data``."""
+
+
+class OutdatedData(_Data):
+    category: Category
+
+
+class BookkeepingData(_Data):
+    fiscal_year_end: Annotated[
+        date, Field(description="Last day of the financial year the records belong to.")
+    ]
+
+
+class HoldPlacedData(_Data):
+    hold_id: Identifier
+    case_id: Annotated[
+        Identifier | None, Field(description="Narrows the hold to one collection case.")
+    ] = None
+    category: Annotated[Category | None, Field(description="Narrows the hold to one category.")] = (
+        None
+    )
+
+
+class HoldReleasedData(_Data):
+    hold_id: Identifier
+    category: Annotated[
+        Category | None,
+        Field(description="Releases the hold for this category only; without it, entirely."),
+    ] = None
+
+
+class DisclosedData(_Data):
+    recipient_id: Annotated[Identifier, Field(description="Who received the data.")]
+    category: Category
+    recipient_ref: Annotated[
+        Identifier, Field(description="The recipient's own reference for this subject's data.")
+    ]
+
+
+class _Event(BaseModel):
+    """Fields every event has. Subclasses set ``type``, ``data`` and their scope rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    #: The scope keys this event type accepts; empty means subject-wide only.
+    allowed_scope_keys: ClassVar[tuple[str, ...]] = ()
+    #: Whether one of ``allowed_scope_keys`` must be given.
+    scope_required: ClassVar[bool] = False
+
+    event_id: Annotated[UUID, Field(description="Unique per event; resending it is harmless.")]
+    occurred_at: Annotated[
+        AwareDatetime,
+        Field(description="When it happened, with a UTC offset; at most 5 minutes in the future."),
+    ]
+    subject: Subject
+    role: Role | None = None
+    scope: Scope = Scope()
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now = (info.context or {}).get("now") or datetime.now(UTC)
+        if value - now > MAX_CLOCK_SKEW:
+            raise ValueError(
+                "lies more than 5 minutes in the future; send events when they have happened"
+            )
+        return value
+
+    @field_validator("scope")
+    @classmethod
+    def _scope_fits_type(cls, scope: Scope) -> Scope:
+        key = scope.key
+        allowed = cls.allowed_scope_keys
+        event_type = cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+        expected = "scope." + " or scope.".join(allowed)
+        if key is None and cls.scope_required:
+            raise ValueError(f"{event_type} needs {expected}")
+        if key is not None and key not in allowed:
+            if not allowed:
+                raise ValueError(f"{event_type} applies to the whole subject; leave scope empty")
+            raise ValueError(f"scope.{key} does not apply to {event_type}; expected {expected}")
+        return scope
+
+
+class _CaseEvent(_Event):
+    allowed_scope_keys = ("case_id",)
+    scope_required = True
+    data: NoData = NoData()
+
+
+class CollectionCaseClosed(_CaseEvent):
+    type: Literal["collection_case.closed"]
+
+
+class CollectionCaseReopened(_CaseEvent):
+    type: Literal["collection_case.reopened"]
+
+
+class _ClientEvent(_Event):
+    allowed_scope_keys = ("client_id",)
+    scope_required = True
+    data: NoData = NoData()
+
+
+class CustomerRelationshipEnded(_ClientEvent):
+    type: Literal["customer_relationship.ended"]
+
+
+class CustomerRelationshipSettled(_ClientEvent):
+    type: Literal["customer_relationship.settled"]
+
+
+class CustomerRelationshipResumed(_ClientEvent):
+    type: Literal["customer_relationship.resumed"]
+
+
+class InvoiceAdministrationEnded(_ClientEvent):
+    """The company stopped administering this subject's invoices for the client (the controller)."""
+
+    type: Literal["invoice_administration.ended"]
+
+
+class ControllerErasureInstructed(_ClientEvent):
+    """The client, as controller, instructs the company to erase what it processes for them."""
+
+    type: Literal["controller.erasure_instructed"]
+
+
+class DataOutdated(_Event):
+    allowed_scope_keys = ("case_id", "client_id", "relationship_id", "measure_id")
+    type: Literal["data.outdated"]
+    data: OutdatedData
+
+
+class AmlMeasurePerformed(_Event):
+    """A KYC measure or transaction: one-off (``measure_id``) or within a relationship."""
+
+    allowed_scope_keys = ("measure_id", "relationship_id")
+    scope_required = True
+    type: Literal["aml.measure_performed"]
+    data: NoData = NoData()
+
+
+class _AmlRelationshipEvent(_Event):
+    allowed_scope_keys = ("relationship_id",)
+    scope_required = True
+    data: NoData = NoData()
+
+
+class AmlRelationshipEstablished(_AmlRelationshipEvent):
+    type: Literal["aml.relationship_established"]
+
+
+class AmlRelationshipEnded(_AmlRelationshipEvent):
+    type: Literal["aml.relationship_ended"]
+
+
+class _SubjectWideEvent(_Event):
+    data: NoData = NoData()
+
+
+class MarketingContact(_SubjectWideEvent):
+    type: Literal["marketing.contact"]
+
+
+class NewsletterUnsubscribed(_SubjectWideEvent):
+    type: Literal["newsletter.unsubscribed"]
+
+
+class DsrErasureRequested(_SubjectWideEvent):
+    """The data subject asks for erasure (GDPR art. 17)."""
+
+    type: Literal["dsr.erasure_requested"]
+
+
+class DsrObjection(_SubjectWideEvent):
+    """The data subject objects to direct marketing (GDPR art. 21(3))."""
+
+    type: Literal["dsr.objection"]
+
+
+class ConsentWithdrawn(_SubjectWideEvent):
+    type: Literal["consent.withdrawn"]
+
+
+class BookkeepingRecorded(_Event):
+    type: Literal["bookkeeping.recorded"]
+    data: BookkeepingData
+
+
+class _HoldEvent(_Event):
+    """Holds name themselves in ``data.hold_id``; ``scope.hold_id``, if sent, must agree."""
+
+    allowed_scope_keys = ("hold_id",)
+
+    @model_validator(mode="after")
+    def _hold_ids_agree(self) -> Self:
+        data_hold_id = self.data.hold_id  # type: ignore[attr-defined]
+        if self.scope.hold_id is not None and self.scope.hold_id != data_hold_id:
+            raise ValueError("scope.hold_id and data.hold_id name different holds")
+        return self
+
+
+class LegalHoldPlaced(_HoldEvent):
+    type: Literal["legal_hold.placed"]
+    data: HoldPlacedData
+
+
+class LegalHoldReleased(_HoldEvent):
+    type: Literal["legal_hold.released"]
+    data: HoldReleasedData
+
+
+class DataDisclosed(_Event):
+    """The subject's data in one category went to a recipient, who must hear of its erasure."""
+
+    allowed_scope_keys = ("case_id", "client_id", "relationship_id", "measure_id")
+    type: Literal["data.disclosed"]
+    data: DisclosedData
+
+
+LifecycleEvent = Annotated[
+    CollectionCaseClosed
+    | CollectionCaseReopened
+    | CustomerRelationshipEnded
+    | CustomerRelationshipSettled
+    | CustomerRelationshipResumed
+    | InvoiceAdministrationEnded
+    | ControllerErasureInstructed
+    | DataOutdated
+    | AmlMeasurePerformed
+    | AmlRelationshipEstablished
+    | AmlRelationshipEnded
+    | MarketingContact
+    | NewsletterUnsubscribed
+    | DsrErasureRequested
+    | DsrObjection
+    | ConsentWithdrawn
+    | BookkeepingRecorded
+    | LegalHoldPlaced
+    | LegalHoldReleased
+    | DataDisclosed,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[LifecycleEvent] = TypeAdapter(
+    LifecycleEvent, config=ConfigDict(hide_input_in_errors=True)
+)
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for model in LifecycleEvent.__origin__.__args__  # type: ignore[attr-defined]
+)
+
+
+def parse_event(
+    raw: str | bytes | dict[str, Any], *, now: datetime | None = None
+) -> LifecycleEvent:
+    """Validate one event; ``now`` (default: the clock) bounds ``occurred_at`` and dates ids.
+
+    Raises :class:`pydantic.ValidationError` naming each bad field and what it expects.
+    """
+    context = {"now": now} if now is not None else None
+    if isinstance(raw, dict):
+        return _ADAPTER.validate_python(raw, context=context)
+    return _ADAPTER.validate_json(raw, context=context)
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the v1 contract, as committed under ``docs/``."""
+    schema = _ADAPTER.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"Gallring lifecycle event v{CONTRACT_VERSION}"
+    schema["examples"] = list(EXAMPLES.values())
+    return schema

@@ -1,0 +1,64 @@
+"""Swedish personal identity numbers (personnummer) and coordination numbers (samordningsnummer).
+
+Upstream systems write them in several shapes (``811218-9876``, ``19811218-9876``,
+``198112189876``, ``121212+1212`` for someone over 100). Gallring accepts each shape, checks the
+date and the Luhn digit, and reduces it to the 12 digits ``YYYYMMDDNNNC`` so that one person always
+gets one pseudonym.
+"""
+
+import re
+from datetime import date
+
+_SHAPE = re.compile(r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{4})$")
+_COORDINATION_DAY_OFFSET = 60
+
+
+class InvalidNationalIdError(ValueError):
+    """The text is not a valid personnummer or samordningsnummer; the message says why."""
+
+
+def normalise_national_id(text: str, *, today: date | None = None) -> str:
+    """Return the 12-digit form of a personnummer or samordningsnummer, or raise why not.
+
+    A 10-digit number has no century: it is the one that makes the person younger than 100, or,
+    with a ``+`` separator, at least 100 years old, as on a Swedish ID card.
+    """
+    match = _SHAPE.match(text.strip())
+    if match is None:
+        raise InvalidNationalIdError(
+            "expected 10 or 12 digits, optionally with '-' or '+' before the last four, "
+            "e.g. 19811218-9876"
+        )
+    yymmdd, serial = match["yymmdd"], match["serial"]
+    if not _luhn_valid(yymmdd + serial):
+        raise InvalidNationalIdError("the check digit (the last digit) does not match")
+
+    century = match["century"]
+    year2, month, day = int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:6])
+    if century is None:
+        full_year = _infer_year(year2, centenarian=match["sep"] == "+", today=today)
+    else:
+        full_year = int(century + yymmdd[:2])
+    if day > _COORDINATION_DAY_OFFSET:
+        day -= _COORDINATION_DAY_OFFSET
+    try:
+        date(full_year, month, day)
+    except ValueError:
+        raise InvalidNationalIdError(
+            f"{full_year:04d}-{month:02d}-{day:02d} is not a date of birth on the calendar"
+        ) from None
+    return f"{full_year:04d}{yymmdd[2:]}{serial}"
+
+
+def _infer_year(year2: int, *, centenarian: bool, today: date | None) -> int:
+    this_year = (today or date.today()).year  # noqa: DTZ011 - a birth year needs no time zone
+    year = this_year - (this_year - year2) % 100
+    return year - 100 if centenarian else year
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(digits):
+        value = int(char) * (2 if position % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0

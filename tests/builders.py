@@ -1,0 +1,38 @@
+"""Builders for test events: they go through the real v1 contract, like upstream input does."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.contract import LifecycleEvent, parse_event
+
+#: Lets tests use any occurrence time; the future check itself is tested in test_contract.
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def event(
+    event_type: str,
+    occurred_at: str,
+    scope: dict[str, str] | None = None,
+    data: dict[str, Any] | None = None,
+    *,
+    subject: dict[str, str] | None = None,
+    event_id: str | None = None,
+) -> LifecycleEvent:
+    return parse_event(
+        {
+            "event_id": event_id or str(uuid.uuid4()),
+            "type": event_type,
+            "occurred_at": occurred_at,
+            "subject": subject or {"ref": "crm:4711"},
+            "scope": scope or {},
+            "data": data or {},
+        },
+        now=FAR_FUTURE,
+    )
+
+
+def utc(text: str) -> datetime:
+    """An instant written as ISO-8601; naive text is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,183 @@
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.contract import EVENT_TYPES, event_json_schema, parse_event
+from shared.contract.errors import describe
+from shared.contract.examples import EXAMPLES
+
+SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "event-contract.v1.schema.json"
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def errors_of(raw: dict[str, Any], now: datetime = NOW) -> list[str]:
+    with pytest.raises(ValidationError) as refused:
+        parse_event(raw, now=now)
+    return [str(problem) for problem in describe(refused.value)]
+
+
+def with_changes(event_type: str, **changes: Any) -> dict[str, Any]:
+    return {**EXAMPLES[event_type], **changes}
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_every_event_type_has_a_valid_example(event_type: str) -> None:
+    event = parse_event(EXAMPLES[event_type], now=NOW)
+    assert event.type == event_type
+
+
+def test_the_issue_example_parses_and_normalises_the_national_id() -> None:
+    event = parse_event(EXAMPLES["collection_case.closed"], now=NOW)
+    assert event.subject.national_id == "198112189876"
+    assert event.scope.item == ("case_id", "C-2023-0001")
+    assert event.occurred_at == datetime(2023, 3, 15, 9, 0, tzinfo=UTC)
+
+
+def test_unknown_type_lists_the_known_ones() -> None:
+    [problem] = errors_of(with_changes("marketing.contact", type="case.closed"))
+    assert problem.startswith("type: unknown event type; expected one of:")
+    assert "collection_case.closed" in problem
+
+
+def test_subject_needs_exactly_one_identifier() -> None:
+    both = with_changes("marketing.contact", subject={"national_id": "19811218-9876", "ref": "a"})
+    assert errors_of(both) == ["subject: give exactly one of 'national_id' or 'ref'"]
+    assert errors_of(with_changes("marketing.contact", subject={})) == [
+        "subject: give exactly one of 'national_id' or 'ref'"
+    ]
+
+
+def test_a_bad_national_id_is_named_without_echoing_it() -> None:
+    bad = with_changes("marketing.contact", subject={"national_id": "19811218-9875"})
+    with pytest.raises(ValidationError) as refused:
+        parse_event(bad, now=NOW)
+    assert [str(p) for p in describe(refused.value)] == [
+        "subject.national_id: the check digit (the last digit) does not match"
+    ]
+    assert "9875" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "scope", "expected"),
+    [
+        ("collection_case.closed", {}, "scope: collection_case.closed needs scope.case_id"),
+        (
+            "collection_case.closed",
+            {"client_id": "K-1"},
+            "scope: scope.client_id does not apply to collection_case.closed; expected "
+            "scope.case_id",
+        ),
+        (
+            "marketing.contact",
+            {"case_id": "C-1"},
+            "scope: marketing.contact applies to the whole subject; leave scope empty",
+        ),
+        (
+            "aml.measure_performed",
+            {},
+            "scope: aml.measure_performed needs scope.measure_id or scope.relationship_id",
+        ),
+        (
+            "controller.erasure_instructed",
+            {},
+            "scope: controller.erasure_instructed needs scope.client_id",
+        ),
+    ],
+)
+def test_each_type_says_which_scope_it_needs(
+    event_type: str, scope: dict[str, str], expected: str
+) -> None:
+    assert errors_of(with_changes(event_type, scope=scope)) == [expected]
+
+
+def test_a_scope_names_at_most_one_key() -> None:
+    [problem] = errors_of(
+        with_changes("data.outdated", scope={"case_id": "C-1", "client_id": "K-1"})
+    )
+    assert problem.startswith("scope: give at most one scope key")
+
+
+def test_ids_cannot_carry_free_text() -> None:
+    [problem] = errors_of(
+        with_changes("collection_case.closed", scope={"case_id": "Anna Svensson"})
+    )
+    assert problem.startswith("scope.case_id: String should match pattern")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "expected"),
+    [
+        ("bookkeeping.recorded", {}, "data.fiscal_year_end: Field required"),
+        (
+            "bookkeeping.recorded",
+            {"fiscal_year_end": "2024-13-01"},
+            "data.fiscal_year_end: Input should be a valid date or datetime, month value is "
+            "outside expected range of 1-12",
+        ),
+        ("data.outdated", {}, "data.category: Field required"),
+        ("legal_hold.placed", {"case_id": "C-1"}, "data.hold_id: Field required"),
+        (
+            "data.disclosed",
+            {"recipient_id": "x", "category": "collection_case"},
+            "data.recipient_ref: Field required",
+        ),
+        ("marketing.contact", {"name": "Anna"}, "data.name: Extra inputs are not permitted"),
+    ],
+)
+def test_each_type_validates_its_own_data(
+    event_type: str, data: dict[str, Any], expected: str
+) -> None:
+    assert expected in errors_of(with_changes(event_type, data=data))
+
+
+def test_unknown_category_lists_the_categories() -> None:
+    [problem] = errors_of(with_changes("data.outdated", data={"category": "secrets"}))
+    assert problem.startswith("data.category: Input should be 'collection_case'")
+
+
+def test_hold_ids_in_scope_and_data_must_agree() -> None:
+    placed = with_changes("legal_hold.placed", scope={"hold_id": "H-1"})
+    assert errors_of(placed) == ["scope.hold_id and data.hold_id name different holds"]
+    agreeing = with_changes("legal_hold.placed", scope={"hold_id": "H-77"})
+    assert parse_event(agreeing, now=NOW).data.hold_id == "H-77"
+
+
+def test_unknown_top_level_fields_are_refused() -> None:
+    extra = with_changes("marketing.contact", email="anna@example.com")
+    assert errors_of(extra) == ["email: Extra inputs are not permitted"]
+
+
+def test_occurred_at_needs_a_utc_offset() -> None:
+    naive = with_changes("marketing.contact", occurred_at="2024-05-02T14:30:00")
+    assert errors_of(naive) == ["occurred_at: Input should have timezone info"]
+
+
+def test_occurred_at_may_lie_at_most_five_minutes_ahead() -> None:
+    soon = (NOW + timedelta(minutes=4, seconds=59)).isoformat()
+    assert parse_event(with_changes("marketing.contact", occurred_at=soon), now=NOW)
+    later = (NOW + timedelta(minutes=5, seconds=1)).isoformat()
+    [problem] = errors_of(with_changes("marketing.contact", occurred_at=later))
+    assert problem.startswith("occurred_at: lies more than 5 minutes in the future")
+
+
+def test_json_text_is_validated_too() -> None:
+    text = json.dumps(EXAMPLES["marketing.contact"])
+    assert parse_event(text, now=NOW).type == "marketing.contact"
+    with pytest.raises(ValidationError) as refused:
+        parse_event("{not json", now=NOW)
+    assert describe(refused.value)[0].message.startswith("Invalid JSON")
+
+
+def test_the_committed_json_schema_is_the_generated_one() -> None:
+    committed = json.loads(SCHEMA_FILE.read_text())
+    assert committed == event_json_schema(), "run `make schema` and commit docs/"
+
+
+def test_the_json_schema_covers_every_type_and_example() -> None:
+    schema = event_json_schema()
+    assert set(schema["discriminator"]["mapping"]) == set(EVENT_TYPES)
+    assert len(schema["examples"]) == len(EVENT_TYPES)

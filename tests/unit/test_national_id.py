@@ -1,0 +1,77 @@
+from datetime import date
+
+import pytest
+
+from shared.national_id import InvalidNationalIdError, normalise_national_id
+
+TODAY = date(2026, 11, 25)
+
+
+def with_check_digit(nine_digits: str) -> str:
+    """Complete YYMMDDNNN with its Luhn digit, so tests can build any valid number."""
+    total = 0
+    for position, char in enumerate(nine_digits):
+        value = int(char) * (2 if position % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return nine_digits + str((10 - total % 10) % 10)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "19811218-9876",
+        "198112189876",
+        "811218-9876",
+        "8112189876",
+        "19811218+9876",
+        " 811218-9876 ",
+    ],
+)
+def test_every_accepted_shape_normalises_to_the_same_twelve_digits(written: str) -> None:
+    assert normalise_national_id(written, today=TODAY) == "198112189876"
+
+
+def test_ten_digits_with_plus_means_a_hundred_years_or_older() -> None:
+    ten = with_check_digit("121212121")
+    assert normalise_national_id(f"{ten[:6]}-{ten[6:]}", today=TODAY) == "20" + ten
+    assert normalise_national_id(f"{ten[:6]}+{ten[6:]}", today=TODAY) == "19" + ten
+
+
+def test_ten_digits_take_the_century_that_makes_the_person_younger_than_100() -> None:
+    born_2026 = with_check_digit("261101123")
+    born_1927 = with_check_digit("271201123")
+    assert normalise_national_id(born_2026, today=TODAY).startswith("2026")
+    assert normalise_national_id(born_1927, today=TODAY).startswith("1927")
+
+
+def test_coordination_number_with_day_plus_sixty_is_accepted() -> None:
+    coordination = with_check_digit("811278987")  # 18 + 60 = 78
+    assert normalise_national_id(coordination, today=TODAY) == "19" + coordination
+
+
+def test_leap_day_is_a_date_only_in_leap_years() -> None:
+    assert normalise_national_id("20" + with_check_digit("000229123"), today=TODAY)
+    with pytest.raises(InvalidNationalIdError, match="1900-02-29 is not a date"):
+        normalise_national_id("19" + with_check_digit("000229123"), today=TODAY)
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("19811218-9875", "check digit"),
+        ("19" + with_check_digit("811318987"), "not a date of birth"),
+        ("1981121-89876", "expected 10 or 12 digits"),
+        ("19811218 9876", "expected 10 or 12 digits"),
+        ("811218-98765", "expected 10 or 12 digits"),
+        ("abc", "expected 10 or 12 digits"),
+    ],
+)
+def test_invalid_numbers_are_refused_with_the_reason(written: str, why: str) -> None:
+    with pytest.raises(InvalidNationalIdError, match=why):
+        normalise_national_id(written, today=TODAY)
+
+
+def test_error_messages_do_not_repeat_the_number() -> None:
+    with pytest.raises(InvalidNationalIdError) as refused:
+        normalise_national_id("19811218-9875", today=TODAY)
+    assert "9875" not in str(refused.value)
