@@ -1,0 +1,110 @@
+"""``gallring policy …``: try the engine offline on a file of events, or check a policy file."""
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from shared.contract import LifecycleEvent, parse_event
+from shared.contract.errors import describe
+from shared.engine import RetentionClock, RetentionEngine
+from shared.policy import Policy, PolicyError, load_default_policy, load_policy
+from shared.pseudonym import Pseudonymiser
+
+EXIT_INVALID_INPUT = 2
+
+
+def evaluate_file(
+    events_path: Path, *, now: datetime | None, policy_path: Path | None, out: TextIO, err: TextIO
+) -> int:
+    """Print every subject's clocks for a JSON-lines file; 2 if a line or the policy is bad."""
+    try:
+        policy = _policy(policy_path)
+        lines = list(_read_lines(events_path))
+    except (PolicyError, OSError) as error:
+        print(f"gallring: {_describe_os_error(error)}", file=err)
+        return EXIT_INVALID_INPUT
+
+    events: list[LifecycleEvent] = []
+    problems: list[str] = []
+    for number, line in lines:
+        try:
+            events.append(parse_event(line))
+        except ValidationError as error:
+            problems.extend(f"line {number}: {problem}" for problem in describe(error))
+    if problems:
+        print("\n".join(problems), file=err)
+        return EXIT_INVALID_INPUT
+
+    # Nothing is stored, so a throwaway key will do; the output names subjects as given.
+    pseudonymiser = Pseudonymiser(os.urandom(32))
+    by_subject: dict[str, list[LifecycleEvent]] = {}
+    subjects: dict[str, dict[str, str]] = {}
+    for event in events:
+        pseudonym = event.subject.pseudonym(pseudonymiser)
+        by_subject.setdefault(pseudonym, []).append(event)
+        subjects[pseudonym] = event.subject.model_dump(exclude_none=True)
+
+    engine = RetentionEngine(policy)
+    evaluated_at = now or datetime.now(UTC)
+    rows = [
+        _clock_row(clock, subjects[pseudonym])
+        for pseudonym, subject_events in by_subject.items()
+        for clock in engine.evaluate(pseudonym, subject_events, evaluated_at)
+    ]
+    rows.sort(
+        key=lambda row: (_canonical(row["subject"]), row["category"], _canonical(row["scope"]))
+    )
+    json.dump(rows, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+    return 0
+
+
+def check_file(policy_path: Path, *, out: TextIO, err: TextIO) -> int:
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as error:
+        print(str(error), file=err)
+        return EXIT_INVALID_INPUT
+    print(f"{policy_path}: valid; categories: {', '.join(policy.categories)}", file=out)
+    return 0
+
+
+def _policy(path: Path | None) -> Policy:
+    return load_policy(path) if path is not None else load_default_policy()
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _clock_row(clock: RetentionClock, subject: dict[str, str]) -> dict[str, Any]:
+    return {
+        "subject": subject,
+        "category": clock.category.value,
+        "scope": clock.scope_dict,
+        "state": clock.state.value,
+        "due_at": clock.due_at.strftime("%Y-%m-%dT%H:%M:%SZ") if clock.due_at else None,
+        "rule": clock.rule,
+        "legal_basis": clock.legal_basis,
+        "reason": clock.reason,
+    }
+
+
+def _canonical(value: dict[str, str]) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _describe_os_error(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"cannot read {error.filename}: {error.strerror}"
+    return str(error)

@@ -1,0 +1,131 @@
+"""The ``gallring`` command as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.cli import main
+from shared.contract.examples import EXAMPLES
+
+REPO = Path(__file__).parents[2]
+EXAMPLE_EVENTS = REPO / "docs" / "examples" / "events.jsonl"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write_lines(tmp_path: Path, *events: dict | str) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(e if isinstance(e, str) else json.dumps(e) for e in events) + "\n")
+    return path
+
+
+def test_evaluate_prints_the_clocks_of_each_subject_as_given(capsys) -> None:
+    code, out, err = run(
+        capsys, "policy", "evaluate", str(EXAMPLE_EVENTS), "--now", "2026-11-25T00:00:00Z"
+    )
+    assert (code, err) == (0, "")
+    rows = json.loads(out)
+    assert [(r["subject"], r["category"], r["scope"], r["state"]) for r in rows] == [
+        ({"national_id": "198112189876"}, "bookkeeping", {}, "pending"),
+        ({"national_id": "198112189876"}, "collection_case", {"case_id": "C-2023-0001"}, "held"),
+        ({"ref": "crm:4711"}, "marketing", {}, "erase_now"),
+    ]
+    assert set(rows[0]) == {
+        "subject",
+        "category",
+        "scope",
+        "state",
+        "due_at",
+        "rule",
+        "legal_basis",
+        "reason",
+    }
+    assert rows[0]["due_at"] == "2031-12-31T23:00:00Z"
+    assert rows[1]["due_at"] == "2026-03-15T09:00:00Z"
+    assert rows[2]["rule"] == "marketing.immediate"
+
+
+def test_now_decides_whether_a_clock_is_pending_or_due(tmp_path, capsys) -> None:
+    path = write_lines(tmp_path, EXAMPLES["collection_case.closed"])
+    _, before, _ = run(capsys, "policy", "evaluate", str(path), "--now", "2026-03-15T08:59:59Z")
+    _, after, _ = run(capsys, "policy", "evaluate", str(path), "--now", "2026-03-15T09:00:00Z")
+    assert json.loads(before)[0]["state"] == "pending"
+    assert json.loads(after)[0]["state"] == "due"
+
+
+def test_evaluate_reads_a_custom_policy(tmp_path, capsys) -> None:
+    policy = (
+        (REPO / "shared/policy/default_policy.yaml")
+        .read_text()
+        .replace(
+            "retention: {months: 36}\n    triggers: [collection_case.closed]",
+            "retention: {months: 12}\n    triggers: [collection_case.closed]",
+        )
+    )
+    (tmp_path / "policy.yaml").write_text(policy)
+    path = write_lines(tmp_path, EXAMPLES["collection_case.closed"])
+    code, out, _ = run(
+        capsys, "policy", "evaluate", str(path), "--policy", str(tmp_path / "policy.yaml")
+    )
+    assert code == 0
+    assert json.loads(out)[0]["due_at"] == "2024-03-15T09:00:00Z"
+
+
+def test_invalid_lines_exit_2_naming_each_line_without_echoing_identifiers(
+    tmp_path, capsys
+) -> None:
+    bad_id = {**EXAMPLES["marketing.contact"], "subject": {"national_id": "19811218-9875"}}
+    no_scope = {**EXAMPLES["collection_case.closed"], "scope": {}}
+    path = write_lines(tmp_path, EXAMPLES["marketing.contact"], bad_id, "", "{oops", no_scope)
+    code, out, err = run(capsys, "policy", "evaluate", str(path))
+    assert (code, out) == (2, "")
+    lines = err.splitlines()
+    assert (
+        lines[0] == "line 2: subject.national_id: the check digit (the last digit) does not match"
+    )
+    assert lines[1].startswith("line 4: Invalid JSON")
+    assert lines[2] == "line 5: scope: collection_case.closed needs scope.case_id"
+    assert "19811218" not in err
+
+
+def test_a_missing_events_file_exits_2(tmp_path, capsys) -> None:
+    code, _, err = run(capsys, "policy", "evaluate", str(tmp_path / "absent.jsonl"))
+    assert code == 2
+    assert "cannot read" in err and "No such file or directory" in err
+
+
+def test_now_without_an_offset_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["policy", "evaluate", str(EXAMPLE_EVENTS), "--now", "2026-01-01T00:00:00"])
+    assert exited.value.code == 2
+    assert "give a UTC offset" in capsys.readouterr().err
+
+
+def test_policy_check_accepts_the_default_and_refuses_a_broken_file(tmp_path, capsys) -> None:
+    code, out, _ = run(capsys, "policy", "check", str(REPO / "shared/policy/default_policy.yaml"))
+    assert code == 0 and "valid" in out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 2\n")
+    code, _, err = run(capsys, "policy", "check", str(broken))
+    assert code == 2
+    assert f"{broken}:1: version: Input should be 1" in err
+
+
+def test_the_installed_command_runs(tmp_path) -> None:
+    gallring = Path(sys.executable).parent / "gallring"
+    result = subprocess.run(
+        [str(gallring), "policy", "evaluate", "-"],
+        input=json.dumps(EXAMPLES["marketing.contact"]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["category"] == "marketing"
