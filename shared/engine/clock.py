@@ -1,8 +1,8 @@
 """A retention clock: for one subject × category × scope, what is due when, and why."""
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 from uuid import UUID
 
 from shared.contract.vocabulary import Category
@@ -19,8 +19,9 @@ class ClockState(StrEnum):
     ERASE_NOW = "erase_now"  # an immediate trigger (unsubscribe, objection, instruction…)
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionClock:
+class RetentionClock(NamedTuple):
+    """Immutable; a NamedTuple because the engine builds one per clock per evaluation."""
+
     subject: str
     category: Category
     scope: ScopeItem

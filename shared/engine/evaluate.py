@@ -1,7 +1,8 @@
 """The retention engine: a subject's lifecycle events in, its retention clocks out.
 
-Pure: no I/O, no clock of its own (``now`` is an argument), and the result depends only on the
-set of events, never on their order or on duplicates. Each event is routed to the clocks it
+Pure: no I/O, no clock of its own (``now`` is an argument; events that occur after it have not
+happened yet and are left out), and the result depends only on the set of events, never on their
+order or on duplicates. Each event is routed to the clocks it
 concerns; each clock is then folded from its events sorted by occurrence time. At equal times a
 trigger comes first, then an early erasure, then an immediate erasure, then an event that undoes
 the trigger: when in doubt, keep the data. Legal holds and erasure requests are applied last.
@@ -9,7 +10,7 @@ the trigger: when in doubt, keep the data. Legal holds and erasure requests are 
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
 from operator import itemgetter
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from shared.contract.scope import Scope
 from shared.contract.vocabulary import Category
-from shared.engine import calendar
+from shared.engine import periods
 from shared.engine.clock import ClockState, RetentionClock, ScopeItem
 from shared.engine.holds import Holds
 from shared.policy.model import CategoryPolicy, Policy, Retention
@@ -76,6 +77,7 @@ class _CategoryPlan:
     """A policy row with what the engine derives from it once, not per subject."""
 
     rules: CategoryPolicy
+    rule_prefix: str  # "collection_case."
     what: str  # "Collection-case data": starts every reason
     period: str  # "36 months after"
     trigger_types: dict[str | None, tuple[str, ...]]  # per clock scope key
@@ -87,7 +89,9 @@ class RetentionEngine:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.zone = policy.zone
-        self._plans = {category: _plan(rules) for category, rules in policy.categories.items()}
+        self._plans = {
+            category: _plan(category, rules) for category, rules in policy.categories.items()
+        }
         roles: dict[str, list[_Membership]] = defaultdict(list)
         for category, rules in policy.categories.items():
             for role, event_rules in (
@@ -108,20 +112,20 @@ class RetentionEngine:
     ) -> list[RetentionClock]:
         """The clocks of one subject (its pseudonym) as of ``now``, sorted by category and scope."""
         entries: dict[ClockKey, list[_Entry]] = {}
-        broadcasts: list[tuple[Category, Role, EngineEvent]] = []
+        broadcasts: list[tuple[Category, Role, int, EngineEvent]] = []
         holds: Holds | None = None
-        latest_request: EngineEvent | None = None
+        erasure_requests: list[EngineEvent] = []
 
         for event in _deduplicate(events):
+            if event.occurred_at > now:
+                continue
             event_type = event.type
             if event_type == "legal_hold.placed" or event_type == "legal_hold.released":
                 holds = holds or Holds()
                 holds.add(event)
                 continue
-            if event_type == _DSR_ERASURE and (
-                latest_request is None or _order(event) > _order(latest_request)
-            ):
-                latest_request = event
+            if event_type == _DSR_ERASURE:
+                erasure_requests.append(event)
             scope = event.scope.item
             memberships = self._roles.get(event_type) or self._data_memberships(event)
             for category, role, only_scope, rank, category_scope in memberships:
@@ -132,15 +136,15 @@ class RetentionEngine:
                 elif scope is not None and scope[0] in category_scope:
                     key = (category, scope)
                 elif scope is None and role in _BROADCAST_ROLES:
-                    broadcasts.append((category, role, event))
+                    broadcasts.append((category, role, rank, event))
                     continue
                 else:
                     continue  # a scope this category is not kept per: not about its data
                 entry = (event.occurred_at, rank, event.event_id, role, event)
                 entries.setdefault(key, []).append(entry)
 
-        for category, role, event in broadcasts:
-            entry = (event.occurred_at, _SAME_TIME_ORDER[role], event.event_id, role, event)
+        for category, role, rank, event in broadcasts:
+            entry = (event.occurred_at, rank, event.event_id, role, event)
             for key, clock_entries in entries.items():
                 if key[0] == category:
                     clock_entries.append(entry)
@@ -152,8 +156,8 @@ class RetentionEngine:
             clock = self._fold(subject, category, scope, clock_entries, now)
             if holds is not None and clock.state is not ClockState.CANCELLED:
                 clock = self._apply_holds(clock, holds)
-            if latest_request is not None:
-                clock = self._answer_erasure_request(clock, latest_request)
+            if erasure_requests:
+                clock = self._answer_erasure_requests(clock, erasure_requests)
             clocks.append(clock)
         if len(clocks) > 1:
             clocks.sort(key=lambda clock: (clock.category, clock.scope or ("", "")))
@@ -207,7 +211,9 @@ class RetentionEngine:
                 triggers.clear()
                 outdated = None
             elif role is Role.CANCEL or role is Role.ONGOING:
-                reset_cancelled = role is Role.CANCEL and (bool(triggers) or erasure is not None)
+                reset_cancelled = role is Role.CANCEL and (
+                    reset_cancelled or bool(triggers) or erasure is not None
+                )
                 reset = event
                 triggers.clear()
                 erasure = outdated = None
@@ -229,7 +235,7 @@ class RetentionEngine:
                 if len(triggers) == 1
                 else max(triggers.values(), key=lambda e: (_anchor(retention, e), e.event_id))
             )
-            due = calendar.due_at(retention, _anchor(retention, decided_by), self.zone)
+            due = periods.due_at(retention, _anchor(retention, decided_by), self.zone)
             period = plan.period if client is None else retention.describe()
             reason = f"{what} is kept {period} {self._anchor_phrase(retention, triggers)}"
             if client is not None:
@@ -271,7 +277,7 @@ class RetentionEngine:
             scope,
             state,
             due,
-            f"{category.value}.{rule}",
+            plan.rule_prefix + rule,
             legal_basis,
             decided_by.event_id if decided_by is not None else None,
             reason,
@@ -282,34 +288,39 @@ class RetentionEngine:
         if not standing:
             return clock
         names = ", ".join(f"{h.hold_id} (placed {self._day(h.placed_at)})" for h in standing)
-        return replace(
-            clock,
+        return clock._replace(
             state=ClockState.HELD,
             rule=f"{clock.category}.legal_hold",
             reason=f"Held by legal hold {names}, whatever its due time; without it: {clock.reason}",
         )
 
-    def _answer_erasure_request(
-        self, clock: RetentionClock, request: EngineEvent
+    def _answer_erasure_requests(
+        self, clock: RetentionClock, requests: list[EngineEvent]
     ) -> RetentionClock:
-        """Say, per clock, whether the latest art. 17 request erased it or why it is kept."""
-        asked = f"the erasure request of {self._day(request.occurred_at)}"
-        if clock.state is ClockState.ERASE_NOW and clock.trigger_event_id == request.event_id:
+        """Say, per clock, whether an art. 17 request erased it, or why and until when not."""
+        latest = max(requests, key=_order)
+        asked = f"the erasure request of {self._day(latest.occurred_at)}"
+        state = clock.state
+        if state is ClockState.HELD:
+            answer = f"Kept despite {asked}, while the legal hold stands. "
+        elif state is ClockState.ERASE_NOW and any(
+            clock.trigger_event_id == request.event_id for request in requests
+        ):
             answer = f"Erased now in answer to {asked}: no retention ground remains. "
-        elif clock.state in (ClockState.DUE, ClockState.ERASE_NOW, ClockState.CANCELLED):
-            return clock  # erased anyway, or nothing left to erase
+        elif state is ClockState.DUE or state is ClockState.ERASE_NOW:
+            return clock  # erased at the next sweep anyway
         elif clock.category in self._dsr_reaches:
             return clock  # a trigger after the request started a new clock
         else:
             ground = self._plans[clock.category].rules.retention_ground
-            if clock.state is ClockState.HELD:
-                until = "while the legal hold stands"
-            elif clock.due_at is not None:
+            if clock.due_at is not None:
                 until = f"until {self._moment(clock.due_at)}"
+            elif state is ClockState.CANCELLED:
+                until = "while it is in use again"
             else:
                 until = "until its clock has run"
             answer = f"Kept despite {asked}, {until}, because {ground}. "
-        return replace(clock, reason=answer + clock.reason)
+        return clock._replace(reason=answer + clock.reason)
 
     def _anchor_phrase(self, retention: Retention, triggers: dict[str, EngineEvent]) -> str:
         if retention.anchor == "fiscal_year_end":
@@ -337,7 +348,7 @@ def evaluate(
     return RetentionEngine(policy).evaluate(subject, events, now)
 
 
-def _plan(rules: CategoryPolicy) -> _CategoryPlan:
+def _plan(category: Category, rules: CategoryPolicy) -> _CategoryPlan:
     trigger_types = {
         scope_key: tuple(
             dict.fromkeys(r.event for r in rules.triggers if r.scope in (None, scope_key))
@@ -345,7 +356,9 @@ def _plan(rules: CategoryPolicy) -> _CategoryPlan:
         for scope_key in (None, *rules.scope)
     }
     what = rules.description[:1].upper() + rules.description[1:]
-    return _CategoryPlan(rules, what, rules.retention.describe(), trigger_types)
+    return _CategoryPlan(
+        rules, f"{category.value}.", what, rules.retention.describe(), trigger_types
+    )
 
 
 def _deduplicate(events: Iterable[EngineEvent]) -> list[EngineEvent]:

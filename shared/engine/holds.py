@@ -1,8 +1,9 @@
 """Legal holds: which clocks a subject's standing holds cover.
 
-A hold is named by ``hold_id`` and may be narrowed to a case and/or a category; a release may
-be narrowed to a category. For each hold and category, the latest event decides whether it stands
-(at equal times the placement wins: when in doubt, keep).
+A hold is named by ``hold_id``. Its latest placement says what it covers: the whole subject, one
+case and/or one category. A release frees everything, or, naming a category, only that category
+until the hold is placed again. Events apply in occurrence order; at equal times the placement
+comes last, so it wins: when in doubt, keep.
 """
 
 from collections import defaultdict
@@ -15,7 +16,7 @@ from shared.engine.clock import ScopeItem
 
 
 @dataclass(frozen=True, slots=True)
-class _HoldEvent:
+class _HoldChange:
     occurred_at: datetime
     placed: bool
     case_id: str | None
@@ -28,33 +29,63 @@ class StandingHold:
     placed_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _HoldState:
+    placement: _HoldChange | None
+    released_categories: frozenset[Category]
+
+    def covers(self, category: Category, case_id: str | None) -> bool:
+        placement = self.placement
+        return (
+            placement is not None
+            and placement.category in (None, category)
+            and placement.case_id in (None, case_id)
+            and category not in self.released_categories
+        )
+
+
 class Holds:
     def __init__(self) -> None:
-        self._events: dict[str, list[_HoldEvent]] = defaultdict(list)
+        self._changes: dict[str, list[_HoldChange]] = defaultdict(list)
+        self._states: dict[str, _HoldState] | None = None
 
     def add(self, event: Any) -> None:
         """Record a ``legal_hold.placed`` or ``legal_hold.released`` event."""
         data = event.data
         placed = event.type == "legal_hold.placed"
         case_id = data.case_id if placed else None
-        self._events[data.hold_id].append(
-            _HoldEvent(event.occurred_at, placed, case_id, data.category)
+        self._changes[data.hold_id].append(
+            _HoldChange(event.occurred_at, placed, case_id, data.category)
         )
+        self._states = None
 
     def covering(self, category: Category, scope: ScopeItem) -> list[StandingHold]:
         """The holds that stand over this clock, oldest placement first."""
         case_id = scope[1] if scope is not None and scope[0] == "case_id" else None
-        standing = []
-        for hold_id, events in self._events.items():
-            relevant = [
-                event
-                for event in events
-                if event.category in (None, category)
-                and (not event.placed or event.case_id in (None, case_id))
-            ]
-            if not relevant:
-                continue
-            last = max(relevant, key=lambda event: (event.occurred_at, event.placed))
-            if last.placed:
-                standing.append(StandingHold(hold_id, last.occurred_at))
+        standing = [
+            StandingHold(hold_id, state.placement.occurred_at)
+            for hold_id, state in self._current().items()
+            if state.placement is not None and state.covers(category, case_id)
+        ]
         return sorted(standing, key=lambda hold: (hold.placed_at, hold.hold_id))
+
+    def _current(self) -> dict[str, _HoldState]:
+        if self._states is None:
+            self._states = {hold_id: _replay(changes) for hold_id, changes in self._changes.items()}
+        return self._states
+
+
+def _replay(changes: list[_HoldChange]) -> _HoldState:
+    placement: _HoldChange | None = None
+    released: frozenset[Category] = frozenset()
+    ordered = sorted(
+        changes, key=lambda c: (c.occurred_at, c.placed, c.case_id or "", c.category or "")
+    )
+    for change in ordered:
+        if change.placed:
+            placement, released = change, frozenset()
+        elif change.category is None:
+            placement, released = None, frozenset()
+        else:
+            released = released | {change.category}
+    return _HoldState(placement, released)

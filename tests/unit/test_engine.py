@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from shared.contract import LifecycleEvent
-from shared.engine import ClockState, RetentionClock, RetentionEngine
+from shared.engine import ClockState, RetentionClock, RetentionEngine, evaluate
 from shared.policy import load_default_policy, load_policy
 from tests.builders import event, utc
 
@@ -524,3 +524,82 @@ def test_clocks_come_sorted_by_category_and_scope_with_utc_due_times() -> None:
         ("marketing", None),
     ]
     assert all(c.due_at is not None and c.due_at.utcoffset().total_seconds() == 0 for c in result)
+
+
+def test_a_second_reopening_keeps_the_clock_cancelled() -> None:
+    clock = only(
+        event("collection_case.closed", "2020-01-10T10:00+01:00", CASE_1),
+        event("collection_case.reopened", "2021-06-01T10:00+02:00", CASE_1),
+        event("collection_case.reopened", "2021-07-01T10:00+02:00", CASE_1),
+    )
+    assert clock.state is ClockState.CANCELLED
+
+
+def test_the_latest_placement_of_a_hold_says_what_it_covers() -> None:
+    result = clocks(
+        *SUBJECT_HISTORY,
+        hold("2021-01-01T00:00+01:00", case_id="C-1"),
+        hold("2021-02-01T00:00+01:00", case_id="C-2"),
+    )
+    assert result["collection_case", "C-1"].state is ClockState.DUE
+    assert result["collection_case", "C-2"].state is ClockState.HELD
+
+
+def test_placing_a_hold_again_after_a_category_release_covers_that_category_again() -> None:
+    result = clocks(
+        *SUBJECT_HISTORY,
+        hold("2021-01-01T00:00+01:00"),
+        release("2022-01-01T00:00+01:00", category="marketing"),
+        hold("2023-01-01T00:00+01:00"),
+    )
+    assert result["marketing", None].state is ClockState.HELD
+
+
+def test_events_after_now_have_not_happened_yet() -> None:
+    contact = event("marketing.contact", "2024-05-02T14:30+02:00")
+    unsubscribed = event("newsletter.unsubscribed", "2025-02-10T08:15+01:00")
+    before = only(contact, unsubscribed, now=utc("2025-01-01T00:00Z"))
+    assert (before.state, before.due_at) == (ClockState.PENDING, utc("2027-05-02T12:30Z"))
+    assert only(contact, unsubscribed, now=utc("2025-03-01T00:00Z")).state is (ClockState.ERASE_NOW)
+
+
+def test_an_erasure_request_answers_for_a_cancelled_clock_too() -> None:
+    result = clocks(
+        event("collection_case.closed", "2020-01-10T10:00+01:00", CASE_1),
+        event("collection_case.reopened", "2021-06-01T10:00+02:00", CASE_1),
+        event("dsr.erasure_requested", "2025-09-15T13:00+02:00"),
+    )
+    clock = result["collection_case", "C-1"]
+    assert clock.state is ClockState.CANCELLED
+    assert clock.reason.startswith(
+        "Kept despite the erasure request of 2025-09-15, while it is in use again, because it is "
+        "needed to establish, exercise or defend the legal claim"
+    )
+
+
+def test_a_held_category_that_an_erasure_request_reaches_is_kept_while_held() -> None:
+    result = clocks(
+        event("marketing.contact", "2024-05-02T14:30+02:00"),
+        hold("2025-01-01T00:00+01:00", category="marketing"),
+        event("dsr.erasure_requested", "2025-09-15T13:00+02:00"),
+    )
+    clock = result["marketing", None]
+    assert clock.state is ClockState.HELD
+    assert clock.reason.startswith(
+        "Kept despite the erasure request of 2025-09-15, while the legal hold stands. Held by"
+    )
+
+
+def test_a_repeated_erasure_request_still_says_erased_now() -> None:
+    first = event("dsr.erasure_requested", "2025-09-15T13:00+02:00")
+    again = event("dsr.erasure_requested", "2025-10-15T13:00+02:00")
+    clock = only(event("marketing.contact", "2024-05-02T14:30+02:00"), first, again)
+    assert (clock.state, clock.trigger_event_id) == (ClockState.ERASE_NOW, first.event_id)
+    assert clock.reason.startswith("Erased now in answer to the erasure request of 2025-10-15")
+
+
+def test_the_pure_function_matches_the_engine() -> None:
+    history = list(SUBJECT_HISTORY)
+    assert evaluate(load_default_policy(), SUBJECT, history, NOW) == ENGINE.evaluate(
+        SUBJECT, history, NOW
+    )

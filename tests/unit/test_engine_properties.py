@@ -38,12 +38,20 @@ SUBJECT_WIDE_TYPES = [
     "consent.withdrawn",
     "dsr.erasure_requested",
 ]
+#: For a clock of (category, scope key): an event type that triggers it.
 TRIGGERS = {
-    "collection_case": "collection_case.closed",
-    "marketing": "marketing.contact",
-    "invoice_administration": "invoice_administration.ended",
-    "bookkeeping": "bookkeeping.recorded",
+    ("collection_case", "case_id"): ["collection_case.closed"],
+    ("customer_relationship", "client_id"): [
+        "customer_relationship.ended",
+        "customer_relationship.settled",
+    ],
+    ("marketing", None): ["marketing.contact"],
+    ("invoice_administration", "client_id"): ["invoice_administration.ended"],
+    ("bookkeeping", None): ["bookkeeping.recorded"],
+    ("aml", "measure_id"): ["aml.measure_performed"],
+    ("aml", "relationship_id"): ["aml.relationship_ended"],
 }
+CATEGORIES = ["collection_case", "customer_relationship", "marketing", "aml", "bookkeeping"]
 
 
 def _make(event_type: str, at: datetime, scope: dict, data: dict) -> LifecycleEvent:
@@ -54,7 +62,9 @@ def _make(event_type: str, at: datetime, scope: dict, data: dict) -> LifecycleEv
 def lifecycle_events(draw: st.DrawFn) -> LifecycleEvent:
     at = draw(instants)
     kind = draw(
-        st.sampled_from(["scoped", "subject_wide", "bookkeeping", "hold", "release", "aml"])
+        st.sampled_from(
+            ["scoped", "subject_wide", "bookkeeping", "hold", "release", "aml", "measure", "data"]
+        )
     )
     if kind == "scoped":
         event_type = draw(st.sampled_from(sorted(SCOPED_TYPES)))
@@ -73,6 +83,15 @@ def lifecycle_events(draw: st.DrawFn) -> LifecycleEvent:
             )
         )
         return _make(event_type, at, {"relationship_id": "BR-1"}, {})
+    if kind == "measure":
+        return _make("aml.measure_performed", at, {"measure_id": "M-1"}, {})
+    if kind == "data":
+        category = draw(st.sampled_from(CATEGORIES))
+        scope = draw(st.sampled_from([{}, {"case_id": "C-1"}, {"client_id": "K-1"}]))
+        if draw(st.booleans()):
+            return _make("data.outdated", at, scope, {"category": category})
+        disclosed = {"recipient_id": "print-vendor", "category": category, "recipient_ref": "R-1"}
+        return _make("data.disclosed", at, scope, disclosed)
     narrowing = draw(
         st.sampled_from([{}, {"case_id": "C-1"}, {"category": "marketing"}])
         if kind == "hold"
@@ -99,7 +118,8 @@ def test_the_result_depends_neither_on_order_nor_on_duplicates(history, data) ->
 @given(history=histories, hold_at=instants)
 def test_under_a_standing_subject_wide_hold_nothing_is_due(history, hold_at) -> None:
     standing = [e for e in history if e.type != "legal_hold.released"]
-    standing.append(_make("legal_hold.placed", hold_at, {}, {"hold_id": "H-standing"}))
+    placed_at = min(hold_at, NOW)  # a hold placed after `now` has not happened yet
+    standing.append(_make("legal_hold.placed", placed_at, {}, {"hold_id": "H-standing"}))
     for clock in ENGINE.evaluate(SUBJECT, standing, NOW):
         assert clock.state not in (ClockState.DUE, ClockState.ERASE_NOW)
         assert clock.state in (ClockState.HELD, ClockState.CANCELLED)
@@ -108,22 +128,21 @@ def test_under_a_standing_subject_wide_hold_nothing_is_due(history, hold_at) -> 
 @settings(max_examples=300, deadline=None)
 @given(history=histories, gap=st.integers(1, 5 * 365 * 24 * 60), year_end=st.integers(2014, 2030))
 def test_a_later_trigger_never_moves_due_at_earlier(history, gap, year_end) -> None:
-    latest = max(e.occurred_at for e in history)
-    later = latest + timedelta(minutes=gap)
-    for clock in ENGINE.evaluate(SUBJECT, history, NOW):
-        trigger_type = TRIGGERS.get(clock.category.value)
-        if clock.due_at is None or trigger_type is None:
-            continue
-        data = (
-            {"fiscal_year_end": date(year_end, 12, 31).isoformat()}
-            if trigger_type.startswith("bookkeeping")
-            else {}
-        )
-        extra = _make(trigger_type, later, clock.scope_dict, data)
-        [after] = [
-            c
-            for c in ENGINE.evaluate(SUBJECT, [*history, extra], NOW)
-            if (c.category, c.scope) == (clock.category, clock.scope)
-        ]
-        assert after.due_at is not None
-        assert after.due_at >= clock.due_at
+    later = max(e.occurred_at for e in history) + timedelta(minutes=gap)
+    now = later  # so that the added trigger has happened
+    for clock in ENGINE.evaluate(SUBJECT, history, now):
+        scope_key = clock.scope[0] if clock.scope else None
+        for trigger_type in TRIGGERS.get((clock.category.value, scope_key), []):
+            if clock.due_at is None:
+                continue
+            data = {}
+            if trigger_type == "bookkeeping.recorded":
+                data = {"fiscal_year_end": date(year_end, 12, 31).isoformat()}
+            extra = _make(trigger_type, later, clock.scope_dict, data)
+            [after] = [
+                c
+                for c in ENGINE.evaluate(SUBJECT, [*history, extra], now)
+                if (c.category, c.scope) == (clock.category, clock.scope)
+            ]
+            assert after.due_at is not None
+            assert after.due_at >= clock.due_at

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.engine.calendar import add_months, due_at
+from shared.engine.periods import add_months, due_at
 from shared.policy import Retention
 from tests.builders import utc
 

@@ -49,6 +49,7 @@ _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def _days_in_month(year: int, month: int) -> int:
+    # calendar.monthrange() also computes the weekday: a third of this module's time.
     return 29 if month == 2 and isleap(year) else _DAYS_IN_MONTH[month - 1]
 
 
