@@ -33,15 +33,20 @@ def load_default_policy() -> Policy:
 
 
 def parse_policy(text: str, *, source: str) -> Policy:
+    loader = _StrictLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        document = yaml.safe_load(text)
+        root = loader.get_single_node()
+        document = loader.construct_document(root) if root is not None else None
+    except DuplicateKeyError as error:
+        raise PolicyError(source, [f"{source}:{error.line}: {error}"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         raise PolicyError(
             source, [f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]
         ) from None
+    finally:
+        loader.dispose()
     if not isinstance(document, dict):
         raise PolicyError(source, [f"{source}:1: expected a mapping with version and categories"])
     try:
@@ -56,6 +61,25 @@ def parse_policy(text: str, *, source: str) -> Policy:
                 f"{source}:{line}: {field}: {detail['msg'].removeprefix('Value error, ')}"
             )
         raise PolicyError(source, problems) from None
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, key: object, line: int) -> None:
+        self.line = line
+        super().__init__(f"{key}: given twice; remove one (YAML would silently keep the last)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _is_validator_label(part: str | int) -> bool:

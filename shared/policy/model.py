@@ -20,6 +20,13 @@ IMMEDIATE_EVENT_TYPES = (
     "controller.erasure_instructed",
 )
 ImmediateEventType = Literal[IMMEDIATE_EVENT_TYPES]  # type: ignore[valid-type]
+#: Events the engine applies in their own way (holds, and data.* naming their category in data):
+#: they cannot also be a category's trigger, cancellation or sign of use.
+SPECIAL_EVENT_TYPES = frozenset(
+    {"legal_hold.placed", "legal_hold.released", "data.outdated", "data.disclosed"}
+)
+#: Events that carry ``data.fiscal_year_end``, the only other anchor a retention may count from.
+FISCAL_YEAR_EVENT_TYPES = frozenset({"bookkeeping.recorded"})
 
 
 class _Strict(BaseModel):
@@ -128,13 +135,30 @@ class CategoryPolicy(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         for rule in (*self.triggers, *self.cancelled_by, *self.ongoing_while):
+            if rule.event in SPECIAL_EVENT_TYPES:
+                raise ValueError(
+                    f"{rule.event} has a fixed meaning (holds and data.* events name their "
+                    "category themselves); it cannot be listed here"
+                )
             if rule.scope is not None and rule.scope not in self.scope:
                 raise ValueError(
                     f"{rule.event} is limited to scope {rule.scope}, which is not one of this "
                     f"category's scope keys ({', '.join(self.scope) or 'none: subject-wide'})"
                 )
+        if self.retention.anchor == "fiscal_year_end" and any(
+            rule.event not in FISCAL_YEAR_EVENT_TYPES for rule in self.triggers
+        ):
+            raise ValueError(
+                "anchor: fiscal_year_end needs triggers that carry data.fiscal_year_end "
+                f"({', '.join(sorted(FISCAL_YEAR_EVENT_TYPES))})"
+            )
         if self.client_overrides and "client_id" not in self.scope:
             raise ValueError("client_overrides need a category kept per client_id")
+        for client_id, override in self.client_overrides.items():
+            if override.retention.anchor != self.retention.anchor:
+                raise ValueError(
+                    f"client_overrides.{client_id}: anchor must stay {self.retention.anchor}"
+                )
         if self.start == "later_of" and len({r.event for r in self.triggers}) < 2:
             raise ValueError("start: later_of needs at least two trigger event types")
         return self

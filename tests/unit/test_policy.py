@@ -147,3 +147,49 @@ def test_per_client_overrides_for_invoice_administration(tmp_path: Path) -> None
     assert (retention.total_months, legal_basis, client) == (18, "DPA K-1001", "K-1001")
     retention, legal_basis, client = rows.retention_for("K-2002")
     assert (retention.total_months, client) == (36, None)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = DEFAULT_TEXT.replace(
+        "    retention: {months: 36}\n    triggers: [collection_case.closed]",
+        "    retention: {months: 36}\n    triggers: [collection_case.closed]\n"
+        "    retention: {months: 1}",
+    )
+    assert problems_of(text, tmp_path) == [
+        f"{tmp_path}/policy.yaml:{line_of(text, 'retention: {months: 1}')}: retention: given "
+        "twice; remove one (YAML would silently keep the last)"
+    ]
+
+
+def test_a_fiscal_year_anchor_needs_triggers_that_carry_one(tmp_path: Path) -> None:
+    text = DEFAULT_TEXT.replace(
+        "    retention: {months: 36}\n    triggers: [marketing.contact]",
+        "    retention: {calendar_years_after: 1, anchor: fiscal_year_end}\n"
+        "    triggers: [marketing.contact]",
+    )
+    [problem] = problems_of(text, tmp_path)
+    assert problem.endswith(
+        "categories.marketing: anchor: fiscal_year_end needs triggers that carry "
+        "data.fiscal_year_end (bookkeeping.recorded)"
+    )
+
+
+@pytest.mark.parametrize("event_type", ["legal_hold.placed", "data.outdated", "data.disclosed"])
+def test_events_with_a_fixed_meaning_cannot_be_triggers(tmp_path: Path, event_type: str) -> None:
+    text = DEFAULT_TEXT.replace(
+        "triggers: [marketing.contact]", f"triggers: [marketing.contact, {event_type}]"
+    )
+    [problem] = problems_of(text, tmp_path)
+    assert f"categories.marketing: {event_type} has a fixed meaning" in problem
+
+
+def test_a_client_override_keeps_the_categorys_anchor(tmp_path: Path) -> None:
+    text = DEFAULT_TEXT.replace(
+        "    client_overrides: {}",
+        "    client_overrides:\n"
+        "      K-1: {retention: {calendar_years_after: 1, anchor: fiscal_year_end}}",
+    )
+    [problem] = problems_of(text, tmp_path)
+    assert problem.endswith(
+        "categories.invoice_administration: client_overrides.K-1: anchor must stay occurred_at"
+    )
