@@ -44,9 +44,7 @@ def normalise_national_id(text: str, *, today: date | None = None) -> str:
     try:
         date(full_year, month, day)
     except ValueError:
-        raise InvalidNationalIdError(
-            f"{full_year:04d}-{month:02d}-{day:02d} is not a date of birth on the calendar"
-        ) from None
+        raise InvalidNationalIdError("the date part is not a valid date of birth") from None
     return f"{full_year:04d}{yymmdd[2:]}{serial}"
 
 

@@ -1,15 +1,18 @@
 """Validation errors as a person can act on them, with no input value echoed back.
 
-Pydantic's own message repeats the input, which may be a personal identity number; these
-descriptions name the field and what it expects, nothing more. The API's problem+json and the
-command line both print them.
+Pydantic's own message (``str(ValidationError)``) may repeat the input, which may be a personal
+identity number, so it must never be logged or returned: :func:`describe` is what the command line
+prints and what an API returns. It names the field and what it expects, nothing more.
 """
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from shared.contract.events import EVENT_TYPES
+
+_FIELD_NAME = re.compile(r"^[a-z][a-z_]{0,39}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,12 @@ def describe(error: ValidationError) -> list[FieldError]:
         if location and location[0] in EVENT_TYPES:
             location = location[1:]  # the discriminator tag is not a field the sender wrote
         message = detail["msg"].removeprefix("Value error, ")
-        if detail["type"] == "union_tag_invalid":
+        if detail["type"] == "extra_forbidden":
+            # The unknown key is the sender's text: repeat it only if it looks like a field name.
+            message = "unknown field; remove it"
+            if location and not _FIELD_NAME.match(location[-1]):
+                location[-1] = "(unknown field)"
+        elif detail["type"] == "union_tag_invalid":
             message = f"unknown event type; expected one of: {', '.join(EVENT_TYPES)}"
             location = ["type"]
         elif detail["type"] == "union_tag_not_found":

@@ -4,8 +4,9 @@ Each type says which ``scope`` keys it takes and validates its own ``data``; eve
 unknown fields, so free text (a name, an address) cannot ride along in an event.
 """
 
+import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 from uuid import UUID
 
 from pydantic import (
@@ -26,6 +27,12 @@ from shared.contract.vocabulary import Category, Identifier, Role
 
 CONTRACT_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _type_of(model: type[BaseModel]) -> str:
+    """The ``type`` literal an event model is told apart by."""
+    return get_args(model.model_fields["type"].annotation)[0]
 
 
 class _Data(BaseModel):
@@ -91,6 +98,16 @@ class _Event(BaseModel):
     role: Role | None = None
     scope: Scope = Scope()
 
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _iso_8601_text(cls, value: object) -> object:
+        # Pydantic would also read numbers (and digit strings) as Unix time, in UTC by assumption.
+        if isinstance(value, datetime) or (isinstance(value, str) and _ISO_8601.match(value)):
+            return value
+        raise ValueError(
+            "expected an ISO-8601 date and time with a UTC offset, e.g. 2023-03-15T10:00:00+01:00"
+        )
+
     @field_validator("occurred_at")
     @classmethod
     def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
@@ -106,7 +123,7 @@ class _Event(BaseModel):
     def _scope_fits_type(cls, scope: Scope) -> Scope:
         key = scope.key
         allowed = cls.allowed_scope_keys
-        event_type = cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+        event_type = _type_of(cls)
         expected = "scope." + " or scope.".join(allowed)
         if key is None and cls.scope_required:
             raise ValueError(f"{event_type} needs {expected}")
@@ -283,8 +300,7 @@ _ADAPTER: TypeAdapter[LifecycleEvent] = TypeAdapter(
 )
 
 EVENT_TYPES: tuple[str, ...] = tuple(
-    model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    for model in LifecycleEvent.__origin__.__args__  # type: ignore[attr-defined]
+    _type_of(model) for model in get_args(get_args(LifecycleEvent)[0])
 )
 
 

@@ -24,6 +24,7 @@ class Subject(BaseModel):
             description="Swedish personnummer or samordningsnummer, 10 or 12 digits, "
             "optionally with '-' or '+' before the last four; Luhn-checked.",
             examples=["19811218-9876"],
+            repr=False,
         ),
     ] = None
     ref: Annotated[
@@ -33,6 +34,7 @@ class Subject(BaseModel):
             pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/#-]*$",
             max_length=200,
             examples=["crm:4711"],
+            repr=False,
         ),
     ] = None
 

@@ -51,7 +51,7 @@ def test_coordination_number_with_day_plus_sixty_is_accepted() -> None:
 
 def test_leap_day_is_a_date_only_in_leap_years() -> None:
     assert normalise_national_id("20" + with_check_digit("000229123"), today=TODAY)
-    with pytest.raises(InvalidNationalIdError, match="1900-02-29 is not a date"):
+    with pytest.raises(InvalidNationalIdError, match="the date part is not a valid date"):
         normalise_national_id("19" + with_check_digit("000229123"), today=TODAY)
 
 
@@ -59,7 +59,7 @@ def test_leap_day_is_a_date_only_in_leap_years() -> None:
     ("written", "why"),
     [
         ("19811218-9875", "check digit"),
-        ("19" + with_check_digit("811318987"), "not a date of birth"),
+        ("19" + with_check_digit("811318987"), "not a valid date of birth"),
         ("1981121-89876", "expected 10 or 12 digits"),
         ("19811218 9876", "expected 10 or 12 digits"),
         ("811218-98765", "expected 10 or 12 digits"),
@@ -71,7 +71,8 @@ def test_invalid_numbers_are_refused_with_the_reason(written: str, why: str) -> 
         normalise_national_id(written, today=TODAY)
 
 
-def test_error_messages_do_not_repeat_the_number() -> None:
+@pytest.mark.parametrize("written", ["19811218-9875", "19" + with_check_digit("811318987")])
+def test_error_messages_repeat_no_part_of_the_number(written: str) -> None:
     with pytest.raises(InvalidNationalIdError) as refused:
-        normalise_national_id("19811218-9875", today=TODAY)
-    assert "9875" not in str(refused.value)
+        normalise_national_id(written, today=TODAY)
+    assert not any(part in str(refused.value) for part in ("1981", "9875", "1318", "81-13"))
