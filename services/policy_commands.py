@@ -3,7 +3,7 @@
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,18 +25,10 @@ def evaluate_file(
     """Print every subject's clocks for a JSON-lines file; 2 if a line or the policy is bad."""
     try:
         policy = _policy(policy_path)
-        lines = list(_read_lines(events_path))
+        parsed, problems = _parse_lines(_read_lines(events_path))
     except (PolicyError, OSError) as error:
-        print(f"gallring: {_describe_os_error(error)}", file=err)
+        print(f"gallring: {_describe_error(error)}", file=err)
         return EXIT_INVALID_INPUT
-
-    events: list[LifecycleEvent] = []
-    problems: list[str] = []
-    for number, line in lines:
-        try:
-            events.append(parse_event(line))
-        except ValidationError as error:
-            problems.extend(f"line {number}: {problem}" for problem in describe(error))
     if problems:
         print("\n".join(problems), file=err)
         return EXIT_INVALID_INPUT
@@ -45,10 +37,10 @@ def evaluate_file(
     pseudonymiser = Pseudonymiser(os.urandom(32))
     by_subject: dict[str, list[LifecycleEvent]] = {}
     subjects: dict[str, dict[str, str]] = {}
-    for event in events:
+    for event, subject_as_given in parsed:
         pseudonym = event.subject.pseudonym(pseudonymiser)
         by_subject.setdefault(pseudonym, []).append(event)
-        subjects[pseudonym] = event.subject.model_dump(exclude_none=True)
+        subjects.setdefault(pseudonym, subject_as_given)
 
     engine = RetentionEngine(policy)
     evaluated_at = now or datetime.now(UTC)
@@ -65,6 +57,35 @@ def evaluate_file(
     return 0
 
 
+def _parse_lines(
+    lines: Iterable[tuple[int, bytes]],
+) -> tuple[list[tuple[LifecycleEvent, dict[str, str]]], list[str]]:
+    """Each valid event with its subject as written; or, per bad line, what is wrong with it."""
+    parsed: list[tuple[LifecycleEvent, dict[str, str]]] = []
+    problems: list[str] = []
+    for number, raw in lines:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"line {number}: not valid UTF-8")
+            continue
+        if not text.strip():
+            continue
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            problems.append(f"line {number}: not valid JSON: {error.msg} (column {error.colno})")
+            continue
+        if not isinstance(document, dict):
+            problems.append(f"line {number}: expected a JSON object, one event per line")
+            continue
+        try:
+            parsed.append((parse_event(document), document["subject"]))
+        except ValidationError as error:
+            problems.extend(f"line {number}: {problem}" for problem in describe(error))
+    return parsed, problems
+
+
 def check_file(policy_path: Path, *, out: TextIO, err: TextIO) -> int:
     try:
         policy = load_policy(policy_path)
@@ -79,12 +100,12 @@ def _policy(path: Path | None) -> Policy:
     return load_policy(path) if path is not None else load_default_policy()
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
-    with stream:
-        for number, line in enumerate(stream, start=1):
-            if line.strip():
-                yield number, line
+def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    if str(path) == "-":
+        yield from enumerate(sys.stdin.buffer, start=1)
+        return
+    with path.open("rb") as stream:
+        yield from enumerate(stream, start=1)
 
 
 def _clock_row(clock: RetentionClock, subject: dict[str, str]) -> dict[str, Any]:
@@ -104,7 +125,7 @@ def _canonical(value: dict[str, str]) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _describe_os_error(error: Exception) -> str:
+def _describe_error(error: Exception) -> str:
     if isinstance(error, OSError):
         return f"cannot read {error.filename}: {error.strerror}"
     return str(error)

@@ -33,8 +33,8 @@ def test_evaluate_prints_the_clocks_of_each_subject_as_given(capsys) -> None:
     assert (code, err) == (0, "")
     rows = json.loads(out)
     assert [(r["subject"], r["category"], r["scope"], r["state"]) for r in rows] == [
-        ({"national_id": "198112189876"}, "bookkeeping", {}, "pending"),
-        ({"national_id": "198112189876"}, "collection_case", {"case_id": "C-2023-0001"}, "held"),
+        ({"national_id": "19811218-9876"}, "bookkeeping", {}, "pending"),
+        ({"national_id": "19811218-9876"}, "collection_case", {"case_id": "C-2023-0001"}, "held"),
         ({"ref": "crm:4711"}, "marketing", {}, "erase_now"),
     ]
     assert set(rows[0]) == {
@@ -90,7 +90,9 @@ def test_invalid_lines_exit_2_naming_each_line_without_echoing_identifiers(
     assert (
         lines[0] == "line 2: subject.national_id: the check digit (the last digit) does not match"
     )
-    assert lines[1].startswith("line 4: Invalid JSON")
+    assert lines[1] == (
+        "line 4: not valid JSON: Expecting property name enclosed in double quotes (column 2)"
+    )
     assert lines[2] == "line 5: scope: collection_case.closed needs scope.case_id"
     assert "19811218" not in err
 
@@ -129,3 +131,22 @@ def test_the_installed_command_runs(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["category"] == "marketing"
+
+
+def test_one_person_written_two_ways_is_one_subject_named_as_first_given(tmp_path, capsys) -> None:
+    short = {**EXAMPLES["collection_case.closed"], "subject": {"national_id": "811218-9876"}}
+    long = {**EXAMPLES["bookkeeping.recorded"], "subject": {"national_id": "198112189876"}}
+    code, out, _ = run(capsys, "policy", "evaluate", str(write_lines(tmp_path, short, long)))
+    assert code == 0
+    assert [row["subject"] for row in json.loads(out)] == [{"national_id": "811218-9876"}] * 2
+
+
+def test_a_line_that_is_not_utf8_or_not_an_object_is_named(tmp_path, capsys) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(json.dumps(EXAMPLES["marketing.contact"]).encode() + b"\n\xff\xfe\n[1]\n")
+    code, out, err = run(capsys, "policy", "evaluate", str(path))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "line 2: not valid UTF-8",
+        "line 3: expected a JSON object, one event per line",
+    ]
