@@ -3,24 +3,30 @@
 Offsets are never auto-committed: consumers commit after their work is durable.
 """
 
+import contextlib
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.settings import KafkaSettings
 
 
 def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.bootstrap,
         client_id=settings.client_id,
         enable_idempotence=settings.enable_idempotence,
         acks="all",
+        request_timeout_ms=settings.request_timeout_ms,
+        linger_ms=5,
     )
 
 
 def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.bootstrap,
         client_id=settings.client_id,
         group_id=group_id,
         enable_auto_commit=False,
@@ -28,3 +34,29 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKa
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
     )
+
+
+async def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...]) -> None:
+    """Create the topics that are missing, with partitions and replication from settings."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=topic,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
+            for topic in topics
+            if topic not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()

@@ -6,26 +6,39 @@ tests build them directly.
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.policy import Policy, load_default_policy, load_policy
 from shared.pseudonym import Pseudonymiser
 
+DEFAULT_DATABASE_URL = "sqlite:///var/gallring.db"
 
-class KafkaSettings(BaseModel):
-    bootstrap_servers: str = "127.0.0.1:9092"
+
+class KafkaSettings(BaseSettings):
+    """``GALLRING_KAFKA_…``: how every service reaches the broker."""
+
+    model_config = SettingsConfigDict(env_prefix="GALLRING_KAFKA_", extra="ignore")
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port…]")
     client_id: str = "gallring"
     enable_idempotence: bool = Field(
         default=True, description="On for a real cluster; the embedded Tansu broker refuses it."
     )
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    request_timeout_ms: int = Field(
+        default=30_000, ge=1_000, description="how long a send may wait for the broker's ack"
+    )
+    topic_partitions: int = Field(default=6, ge=1, description="for topics Gallring creates")
+    topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
 
 
 class GallringSettings(BaseSettings):
+    """``GALLRING_…``: what every service needs."""
+
     model_config = SettingsConfigDict(
-        env_prefix="GALLRING_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+        env_prefix="GALLRING_", extra="ignore", hide_input_in_errors=True
     )
 
     pseudonym_secret: SecretStr = Field(
@@ -35,8 +48,8 @@ class GallringSettings(BaseSettings):
     policy_file: Path | None = Field(
         default=None, description="A retention policy file; the built-in default if unset."
     )
-    database_url: str = "sqlite:///gallring.db"
-    kafka: KafkaSettings = KafkaSettings()
+    database_url: str = DEFAULT_DATABASE_URL
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @field_validator("pseudonym_secret")
     @classmethod

@@ -54,7 +54,7 @@ def kafka_broker() -> Iterator[EmbeddedBroker]:
 def kafka_settings(kafka_broker: EmbeddedBroker) -> KafkaSettings:
     """Settings for the test broker: Tansu refuses idempotence; short sessions join fast."""
     return KafkaSettings(
-        bootstrap_servers=kafka_broker.bootstrap_servers,
+        bootstrap=kafka_broker.bootstrap_servers,
         client_id="gallring-tests",
         enable_idempotence=False,
         session_timeout_ms=2_000,

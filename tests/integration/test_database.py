@@ -2,33 +2,38 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import text
-from sqlmodel import Field, Session, SQLModel, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 
 from shared.database import make_engine
+from shared.tables.types import UtcDateTime
+
+# Not on the schema's metadata: this table exists only for the test.
+probe_metadata = MetaData()
+probe = Table(
+    "probe_record",
+    probe_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("label", String(20)),
+    Column("recorded_at", UtcDateTime()),
+)
 
 
-class ProbeRecord(SQLModel, table=True):
-    """A table that exists only in this test's metadata."""
-
-    __tablename__ = "probe_record"
-    id: int | None = Field(default=None, primary_key=True)
-    label: str
-    recorded_at: datetime
-
-
-def test_an_engine_round_trips_a_row_on_each_database(database_url: str) -> None:
+def test_timestamps_round_trip_as_aware_utc_on_each_database(database_url: str) -> None:
     engine = make_engine(database_url)
-    SQLModel.metadata.create_all(engine, tables=[ProbeRecord.__table__])
+    probe_metadata.create_all(engine)
     try:
-        with Session(engine) as session:
-            session.add(ProbeRecord(label="hello", recorded_at=datetime(2026, 1, 1, tzinfo=UTC)))
-            session.commit()
-        with Session(engine) as session:
-            [row] = session.exec(select(ProbeRecord)).all()
-            assert row.label == "hello"
+        stockholm_noon = datetime.fromisoformat("2026-07-01T12:00:00+02:00")
+        with engine.begin() as connection:
+            connection.execute(probe.insert().values(label="hello", recorded_at=stockholm_noon))
+        with engine.connect() as connection:
+            label, recorded_at = connection.execute(
+                select(probe.c.label, probe.c.recorded_at)
+            ).one()
+        assert label == "hello"
+        assert recorded_at == datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+        assert recorded_at.tzinfo is UTC
     finally:
-        SQLModel.metadata.drop_all(engine, tables=[ProbeRecord.__table__])
+        probe_metadata.drop_all(engine)
         engine.dispose()
 
 

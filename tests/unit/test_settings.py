@@ -8,10 +8,10 @@ SECRET = "s" * 32
 
 def test_settings_come_from_gallring_environment_variables(monkeypatch) -> None:
     monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", SECRET)
-    monkeypatch.setenv("GALLRING_KAFKA__BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
-    monkeypatch.setenv("GALLRING_KAFKA__ENABLE_IDEMPOTENCE", "false")
+    monkeypatch.setenv("GALLRING_KAFKA_BOOTSTRAP", "kafka-1:9092,kafka-2:9092")
+    monkeypatch.setenv("GALLRING_KAFKA_ENABLE_IDEMPOTENCE", "false")
     settings = GallringSettings()
-    assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert settings.kafka.bootstrap == "kafka-1:9092,kafka-2:9092"
     assert settings.kafka.enable_idempotence is False
     assert settings.kafka.session_timeout_ms == 10_000
 

@@ -1,0 +1,60 @@
+"""The value of a ``gallring.lifecycle.v1`` message: a v1 event with its subject pseudonymised.
+
+This is also what the API stores per event, and what consumers hand to the engine.
+"""
+
+from typing import Annotated, Any, Literal, Self, get_args
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.contract.events import EVENT_TYPES, LifecycleEvent
+from shared.contract.scope import Scope
+from shared.contract.vocabulary import Role
+
+SCHEMA_VERSION = 1
+Pseudonym = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256, hex")]
+
+#: The ``data`` model of each event type, to validate a message's data as the event's was.
+_DATA_MODELS: dict[str, type[BaseModel]] = {
+    get_args(model.model_fields["type"].annotation)[0]: model.model_fields["data"].annotation
+    for model in get_args(get_args(LifecycleEvent)[0])
+}
+
+
+class LifecycleMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: UUID
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    occurred_at: AwareDatetime
+    subject: Pseudonym
+    role: Role | None = None
+    scope: Scope = Scope()
+    data: Any
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_data(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("type") in _DATA_MODELS:
+            model = _DATA_MODELS[value["type"]]
+            data = value.get("data", {})
+            if not isinstance(data, model):
+                value = {**value, "data": model.model_validate(data)}
+        return value
+
+    @classmethod
+    def from_event(cls, event: LifecycleEvent, pseudonym: str) -> Self:
+        return cls(
+            event_id=event.event_id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            subject=pseudonym,
+            role=event.role,
+            scope=event.scope,
+            data=event.data,
+        )
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)

@@ -1,0 +1,28 @@
+"""Alembic environment: migrates the database named by the Alembic config's sqlalchemy.url."""
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from shared.tables import metadata
+
+config = context.config
+
+
+def run_migrations() -> None:
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section) or {},
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with connectable.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations()

@@ -1,0 +1,98 @@
+"""Tables the API service owns. None holds a raw personal identifier: subjects appear only as
+keyed pseudonyms, request bodies only as keyed digests."""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+from shared.tables.types import UtcDateTime
+
+
+def _utc(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+class StoredEvent(SQLModel, table=True):
+    """An accepted event, pseudonymised: the lifecycle message as it goes onto Kafka."""
+
+    __tablename__ = "stored_event"
+
+    event_id: UUID = Field(primary_key=True)
+    subject_pseudonym: str = Field(max_length=64, index=True)
+    type: str = Field(max_length=64)
+    occurred_at: datetime = Field(sa_column=_utc())
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=_utc())
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """Tells a replay (same id, same body) from a conflict (same id, other body)."""
+
+    __tablename__ = "idempotency_record"
+
+    event_id: UUID = Field(primary_key=True)
+    body_digest: str = Field(max_length=64, description="keyed HMAC of the canonical body")
+    accepted_at: datetime = Field(sa_column=_utc())
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message to publish, written in the same transaction as the event it carries."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_message_unpublished", "published_at", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    event_id: UUID
+    topic: str = Field(max_length=200)
+    message_key: str = Field(max_length=200)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    headers: str = Field(sa_column=Column(Text, nullable=False), description="JSON object")
+    created_at: datetime = Field(sa_column=_utc())
+    published_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A machine client's credential: only a hash of the secret part is kept."""
+
+    __tablename__ = "api_key"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100, index=True)
+    scopes: str = Field(max_length=200, description="space-separated")
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_utc())
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who (a key's name) did what, when. Never personal data: ids and counts only."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    at: datetime = Field(sa_column=_utc(index=True))
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=100)
+    detail: str = Field(sa_column=Column(String(2000), nullable=False))
+
+
+class RelayLease(SQLModel, table=True):
+    """Who may publish the outbox now: one relay at a time keeps each key's order."""
+
+    __tablename__ = "relay_lease"
+
+    name: str = Field(primary_key=True, max_length=50)
+    holder: str = Field(max_length=100)
+    expires_at: datetime = Field(sa_column=_utc())

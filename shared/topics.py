@@ -1,0 +1,15 @@
+"""Kafka topic names and message headers: the documented contract ops teams watch.
+
+Every message is keyed by the subject pseudonym (one subject's messages stay in order) and carries
+the headers below. None of them holds personal data.
+"""
+
+LIFECYCLE = "gallring.lifecycle.v1"
+ERASURE_COMMANDS = "gallring.erasure-commands.v1"
+ERASURES = "gallring.erasures.v1"
+DEAD_LETTERS = "gallring.dlq.v1"
+ALL_TOPICS = (LIFECYCLE, ERASURE_COMMANDS, ERASURES, DEAD_LETTERS)
+
+HEADER_EVENT_TYPE = "event-type"
+HEADER_SCHEMA_VERSION = "schema-version"
+HEADER_EVENT_ID = "event-id"

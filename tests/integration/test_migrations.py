@@ -1,0 +1,37 @@
+"""The Alembic migrations, on both databases: they build exactly the schema the models declare."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from shared.database import make_engine
+from shared.migrate import downgrade, upgrade
+from shared.tables import metadata
+
+
+@pytest.fixture
+def empty_database_url(database_url: str) -> str:
+    downgrade(database_url, "base")
+    return database_url
+
+
+def test_upgrade_builds_the_declared_schema_and_downgrade_removes_it(empty_database_url) -> None:
+    upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "render_as_batch": True}
+            )
+            assert compare_metadata(context, metadata) == []
+        downgrade(empty_database_url, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+        upgrade(empty_database_url)
+
+
+def test_upgrade_twice_is_harmless(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
