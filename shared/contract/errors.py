@@ -6,7 +6,9 @@ prints and what an API returns. It names the field and what it expects, nothing 
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,8 +28,13 @@ class FieldError:
 
 def describe(error: ValidationError) -> list[FieldError]:
     """One :class:`FieldError` per problem, the field as a dotted path (``scope.case_id``)."""
+    return describe_errors(error.errors(include_input=False, include_url=False))
+
+
+def describe_errors(details: Sequence[Any]) -> list[FieldError]:
+    """:func:`describe` for error details already taken out of their exception (FastAPI's)."""
     described = []
-    for detail in error.errors(include_input=False, include_url=False):
+    for detail in details:
         location = [str(part) for part in detail["loc"]]
         if location and location[0] in EVENT_TYPES:
             location = location[1:]  # the discriminator tag is not a field the sender wrote

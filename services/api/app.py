@@ -1,0 +1,100 @@
+"""The API application: routers, error shape, credentials, metrics and the outbox relay.
+
+``create_app`` wires everything from settings; engines and clients are made in the lifespan, once
+per process, and handed to the routes on ``app.state``.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
+from sqlalchemy import Engine
+
+from services.api import health, problems
+from services.api.api_keys import KeyStore
+from services.api.auth import authenticated
+from services.api.body_limit import BodyLimitMiddleware
+from services.api.events.router import router as events_router
+from services.api.metrics import ApiMetrics, MetricsMiddleware
+from services.api.relay import OutboxRelay
+from services.api.settings import ApiSettings
+from services.api.subjects.router import router as subjects_router
+from shared.contract import LifecycleEvent
+from shared.database import make_engine
+from shared.engine import RetentionEngine
+
+BATCH_PATH = "/v1/events/batch"
+BATCH_BODY_FACTOR = 64  # a batch may be this many times a single event's limit
+RELAY_STOP_SECONDS = 15.0
+
+
+def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = db_engine or make_engine(settings.database_url)
+        app.state.db_engine = engine
+        app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
+        relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics)
+        relay_task = None
+        if settings.relay.enabled:
+            relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            if relay_task is not None:
+                relay.stop()
+                # A round in flight may wait for the broker; past the limit it is cut short.
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(relay_task, timeout=RELAY_STOP_SECONDS)
+            if db_engine is None:
+                engine.dispose()
+
+    app = FastAPI(
+        title="Gallring API",
+        version="1",
+        summary="Lifecycle events in; retention clocks and erasure proofs out.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.pseudonymiser = settings.pseudonymiser()
+    app.state.retention_engine = RetentionEngine(settings.policy())
+
+    problems.install(app)
+    app.include_router(health.router)
+    # Every route below needs a key; each route then asks for its own scope.
+    for router in (events_router, subjects_router):
+        app.include_router(router, dependencies=[Depends(authenticated)])
+
+    single_limit = settings.api_max_body_bytes
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=lambda path: (
+            single_limit * BATCH_BODY_FACTOR if path == BATCH_PATH else single_limit
+        ),
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the v1 event contract as ``LifecycleEvent`` under components."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        contract = TypeAdapter(LifecycleEvent).json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(contract.pop("$defs", {}))
+        schemas["LifecycleEvent"] = contract
+        app.openapi_schema = document
+    return app.openapi_schema

@@ -1,0 +1,1 @@
+"""``/v1/events``: durable, idempotent intake of lifecycle events."""

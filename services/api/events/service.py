@@ -1,0 +1,142 @@
+"""Storing accepted events: the event, its idempotency record, its outbox message and an audit
+entry go into one transaction, so an event is either durable and queued for Kafka, or not there."""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from services.api import audit
+from services.api.api_keys import Principal
+from shared import topics
+from shared.contract import LifecycleEvent
+from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
+from shared.pseudonym import Pseudonymiser
+from shared.tables.api import IdempotencyRecord, OutboxMessage, StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """One validated event, pseudonymised, with the digest that tells a replay from a conflict."""
+
+    event: LifecycleEvent
+    message: LifecycleMessage
+    body_digest: str
+
+    @classmethod
+    def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser) -> "Intake":
+        pseudonym = event.subject.pseudonym(pseudonymiser)
+        digest = pseudonymiser.digest("event-body", event.model_dump_json().encode())
+        return cls(event, LifecycleMessage.from_event(event, pseudonym), digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    event_id: UUID
+    status: str  # "accepted" | "duplicate" | "conflict"
+    accepted_at: datetime | None
+
+
+class EventConflictError(Exception):
+    """The event id was accepted before with another body."""
+
+
+def accept(
+    engine: Engine, intakes: Sequence[Intake], *, actor: Principal, now: datetime
+) -> list[Outcome]:
+    """Store the new events of ``intakes`` in one transaction; say per event what happened.
+
+    A concurrent request may store the same event id between our check and our commit; the
+    unique key then refuses ours, and a second pass classifies it as the replay it is.
+    """
+    try:
+        return _accept_once(engine, intakes, actor=actor, now=now)
+    except IntegrityError:
+        return _accept_once(engine, intakes, actor=actor, now=now)
+
+
+def _accept_once(
+    engine: Engine, intakes: Sequence[Intake], *, actor: Principal, now: datetime
+) -> list[Outcome]:
+    records = IdempotencyRecord.__table__.c  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        ids = [intake.event.event_id for intake in intakes]
+        known = {
+            row.event_id: row
+            for row in connection.execute(
+                select(records.event_id, records.body_digest, records.accepted_at).where(
+                    records.event_id.in_(ids)
+                )
+            )
+        }
+        outcomes: list[Outcome] = []
+        new: list[Intake] = []
+        seen_now: dict[UUID, str] = {}
+        for intake in intakes:
+            event_id = intake.event.event_id
+            earlier = known.get(event_id)
+            digest = earlier.body_digest if earlier else seen_now.get(event_id)
+            if digest is None:
+                seen_now[event_id] = intake.body_digest
+                new.append(intake)
+                outcomes.append(Outcome(event_id, "accepted", now))
+            elif digest == intake.body_digest:
+                outcomes.append(
+                    Outcome(event_id, "duplicate", earlier.accepted_at if earlier else now)
+                )
+            else:
+                outcomes.append(Outcome(event_id, "conflict", None))
+        if new:
+            _insert(connection, new, now)
+            audit.record(
+                connection,
+                actor=actor,
+                action="events.accepted",
+                at=now,
+                count=len(new),
+                first_event_ids=[str(i.event.event_id) for i in new[:10]],
+            )
+        return outcomes
+
+
+def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) -> None:
+    events, idempotency, outbox = [], [], []
+    for intake in intakes:
+        message = intake.message
+        value = message.to_json()
+        events.append(
+            {
+                "event_id": message.event_id,
+                "subject_pseudonym": message.subject,
+                "type": message.type,
+                "occurred_at": message.occurred_at,
+                "payload": value,
+                "received_at": now,
+            }
+        )
+        idempotency.append(
+            {"event_id": message.event_id, "body_digest": intake.body_digest, "accepted_at": now}
+        )
+        outbox.append(
+            {
+                "event_id": message.event_id,
+                "topic": topics.LIFECYCLE,
+                "message_key": message.subject,
+                "value": value,
+                "headers": json.dumps(
+                    {
+                        topics.HEADER_EVENT_TYPE: message.type,
+                        topics.HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
+                        topics.HEADER_EVENT_ID: str(message.event_id),
+                    }
+                ),
+                "created_at": now,
+            }
+        )
+    connection.execute(insert(StoredEvent), events)
+    connection.execute(insert(IdempotencyRecord), idempotency)
+    connection.execute(insert(OutboxMessage), outbox)

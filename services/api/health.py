@@ -1,0 +1,89 @@
+"""``/healthz`` (the process is up), ``/readyz`` (it can do its work), ``/metrics`` (Prometheus).
+
+These three need no credentials: they say nothing about anyone.
+"""
+
+import asyncio
+
+from aiokafka import AIOKafkaClient
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, func, select, text
+
+from services.api.problems import PROBLEM_JSON
+from shared.settings import KafkaSettings
+from shared.tables.api import OutboxMessage
+
+router = APIRouter(tags=["health"])
+BROKER_CHECK_SECONDS = 3.0
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database and broker reachable")
+async def readyz(request: Request) -> JSONResponse:
+    state = request.app.state
+    database_ok = await run_in_threadpool(_database_reachable, state.db_engine)
+    broker_ok = await _broker_reachable(state.settings.kafka)
+    checks = {"database": _word(database_ok), "broker": _word(broker_ok)}
+    if database_ok and broker_ok:
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(name for name, word in checks.items() if word != "ok")
+    return JSONResponse(
+        {
+            "type": "urn:gallring:problem:not-ready",
+            "title": "Not ready",
+            "status": 503,
+            "detail": f"Cannot reach: {failing}. Accepted events wait in the outbox meanwhile.",
+            "checks": checks,
+        },
+        status_code=503,
+        media_type=PROBLEM_JSON,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    state = request.app.state
+    backlog = await run_in_threadpool(_outbox_backlog, state.db_engine)
+    state.metrics.outbox_backlog.set(backlog)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _database_reachable(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+    return True
+
+
+async def _broker_reachable(settings: KafkaSettings) -> bool:
+    client = AIOKafkaClient(
+        bootstrap_servers=settings.bootstrap, client_id=f"{settings.client_id}-readyz"
+    )
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout=BROKER_CHECK_SECONDS)
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+    finally:
+        await client.close()
+    return True
+
+
+def _outbox_backlog(engine: Engine) -> int:
+    outbox = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.count()).where(outbox.published_at.is_(None))
+        ).scalar_one()
+
+
+def _word(ok: bool) -> str:
+    return "ok" if ok else "unreachable"

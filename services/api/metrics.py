@@ -1,0 +1,72 @@
+"""Prometheus metrics of one API process. Labels are route templates and event types: never a
+URL with an id in it, never anything personal."""
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gallring_api_requests_total",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gallring_api_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.events_accepted = Counter(
+            "gallring_api_events_accepted_total",
+            "Events accepted (stored and queued for Kafka), by event type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "gallring_outbox_backlog",
+            "Messages in the outbox not yet acknowledged by the broker.",
+            registry=self.registry,
+        )
+        self.published = Counter(
+            "gallring_outbox_published_total",
+            "Outbox messages the broker acknowledged.",
+            registry=self.registry,
+        )
+        self.publish_failures = Counter(
+            "gallring_outbox_publish_failures_total",
+            "Outbox publishing rounds that failed (the broker unreachable or refusing).",
+            registry=self.registry,
+        )
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

@@ -1,0 +1,74 @@
+"""RFC 9457 problem details: every error the API returns has this one shape, made here."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.contract.errors import FieldError, describe_errors
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "urn:gallring:problem:"
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document; ``slug`` names its type."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.extensions = extensions
+
+
+def problem_response(problem: Problem, request: Request) -> JSONResponse:
+    body = {
+        "type": f"{_TYPE_BASE}{problem.slug}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+        **problem.extensions,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def validation_problem(errors: list[FieldError]) -> Problem:
+    return Problem(
+        422,
+        "validation-error",
+        "The request is not valid",
+        f"{len(errors)} field(s) are not as expected; see errors.",
+        errors=[{"field": e.field, "message": e.message} for e in errors],
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Route every error through :func:`problem_response`."""
+
+    async def on_problem(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, Problem)
+        return problem_response(error, request)
+
+    async def on_validation(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        # FastAPI puts "body" first in each location; the sender's field names start after it.
+        details = [
+            {**detail, "loc": tuple(detail["loc"])[1:]}
+            if detail["loc"][:1] == ("body",)
+            else detail
+            for detail in error.errors()
+        ]
+        return problem_response(validation_problem(describe_errors(details)), request)
+
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        title = str(error.detail) if isinstance(error.detail, str) else "HTTP error"
+        return problem_response(Problem(error.status_code, slug, title, title), request)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

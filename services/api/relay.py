@@ -1,0 +1,212 @@
+"""The outbox relay: publishes accepted events to Kafka, at least once, in order per subject.
+
+Runs as a task in every API process, but only the holder of a lease in the database publishes:
+parallel relays would each send their share of a subject's events and reorder them. A relay that
+dies lets its lease lapse (``lease_seconds``) and another takes over, sending again what was not
+yet marked published: consumers dedupe by event id. A row is marked published only after the
+broker acknowledged it (acks=all); while the broker is away the relay backs off and retries, and
+the API keeps accepting events into the outbox.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.api.metrics import ApiMetrics
+from services.api.settings import RelaySettings
+from shared import topics
+from shared.kafka import ensure_topics, make_producer
+from shared.settings import KafkaSettings
+from shared.tables.api import OutboxMessage, RelayLease
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "outbox"
+PRODUCER_STOP_SECONDS = 5.0
+_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+_lease = RelayLease.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    id: int
+    topic: str
+    key: str
+    value: str
+    headers: str
+
+
+class PublishError(Exception):
+    """Some messages of a round were not acknowledged; they are sent again later."""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db_engine: Engine,
+        kafka: KafkaSettings,
+        settings: RelaySettings,
+        metrics: ApiMetrics,
+        *,
+        holder: str | None = None,
+    ) -> None:
+        self._db = db_engine
+        self._kafka = kafka
+        self._settings = settings
+        self._metrics = metrics
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._producer: AIOKafkaProducer | None = None
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`, backing off while the broker cannot be reached."""
+        backoff = self._settings.poll_interval_seconds
+        try:
+            while not self._stopping.is_set():
+                try:
+                    published = await self.publish_once()
+                except Exception as error:  # noqa: BLE001 - the relay must outlive any failure
+                    self._metrics.publish_failures.inc()
+                    log.warning(
+                        "outbox relay: publishing failed (%s); retrying in %.1fs",
+                        type(error).__name__,
+                        backoff,
+                    )
+                    await self._drop_producer()
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, self._settings.max_backoff_seconds)
+                    continue
+                backoff = self._settings.poll_interval_seconds
+                if published < self._settings.batch_size:
+                    await self._pause(self._settings.poll_interval_seconds)
+        finally:
+            await self._drop_producer()
+            await asyncio.to_thread(self._release_lease)
+
+    def stop(self) -> None:
+        """Finish the current round, then leave :meth:`run`, handing the lease on."""
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def publish_once(self) -> int:
+        """One round: publish the next batch if this relay holds the lease; how many were sent."""
+        if not await asyncio.to_thread(self._hold_lease):
+            return 0
+        pending = await asyncio.to_thread(self._next_batch)
+        if not pending:
+            return 0
+        producer = await self._ready_producer()
+        sends = [
+            await producer.send(
+                message.topic,
+                value=message.value.encode(),
+                key=message.key.encode(),
+                headers=[
+                    (name, value.encode()) for name, value in json.loads(message.headers).items()
+                ],
+            )
+            for message in pending
+        ]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        # A key's messages after one that failed are not marked either: sending them again
+        # after the failed one keeps that key's first deliveries in order.
+        failed_keys: set[str] = set()
+        acknowledged: list[int] = []
+        for message, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException) or message.key in failed_keys:
+                failed_keys.add(message.key)
+            else:
+                acknowledged.append(message.id)
+        log.debug(
+            "outbox relay: %d sent, %d acknowledged, %d key(s) failed",
+            len(pending),
+            len(acknowledged),
+            len(failed_keys),
+        )
+        if acknowledged:
+            await asyncio.to_thread(self._mark_published, acknowledged)
+            self._metrics.published.inc(len(acknowledged))
+        if failed_keys:
+            raise PublishError(f"{len(pending) - len(acknowledged)} message(s) not acknowledged")
+        return len(pending)
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = make_producer(self._kafka)
+            await producer.start()
+            self._producer = producer
+            await ensure_topics(self._kafka, topics.ALL_TOPICS)
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), timeout=PRODUCER_STOP_SECONDS)
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                log.debug("outbox relay: stopping a failed producer failed too")
+
+    def _hold_lease(self) -> bool:
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=self._settings.lease_seconds)
+        with self._db.begin() as connection:
+            renewed = connection.execute(
+                update(_lease)
+                .where(
+                    _lease.c.name == LEASE_NAME,
+                    or_(_lease.c.holder == self.holder, _lease.c.expires_at < now),
+                )
+                .values(holder=self.holder, expires_at=until)
+            )
+            if renewed.rowcount == 1:
+                return True
+        try:
+            with self._db.begin() as connection:
+                connection.execute(
+                    insert(_lease).values(name=LEASE_NAME, holder=self.holder, expires_at=until)
+                )
+        except IntegrityError:
+            return False  # another relay holds it
+        return True
+
+    def _release_lease(self) -> None:
+        with self._db.begin() as connection:
+            connection.execute(
+                update(_lease)
+                .where(_lease.c.name == LEASE_NAME, _lease.c.holder == self.holder)
+                .values(expires_at=datetime.now(UTC))
+            )
+
+    def _next_batch(self) -> list[_Pending]:
+        with self._db.connect() as connection:
+            rows = connection.execute(
+                select(
+                    _outbox.c.id,
+                    _outbox.c.topic,
+                    _outbox.c.message_key,
+                    _outbox.c.value,
+                    _outbox.c.headers,
+                )
+                .where(_outbox.c.published_at.is_(None))
+                .order_by(_outbox.c.id)
+                .limit(self._settings.batch_size)
+            )
+            return [_Pending(*row) for row in rows]
+
+    def _mark_published(self, ids: list[int]) -> None:
+        with self._db.begin() as connection:
+            connection.execute(
+                update(_outbox).where(_outbox.c.id.in_(ids)).values(published_at=datetime.now(UTC))
+            )

@@ -1,0 +1,1 @@
+"""``/v1/subjects``: what Gallring holds about one subject, asked without an id in the URL."""

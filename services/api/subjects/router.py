@@ -1,0 +1,40 @@
+"""``POST /v1/subjects/lookup``: identifiers travel in the body, never in a URL."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from services.api.api_keys import Principal, Scope
+from services.api.auth import require
+from services.api.subjects import service
+from services.api.subjects.schemas import ClockView, SubjectClocks
+from shared.contract import Subject
+
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+_PROBLEM = {"content": {"application/problem+json": {}}}
+Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
+
+
+@router.post(
+    "/lookup",
+    response_model=SubjectClocks,
+    summary="A subject's pseudonym and retention clocks",
+    responses={401: _PROBLEM, 403: _PROBLEM, 422: _PROBLEM},
+)
+async def lookup(
+    subject: Subject,
+    request: Request,
+    _: Reader,
+) -> SubjectClocks:
+    """Evaluated now by the engine from the events Gallring holds; nothing is stored."""
+    state = request.app.state
+    pseudonym = subject.pseudonym(state.pseudonymiser)
+    now = datetime.now(UTC)
+    count, clocks = await run_in_threadpool(
+        service.clocks_of, state.db_engine, state.retention_engine, pseudonym, now
+    )
+    return SubjectClocks(
+        subject=pseudonym, evaluated_at=now, events=count, clocks=[ClockView.of(c) for c in clocks]
+    )

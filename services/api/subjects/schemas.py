@@ -1,0 +1,39 @@
+"""The lookup's question and answer."""
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from shared.engine import ClockState, RetentionClock
+
+
+class ClockView(BaseModel):
+    category: str
+    scope: dict[str, str]
+    state: ClockState
+    due_at: datetime | None
+    rule: str
+    legal_basis: str
+    trigger_event_id: UUID | None
+    reason: str
+
+    @classmethod
+    def of(cls, clock: RetentionClock) -> "ClockView":
+        return cls(
+            category=clock.category.value,
+            scope=clock.scope_dict,
+            state=clock.state,
+            due_at=clock.due_at,
+            rule=clock.rule,
+            legal_basis=clock.legal_basis,
+            trigger_event_id=clock.trigger_event_id,
+            reason=clock.reason,
+        )
+
+
+class SubjectClocks(BaseModel):
+    subject: str
+    evaluated_at: datetime
+    events: int
+    clocks: list[ClockView]

@@ -1,0 +1,74 @@
+"""An API app per test on a migrated database (PostgreSQL and SQLite), with a real broker."""
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from services.api.api_keys import KeyStore, Scope
+from services.api.app import create_app
+from services.api.settings import ApiSettings, RelaySettings
+from shared.database import make_engine
+from shared.migrate import upgrade
+from shared.settings import KafkaSettings
+
+SECRET = "test-pseudonym-secret-of-32-chars-or-more"
+
+
+@dataclass
+class RunningApi:
+    client: httpx.AsyncClient
+    settings: ApiSettings
+    keys: KeyStore
+
+    def key(self, *scopes: Scope) -> dict[str, str]:
+        """Authorization headers for a fresh key with these scopes."""
+        key = self.keys.create("test-client", set(scopes))
+        return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    upgrade(database_url)
+    return database_url
+
+
+def relay_settings(**changes: object) -> RelaySettings:
+    return RelaySettings(poll_interval_seconds=0.05, max_backoff_seconds=0.5, **changes)
+
+
+@pytest.fixture
+def make_api(
+    migrated_url: str, kafka_settings: KafkaSettings
+) -> Callable[..., AbstractAsyncContextManager[RunningApi]]:
+    @contextlib.asynccontextmanager
+    async def running(**changes: object) -> AsyncIterator[RunningApi]:
+        fields: dict = {
+            "pseudonym_secret": SECRET,
+            "database_url": migrated_url,
+            "kafka": kafka_settings,
+            "relay": relay_settings(),
+            "api_key_cache_seconds": 0,
+        }
+        fields.update(changes)
+        settings = ApiSettings(**fields)
+        engine = make_engine(settings.database_url)
+        app = create_app(settings, db_engine=engine)
+        try:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                    yield RunningApi(client, settings, app.state.key_store)
+        finally:
+            engine.dispose()
+
+    return running
+
+
+@pytest.fixture
+async def api(make_api) -> AsyncIterator[RunningApi]:
+    async with make_api() as running:
+        yield running

@@ -1,0 +1,231 @@
+"""POST /v1/events and /v1/events/batch against real databases and a real broker."""
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text
+
+from services.api.api_keys import Scope
+from shared import topics
+from shared.contract.examples import EXAMPLES
+from shared.database import make_engine
+from shared.pseudonym import Pseudonymiser
+from shared.tables.api import StoredEvent
+from tests.integration.api.conftest import SECRET, RunningApi
+from tests.kafka_reading import read_topic
+
+#: Every way the examples' identifiers could show up in clear text.
+RAW_IDENTIFIERS = ["19811218-9876", "198112189876", "8112189876", "811218-9876", "crm:4711"]
+
+
+def fresh(event_type: str, **changes: Any) -> dict[str, Any]:
+    """An example event with a new id, so tests sharing a database do not collide."""
+    return {**EXAMPLES[event_type], "event_id": str(uuid.uuid4()), **changes}
+
+
+async def test_every_event_type_is_accepted_and_published_without_raw_identifiers(
+    api: RunningApi,
+) -> None:
+    headers = api.key(Scope.EVENTS_WRITE, Scope.DSR_WRITE)
+    sent = {}
+    for event_type in EXAMPLES:
+        event = fresh(event_type)
+        response = await api.client.post("/v1/events", json=event, headers=headers)
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "accepted"
+        assert response.json()["event_id"] == event["event_id"]
+        sent[event["event_id"]] = event
+
+    records = await read_topic(
+        api.settings.kafka,
+        topics.LIFECYCLE,
+        until=lambda rs: set(sent) <= {json.loads(r.value)["event_id"] for r in rs},
+    )
+    pseudonymiser = Pseudonymiser(SECRET.encode())
+    mine = [r for r in records if json.loads(r.value)["event_id"] in sent]
+    assert len(mine) == len(sent)
+    for record in mine:
+        value = json.loads(record.value)
+        original = sent[value["event_id"]]
+        kind, identifier = next(iter(original["subject"].items()))
+        expected = pseudonymiser.pseudonym(
+            kind, identifier.replace("-", "") if kind == "national_id" else identifier
+        )
+        assert record.key.decode() == expected == value["subject"]
+        assert dict(record.headers) == {
+            topics.HEADER_EVENT_TYPE: original["type"].encode(),
+            topics.HEADER_SCHEMA_VERSION: b"1",
+            topics.HEADER_EVENT_ID: original["event_id"].encode(),
+        }
+        assert value["type"] == original["type"]
+        assert value["scope"] == original.get("scope", {})
+        everything = record.key + record.value + b"".join(v for _, v in record.headers)
+        for raw in RAW_IDENTIFIERS:
+            assert raw.encode() not in everything
+
+
+async def test_no_table_holds_a_raw_identifier(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE, Scope.DSR_WRITE)
+    for event_type in EXAMPLES:
+        response = await api.client.post("/v1/events", json=fresh(event_type), headers=headers)
+        assert response.status_code == 202
+    engine = make_engine(api.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            for table in inspect(engine).get_table_names():
+                for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                    dumped = " ".join(str(value) for value in row)
+                    for raw in RAW_IDENTIFIERS:
+                        assert raw not in dumped, f"{raw} found in table {table}"
+    finally:
+        engine.dispose()
+
+
+async def test_the_same_event_again_is_an_idempotent_replay(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE)
+    event = fresh("collection_case.closed")
+    first = await api.client.post("/v1/events", json=event, headers=headers)
+    # The same event, written differently: other key order, the short personnummer form.
+    rewritten = {**dict(reversed(list(event.items()))), "subject": {"national_id": "811218-9876"}}
+    again = await api.client.post("/v1/events", json=rewritten, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == first.json()
+
+
+async def test_the_same_event_id_with_another_body_is_a_conflict(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE)
+    event = fresh("collection_case.closed")
+    assert (await api.client.post("/v1/events", json=event, headers=headers)).status_code == 202
+    other = {**event, "scope": {"case_id": "C-other"}}
+    response = await api.client.post("/v1/events", json=other, headers=headers)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "urn:gallring:problem:event-id-conflict"
+    assert problem["status"] == 409
+    assert event["event_id"] in problem["detail"]
+
+
+async def test_invalid_events_get_a_problem_listing_each_field(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE)
+    bad = fresh(
+        "collection_case.closed",
+        scope={},
+        occurred_at="2023-03-15T10:00:00",
+        subject={"national_id": "19811218-9875"},
+    )
+    response = await api.client.post("/v1/events", json=bad, headers=headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "urn:gallring:problem:validation-error"
+    assert problem["errors"] == [
+        {"field": "occurred_at", "message": "Input should have timezone info"},
+        {
+            "field": "subject.national_id",
+            "message": "the check digit (the last digit) does not match",
+        },
+        {"field": "scope", "message": "collection_case.closed needs scope.case_id"},
+    ]
+    assert "19811218" not in response.text
+
+
+async def test_a_body_that_is_not_json_is_a_validation_problem(api: RunningApi) -> None:
+    response = await api.client.post(
+        "/v1/events", content=b"{not json", headers=api.key(Scope.EVENTS_WRITE)
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["message"].startswith("Invalid JSON")
+
+
+async def test_bodies_over_the_limit_are_refused_with_413(make_api) -> None:
+    async with make_api(api_max_body_bytes=2048) as api:
+        headers = api.key(Scope.EVENTS_WRITE)
+        big = fresh("marketing.contact", padding="x" * 3000)
+        response = await api.client.post("/v1/events", json=big, headers=headers)
+        assert response.status_code == 413
+        assert response.json()["type"] == "urn:gallring:problem:body-too-large"
+
+        # Without a Content-Length header too (chunked upload).
+        async def chunks():
+            yield json.dumps(big).encode()
+
+        streamed = await api.client.post("/v1/events", content=chunks(), headers=headers)
+        assert streamed.status_code == 413
+
+
+async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE)
+    earlier = fresh("marketing.contact")
+    assert (await api.client.post("/v1/events", json=earlier, headers=headers)).status_code == 202
+    new = fresh("collection_case.closed")
+    batch = [
+        new,
+        fresh("collection_case.closed", scope={}),  # invalid
+        earlier,  # accepted before: a duplicate
+        {**earlier, "occurred_at": "2024-06-01T00:00:00+02:00"},  # same id, other body
+        new,  # twice in one batch
+        "not an object",
+        fresh("dsr.erasure_requested"),  # the key lacks dsr:write
+    ]
+    response = await api.client.post("/v1/events/batch", json=batch, headers=headers)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [r["status"] for r in result["results"]] == [
+        "accepted",
+        "invalid",
+        "duplicate",
+        "conflict",
+        "duplicate",
+        "invalid",
+        "invalid",
+    ]
+    assert (result["accepted"], result["duplicates"], result["rejected"]) == (1, 2, 4)
+    assert result["results"][1]["errors"] == [
+        {"field": "scope", "message": "collection_case.closed needs scope.case_id"}
+    ]
+    assert result["results"][6]["errors"][0]["message"] == (
+        "dsr.erasure_requested needs the scope 'dsr:write'."
+    )
+
+    engine = make_engine(api.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            stored_events = StoredEvent.__table__
+            stored = connection.execute(
+                select(func.count())
+                .select_from(stored_events)
+                .where(stored_events.c.event_id == uuid.UUID(new["event_id"]))
+            ).scalar_one()
+        assert stored == 1
+    finally:
+        engine.dispose()
+
+
+async def test_a_batch_over_the_event_limit_is_refused_whole(make_api) -> None:
+    async with make_api(api_max_batch_events=3) as api:
+        batch = [fresh("marketing.contact") for _ in range(4)]
+        response = await api.client.post(
+            "/v1/events/batch", json=batch, headers=api.key(Scope.EVENTS_WRITE)
+        )
+        assert response.status_code == 422
+        assert response.json()["errors"] == [
+            {"field": "", "message": "at most 3 events per batch; got 4"}
+        ]
+
+
+async def test_every_accepted_event_is_audited_by_key_name(api: RunningApi) -> None:
+    event = fresh("marketing.contact")
+    await api.client.post("/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE))
+    engine = make_engine(api.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT actor, action, detail FROM audit_entry ORDER BY id DESC LIMIT 1")
+            ).all()
+    finally:
+        engine.dispose()
+    [(actor, action, detail)] = rows
+    assert (actor, action) == ("test-client", "events.accepted")
+    assert json.loads(detail) == {"count": 1, "first_event_ids": [event["event_id"]]}

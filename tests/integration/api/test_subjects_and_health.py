@@ -1,0 +1,82 @@
+"""The subject lookup, readiness and metrics."""
+
+import uuid
+
+from services.api.api_keys import Scope
+from shared.contract.examples import EXAMPLES
+from shared.embedded_broker import free_loopback_port
+from tests.integration.api.conftest import RunningApi
+
+
+async def test_lookup_evaluates_the_subjects_clocks_from_its_events(api: RunningApi) -> None:
+    subject = {"ref": f"crm:{uuid.uuid4().hex[:8]}"}
+    writer = api.key(Scope.EVENTS_WRITE)
+    for event_type in ("marketing.contact", "newsletter.unsubscribed"):
+        event = {**EXAMPLES[event_type], "event_id": str(uuid.uuid4()), "subject": subject}
+        assert (await api.client.post("/v1/events", json=event, headers=writer)).status_code == 202
+
+    response = await api.client.post(
+        "/v1/subjects/lookup", json=subject, headers=api.key(Scope.SUBJECTS_READ)
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["subject"]) == 64 and subject["ref"] not in body["subject"]
+    assert body["events"] == 2
+    [clock] = body["clocks"]
+    assert (clock["category"], clock["state"], clock["rule"]) == (
+        "marketing",
+        "erase_now",
+        "marketing.immediate",
+    )
+    assert clock["due_at"] == "2025-02-10T07:15:00Z"
+
+
+async def test_lookup_of_an_unknown_subject_has_no_clocks(api: RunningApi) -> None:
+    response = await api.client.post(
+        "/v1/subjects/lookup", json={"ref": "crm:nobody"}, headers=api.key(Scope.SUBJECTS_READ)
+    )
+    assert (response.status_code, response.json()["clocks"]) == (200, [])
+
+
+async def test_lookup_validates_the_identifier(api: RunningApi) -> None:
+    response = await api.client.post(
+        "/v1/subjects/lookup",
+        json={"national_id": "19811218-9875"},
+        headers=api.key(Scope.SUBJECTS_READ),
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "national_id", "message": "the check digit (the last digit) does not match"}
+    ]
+    assert "19811218" not in response.text
+
+
+async def test_ready_when_database_and_broker_answer(api: RunningApi) -> None:
+    response = await api.client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+
+
+async def test_not_ready_without_the_broker(make_api, kafka_settings) -> None:
+    gone = kafka_settings.model_copy(update={"bootstrap": f"127.0.0.1:{free_loopback_port()}"})
+    async with make_api(kafka=gone) as api:
+        response = await api.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "broker": "unreachable"}
+
+
+async def test_metrics_count_requests_by_route_and_events_by_type(api: RunningApi) -> None:
+    event = {**EXAMPLES["marketing.contact"], "event_id": str(uuid.uuid4())}
+    await api.client.post("/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE))
+    text = (await api.client.get("/metrics")).text
+    assert 'gallring_api_events_accepted_total{type="marketing.contact"} 1.0' in text
+    assert 'gallring_api_requests_total{method="POST",route="/v1/events",status="202"} 1.0' in text
+    assert "gallring_outbox_backlog" in text
+    assert "crm:4711" not in text
+
+
+async def test_the_openapi_document_has_an_example_of_every_event_type(api: RunningApi) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(body["examples"]) == set(EXAMPLES)
+    assert "LifecycleEvent" in document["components"]["schemas"]

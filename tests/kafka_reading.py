@@ -1,0 +1,54 @@
+"""Reading topics in tests: assign() every partition, no consumer group (no join delay)."""
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.settings import KafkaSettings
+
+
+async def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord]], bool],
+    timeout: float = 30.0,
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning, read until ``until(records)`` holds."""
+    deadline = time.monotonic() + timeout
+    partitions = await _partitions(settings, topic, deadline)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        records: list[ConsumerRecord] = []
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up on {topic} after {len(records)} records")
+            batches = await consumer.getmany(timeout_ms=300)
+            for batch in batches.values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(settings: KafkaSettings, topic: str, deadline: float) -> list[int]:
+    """The topic's partition ids, once it exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        while True:
+            [description] = await admin.describe_topics([topic])
+            if description["error_code"] == 0 and description["partitions"]:
+                return sorted(p["partition"] for p in description["partitions"])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic} never appeared")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
