@@ -15,8 +15,7 @@ $(INSTALLED): pyproject.toml
 	@touch $@
 
 run: $(INSTALLED)
-	@echo "gallring: 'make run' starts the API, purger and notifier once the API issue lands; not yet."
-	@echo "Try the engine offline meanwhile: $(BIN)/gallring policy evaluate docs/examples/events.jsonl"
+	$(BIN)/gallring up
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .

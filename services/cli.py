@@ -2,12 +2,14 @@
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from services import policy_commands
+from services import key_commands, policy_commands
 from shared.contract import event_json_schema
+from shared.settings import DEFAULT_DATABASE_URL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,11 +52,57 @@ def _parser() -> argparse.ArgumentParser:
         run=lambda a: policy_commands.check_file(a.file, out=sys.stdout, err=sys.stderr)
     )
 
+    up = commands.add_parser(
+        "up", help="start Gallring on the embedded default (SQLite, a local broker)"
+    )
+    up.set_defaults(run=lambda _: _embedded_up())
+
+    api = commands.add_parser("api", help="run the API service (settings from GALLRING_*)")
+    api.set_defaults(run=_serve_api)
+
+    keys = commands.add_parser("keys", help="API keys for machine clients")
+    key_actions = keys.add_subparsers(metavar="ACTION", required=True)
+    create = key_actions.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", required=True, help="who uses it, e.g. collection-system")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="events:write, subjects:read, dsr:write or admin; repeat for several",
+    )
+    create.set_defaults(
+        run=lambda a: key_commands.create(_database_url(), a.name, a.scope, out=sys.stdout)
+    )
+    revoke = key_actions.add_parser("revoke", help="revoke every live key with this name")
+    revoke.add_argument("--name", required=True)
+    revoke.set_defaults(run=lambda a: key_commands.revoke(_database_url(), a.name, out=sys.stdout))
+    listing = key_actions.add_parser("list", help="list keys (names and scopes, no secrets)")
+    listing.set_defaults(run=lambda _: key_commands.list_keys(_database_url(), out=sys.stdout))
+
     contract = commands.add_parser("contract", help="the v1 event contract")
     contract_commands = contract.add_subparsers(metavar="ACTION", required=True)
     schema = contract_commands.add_parser("schema", help="print the contract's JSON Schema")
     schema.set_defaults(run=_print_schema)
     return parser
+
+
+def _serve_api(_: argparse.Namespace) -> int:
+    from services.api.main import serve  # imported here: `gallring policy` needs no web stack
+    from services.api.settings import ApiSettings
+
+    serve(ApiSettings())
+    return 0
+
+
+def _embedded_up() -> int:
+    from services.embedded import up
+
+    return up()
+
+
+def _database_url() -> str:
+    """Key commands need only the database, not the pseudonym secret."""
+    return os.environ.get("GALLRING_DATABASE_URL", DEFAULT_DATABASE_URL)
 
 
 def _print_schema(_: argparse.Namespace) -> int:

@@ -1,0 +1,77 @@
+"""``gallring up``: the whole system on the embedded default, for a newcomer's first run.
+
+SQLite under ``./var/``, a Tansu broker on 127.0.0.1:9092 unless ``GALLRING_KAFKA_BOOTSTRAP``
+names a real one, a pseudonym secret generated once into ``./var/``, and an admin API key made
+on the first run and printed once. Production sets every ``GALLRING_…`` variable instead.
+"""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from services.api.api_keys import KeyStore, Scope
+from services.api.main import serve
+from services.api.settings import ApiSettings
+from shared.database import make_engine
+from shared.embedded_broker import BrokerStartError, EmbeddedBroker
+from shared.migrate import upgrade
+
+STATE_DIR = Path("var")
+EMBEDDED_BROKER_PORT = 9092
+
+
+def up() -> int:
+    STATE_DIR.mkdir(exist_ok=True)
+    os.environ.setdefault("GALLRING_PSEUDONYM_SECRET", _local_secret())
+    os.environ.setdefault("GALLRING_DATABASE_URL", f"sqlite:///{STATE_DIR / 'gallring.db'}")
+    broker = None
+    if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
+        broker = EmbeddedBroker(EMBEDDED_BROKER_PORT)
+        try:
+            broker.start()
+        except BrokerStartError as error:
+            print(
+                f"gallring: cannot start the embedded broker on 127.0.0.1:{EMBEDDED_BROKER_PORT} "
+                f"({error}); is something else listening there? Set GALLRING_KAFKA_BOOTSTRAP to "
+                "use a running broker.",
+                file=sys.stderr,
+            )
+            return 1
+        os.environ["GALLRING_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
+        # The embedded Tansu broker refuses the idempotent producer.
+        os.environ.setdefault("GALLRING_KAFKA_ENABLE_IDEMPOTENCE", "false")
+    try:
+        settings = ApiSettings()
+        upgrade(settings.database_url)
+        _first_run_admin_key(settings)
+        print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)
+        serve(settings)
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def _local_secret() -> str:
+    path = STATE_DIR / "pseudonym-secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _first_run_admin_key(settings: ApiSettings) -> None:
+    engine = make_engine(settings.database_url)
+    try:
+        keys = KeyStore(engine)
+        if keys.list_keys():
+            return
+        key = keys.create("first-run-admin", {Scope.ADMIN})
+        print(
+            "A first admin API key (shown once; store it, or revoke it with "
+            f"`gallring keys revoke --name first-run-admin`):\n  {key}",
+            flush=True,
+        )
+    finally:
+        engine.dispose()
