@@ -17,4 +17,6 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # As many connections as request threads may want at once, recycled before servers or
+    # proxies drop them (a pre-ping per checkout would cost a round trip per request).
+    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)

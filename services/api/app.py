@@ -19,6 +19,7 @@ from services.api.api_keys import KeyStore
 from services.api.auth import authenticated
 from services.api.body_limit import BodyLimitMiddleware
 from services.api.events.router import router as events_router
+from services.api.events.writer import IntakeWriter
 from services.api.metrics import ApiMetrics, MetricsMiddleware
 from services.api.relay import OutboxRelay
 from services.api.settings import ApiSettings
@@ -40,6 +41,8 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         engine = db_engine or make_engine(settings.database_url)
         app.state.db_engine = engine
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
+        app.state.intake_writer = writer = IntakeWriter(engine)
+        writer.start()
         relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics)
         relay_task = None
         if settings.relay.enabled:
@@ -47,6 +50,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         try:
             yield
         finally:
+            await writer.stop()
             if relay_task is not None:
                 relay.stop()
                 # A round in flight may wait for the broker; past the limit it is cut short.
@@ -82,6 +86,11 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """For ``uvicorn --factory services.api.app:app_from_environment``: GALLRING_* settings."""
+    return create_app(ApiSettings())
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -28,7 +28,9 @@ async def authenticated(
             "Send 'Authorization: Bearer <key>'; `gallring keys create` makes one.",
         )
     store: KeyStore = request.app.state.key_store
-    principal = await run_in_threadpool(store.verify, credentials.credentials)
+    principal = store.verify_from_cache(credentials.credentials)
+    if principal is False:  # not cached: read it, off the event loop
+        principal = await run_in_threadpool(store.verify, credentials.credentials)
     if principal is None:
         raise Problem(
             401, "unauthenticated", "The API key is not valid", "The key is unknown or revoked."

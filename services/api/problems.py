@@ -1,5 +1,6 @@
 """RFC 9457 problem details: every error the API returns has this one shape, made here."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.contract.errors import FieldError, describe_errors
 
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "urn:gallring:problem:"
 
@@ -69,6 +71,17 @@ def install(app: FastAPI) -> None:
         title = str(error.detail) if isinstance(error.detail, str) else "HTTP error"
         return problem_response(Problem(error.status_code, slug, title, title), request)
 
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        problem = Problem(
+            500,
+            "internal-error",
+            "Something went wrong on our side",
+            "Nothing was stored for this request unless it said so; it is safe to send again.",
+        )
+        return problem_response(problem, request)
+
     app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

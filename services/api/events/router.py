@@ -1,7 +1,6 @@
 """``POST /v1/events`` and ``POST /v1/events/batch``."""
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,6 +16,7 @@ from services.api.problems import Problem, validation_problem
 from shared.contract import LifecycleEvent, parse_event
 from shared.contract.errors import FieldError, describe
 from shared.contract.examples import EXAMPLES
+from shared.pseudonym import Pseudonymiser
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 Writer = Annotated[Principal, Depends(require(Scope.EVENTS_WRITE))]
@@ -70,10 +70,8 @@ async def post_event(request: Request, response: Response, principal: Writer) ->
     event = _parse_one(await request.body())
     _check_may_send(principal, event)
     state = request.app.state
-    intake = service.Intake.of(event, state.pseudonymiser)
-    [outcome] = await run_in_threadpool(
-        service.accept, state.db_engine, [intake], actor=principal, now=datetime.now(UTC)
-    )
+    intake = service.Intake.of(event, state.pseudonymiser, principal)
+    [outcome] = await state.intake_writer.submit([intake])
     if outcome.status == "conflict":
         raise Problem(
             409,
@@ -102,15 +100,34 @@ async def post_batch(request: Request, principal: Writer) -> BatchResult:
     answer says per event ``accepted``, ``duplicate``, ``conflict`` or ``invalid`` (with why)."""
     documents = _json_array(await request.body(), request.app.state.settings.api_max_batch_events)
     state = request.app.state
-    result = await run_in_threadpool(_accept_batch, state, documents, principal)
-    for event_type, count in result[1].items():
-        state.metrics.events_accepted.labels(event_type).inc(count)
-    return result[0]
+    results, intakes, positions = await run_in_threadpool(
+        _validate_batch, state.pseudonymiser, documents, principal
+    )
+    outcomes = await state.intake_writer.submit(intakes) if intakes else []
+    for index, intake, outcome in zip(positions, intakes, outcomes, strict=True):
+        errors = []
+        if outcome.status == "conflict":
+            errors = [FieldProblem(field="event_id", message="used before with another body")]
+        elif outcome.status == "accepted":
+            state.metrics.events_accepted.labels(intake.event.type).inc()
+        results[index] = BatchItemResult(
+            index=index, event_id=outcome.event_id, status=outcome.status, errors=errors
+        )
+    final = [r for r in results if r is not None]
+    accepted = sum(1 for r in final if r.status == "accepted")
+    duplicates = sum(1 for r in final if r.status == "duplicate")
+    return BatchResult(
+        accepted=accepted,
+        duplicates=duplicates,
+        rejected=len(final) - accepted - duplicates,
+        results=final,
+    )
 
 
-def _accept_batch(
-    state: Any, documents: list[Any], principal: Principal
-) -> tuple[BatchResult, dict[str, int]]:
+def _validate_batch(
+    pseudonymiser: Pseudonymiser, documents: list[Any], principal: Principal
+) -> tuple[list[BatchItemResult | None], list[service.Intake], list[int]]:
+    """Each document's verdict if it is invalid; the valid ones as intakes, with their indexes."""
     results: list[BatchItemResult | None] = [None] * len(documents)
     intakes: list[service.Intake] = []
     positions: list[int] = []
@@ -127,35 +144,9 @@ def _accept_batch(
         except Problem as problem:
             results[index] = _invalid(index, [FieldError("type", problem.detail)], document)
             continue
-        intakes.append(service.Intake.of(event, state.pseudonymiser))
+        intakes.append(service.Intake.of(event, pseudonymiser, principal))
         positions.append(index)
-    outcomes = (
-        service.accept(state.db_engine, intakes, actor=principal, now=datetime.now(UTC))
-        if intakes
-        else []
-    )
-    accepted_types: dict[str, int] = {}
-    for index, intake, outcome in zip(positions, intakes, outcomes, strict=True):
-        errors = []
-        if outcome.status == "conflict":
-            errors = [FieldProblem(field="event_id", message="used before with another body")]
-        elif outcome.status == "accepted":
-            accepted_types[intake.event.type] = accepted_types.get(intake.event.type, 0) + 1
-        results[index] = BatchItemResult(
-            index=index, event_id=outcome.event_id, status=outcome.status, errors=errors
-        )
-    final = [r for r in results if r is not None]
-    accepted = sum(1 for r in final if r.status == "accepted")
-    duplicates = sum(1 for r in final if r.status == "duplicate")
-    return (
-        BatchResult(
-            accepted=accepted,
-            duplicates=duplicates,
-            rejected=len(final) - accepted - duplicates,
-            results=final,
-        ),
-        accepted_types,
-    )
+    return results, intakes, positions
 
 
 def _invalid(index: int, errors: list[FieldError], document: Any) -> BatchItemResult:

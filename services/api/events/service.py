@@ -26,12 +26,13 @@ class Intake:
     event: LifecycleEvent
     message: LifecycleMessage
     body_digest: str
+    actor: Principal
 
     @classmethod
-    def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser) -> "Intake":
+    def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser, actor: Principal) -> "Intake":
         pseudonym = event.subject.pseudonym(pseudonymiser)
         digest = pseudonymiser.digest("event-body", event.model_dump_json().encode())
-        return cls(event, LifecycleMessage.from_event(event, pseudonym), digest)
+        return cls(event, LifecycleMessage.from_event(event, pseudonym), digest, actor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,27 +42,19 @@ class Outcome:
     accepted_at: datetime | None
 
 
-class EventConflictError(Exception):
-    """The event id was accepted before with another body."""
-
-
-def accept(
-    engine: Engine, intakes: Sequence[Intake], *, actor: Principal, now: datetime
-) -> list[Outcome]:
+def accept(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
     """Store the new events of ``intakes`` in one transaction; say per event what happened.
 
     A concurrent request may store the same event id between our check and our commit; the
     unique key then refuses ours, and a second pass classifies it as the replay it is.
     """
     try:
-        return _accept_once(engine, intakes, actor=actor, now=now)
+        return _accept_once(engine, intakes, now=now)
     except IntegrityError:
-        return _accept_once(engine, intakes, actor=actor, now=now)
+        return _accept_once(engine, intakes, now=now)
 
 
-def _accept_once(
-    engine: Engine, intakes: Sequence[Intake], *, actor: Principal, now: datetime
-) -> list[Outcome]:
+def _accept_once(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
     records = IdempotencyRecord.__table__.c  # type: ignore[attr-defined]
     with engine.begin() as connection:
         ids = [intake.event.event_id for intake in intakes]
@@ -92,14 +85,18 @@ def _accept_once(
                 outcomes.append(Outcome(event_id, "conflict", None))
         if new:
             _insert(connection, new, now)
-            audit.record(
-                connection,
-                actor=actor,
-                action="events.accepted",
-                at=now,
-                count=len(new),
-                first_event_ids=[str(i.event.event_id) for i in new[:10]],
-            )
+            by_actor: dict[Principal, list[Intake]] = {}
+            for intake in new:
+                by_actor.setdefault(intake.actor, []).append(intake)
+            for actor, accepted in by_actor.items():
+                audit.record(
+                    connection,
+                    actor=actor,
+                    action="events.accepted",
+                    at=now,
+                    count=len(accepted),
+                    first_event_ids=[str(i.event.event_id) for i in accepted[:10]],
+                )
         return outcomes
 
 

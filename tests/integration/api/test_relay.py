@@ -4,8 +4,9 @@ import asyncio
 import json
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 
-from services.api.api_keys import Scope
+from services.api.api_keys import Principal, Scope
 from services.api.events import service
 from services.api.metrics import ApiMetrics
 from services.api.relay import OutboxRelay
@@ -125,10 +126,10 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
     try:
         subjects = [f"crm:{uuid.uuid4().hex[:8]}" for _ in range(3)]
         first, second = contacts(subjects, 150), contacts(subjects, 150)
-        actor = _actor()
+        actor = Principal("test", "relay-test", frozenset({Scope.EVENTS_WRITE}))
         for chunk in (first[:75], first[75:]):
-            intakes = [service.Intake.of(parse_event(e), pseudonymiser) for e in chunk]
-            service.accept(engine, intakes, actor=actor, now=_now())
+            intakes = [service.Intake.of(parse_event(e), pseudonymiser, actor) for e in chunk]
+            service.accept(engine, intakes, now=datetime.now(UTC))
         wanted_first = {e["event_id"] for e in first}
         await read_topic(
             kafka_settings,
@@ -138,8 +139,8 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
         # The lease holder goes away; the other takes over the rest.
         relays[0].stop()
         await tasks[0]
-        intakes = [service.Intake.of(parse_event(e), pseudonymiser) for e in second]
-        service.accept(engine, intakes, actor=actor, now=_now())
+        intakes = [service.Intake.of(parse_event(e), pseudonymiser, actor) for e in second]
+        service.accept(engine, intakes, now=datetime.now(UTC))
 
         wanted = wanted_first | {e["event_id"] for e in second}
         records = await read_topic(
@@ -157,15 +158,3 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
             relay.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         engine.dispose()
-
-
-def _actor():
-    from services.api.api_keys import Principal
-
-    return Principal("test", "relay-test", frozenset({Scope.EVENTS_WRITE}))
-
-
-def _now():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

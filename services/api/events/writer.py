@@ -1,0 +1,82 @@
+"""Group commit: events from concurrent requests share one transaction, so one disk flush.
+
+Each request hands its events to the writer and waits for its own outcomes; the writer stores
+whatever has queued up meanwhile in one :func:`service.accept`. Under no load a group is one
+request and nothing waits longer; under load, hundreds of requests share a commit. A request is
+answered only after its group committed: 202 still means durable.
+
+Several groups may be in flight at once (``concurrent_groups``), each in its own transaction. Only
+events sent concurrently can land in different groups, and those have no order between them; an
+event sent after another was answered always commits after it.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from services.api.events import service
+
+_Submission = tuple[Sequence[service.Intake], "asyncio.Future[list[service.Outcome]]"]
+
+
+class IntakeWriter:
+    def __init__(
+        self, engine: Engine, *, concurrent_groups: int = 4, max_group_events: int = 2_000
+    ) -> None:
+        self._engine = engine
+        self._concurrent_groups = concurrent_groups
+        self._max_group_events = max_group_events
+        self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"intake-writer-{n}")
+            for n in range(self._concurrent_groups)
+        ]
+
+    async def stop(self) -> None:
+        """Store what is queued, then stop."""
+        while not self._queue.empty():
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def submit(self, intakes: Sequence[service.Intake]) -> list[service.Outcome]:
+        """Store ``intakes`` (in a group with others) and return their outcomes, in order."""
+        outcome: asyncio.Future[list[service.Outcome]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((intakes, outcome))
+        return await outcome
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            size = len(group[0][0])
+            while not self._queue.empty() and size < self._max_group_events:
+                submission = self._queue.get_nowait()
+                group.append(submission)
+                size += len(submission[0])
+            await self._store(group)
+
+    async def _store(self, group: list[_Submission]) -> None:
+        intakes = [intake for submitted, _ in group for intake in submitted]
+        try:
+            outcomes = await asyncio.to_thread(
+                service.accept, self._engine, intakes, now=datetime.now(UTC)
+            )
+        except Exception as error:  # noqa: BLE001 - every waiting request gets the failure
+            for _, outcome in group:
+                if not outcome.done():
+                    outcome.set_exception(error)
+            return
+        start = 0
+        for submitted, outcome in group:
+            if not outcome.done():  # its request may have been cancelled (client gone)
+                outcome.set_result(outcomes[start : start + len(submitted)])
+            start += len(submitted)
