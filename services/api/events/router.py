@@ -175,6 +175,8 @@ def _json_array(body: bytes, max_events: int) -> list[Any]:
         documents = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise validation_problem([FieldError("", f"not valid JSON: {error}")]) from None
+    except RecursionError:
+        raise validation_problem([FieldError("", "JSON nested too deeply")]) from None
     if not isinstance(documents, list):
         raise validation_problem([FieldError("", "expected a JSON array of events")])
     if len(documents) > max_events:

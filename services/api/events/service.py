@@ -5,10 +5,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.api import audit
 from services.api.api_keys import Principal
@@ -17,6 +18,8 @@ from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
 from shared.pseudonym import Pseudonymiser
 from shared.tables.api import IdempotencyRecord, OutboxMessage, StoredEvent
+
+MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +48,22 @@ class Outcome:
 def accept(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
     """Store the new events of ``intakes`` in one transaction; say per event what happened.
 
-    A concurrent request may store the same event id between our check and our commit; the
-    unique key then refuses ours, and a second pass classifies it as the replay it is.
+    A concurrent transaction may store the same event id between our check and our commit; the
+    unique key then refuses ours, and another pass classifies it as the replay it is. Should the
+    database pick ours as a deadlock victim, it is run again too.
     """
-    try:
-        return _accept_once(engine, intakes, now=now)
-    except IntegrityError:
-        return _accept_once(engine, intakes, now=now)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return _accept_once(engine, intakes, now=now)
+        except (IntegrityError, OperationalError) as error:
+            retryable = isinstance(error, IntegrityError) or _is_serialization_failure(error)
+            if not retryable or attempt == MAX_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _is_serialization_failure(error: OperationalError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _accept_once(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
@@ -134,6 +146,9 @@ def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) ->
                 "created_at": now,
             }
         )
-    connection.execute(insert(StoredEvent), events)
-    connection.execute(insert(IdempotencyRecord), idempotency)
+    # Unique keys in id order (so overlapping transactions queue instead of deadlocking); the
+    # outbox in the order the events came, which is the order they are published in.
+    by_id = itemgetter("event_id")
+    connection.execute(insert(StoredEvent), sorted(events, key=by_id))
+    connection.execute(insert(IdempotencyRecord), sorted(idempotency, key=by_id))
     connection.execute(insert(OutboxMessage), outbox)

@@ -11,7 +11,6 @@ event sent after another was answered always commits after it.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from sqlalchemy import Engine
 from services.api.events import service
 
 _Submission = tuple[Sequence[service.Intake], "asyncio.Future[list[service.Outcome]]"]
+_STOP = None  # one per writer task on the queue: store what came before, then leave
 
 
 class IntakeWriter:
@@ -29,7 +29,7 @@ class IntakeWriter:
         self._engine = engine
         self._concurrent_groups = concurrent_groups
         self._max_group_events = max_group_events
-        self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -40,13 +40,9 @@ class IntakeWriter:
 
     async def stop(self) -> None:
         """Store what is queued, then stop."""
-        while not self._queue.empty():
-            await asyncio.sleep(0.01)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for _ in self._tasks:
+            await self._queue.put(_STOP)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def submit(self, intakes: Sequence[service.Intake]) -> list[service.Outcome]:
         """Store ``intakes`` (in a group with others) and return their outcomes, in order."""
@@ -55,11 +51,18 @@ class IntakeWriter:
         return await outcome
 
     async def _run(self) -> None:
-        while True:
-            group = [await self._queue.get()]
-            size = len(group[0][0])
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            size = len(first[0])
             while not self._queue.empty() and size < self._max_group_events:
                 submission = self._queue.get_nowait()
+                if submission is _STOP:
+                    stopping = True
+                    break
                 group.append(submission)
                 size += len(submission[0])
             await self._store(group)

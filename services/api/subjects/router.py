@@ -26,14 +26,16 @@ Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
 async def lookup(
     subject: Subject,
     request: Request,
-    _: Reader,
+    principal: Reader,
 ) -> SubjectClocks:
     """Evaluated now by the engine from the events Gallring holds; nothing is stored."""
     state = request.app.state
     pseudonym = subject.pseudonym(state.pseudonymiser)
     now = datetime.now(UTC)
     count, clocks = await run_in_threadpool(
-        service.clocks_of, state.db_engine, state.retention_engine, pseudonym, now
+        lambda: service.clocks_of(
+            state.db_engine, state.retention_engine, pseudonym, actor=principal, now=now
+        )
     )
     return SubjectClocks(
         subject=pseudonym, evaluated_at=now, events=count, clocks=[ClockView.of(c) for c in clocks]

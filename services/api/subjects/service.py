@@ -4,19 +4,34 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
+from services.api import audit
+from services.api.api_keys import Principal
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionClock, RetentionEngine
 from shared.tables.api import StoredEvent
 
 
 def clocks_of(
-    engine: Engine, retention: RetentionEngine, pseudonym: str, now: datetime
+    engine: Engine, retention: RetentionEngine, pseudonym: str, *, actor: Principal, now: datetime
 ) -> tuple[int, list[RetentionClock]]:
-    """How many events the API holds for the subject, and the clocks they give as of ``now``."""
+    """How many events the API holds for the subject, and the clocks they give as of ``now``.
+
+    The lookup is audited by who asked and how much they saw, not by whom it was about: the
+    audit log outlives erasures and must not link back to a person.
+    """
     stored = StoredEvent.__table__.c  # type: ignore[attr-defined]
-    with engine.connect() as connection:
+    with engine.begin() as connection:
         payloads = connection.execute(
             select(stored.payload).where(stored.subject_pseudonym == pseudonym)
         ).scalars()
         messages = [LifecycleMessage.model_validate_json(payload) for payload in payloads]
-    return len(messages), retention.evaluate(pseudonym, messages, now)
+        clocks = retention.evaluate(pseudonym, messages, now)
+        audit.record(
+            connection,
+            actor=actor,
+            action="subjects.lookup",
+            at=now,
+            events=len(messages),
+            clocks=len(clocks),
+        )
+    return len(messages), clocks

@@ -1,5 +1,6 @@
 """POST /v1/events and /v1/events/batch against real databases and a real broker."""
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -229,3 +230,32 @@ async def test_every_accepted_event_is_audited_by_key_name(api: RunningApi) -> N
     [(actor, action, detail)] = rows
     assert (actor, action) == ("test-client", "events.accepted")
     assert json.loads(detail) == {"count": 1, "first_event_ids": [event["event_id"]]}
+
+
+async def test_concurrent_overlapping_batches_store_each_event_once(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE)
+    events = [fresh("collection_case.closed") for _ in range(200)]
+    batches = [events if n % 2 == 0 else list(reversed(events)) for n in range(6)]
+    responses = await asyncio.gather(
+        *(api.client.post("/v1/events/batch", json=batch, headers=headers) for batch in batches)
+    )
+    assert [r.status_code for r in responses] == [200] * 6
+    accepted = sum(r.json()["accepted"] for r in responses)
+    duplicates = sum(r.json()["duplicates"] for r in responses)
+    assert (accepted, duplicates) == (200, 1000)
+
+
+async def test_a_lookup_is_audited_without_naming_the_subject(api: RunningApi) -> None:
+    await api.client.post(
+        "/v1/subjects/lookup", json={"ref": "crm:4711"}, headers=api.key(Scope.SUBJECTS_READ)
+    )
+    engine = make_engine(api.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            action, detail = connection.execute(
+                text("SELECT action, detail FROM audit_entry ORDER BY id DESC LIMIT 1")
+            ).one()
+    finally:
+        engine.dispose()
+    assert action == "subjects.lookup"
+    assert "crm:4711" not in detail and set(json.loads(detail)) == {"events", "clocks"}
