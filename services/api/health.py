@@ -4,6 +4,8 @@ These three need no credentials: they say nothing about anyone.
 """
 
 import asyncio
+import time
+from typing import Any
 
 from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Request, Response
@@ -18,6 +20,7 @@ from shared.tables.api import OutboxMessage
 
 router = APIRouter(tags=["health"])
 BROKER_CHECK_SECONDS = 3.0
+BROKER_CHECK_TTL = 2.0
 
 
 @router.get("/healthz", summary="Liveness")
@@ -29,7 +32,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     database_ok = await run_in_threadpool(_database_reachable, state.db_engine)
-    broker_ok = await _broker_reachable(state.settings.kafka)
+    broker_ok = await _broker_reachable_cached(state)
     checks = {"database": _word(database_ok), "broker": _word(broker_ok)}
     if database_ok and broker_ok:
         return JSONResponse({"status": "ready", "checks": checks})
@@ -62,6 +65,15 @@ def _database_reachable(engine: Engine) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False
     return True
+
+
+async def _broker_reachable_cached(state: Any) -> bool:
+    """Anyone may call /readyz: a burst of calls must not become a burst of broker connections."""
+    checked_at, reachable = getattr(state, "broker_check", (-BROKER_CHECK_TTL, False))
+    if time.monotonic() - checked_at >= BROKER_CHECK_TTL:
+        reachable = await _broker_reachable(state.settings.kafka)
+        state.broker_check = (time.monotonic(), reachable)
+    return reachable
 
 
 async def _broker_reachable(settings: KafkaSettings) -> bool:

@@ -47,6 +47,15 @@ def validation_problem(errors: list[FieldError]) -> Problem:
     )
 
 
+def _sender_location(detail: dict[str, Any]) -> tuple[Any, ...]:
+    """The field as the sender wrote it: FastAPI puts "body" first, and a JSON syntax error's
+    location is a byte offset, not a field."""
+    if detail["type"] == "json_invalid":
+        return ()
+    location = tuple(detail["loc"])
+    return location[1:] if location[:1] == ("body",) else location
+
+
 def install(app: FastAPI) -> None:
     """Route every error through :func:`problem_response`."""
 
@@ -56,13 +65,7 @@ def install(app: FastAPI) -> None:
 
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        # FastAPI puts "body" first in each location; the sender's field names start after it.
-        details = [
-            {**detail, "loc": tuple(detail["loc"])[1:]}
-            if detail["loc"][:1] == ("body",)
-            else detail
-            for detail in error.errors()
-        ]
+        details = [{**detail, "loc": _sender_location(detail)} for detail in error.errors()]
         return problem_response(validation_problem(describe_errors(details)), request)
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:

@@ -80,3 +80,14 @@ async def test_the_openapi_document_has_an_example_of_every_event_type(api: Runn
     body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["examples"]) == set(EXAMPLES)
     assert "LifecycleEvent" in document["components"]["schemas"]
+
+
+async def test_a_lookup_that_is_not_json_names_no_byte_offset(api: RunningApi) -> None:
+    response = await api.client.post(
+        "/v1/subjects/lookup",
+        content=b'{"ref": ',
+        headers={**api.key(Scope.SUBJECTS_READ), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == ""
