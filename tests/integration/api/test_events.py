@@ -259,3 +259,12 @@ async def test_a_lookup_is_audited_without_naming_the_subject(api: RunningApi) -
         engine.dispose()
     assert action == "subjects.lookup"
     assert "crm:4711" not in detail and set(json.loads(detail)) == {"events", "clocks"}
+
+
+async def test_a_batch_body_over_its_limit_is_refused_with_413(make_api) -> None:
+    async with make_api(api_max_body_bytes=1024) as api:
+        batch = [fresh("marketing.contact") for _ in range(1000)]  # about 200 KB: over 64 KiB
+        response = await api.client.post(
+            "/v1/events/batch", json=batch, headers=api.key(Scope.EVENTS_WRITE)
+        )
+        assert response.status_code == 413

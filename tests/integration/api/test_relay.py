@@ -6,6 +6,8 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from services.api.api_keys import Principal, Scope
 from services.api.events import service
 from services.api.metrics import ApiMetrics
@@ -158,3 +160,21 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
             relay.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         engine.dispose()
+
+
+async def test_the_topics_are_created_at_start(make_api, kafka_settings) -> None:
+    with EmbeddedBroker() as broker:
+        kafka = kafka_settings.model_copy(update={"bootstrap": broker.bootstrap_servers})
+        async with make_api(kafka=kafka):
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+            await admin.start()
+            try:
+                for _ in range(100):
+                    if set(topics.ALL_TOPICS) <= set(await admin.list_topics()):
+                        break
+                    await asyncio.sleep(0.1)
+                assert set(topics.ALL_TOPICS) <= set(await admin.list_topics())
+                described = await admin.describe_topics([topics.LIFECYCLE])
+                assert len(described[0]["partitions"]) == kafka.topic_partitions
+            finally:
+                await admin.close()
