@@ -12,6 +12,8 @@ from shared.contract.errors import FieldError, describe_errors
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+#: For a route's ``responses``: says in the OpenAPI document that errors are problem+json.
+PROBLEM_RESPONSE = {"content": {PROBLEM_JSON: {}}}
 _TYPE_BASE = "urn:gallring:problem:"
 
 

@@ -12,7 +12,7 @@ from services.api.api_keys import Principal, Scope
 from services.api.auth import require
 from services.api.events import service
 from services.api.events.schemas import Accepted, BatchItemResult, BatchResult, FieldProblem
-from services.api.problems import Problem, validation_problem
+from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
 from shared.contract import LifecycleEvent, parse_event
 from shared.contract.errors import FieldError, describe
 from shared.contract.examples import EXAMPLES
@@ -47,7 +47,6 @@ _BATCH_BODY = {
         },
     }
 }
-_PROBLEM = {"content": {"application/problem+json": {}}}
 
 
 @router.post(
@@ -58,11 +57,11 @@ _PROBLEM = {"content": {"application/problem+json": {}}}
     openapi_extra=_EVENT_BODY,
     responses={
         200: {"description": "The same event was accepted before (idempotent replay)"},
-        401: _PROBLEM,
-        403: _PROBLEM,
-        409: {"description": "The event id was used before with another body", **_PROBLEM},
-        413: _PROBLEM,
-        422: _PROBLEM,
+        401: PROBLEM_RESPONSE,
+        403: PROBLEM_RESPONSE,
+        409: {"description": "The event id was used before with another body", **PROBLEM_RESPONSE},
+        413: PROBLEM_RESPONSE,
+        422: PROBLEM_RESPONSE,
     },
 )
 async def post_event(request: Request, response: Response, principal: Writer) -> Accepted:
@@ -93,7 +92,12 @@ async def post_event(request: Request, response: Response, principal: Writer) ->
     response_model=BatchResult,
     summary="Report up to 1,000 events at once (back-fills)",
     openapi_extra=_BATCH_BODY,
-    responses={401: _PROBLEM, 403: _PROBLEM, 413: _PROBLEM, 422: _PROBLEM},
+    responses={
+        401: PROBLEM_RESPONSE,
+        403: PROBLEM_RESPONSE,
+        413: PROBLEM_RESPONSE,
+        422: PROBLEM_RESPONSE,
+    },
 )
 async def post_batch(request: Request, principal: Writer) -> BatchResult:
     """Every event is validated first; the valid new ones are stored in one transaction. The

@@ -8,12 +8,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
+from services.api.problems import PROBLEM_RESPONSE
 from services.api.subjects import service
 from services.api.subjects.schemas import ClockView, SubjectClocks
 from shared.contract import Subject
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
-_PROBLEM = {"content": {"application/problem+json": {}}}
 Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
 
 
@@ -21,7 +21,7 @@ Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
     "/lookup",
     response_model=SubjectClocks,
     summary="A subject's pseudonym and retention clocks",
-    responses={401: _PROBLEM, 403: _PROBLEM, 422: _PROBLEM},
+    responses={401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
 async def lookup(
     subject: Subject,
