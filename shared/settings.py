@@ -34,6 +34,18 @@ class KafkaSettings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
 
 
+class RelaySettings(BaseSettings):
+    """``GALLRING_RELAY_…``: the outbox relay each service runs to publish what it stored."""
+
+    model_config = SettingsConfigDict(env_prefix="GALLRING_RELAY_", extra="ignore")
+
+    enabled: bool = True
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    poll_interval_seconds: float = Field(default=0.2, gt=0)
+    lease_seconds: float = Field(default=15.0, gt=0, description="a dead relay's lease lapses")
+    max_backoff_seconds: float = Field(default=10.0, gt=0)
+
+
 class GallringSettings(BaseSettings):
     """``GALLRING_…``: what every service needs."""
 
@@ -50,6 +62,7 @@ class GallringSettings(BaseSettings):
     )
     database_url: str = DEFAULT_DATABASE_URL
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
 
     @field_validator("pseudonym_secret")
     @classmethod

@@ -21,12 +21,12 @@ from services.api.body_limit import BodyLimitMiddleware
 from services.api.events.router import router as events_router
 from services.api.events.writer import IntakeWriter
 from services.api.metrics import ApiMetrics, MetricsMiddleware
-from services.api.relay import OutboxRelay
 from services.api.settings import ApiSettings
 from services.api.subjects.router import router as subjects_router
 from shared.contract import LifecycleEvent
 from shared.database import make_engine
 from shared.engine import RetentionEngine
+from shared.outbox import OutboxRelay
 
 BATCH_PATH = "/v1/events/batch"
 BATCH_BODY_FACTOR = 64  # a batch may be this many times a single event's limit
@@ -43,7 +43,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
         app.state.intake_writer = writer = IntakeWriter(engine)
         writer.start()
-        relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics)
+        relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics.outbox)
         relay_task = None
         if settings.relay.enabled:
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select, text
 
 from services.api.problems import PROBLEM_JSON
 from shared.settings import KafkaSettings
-from shared.tables.api import OutboxMessage
+from shared.tables.outbox import OutboxMessage
 
 router = APIRouter(tags=["health"])
 BROKER_CHECK_SECONDS = 3.0

@@ -6,6 +6,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.outbox import OutboxMetrics
+
 
 class ApiMetrics:
     def __init__(self) -> None:
@@ -33,16 +35,7 @@ class ApiMetrics:
             "Messages in the outbox not yet acknowledged by the broker.",
             registry=self.registry,
         )
-        self.published = Counter(
-            "gallring_outbox_published_total",
-            "Outbox messages the broker acknowledged.",
-            registry=self.registry,
-        )
-        self.publish_failures = Counter(
-            "gallring_outbox_publish_failures_total",
-            "Outbox publishing rounds that failed (the broker unreachable or refusing).",
-            registry=self.registry,
-        )
+        self.outbox = OutboxMetrics(self.registry)
 
 
 class MetricsMiddleware:

@@ -4,7 +4,7 @@ keyed pseudonyms, request bodies only as keyed digests."""
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Column, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from shared.tables.types import UtcDateTime
@@ -37,27 +37,6 @@ class IdempotencyRecord(SQLModel, table=True):
     accepted_at: datetime = Field(sa_column=_utc())
 
 
-class OutboxMessage(SQLModel, table=True):
-    """A message to publish, written in the same transaction as the event it carries."""
-
-    __tablename__ = "outbox_message"
-    __table_args__ = (Index("ix_outbox_message_unpublished", "published_at", "id"),)
-
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(
-            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
-    )
-    event_id: UUID
-    topic: str = Field(max_length=200)
-    message_key: str = Field(max_length=200)
-    value: str = Field(sa_column=Column(Text, nullable=False))
-    headers: str = Field(sa_column=Column(Text, nullable=False), description="JSON object")
-    created_at: datetime = Field(sa_column=_utc())
-    published_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
-
-
 class ApiKey(SQLModel, table=True):
     """A machine client's credential: only a hash of the secret part is kept."""
 
@@ -86,13 +65,3 @@ class AuditEntry(SQLModel, table=True):
     actor: str = Field(max_length=100)
     action: str = Field(max_length=100)
     detail: str = Field(sa_column=Column(String(2000), nullable=False))
-
-
-class RelayLease(SQLModel, table=True):
-    """Who may publish the outbox now: one relay at a time keeps each key's order."""
-
-    __tablename__ = "relay_lease"
-
-    name: str = Field(primary_key=True, max_length=50)
-    holder: str = Field(max_length=100)
-    expires_at: datetime = Field(sa_column=_utc())

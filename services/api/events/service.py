@@ -1,7 +1,6 @@
 """Storing accepted events: the event, its idempotency record, its outbox message and an audit
 entry go into one transaction, so an event is either durable and queued for Kafka, or not there."""
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +17,10 @@ from services.api.api_keys import Principal
 from shared import topics
 from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
+from shared.outbox import outbox_row
 from shared.pseudonym import Pseudonymiser
-from shared.tables.api import IdempotencyRecord, OutboxMessage, StoredEvent
+from shared.tables.api import IdempotencyRecord, StoredEvent
+from shared.tables.outbox import OutboxMessage
 
 MAX_ATTEMPTS = 3
 COPY_FROM_ROWS = 50
@@ -134,20 +135,15 @@ def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) ->
             {"event_id": message.event_id, "body_digest": intake.body_digest, "accepted_at": now}
         )
         outbox.append(
-            {
-                "event_id": message.event_id,
-                "topic": topics.LIFECYCLE,
-                "message_key": message.subject,
-                "value": value,
-                "headers": json.dumps(
-                    {
-                        topics.HEADER_EVENT_TYPE: message.type,
-                        topics.HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
-                        topics.HEADER_EVENT_ID: str(message.event_id),
-                    }
-                ),
-                "created_at": now,
-            }
+            outbox_row(
+                topics.LIFECYCLE,
+                key=message.subject,
+                value=value,
+                event_type=message.type,
+                event_id=message.event_id,
+                schema_version=SCHEMA_VERSION,
+                now=now,
+            )
         )
     # Unique keys in id order (so overlapping transactions queue instead of deadlocking); the
     # outbox in the order the events came, which is the order they are published in.

@@ -10,10 +10,10 @@ import pytest
 
 from services.api.api_keys import KeyStore, Scope
 from services.api.app import create_app
-from services.api.settings import ApiSettings, RelaySettings
+from services.api.settings import ApiSettings
 from shared.database import make_engine
 from shared.migrate import upgrade
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, RelaySettings
 
 SECRET = "test-pseudonym-secret-of-32-chars-or-more"
 

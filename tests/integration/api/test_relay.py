@@ -11,12 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.api.api_keys import Principal, Scope
 from services.api.events import service
 from services.api.metrics import ApiMetrics
-from services.api.relay import OutboxRelay
 from shared import topics
 from shared.contract import parse_event
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.embedded_broker import EmbeddedBroker, free_loopback_port
+from shared.outbox import OutboxRelay
 from shared.pseudonym import Pseudonymiser
 from tests.integration.api.conftest import SECRET, RunningApi, relay_settings
 from tests.kafka_reading import read_topic
@@ -121,7 +121,7 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
     pseudonymiser = Pseudonymiser(SECRET.encode())
     settings = relay_settings(lease_seconds=1.0, batch_size=50)
     relays = [
-        OutboxRelay(engine, kafka_settings, settings, ApiMetrics(), holder=f"relay-{n}")
+        OutboxRelay(engine, kafka_settings, settings, ApiMetrics().outbox, holder=f"relay-{n}")
         for n in (1, 2)
     ]
     tasks = [asyncio.create_task(relay.run()) for relay in relays]

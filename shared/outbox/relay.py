@@ -1,11 +1,11 @@
 """The outbox relay: publishes accepted events to Kafka, at least once, in order per subject.
 
-Runs as a task in every API process, but only the holder of a lease in the database publishes:
-parallel relays would each send their share of a subject's events and reorder them. A relay that
-dies lets its lease lapse (``lease_seconds``) and another takes over, sending again what was not
-yet marked published: consumers dedupe by event id. A row is marked published only after the
-broker acknowledged it (acks=all); while the broker is away the relay backs off and retries, and
-the API keeps accepting events into the outbox.
+Runs as a task in every process that writes the outbox (API and purger), but only the holder of
+a lease in the database publishes: parallel relays would each send their share of a subject's
+events and reorder them. A relay that dies lets its lease lapse (``lease_seconds``) and another
+takes over, sending again what was not yet marked published: consumers dedupe by event id. A row
+is marked published only after the broker acknowledged it (acks=all); while the broker is away
+the relay backs off and retries, and the services keep writing to the outbox.
 """
 
 import asyncio
@@ -22,12 +22,11 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.api.metrics import ApiMetrics
-from services.api.settings import RelaySettings
 from shared import topics
 from shared.kafka import ensure_topics, make_producer
-from shared.settings import KafkaSettings
-from shared.tables.api import OutboxMessage, RelayLease
+from shared.outbox.metrics import OutboxMetrics
+from shared.settings import KafkaSettings, RelaySettings
+from shared.tables.outbox import OutboxMessage, RelayLease
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "outbox"
@@ -55,7 +54,7 @@ class OutboxRelay:
         db_engine: Engine,
         kafka: KafkaSettings,
         settings: RelaySettings,
-        metrics: ApiMetrics,
+        metrics: OutboxMetrics,
         *,
         holder: str | None = None,
     ) -> None:

@@ -1,0 +1,34 @@
+"""One outbox row: a Kafka message with the headers every Gallring message carries."""
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from shared import topics
+
+
+def outbox_row(
+    topic: str,
+    *,
+    key: str,
+    value: str,
+    event_type: str,
+    event_id: UUID,
+    schema_version: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """The values of an ``outbox_message`` insert; ``key`` is the subject pseudonym."""
+    headers = {
+        topics.HEADER_EVENT_TYPE: event_type,
+        topics.HEADER_SCHEMA_VERSION: str(schema_version),
+        topics.HEADER_EVENT_ID: str(event_id),
+    }
+    return {
+        "event_id": event_id,
+        "topic": topic,
+        "message_key": key,
+        "value": value,
+        "headers": json.dumps(headers),
+        "created_at": now,
+    }

@@ -1,0 +1,17 @@
+"""What a relay reports to the Prometheus registry of the process it runs in."""
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class OutboxMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.published = Counter(
+            "gallring_outbox_published_total",
+            "Outbox messages the broker acknowledged.",
+            registry=registry,
+        )
+        self.publish_failures = Counter(
+            "gallring_outbox_publish_failures_total",
+            "Outbox publishing rounds that failed (the broker unreachable or refusing).",
+            registry=registry,
+        )
