@@ -9,7 +9,7 @@ the trigger: when in doubt, keep the data. Legal holds and erasure requests are 
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -126,20 +126,10 @@ class RetentionEngine:
                 continue
             if event_type == _DSR_ERASURE:
                 erasure_requests.append(event)
-            scope = event.scope.item
-            memberships = self._roles.get(event_type) or self._data_memberships(event)
-            for category, role, only_scope, rank, category_scope in memberships:
-                if only_scope is not None and (scope is None or scope[0] != only_scope):
-                    continue
-                if not category_scope:
-                    key: ClockKey = (category, None)
-                elif scope is not None and scope[0] in category_scope:
-                    key = (category, scope)
-                elif scope is None and role in _BROADCAST_ROLES:
+            for key, category, role, rank in self._routes(event):
+                if key is None:
                     broadcasts.append((category, role, rank, event))
                     continue
-                else:
-                    continue  # a scope this category is not kept per: not about its data
                 entry = (event.occurred_at, rank, event.event_id, role, event)
                 entries.setdefault(key, []).append(entry)
 
@@ -162,6 +152,41 @@ class RetentionEngine:
         if len(clocks) > 1:
             clocks.sort(key=lambda clock: (clock.category, clock.scope or ("", "")))
         return clocks
+
+    def clock_keys(self, events: Iterable[EngineEvent]) -> dict[UUID, set[ClockKey]]:
+        """Per event, the clocks it feeds, whenever it occurs. Legal holds and erasure requests
+        feed none: they act on clocks other events made. The purger keeps an event as long as one
+        of its clocks is alive."""
+        keys: dict[UUID, set[ClockKey]] = {}
+        broadcasts: list[tuple[UUID, Category]] = []
+        for event in events:
+            routed = keys.setdefault(event.event_id, set())
+            for key, category, _, _ in self._routes(event):
+                if key is None:
+                    broadcasts.append((event.event_id, category))
+                else:
+                    routed.add(key)
+        made = {key for routed in keys.values() for key in routed}
+        for event_id, category in broadcasts:
+            keys[event_id].update(key for key in made if key[0] == category)
+        return keys
+
+    def _routes(self, event: EngineEvent) -> Iterator[tuple[ClockKey | None, Category, Role, int]]:
+        """The clocks ``event`` concerns; key None: every clock of the category (a broadcast)."""
+        if event.type in ("legal_hold.placed", "legal_hold.released"):
+            return
+        scope = event.scope.item
+        memberships = self._roles.get(event.type) or self._data_memberships(event)
+        for category, role, only_scope, rank, category_scope in memberships:
+            if only_scope is not None and (scope is None or scope[0] != only_scope):
+                continue
+            if not category_scope:
+                yield (category, None), category, role, rank
+            elif scope is not None and scope[0] in category_scope:
+                yield (category, scope), category, role, rank
+            elif scope is None and role in _BROADCAST_ROLES:
+                yield None, category, role, rank
+            # otherwise a scope this category is not kept per: not about its data
 
     def _membership(
         self, category: Category, role: Role, only_scope: str | None = None

@@ -603,3 +603,25 @@ def test_the_pure_function_matches_the_engine() -> None:
     assert evaluate(load_default_policy(), SUBJECT, history, NOW) == ENGINE.evaluate(
         SUBJECT, history, NOW
     )
+
+
+# --- Which clocks an event feeds (what the purger may delete after an erasure) ------------------
+
+
+def test_clock_keys_name_the_clocks_each_event_feeds() -> None:
+    closed_1 = event("collection_case.closed", "2025-03-15T10:00+01:00", CASE_1)
+    closed_2 = event("collection_case.closed", "2025-03-15T10:00+01:00", CASE_2)
+    ended = event("customer_relationship.ended", "2025-03-15T10:00+01:00", CLIENT_1)
+    outdated = event(
+        "data.outdated", "2025-04-01T10:00+01:00", data={"category": "customer_relationship"}
+    )
+    hold = event("legal_hold.placed", "2025-04-01T10:00+01:00", data={"hold_id": "H-1"})
+
+    keys = ENGINE.clock_keys([closed_1, closed_2, ended, outdated, hold])
+
+    assert keys[closed_1.event_id] == {("collection_case", ("case_id", "C-1"))}
+    assert keys[closed_2.event_id] == {("collection_case", ("case_id", "C-2"))}
+    # A subject-wide event reaches every clock of its category that other events made...
+    assert keys[outdated.event_id] == {("customer_relationship", ("client_id", "K-1"))}
+    # ...and a hold feeds none: it only acts on clocks.
+    assert keys[hold.event_id] == set()
