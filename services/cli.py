@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="run the API service (settings from GALLRING_*)")
     api.set_defaults(run=_serve_api)
 
+    purger = commands.add_parser(
+        "purger", help="run the purger: clocks from Kafka, sweeps, erasures (GALLRING_*)"
+    )
+    purger.set_defaults(run=_run_purger)
+
     keys = commands.add_parser("keys", help="API keys for machine clients")
     key_actions = keys.add_subparsers(metavar="ACTION", required=True)
     create = key_actions.add_parser("create", help="create a key and print it (once)")
@@ -91,6 +96,14 @@ def _serve_api(_: argparse.Namespace) -> int:
     from services.api.settings import ApiSettings
 
     serve(ApiSettings())
+    return 0
+
+
+def _run_purger(_: argparse.Namespace) -> int:
+    from services.purger.main import serve
+    from services.purger.settings import PurgerSettings
+
+    serve(PurgerSettings())
     return 0
 
 

@@ -1,12 +1,14 @@
 """``gallring up``: the whole system on the embedded default, for a newcomer's first run.
 
-SQLite under ``./var/``, a Tansu broker on 127.0.0.1:9092 unless ``GALLRING_KAFKA_BOOTSTRAP``
-names a real one, a pseudonym secret generated once into ``./var/``, and an admin API key made
-on the first run and printed once. Production sets every ``GALLRING_…`` variable instead.
+The API and the purger on SQLite under ``./var/``, a Tansu broker on 127.0.0.1:9092 unless
+``GALLRING_KAFKA_BOOTSTRAP`` names a real one, a pseudonym secret generated once into ``./var/``,
+and an admin API key made on the first run and printed once.
+Production sets every ``GALLRING_…`` variable instead.
 """
 
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from shared.migrate import upgrade
 
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
+PURGER_STOP_SECONDS = 20
 
 
 def up() -> int:
@@ -46,7 +49,13 @@ def up() -> int:
         upgrade(settings.database_url)
         _first_run_admin_key(settings)
         print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)
-        serve(settings)
+        # The purger in a process of its own, as in production; it stops when the API does.
+        purger = subprocess.Popen([sys.executable, "-m", "services.cli", "purger"])
+        try:
+            serve(settings)
+        finally:
+            purger.terminate()
+            purger.wait(timeout=PURGER_STOP_SECONDS)
     finally:
         if broker is not None:
             broker.stop()

@@ -18,18 +18,19 @@ def event(
     *,
     subject: dict[str, str] | None = None,
     event_id: str | None = None,
+    role: str | None = None,
 ) -> LifecycleEvent:
-    return parse_event(
-        {
-            "event_id": event_id or str(uuid.uuid4()),
-            "type": event_type,
-            "occurred_at": occurred_at,
-            "subject": subject or {"ref": "crm:4711"},
-            "scope": scope or {},
-            "data": data or {},
-        },
-        now=FAR_FUTURE,
-    )
+    document: dict[str, Any] = {
+        "event_id": event_id or str(uuid.uuid4()),
+        "type": event_type,
+        "occurred_at": occurred_at,
+        "subject": subject or {"ref": "crm:4711"},
+        "scope": scope or {},
+        "data": data or {},
+    }
+    if role is not None:
+        document["role"] = role
+    return parse_event(document, now=FAR_FUTURE)
 
 
 def utc(text: str) -> datetime:

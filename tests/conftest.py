@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from shared.embedded_broker import EmbeddedBroker
+from shared.migrate import upgrade
 from shared.settings import KafkaSettings
 
 #: The machine's PostgreSQL cluster (trust auth); each session creates and drops its own database.
@@ -42,6 +43,12 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each database test runs once on PostgreSQL and once on SQLite."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    upgrade(database_url)
+    return database_url
 
 
 @pytest.fixture(scope="session")

@@ -17,4 +17,4 @@ metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-from shared.tables import api, outbox  # noqa: E402, F401 - registers the tables
+from shared.tables import api, outbox, purger  # noqa: E402, F401 - registers the tables

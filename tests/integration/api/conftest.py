@@ -12,7 +12,6 @@ from services.api.api_keys import KeyStore, Scope
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from shared.database import make_engine
-from shared.migrate import upgrade
 from shared.settings import KafkaSettings, RelaySettings
 
 SECRET = "test-pseudonym-secret-of-32-chars-or-more"
@@ -28,12 +27,6 @@ class RunningApi:
         """Authorization headers for a fresh key with these scopes."""
         key = self.keys.create("test-client", set(scopes))
         return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def migrated_url(database_url: str) -> str:
-    upgrade(database_url)
-    return database_url
 
 
 def relay_settings(**changes: object) -> RelaySettings:

@@ -1,0 +1,108 @@
+"""The purger process: the lifecycle consumer, the sweep on an APScheduler interval, and the
+outbox relay that publishes the erasures. ``gallring purger`` runs it.
+
+One interval job sweeps every due clock, however many there are: clocks live in the database,
+never as scheduler jobs. An immediate erasure asks for a sweep at once instead of at the next
+tick; if a sweep is running, another follows it.
+"""
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from services.purger.consumer import LifecycleConsumer
+from services.purger.settings import PurgerSettings
+from services.purger.sweep import sweep
+from shared.engine import RetentionEngine
+from shared.outbox import OutboxMetrics, OutboxRelay
+
+log = logging.getLogger(__name__)
+SWEEP_JOB = "sweep"
+STOP_SECONDS = 15.0
+
+
+class Purger:
+    def __init__(self, settings: PurgerSettings, db: Engine) -> None:
+        self._settings = settings
+        self._db = db
+        self._retention = RetentionEngine(settings.policy())
+        self.registry = CollectorRegistry()
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._sweeping = False
+        self._sweep_again = False
+        self.consumer = LifecycleConsumer(
+            db, self._retention, settings, on_erasable=self.sweep_soon
+        )
+        self.relay = OutboxRelay(db, settings.kafka, settings.relay, OutboxMetrics(self.registry))
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consume, sweep and publish until :meth:`stop`."""
+        self._scheduler.add_job(
+            self._sweep,
+            "interval",
+            seconds=self._settings.purger_sweep_interval_seconds,
+            id=SWEEP_JOB,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
+        if self._settings.relay.enabled:
+            tasks.append(asyncio.create_task(self.relay.run(), name="purger-relay"))
+        try:
+            stopping = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopping and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self._scheduler.shutdown(wait=False)
+            self.consumer.stop()
+            self.relay.stop()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*tasks), timeout=STOP_SECONDS)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def sweep_soon(self) -> None:
+        """Sweep now rather than at the next tick (an immediate erasure came in)."""
+        if self._sweeping:
+            self._sweep_again = True
+        elif self._scheduler.running:
+            self._scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(UTC))
+
+    async def _sweep(self) -> None:
+        self._sweeping = True
+        try:
+            while True:
+                self._sweep_again = False
+                started = asyncio.get_running_loop().time()
+                erased = await asyncio.to_thread(
+                    sweep,
+                    self._db,
+                    self._retention,
+                    datetime.now(UTC),
+                    self._settings.purger_sweep_batch_size,
+                )
+                if erased:
+                    log.info(
+                        "purger: erased %d clock(s) in %.2fs",
+                        erased,
+                        asyncio.get_running_loop().time() - started,
+                    )
+                if not self._sweep_again:
+                    return
+        except Exception as error:  # noqa: BLE001 - the next tick tries again
+            log.warning(
+                "purger: the sweep failed (%s); the next tick tries again", type(error).__name__
+            )
+        finally:
+            self._sweeping = False

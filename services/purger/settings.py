@@ -1,0 +1,18 @@
+"""``GALLRING_PURGER_…``: settings only the purger reads."""
+
+from pydantic import Field
+
+from shared.settings import GallringSettings
+
+
+class PurgerSettings(GallringSettings):
+    purger_consumer_group: str = "gallring-purger"
+    purger_sweep_interval_seconds: float = Field(
+        default=60.0, gt=0, description="how often the sweep looks for clocks that fell due"
+    )
+    purger_sweep_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="clocks erased per transaction"
+    )
+    purger_max_poll_records: int = Field(
+        default=500, ge=1, description="lifecycle messages applied per transaction"
+    )

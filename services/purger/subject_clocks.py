@@ -1,0 +1,92 @@
+"""One subject's stored facts and clocks, read and written inside a caller's transaction.
+
+The consumer and the sweep both re-evaluate a subject from its facts with the engine; this is the
+code they share. Clock rows are keyed by ``(category, scope key, scope value)``, with ``""`` for
+a subject-wide scope.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+
+from shared.contract.lifecycle_message import LifecycleMessage
+from shared.engine import RetentionClock
+from shared.tables.purger import StoredClock, SubjectFact
+
+RowKey = tuple[str, str, str]
+CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
+
+
+def row_key(row: Row[Any]) -> RowKey:
+    return (row.category, row.scope_key, row.scope_value)
+
+
+def clock_key(clock: RetentionClock) -> RowKey:
+    scope_key, scope_value = clock.scope if clock.scope is not None else ("", "")
+    return (clock.category.value, scope_key, scope_value)
+
+
+def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
+    rows = connection.execute(select(FACTS.c.message).where(FACTS.c.subject_pseudonym == subject))
+    return [LifecycleMessage.model_validate_json(message) for (message,) in rows]
+
+
+def locked_clocks(connection: Connection, subject: str) -> dict[RowKey, Row[Any]]:
+    """The subject's clock rows, locked on PostgreSQL until the transaction ends, so that the
+    consumer and a sweep never act on one subject at the same time."""
+    query = select(CLOCKS).where(CLOCKS.c.subject_pseudonym == subject).order_by(CLOCKS.c.id)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row_key(row): row for row in connection.execute(query)}
+
+
+def store(
+    connection: Connection,
+    subject: str,
+    clocks: Iterable[RetentionClock],
+    existing: dict[RowKey, Row[Any]],
+    now: datetime,
+) -> list[RetentionClock]:
+    """Make the subject's rows say what ``clocks`` say; rows no clock matches are removed.
+    Returns the clocks that are new or changed."""
+    remaining = dict(existing)
+    changed = []
+    for clock in clocks:
+        values = _values(clock)
+        row = remaining.pop(clock_key(clock), None)
+        if row is None:
+            connection.execute(
+                insert(CLOCKS).values(
+                    erasure_id=uuid4(),
+                    subject_pseudonym=subject,
+                    category=clock.category.value,
+                    scope_key=clock_key(clock)[1],
+                    scope_value=clock_key(clock)[2],
+                    updated_at=now,
+                    **values,
+                )
+            )
+            changed.append(clock)
+        elif any(getattr(row, column) != value for column, value in values.items()):
+            connection.execute(
+                update(CLOCKS).where(CLOCKS.c.id == row.id).values(updated_at=now, **values)
+            )
+            changed.append(clock)
+    if remaining:
+        ids = [row.id for row in remaining.values()]
+        connection.execute(delete(CLOCKS).where(CLOCKS.c.id.in_(ids)))
+    return changed
+
+
+def _values(clock: RetentionClock) -> dict[str, Any]:
+    return {
+        "state": clock.state.value,
+        "due_at": clock.due_at,
+        "rule": clock.rule,
+        "legal_basis": clock.legal_basis,
+        "reason": clock.reason,
+    }

@@ -1,0 +1,90 @@
+"""Tables the purger owns: the facts its clocks need, the clocks, and the proofs of erasures.
+
+Facts and clocks hold subject pseudonyms and go when the subject's data is erased; what remains of
+an erasure (``erasure``) names no subject, only a hash of the pseudonym. The ids of consumed
+events stay too (``consumed_event``): they are not personal, and without them a redelivered event
+would bring an erased clock back.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from shared.tables.types import UtcDateTime
+
+#: Clock states the sweep looks at: whatever is not held, cancelled or erased.
+SWEPT_STATES = ("pending", "due", "erase_now")
+_SWEPT = text("state IN ('pending', 'due', 'erase_now')")
+
+
+class ConsumedEvent(SQLModel, table=True):
+    """An event the purger has applied, by id only: the dedupe record."""
+
+    __tablename__ = "consumed_event"
+
+    event_id: UUID = Field(primary_key=True)
+    consumed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class SubjectFact(SQLModel, table=True):
+    """A lifecycle message (pseudonymised) kept while one of its subject's clocks needs it."""
+
+    __tablename__ = "subject_fact"
+
+    event_id: UUID = Field(primary_key=True)
+    subject_pseudonym: str = Field(max_length=64, index=True)
+    message: str = Field(sa_column=Column(Text, nullable=False), description="the Kafka value")
+
+
+class StoredClock(SQLModel, table=True):
+    """The engine's latest verdict for one subject × category × scope, for the sweep to act on.
+
+    ``erasure_id`` is fixed when the clock is first stored: the erasure it will become goes by
+    it from then on (scheduled, held, executed).
+    """
+
+    __tablename__ = "retention_clock"
+    __table_args__ = (
+        UniqueConstraint(
+            "subject_pseudonym",
+            "category",
+            "scope_key",
+            "scope_value",
+            name="uq_retention_clock_key",
+        ),
+        Index("ix_retention_clock_sweep", "due_at", postgresql_where=_SWEPT, sqlite_where=_SWEPT),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    erasure_id: UUID = Field(unique=True)
+    subject_pseudonym: str = Field(max_length=64)
+    category: str = Field(max_length=40, index=True)
+    scope_key: str = Field(max_length=20, description="'' for subject-wide")
+    scope_value: str = Field(max_length=200)
+    state: str = Field(max_length=20)
+    due_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    rule: str = Field(max_length=100)
+    legal_basis: str = Field(max_length=300)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ErasureProof(SQLModel, table=True):
+    """What is left after an erasure: when, what and why, and no way back to the person."""
+
+    __tablename__ = "erasure"
+
+    erasure_id: UUID = Field(primary_key=True)
+    subject_hash: str = Field(max_length=64, index=True, description="SHA-256 of the pseudonym")
+    category: str = Field(max_length=40, index=True)
+    rule: str = Field(max_length=100)
+    legal_basis: str = Field(max_length=300)
+    due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    executed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))

@@ -1,0 +1,72 @@
+"""Lifecycle messages as the purger receives them, for a fresh subject per test."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import Engine, func, select
+
+from services.purger.sweep import subject_hash
+from shared.contract.lifecycle_message import LifecycleMessage
+from shared.engine import RetentionEngine
+from shared.policy import load_default_policy
+from shared.pseudonym import Pseudonymiser
+from shared.tables.purger import ErasureProof, StoredClock, SubjectFact
+from tests.builders import event
+
+RETENTION = RetentionEngine(load_default_policy())
+PSEUDONYMISER = Pseudonymiser(b"purger-test-secret-purger-test-secret")
+
+
+class Subject:
+    """A person no other test knows, and the messages about them."""
+
+    def __init__(self) -> None:
+        self.identity = {"ref": f"crm:{uuid.uuid4().hex}"}
+        self.pseudonym = PSEUDONYMISER.pseudonym("ref", self.identity["ref"])
+
+    def message(
+        self,
+        event_type: str,
+        occurred_at: datetime,
+        scope: dict[str, str] | None = None,
+        data: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> LifecycleMessage:
+        built = event(
+            event_type, occurred_at.isoformat(), scope, data, subject=self.identity, **fields
+        )
+        return LifecycleMessage.from_event(built, self.pseudonym)
+
+
+def ago(**period: int) -> datetime:
+    return datetime.now(UTC) - relativedelta(**period)  # type: ignore[arg-type]
+
+
+def clocks_of(db: Engine, subject: Subject) -> dict[tuple[str, str], str]:
+    """``(category, scope value) -> state`` of the subject's stored clocks."""
+    table = StoredClock.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(table.c.category, table.c.scope_value, table.c.state).where(
+                table.c.subject_pseudonym == subject.pseudonym
+            )
+        )
+        return {(row.category, row.scope_value): row.state for row in rows}
+
+
+def facts_of(db: Engine, subject: Subject) -> int:
+    table = SubjectFact.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        return connection.execute(
+            select(func.count()).where(table.c.subject_pseudonym == subject.pseudonym)
+        ).scalar_one()
+
+
+def proofs_of(db: Engine, subject: Subject) -> list[Any]:
+    table = ErasureProof.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        return connection.execute(
+            select(table).where(table.c.subject_hash == subject_hash(subject.pseudonym))
+        ).all()

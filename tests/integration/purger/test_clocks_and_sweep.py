@@ -1,0 +1,141 @@
+"""Clocks from lifecycle messages and the sweep that erases them, on PostgreSQL and SQLite."""
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, select
+
+from services.purger.apply import apply_messages
+from services.purger.sweep import sweep
+from shared import topics
+from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.database import make_engine
+from shared.tables.outbox import OutboxMessage
+from tests.integration.purger.helpers import (
+    RETENTION,
+    Subject,
+    ago,
+    clocks_of,
+    facts_of,
+    proofs_of,
+)
+
+CASE = {"case_id": "C-1"}
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+def apply(db: Engine, *messages) -> None:
+    apply_messages(db, RETENTION, messages, datetime.now(UTC))
+
+
+def sweep_now(db: Engine) -> None:
+    sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
+
+
+def outbox_of(db: Engine, subject: Subject) -> list:
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        return connection.execute(
+            select(table).where(table.c.message_key == subject.pseudonym).order_by(table.c.id)
+        ).all()
+
+
+def test_a_case_closed_37_months_ago_is_erased_leaving_only_a_proof(db: Engine) -> None:
+    person = Subject()
+    apply(db, person.message("collection_case.closed", ago(months=37), CASE, role="debtor"))
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "due"}
+
+    sweep_now(db)
+
+    [proof] = proofs_of(db, person)
+    assert (proof.category, proof.rule) == ("collection_case", "collection_case.retention")
+    assert clocks_of(db, person) == {}
+    assert facts_of(db, person) == 0
+    command_row, executed_row = outbox_of(db, person)
+    assert (command_row.topic, executed_row.topic) == (topics.ERASURE_COMMANDS, topics.ERASURES)
+    command = ErasureCommand.model_validate_json(command_row.value)
+    executed = ErasureExecuted.model_validate_json(executed_row.value)
+    assert command.erasure_id == executed.erasure_id == proof.erasure_id
+    assert command.scope == {"case_id": "C-1"}
+    assert json.loads(command_row.headers)["event-type"] == "erasure.command"
+
+
+def test_a_redelivered_event_does_not_bring_an_erased_clock_back(db: Engine) -> None:
+    person = Subject()
+    closed = person.message("collection_case.closed", ago(months=37), CASE)
+    apply(db, closed)
+    sweep_now(db)
+    apply(db, closed)  # the broker delivers it again
+    sweep_now(db)
+    assert clocks_of(db, person) == {}
+    assert len(proofs_of(db, person)) == 1  # erased once
+
+
+def test_a_clock_not_yet_due_waits(db: Engine) -> None:
+    person = Subject()
+    apply(db, person.message("collection_case.closed", ago(months=35), CASE))
+    sweep_now(db)
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "pending"}
+    assert proofs_of(db, person) == []
+
+
+def test_a_hold_placed_before_the_sweep_stops_the_erasure_until_released(db: Engine) -> None:
+    person = Subject()
+    apply(db, person.message("collection_case.closed", ago(months=37), CASE))
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "due"}
+    apply(db, person.message("legal_hold.placed", ago(days=1), data={"hold_id": "H-1"}))
+
+    sweep_now(db)
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "held"}
+    assert proofs_of(db, person) == []
+
+    apply(db, person.message("legal_hold.released", ago(hours=1), data={"hold_id": "H-1"}))
+    sweep_now(db)
+    assert len(proofs_of(db, person)) == 1
+    assert facts_of(db, person) == 0  # the hold's events went with the last clock
+
+
+def test_a_reopened_case_is_not_erased(db: Engine) -> None:
+    person = Subject()
+    apply(
+        db,
+        person.message("collection_case.closed", ago(months=40), CASE),
+        person.message("collection_case.reopened", ago(months=38), CASE),
+    )
+    sweep_now(db)
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "cancelled"}
+    assert proofs_of(db, person) == []
+
+
+def test_erasing_one_clock_keeps_what_the_others_need(db: Engine) -> None:
+    person = Subject()
+    apply(
+        db,
+        person.message("collection_case.closed", ago(months=37), {"case_id": "C-1"}),
+        person.message("collection_case.closed", ago(months=2), {"case_id": "C-2"}),
+    )
+    sweep_now(db)
+    assert clocks_of(db, person) == {("collection_case", "C-2"): "pending"}
+    assert facts_of(db, person) == 1
+    assert len(proofs_of(db, person)) == 1
+
+
+def test_an_unsubscribe_erases_marketing_data_at_the_next_sweep(db: Engine) -> None:
+    person = Subject()
+    apply(
+        db,
+        person.message("marketing.contact", ago(months=2), role="newsletter_recipient"),
+        person.message("newsletter.unsubscribed", ago(minutes=1), role="newsletter_recipient"),
+    )
+    assert clocks_of(db, person) == {("marketing", ""): "erase_now"}
+    sweep_now(db)
+    [proof] = proofs_of(db, person)
+    assert (proof.category, proof.rule) == ("marketing", "marketing.immediate")
