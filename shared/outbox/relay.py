@@ -3,8 +3,8 @@
 Runs as a task in every process that writes the outbox (API and purger), but only the holder of
 a lease in the database publishes: parallel relays would each send their share of a subject's
 events and reorder them. A relay that dies lets its lease lapse (``lease_seconds``) and another
-takes over, sending again what was not yet marked published: consumers dedupe by event id. A row
-is marked published only after the broker acknowledged it (acks=all); while the broker is away
+takes over, sending again what is still in the outbox: consumers dedupe by event id. A row is
+deleted only after the broker acknowledged it (acks=all); while the broker is away
 the relay backs off and retries, and the services keep writing to the outbox.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
@@ -142,7 +142,7 @@ class OutboxRelay:
             len(failed_keys),
         )
         if acknowledged:
-            await asyncio.to_thread(self._mark_published, acknowledged)
+            await asyncio.to_thread(self._delete_published, acknowledged)
             self._metrics.published.inc(len(acknowledged))
         if failed_keys:
             raise PublishError(f"{len(pending) - len(acknowledged)} message(s) not acknowledged")
@@ -207,17 +207,15 @@ class OutboxRelay:
                     _outbox.c.value,
                     _outbox.c.headers,
                 )
-                .where(_outbox.c.published_at.is_(None))
                 .order_by(_outbox.c.id)
                 .limit(self._settings.batch_size)
             )
             return [_Pending(*row) for row in rows]
 
-    def _mark_published(self, ids: list[int]) -> None:
+    def _delete_published(self, ids: list[int]) -> None:
+        """Published rows go: they carry event payloads, which must not outlive their use."""
         with self._db.begin() as connection:
-            connection.execute(
-                update(_outbox).where(_outbox.c.id.in_(ids)).values(published_at=datetime.now(UTC))
-            )
+            connection.execute(delete(_outbox).where(_outbox.c.id.in_(ids)))
 
 
 def _insert_ignoring_conflict(dialect: str):

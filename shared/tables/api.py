@@ -4,7 +4,7 @@ keyed pseudonyms, request bodies only as keyed digests."""
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Integer, String, Text
+from sqlalchemy import BigInteger, Column, Integer, String
 from sqlmodel import Field, SQLModel
 
 from shared.tables.types import UtcDateTime
@@ -12,19 +12,6 @@ from shared.tables.types import UtcDateTime
 
 def _utc(*, nullable: bool = False, index: bool = False) -> Column:
     return Column(UtcDateTime(), nullable=nullable, index=index)
-
-
-class StoredEvent(SQLModel, table=True):
-    """An accepted event, pseudonymised: the lifecycle message as it goes onto Kafka."""
-
-    __tablename__ = "stored_event"
-
-    event_id: UUID = Field(primary_key=True)
-    subject_pseudonym: str = Field(max_length=64, index=True)
-    type: str = Field(max_length=64)
-    occurred_at: datetime = Field(sa_column=_utc())
-    payload: str = Field(sa_column=Column(Text, nullable=False))
-    received_at: datetime = Field(sa_column=_utc())
 
 
 class IdempotencyRecord(SQLModel, table=True):

@@ -4,17 +4,17 @@ and the lease that lets one relay at a time publish it (so each key keeps its or
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text
+from sqlalchemy import BigInteger, Column, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from shared.tables.types import UtcDateTime
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A message to publish, written in the same transaction as the event it carries."""
+    """A message to publish, written in the same transaction as the change it reports; deleted
+    once the broker acknowledged it."""
 
     __tablename__ = "outbox_message"
-    __table_args__ = (Index("ix_outbox_message_unpublished", "published_at", "id"),)
 
     id: int | None = Field(
         default=None,
@@ -28,9 +28,6 @@ class OutboxMessage(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
     headers: str = Field(sa_column=Column(Text, nullable=False), description="JSON object")
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
-    published_at: datetime | None = Field(
-        default=None, sa_column=Column(UtcDateTime(), nullable=True)
-    )
 
 
 class RelayLease(SQLModel, table=True):

@@ -1,5 +1,6 @@
-"""Storing accepted events: the event, its idempotency record, its outbox message and an audit
-entry go into one transaction, so an event is either durable and queued for Kafka, or not there."""
+"""Storing accepted events: the idempotency record, the outbox message and an audit entry go into
+one transaction, so an event is either durable and queued for Kafka, or not there. The API keeps
+no payload once the message is published: the purger holds what the clocks need."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
 from shared.outbox import outbox_row
 from shared.pseudonym import Pseudonymiser
-from shared.tables.api import IdempotencyRecord, StoredEvent
+from shared.tables.api import IdempotencyRecord
 from shared.tables.outbox import OutboxMessage
 
 MAX_ATTEMPTS = 3
@@ -117,20 +118,9 @@ def _accept_once(engine: Engine, intakes: Sequence[Intake], *, now: datetime) ->
 
 
 def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) -> None:
-    events, idempotency, outbox = [], [], []
+    idempotency, outbox = [], []
     for intake in intakes:
         message = intake.message
-        value = message.to_json()
-        events.append(
-            {
-                "event_id": message.event_id,
-                "subject_pseudonym": message.subject,
-                "type": message.type,
-                "occurred_at": message.occurred_at,
-                "payload": value,
-                "received_at": now,
-            }
-        )
         idempotency.append(
             {"event_id": message.event_id, "body_digest": intake.body_digest, "accepted_at": now}
         )
@@ -138,7 +128,7 @@ def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) ->
             outbox_row(
                 topics.LIFECYCLE,
                 key=message.subject,
-                value=value,
+                value=message.to_json(),
                 event_type=message.type,
                 event_id=message.event_id,
                 schema_version=SCHEMA_VERSION,
@@ -148,7 +138,6 @@ def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) ->
     # Unique keys in id order (so overlapping transactions queue instead of deadlocking); the
     # outbox in the order the events came, which is the order they are published in.
     by_id = itemgetter("event_id")
-    _write_rows(connection, StoredEvent.__table__, sorted(events, key=by_id))  # type: ignore[attr-defined]
     _write_rows(connection, IdempotencyRecord.__table__, sorted(idempotency, key=by_id))  # type: ignore[attr-defined]
     _write_rows(connection, OutboxMessage.__table__, outbox)  # type: ignore[attr-defined]
 

@@ -1,4 +1,4 @@
-"""A subject's clocks, evaluated by the engine from the events the API keeps for it."""
+"""A subject's clocks, evaluated now by the engine from the facts the purger keeps for it."""
 
 from datetime import datetime
 
@@ -8,21 +8,22 @@ from services.api import audit
 from services.api.api_keys import Principal
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionClock, RetentionEngine
-from shared.tables.api import StoredEvent
+from shared.tables.purger import SubjectFact
 
 
 def clocks_of(
     engine: Engine, retention: RetentionEngine, pseudonym: str, *, actor: Principal, now: datetime
 ) -> tuple[int, list[RetentionClock]]:
-    """How many events the API holds for the subject, and the clocks they give as of ``now``.
+    """How many events Gallring holds for the subject, and the clocks they give as of ``now``.
+    Events the purger has not consumed yet are not counted (it is seconds behind, normally).
 
     The lookup is audited by who asked and how much they saw, not by whom it was about: the
     audit log outlives erasures and must not link back to a person.
     """
-    stored = StoredEvent.__table__.c  # type: ignore[attr-defined]
+    facts = SubjectFact.__table__.c  # type: ignore[attr-defined]
     with engine.begin() as connection:
         payloads = connection.execute(
-            select(stored.payload).where(stored.subject_pseudonym == pseudonym)
+            select(facts.message).where(facts.subject_pseudonym == pseudonym)
         ).scalars()
         messages = [LifecycleMessage.model_validate_json(payload) for payload in payloads]
         clocks = retention.evaluate(pseudonym, messages, now)

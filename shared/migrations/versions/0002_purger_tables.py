@@ -1,5 +1,8 @@
 """Purger tables: consumed events, subject facts, retention clocks, erasure proofs
 
+The API stops keeping event payloads (the purger's facts take their place) and deletes outbox
+rows once published instead of marking them.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-25 06:12:51.739216
@@ -20,6 +23,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("stored_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_stored_event_subject_pseudonym"))
+    op.drop_table("stored_event")
+    op.execute("DELETE FROM outbox_message WHERE published_at IS NOT NULL")
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_message_unpublished")
+        batch_op.drop_column("published_at")
+
     op.create_table(
         "consumed_event",
         sa.Column("event_id", sa.Uuid(), nullable=False),
@@ -111,3 +122,22 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_erasure_category"), table_name="erasure")
     op.drop_table("erasure")
     op.drop_table("consumed_event")
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("published_at", shared.tables.types.UtcDateTime(timezone=True), nullable=True)
+        )
+        batch_op.create_index("ix_outbox_message_unpublished", ["published_at", "id"], unique=False)
+    op.create_table(
+        "stored_event",
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("subject_pseudonym", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("occurred_at", shared.tables.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("received_at", shared.tables.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_stored_event")),
+    )
+    with op.batch_alter_table("stored_event", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_stored_event_subject_pseudonym"), ["subject_pseudonym"], unique=False
+        )

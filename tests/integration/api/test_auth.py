@@ -4,7 +4,7 @@ import pytest
 
 from services.api.api_keys import Scope
 from shared.contract.examples import EXAMPLES
-from tests.integration.api.conftest import RunningApi
+from tests.integration.conftest import RunningApi
 
 EVENT = EXAMPLES["marketing.contact"]
 LOOKUP = {"ref": "crm:4711"}

@@ -12,8 +12,8 @@ from shared import topics
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.pseudonym import Pseudonymiser
-from shared.tables.api import StoredEvent
-from tests.integration.api.conftest import SECRET, RunningApi
+from shared.tables.api import IdempotencyRecord
+from tests.integration.conftest import SECRET, RunningApi
 from tests.kafka_reading import read_topic
 
 #: Every way the examples' identifiers could show up in clear text.
@@ -193,11 +193,11 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
     engine = make_engine(api.settings.database_url)
     try:
         with engine.connect() as connection:
-            stored_events = StoredEvent.__table__
+            records = IdempotencyRecord.__table__
             stored = connection.execute(
                 select(func.count())
-                .select_from(stored_events)
-                .where(stored_events.c.event_id == uuid.UUID(new["event_id"]))
+                .select_from(records)
+                .where(records.c.event_id == uuid.UUID(new["event_id"]))
             ).scalar_one()
         assert stored == 1
     finally:

@@ -18,7 +18,7 @@ from shared.database import make_engine
 from shared.embedded_broker import EmbeddedBroker, free_loopback_port
 from shared.outbox import OutboxRelay
 from shared.pseudonym import Pseudonymiser
-from tests.integration.api.conftest import SECRET, RunningApi, relay_settings
+from tests.integration.conftest import SECRET, RunningApi, relay_settings
 from tests.kafka_reading import read_topic
 
 

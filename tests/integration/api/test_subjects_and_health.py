@@ -1,34 +1,49 @@
 """The subject lookup, readiness and metrics."""
 
+import asyncio
 import uuid
 
 from services.api.api_keys import Scope
 from shared.contract.examples import EXAMPLES
 from shared.embedded_broker import free_loopback_port
-from tests.integration.api.conftest import RunningApi
+from tests.integration.conftest import RunningApi
+from tests.integration.purger.running import running_purger
 
 
-async def test_lookup_evaluates_the_subjects_clocks_from_its_events(api: RunningApi) -> None:
+async def test_lookup_evaluates_the_subjects_clocks_from_its_events(
+    api: RunningApi, kafka_settings
+) -> None:
     subject = {"ref": f"crm:{uuid.uuid4().hex[:8]}"}
     writer = api.key(Scope.EVENTS_WRITE)
-    for event_type in ("marketing.contact", "newsletter.unsubscribed"):
-        event = {**EXAMPLES[event_type], "event_id": str(uuid.uuid4()), "subject": subject}
+    # Two marketing contacts: the later one starts the clock, which runs 36 months.
+    for occurred_at in ("2026-01-10T08:15:00+01:00", "2026-03-10T08:15:00+01:00"):
+        event = {
+            **EXAMPLES["marketing.contact"],
+            "event_id": str(uuid.uuid4()),
+            "subject": subject,
+            "occurred_at": occurred_at,
+        }
         assert (await api.client.post("/v1/events", json=event, headers=writer)).status_code == 202
 
-    response = await api.client.post(
-        "/v1/subjects/lookup", json=subject, headers=api.key(Scope.SUBJECTS_READ)
-    )
-    assert response.status_code == 200
-    body = response.json()
+    reader = api.key(Scope.SUBJECTS_READ)
+    body: dict = {}
+    async with running_purger(api.settings.database_url, kafka_settings):
+        async with asyncio.timeout(30):
+            while body.get("events") != 2:  # until the purger has consumed both
+                await asyncio.sleep(0.2)
+                response = await api.client.post(
+                    "/v1/subjects/lookup", json=subject, headers=reader
+                )
+                assert response.status_code == 200
+                body = response.json()
     assert len(body["subject"]) == 64 and subject["ref"] not in body["subject"]
-    assert body["events"] == 2
     [clock] = body["clocks"]
     assert (clock["category"], clock["state"], clock["rule"]) == (
         "marketing",
-        "erase_now",
-        "marketing.immediate",
+        "pending",
+        "marketing.retention",
     )
-    assert clock["due_at"] == "2025-02-10T07:15:00Z"
+    assert clock["due_at"] == "2029-03-10T07:15:00Z"
 
 
 async def test_lookup_of_an_unknown_subject_has_no_clocks(api: RunningApi) -> None:

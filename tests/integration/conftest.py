@@ -1,4 +1,4 @@
-"""An API app per test on a migrated database (PostgreSQL and SQLite), with a real broker."""
+"""The API per test on a migrated database (PostgreSQL and SQLite), with a real broker."""
 
 import contextlib
 from collections.abc import AsyncIterator, Callable

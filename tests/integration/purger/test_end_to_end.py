@@ -1,0 +1,133 @@
+"""The purger with the API and a real broker: from a POSTed event to an erasure on Kafka."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import Engine, text
+
+from services.api.api_keys import Scope
+from services.purger.consumer import HEADER_REASON
+from shared import topics
+from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.contract.examples import EXAMPLES
+from shared.database import make_engine
+from shared.kafka import make_producer
+from shared.pseudonym import Pseudonymiser
+from tests.integration.conftest import SECRET, RunningApi
+from tests.integration.purger.running import running_purger
+from tests.kafka_reading import read_topic
+
+PSEUDONYMS = Pseudonymiser(SECRET.encode())
+
+
+def closed_case(months_ago: int, subject: dict[str, str]) -> dict:
+    occurred_at = datetime.now(UTC) - relativedelta(months=months_ago)
+    return {
+        **EXAMPLES["collection_case.closed"],
+        "event_id": str(uuid.uuid4()),
+        "subject": subject,
+        "occurred_at": occurred_at.isoformat(),
+    }
+
+
+def rows_naming(db: Engine, pseudonym: str) -> dict[str, int]:
+    """Per table, the rows whose columns or payload mention the pseudonym."""
+    found = {}
+    with db.connect() as connection:
+        for table in ("subject_fact", "retention_clock", "outbox_message", "idempotency_record"):
+            rows = connection.execute(text(f"SELECT * FROM {table}")).all()
+            found[table] = sum(1 for row in rows if pseudonym in str(tuple(row)))
+    return found
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_case_closed_37_months_ago_is_erased_end_to_end(
+    api: RunningApi, kafka_settings
+) -> None:
+    subject = {"ref": f"crm:{uuid.uuid4().hex}"}
+    pseudonym = PSEUDONYMS.pseudonym("ref", subject["ref"])
+    response = await api.client.post(
+        "/v1/events", json=closed_case(37, subject), headers=api.key(Scope.EVENTS_WRITE)
+    )
+    assert response.status_code == 202
+
+    async with running_purger(api.settings.database_url, kafka_settings):
+        [command] = [
+            record
+            for record in await read_topic(
+                kafka_settings,
+                topics.ERASURE_COMMANDS,
+                until=lambda records: any(r.key == pseudonym.encode() for r in records),
+            )
+            if record.key == pseudonym.encode()
+        ]
+        [executed] = [
+            record
+            for record in await read_topic(
+                kafka_settings,
+                topics.ERASURES,
+                until=lambda records: any(r.key == pseudonym.encode() for r in records),
+            )
+            if record.key == pseudonym.encode()
+        ]
+        db = make_engine(api.settings.database_url)
+        try:
+            async with asyncio.timeout(10):  # until the relay has deleted what it published
+                while rows_naming(db, pseudonym)["outbox_message"]:
+                    await asyncio.sleep(0.1)
+            assert rows_naming(db, pseudonym) == {
+                "subject_fact": 0,
+                "retention_clock": 0,
+                "outbox_message": 0,
+                "idempotency_record": 0,
+            }
+        finally:
+            db.dispose()
+
+    erasure = ErasureCommand.model_validate_json(command.value)
+    assert ErasureExecuted.model_validate_json(executed.value).erasure_id == erasure.erasure_id
+    assert (erasure.category, erasure.scope) == ("collection_case", {"case_id": "C-2023-0001"})
+    assert dict(command.headers)["event-type"] == b"erasure.command"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_poison_message_goes_to_the_dlq_and_the_next_one_is_applied(
+    api: RunningApi, kafka_settings
+) -> None:
+    subject = {"ref": f"crm:{uuid.uuid4().hex}"}
+    poison_key = uuid.uuid4().hex.encode()
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.LIFECYCLE, b'{"not": "an event"}', key=poison_key)
+    finally:
+        await producer.stop()
+    response = await api.client.post(
+        "/v1/events", json=closed_case(1, subject), headers=api.key(Scope.EVENTS_WRITE)
+    )
+    assert response.status_code == 202
+
+    reader = api.key(Scope.SUBJECTS_READ)
+    async with running_purger(api.settings.database_url, kafka_settings):
+        dead = await read_topic(
+            kafka_settings,
+            topics.DEAD_LETTERS,
+            until=lambda records: any(r.key == poison_key for r in records),
+        )
+        body: dict = {}
+        async with asyncio.timeout(30):
+            while not body.get("clocks"):
+                await asyncio.sleep(0.2)
+                response = await api.client.post(
+                    "/v1/subjects/lookup", json=subject, headers=reader
+                )
+                body = response.json()
+
+    [poison] = [record for record in dead if record.key == poison_key]
+    assert poison.value == b'{"not": "an event"}'
+    reason = dict(poison.headers)[HEADER_REASON].decode()
+    assert "event_id" in reason and "an event" not in reason  # names fields, echoes nothing
+    assert [clock["state"] for clock in body["clocks"]] == ["pending"]
