@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import ConsumerRecord
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, text
 
@@ -16,6 +17,7 @@ from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.kafka import make_producer
 from shared.pseudonym import Pseudonymiser
+from shared.settings import KafkaSettings
 from tests.integration.conftest import SECRET, RunningApi
 from tests.integration.purger.running import running_purger
 from tests.kafka_reading import read_topic
@@ -31,6 +33,14 @@ def closed_case(months_ago: int, subject: dict[str, str]) -> dict:
         "subject": subject,
         "occurred_at": occurred_at.isoformat(),
     }
+
+
+async def keyed(settings: KafkaSettings, topic: str, key: bytes) -> list[ConsumerRecord]:
+    """The records of ``topic`` with this key, once there is one."""
+    records = await read_topic(
+        settings, topic, until=lambda records: any(r.key == key for r in records)
+    )
+    return [record for record in records if record.key == key]
 
 
 def rows_naming(db: Engine, pseudonym: str) -> dict[str, int]:
@@ -55,24 +65,8 @@ async def test_a_case_closed_37_months_ago_is_erased_end_to_end(
     assert response.status_code == 202
 
     async with running_purger(api.settings.database_url, kafka_settings):
-        [command] = [
-            record
-            for record in await read_topic(
-                kafka_settings,
-                topics.ERASURE_COMMANDS,
-                until=lambda records: any(r.key == pseudonym.encode() for r in records),
-            )
-            if record.key == pseudonym.encode()
-        ]
-        [executed] = [
-            record
-            for record in await read_topic(
-                kafka_settings,
-                topics.ERASURES,
-                until=lambda records: any(r.key == pseudonym.encode() for r in records),
-            )
-            if record.key == pseudonym.encode()
-        ]
+        [command] = await keyed(kafka_settings, topics.ERASURE_COMMANDS, pseudonym.encode())
+        [executed] = await keyed(kafka_settings, topics.ERASURES, pseudonym.encode())
         db = make_engine(api.settings.database_url)
         try:
             async with asyncio.timeout(10):  # until the relay has deleted what it published
@@ -112,11 +106,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_next_one_is_applied(
 
     reader = api.key(Scope.SUBJECTS_READ)
     async with running_purger(api.settings.database_url, kafka_settings):
-        dead = await read_topic(
-            kafka_settings,
-            topics.DEAD_LETTERS,
-            until=lambda records: any(r.key == poison_key for r in records),
-        )
+        [poison] = await keyed(kafka_settings, topics.DEAD_LETTERS, poison_key)
         body: dict = {}
         async with asyncio.timeout(30):
             while not body.get("clocks"):
@@ -126,7 +116,6 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_next_one_is_applied(
                 )
                 body = response.json()
 
-    [poison] = [record for record in dead if record.key == poison_key]
     assert poison.value == b'{"not": "an event"}'
     reason = dict(poison.headers)[HEADER_REASON].decode()
     assert "event_id" in reason and "an event" not in reason  # names fields, echoes nothing

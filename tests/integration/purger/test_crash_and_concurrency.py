@@ -1,0 +1,135 @@
+"""Real purger processes (``gallring purger``) on PostgreSQL: killed in the middle of a sweep,
+and two at once. Every due clock is erased exactly once either way."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from services.purger.apply import apply_messages
+from services.purger.sweep import subject_hash
+from shared import topics
+from shared.database import make_engine
+from shared.settings import KafkaSettings
+from shared.tables.outbox import OutboxMessage
+from shared.tables.purger import ErasureProof
+from tests.integration.conftest import SECRET
+from tests.integration.purger.helpers import RETENTION, Subject, ago, clocks_of
+
+ROOT = Path(__file__).resolve().parents[3]
+CLOCKS = 400
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+def due_subjects(db: Engine, count: int) -> list[Subject]:
+    subjects = [Subject() for _ in range(count)]
+    messages = [
+        s.message("collection_case.closed", ago(months=37), {"case_id": "C-1"}) for s in subjects
+    ]
+    apply_messages(db, RETENTION, messages, datetime.now(UTC))
+    return subjects
+
+
+def purger(database_url: str, kafka: KafkaSettings, batch_size: int) -> subprocess.Popen[bytes]:
+    """``gallring purger`` with its relay off, so that its erasure commands stay countable."""
+    env = {
+        **os.environ,
+        "GALLRING_DATABASE_URL": database_url,
+        "GALLRING_PSEUDONYM_SECRET": SECRET,
+        "GALLRING_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "GALLRING_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "GALLRING_PURGER_CONSUMER_GROUP": f"purger-test-{uuid.uuid4().hex[:8]}",
+        "GALLRING_PURGER_SWEEP_BATCH_SIZE": str(batch_size),
+        "GALLRING_PURGER_SWEEP_INTERVAL_SECONDS": "0.5",
+        "GALLRING_RELAY_ENABLED": "false",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "purger"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_erasures(db: Engine, subjects: list[Subject], at_least: int) -> None:
+    deadline = time.monotonic() + 60
+    while sum(erasures_per_subject(db, subjects)[0].values()) < at_least:
+        assert time.monotonic() < deadline, "the purger did not erase in time"
+        time.sleep(0.01)
+
+
+def erasures_per_subject(db: Engine, subjects: list[Subject]) -> tuple[Counter, Counter]:
+    """(proofs, erasure commands in the outbox) per subject."""
+    hashes = {subject_hash(s.pseudonym): s.pseudonym for s in subjects}
+    proofs, outbox = ErasureProof.__table__, OutboxMessage.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        proof_rows = connection.execute(
+            select(proofs.c.subject_hash).where(proofs.c.subject_hash.in_(hashes))
+        ).scalars()
+        command_rows = connection.execute(
+            select(outbox.c.message_key).where(
+                outbox.c.topic == topics.ERASURE_COMMANDS,
+                outbox.c.message_key.in_(hashes.values()),
+            )
+        ).scalars()
+        return Counter(hashes[h] for h in proof_rows), Counter(command_rows)
+
+
+def assert_each_erased_once(db: Engine, subjects: list[Subject]) -> None:
+    proofs, commands = erasures_per_subject(db, subjects)
+    everyone_once = Counter({s.pseudonym: 1 for s in subjects})
+    assert proofs == everyone_once
+    assert commands == everyone_once
+    assert all(clocks_of(db, s) == {} for s in subjects)
+
+
+def test_a_purger_killed_mid_sweep_and_restarted_erases_each_clock_once(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    subjects = due_subjects(db, CLOCKS)
+    process = purger(migrated_url, kafka_settings, batch_size=5)
+    wait_for_erasures(db, subjects, at_least=1)
+    process.kill()  # SIGKILL: no cleanup, a transaction may be cut off in flight
+    process.wait()
+    erased_before_restart = sum(erasures_per_subject(db, subjects)[0].values())
+    assert erased_before_restart < CLOCKS, "kill it in the middle, not after"
+
+    restarted = purger(migrated_url, kafka_settings, batch_size=50)
+    try:
+        wait_for_erasures(db, subjects, at_least=CLOCKS)
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    assert_each_erased_once(db, subjects)
+
+
+def test_two_purgers_at_once_erase_each_clock_once(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    subjects = due_subjects(db, CLOCKS)
+    processes = [purger(migrated_url, kafka_settings, batch_size=5) for _ in range(2)]
+    try:
+        wait_for_erasures(db, subjects, at_least=CLOCKS)
+    finally:
+        for process in processes:
+            process.terminate()
+        assert [process.wait(timeout=30) for process in processes] == [0, 0]
+    assert_each_erased_once(db, subjects)
