@@ -24,6 +24,8 @@ class Scope(StrEnum):
     EVENTS_WRITE = "events:write"
     SUBJECTS_READ = "subjects:read"
     DSR_WRITE = "dsr:write"
+    ERASURES_READ = "erasures:read"
+    ERASURES_CONFIRM = "erasures:confirm"
     ADMIN = "admin"
 
 

@@ -18,6 +18,7 @@ from services.api import health, problems
 from services.api.api_keys import KeyStore
 from services.api.auth import authenticated
 from services.api.body_limit import BodyLimitMiddleware
+from services.api.erasures.router import router as erasures_router
 from services.api.events.router import router as events_router
 from services.api.events.writer import IntakeWriter
 from services.api.metrics import ApiMetrics, MetricsMiddleware
@@ -73,7 +74,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     problems.install(app)
     app.include_router(health.router)
     # Every route below needs a key; each route then asks for its own scope.
-    for router in (events_router, subjects_router):
+    for router in (events_router, subjects_router, erasures_router):
         app.include_router(router, dependencies=[Depends(authenticated)])
 
     single_limit = settings.api_max_body_bytes

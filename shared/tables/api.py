@@ -52,3 +52,13 @@ class AuditEntry(SQLModel, table=True):
     actor: str = Field(max_length=100)
     action: str = Field(max_length=100)
     detail: str = Field(sa_column=Column(String(2000), nullable=False))
+
+
+class ErasureConfirmation(SQLModel, table=True):
+    """One of the company's systems confirmed it erased what an erasure command asked for."""
+
+    __tablename__ = "erasure_confirmation"
+
+    erasure_id: UUID = Field(primary_key=True)
+    system: str = Field(primary_key=True, max_length=100)
+    confirmed_at: datetime = Field(sa_column=_utc())

@@ -30,4 +30,7 @@ def test_a_key_is_shown_once_works_and_can_be_revoked(tmp_path, monkeypatch, cap
 def test_an_unknown_scope_is_refused(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")
     assert main(["keys", "create", "--name", "x", "--scope", "everything"]) == 2
-    assert "known scopes: events:write, subjects:read, dsr:write, admin" in capsys.readouterr().err
+    assert (
+        "known scopes: events:write, subjects:read, dsr:write, erasures:read, "
+        "erasures:confirm, admin" in capsys.readouterr().err
+    )

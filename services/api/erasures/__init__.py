@@ -1,0 +1,1 @@
+"""Erasures seen from outside: what is scheduled, held, executed and confirmed."""

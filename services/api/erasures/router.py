@@ -1,0 +1,115 @@
+"""``GET /v1/erasures``, ``GET /v1/erasures/{id}`` and
+``POST /v1/erasures/{id}/confirmations``."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from services.api.api_keys import Principal, Scope
+from services.api.auth import require
+from services.api.erasures import service
+from services.api.erasures.schemas import (
+    Confirmation,
+    Confirmed,
+    ErasurePage,
+    ErasureState,
+    ErasureView,
+)
+from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from shared.contract.errors import FieldError
+from shared.contract.vocabulary import Category
+
+router = APIRouter(prefix="/v1/erasures", tags=["erasures"])
+Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
+Confirmer = Annotated[Principal, Depends(require(Scope.ERASURES_CONFIRM))]
+_ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+
+
+@router.get("", response_model=ErasurePage, summary="Erasures by due time", responses=_ERRORS)
+async def list_erasures(
+    request: Request,
+    _: Reader,
+    state: ErasureState | None = None,
+    category: Category | None = None,
+    due_before: Annotated[datetime | None, Query(description="ISO 8601 with an offset")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ErasurePage:
+    """Scheduled and held erasures come from the clocks, executed and confirmed ones from the
+    proofs; every page is ordered by due time."""
+    if due_before is not None and due_before.tzinfo is None:
+        raise validation_problem([FieldError("due_before", "give a time zone offset")])
+    try:
+        after = service.decode_cursor(cursor) if cursor else None
+    except service.CursorError as error:
+        raise validation_problem([FieldError("cursor", str(error))]) from None
+    filters = service.Filters(state, category.value if category else None, due_before)
+    views, more = await run_in_threadpool(
+        service.page, request.app.state.db_engine, filters, after=after, limit=limit
+    )
+    return ErasurePage(
+        erasures=views, next_cursor=service.encode_cursor(views[-1]) if more else None
+    )
+
+
+@router.get(
+    "/{erasure_id}",
+    response_model=ErasureView,
+    summary="One erasure",
+    responses={**_ERRORS, 404: PROBLEM_RESPONSE},
+)
+async def get_erasure(erasure_id: UUID, request: Request, _: Reader) -> ErasureView:
+    view = await run_in_threadpool(service.one, request.app.state.db_engine, erasure_id)
+    if view is None:
+        raise _not_found(erasure_id)
+    return view
+
+
+@router.post(
+    "/{erasure_id}/confirmations",
+    status_code=201,
+    response_model=Confirmed,
+    summary="A system of the company confirms it erased its copy",
+    responses={
+        **_ERRORS,
+        200: {"description": "This system had confirmed it before"},
+        404: PROBLEM_RESPONSE,
+        409: {"description": "The erasure is not executed yet", **PROBLEM_RESPONSE},
+    },
+)
+async def confirm(
+    erasure_id: UUID,
+    confirmation: Confirmation,
+    request: Request,
+    response: Response,
+    principal: Confirmer,
+) -> Confirmed:
+    db = request.app.state.db_engine
+    view = await run_in_threadpool(service.one, db, erasure_id)
+    if view is None:
+        raise _not_found(erasure_id)
+    if view.state in (ErasureState.SCHEDULED, ErasureState.HELD):
+        raise Problem(
+            409,
+            "erasure-not-executed",
+            "The erasure has not been executed",
+            f"Erasure {erasure_id} is {view.state.value}; confirm it after its erasure "
+            "command has been published.",
+        )
+    confirmed_at, first = await run_in_threadpool(
+        lambda: service.record_confirmation(
+            db, erasure_id, confirmation.system, actor=principal, now=datetime.now(UTC)
+        )
+    )
+    if not first:
+        response.status_code = 200
+    return Confirmed(erasure_id=erasure_id, system=confirmation.system, confirmed_at=confirmed_at)
+
+
+def _not_found(erasure_id: UUID) -> Problem:
+    return Problem(
+        404, "erasure-not-found", "No such erasure", f"There is no erasure {erasure_id}."
+    )

@@ -1,0 +1,45 @@
+"""What the erasure endpoints take and answer."""
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.contract.vocabulary import Identifier
+
+
+class ErasureState(StrEnum):
+    SCHEDULED = "scheduled"  # a clock with a due time, not held
+    HELD = "held"  # a legal hold keeps it, whatever its due time
+    EXECUTED = "executed"  # command published, Gallring's traces reduced to a proof
+    CONFIRMED = "confirmed"  # and at least one of the company's systems confirmed it
+
+
+class ErasureView(BaseModel):
+    erasure_id: UUID
+    state: ErasureState
+    category: str
+    scope: dict[str, str] | None  # None once executed: the proof keeps no scope
+    rule: str
+    legal_basis: str
+    due_at: datetime | None
+    executed_at: datetime | None = None
+    confirmed_by: list[str] = []
+
+
+class ErasurePage(BaseModel):
+    erasures: list[ErasureView]
+    next_cursor: str | None  # pass as ?cursor= for the next page; None: this was the last
+
+
+class Confirmation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system: Identifier  # which of the company's systems erased its copy, e.g. "ledger"
+
+
+class Confirmed(BaseModel):
+    erasure_id: UUID
+    system: str
+    confirmed_at: datetime

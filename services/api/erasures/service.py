@@ -1,0 +1,203 @@
+"""Reading erasures from the purger's tables (clocks not yet executed, proofs of those that were)
+and recording confirmations from the company's systems.
+
+A page is ordered by ``(due_at, erasure_id)`` and continues after a cursor holding the last
+pair, so that pages stay stable while the sweep moves clocks into proofs.
+"""
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, and_, exists, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from services.api import audit
+from services.api.api_keys import Principal
+from services.api.erasures.schemas import ErasureState, ErasureView
+from shared.tables.api import ErasureConfirmation
+from shared.tables.purger import SWEPT_STATES, ErasureProof, StoredClock
+
+_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
+_CONFIRMATIONS = ErasureConfirmation.__table__  # type: ignore[attr-defined]
+_CLOCK_STATES = {
+    ErasureState.SCHEDULED: SWEPT_STATES,
+    ErasureState.HELD: ("held",),
+}
+
+
+class CursorError(ValueError):
+    """The cursor was not one this API handed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    state: ErasureState | None = None
+    category: str | None = None
+    due_before: datetime | None = None
+
+
+def encode_cursor(view: ErasureView) -> str:
+    assert view.due_at is not None
+    text = f"{view.due_at.isoformat()}|{view.erasure_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        due_at, erasure_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(due_at), UUID(erasure_id)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CursorError("not a cursor from a previous page") from error
+
+
+def page(
+    db: Engine, filters: Filters, *, after: tuple[datetime, UUID] | None, limit: int
+) -> tuple[list[ErasureView], bool]:
+    """Up to ``limit`` erasures after ``after``; and whether more follow."""
+    with db.connect() as connection:
+        views = []
+        if filters.state in (None, *_CLOCK_STATES):
+            views += _scheduled(connection, filters, after, limit + 1)
+        if filters.state in (None, ErasureState.EXECUTED, ErasureState.CONFIRMED):
+            views += _executed(connection, filters, after, limit + 1)
+    views.sort(key=lambda view: (view.due_at, view.erasure_id))
+    return views[:limit], len(views) > limit
+
+
+def one(db: Engine, erasure_id: UUID) -> ErasureView | None:
+    with db.connect() as connection:
+        clock = connection.execute(
+            select(_CLOCKS).where(_CLOCKS.c.erasure_id == erasure_id)
+        ).first()
+        if clock is not None:
+            return _clock_view(clock)
+        proof = connection.execute(
+            select(_PROOFS).where(_PROOFS.c.erasure_id == erasure_id)
+        ).first()
+        if proof is None:
+            return None
+        return _proof_view(proof, _confirmed_by(connection, [erasure_id]).get(erasure_id, []))
+
+
+def record_confirmation(
+    db: Engine, erasure_id: UUID, system: str, *, actor: Principal, now: datetime
+) -> tuple[datetime, bool]:
+    """Record that ``system`` erased its copy of an executed erasure: when it was recorded, and
+    whether this was the first time (a repeat keeps the first time)."""
+    try:
+        with db.begin() as connection:
+            connection.execute(
+                insert(_CONFIRMATIONS).values(
+                    erasure_id=erasure_id, system=system, confirmed_at=now
+                )
+            )
+            audit.record(
+                connection,
+                actor=actor,
+                action="erasures.confirmed",
+                at=now,
+                erasure_id=str(erasure_id),
+                system=system,
+            )
+        return now, True
+    except IntegrityError:
+        with db.connect() as connection:
+            first = connection.execute(
+                select(_CONFIRMATIONS.c.confirmed_at).where(
+                    _CONFIRMATIONS.c.erasure_id == erasure_id, _CONFIRMATIONS.c.system == system
+                )
+            ).scalar_one()
+        return first, False
+
+
+def _after(table: Any, after: tuple[datetime, UUID] | None) -> Any:
+    if after is None:
+        return True
+    due_at, erasure_id = after
+    return or_(
+        table.c.due_at > due_at, and_(table.c.due_at == due_at, table.c.erasure_id > erasure_id)
+    )
+
+
+def _common_filters(table: Any, filters: Filters, after: tuple[datetime, UUID] | None) -> list:
+    conditions = [table.c.due_at.is_not(None), _after(table, after)]
+    if filters.category is not None:
+        conditions.append(table.c.category == filters.category)
+    if filters.due_before is not None:
+        conditions.append(table.c.due_at < filters.due_before)
+    return conditions
+
+
+def _scheduled(
+    connection: Connection, filters: Filters, after: tuple[datetime, UUID] | None, limit: int
+) -> list[ErasureView]:
+    states = _CLOCK_STATES.get(filters.state) if filters.state else (*SWEPT_STATES, "held")  # type: ignore[arg-type]
+    rows = connection.execute(
+        select(_CLOCKS)
+        .where(_CLOCKS.c.state.in_(states), *_common_filters(_CLOCKS, filters, after))
+        .order_by(_CLOCKS.c.due_at, _CLOCKS.c.erasure_id)
+        .limit(limit)
+    )
+    return [_clock_view(row) for row in rows]
+
+
+def _executed(
+    connection: Connection, filters: Filters, after: tuple[datetime, UUID] | None, limit: int
+) -> list[ErasureView]:
+    conditions = _common_filters(_PROOFS, filters, after)
+    confirmed = exists().where(_CONFIRMATIONS.c.erasure_id == _PROOFS.c.erasure_id)
+    if filters.state is ErasureState.CONFIRMED:
+        conditions.append(confirmed)
+    elif filters.state is ErasureState.EXECUTED:
+        conditions.append(~confirmed)
+    rows = connection.execute(
+        select(_PROOFS)
+        .where(*conditions)
+        .order_by(_PROOFS.c.due_at, _PROOFS.c.erasure_id)
+        .limit(limit)
+    ).all()
+    systems = _confirmed_by(connection, [row.erasure_id for row in rows])
+    return [_proof_view(row, systems.get(row.erasure_id, [])) for row in rows]
+
+
+def _confirmed_by(connection: Connection, erasure_ids: list[UUID]) -> dict[UUID, list[str]]:
+    systems: dict[UUID, list[str]] = {}
+    if erasure_ids:
+        rows = connection.execute(
+            select(_CONFIRMATIONS.c.erasure_id, _CONFIRMATIONS.c.system)
+            .where(_CONFIRMATIONS.c.erasure_id.in_(erasure_ids))
+            .order_by(_CONFIRMATIONS.c.system)
+        )
+        for erasure_id, system in rows:
+            systems.setdefault(erasure_id, []).append(system)
+    return systems
+
+
+def _clock_view(row: Any) -> ErasureView:
+    return ErasureView(
+        erasure_id=row.erasure_id,
+        state=ErasureState.HELD if row.state == "held" else ErasureState.SCHEDULED,
+        category=row.category,
+        scope={row.scope_key: row.scope_value} if row.scope_key else {},
+        rule=row.rule,
+        legal_basis=row.legal_basis,
+        due_at=row.due_at,
+    )
+
+
+def _proof_view(row: Any, confirmed_by: list[str]) -> ErasureView:
+    return ErasureView(
+        erasure_id=row.erasure_id,
+        state=ErasureState.CONFIRMED if confirmed_by else ErasureState.EXECUTED,
+        category=row.category,
+        scope=None,
+        rule=row.rule,
+        legal_basis=row.legal_basis,
+        due_at=row.due_at,
+        executed_at=row.executed_at,
+        confirmed_by=confirmed_by,
+    )

@@ -1,0 +1,114 @@
+"""The erasure views and confirmations, over clocks and proofs the purger made."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from services.api.api_keys import Scope
+from services.purger.apply import apply_messages
+from services.purger.sweep import sweep
+from shared.database import make_engine
+from shared.tables.purger import StoredClock
+from tests.integration.conftest import RunningApi
+from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
+
+CASE = {"case_id": "C-1"}
+
+
+def erasure_id_of(db, person: Subject) -> str:
+    clocks = StoredClock.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        found = connection.execute(
+            select(clocks.c.erasure_id).where(clocks.c.subject_pseudonym == person.pseudonym)
+        ).scalar_one_or_none()
+    return str(found) if found else str(proofs_of(db, person)[0].erasure_id)
+
+
+async def test_erasures_are_seen_scheduled_held_executed_and_confirmed(api: RunningApi) -> None:
+    db = make_engine(api.settings.database_url)
+    executed, held, scheduled = Subject(), Subject(), Subject()
+    try:
+        apply_messages(
+            db,
+            RETENTION,
+            [
+                executed.message("collection_case.closed", ago(months=37), CASE),
+                held.message("collection_case.closed", ago(months=37), CASE),
+                held.message("legal_hold.placed", ago(days=1), data={"hold_id": "H-1"}),
+                scheduled.message("collection_case.closed", ago(months=2), CASE),
+            ],
+            datetime.now(UTC),
+        )
+        sweep(db, RETENTION, datetime.now(UTC), batch_size=100)
+        ids = {
+            name: erasure_id_of(db, p)
+            for name, p in (("executed", executed), ("held", held), ("scheduled", scheduled))
+        }
+    finally:
+        db.dispose()
+    reader = api.key(Scope.ERASURES_READ)
+
+    views = {
+        name: (await api.client.get(f"/v1/erasures/{erasure_id}", headers=reader)).json()
+        for name, erasure_id in ids.items()
+    }
+    assert {name: view["state"] for name, view in views.items()} == {
+        "executed": "executed",
+        "held": "held",
+        "scheduled": "scheduled",
+    }
+    assert views["scheduled"]["scope"] == CASE
+    assert views["executed"]["scope"] is None  # the proof keeps no scope
+
+    # Every held collection-case erasure, page by page, in due order.
+    seen, cursor = [], None
+    while True:
+        params = {"state": "held", "category": "collection_case", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await api.client.get("/v1/erasures", params=params, headers=reader)).json()
+        seen += page["erasures"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert ids["held"] in [view["erasure_id"] for view in seen]
+    assert {view["state"] for view in seen} == {"held"}
+    assert [view["due_at"] for view in seen] == sorted(view["due_at"] for view in seen)
+    assert len({view["erasure_id"] for view in seen}) == len(seen)  # no page repeats another
+
+    confirmer = api.key(Scope.ERASURES_CONFIRM)
+    url = f"/v1/erasures/{ids['executed']}/confirmations"
+    first = await api.client.post(url, json={"system": "ledger"}, headers=confirmer)
+    again = await api.client.post(url, json={"system": "ledger"}, headers=confirmer)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["confirmed_at"] == again.json()["confirmed_at"]
+    confirmed = (await api.client.get(f"/v1/erasures/{ids['executed']}", headers=reader)).json()
+    assert (confirmed["state"], confirmed["confirmed_by"]) == ("confirmed", ["ledger"])
+
+    early = await api.client.post(
+        f"/v1/erasures/{ids['scheduled']}/confirmations",
+        json={"system": "ledger"},
+        headers=confirmer,
+    )
+    assert early.status_code == 409
+    assert early.headers["content-type"] == "application/problem+json"
+
+
+async def test_erasure_calls_need_their_scopes_and_valid_input(api: RunningApi) -> None:
+    unknown = "/v1/erasures/00000000-0000-4000-8000-000000000000"
+    reader = api.key(Scope.ERASURES_READ)
+    assert (await api.client.get(unknown, headers=reader)).status_code == 404
+    assert (
+        await api.client.get("/v1/erasures", headers=api.key(Scope.EVENTS_WRITE))
+    ).status_code == 403
+    confirm = await api.client.post(
+        f"{unknown}/confirmations", json={"system": "ledger"}, headers=reader
+    )
+    assert confirm.status_code == 403  # reading is not confirming
+    bad_cursor = await api.client.get("/v1/erasures", params={"cursor": "nonsense"}, headers=reader)
+    assert bad_cursor.status_code == 422
+    assert bad_cursor.json()["errors"][0]["field"] == "cursor"
+    naive = await api.client.get(
+        "/v1/erasures", params={"due_before": "2027-01-01T00:00:00"}, headers=reader
+    )
+    assert naive.status_code == 422
