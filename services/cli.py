@@ -4,10 +4,10 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
-from services import key_commands, policy_commands
+from services import forecast_command, key_commands, policy_commands
 from shared.contract import event_json_schema
 from shared.settings import DEFAULT_DATABASE_URL
 
@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(run=lambda a: key_commands.revoke(_database_url(), a.name, out=sys.stdout))
     listing = key_actions.add_parser("list", help="list keys (names and scopes, no secrets)")
     listing.set_defaults(run=lambda _: key_commands.list_keys(_database_url(), out=sys.stdout))
+
+    forecast = commands.add_parser(
+        "forecast", help="how many erasures fall due per month and category"
+    )
+    forecast.add_argument("--until", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    forecast.set_defaults(
+        run=lambda a: forecast_command.print_forecast(_database_url(), a.until, out=sys.stdout)
+    )
 
     contract = commands.add_parser("contract", help="the v1 event contract")
     contract_commands = contract.add_subparsers(metavar="ACTION", required=True)

@@ -1,7 +1,7 @@
 """``GET /v1/erasures``, ``GET /v1/erasures/{id}`` and
 ``POST /v1/erasures/{id}/confirmations``."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -17,10 +17,12 @@ from services.api.erasures.schemas import (
     ErasurePage,
     ErasureState,
     ErasureView,
+    ForecastRow,
 )
 from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
 from shared.contract.errors import FieldError
 from shared.contract.vocabulary import Category
+from shared.forecast import forecast
 
 router = APIRouter(prefix="/v1/erasures", tags=["erasures"])
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
@@ -53,6 +55,25 @@ async def list_erasures(
     return ErasurePage(
         erasures=views, next_cursor=service.encode_cursor(views[-1]) if more else None
     )
+
+
+@router.get(
+    "/forecast",
+    response_model=list[ForecastRow],
+    summary="How many erasures fall due per month and category",
+    responses=_ERRORS,
+)
+async def get_forecast(
+    request: Request, _: Reader, until: Annotated[date, Query(description="a day, YYYY-MM-DD")]
+) -> list[ForecastRow]:
+    """Scheduled erasures (not held) due up to the end of ``until``, by the month they fall due
+    in the policy's time zone; overdue ones in the month they fell due."""
+    state = request.app.state
+    counts = await run_in_threadpool(forecast, state.db_engine, until, state.retention_engine.zone)
+    return [
+        ForecastRow(month=month, category=category, erasures=count)
+        for (month, category), count in counts.items()
+    ]
 
 
 @router.get(

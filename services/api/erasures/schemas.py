@@ -43,3 +43,9 @@ class Confirmed(BaseModel):
     erasure_id: UUID
     system: str
     confirmed_at: datetime
+
+
+class ForecastRow(BaseModel):
+    month: str  # "2027-03", in the policy's time zone
+    category: str
+    erasures: int

@@ -70,3 +70,7 @@ def proofs_of(db: Engine, subject: Subject) -> list[Any]:
         return connection.execute(
             select(table).where(table.c.subject_hash == subject_hash(subject.pseudonym))
         ).all()
+
+
+def utc_at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
