@@ -12,14 +12,15 @@ import logging
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
+from prometheus_client import start_http_server
 from sqlalchemy import Engine
 
 from services.purger.consumer import LifecycleConsumer
+from services.purger.metrics import PurgerMetrics
 from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
-from shared.outbox import OutboxMetrics, OutboxRelay
+from shared.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
@@ -31,14 +32,18 @@ class Purger:
         self._settings = settings
         self._db = db
         self._retention = RetentionEngine(settings.policy())
-        self.registry = CollectorRegistry()
+        self.metrics = PurgerMetrics(db)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._sweeping = False
         self._sweep_again = False
         self.consumer = LifecycleConsumer(
-            db, self._retention, settings, on_erasable=self.sweep_soon
+            db,
+            self._retention,
+            settings,
+            on_erasable=self.sweep_soon,
+            on_dead_letter=self.metrics.dead_letters.inc,
         )
-        self.relay = OutboxRelay(db, settings.kafka, settings.relay, OutboxMetrics(self.registry))
+        self.relay = OutboxRelay(db, settings.kafka, settings.relay, self.metrics.outbox)
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -53,6 +58,13 @@ class Purger:
             next_run_time=datetime.now(UTC),
         )
         self._scheduler.start()
+        metrics_server = None
+        if self._settings.purger_metrics_port:
+            metrics_server, _ = start_http_server(
+                self._settings.purger_metrics_port,
+                addr=self._settings.purger_metrics_host,
+                registry=self.metrics.registry,
+            )
         tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
         if self._settings.relay.enabled:
             tasks.append(asyncio.create_task(self.relay.run(), name="purger-relay"))
@@ -64,6 +76,9 @@ class Purger:
                     raise task.exception()  # type: ignore[misc]
         finally:
             self._scheduler.shutdown(wait=False)
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             self.consumer.stop()
             self.relay.stop()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -92,6 +107,8 @@ class Purger:
                     datetime.now(UTC),
                     self._settings.purger_sweep_batch_size,
                 )
+                self.metrics.sweep_duration.observe(asyncio.get_running_loop().time() - started)
+                self.metrics.erased.inc(erased)
                 if erased:
                     log.info(
                         "purger: erased %d clock(s) in %.2fs",

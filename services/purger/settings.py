@@ -13,6 +13,10 @@ class PurgerSettings(GallringSettings):
     purger_sweep_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="clocks erased per transaction"
     )
+    purger_metrics_host: str = "127.0.0.1"
+    purger_metrics_port: int = Field(
+        default=9101, ge=0, le=65_535, description="GET /metrics here; 0: no metrics server"
+    )
     purger_max_poll_records: int = Field(
         default=500, ge=1, description="lifecycle messages applied per transaction"
     )

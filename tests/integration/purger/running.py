@@ -24,6 +24,7 @@ async def running_purger(
         "relay": relay_settings(),
         "purger_consumer_group": f"purger-test-{uuid.uuid4().hex[:8]}",
         "purger_sweep_interval_seconds": 0.5,
+        "purger_metrics_port": 0,
     }
     fields.update(changes)
     engine = make_engine(database_url)

@@ -59,6 +59,7 @@ def purger(database_url: str, kafka: KafkaSettings, batch_size: int) -> subproce
         "GALLRING_PURGER_SWEEP_BATCH_SIZE": str(batch_size),
         "GALLRING_PURGER_SWEEP_INTERVAL_SECONDS": "0.5",
         "GALLRING_RELAY_ENABLED": "false",
+        "GALLRING_PURGER_METRICS_PORT": "0",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "purger"],

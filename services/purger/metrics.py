@@ -1,0 +1,69 @@
+"""The purger's Prometheus metrics. Clock figures are read from the database at scrape time, so
+every replica reports the same truth; counters and the sweep histogram are per process."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+
+from shared.outbox import OutboxMetrics
+from shared.tables.purger import SWEPT_STATES, StoredClock
+
+_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+
+
+class PurgerMetrics:
+    def __init__(self, db: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.outbox = OutboxMetrics(self.registry)
+        self.sweep_duration = Histogram(
+            "gallring_purger_sweep_duration_seconds",
+            "How long a sweep took, from the first due clock to the last.",
+            registry=self.registry,
+        )
+        self.erased = Counter(
+            "gallring_purger_erasures_total",
+            "Clocks erased (erasure command and proof written).",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "gallring_purger_dead_letters_total",
+            "Lifecycle messages that were not valid and went to the dead-letter topic.",
+            registry=self.registry,
+        )
+        self.registry.register(_ClockCollector(db))
+
+
+class _ClockCollector(Collector):
+    def __init__(self, db: Engine) -> None:
+        self._db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = datetime.now(UTC)
+        overdue = (_CLOCKS.c.state.in_(SWEPT_STATES), _CLOCKS.c.due_at <= now)
+        with self._db.connect() as connection:
+            by_state = connection.execute(
+                select(_CLOCKS.c.state, func.count()).group_by(_CLOCKS.c.state)
+            ).all()
+            backlog, oldest = connection.execute(
+                select(func.count(), func.min(_CLOCKS.c.due_at)).where(*overdue)
+            ).one()
+        clocks = GaugeMetricFamily(
+            "gallring_purger_clocks", "Stored retention clocks by state.", labels=["state"]
+        )
+        for state, count in by_state:
+            clocks.add_metric([state], count)
+        yield clocks
+        yield GaugeMetricFamily(
+            "gallring_purger_due_backlog", "Clocks due now and not yet erased.", value=backlog
+        )
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # SQLite's MIN() comes back as text-typed naive
+        yield GaugeMetricFamily(
+            "gallring_purger_oldest_overdue_seconds",
+            "How long the longest-waiting due clock has been due (0: none waits).",
+            value=(now - oldest).total_seconds() if oldest is not None else 0.0,
+        )
