@@ -7,20 +7,23 @@ hold or a reopened case that arrived since the clock was stored wins over the st
 
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
 to the outbox, the clock becomes a proof that names no subject, and the facts no live clock of
-the subject needs any more are deleted.
+the subject needs any more are deleted. Each step is one statement for the whole batch, not one
+per clock.
 """
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Row, delete, func, select
 
 from services.purger import subject_clocks
 from shared import topics
+from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import ClockState, RetentionClock, RetentionEngine
@@ -69,121 +72,136 @@ def sweep_batch(
         by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
         for row in due:
             by_subject[row.subject_pseudonym].append(row)
-        erased = skipped = 0
+        busy = _busy_subjects(connection, by_subject)
+        for subject in busy:
+            del by_subject[subject]
+        facts = _facts_of(connection, by_subject)
+
+        erasing: list[tuple[Row[Any], RetentionClock]] = []
         for subject, rows in by_subject.items():
-            if _subject_is_busy(connection, subject):
-                skipped += len(rows)
-            else:
-                erased += _sweep_subject(connection, retention, subject, rows, now)
-        return SweptBatch(len(due), erased, skipped)
+            clocks = retention.evaluate(subject, facts[subject], now)
+            by_key = {subject_clocks.clock_key(clock): clock for clock in clocks}
+            for row in rows:
+                clock = by_key.get(subject_clocks.row_key(row))
+                if clock is not None and clock.state in _ERASABLE:
+                    erasing.append((row, clock))
+                else:  # held, reopened, or no longer fed by any fact: store the fresh verdict
+                    fresh = [clock] if clock is not None else []
+                    subject_clocks.store(
+                        connection, subject, fresh, {subject_clocks.row_key(row): row}, now
+                    )
+        if erasing:
+            _execute(connection, erasing, now)
+            erased_subjects = {row.subject_pseudonym for row, _ in erasing}
+            _forget_unneeded_facts(connection, retention, {s: facts[s] for s in erased_subjects})
+        skipped = len(due) - sum(len(rows) for rows in by_subject.values())
+        return SweptBatch(len(due), len(erasing), skipped)
 
 
-def _subject_is_busy(connection: Connection, subject: str) -> bool:
-    """Whether another transaction holds one of the subject's clocks (PostgreSQL). Without all of
-    them, what the subject's remaining clocks still need is not known, so the subject waits."""
-    if connection.dialect.name != "postgresql":
-        return False  # SQLite: one writer at a time anyway
-    of_subject = _CLOCKS.c.subject_pseudonym == subject
-    total = connection.execute(select(func.count()).where(of_subject)).scalar_one()
-    locked = connection.execute(
-        select(_CLOCKS.c.id).where(of_subject).with_for_update(skip_locked=True)
-    ).all()
-    return len(locked) < total
-
-
-def _sweep_subject(
-    connection: Connection,
-    retention: RetentionEngine,
-    subject: str,
-    due_rows: list[Row[Any]],
-    now: datetime,
-) -> int:
-    facts = subject_clocks.load_facts(connection, subject)
-    clocks = {subject_clocks.clock_key(c): c for c in retention.evaluate(subject, facts, now)}
-    erased = 0
-    for row in due_rows:
-        clock = clocks.get(subject_clocks.row_key(row))
-        if clock is not None and clock.state in _ERASABLE:
-            _execute(connection, row, clock, now)
-            erased += 1
-        else:  # held, reopened, or no longer fed by any fact: store the fresh verdict
-            fresh = [clock] if clock is not None else []
-            subject_clocks.store(
-                connection, subject, fresh, {subject_clocks.row_key(row): row}, now
-            )
-    if erased:
-        _forget_unneeded_facts(connection, retention, subject, facts)
-    return erased
-
-
-def _execute(connection: Connection, row: Row[Any], clock: RetentionClock, now: datetime) -> None:
-    assert clock.due_at is not None  # erasable clocks always have one
-    common = {
-        "erasure_id": row.erasure_id,
-        "category": clock.category,
-        "scope": clock.scope_dict,
-        "rule": clock.rule,
-        "legal_basis": clock.legal_basis,
-        "due_at": clock.due_at,
-    }
-    command = ErasureCommand(event_id=uuid4(), **common)
-    executed = ErasureExecuted(event_id=uuid4(), executed_at=now, **common)
-    connection.execute(
-        insert(_OUTBOX),
-        [
-            outbox_row(
-                topic,
-                key=row.subject_pseudonym,
-                value=message.model_dump_json(),
-                event_type=message.type,
-                event_id=message.event_id,
-                schema_version=SCHEMA_VERSION,
-                now=now,
-            )
-            for topic, message in (
-                (topics.ERASURE_COMMANDS, command),
-                (topics.ERASURES, executed),
-            )
-        ],
+def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str]:
+    """Subjects of whose clocks another transaction holds one (PostgreSQL). Without all of them,
+    what a subject's remaining clocks still need is not known, so the subject waits."""
+    if connection.dialect.name != "postgresql" or not subjects:
+        return set()  # SQLite: one writer at a time anyway
+    subject = _CLOCKS.c.subject_pseudonym
+    totals = dict(
+        connection.execute(
+            select(subject, func.count()).where(subject.in_(subjects)).group_by(subject)
+        ).all()
     )
-    connection.execute(
-        insert(_PROOFS).values(
-            erasure_id=row.erasure_id,
-            subject_hash=subject_hash(row.subject_pseudonym),
-            category=clock.category.value,
-            rule=clock.rule,
-            legal_basis=clock.legal_basis,
-            due_at=clock.due_at,
-            executed_at=now,
+    locked: dict[str, int] = defaultdict(int)
+    for (held_by_us,) in connection.execute(
+        select(subject).where(subject.in_(subjects)).with_for_update(skip_locked=True)
+    ):
+        locked[held_by_us] += 1
+    return {s for s, total in totals.items() if locked[s] < total}
+
+
+def _facts_of(
+    connection: Connection, subjects: Collection[str]
+) -> dict[str, list[LifecycleMessage]]:
+    facts: dict[str, list[LifecycleMessage]] = {subject: [] for subject in subjects}
+    if subjects:
+        rows = connection.execute(
+            select(_FACTS.c.subject_pseudonym, _FACTS.c.message).where(
+                _FACTS.c.subject_pseudonym.in_(subjects)
+            )
         )
-    )
-    connection.execute(delete(_CLOCKS).where(_CLOCKS.c.id == row.id))
+        for subject, message in rows:
+            facts[subject].append(LifecycleMessage.model_validate_json(message))
+    return facts
+
+
+def _execute(
+    connection: Connection, erasing: list[tuple[Row[Any], RetentionClock]], now: datetime
+) -> None:
+    outbox, proofs = [], []
+    for row, clock in erasing:
+        assert clock.due_at is not None  # erasable clocks always have one
+        common = {
+            "erasure_id": row.erasure_id,
+            "category": clock.category,
+            "scope": clock.scope_dict,
+            "rule": clock.rule,
+            "legal_basis": clock.legal_basis,
+            "due_at": clock.due_at,
+        }
+        command = ErasureCommand(event_id=uuid4(), **common)
+        executed = ErasureExecuted(event_id=uuid4(), executed_at=now, **common)
+        for topic, message in ((topics.ERASURE_COMMANDS, command), (topics.ERASURES, executed)):
+            outbox.append(
+                outbox_row(
+                    topic,
+                    key=row.subject_pseudonym,
+                    value=message.model_dump_json(),
+                    event_type=message.type,
+                    event_id=message.event_id,
+                    schema_version=SCHEMA_VERSION,
+                    now=now,
+                )
+            )
+        proofs.append(
+            {
+                "erasure_id": row.erasure_id,
+                "subject_hash": subject_hash(row.subject_pseudonym),
+                "category": clock.category.value,
+                "rule": clock.rule,
+                "legal_basis": clock.legal_basis,
+                "due_at": clock.due_at,
+                "executed_at": now,
+            }
+        )
+    insert_rows(connection, _OUTBOX, outbox)
+    insert_rows(connection, _PROOFS, proofs)
+    connection.execute(delete(_CLOCKS).where(_CLOCKS.c.id.in_([row.id for row, _ in erasing])))
 
 
 def _forget_unneeded_facts(
     connection: Connection,
     retention: RetentionEngine,
-    subject: str,
-    facts: list[LifecycleMessage],
+    facts: dict[str, list[LifecycleMessage]],
 ) -> None:
-    """Delete the facts no remaining clock of the subject is fed by; all of them when none is
-    left (holds and requests included: they only mattered for the clocks)."""
-    live = set(
-        connection.execute(
-            select(_CLOCKS.c.category, _CLOCKS.c.scope_key, _CLOCKS.c.scope_value).where(
-                _CLOCKS.c.subject_pseudonym == subject
-            )
-        ).all()
+    """Delete the facts no remaining clock of their subject is fed by; all of a subject's when
+    none is left (holds and requests included: they only mattered for the clocks)."""
+    live: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
+    rows = connection.execute(
+        select(
+            _CLOCKS.c.subject_pseudonym,
+            _CLOCKS.c.category,
+            _CLOCKS.c.scope_key,
+            _CLOCKS.c.scope_value,
+        ).where(_CLOCKS.c.subject_pseudonym.in_(facts))
     )
-    if not live:
-        connection.execute(delete(_FACTS).where(_FACTS.c.subject_pseudonym == subject))
-        return
-    feeds = retention.clock_keys(facts)
-    unneeded = [
-        event_id
-        for event_id, keys in feeds.items()
-        if keys and not any(_row_key(key) in live for key in keys)
-    ]
+    for subject, *key in rows:
+        live[subject].add(tuple(key))  # type: ignore[arg-type]
+    unneeded: list[UUID] = []
+    for subject, messages in facts.items():
+        if subject not in live:
+            unneeded += [message.event_id for message in messages]
+            continue
+        for event_id, keys in retention.clock_keys(messages).items():
+            if keys and not any(_row_key(key) in live[subject] for key in keys):
+                unneeded.append(event_id)
     if unneeded:
         connection.execute(delete(_FACTS).where(_FACTS.c.event_id.in_(unneeded)))
 

@@ -6,16 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
 from uuid import UUID
 
-import psycopg
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.api import audit
 from services.api.api_keys import Principal
 from shared import topics
+from shared.bulk_insert import insert_rows
 from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
 from shared.outbox import outbox_row
@@ -24,7 +23,6 @@ from shared.tables.api import IdempotencyRecord
 from shared.tables.outbox import OutboxMessage
 
 MAX_ATTEMPTS = 3
-COPY_FROM_ROWS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,28 +136,5 @@ def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) ->
     # Unique keys in id order (so overlapping transactions queue instead of deadlocking); the
     # outbox in the order the events came, which is the order they are published in.
     by_id = itemgetter("event_id")
-    _write_rows(connection, IdempotencyRecord.__table__, sorted(idempotency, key=by_id))  # type: ignore[attr-defined]
-    _write_rows(connection, OutboxMessage.__table__, outbox)  # type: ignore[attr-defined]
-
-
-def _write_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` in the connection's transaction: PostgreSQL's COPY for large groups
-    (several times faster than row inserts), plain inserts otherwise."""
-    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
-        connection.execute(insert(table), rows)
-        return
-    columns = list(rows[0])
-    psycopg_connection = connection.connection.driver_connection
-    names = ", ".join(f'"{column}"' for column in columns)
-    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
-    try:
-        with (
-            psycopg_connection.cursor() as cursor,  # type: ignore[union-attr]
-            cursor.copy(statement) as copy,
-        ):
-            for row in rows:
-                copy.write_row([row[column] for column in columns])
-    except psycopg.errors.IntegrityError as error:  # as SQLAlchemy would raise it
-        raise IntegrityError(statement, None, error) from error
-    except psycopg.errors.OperationalError as error:
-        raise OperationalError(statement, None, error) from error
+    insert_rows(connection, IdempotencyRecord.__table__, sorted(idempotency, key=by_id))  # type: ignore[attr-defined]
+    insert_rows(connection, OutboxMessage.__table__, outbox)  # type: ignore[attr-defined]

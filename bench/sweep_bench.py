@@ -1,0 +1,138 @@
+"""Sweep throughput against a bare ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
+LIMIT n)`` loop on the same table, both on PostgreSQL, in the same run. Target (issue 5): the
+sweep at least 50 % of the bare loop. The sweep runs in a process of its own, whose peak RSS is
+reported: it must stay flat from 100k to 1M clocks.
+
+    .venv/bin/python bench/sweep_bench.py [--clocks 1000000] [--batch 500]
+"""
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from dateutil.relativedelta import relativedelta
+
+from bench.api_bench import bench_database
+from shared.contract.examples import EXAMPLES
+from shared.contract.lifecycle_message import LifecycleMessage
+from shared.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPER = """
+import sys
+from datetime import UTC, datetime
+from services.purger.sweep import sweep
+from shared.database import make_engine
+from shared.engine import RetentionEngine
+from shared.policy import load_default_policy
+print(sweep(make_engine(sys.argv[1]), RetentionEngine(load_default_policy()),
+            datetime.now(UTC), batch_size=int(sys.argv[2])))
+"""
+BARE_LOOP = """
+UPDATE retention_clock SET state = 'erased'
+WHERE id IN (
+    SELECT id FROM retention_clock
+    WHERE state IN ('pending', 'due', 'erase_now') AND due_at <= %(now)s
+    ORDER BY due_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clocks", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+
+    with bench_database() as url:
+        upgrade(url)
+        conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+        seed(conninfo, args.clocks)
+        started = time.perf_counter()
+        sweeper = subprocess.run(
+            [sys.executable, "-c", SWEEPER, url, str(args.batch)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        sweep_seconds = time.perf_counter() - started
+        peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        erased = int(sweeper.stdout.strip())
+
+        seed(conninfo, args.clocks)
+        bare_seconds = bare_loop(conninfo, args.batch)
+
+    sweep_rate, bare_rate = erased / sweep_seconds, args.clocks / bare_seconds
+    print(f"due clocks:       {args.clocks:>12,}")
+    print(f"purger sweep:     {sweep_rate:>12,.0f} clocks/s  ({erased:,} erased)")
+    print(f"bare UPDATE loop: {bare_rate:>12,.0f} clocks/s")
+    print(f"  ratio: {sweep_rate / bare_rate:.2f} (target >= 0.50)")
+    print(f"sweeper peak RSS: {peak_rss_mib:>12,.0f} MiB")
+
+
+def seed(conninfo: str, count: int) -> None:
+    """``count`` subjects, each with a case closed 37 months ago: a fact and a due clock."""
+    closed = datetime.now(UTC) - relativedelta(months=37)
+    due = closed + relativedelta(months=36)
+    template = LifecycleMessage.model_validate(
+        {
+            **EXAMPLES["collection_case.closed"],
+            "subject": "0" * 64,
+            "occurred_at": closed,
+        }
+    )
+    with psycopg.connect(conninfo) as connection:
+        connection.execute("TRUNCATE retention_clock, subject_fact")
+        with connection.cursor() as cursor:
+            with cursor.copy(
+                "COPY subject_fact (event_id, subject_pseudonym, message) FROM STDIN"
+            ) as facts:
+                for n in range(count):
+                    event_id, pseudonym = uuid.uuid4(), f"{n:064x}"
+                    message = template.model_copy(
+                        update={"event_id": event_id, "subject": pseudonym}
+                    )
+                    facts.write_row((event_id, pseudonym, message.to_json()))
+            with cursor.copy(
+                "COPY retention_clock (erasure_id, subject_pseudonym, category, scope_key, "
+                "scope_value, state, due_at, rule, legal_basis, reason, updated_at) FROM STDIN"
+            ) as clocks:
+                for n in range(count):
+                    clocks.write_row(
+                        (
+                            uuid.uuid4(),
+                            f"{n:064x}",
+                            "collection_case",
+                            "case_id",
+                            "C-2023-0001",
+                            "due",
+                            due,
+                            "collection_case.retention",
+                            "basis",
+                            "seeded",
+                            closed,
+                        )
+                    )
+        connection.execute("ANALYZE retention_clock")
+
+
+def bare_loop(conninfo: str, batch: int) -> float:
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    with psycopg.connect(conninfo) as connection:
+        while True:
+            with connection.transaction():
+                updated = connection.execute(BARE_LOOP, {"now": now, "batch": batch}).rowcount
+            if updated == 0:
+                return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()

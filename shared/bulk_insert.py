@@ -1,0 +1,33 @@
+"""Inserting many rows at once: PostgreSQL's COPY for large groups (several times faster than
+row-by-row inserts, even pipelined), plain inserts otherwise and on SQLite."""
+
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Table, insert
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+COPY_FROM_ROWS = 50
+
+
+def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in the connection's transaction. Errors are
+    raised as SQLAlchemy's, so callers retry conflicts and deadlocks alike either way."""
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
+        connection.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    psycopg_connection = connection.connection.driver_connection
+    names = ", ".join(f'"{column}"' for column in columns)
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+    try:
+        with (
+            psycopg_connection.cursor() as cursor,  # type: ignore[union-attr]
+            cursor.copy(statement) as copy,
+        ):
+            for row in rows:
+                copy.write_row([row[column] for column in columns])
+    except psycopg.errors.IntegrityError as error:
+        raise IntegrityError(statement, None, error) from error
+    except psycopg.errors.OperationalError as error:
+        raise OperationalError(statement, None, error) from error
