@@ -1,6 +1,10 @@
 """Database engines for PostgreSQL (production) and SQLite (the embedded default)."""
 
-from sqlalchemy import Engine, event
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, any_, bindparam, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import create_engine
 
 
@@ -20,3 +24,14 @@ def make_engine(url: str) -> Engine:
     # As many connections as request threads may want at once, recycled before servers or
     # proxies drop them (a pre-ping per checkout would cost a round trip per request).
     return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+
+
+def one_of(
+    connection: Connection, column: ColumnElement[Any], values: Collection[Any]
+) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``, one parameter however many
+    values, so a batch statement is compiled once instead of rendering hundreds of placeholders
+    every time (a third of the sweep's time went there)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)

@@ -1,6 +1,7 @@
 """Reading topics in tests: assign() every partition, no consumer group (no join delay)."""
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
@@ -52,3 +53,13 @@ async def _partitions(settings: KafkaSettings, topic: str, deadline: float) -> l
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+def event_id_of(record: ConsumerRecord) -> str | None:
+    """The ``event_id`` in a record's JSON value; None for the poison messages that DLQ tests
+    put on the same session broker."""
+    try:
+        value = json.loads(record.value)
+    except ValueError:
+        return None
+    return value.get("event_id") if isinstance(value, dict) else None

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, insert, select
 
 from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
+from shared.database import one_of
 from shared.engine import ClockState, RetentionEngine
 from shared.tables.purger import ConsumedEvent
 
@@ -28,11 +29,8 @@ def apply_messages(
 ) -> Applied:
     with db.begin() as connection:
         ids = {message.event_id for message in messages}
-        known = set(
-            connection.execute(select(_CONSUMED.c.event_id).where(_CONSUMED.c.event_id.in_(ids)))
-            .scalars()
-            .all()
-        )
+        already = select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids))
+        known = set(connection.execute(already).scalars().all())
         fresh: dict = {}
         for message in messages:
             if message.event_id not in known:

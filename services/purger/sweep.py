@@ -26,6 +26,7 @@ from shared import topics
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
+from shared.database import one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
 from shared.tables.outbox import OutboxMessage
@@ -106,12 +107,16 @@ def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str
     subject = _CLOCKS.c.subject_pseudonym
     totals = dict(
         connection.execute(
-            select(subject, func.count()).where(subject.in_(subjects)).group_by(subject)
+            select(subject, func.count())
+            .where(one_of(connection, subject, subjects))
+            .group_by(subject)
         ).all()
     )
     locked: dict[str, int] = defaultdict(int)
     for (held_by_us,) in connection.execute(
-        select(subject).where(subject.in_(subjects)).with_for_update(skip_locked=True)
+        select(subject)
+        .where(one_of(connection, subject, subjects))
+        .with_for_update(skip_locked=True)
     ):
         locked[held_by_us] += 1
     return {s for s, total in totals.items() if locked[s] < total}
@@ -124,7 +129,7 @@ def _facts_of(
     if subjects:
         rows = connection.execute(
             select(_FACTS.c.subject_pseudonym, _FACTS.c.message).where(
-                _FACTS.c.subject_pseudonym.in_(subjects)
+                one_of(connection, _FACTS.c.subject_pseudonym, subjects)
             )
         )
         for subject, message in rows:
@@ -173,7 +178,8 @@ def _execute(
         )
     insert_rows(connection, _OUTBOX, outbox)
     insert_rows(connection, _PROOFS, proofs)
-    connection.execute(delete(_CLOCKS).where(_CLOCKS.c.id.in_([row.id for row, _ in erasing])))
+    erased_ids = [row.id for row, _ in erasing]
+    connection.execute(delete(_CLOCKS).where(one_of(connection, _CLOCKS.c.id, erased_ids)))
 
 
 def _forget_unneeded_facts(
@@ -190,7 +196,7 @@ def _forget_unneeded_facts(
             _CLOCKS.c.category,
             _CLOCKS.c.scope_key,
             _CLOCKS.c.scope_value,
-        ).where(_CLOCKS.c.subject_pseudonym.in_(facts))
+        ).where(one_of(connection, _CLOCKS.c.subject_pseudonym, facts))
     )
     for subject, *key in rows:
         live[subject].add(tuple(key))  # type: ignore[arg-type]
@@ -203,7 +209,7 @@ def _forget_unneeded_facts(
             if keys and not any(_row_key(key) in live[subject] for key in keys):
                 unneeded.append(event_id)
     if unneeded:
-        connection.execute(delete(_FACTS).where(_FACTS.c.event_id.in_(unneeded)))
+        connection.execute(delete(_FACTS).where(one_of(connection, _FACTS.c.event_id, unneeded)))
 
 
 def _row_key(key: tuple[Any, tuple[str, str] | None]) -> tuple[str, str, str]:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
+from shared.database import one_of
 from shared.kafka import ensure_topics, make_producer
 from shared.outbox.metrics import OutboxMetrics
 from shared.settings import KafkaSettings, RelaySettings
@@ -215,7 +216,7 @@ class OutboxRelay:
     def _delete_published(self, ids: list[int]) -> None:
         """Published rows go: they carry event payloads, which must not outlive their use."""
         with self._db.begin() as connection:
-            connection.execute(delete(_outbox).where(_outbox.c.id.in_(ids)))
+            connection.execute(delete(_outbox).where(one_of(connection, _outbox.c.id, ids)))
 
 
 def _insert_ignoring_conflict(dialect: str):

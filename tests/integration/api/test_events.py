@@ -14,7 +14,7 @@ from shared.database import make_engine
 from shared.pseudonym import Pseudonymiser
 from shared.tables.api import IdempotencyRecord
 from tests.integration.conftest import SECRET, RunningApi
-from tests.kafka_reading import read_topic
+from tests.kafka_reading import event_id_of, read_topic
 
 #: Every way the examples' identifiers could show up in clear text.
 RAW_IDENTIFIERS = ["19811218-9876", "198112189876", "8112189876", "811218-9876", "crm:4711"]
@@ -41,10 +41,10 @@ async def test_every_event_type_is_accepted_and_published_without_raw_identifier
     records = await read_topic(
         api.settings.kafka,
         topics.LIFECYCLE,
-        until=lambda rs: set(sent) <= {json.loads(r.value)["event_id"] for r in rs},
+        until=lambda rs: set(sent) <= {event_id_of(r) for r in rs},
     )
     pseudonymiser = Pseudonymiser(SECRET.encode())
-    mine = [r for r in records if json.loads(r.value)["event_id"] in sent]
+    mine = [r for r in records if event_id_of(r) in sent]
     assert len(mine) == len(sent)
     for record in mine:
         value = json.loads(record.value)

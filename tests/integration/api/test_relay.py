@@ -1,7 +1,6 @@
 """The outbox relay under failure: a broker outage, and two relays at once."""
 
 import asyncio
-import json
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from shared.embedded_broker import EmbeddedBroker, free_loopback_port
 from shared.outbox import OutboxRelay
 from shared.pseudonym import Pseudonymiser
 from tests.integration.conftest import SECRET, RunningApi, relay_settings
-from tests.kafka_reading import read_topic
+from tests.kafka_reading import event_id_of, read_topic
 
 
 def contacts(subjects: list[str], count: int) -> list[dict]:
@@ -54,7 +53,7 @@ async def backlog(api: RunningApi) -> float:
 def ids_by_key(records, wanted: set[str]) -> dict[bytes, list[str]]:
     by_key: dict[bytes, list[str]] = defaultdict(list)
     for record in records:
-        event_id = json.loads(record.value)["event_id"]
+        event_id = event_id_of(record)
         if event_id in wanted:
             by_key[record.key].append(event_id)
     return by_key
@@ -77,9 +76,7 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
             await read_topic(
                 kafka,
                 topics.LIFECYCLE,
-                until=lambda rs: (
-                    {e["event_id"] for e in before} <= {json.loads(r.value)["event_id"] for r in rs}
-                ),
+                until=lambda rs: {e["event_id"] for e in before} <= {event_id_of(r) for r in rs},
             )
 
             broker.stop()
@@ -98,7 +95,7 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
             records = await read_topic(
                 kafka,
                 topics.LIFECYCLE,
-                until=lambda rs: wanted <= {json.loads(r.value)["event_id"] for r in rs},
+                until=lambda rs: wanted <= {event_id_of(r) for r in rs},
                 timeout=60,
             )
             published = ids_by_key(records, wanted)
@@ -136,7 +133,7 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
         await read_topic(
             kafka_settings,
             topics.LIFECYCLE,
-            until=lambda rs: wanted_first <= {json.loads(r.value)["event_id"] for r in rs},
+            until=lambda rs: wanted_first <= {event_id_of(r) for r in rs},
         )
         # The lease holder goes away; the other takes over the rest.
         relays[0].stop()
@@ -148,7 +145,7 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
         records = await read_topic(
             kafka_settings,
             topics.LIFECYCLE,
-            until=lambda rs: wanted <= {json.loads(r.value)["event_id"] for r in rs},
+            until=lambda rs: wanted <= {event_id_of(r) for r in rs},
         )
         published = ids_by_key(records, wanted)
         for subject in subjects:
