@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import start_http_server
 from sqlalchemy import Engine
 
-from services.purger.consumer import LifecycleConsumer
+from services.purger.consumer import lifecycle_consumer
 from services.purger.metrics import PurgerMetrics
 from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
@@ -36,7 +36,7 @@ class Purger:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._sweeping = False
         self._sweep_again = False
-        self.consumer = LifecycleConsumer(
+        self.consumer = lifecycle_consumer(
             db,
             self._retention,
             settings,

@@ -11,8 +11,8 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, text
 
 from services.api.api_keys import Scope
-from services.purger.consumer import HEADER_REASON
 from shared import topics
+from shared.consumer_loop import HEADER_REASON
 from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine

@@ -1,0 +1,148 @@
+"""The consuming loop every Gallring consumer runs: each batch is applied in one database
+transaction, and its offsets are committed only after that transaction committed.
+
+A crash between the two redelivers the batch, which the consumer's dedupe absorbs; a rebalance
+does the same. A message that cannot be parsed goes to ``gallring.dlq.v1`` (the original bytes,
+the reason and the source in headers) before its offset is committed, and consumption goes on.
+A batch whose work fails is read again after a pause: nothing is committed, nothing lost.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+from pydantic import ValidationError
+
+from shared import topics
+from shared.contract.errors import describe
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+HEADER_REASON = "reason"
+HEADER_SOURCE = "source"  # topic/partition/offset of the original
+RETRY_SECONDS = 1.0
+Parsed = TypeVar("Parsed")
+
+
+class ConsumerLoop(Generic[Parsed]):
+    """Reads ``topic_names`` as ``group_id``; ``parse`` turns a record into what ``apply`` takes
+    (raising ``ValueError`` or ``ValidationError`` for a dead letter), ``apply`` makes a batch
+    durable."""
+
+    def __init__(
+        self,
+        name: str,
+        kafka: KafkaSettings,
+        topic_names: tuple[str, ...],
+        *,
+        group_id: str,
+        max_records: int,
+        parse: Callable[[ConsumerRecord], Parsed],
+        apply: Callable[[list[Parsed]], Awaitable[None]],
+        on_dead_letter: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._name = name
+        self._kafka = kafka
+        self._topic_names = topic_names
+        self._group_id = group_id
+        self._max_records = max_records
+        self._parse = parse
+        self._apply = apply
+        self._on_dead_letter = on_dead_letter
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then leave :meth:`run`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await ensure_topics(self._kafka, topics.ALL_TOPICS)
+        consumer = make_consumer(self._kafka, *self._topic_names, group_id=self._group_id)
+        producer = make_producer(self._kafka)
+        await consumer.start()
+        try:
+            await producer.start()
+            try:
+                while not self._stopping.is_set():
+                    batch = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+                    if batch:
+                        await self._handle(consumer, producer, batch)
+            finally:
+                await producer.stop()
+        finally:
+            await consumer.stop()
+
+    async def _handle(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batch: dict[TopicPartition, list[ConsumerRecord]],
+    ) -> None:
+        try:
+            parsed: list[Parsed] = []
+            for records in batch.values():
+                for record in records:
+                    message = await self._parse_or_dead_letter(producer, record)
+                    if message is not None:
+                        parsed.append(message)
+            if parsed:
+                await self._apply(parsed)
+        except Exception as error:  # noqa: BLE001 - retried: nothing is committed, nothing lost
+            log.warning(
+                "%s: applying %d message(s) failed (%s); reading them again in %.0fs",
+                self._name,
+                sum(len(records) for records in batch.values()),
+                type(error).__name__,
+                RETRY_SECONDS,
+            )
+            for partition, records in batch.items():
+                consumer.seek(partition, records[0].offset)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RETRY_SECONDS)
+            return
+        try:
+            await consumer.commit(
+                {partition: records[-1].offset + 1 for partition, records in batch.items()}
+            )
+        except CommitFailedError:
+            # A rebalance took the partitions away; their next owner reads the batch again and
+            # the dedupe skips what we applied.
+            log.info("%s: offsets not committed after a rebalance; redelivered", self._name)
+
+    async def _parse_or_dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord
+    ) -> Parsed | None:
+        try:
+            if record.value is None:
+                raise ValueError("the message has no value")
+            return self._parse(record)
+        except (ValidationError, ValueError) as error:
+            reason = (
+                "; ".join(str(problem) for problem in describe(error))
+                if isinstance(error, ValidationError)
+                else str(error)
+            )
+        source = f"{record.topic}/{record.partition}/{record.offset}"
+        # Awaited: the bad message must be on the DLQ before its offset is committed.
+        await (
+            await producer.send(
+                topics.DEAD_LETTERS,
+                value=record.value,
+                key=record.key,
+                headers=[(HEADER_REASON, reason.encode()), (HEADER_SOURCE, source.encode())],
+            )
+        )
+        log.warning(
+            "%s: message %s is not valid (%s); sent to %s",
+            self._name,
+            source,
+            reason,
+            topics.DEAD_LETTERS,
+        )
+        self._on_dead_letter()
+        return None
