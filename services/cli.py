@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     purger.set_defaults(run=_run_purger)
 
+    notifier = commands.add_parser(
+        "notifier", help="run the notifier: signed deletion webhooks to recipients (GALLRING_*)"
+    )
+    notifier.set_defaults(run=_run_notifier)
+
     keys = commands.add_parser("keys", help="API keys for machine clients")
     key_actions = keys.add_subparsers(metavar="ACTION", required=True)
     create = key_actions.add_parser("create", help="create a key and print it (once)")
@@ -112,6 +117,14 @@ def _run_purger(_: argparse.Namespace) -> int:
     from services.purger.settings import PurgerSettings
 
     serve(PurgerSettings())
+    return 0
+
+
+def _run_notifier(_: argparse.Namespace) -> int:
+    from services.notifier.main import serve
+    from services.notifier.settings import NotifierSettings
+
+    serve(NotifierSettings())
     return 0
 
 

@@ -1,8 +1,10 @@
 """``gallring up``: the whole system on the embedded default, for a newcomer's first run.
 
-The API and the purger on SQLite under ``./var/``, a Tansu broker on 127.0.0.1:9092 unless
-``GALLRING_KAFKA_BOOTSTRAP`` names a real one, a pseudonym secret generated once into ``./var/``,
-and an admin API key made on the first run and printed once.
+The API, the purger and the notifier on SQLite under ``./var/``, a Tansu broker on
+127.0.0.1:9092 unless ``GALLRING_KAFKA_BOOTSTRAP`` names a real one, a pseudonym secret generated
+once into ``./var/``, and an admin API key made on the first run and printed once. Recipients'
+webhooks may go to loopback receivers here (development), unless
+``GALLRING_WEBHOOK_ALLOW_LOOPBACK`` says otherwise.
 Production sets every ``GALLRING_…`` variable instead.
 """
 
@@ -21,13 +23,15 @@ from shared.migrate import upgrade
 
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
-PURGER_STOP_SECONDS = 20
+WORKER_STOP_SECONDS = 20
+WORKERS = ("purger", "notifier")
 
 
 def up() -> int:
     STATE_DIR.mkdir(exist_ok=True)
     os.environ.setdefault("GALLRING_PSEUDONYM_SECRET", _local_secret())
     os.environ.setdefault("GALLRING_DATABASE_URL", f"sqlite:///{STATE_DIR / 'gallring.db'}")
+    os.environ.setdefault("GALLRING_WEBHOOK_ALLOW_LOOPBACK", "true")
     broker = None
     if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
         broker = EmbeddedBroker(EMBEDDED_BROKER_PORT)
@@ -49,13 +53,19 @@ def up() -> int:
         upgrade(settings.database_url)
         _first_run_admin_key(settings)
         print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)
-        # The purger in a process of its own, as in production; it stops when the API does.
-        purger = subprocess.Popen([sys.executable, "-m", "services.cli", "purger"])
+        # The purger and the notifier in processes of their own, as in production; they stop
+        # when the API does.
+        workers = [
+            subprocess.Popen([sys.executable, "-m", "services.cli", worker])  # noqa: S603 - ours
+            for worker in WORKERS
+        ]
         try:
             serve(settings)
         finally:
-            purger.terminate()
-            purger.wait(timeout=PURGER_STOP_SECONDS)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=WORKER_STOP_SECONDS)
     finally:
         if broker is not None:
             broker.stop()

@@ -13,6 +13,8 @@ COPY_FROM_ROWS = 50
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` (all with the same keys) in the connection's transaction. Errors are
     raised as SQLAlchemy's, so callers retry conflicts and deadlocks alike either way."""
+    if not rows:
+        return
     if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
         connection.execute(insert(table), rows)
         return

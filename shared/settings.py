@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.policy import Policy, load_default_policy, load_policy
 from shared.pseudonym import Pseudonymiser
+from shared.recipient_secrets import SecretBox
 
 DEFAULT_DATABASE_URL = "sqlite:///var/gallring.db"
 
@@ -63,6 +64,10 @@ class GallringSettings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    webhook_allow_loopback: bool = Field(
+        default=False,
+        description="Development only: let recipients' webhooks go to loopback, over plain http.",
+    )
 
     @field_validator("pseudonym_secret")
     @classmethod
@@ -76,6 +81,10 @@ class GallringSettings(BaseSettings):
 
     def pseudonymiser(self) -> Pseudonymiser:
         return Pseudonymiser(self.pseudonym_secret.get_secret_value().encode())
+
+    def secret_box(self) -> SecretBox:
+        """Seals recipients' signing secrets for the database (key derived from ours)."""
+        return SecretBox(self.pseudonym_secret.get_secret_value().encode())
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file) if self.policy_file else load_default_policy()

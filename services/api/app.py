@@ -22,6 +22,9 @@ from services.api.erasures.router import router as erasures_router
 from services.api.events.router import router as events_router
 from services.api.events.writer import IntakeWriter
 from services.api.metrics import ApiMetrics, MetricsMiddleware
+from services.api.notifications.router import router as notifications_router
+from services.api.notifications.router import signed_router as signed_notifications_router
+from services.api.recipients.router import router as recipients_router
 from services.api.settings import ApiSettings
 from services.api.subjects.router import router as subjects_router
 from shared.contract import LifecycleEvent
@@ -69,13 +72,22 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.pseudonymiser = settings.pseudonymiser()
+    app.state.secret_box = settings.secret_box()
     app.state.retention_engine = RetentionEngine(settings.policy())
 
     problems.install(app)
     app.include_router(health.router)
     # Every route below needs a key; each route then asks for its own scope.
-    for router in (events_router, subjects_router, erasures_router):
+    for router in (
+        events_router,
+        subjects_router,
+        erasures_router,
+        recipients_router,
+        notifications_router,
+    ):
         app.include_router(router, dependencies=[Depends(authenticated)])
+    # Recipients sign their confirmations with their webhook secret instead.
+    app.include_router(signed_notifications_router)
 
     single_limit = settings.api_max_body_bytes
     app.add_middleware(

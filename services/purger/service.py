@@ -7,12 +7,10 @@ tick; if a sweep is running, another follows it.
 """
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import start_http_server
 from sqlalchemy import Engine
 
 from services.purger.consumer import lifecycle_consumer
@@ -21,10 +19,10 @@ from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
 from shared.outbox import OutboxRelay
+from shared.worker_process import metrics_server, supervise
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
-STOP_SECONDS = 15.0
 
 
 class Purger:
@@ -58,31 +56,21 @@ class Purger:
             next_run_time=datetime.now(UTC),
         )
         self._scheduler.start()
-        metrics_server = None
-        if self._settings.purger_metrics_port:
-            metrics_server, _ = start_http_server(
-                self._settings.purger_metrics_port,
-                addr=self._settings.purger_metrics_host,
-                registry=self.metrics.registry,
-            )
-        tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
-        if self._settings.relay.enabled:
-            tasks.append(asyncio.create_task(self.relay.run(), name="purger-relay"))
+        settings = self._settings
         try:
-            stopping = asyncio.create_task(self._stopping.wait())
-            done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopping and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            with metrics_server(
+                settings.purger_metrics_host, settings.purger_metrics_port, self.metrics.registry
+            ):
+                tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
+                if settings.relay.enabled:
+                    tasks.append(asyncio.create_task(self.relay.run(), name="purger-relay"))
+                await supervise(tasks, self._stopping, self._stop_tasks)
         finally:
             self._scheduler.shutdown(wait=False)
-            if metrics_server is not None:
-                metrics_server.shutdown()
-                metrics_server.server_close()
-            self.consumer.stop()
-            self.relay.stop()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*tasks), timeout=STOP_SECONDS)
+
+    def _stop_tasks(self) -> None:
+        self.consumer.stop()
+        self.relay.stop()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -1,8 +1,8 @@
 """The database schema, one module per owning service; Alembic migrations in shared/migrations.
 
-Each service writes only its own tables (the API: ``api.py``, the purger: ``purger.py``); every
-service writes the outbox (``outbox.py``). Importing this package registers every table on
-:data:`metadata`, which the migrations are checked against.
+Each service writes only its own tables (the API: ``api.py``, the purger: ``purger.py``, the
+notifier: ``notifier.py``); every service writes the outbox (``outbox.py``). Importing this
+package registers every table on :data:`metadata`, which the migrations are checked against.
 """
 
 from sqlmodel import SQLModel
@@ -17,4 +17,4 @@ metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-from shared.tables import api, outbox, purger  # noqa: E402, F401 - registers the tables
+from shared.tables import api, notifier, outbox, purger  # noqa: E402, F401 - registers the tables

@@ -62,3 +62,28 @@ class ErasureConfirmation(SQLModel, table=True):
     erasure_id: UUID = Field(primary_key=True)
     system: str = Field(primary_key=True, max_length=100)
     confirmed_at: datetime = Field(sa_column=_utc())
+
+
+class Recipient(SQLModel, table=True):
+    """Someone the company shares data with, who must hear of erasures (GDPR art. 19).
+
+    Signing secrets are kept encrypted (``shared.recipient_secrets``): Gallring must sign with
+    them, so a hash would not do. During a rotation's grace period the previous secret signs too.
+    """
+
+    __tablename__ = "recipient"
+
+    recipient_id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=20, description="processor, controller, authority, internal")
+    country: str = Field(max_length=2, description="ISO 3166-1 alpha-2")
+    webhook_url: str = Field(max_length=2000)
+    categories: str = Field(max_length=500, description="space-separated categories")
+    active: bool = True
+    secret: str = Field(sa_column=Column(String(500), nullable=False), description="encrypted")
+    previous_secret: str | None = Field(
+        default=None, sa_column=Column(String(500), nullable=True), description="encrypted"
+    )
+    previous_secret_expires_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    created_at: datetime = Field(sa_column=_utc())
+    updated_at: datetime = Field(sa_column=_utc())

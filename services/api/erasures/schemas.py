@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from services.api.notifications.schemas import NotificationView
 from shared.contract.vocabulary import Identifier
 
 
@@ -26,6 +27,7 @@ class ErasureView(BaseModel):
     due_at: datetime | None
     executed_at: datetime | None = None
     confirmed_by: list[str] = []
+    notifications: list[NotificationView] | None = None  # per recipient, in the view of one
 
 
 class ErasurePage(BaseModel):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from services.api import audit
 from services.api.api_keys import Principal
 from services.api.erasures.schemas import ErasureState, ErasureView
+from services.api.notifications import service as notifications
 from shared.tables.api import ErasureConfirmation
 from shared.tables.purger import SWEPT_STATES, ErasureProof, StoredClock
 
@@ -80,7 +81,9 @@ def one(db: Engine, erasure_id: UUID) -> ErasureView | None:
         ).first()
         if proof is None:
             return None
-        return _proof_view(proof, _confirmed_by(connection, [erasure_id]).get(erasure_id, []))
+        view = _proof_view(proof, _confirmed_by(connection, [erasure_id]).get(erasure_id, []))
+        view.notifications = notifications.of_erasure(connection, erasure_id)
+        return view
 
 
 def record_confirmation(

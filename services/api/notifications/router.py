@@ -1,0 +1,160 @@
+"""``/v1/notifications``: what each recipient was told of each erasure, and when it answered.
+
+Operators list and inspect notifications (scope ``erasures:read``) and ask for a failed one to
+be tried again (``admin``). Recipients confirm an erasure without an API key: the request is
+signed with their own webhook secret, per Standard Webhooks, like the notification they got.
+"""
+
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from services.api.api_keys import Principal, Scope
+from services.api.auth import require
+from services.api.notifications import service
+from services.api.notifications.schemas import (
+    Accepted,
+    NotificationPage,
+    NotificationState,
+    NotificationView,
+)
+from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from shared.contract.errors import FieldError
+
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+#: Routes recipients call; authenticated by signature, not by an API key.
+signed_router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+_ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+
+
+@router.get("", response_model=NotificationPage, summary="Notifications", responses=_ERRORS)
+async def list_notifications(
+    request: Request,
+    _: Reader,
+    state: NotificationState | None = None,
+    recipient_id: str | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> NotificationPage:
+    try:
+        after = service.decode_cursor(cursor) if cursor else None
+    except service.CursorError as error:
+        raise validation_problem([FieldError("cursor", str(error))]) from None
+    views, more = await run_in_threadpool(
+        lambda: service.page(
+            request.app.state.db_engine,
+            state=state,
+            recipient_id=recipient_id,
+            after=after,
+            limit=limit,
+        )
+    )
+    return NotificationPage(
+        notifications=views, next_cursor=service.encode_cursor(views[-1]) if more else None
+    )
+
+
+@router.get(
+    "/{notification_id}",
+    response_model=NotificationView,
+    summary="One notification with every delivery attempt",
+    responses={**_ERRORS, 404: PROBLEM_RESPONSE},
+)
+async def get_notification(notification_id: UUID, request: Request, _: Reader) -> NotificationView:
+    view = await run_in_threadpool(service.one, request.app.state.db_engine, notification_id)
+    if view is None:
+        raise _not_found(notification_id)
+    return view
+
+
+@router.post(
+    "/{notification_id}/redeliver",
+    status_code=202,
+    response_model=Accepted,
+    summary="Try a failed notification again, with a fresh retry horizon",
+    responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
+)
+async def redeliver(notification_id: UUID, request: Request, principal: Admin) -> Accepted:
+    db = request.app.state.db_engine
+    view = await run_in_threadpool(service.one, db, notification_id)
+    if view is None:
+        raise _not_found(notification_id)
+    if view.state is not NotificationState.FAILED:
+        raise Problem(
+            409,
+            "notification-not-failed",
+            "Only a failed notification is redelivered",
+            f"Notification {notification_id} is {view.state.value}; the notifier is still "
+            "delivering it or it has been delivered.",
+        )
+    await run_in_threadpool(
+        service.request_redelivery, db, notification_id, principal, datetime.now(UTC)
+    )
+    return Accepted(notification_id=notification_id, status="redelivery requested")
+
+
+@signed_router.post(
+    "/{notification_id}/confirm",
+    status_code=202,
+    response_model=Accepted,
+    summary="The recipient confirms it erased the data (signed with its webhook secret)",
+    description="Sign the request as Gallring signs its webhooks (Standard Webhooks headers "
+    "`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the recipient's secret. The "
+    'body is JSON naming the notification: `{"notification_id": "…"}`.',
+    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
+)
+async def confirm(notification_id: UUID, request: Request) -> Accepted:
+    state = request.app.state
+    now = datetime.now(UTC)
+    signers = await run_in_threadpool(service.signers, state.db_engine, notification_id, now)
+    if signers is None:
+        raise _not_found(notification_id)
+    body = await request.body()
+    secrets = [state.secret_box.open(sealed) for sealed in signers.secrets]
+    payload = _verified(body, dict(request.headers), secrets)
+    if not isinstance(payload, dict) or payload.get("notification_id") != str(notification_id):
+        raise validation_problem(
+            [FieldError("notification_id", f"the signed body must name {notification_id}")]
+        )
+    await run_in_threadpool(
+        service.request_confirmation, state.db_engine, notification_id, signers.recipient_id, now
+    )
+    return Accepted(notification_id=notification_id, status="confirmation recorded")
+
+
+def _verified(body: bytes, headers: dict[str, str], secrets: list[str]) -> Any:
+    """The JSON body if one of ``secrets`` signed it, within the timestamp tolerance."""
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(body, headers, json_parse=False)
+        except (WebhookVerificationError, ValueError, binascii.Error):
+            continue  # ValueError, binascii.Error: a malformed signature header
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise validation_problem([FieldError("body", "must be a JSON object")]) from None
+    raise Problem(
+        401,
+        "bad-signature",
+        "The signature does not verify",
+        "Sign the request with the recipient's webhook secret (Standard Webhooks: webhook-id, "
+        "webhook-timestamp within 5 minutes of now, webhook-signature).",
+    )
+
+
+def _not_found(notification_id: UUID) -> Problem:
+    return Problem(
+        404,
+        "notification-not-found",
+        "No such notification",
+        f"There is no notification {notification_id}.",
+    )

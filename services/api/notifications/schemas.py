@@ -1,0 +1,52 @@
+"""What the notification endpoints answer. No recipient reference or subject in them: the views
+are the proof a DPO shows, and need neither."""
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"  # not tried yet, or waiting for its next attempt
+    DELIVERING = "delivering"  # tried, not answered with 2xx yet
+    DELIVERED = "delivered"  # the recipient answered 2xx
+    CONFIRMED = "confirmed"  # and later confirmed it erased the data
+    FAILED = "failed"  # no 2xx within the retry horizon; redeliverable
+
+
+class AttemptView(BaseModel):
+    attempted_at: datetime
+    status_code: int | None  # None: no answer (refused, timed out…)
+    latency_ms: int
+    error: str | None
+
+
+class NotificationView(BaseModel):
+    notification_id: UUID
+    erasure_id: UUID
+    recipient_id: str
+    type: str
+    category: str
+    scope: dict[str, str]
+    state: NotificationState
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None  # None once delivered or failed
+    give_up_at: datetime
+    respond_by: datetime
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    confirmed_at: datetime | None
+    attempt_log: list[AttemptView] | None = None  # in the views of one notification or erasure
+
+
+class NotificationPage(BaseModel):
+    notifications: list[NotificationView]
+    next_cursor: str | None
+
+
+class Accepted(BaseModel):
+    notification_id: UUID
+    status: str

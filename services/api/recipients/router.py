@@ -1,0 +1,135 @@
+"""``/v1/recipients``: who must hear of erasures, with their webhook and signing secret (scope
+``admin``)."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from services.api.api_keys import Principal, Scope
+from services.api.auth import require
+from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from services.api.recipients import service
+from services.api.recipients.schemas import (
+    CreatedRecipient,
+    NewRecipient,
+    RecipientChange,
+    RecipientView,
+    RotatedSecret,
+    SecretRotation,
+)
+from shared.contract.errors import FieldError
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+
+router = APIRouter(prefix="/v1/recipients", tags=["recipients"])
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+_ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+_NOT_FOUND = {**_ERRORS, 404: PROBLEM_RESPONSE}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CreatedRecipient,
+    summary="Register a recipient; its signing secret is shown once",
+    responses={**_ERRORS, 409: PROBLEM_RESPONSE},
+)
+async def create_recipient(
+    new: NewRecipient, request: Request, principal: Admin
+) -> CreatedRecipient:
+    await _check_url(request, new.webhook_url)
+    state = request.app.state
+    try:
+        return await run_in_threadpool(
+            lambda: service.create(
+                state.db_engine, new, state.secret_box, actor=principal, now=datetime.now(UTC)
+            )
+        )
+    except service.RecipientExists:
+        raise Problem(
+            409,
+            "recipient-exists",
+            "The recipient exists",
+            f"A recipient {new.recipient_id} is registered already; change it with PATCH.",
+        ) from None
+
+
+@router.get("", response_model=list[RecipientView], summary="Every recipient", responses=_ERRORS)
+async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
+    db = request.app.state.db_engine
+    return await run_in_threadpool(lambda: service.all_recipients(db, now=datetime.now(UTC)))
+
+
+@router.get(
+    "/{recipient_id}", response_model=RecipientView, summary="One recipient", responses=_NOT_FOUND
+)
+async def get_recipient(recipient_id: str, request: Request, _: Admin) -> RecipientView:
+    db = request.app.state.db_engine
+    view = await run_in_threadpool(lambda: service.one(db, recipient_id, now=datetime.now(UTC)))
+    if view is None:
+        raise _not_found(recipient_id)
+    return view
+
+
+@router.patch(
+    "/{recipient_id}",
+    response_model=RecipientView,
+    summary="Change a recipient (deactivate it with active: false)",
+    responses=_NOT_FOUND,
+)
+async def change_recipient(
+    recipient_id: str, change: RecipientChange, request: Request, principal: Admin
+) -> RecipientView:
+    if change.webhook_url is not None:
+        await _check_url(request, change.webhook_url)
+    db = request.app.state.db_engine
+    view = await run_in_threadpool(
+        lambda: service.change(db, recipient_id, change, actor=principal, now=datetime.now(UTC))
+    )
+    if view is None:
+        raise _not_found(recipient_id)
+    return view
+
+
+@router.post(
+    "/{recipient_id}/secret-rotations",
+    status_code=201,
+    response_model=RotatedSecret,
+    summary="A new signing secret; the old one keeps signing for a grace period",
+    responses=_NOT_FOUND,
+)
+async def rotate_secret(
+    recipient_id: str, rotation: SecretRotation, request: Request, principal: Admin
+) -> RotatedSecret:
+    state = request.app.state
+    rotated = await run_in_threadpool(
+        lambda: service.rotate_secret(
+            state.db_engine,
+            recipient_id,
+            timedelta(hours=rotation.grace_hours),
+            state.secret_box,
+            actor=principal,
+            now=datetime.now(UTC),
+        )
+    )
+    if rotated is None:
+        raise _not_found(recipient_id)
+    return rotated
+
+
+async def _check_url(request: Request, url: str) -> None:
+    allow_loopback = request.app.state.settings.webhook_allow_loopback
+    try:
+        await run_in_threadpool(check_webhook_url, url, allow_loopback=allow_loopback)
+    except UnsafeWebhookUrl as error:
+        raise validation_problem([FieldError("webhook_url", str(error))]) from None
+
+
+def _not_found(recipient_id: str) -> Problem:
+    return Problem(
+        404,
+        "recipient-not-found",
+        "No such recipient",
+        f"There is no recipient {recipient_id}; GET /v1/recipients lists them.",
+    )

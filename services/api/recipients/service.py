@@ -1,0 +1,185 @@
+"""The recipient registry in the database. Secrets are sealed before they are stored and only
+ever returned at creation and rotation; the audit log gets ids, never secrets or URLs' queries."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.api import audit
+from services.api.api_keys import Principal
+from services.api.recipients.schemas import (
+    CreatedRecipient,
+    NewRecipient,
+    RecipientChange,
+    RecipientHealthView,
+    RecipientView,
+    RotatedSecret,
+)
+from shared.recipient_secrets import SecretBox, new_signing_secret
+from shared.tables.api import Recipient
+from shared.tables.notifier import RecipientHealth
+
+_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
+
+
+class RecipientExists(Exception):
+    pass
+
+
+def create(
+    db: Engine, new: NewRecipient, box: SecretBox, *, actor: Principal, now: datetime
+) -> CreatedRecipient:
+    secret = new_signing_secret()
+    values = {
+        "recipient_id": new.recipient_id,
+        "name": new.name,
+        "kind": new.kind.value,
+        "country": new.country,
+        "webhook_url": new.webhook_url,
+        "categories": " ".join(sorted({category.value for category in new.categories})),
+        "active": new.active,
+        "secret": box.seal(secret),
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        with db.begin() as connection:
+            connection.execute(insert(_RECIPIENTS).values(**values))
+            audit.record(
+                connection,
+                actor=actor,
+                action="recipients.created",
+                at=now,
+                recipient_id=new.recipient_id,
+            )
+    except IntegrityError:
+        raise RecipientExists(new.recipient_id) from None
+    view = one(db, new.recipient_id, now=now)
+    assert view is not None
+    return CreatedRecipient(**view.model_dump(), signing_secret=secret)
+
+
+def all_recipients(db: Engine, *, now: datetime) -> list[RecipientView]:
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(_RECIPIENTS, *_health_columns())
+            .outerjoin(_HEALTH, _HEALTH.c.recipient_id == _RECIPIENTS.c.recipient_id)
+            .order_by(_RECIPIENTS.c.recipient_id)
+        ).all()
+    return [_view(row, now) for row in rows]
+
+
+def one(db: Engine, recipient_id: str, *, now: datetime) -> RecipientView | None:
+    with db.connect() as connection:
+        row = connection.execute(
+            select(_RECIPIENTS, *_health_columns())
+            .outerjoin(_HEALTH, _HEALTH.c.recipient_id == _RECIPIENTS.c.recipient_id)
+            .where(_RECIPIENTS.c.recipient_id == recipient_id)
+        ).first()
+    return _view(row, now) if row is not None else None
+
+
+def change(
+    db: Engine, recipient_id: str, change: RecipientChange, *, actor: Principal, now: datetime
+) -> RecipientView | None:
+    values: dict[str, Any] = change.model_dump(exclude_unset=True, exclude_none=True)
+    if "categories" in values:
+        values["categories"] = " ".join(sorted({c.value for c in change.categories or []}))
+    if "kind" in values:
+        values["kind"] = values["kind"].value
+    with db.begin() as connection:
+        updated = connection.execute(
+            update(_RECIPIENTS)
+            .where(_RECIPIENTS.c.recipient_id == recipient_id)
+            .values(updated_at=now, **values)
+        ).rowcount
+        if not updated:
+            return None
+        audit.record(
+            connection,
+            actor=actor,
+            action="recipients.changed",
+            at=now,
+            recipient_id=recipient_id,
+            fields=sorted(values),
+        )
+    return one(db, recipient_id, now=now)
+
+
+def rotate_secret(
+    db: Engine,
+    recipient_id: str,
+    grace: timedelta,
+    box: SecretBox,
+    *,
+    actor: Principal,
+    now: datetime,
+) -> RotatedSecret | None:
+    """A new secret signs from now on; the current one also signs until ``now + grace``, so
+    that the recipient can switch without rejecting a delivery."""
+    secret = new_signing_secret()
+    with db.begin() as connection:
+        current = connection.execute(
+            select(_RECIPIENTS.c.secret).where(_RECIPIENTS.c.recipient_id == recipient_id)
+        ).scalar_one_or_none()
+        if current is None:
+            return None
+        connection.execute(
+            update(_RECIPIENTS)
+            .where(_RECIPIENTS.c.recipient_id == recipient_id)
+            .values(
+                secret=box.seal(secret),
+                previous_secret=current,
+                previous_secret_expires_at=now + grace,
+                updated_at=now,
+            )
+        )
+        audit.record(
+            connection,
+            actor=actor,
+            action="recipients.secret_rotated",
+            at=now,
+            recipient_id=recipient_id,
+            grace_seconds=grace.total_seconds(),
+        )
+    return RotatedSecret(
+        recipient_id=recipient_id, signing_secret=secret, previous_secret_valid_until=now + grace
+    )
+
+
+def _health_columns() -> list[Any]:
+    return [
+        _HEALTH.c.recipient_id.label("health_of"),
+        _HEALTH.c.consecutive_failures,
+        _HEALTH.c.failing_since,
+        _HEALTH.c.last_success_at,
+        _HEALTH.c.last_failure_at,
+    ]
+
+
+def _view(row: Any, now: datetime) -> RecipientView:
+    expires = row.previous_secret_expires_at
+    return RecipientView(
+        recipient_id=row.recipient_id,
+        name=row.name,
+        kind=row.kind,
+        country=row.country,
+        webhook_url=row.webhook_url,
+        categories=row.categories.split(),
+        active=row.active,
+        previous_secret_valid_until=expires if expires is not None and expires > now else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        health=RecipientHealthView(
+            failing=row.failing_since is not None,
+            consecutive_failures=row.consecutive_failures,
+            failing_since=row.failing_since,
+            last_success_at=row.last_success_at,
+            last_failure_at=row.last_failure_at,
+        )
+        if row.health_of is not None
+        else None,
+    )

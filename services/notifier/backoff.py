@@ -1,0 +1,42 @@
+"""When to try a notification again: exponential backoff with jitter, or what the recipient
+asked for with ``Retry-After``."""
+
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+
+def retry_delay(
+    attempts: int,
+    *,
+    base_seconds: float,
+    max_seconds: float,
+    retry_after: str | None,
+    now: datetime,
+    rng: random.Random = random._inst,  # type: ignore[attr-defined]
+) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt. ``Retry-After`` (seconds or an HTTP
+    date) wins when given: the recipient knows best when it is back (the retry horizon still
+    ends it). Otherwise ``base * 2^(attempts-1)``, capped at ``max_seconds``, with "equal
+    jitter" (half fixed, half random), so that a recipient coming back is not hit by every
+    waiting notification at once."""
+    asked = _retry_after_seconds(retry_after, now)
+    if asked is not None:
+        return timedelta(seconds=asked)
+    ceiling = min(max_seconds, base_seconds * 2 ** min(attempts - 1, 40))
+    return timedelta(seconds=ceiling / 2 + rng.uniform(0, ceiling / 2))
+
+
+def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # not a form RFC 9110 allows: ignored, the usual backoff applies
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())

@@ -1,0 +1,213 @@
+"""The delivery loop: claim due notifications, POST each, signed, to its recipient, and record
+what came back, batch by batch.
+
+Deliveries run concurrently up to ``notifier_concurrency``, and at most
+``notifier_recipient_concurrency`` to one recipient, so a slow vendor holds only its own slots.
+No redirect is followed and every webhook URL is checked again (it may have been repointed at a
+metadata address since it was registered), before the request goes out.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import Engine
+from standardwebhooks import Webhook
+
+from services.notifier import deliveries
+from services.notifier.deliveries import Claimed, Outcome
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import NotifierSettings
+from services.notifier.webhook import notification_body, signed_headers
+from shared.recipient_secrets import SecretBox
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+
+log = logging.getLogger(__name__)
+URL_CHECK_SECONDS = 60.0
+HOUSEKEEPING_SECONDS = 10.0
+DB_RETRY_SECONDS = 1.0
+
+
+class Deliverer:
+    def __init__(self, db: Engine, settings: NotifierSettings, metrics: NotifierMetrics) -> None:
+        self._db = db
+        self._settings = settings
+        self._metrics = metrics
+        self._box: SecretBox = settings.secret_box()
+        self._signers: dict[str, Webhook] = {}  # sealed secret -> signer
+        self._url_checked: dict[str, tuple[float, str | None]] = {}  # url -> (when, refusal)
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_housekeeping = 0.0
+
+    def wake(self) -> None:
+        """Look for due notifications now (new ones were just created)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        settings = self._settings
+        limits = httpx.Limits(
+            max_connections=settings.notifier_concurrency,
+            max_keepalive_connections=settings.notifier_concurrency,
+        )
+        async with httpx.AsyncClient(
+            timeout=settings.notifier_timeout_seconds, limits=limits, follow_redirects=False
+        ) as client:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    await self._housekeep()
+                    await self._record_outcomes()
+                    claimed = await self._claim()
+                except Exception as error:  # noqa: BLE001 - the database may be back next time
+                    log.warning("notifier: database unavailable (%s)", type(error).__name__)
+                    await self._pause(DB_RETRY_SECONDS)
+                    continue
+                for notification in claimed:
+                    self._start(client, notification)
+                if not claimed or len(self._tasks) >= settings.notifier_concurrency:
+                    await self._pause(settings.notifier_poll_interval_seconds)
+            # Stopping: let deliveries in flight finish (within the timeout) and record them.
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+            with contextlib.suppress(Exception):
+                await self._record_outcomes()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _claim(self) -> list[Claimed]:
+        settings = self._settings
+        free = settings.notifier_concurrency - len(self._tasks)
+        if free <= 0:
+            return []
+        per_recipient = settings.notifier_recipient_concurrency
+        free_slots = {r: per_recipient - n for r, n in self._in_flight.items() if n}
+        return await asyncio.to_thread(
+            deliveries.claim,
+            self._db,
+            limit=free,
+            free_slots=free_slots,
+            default_slots=per_recipient,
+            lease=timedelta(seconds=settings.notifier_lease_seconds),
+            now=datetime.now(UTC),
+        )
+
+    async def _record_outcomes(self) -> None:
+        """Write the outcomes gathered since the last round in one transaction."""
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            gave_up = await asyncio.to_thread(
+                deliveries.record, self._db, outcomes, self._settings, datetime.now(UTC)
+            )
+        except Exception:
+            self._outcomes = outcomes + self._outcomes  # kept for the next round
+            raise
+        self._metrics.gave_up.inc(gave_up)
+
+    async def _housekeep(self) -> None:
+        if time.monotonic() - self._last_housekeeping < HOUSEKEEPING_SECONDS:
+            return
+        failed = await asyncio.to_thread(deliveries.housekeep, self._db, datetime.now(UTC))
+        self._last_housekeeping = time.monotonic()
+        self._metrics.gave_up.inc(failed)
+
+    def _start(self, client: httpx.AsyncClient, notification: Claimed) -> None:
+        self._in_flight[notification.recipient_id] += 1
+        task = asyncio.create_task(self._deliver(client, notification))
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._finished(done, notification))
+
+    def _finished(self, task: asyncio.Task[None], notification: Claimed) -> None:
+        self._tasks.discard(task)
+        self._in_flight[notification.recipient_id] -= 1
+        if not self._in_flight[notification.recipient_id]:
+            del self._in_flight[notification.recipient_id]
+        self._wake.set()
+
+    async def _deliver(self, client: httpx.AsyncClient, notification: Claimed) -> None:
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        refusal = await self._url_refusal(notification.webhook_url)
+        if refusal is not None:
+            outcome = Outcome(notification, now, 0, error=f"webhook URL refused: {refusal}")
+        else:
+            body = self._body(notification, now)
+            headers = signed_headers(
+                str(notification.notification_id), body, self._signers_of(notification, now), now
+            )
+            try:
+                response = await client.post(
+                    notification.webhook_url, content=body, headers=headers
+                )
+                outcome = Outcome(
+                    notification,
+                    now,
+                    _ms_since(started),
+                    status_code=response.status_code,
+                    retry_after=response.headers.get("retry-after"),
+                )
+            except httpx.HTTPError as error:
+                outcome = Outcome(notification, now, _ms_since(started), error=type(error).__name__)
+        result = "delivered" if outcome.delivered else "failed"
+        self._metrics.deliveries.labels(outcome=result).inc()
+        self._outcomes.append(outcome)
+
+    def _body(self, notification: Claimed, now: datetime) -> str:
+        return notification_body(
+            notification_type=notification.type,
+            notification_id=notification.notification_id,
+            erasure_id=notification.erasure_id,
+            category=notification.category,
+            scope=json.loads(notification.scope),
+            recipient_ref=notification.recipient_ref,
+            legal_basis=notification.legal_basis,
+            respond_by=notification.respond_by,
+            public_api_url=self._settings.notifier_public_api_url,
+            now=now,
+        )
+
+    def _signers_of(self, notification: Claimed, now: datetime) -> list[Webhook]:
+        sealed = [notification.secret]
+        expires = notification.previous_secret_expires_at
+        if notification.previous_secret and expires is not None and expires > now:
+            sealed.append(notification.previous_secret)
+        signers = []
+        for secret in sealed:
+            if secret not in self._signers:
+                self._signers[secret] = Webhook(self._box.open(secret))
+            signers.append(self._signers[secret])
+        return signers
+
+    async def _url_refusal(self, url: str) -> str | None:
+        checked = self._url_checked.get(url)
+        if checked is None or time.monotonic() - checked[0] > URL_CHECK_SECONDS:
+            try:
+                await asyncio.to_thread(
+                    check_webhook_url, url, allow_loopback=self._settings.webhook_allow_loopback
+                )
+                refusal = None
+            except UnsafeWebhookUrl as error:
+                refusal = str(error)
+            checked = (time.monotonic(), refusal)
+            self._url_checked[url] = checked
+        return checked[1]
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

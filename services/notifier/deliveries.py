@@ -1,0 +1,288 @@
+"""The notifier's delivery state in the database: claiming due notifications and recording
+what each attempt got.
+
+A claim is a lease (``lease_until``): the notification is this process's until then, so several
+notifiers share the work (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and a notifier killed
+mid-delivery loses nothing: its leases lapse and another attempt follows. An outcome is recorded
+only if the lease is still the one it was claimed with.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.notifier.backoff import retry_delay
+from services.notifier.settings import NotifierSettings
+from shared.bulk_insert import insert_rows
+from shared.database import one_of
+from shared.tables.api import Recipient
+from shared.tables.notifier import (
+    UNDELIVERED_STATES,
+    DeliveryAttempt,
+    HeardErasure,
+    Notification,
+    RecipientHealth,
+)
+
+_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+_HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
+_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
+CANDIDATES_PER_SLOT = 4  # rows looked at per free slot, so busy recipients can be passed over
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A notification this process may deliver until ``lease_until``, with its recipient."""
+
+    notification_id: UUID
+    erasure_id: UUID
+    recipient_id: str
+    type: str
+    category: str
+    scope: str
+    recipient_ref: str
+    legal_basis: str
+    respond_by: datetime
+    attempts: int
+    give_up_at: datetime
+    lease_until: datetime
+    webhook_url: str
+    secret: str  # sealed
+    previous_secret: str | None  # sealed; signs too until it expires
+    previous_secret_expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    claimed: Claimed
+    attempted_at: datetime
+    latency_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def claim(
+    db: Engine,
+    *,
+    limit: int,
+    free_slots: dict[str, int],
+    default_slots: int,
+    lease: timedelta,
+    now: datetime,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due notifications of active recipients, at most
+    ``free_slots.get(recipient, default_slots)`` per recipient."""
+    table = _NOTIFICATIONS
+    full = [recipient for recipient, free in free_slots.items() if free <= 0]
+    query = (
+        select(table.c.notification_id, table.c.recipient_id)
+        .join(_RECIPIENTS, _RECIPIENTS.c.recipient_id == table.c.recipient_id)
+        .where(
+            table.c.state.in_(UNDELIVERED_STATES),
+            table.c.next_attempt_at <= now,
+            or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+            _RECIPIENTS.c.active.is_(True),
+        )
+        .order_by(table.c.next_attempt_at)
+        .limit(limit * CANDIDATES_PER_SLOT)
+    )
+    if full:
+        query = query.where(table.c.recipient_id.not_in(full))
+    with db.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=table)
+        chosen: list[UUID] = []
+        taken: dict[str, int] = defaultdict(int)
+        for notification_id, recipient_id in connection.execute(query):
+            if taken[recipient_id] < free_slots.get(recipient_id, default_slots):
+                taken[recipient_id] += 1
+                chosen.append(notification_id)
+                if len(chosen) == limit:
+                    break
+        if not chosen:
+            return []
+        lease_until = now + lease
+        connection.execute(
+            update(table)
+            .where(one_of(connection, table.c.notification_id, chosen))
+            .values(lease_until=lease_until, state="delivering")
+        )
+        rows = connection.execute(
+            select(
+                table,
+                _RECIPIENTS.c.webhook_url,
+                _RECIPIENTS.c.secret,
+                _RECIPIENTS.c.previous_secret,
+                _RECIPIENTS.c.previous_secret_expires_at,
+            )
+            .join(_RECIPIENTS, _RECIPIENTS.c.recipient_id == table.c.recipient_id)
+            .where(one_of(connection, table.c.notification_id, chosen))
+        ).all()
+    return [_claimed(row) for row in rows]
+
+
+def record(db: Engine, outcomes: list[Outcome], settings: NotifierSettings, now: datetime) -> int:
+    """Store the attempts and move each notification on: delivered, retried later, or failed
+    once the next try would fall past its horizon. Returns how many failed for good."""
+    if not outcomes:
+        return 0
+    updates, attempts, gave_up = [], [], 0
+    for outcome in outcomes:
+        claimed = outcome.claimed
+        attempts.append(
+            {
+                "notification_id": claimed.notification_id,
+                "attempted_at": outcome.attempted_at,
+                "status_code": outcome.status_code,
+                "latency_ms": outcome.latency_ms,
+                "error": outcome.error,
+            }
+        )
+        values: dict[str, Any] = {
+            "b_id": claimed.notification_id,
+            "b_lease": claimed.lease_until,
+            "b_attempts": claimed.attempts + 1,
+            "b_delivered_at": None,
+            "b_failed_at": None,
+            "b_next": now,
+        }
+        if outcome.delivered:
+            values.update(b_state="delivered", b_delivered_at=outcome.attempted_at)
+        else:
+            wait = retry_delay(
+                claimed.attempts + 1,
+                base_seconds=settings.notifier_retry_base_seconds,
+                max_seconds=settings.notifier_retry_max_seconds,
+                retry_after=outcome.retry_after,
+                now=now,
+            )
+            if now + wait > claimed.give_up_at:
+                values.update(b_state="failed", b_failed_at=now)
+                gave_up += 1
+            else:
+                values.update(b_state="delivering", b_next=now + wait)
+        updates.append(values)
+    table = _NOTIFICATIONS
+    with db.begin() as connection:
+        insert_rows(connection, _ATTEMPTS, attempts)
+        connection.execute(
+            update(table)
+            .where(
+                table.c.notification_id == bindparam("b_id"),
+                table.c.lease_until == bindparam("b_lease"),
+            )
+            .values(
+                state=bindparam("b_state"),
+                attempts=bindparam("b_attempts"),
+                next_attempt_at=bindparam("b_next"),
+                delivered_at=bindparam("b_delivered_at"),
+                failed_at=bindparam("b_failed_at"),
+                lease_until=None,
+            ),
+            updates,
+        )
+        _record_health(connection, outcomes, settings.notifier_failing_after, now)
+    return gave_up
+
+
+def housekeep(db: Engine, now: datetime) -> int:
+    """Fail what outlived its horizon undelivered (a recipient never registered, inactive, or
+    never claimed) and forget erasures past the late-disclosure window. Returns how many
+    notifications failed."""
+    table = _NOTIFICATIONS
+    with db.begin() as connection:
+        failed = connection.execute(
+            update(table)
+            .where(
+                table.c.state.in_(UNDELIVERED_STATES),
+                table.c.give_up_at <= now,
+                or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+            )
+            .values(state="failed", failed_at=now, lease_until=None)
+        ).rowcount
+        connection.execute(delete(_ERASURES).where(_ERASURES.c.forget_after < now))
+    return failed
+
+
+def _record_health(
+    connection: Connection, outcomes: list[Outcome], failing_after: int, now: datetime
+) -> None:
+    """Per recipient: failures in a row (reset by a success), and since when it is failing."""
+    summary: dict[str, dict[str, Any]] = {}
+    for outcome in sorted(outcomes, key=lambda o: o.attempted_at):
+        entry = summary.setdefault(
+            outcome.claimed.recipient_id,
+            {"succeeded": False, "trailing": 0, "last_success_at": None, "last_failure_at": None},
+        )
+        if outcome.delivered:
+            entry.update(succeeded=True, trailing=0, last_success_at=outcome.attempted_at)
+        else:
+            entry["trailing"] += 1
+            entry["last_failure_at"] = outcome.attempted_at
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    for recipient_id, entry in summary.items():
+        failures = entry["trailing"]
+        statement = dialect.insert(_HEALTH).values(
+            recipient_id=recipient_id,
+            consecutive_failures=failures,
+            failing_since=now if failures >= failing_after else None,
+            last_success_at=entry["last_success_at"],
+            last_failure_at=entry["last_failure_at"],
+        )
+        old = _HEALTH.c
+        if entry["succeeded"]:
+            in_a_row: Any = failures
+            failing_since: Any = now if failures >= failing_after else None
+        else:
+            in_a_row = old.consecutive_failures + failures
+            failing_since = case(
+                (in_a_row < failing_after, None), else_=func.coalesce(old.failing_since, now)
+            )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[old.recipient_id],
+                set_={
+                    "consecutive_failures": in_a_row,
+                    "failing_since": failing_since,
+                    "last_success_at": func.coalesce(
+                        statement.excluded.last_success_at, old.last_success_at
+                    ),
+                    "last_failure_at": func.coalesce(
+                        statement.excluded.last_failure_at, old.last_failure_at
+                    ),
+                },
+            )
+        )
+
+
+def _claimed(row: Any) -> Claimed:
+    return Claimed(
+        notification_id=row.notification_id,
+        erasure_id=row.erasure_id,
+        recipient_id=row.recipient_id,
+        type=row.type,
+        category=row.category,
+        scope=row.scope,
+        recipient_ref=row.recipient_ref,
+        legal_basis=row.legal_basis,
+        respond_by=row.respond_by,
+        attempts=row.attempts,
+        give_up_at=row.give_up_at,
+        lease_until=row.lease_until,
+        webhook_url=row.webhook_url,
+        secret=row.secret,
+        previous_secret=row.previous_secret,
+        previous_secret_expires_at=row.previous_secret_expires_at,
+    )

@@ -1,0 +1,16 @@
+"""Running the notifier: ``gallring notifier`` (settings from the environment)."""
+
+from services.notifier.consumer import TOPICS
+from services.notifier.service import Notifier
+from services.notifier.settings import NotifierSettings
+from shared import worker_process
+
+
+def serve(settings: NotifierSettings) -> None:
+    """Bring the database schema up to date, then run until SIGINT or SIGTERM."""
+    worker_process.serve(
+        settings.database_url,
+        lambda db: Notifier(settings, db),
+        f"notifier: consuming {', '.join(TOPICS)} as group {settings.notifier_consumer_group}; "
+        f"Kafka at {settings.kafka.bootstrap}",
+    )

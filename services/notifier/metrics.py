@@ -1,0 +1,89 @@
+"""The notifier's Prometheus metrics. Notification figures are read from the database at scrape
+time, so every replica reports the same truth; counters are per process. Recipients appear by
+id (a company, never a person)."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, case, func, select
+
+from shared.tables.notifier import UNDELIVERED_STATES, Notification, RecipientHealth
+
+_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
+
+
+class NotifierMetrics:
+    def __init__(self, db: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "gallring_notifier_deliveries_total",
+            "Delivery attempts by outcome: delivered (2xx) or failed (anything else).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.gave_up = Counter(
+            "gallring_notifier_failed_notifications_total",
+            "Notifications that got no 2xx within their retry horizon.",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "gallring_notifier_dead_letters_total",
+            "Consumed messages that were not valid and went to the dead-letter topic.",
+            registry=self.registry,
+        )
+        self.registry.register(_NotificationCollector(db))
+
+
+class _NotificationCollector(Collector):
+    def __init__(self, db: Engine) -> None:
+        self._db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = datetime.now(UTC)
+        table = _NOTIFICATIONS
+        state = case((table.c.confirmed_at.is_not(None), "confirmed"), else_=table.c.state)
+        with self._db.connect() as connection:
+            by_state = connection.execute(select(state, func.count()).group_by(state)).all()
+            retrying = connection.execute(
+                select(func.count()).where(
+                    table.c.state.in_(UNDELIVERED_STATES), table.c.attempts > 0
+                )
+            ).scalar_one()
+            unconfirmed = connection.execute(
+                select(table.c.recipient_id, func.min(table.c.delivered_at))
+                .where(table.c.state == "delivered", table.c.confirmed_at.is_(None))
+                .group_by(table.c.recipient_id)
+            ).all()
+            failing = connection.execute(
+                select(func.count()).where(_HEALTH.c.failing_since.is_not(None))
+            ).scalar_one()
+        notifications = GaugeMetricFamily(
+            "gallring_notifier_notifications", "Notifications by state.", labels=["state"]
+        )
+        for name, count in by_state:
+            notifications.add_metric([name], count)
+        yield notifications
+        yield GaugeMetricFamily(
+            "gallring_notifier_retry_backlog",
+            "Notifications tried at least once and still waiting for a 2xx.",
+            value=retrying,
+        )
+        oldest = GaugeMetricFamily(
+            "gallring_notifier_oldest_unconfirmed_seconds",
+            "Per recipient: how long its oldest delivered, unconfirmed notification has waited.",
+            labels=["recipient_id"],
+        )
+        for recipient_id, delivered_at in unconfirmed:
+            if delivered_at.tzinfo is None:
+                delivered_at = delivered_at.replace(tzinfo=UTC)  # SQLite's MIN() is naive
+            oldest.add_metric([recipient_id], (now - delivered_at).total_seconds())
+        yield oldest
+        yield GaugeMetricFamily(
+            "gallring_notifier_recipients_failing",
+            "Recipients whose deliveries keep failing (see GET /v1/recipients).",
+            value=failing,
+        )

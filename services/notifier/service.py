@@ -1,0 +1,45 @@
+"""The notifier process: the consumer that turns erasures into notifications, and the delivery
+loop that sends them. ``gallring notifier`` runs it."""
+
+import asyncio
+
+from sqlalchemy import Engine
+
+from services.notifier.consumer import notifier_consumer
+from services.notifier.deliverer import Deliverer
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import NotifierSettings
+from shared.worker_process import metrics_server, supervise
+
+
+class Notifier:
+    def __init__(self, settings: NotifierSettings, db: Engine) -> None:
+        self._settings = settings
+        self.metrics = NotifierMetrics(db)
+        self.deliverer = Deliverer(db, settings, self.metrics)
+        self.consumer = notifier_consumer(
+            db,
+            settings,
+            on_new_notifications=self.deliverer.wake,
+            on_dead_letter=self.metrics.dead_letters.inc,
+        )
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consume and deliver until :meth:`stop`."""
+        settings = self._settings
+        with metrics_server(
+            settings.notifier_metrics_host, settings.notifier_metrics_port, self.metrics.registry
+        ):
+            tasks = [
+                asyncio.create_task(self.consumer.run(), name="notifier-consumer"),
+                asyncio.create_task(self.deliverer.run(), name="notifier-deliverer"),
+            ]
+            await supervise(tasks, self._stopping, self._stop_tasks)
+
+    def _stop_tasks(self) -> None:
+        self.consumer.stop()
+        self.deliverer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()

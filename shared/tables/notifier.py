@@ -1,0 +1,120 @@
+"""Tables the notifier owns: who received what, the erasures it has heard of, the notifications
+it owes recipients, every delivery attempt, and each recipient's delivery health.
+
+Disclosures and remembered erasures hold subject pseudonyms; a disclosure goes once it has become
+a notification, an erasure once the late-disclosure window has passed. Notifications and attempts
+name no subject: they are the proof that each recipient was told.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from shared.tables.types import UtcDateTime
+
+#: Notification states the delivery loop works on.
+UNDELIVERED_STATES = ("pending", "delivering")
+_UNDELIVERED = text("state IN ('pending', 'delivering')")
+
+
+def _utc(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+def _bigint_id() -> Column:
+    return Column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
+class Disclosure(SQLModel, table=True):
+    """A ``data.disclosed`` event: the subject's data in one category went to a recipient."""
+
+    __tablename__ = "disclosure"
+
+    event_id: UUID = Field(primary_key=True)
+    subject_pseudonym: str = Field(max_length=64, index=True)
+    recipient_id: str = Field(max_length=128)
+    category: str = Field(max_length=40)
+    scope_key: str = Field(max_length=20, description='"" when subject-wide')
+    scope_value: str = Field(max_length=128)
+    recipient_ref: str = Field(max_length=128)
+    disclosed_at: datetime = Field(sa_column=_utc())
+    recipient_known: bool = Field(description="False: no such recipient was registered")
+
+
+class HeardErasure(SQLModel, table=True):
+    """An executed erasure, remembered for a while so that a disclosure read after it (topics
+    are not ordered against each other) still becomes a notification."""
+
+    __tablename__ = "heard_erasure"
+
+    erasure_id: UUID = Field(primary_key=True)
+    subject_pseudonym: str = Field(max_length=64, index=True)
+    category: str = Field(max_length=40)
+    scope_key: str = Field(max_length=20)
+    scope_value: str = Field(max_length=128)
+    legal_basis: str = Field(max_length=500)
+    executed_at: datetime = Field(sa_column=_utc())
+    forget_after: datetime = Field(sa_column=_utc(index=True))
+
+
+class Notification(SQLModel, table=True):
+    """What one recipient is told about one erasure, and how far that has got."""
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        UniqueConstraint("erasure_id", "recipient_id", "recipient_ref"),
+        Index(
+            "ix_notification_due",
+            "next_attempt_at",
+            postgresql_where=_UNDELIVERED,
+            sqlite_where=_UNDELIVERED,
+        ),
+    )
+
+    notification_id: UUID = Field(primary_key=True)
+    erasure_id: UUID = Field(index=True)
+    recipient_id: str = Field(max_length=128, index=True)
+    type: str = Field(max_length=40, description="erasure.requested, rectification…")
+    category: str = Field(max_length=40)
+    scope: str = Field(max_length=200, description="JSON object, {} when subject-wide")
+    recipient_ref: str = Field(max_length=128)
+    legal_basis: str = Field(max_length=500)
+    respond_by: datetime = Field(sa_column=_utc())
+    state: str = Field(max_length=20, description="pending, delivering, delivered, failed")
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=_utc())
+    lease_until: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    give_up_at: datetime = Field(sa_column=_utc())
+    created_at: datetime = Field(sa_column=_utc())
+    delivered_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    failed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    confirmed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One POST of a notification: when, what came back, how long it took. No payload."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: int | None = Field(default=None, sa_column=_bigint_id())
+    notification_id: UUID = Field(index=True)
+    attempted_at: datetime = Field(sa_column=_utc())
+    status_code: int | None = None
+    latency_ms: int
+    error: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
+
+
+class RecipientHealth(SQLModel, table=True):
+    """How deliveries to one recipient have gone lately, for ops to see who keeps failing."""
+
+    __tablename__ = "recipient_health"
+
+    recipient_id: str = Field(primary_key=True, max_length=128)
+    consecutive_failures: int = 0
+    failing_since: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    last_success_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    last_failure_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

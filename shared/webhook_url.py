@@ -1,0 +1,62 @@
+"""Which webhook URLs Gallring will POST to: ``https`` on a public or private network address.
+
+Plain ``http`` and loopback addresses are for development only (a setting allows them); link-local
+and cloud metadata addresses never are, because a request there could read the host's credentials.
+The check resolves the host name, so it is done when a recipient is registered and again before
+each delivery round (a name can be repointed after registration).
+"""
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+#: Instance metadata services that are not in the link-local ranges.
+_METADATA = {
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+}
+
+
+class UnsafeWebhookUrl(ValueError):
+    """The URL may not receive Gallring's webhooks; the message says why."""
+
+
+def check_webhook_url(url: str, *, allow_loopback: bool) -> None:
+    """Raise :class:`UnsafeWebhookUrl` unless ``url`` may receive webhooks."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http"):
+        raise UnsafeWebhookUrl("the webhook URL must start with https://")
+    if parts.username or parts.password:
+        raise UnsafeWebhookUrl("the webhook URL must not carry a user name or password")
+    if not parts.hostname:
+        raise UnsafeWebhookUrl("the webhook URL has no host")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise UnsafeWebhookUrl(f"the webhook URL's port is not valid: {error}") from None
+    addresses = _resolve(parts.hostname, port)
+    for address in addresses:
+        if address.is_link_local or address in _METADATA:
+            raise UnsafeWebhookUrl(
+                f"{parts.hostname} resolves to {address}, a link-local or cloud metadata address"
+            )
+        if address.is_unspecified or address.is_multicast:
+            raise UnsafeWebhookUrl(f"{parts.hostname} resolves to {address}, which is no host")
+        if address.is_loopback and not allow_loopback:
+            raise UnsafeWebhookUrl(
+                f"{parts.hostname} resolves to the loopback address {address}; loopback "
+                "receivers are for development (GALLRING_WEBHOOK_ALLOW_LOOPBACK=true)"
+            )
+    if parts.scheme == "http" and not (allow_loopback and all(a.is_loopback for a in addresses)):
+        raise UnsafeWebhookUrl(
+            "the webhook URL must use https; plain http is allowed only for a loopback "
+            "receiver in development"
+        )
+
+
+def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UnsafeWebhookUrl(f"the webhook host {host} does not resolve") from None
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]

@@ -1,0 +1,78 @@
+"""What the purger and the notifier share as processes: the schema brought up to date, the
+service run until SIGINT or SIGTERM, its metrics on a port of its own, and its tasks supervised
+(the first one to fail stops the rest and the process)."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, start_http_server
+from sqlalchemy import Engine
+
+from shared.database import make_engine
+from shared.migrate import upgrade
+
+STOP_SECONDS = 15.0
+
+
+class Worker(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def serve(database_url: str, build: Callable[[Engine], Worker], started: str) -> None:
+    """Run the worker ``build`` makes until a signal; ``started`` is logged once it runs."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    upgrade(database_url)
+    asyncio.run(_run(database_url, build, started))
+
+
+async def _run(database_url: str, build: Callable[[Engine], Worker], started: str) -> None:
+    db = make_engine(database_url)
+    worker = build(db)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, worker.stop)
+    logging.getLogger("gallring").info(started)
+    try:
+        await worker.run()
+    finally:
+        db.dispose()
+
+
+@contextlib.contextmanager
+def metrics_server(host: str, port: int, registry: CollectorRegistry) -> Iterator[None]:
+    """``GET /metrics`` on ``host:port`` while inside; port 0: none."""
+    if not port:
+        yield
+        return
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def supervise(
+    tasks: list[asyncio.Task[None]], stopping: asyncio.Event, stop_tasks: Callable[[], None]
+) -> None:
+    """Wait for ``stopping`` or for a task to fail (re-raised), then stop the tasks and give
+    them ``STOP_SECONDS`` to finish what they hold."""
+    try:
+        waiting = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        for task in done:
+            if task is not waiting and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop_tasks()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=STOP_SECONDS)

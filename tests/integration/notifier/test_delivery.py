@@ -1,0 +1,242 @@
+"""From an erasure-executed message to a signed webhook each recipient verifies with the
+official ``standardwebhooks`` library, and back to the recipient's signed confirmation."""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from services.api.api_keys import Scope
+from services.notifier.webhook import signed_headers
+from shared.settings import KafkaSettings
+from tests.integration.conftest import RunningApi
+from tests.integration.notifier.helpers import (
+    Subject,
+    announce_erasure,
+    disclose,
+    eventually,
+    notification,
+    notifications_of,
+    register,
+)
+from tests.integration.notifier.running import running_notifier
+from tests.webhook_receiver import HANG, webhook_receiver
+
+
+@pytest.fixture
+async def api(make_api):
+    async with make_api(webhook_allow_loopback=True) as running:
+        yield running
+
+
+async def test_each_recipient_that_received_the_category_is_told_once_and_can_confirm(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        marketing_only = await register(api, receiver, categories=("marketing",))
+        inactive = await register(api, receiver, active=False)
+        subject = Subject()
+        await disclose(api, subject, vendor, recipient_ref="PV-88-1234")
+        await disclose(api, subject, marketing_only, category="marketing", case_id=None)
+        await disclose(api, subject, inactive)
+        erasure_id = await announce_erasure(kafka_settings, subject)
+
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: endpoint.acted_on)
+        [(webhook_id, payload)] = endpoint.acted_on.items()
+        assert payload["type"] == "erasure.requested"
+        data = payload["data"]
+        assert data["notification_id"] == webhook_id
+        assert data["erasure_id"] == str(erasure_id)
+        assert (data["category"], data["scope"]) == ("collection_case", {"case_id": "C-1"})
+        assert data["recipient_ref"] == "PV-88-1234"
+        assert data["legal_basis"].startswith("GDPR art. 17")
+        assert datetime.fromisoformat(data["respond_by"]) > datetime.now(UTC) + timedelta(days=29)
+        assert data["confirm_url"].endswith(f"/v1/notifications/{webhook_id}/confirm")
+        assert endpoint.rejected == 0
+        assert subject.ref.encode() not in endpoint.received[0].body
+
+        # The erasure again (a redelivery): nothing new is created or sent.
+        await announce_erasure(kafka_settings, subject, erasure_id=erasure_id)
+        listed = await eventually(lambda: notifications_of(api, vendor))
+        assert [n["state"] for n in listed] == ["delivered"]
+        assert await notifications_of(api, marketing_only) == []
+        assert await notifications_of(api, inactive) == []
+        assert not receiver.endpoints[marketing_only].received
+        assert not receiver.endpoints[inactive].received
+        assert len(endpoint.received) == 1
+
+        shown = await notification(api, webhook_id)
+        [attempt] = shown["attempt_log"]
+        assert attempt["status_code"] == 200 and attempt["error"] is None
+        erasure = await api.client.get(
+            f"/v1/erasures/{erasure_id}", headers=api.key(Scope.ERASURES_READ)
+        )
+        # The purger did not run here, so the API knows the erasure only from the notifier.
+        assert erasure.status_code == 404
+
+        # The recipient confirms, signing with its own secret.
+        secret = endpoint.secret
+        body = json.dumps({"notification_id": webhook_id})
+        tampered = await _confirm(api, webhook_id, body, secret, tamper=True)
+        assert tampered.status_code == 401
+        assert tampered.headers["content-type"] == "application/problem+json"
+        other = await _confirm(api, webhook_id, json.dumps({"notification_id": "x"}), secret)
+        assert other.status_code == 422
+        confirmed = await _confirm(api, webhook_id, body, secret)
+        assert confirmed.status_code == 202, confirmed.text
+        shown = await eventually(lambda: _if_confirmed(api, webhook_id), timeout=20)
+        assert shown["state"] == "confirmed"
+
+
+async def test_a_tampered_or_stale_delivery_does_not_verify(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: endpoint.acted_on)
+    delivered = endpoint.received[0]
+    receiver_side = Webhook(endpoint.secret)
+    receiver_side.verify(delivered.body, delivered.headers)  # as sent: verifies
+
+    tampered = delivered.body.replace(b'"collection_case"', b'"marketing"')
+    with pytest.raises(WebhookVerificationError):
+        receiver_side.verify(tampered, delivered.headers)
+
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    body = delivered.body.decode()
+    stale = signed_headers(delivered.webhook_id, body, [Webhook(endpoint.secret)], an_hour_ago)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        receiver_side.verify(body, stale)
+
+
+async def test_a_flaky_receiver_gets_each_notification_in_the_end_with_every_attempt_logged(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        endpoint = receiver.endpoints[vendor]
+        endpoint.script = [500, (429, {"Retry-After": "1"}), HANG, 503]
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+        await eventually(lambda: endpoint.acted_on, timeout=30)
+
+        [listed] = await notifications_of(api, vendor)
+        shown = await notification(api, listed["notification_id"])
+    assert shown["state"] == "delivered"
+    log = shown["attempt_log"]
+    assert [a["status_code"] for a in log] == [500, 429, None, 503, 200]
+    assert log[2]["error"] == "ReadTimeout"
+    after_429 = datetime.fromisoformat(log[2]["attempted_at"]) - datetime.fromisoformat(
+        log[1]["attempted_at"]
+    )
+    assert after_429 >= timedelta(seconds=0.95)  # Retry-After: 1 honoured
+    assert len(endpoint.acted_on) == 1
+    assert {r.webhook_id for r in endpoint.received} == {listed["notification_id"]}
+
+
+async def test_a_receiver_down_for_a_while_is_marked_failing_then_catches_up(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        await receiver.stop()
+        subjects = [Subject() for _ in range(3)]
+        for subject in subjects:
+            await disclose(api, subject, vendor)
+            await announce_erasure(kafka_settings, subject)
+
+        async def failing() -> bool:
+            response = await api.client.get(
+                f"/v1/recipients/{vendor}", headers=api.key(Scope.ADMIN)
+            )
+            health = response.json()["health"]
+            return health is not None and health["failing"]
+
+        await eventually(failing)
+        await receiver.start()
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: len(endpoint.acted_on) == 3)
+        await eventually(lambda: _not(failing))
+        for listed in await notifications_of(api, vendor):
+            errors = [
+                a["error"]
+                for a in (await notification(api, listed["notification_id"]))["attempt_log"]
+            ]
+            assert errors[0] == "ConnectError" and errors[-1] is None
+
+
+async def test_past_its_horizon_a_notification_fails_and_an_admin_redelivers_it(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with (
+        webhook_receiver() as receiver,
+        running_notifier(migrated_url, kafka_settings, notifier_retry_horizon_seconds=1.0),
+    ):
+        vendor = await register(api, receiver)
+        endpoint = receiver.endpoints[vendor]
+        endpoint.script = [500] * 1000
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+
+        async def failed() -> list:
+            return [n for n in await notifications_of(api, vendor) if n["state"] == "failed"]
+
+        [gone] = await eventually(failed)
+        notification_id = gone["notification_id"]
+        assert gone["failed_at"] is not None
+        denied = await api.client.post(
+            f"/v1/notifications/{notification_id}/redeliver",
+            headers=api.key(Scope.ERASURES_READ),
+        )
+        assert denied.status_code == 403
+
+        endpoint.script = []
+        response = await api.client.post(
+            f"/v1/notifications/{notification_id}/redeliver", headers=api.key(Scope.ADMIN)
+        )
+        assert response.status_code == 202, response.text
+        await eventually(lambda: endpoint.acted_on)
+        shown = await eventually(lambda: _in_state(api, notification_id, "delivered"))
+        assert shown["attempt_log"][-1]["status_code"] == 200
+        again = await api.client.post(
+            f"/v1/notifications/{notification_id}/redeliver", headers=api.key(Scope.ADMIN)
+        )
+        assert again.status_code == 409
+
+
+async def _confirm(
+    api: RunningApi, notification_id: str, body: str, secret: str, *, tamper: bool = False
+):
+    now = datetime.now(UTC)
+    message_id = f"confirm-{uuid.uuid4()}"
+    headers = signed_headers(message_id, body, [Webhook(secret)], now)
+    if tamper:
+        body = body.replace("}", ', "extra": 1}')
+    return await api.client.post(
+        f"/v1/notifications/{notification_id}/confirm", content=body, headers=headers
+    )
+
+
+async def _if_confirmed(api: RunningApi, notification_id: str):
+    shown = await notification(api, notification_id)
+    return shown if shown["confirmed_at"] else None
+
+
+async def _in_state(api: RunningApi, notification_id: str, state: str):
+    shown = await notification(api, notification_id)
+    return shown if shown["state"] == state else None
+
+
+async def _not(check) -> bool:
+    return not await check()
