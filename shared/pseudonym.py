@@ -31,3 +31,9 @@ class Pseudonymiser:
 
     def __repr__(self) -> str:
         return "Pseudonymiser(secret=***)"
+
+
+def subject_hash(pseudonym: str) -> str:
+    """What a proof keeps of a subject: it names nobody, yet given the identifier an auditor
+    can recompute it (identifier -> pseudonym -> hash)."""
+    return hashlib.sha256(pseudonym.encode()).hexdigest()

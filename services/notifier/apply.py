@@ -3,7 +3,8 @@
 
 An erasure becomes one notification per recipient that was disclosed the subject's data in that
 category, in an overlapping scope, before the erasure. Topics are not ordered against each other,
-so the erasure is remembered for a while and a disclosure read after it still matches. Matching
+so the erasure is remembered for a while (by a hash of the pseudonym) and a disclosure read
+after it still matches. Matching
 runs over everything stored for the touched subjects, and notification ids derive from the
 erasure and the recipient, so a replay creates nothing new.
 """
@@ -24,6 +25,7 @@ from shared.contract.erasure_messages import ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
 from shared.database import one_of
+from shared.pseudonym import subject_hash
 from shared.tables.api import Recipient
 from shared.tables.notifier import Disclosure, HeardErasure, Notification
 
@@ -141,7 +143,7 @@ def _store_erasures(
         scope_key, scope_value = next(iter(message.scope.items()), ("", ""))
         rows[message.erasure_id] = {
             "erasure_id": message.erasure_id,
-            "subject_pseudonym": item.subject,
+            "subject_hash": subject_hash(item.subject),
             "category": message.category.value,
             "scope_key": scope_key,
             "scope_value": scope_value,
@@ -160,8 +162,9 @@ def _notify(
     disclosures = connection.execute(
         select(_DISCLOSURES).where(one_of(connection, _DISCLOSURES.c.subject_pseudonym, subjects))
     ).all()
+    hashes = {subject_hash(subject): subject for subject in subjects}
     erasures = connection.execute(
-        select(_ERASURES).where(one_of(connection, _ERASURES.c.subject_pseudonym, subjects))
+        select(_ERASURES).where(one_of(connection, _ERASURES.c.subject_hash, hashes))
     ).all()
     if not disclosures or not erasures:
         return 0
@@ -177,7 +180,7 @@ def _notify(
     )
     by_subject: dict[str, list[Any]] = defaultdict(list)
     for erasure in erasures:
-        by_subject[erasure.subject_pseudonym].append(erasure)
+        by_subject[hashes[erasure.subject_hash]].append(erasure)
     wanted: dict[UUID, dict[str, Any]] = {}
     covered: set[UUID] = set()
     for disclosure in disclosures:

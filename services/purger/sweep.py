@@ -11,7 +11,6 @@ the subject needs any more are deleted. Each step is one statement for the whole
 per clock.
 """
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
+from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import SWEPT_STATES, ErasureProof
 
@@ -215,8 +215,3 @@ def _forget_unneeded_facts(
 def _row_key(key: tuple[Any, tuple[str, str] | None]) -> tuple[str, str, str]:
     category, scope = key
     return (category.value, *(scope if scope is not None else ("", "")))
-
-
-def subject_hash(pseudonym: str) -> str:
-    """What a proof keeps of the subject: given the identifier, an auditor can recompute it."""
-    return hashlib.sha256(pseudonym.encode()).hexdigest()

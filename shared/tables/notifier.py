@@ -1,9 +1,9 @@
 """Tables the notifier owns: who received what, the erasures it has heard of, the notifications
 it owes recipients, every delivery attempt, and each recipient's delivery health.
 
-Disclosures and remembered erasures hold subject pseudonyms; a disclosure goes once it has become
-a notification, an erasure once the late-disclosure window has passed. Notifications and attempts
-name no subject: they are the proof that each recipient was told.
+Disclosures hold subject pseudonyms, and go once an erasure has covered them. Remembered erasures
+keep only a hash of the pseudonym, like the purger's proofs, and go after the late-disclosure
+window. Notifications and attempts name no subject: they are the proof each recipient was told.
 """
 
 from datetime import datetime
@@ -52,7 +52,7 @@ class HeardErasure(SQLModel, table=True):
     __tablename__ = "heard_erasure"
 
     erasure_id: UUID = Field(primary_key=True)
-    subject_pseudonym: str = Field(max_length=64, index=True)
+    subject_hash: str = Field(max_length=64, index=True, description="SHA-256 of the pseudonym")
     category: str = Field(max_length=40)
     scope_key: str = Field(max_length=20)
     scope_value: str = Field(max_length=128)

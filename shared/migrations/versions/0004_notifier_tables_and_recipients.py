@@ -61,7 +61,7 @@ def upgrade() -> None:
     op.create_table(
         "heard_erasure",
         sa.Column("erasure_id", sa.Uuid(), nullable=False),
-        sa.Column("subject_pseudonym", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("subject_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("scope_key", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("scope_value", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
@@ -75,7 +75,7 @@ def upgrade() -> None:
             batch_op.f("ix_heard_erasure_forget_after"), ["forget_after"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_heard_erasure_subject_pseudonym"), ["subject_pseudonym"], unique=False
+            batch_op.f("ix_heard_erasure_subject_hash"), ["subject_hash"], unique=False
         )
 
     op.create_table(
@@ -168,7 +168,7 @@ def downgrade() -> None:
 
     op.drop_table("notification")
     with op.batch_alter_table("heard_erasure", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_heard_erasure_subject_pseudonym"))
+        batch_op.drop_index(batch_op.f("ix_heard_erasure_subject_hash"))
         batch_op.drop_index(batch_op.f("ix_heard_erasure_forget_after"))
 
     op.drop_table("heard_erasure")

@@ -7,11 +7,10 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, func, select
 
-from services.purger.sweep import subject_hash
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionEngine
 from shared.policy import load_default_policy
-from shared.pseudonym import Pseudonymiser
+from shared.pseudonym import Pseudonymiser, subject_hash
 from shared.tables.purger import ErasureProof, StoredClock, SubjectFact
 from tests.builders import event
 

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.purger.apply import apply_messages
-from services.purger.sweep import subject_hash
 from shared import topics
 from shared.database import make_engine
+from shared.pseudonym import subject_hash
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import ErasureProof

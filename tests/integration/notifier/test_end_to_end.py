@@ -1,0 +1,101 @@
+"""The whole way: events posted to the API, the purger erasing, the notifier telling the
+recipient, and the erasure's view showing who was told, every attempt, and the confirmation."""
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import text
+from standardwebhooks import Webhook
+
+from services.api.api_keys import Scope
+from services.notifier.webhook import signed_headers
+from shared.database import make_engine
+from shared.embedded_broker import free_loopback_port
+from shared.settings import KafkaSettings
+from tests.integration.conftest import RunningApi
+from tests.integration.notifier.helpers import Subject, disclose, eventually, register
+from tests.integration.notifier.running import running_notifier
+from tests.integration.purger.running import running_purger
+from tests.webhook_receiver import webhook_receiver
+
+NOTIFIER_TABLES = ("disclosure", "heard_erasure", "notification", "delivery_attempt")
+
+
+@pytest.fixture
+async def api(make_api):
+    async with make_api(webhook_allow_loopback=True) as running:
+        yield running
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confirms(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    metrics_port = free_loopback_port()
+    async with (
+        webhook_receiver() as receiver,
+        running_purger(migrated_url, kafka_settings),
+        running_notifier(migrated_url, kafka_settings, notifier_metrics_port=metrics_port),
+    ):
+        vendor = await register(api, receiver)
+        subject = Subject()
+        closed = datetime.now(UTC) - relativedelta(months=37)
+        await disclose(api, subject, vendor, case_id="C-2023-0001", recipient_ref="PV-88-1234")
+        response = await api.client.post(
+            "/v1/events",
+            json={
+                "event_id": str(uuid.uuid4()),
+                "type": "collection_case.closed",
+                "occurred_at": closed.isoformat(),
+                "subject": {"ref": subject.ref},
+                "role": "debtor",
+                "scope": {"case_id": "C-2023-0001"},
+            },
+            headers=api.key(Scope.EVENTS_WRITE),
+        )
+        assert response.status_code == 202, response.text
+
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: endpoint.acted_on, timeout=30)
+        [(notification_id, payload)] = endpoint.acted_on.items()
+        erasure_id = payload["data"]["erasure_id"]
+
+        body = json.dumps({"notification_id": notification_id})
+        headers = signed_headers("c-1", body, [Webhook(endpoint.secret)], datetime.now(UTC))
+        confirmed = await api.client.post(
+            f"/v1/notifications/{notification_id}/confirm", content=body, headers=headers
+        )
+        assert confirmed.status_code == 202
+
+        async def erasure_view() -> dict | None:
+            response = await api.client.get(
+                f"/v1/erasures/{erasure_id}", headers=api.key(Scope.ERASURES_READ)
+            )
+            view = response.json()
+            notifications = view.get("notifications") or []
+            return view if notifications and notifications[0]["confirmed_at"] else None
+
+        view = await eventually(erasure_view)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+
+    assert view["state"] == "executed"
+    [told] = view["notifications"]
+    assert (told["recipient_id"], told["state"]) == (vendor, "confirmed")
+    assert [a["status_code"] for a in told["attempt_log"]] == [200]
+    assert 'gallring_notifier_deliveries_total{outcome="delivered"}' in metrics
+    assert "gallring_notifier_retry_backlog" in metrics
+    assert "gallring_notifier_oldest_unconfirmed_seconds" in metrics
+
+    # What the notifier keeps afterwards names neither the subject nor its pseudonym.
+    db = make_engine(migrated_url)
+    with db.connect() as connection:
+        for table in NOTIFIER_TABLES:
+            for row in connection.execute(text(f"SELECT * FROM {table}")):
+                assert subject.pseudonym not in str(tuple(row)), table
+                assert subject.ref not in str(tuple(row)), table
+    db.dispose()

@@ -1,0 +1,124 @@
+"""Which disclosures an erasure reaches, whatever order the topics are read in, and what happens
+to a disclosure naming a recipient nobody registered."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.api.api_keys import Scope
+from shared.settings import KafkaSettings
+from tests.integration.conftest import RunningApi
+from tests.integration.notifier.helpers import (
+    Subject,
+    announce_erasure,
+    disclose,
+    eventually,
+    notifications_of,
+    register,
+)
+from tests.integration.notifier.running import running_notifier
+from tests.webhook_receiver import HANG, webhook_receiver
+
+
+@pytest.fixture
+async def api(make_api):
+    async with make_api(webhook_allow_loopback=True) as running:
+        yield running
+
+
+async def test_a_disclosure_read_after_its_erasure_is_still_notified(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        subject = Subject()
+        await announce_erasure(kafka_settings, subject)
+        await disclose(api, subject, vendor, at=datetime.now(UTC) - timedelta(days=30))
+        await eventually(lambda: receiver.endpoints[vendor].acted_on)
+
+
+async def test_scopes_must_overlap_and_the_disclosure_must_come_before_the_erasure(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        subject = Subject()
+        await disclose(api, subject, vendor, case_id="C-1", recipient_ref="case-1")
+        await disclose(api, subject, vendor, case_id="C-2", recipient_ref="case-2")
+        await disclose(api, subject, vendor, case_id=None, recipient_ref="whole-subject")
+        await announce_erasure(kafka_settings, subject, scope={"case_id": "C-1"})
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: len(endpoint.acted_on) == 2)
+        await disclose(
+            api, subject, vendor, case_id="C-1", recipient_ref="after", at=datetime.now(UTC)
+        )
+        await announce_erasure(kafka_settings, subject, scope={"case_id": "C-2"})
+        await eventually(lambda: len(endpoint.acted_on) == 4)
+    refs = sorted(
+        (payload["data"]["scope"]["case_id"], payload["data"]["recipient_ref"])
+        for payload in endpoint.acted_on.values()
+    )
+    # The subject-wide disclosure overlaps both cases; "after" came after the erasure.
+    assert refs == [
+        ("C-1", "case-1"),
+        ("C-1", "whole-subject"),
+        ("C-2", "case-2"),
+        ("C-2", "whole-subject"),
+    ]
+
+
+async def test_a_disclosure_to_an_unregistered_recipient_waits_for_its_registration(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        ghost = f"ghost-{uuid.uuid4().hex[:8]}"
+        subject = Subject()
+        await disclose(api, subject, ghost)
+        await announce_erasure(kafka_settings, subject)
+        [waiting] = await eventually(lambda: notifications_of(api, ghost))
+        assert (waiting["state"], waiting["attempts"]) == ("pending", 0)
+
+        response = await api.client.post(
+            "/v1/recipients",
+            json={
+                "recipient_id": ghost,
+                "name": "Late Registration Ltd",
+                "kind": "controller",
+                "country": "FI",
+                "webhook_url": receiver.url(ghost),
+                "categories": ["collection_case"],
+            },
+            headers=api.key(Scope.ADMIN),
+        )
+        receiver.endpoints[ghost].secret = response.json()["signing_secret"]
+        await eventually(lambda: receiver.endpoints[ghost].acted_on)
+
+
+async def test_a_slow_recipient_does_not_hold_up_the_others(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with (
+        webhook_receiver() as receiver,
+        running_notifier(
+            migrated_url,
+            kafka_settings,
+            notifier_concurrency=4,
+            notifier_recipient_concurrency=2,
+            notifier_timeout_seconds=5.0,
+        ),
+    ):
+        slow, quick = await register(api, receiver), await register(api, receiver)
+        receiver.endpoints[slow].script = [HANG] * 100
+        for _ in range(6):
+            subject = Subject()
+            await disclose(api, subject, slow)
+            await announce_erasure(kafka_settings, subject)
+        await eventually(lambda: len(receiver.endpoints[slow].received) >= 2)
+        for _ in range(6):
+            subject = Subject()
+            await disclose(api, subject, quick)
+            await announce_erasure(kafka_settings, subject)
+        # Well within the slow recipient's 5 s timeout: it holds only its own two slots.
+        await eventually(lambda: len(receiver.endpoints[quick].acted_on) == 6, timeout=4.5)
+        assert len(receiver.endpoints[slow].received) == 2

@@ -1,0 +1,50 @@
+"""Which URLs may receive webhooks: https to a real host; never link-local or metadata
+addresses; loopback and plain http only when development allows it."""
+
+import pytest
+
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://93.184.215.14/hooks/gallring",
+        "https://10.20.30.40:8443/erasures",  # a vendor reached over a VPN
+        "https://[2001:db8::10]/hook",
+    ],
+)
+def test_https_to_a_public_or_private_host_is_allowed(url: str) -> None:
+    check_webhook_url(url, allow_loopback=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://93.184.215.14/hook", "must use https"),
+        ("ftp://93.184.215.14/hook", "must start with https://"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local or cloud metadata"),
+        ("https://[fe80::1]/hook", "link-local or cloud metadata"),
+        ("https://[fd00:ec2::254]/", "link-local or cloud metadata"),
+        ("https://100.100.100.200/", "link-local or cloud metadata"),
+        ("https://0.0.0.0/hook", "no host"),
+        ("https://127.0.0.1/hook", "loopback"),
+        ("https://localhost/hook", "loopback"),
+        ("https://user:secret@93.184.215.14/hook", "user name or password"),
+        ("https://93.184.215.14:99999/hook", "port"),
+        ("https://no-such-host.invalid/hook", "does not resolve"),
+        ("https:///hook", "no host"),
+    ],
+)
+def test_unsafe_urls_are_refused_saying_why(url: str, reason: str) -> None:
+    with pytest.raises(UnsafeWebhookUrl, match=reason):
+        check_webhook_url(url, allow_loopback=False)
+
+
+def test_development_allows_loopback_even_over_http_but_never_metadata() -> None:
+    check_webhook_url("http://127.0.0.1:8080/hook", allow_loopback=True)
+    check_webhook_url("https://localhost/hook", allow_loopback=True)
+    with pytest.raises(UnsafeWebhookUrl, match="must use https"):
+        check_webhook_url("http://10.0.0.1/hook", allow_loopback=True)
+    with pytest.raises(UnsafeWebhookUrl, match="metadata"):
+        check_webhook_url("http://169.254.169.254/", allow_loopback=True)
