@@ -43,6 +43,7 @@ class Deliverer:
         self._url_checked: dict[str, tuple[float, str | None]] = {}  # url -> (when, refusal)
         self._in_flight: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: dict[str, httpx.AsyncClient] = {}
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -58,13 +59,7 @@ class Deliverer:
 
     async def run(self) -> None:
         settings = self._settings
-        limits = httpx.Limits(
-            max_connections=settings.notifier_concurrency,
-            max_keepalive_connections=settings.notifier_concurrency,
-        )
-        async with httpx.AsyncClient(
-            timeout=settings.notifier_timeout_seconds, limits=limits, follow_redirects=False
-        ) as client:
+        try:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
@@ -76,7 +71,7 @@ class Deliverer:
                     await self._pause(DB_RETRY_SECONDS)
                     continue
                 for notification in claimed:
-                    self._start(client, notification)
+                    self._start(notification)
                 if not claimed or len(self._tasks) >= settings.notifier_concurrency:
                     await self._pause(settings.notifier_poll_interval_seconds)
             # Stopping: let deliveries in flight finish (within the timeout) and record them.
@@ -84,6 +79,22 @@ class Deliverer:
                 await asyncio.wait(self._tasks)
             with contextlib.suppress(Exception):
                 await self._record_outcomes()
+        finally:
+            for client in self._clients.values():
+                await client.aclose()
+
+    def _client(self, recipient_id: str) -> httpx.AsyncClient:
+        """One connection pool per recipient, as large as its concurrency: recipients do not
+        share connections, and httpx's pool stays small (its cost grows with its size)."""
+        client = self._clients.get(recipient_id)
+        if client is None:
+            size = self._settings.notifier_recipient_concurrency
+            client = self._clients[recipient_id] = httpx.AsyncClient(
+                timeout=self._settings.notifier_timeout_seconds,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                follow_redirects=False,
+            )
+        return client
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -127,9 +138,11 @@ class Deliverer:
         self._last_housekeeping = time.monotonic()
         self._metrics.gave_up.inc(failed)
 
-    def _start(self, client: httpx.AsyncClient, notification: Claimed) -> None:
+    def _start(self, notification: Claimed) -> None:
         self._in_flight[notification.recipient_id] += 1
-        task = asyncio.create_task(self._deliver(client, notification))
+        task = asyncio.create_task(
+            self._deliver(self._client(notification.recipient_id), notification)
+        )
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, notification))
 

@@ -12,7 +12,7 @@ class NotifierSettings(GallringSettings):
     notifier_max_poll_records: int = Field(default=500, ge=1)
     notifier_concurrency: int = Field(default=64, ge=1, description="deliveries in flight")
     notifier_recipient_concurrency: int = Field(
-        default=8, ge=1, description="deliveries in flight to one recipient"
+        default=4, ge=1, description="deliveries in flight to one recipient"
     )
     notifier_timeout_seconds: float = Field(
         default=10.0, gt=0, description="a recipient answering slower counts as a failure"
