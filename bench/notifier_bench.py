@@ -204,6 +204,7 @@ async def bare_loop(urls: list[str], count: int, settings: NotifierSettings) -> 
                 notification_type="erasure.requested",
                 notification_id=notification_id,
                 erasure_id=uuid.uuid4(),
+                event_id=None,
                 category="collection_case",
                 scope={"case_id": f"C-{n}"},
                 recipient_ref=f"PV-{n}",

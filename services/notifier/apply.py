@@ -1,12 +1,14 @@
 """Applying what the notifier consumes, a batch per transaction: disclosures (from
-``data.disclosed`` lifecycle events), executed erasures, and the API's notification commands.
+``data.disclosed`` lifecycle events), executed erasures, rectification and restriction notices
+(``data.rectified``, ``processing.restricted``), and the API's notification commands.
 
 An erasure becomes one notification per recipient that was disclosed the subject's data in that
-category, in an overlapping scope, before the erasure. Topics are not ordered against each other,
-so the erasure is remembered for a while (by a hash of the pseudonym) and a disclosure read
-after it still matches. Matching
-runs over everything stored for the touched subjects, and notification ids derive from the
-erasure and the recipient, so a replay creates nothing new.
+category, in an overlapping scope, before the erasure; a rectification or restriction likewise.
+Topics are not ordered against each other, so an erasure is remembered for a while (by a hash of
+the pseudonym) and a disclosure read after it still matches (a notice and its disclosures share
+the lifecycle topic and its order). Matching runs over everything stored for the touched
+subjects, and notification ids derive from the erasure or notice and the recipient, so a replay
+creates nothing new.
 """
 
 import json
@@ -35,6 +37,11 @@ _ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
 _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 _RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
 ERASURE_REQUESTED = "erasure.requested"
+#: Lifecycle events every recipient of the data hears of too (GDPR art. 19), and how.
+NOTICES = {
+    "data.rectified": ("rectification.requested", "GDPR art. 19: rectified under art. 16"),
+    "processing.restricted": ("restriction.requested", "GDPR art. 19: restricted under art. 18"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +59,11 @@ def apply_incoming(
     db: Engine, settings: NotifierSettings, items: list[Incoming], now: datetime
 ) -> int:
     """Store the batch; how many notifications it created."""
-    disclosures = [i for i in items if isinstance(i, LifecycleMessage) and _is_disclosure(i)]
-    erasures = [i for i in items if isinstance(i, HeardExecuted)]
-    subjects = sorted({d.subject for d in disclosures} | {e.subject for e in erasures})
+    lifecycle = [item for item in items if isinstance(item, LifecycleMessage)]
+    disclosures = [message for message in lifecycle if message.type == "data.disclosed"]
+    notices = [message for message in lifecycle if message.type in NOTICES]
+    erasures = [item for item in items if isinstance(item, HeardExecuted)]
+    subjects = sorted({m.subject for m in disclosures + notices} | {e.subject for e in erasures})
     with db.begin() as connection:
         if connection.dialect.name == "postgresql":
             # A disclosure and its erasure may be applied by two replicas at once (different
@@ -66,17 +75,13 @@ def apply_incoming(
                 )
         _store_disclosures(connection, disclosures)
         _store_erasures(connection, settings, erasures, now)
-        created = _notify(connection, settings, subjects, now) if subjects else 0
+        created = _notify(connection, settings, subjects, notices, now) if subjects else 0
         for item in items:
             if isinstance(item, NotificationConfirmed):
                 _confirm(connection, item)
             elif isinstance(item, RedeliveryRequested):
                 _redeliver(connection, settings, item, now)
     return created
-
-
-def _is_disclosure(message: LifecycleMessage) -> bool:
-    return message.type == "data.disclosed"
 
 
 def _store_disclosures(connection: Connection, messages: list[LifecycleMessage]) -> None:
@@ -154,49 +159,105 @@ def _store_erasures(
     insert_rows(connection, _ERASURES, list(rows.values()))
 
 
+@dataclass(frozen=True, slots=True)
+class _Cause:
+    """Why recipients are told: an executed erasure, or a rectification or restriction."""
+
+    cause_id: UUID  # names the notifications it makes, with the recipient
+    erasure_id: UUID | None
+    event_id: UUID | None
+    notification_type: str
+    category: str
+    scope_key: str
+    scope_value: str
+    at: datetime  # disclosures after this are not concerned
+    legal_basis: str
+    ends_disclosures: bool  # an erasure ends the disclosures it covers; a notice does not
+
+
+def _erasure_cause(row: Any) -> _Cause:
+    return _Cause(
+        cause_id=row.erasure_id,
+        erasure_id=row.erasure_id,
+        event_id=None,
+        notification_type=ERASURE_REQUESTED,
+        category=row.category,
+        scope_key=row.scope_key,
+        scope_value=row.scope_value,
+        at=row.executed_at,
+        legal_basis=row.legal_basis,
+        ends_disclosures=True,
+    )
+
+
+def _notice_cause(message: LifecycleMessage) -> _Cause:
+    notification_type, legal_basis = NOTICES[message.type]
+    scope_key, scope_value = message.scope.item or ("", "")
+    return _Cause(
+        cause_id=message.event_id,
+        erasure_id=None,
+        event_id=message.event_id,
+        notification_type=notification_type,
+        category=message.data.category.value,
+        scope_key=scope_key,
+        scope_value=scope_value,
+        at=message.occurred_at,
+        legal_basis=legal_basis,
+        ends_disclosures=False,
+    )
+
+
 def _notify(
-    connection: Connection, settings: NotifierSettings, subjects: list[str], now: datetime
+    connection: Connection,
+    settings: NotifierSettings,
+    subjects: list[str],
+    notices: list[LifecycleMessage],
+    now: datetime,
 ) -> int:
-    """Notifications for every (erasure, disclosure) pair of ``subjects`` that match; the
-    disclosures an erasure covered completely are dropped."""
+    """Notifications for every (cause, disclosure) pair of ``subjects`` that match: the
+    remembered erasures and this batch's notices. Disclosures an erasure covered completely are
+    dropped."""
     disclosures = connection.execute(
         select(_DISCLOSURES).where(one_of(connection, _DISCLOSURES.c.subject_pseudonym, subjects))
     ).all()
-    hashes = {subject_hash(subject): subject for subject in subjects}
-    erasures = connection.execute(
-        select(_ERASURES).where(one_of(connection, _ERASURES.c.subject_hash, hashes))
-    ).all()
-    if not disclosures or not erasures:
+    if not disclosures:
         return 0
+    hashes = {subject_hash(subject): subject for subject in subjects}
+    causes: dict[str, list[_Cause]] = defaultdict(list)
+    for row in connection.execute(
+        select(_ERASURES).where(one_of(connection, _ERASURES.c.subject_hash, hashes))
+    ):
+        causes[hashes[row.subject_hash]].append(_erasure_cause(row))
+    for notice in notices:
+        causes[notice.subject].append(_notice_cause(notice))
+    named = {disclosure.recipient_id for disclosure in disclosures}
     inactive = set(
         connection.execute(
             select(_RECIPIENTS.c.recipient_id).where(
-                one_of(
-                    connection, _RECIPIENTS.c.recipient_id, {d.recipient_id for d in disclosures}
-                ),
+                one_of(connection, _RECIPIENTS.c.recipient_id, named),
                 _RECIPIENTS.c.active.is_(False),
             )
         ).scalars()
     )
-    by_subject: dict[str, list[Any]] = defaultdict(list)
-    for erasure in erasures:
-        by_subject[hashes[erasure.subject_hash]].append(erasure)
     wanted: dict[UUID, dict[str, Any]] = {}
-    covered: set[UUID] = set()
+    ended: set[UUID] = set()
     for disclosure in disclosures:
-        for erasure in by_subject[disclosure.subject_pseudonym]:
-            if not _matches(disclosure, erasure):
+        for cause in causes[disclosure.subject_pseudonym]:
+            if not _concerns(cause, disclosure):
                 continue
-            if not erasure.scope_key or erasure.scope_key == disclosure.scope_key:
-                covered.add(disclosure.event_id)
+            if cause.ends_disclosures and (
+                not cause.scope_key or cause.scope_key == disclosure.scope_key
+            ):
+                ended.add(disclosure.event_id)
             if disclosure.recipient_id in inactive:
                 log.info(
-                    "notifier: recipient %s is inactive; erasure %s is not sent to it",
+                    "notifier: recipient %s is inactive; %s %s is not sent to it",
                     disclosure.recipient_id,
-                    erasure.erasure_id,
+                    cause.notification_type,
+                    cause.cause_id,
                 )
                 continue
-            notification = _notification(settings, disclosure, erasure, now)
+            notification = _notification(settings, disclosure, cause, now)
             wanted[notification["notification_id"]] = notification
     created = 0
     if wanted:
@@ -210,43 +271,44 @@ def _notify(
         new = [row for notification_id, row in wanted.items() if notification_id not in existing]
         insert_rows(connection, _NOTIFICATIONS, new)
         created = len(new)
-    if covered:
+    if ended:
         connection.execute(
-            delete(_DISCLOSURES).where(one_of(connection, _DISCLOSURES.c.event_id, covered))
+            delete(_DISCLOSURES).where(one_of(connection, _DISCLOSURES.c.event_id, ended))
         )
     return created
 
 
-def _matches(disclosure: Any, erasure: Any) -> bool:
-    """Same category, disclosed before the erasure, and scopes that overlap: equal, or either
+def _concerns(cause: _Cause, disclosure: Any) -> bool:
+    """Same category, disclosed before the cause, and scopes that overlap: equal, or either
     subject-wide."""
     return (
-        disclosure.category == erasure.category
-        and disclosure.disclosed_at <= erasure.executed_at
+        disclosure.category == cause.category
+        and disclosure.disclosed_at <= cause.at
         and (
             not disclosure.scope_key
-            or not erasure.scope_key
+            or not cause.scope_key
             or (disclosure.scope_key, disclosure.scope_value)
-            == (erasure.scope_key, erasure.scope_value)
+            == (cause.scope_key, cause.scope_value)
         )
     )
 
 
 def _notification(
-    settings: NotifierSettings, disclosure: Any, erasure: Any, now: datetime
+    settings: NotifierSettings, disclosure: Any, cause: _Cause, now: datetime
 ) -> dict[str, Any]:
-    scope = {erasure.scope_key: erasure.scope_value} if erasure.scope_key else {}
+    scope = {cause.scope_key: cause.scope_value} if cause.scope_key else {}
     return {
         "notification_id": uuid5(
-            erasure.erasure_id, f"{disclosure.recipient_id}/{disclosure.recipient_ref}"
+            cause.cause_id, f"{disclosure.recipient_id}/{disclosure.recipient_ref}"
         ),
-        "erasure_id": erasure.erasure_id,
+        "erasure_id": cause.erasure_id,
+        "event_id": cause.event_id,
         "recipient_id": disclosure.recipient_id,
-        "type": ERASURE_REQUESTED,
-        "category": erasure.category,
+        "type": cause.notification_type,
+        "category": cause.category,
         "scope": json.dumps(scope),
         "recipient_ref": disclosure.recipient_ref,
-        "legal_basis": erasure.legal_basis,
+        "legal_basis": cause.legal_basis,
         "respond_by": now + timedelta(days=settings.notifier_respond_within_days),
         "state": "pending",
         "attempts": 0,

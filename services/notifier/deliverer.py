@@ -186,6 +186,7 @@ class Deliverer:
             notification_type=notification.type,
             notification_id=notification.notification_id,
             erasure_id=notification.erasure_id,
+            event_id=notification.event_id,
             category=notification.category,
             scope=json.loads(notification.scope),
             recipient_ref=notification.recipient_ref,

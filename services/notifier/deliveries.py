@@ -42,7 +42,8 @@ class Claimed:
     """A notification this process may deliver until ``lease_until``, with its recipient."""
 
     notification_id: UUID
-    erasure_id: UUID
+    erasure_id: UUID | None
+    event_id: UUID | None
     recipient_id: str
     type: str
     category: str
@@ -271,6 +272,7 @@ def _claimed(row: Any) -> Claimed:
     return Claimed(
         notification_id=row.notification_id,
         erasure_id=row.erasure_id,
+        event_id=row.event_id,
         recipient_id=row.recipient_id,
         type=row.type,
         category=row.category,

@@ -17,7 +17,8 @@ def notification_body(
     *,
     notification_type: str,
     notification_id: UUID,
-    erasure_id: UUID,
+    erasure_id: UUID | None,
+    event_id: UUID | None,
     category: str,
     scope: dict[str, str],
     recipient_ref: str,
@@ -26,10 +27,14 @@ def notification_body(
     public_api_url: str,
     now: datetime,
 ) -> str:
-    """The Standard Webhooks payload shape: ``type``, ``timestamp`` and ``data``."""
-    data: dict[str, Any] = {
-        "notification_id": str(notification_id),
-        "erasure_id": str(erasure_id),
+    """The Standard Webhooks payload shape: ``type``, ``timestamp`` and ``data``. An erasure
+    names its ``erasure_id``; a rectification or restriction the ``event_id`` it came from."""
+    data: dict[str, Any] = {"notification_id": str(notification_id)}
+    if erasure_id is not None:
+        data["erasure_id"] = str(erasure_id)
+    if event_id is not None:
+        data["event_id"] = str(event_id)
+    data |= {
         "category": category,
         "scope": scope,
         "recipient_ref": recipient_ref,

@@ -47,6 +47,10 @@ class OutdatedData(_Data):
     category: Category
 
 
+class NoticeData(_Data):
+    category: Annotated[Category, Field(description="The category whose data this concerns.")]
+
+
 class BookkeepingData(_Data):
     fiscal_year_end: Annotated[
         date, Field(description="Last day of the financial year the records belong to.")
@@ -271,6 +275,24 @@ class DataDisclosed(_Event):
     data: DisclosedData
 
 
+class DataRectified(_Event):
+    """The subject's data in one category was rectified (GDPR art. 16): every recipient that
+    received it must be told (art. 19)."""
+
+    allowed_scope_keys = ("case_id", "client_id", "relationship_id", "measure_id")
+    type: Literal["data.rectified"]
+    data: NoticeData
+
+
+class ProcessingRestricted(_Event):
+    """Processing of the subject's data in one category was restricted (GDPR art. 18): every
+    recipient that received it must be told (art. 19)."""
+
+    allowed_scope_keys = ("case_id", "client_id", "relationship_id", "measure_id")
+    type: Literal["processing.restricted"]
+    data: NoticeData
+
+
 LifecycleEvent = Annotated[
     CollectionCaseClosed
     | CollectionCaseReopened
@@ -291,7 +313,9 @@ LifecycleEvent = Annotated[
     | BookkeepingRecorded
     | LegalHoldPlaced
     | LegalHoldReleased
-    | DataDisclosed,
+    | DataDisclosed
+    | DataRectified
+    | ProcessingRestricted,
     Field(discriminator="type"),
 ]
 

@@ -148,6 +148,22 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             },
         ),
         _example(
+            "data.rectified",
+            "3a5b7c9d-1e2f-4a3b-8c4d-5e6f7a8b9c0d",
+            "2025-03-03T11:00:00+01:00",
+            role="debtor",
+            scope=_CASE,
+            data={"category": "collection_case"},
+        ),
+        _example(
+            "processing.restricted",
+            "4b6c8d0e-2f3a-4b4c-9d5e-6f7a8b9c0d1e",
+            "2025-03-04T11:00:00+01:00",
+            role="debtor",
+            scope=_CASE,
+            data={"category": "collection_case"},
+        ),
+        _example(
             "dsr.erasure_requested",
             "136e8f9a-0b1c-4d2e-9f3a-5b6c7d8e9fa1",
             "2025-09-15T13:00:00+02:00",

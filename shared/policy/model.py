@@ -20,10 +20,18 @@ IMMEDIATE_EVENT_TYPES = (
     "controller.erasure_instructed",
 )
 ImmediateEventType = Literal[IMMEDIATE_EVENT_TYPES]  # type: ignore[valid-type]
-#: Events the engine applies in their own way (holds, and data.* naming their category in data):
-#: they cannot also be a category's trigger, cancellation or sign of use.
+#: Events the engine applies in their own way (holds, and data.* naming their category in data)
+#: or not at all (rectification and restriction notices, for the notifier): they cannot also be
+#: a category's trigger, cancellation or sign of use.
 SPECIAL_EVENT_TYPES = frozenset(
-    {"legal_hold.placed", "legal_hold.released", "data.outdated", "data.disclosed"}
+    {
+        "legal_hold.placed",
+        "legal_hold.released",
+        "data.outdated",
+        "data.disclosed",
+        "data.rectified",
+        "processing.restricted",
+    }
 )
 #: Events that carry ``data.fiscal_year_end``, the only other anchor a retention may count from.
 FISCAL_YEAR_EVENT_TYPES = frozenset({"bookkeeping.recorded"})

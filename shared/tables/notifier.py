@@ -62,7 +62,8 @@ class HeardErasure(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """What one recipient is told about one erasure, and how far that has got."""
+    """What one recipient is told about one erasure (or rectification, or restriction), and how
+    far that has got."""
 
     __tablename__ = "notification"
     __table_args__ = (
@@ -76,9 +77,15 @@ class Notification(SQLModel, table=True):
     )
 
     notification_id: UUID = Field(primary_key=True)
-    erasure_id: UUID = Field(index=True)
+    erasure_id: UUID | None = Field(default=None, index=True, description="what was erased")
+    event_id: UUID | None = Field(
+        default=None, description="or the data.rectified / processing.restricted event"
+    )
     recipient_id: str = Field(max_length=128, index=True)
-    type: str = Field(max_length=40, description="erasure.requested, rectification…")
+    type: str = Field(
+        max_length=40,
+        description="erasure.requested, rectification.requested or restriction.requested",
+    )
     category: str = Field(max_length=40)
     scope: str = Field(max_length=200, description="JSON object, {} when subject-wide")
     recipient_ref: str = Field(max_length=128)

@@ -25,7 +25,8 @@ class AttemptView(BaseModel):
 
 class NotificationView(BaseModel):
     notification_id: UUID
-    erasure_id: UUID
+    erasure_id: UUID | None  # for erasure.requested
+    event_id: UUID | None  # for rectification.requested and restriction.requested
     recipient_id: str
     type: str
     category: str

@@ -200,6 +200,7 @@ def _view(row: Any, attempts: list[AttemptView] | None = None) -> NotificationVi
     return NotificationView(
         notification_id=row.notification_id,
         erasure_id=row.erasure_id,
+        event_id=row.event_id,
         recipient_id=row.recipient_id,
         type=row.type,
         category=row.category,

@@ -81,7 +81,8 @@ def upgrade() -> None:
     op.create_table(
         "notification",
         sa.Column("notification_id", sa.Uuid(), nullable=False),
-        sa.Column("erasure_id", sa.Uuid(), nullable=False),
+        sa.Column("erasure_id", sa.Uuid(), nullable=True),
+        sa.Column("event_id", sa.Uuid(), nullable=True),
         sa.Column("recipient_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("category", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),

@@ -122,3 +122,43 @@ async def test_a_slow_recipient_does_not_hold_up_the_others(
         # Well within the slow recipient's 5 s timeout: it holds only its own two slots.
         await eventually(lambda: len(receiver.endpoints[quick].acted_on) == 6, timeout=4.5)
         assert len(receiver.endpoints[slow].received) == 2
+
+
+async def test_rectifications_and_restrictions_reach_recipients_of_that_data_the_same_way(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor, marketer = await register(api, receiver), await register(api, receiver)
+        subject = Subject()
+        await disclose(api, subject, vendor, case_id="C-1", recipient_ref="PV-1")
+        await disclose(api, subject, marketer, category="marketing", case_id=None)
+        for event_type in ("data.rectified", "processing.restricted"):
+            response = await api.client.post(
+                "/v1/events",
+                json={
+                    "event_id": str(uuid.uuid4()),
+                    "type": event_type,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "subject": {"ref": subject.ref},
+                    "role": "debtor",
+                    "scope": {"case_id": "C-1"},
+                    "data": {"category": "collection_case"},
+                },
+                headers=api.key(Scope.EVENTS_WRITE),
+            )
+            assert response.status_code == 202, response.text
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: len(endpoint.acted_on) == 2)
+        # An erasure of the same case still reaches the vendor: a notice ends no disclosure.
+        await announce_erasure(kafka_settings, subject, scope={"case_id": "C-1"})
+        await eventually(lambda: len(endpoint.acted_on) == 3)
+    told = sorted(
+        (payload["type"], payload["data"]["legal_basis"][:13], "event_id" in payload["data"])
+        for payload in endpoint.acted_on.values()
+    )
+    assert told == [
+        ("erasure.requested", "GDPR art. 17(", False),
+        ("rectification.requested", "GDPR art. 19:", True),
+        ("restriction.requested", "GDPR art. 19:", True),
+    ]
+    assert not receiver.endpoints[marketer].received
