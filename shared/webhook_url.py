@@ -55,8 +55,18 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> None:
 
 
 def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The host's addresses; IPv4 addresses written as IPv6 (``::ffff:169.254.169.254``) are
+    judged as the IPv4 address they reach."""
     try:
         infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise UnsafeWebhookUrl(f"the webhook host {host} does not resolve") from None
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    except UnicodeError:
+        raise UnsafeWebhookUrl("the webhook URL's host name is not valid") from None
+    addresses = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        addresses.append(address)
+    return addresses

@@ -109,8 +109,8 @@ def _store_disclosures(connection: Connection, messages: list[LifecycleMessage])
         recipient_id = message.data.recipient_id
         if recipient_id not in registered:
             log.warning(
-                "notifier: disclosure %s names recipient %s, which is not registered; kept, "
-                "and its notifications wait until it is",
+                "notifier: disclosure %s names recipient %s, which is not registered; kept: "
+                "its notifications wait for the registration (until their retry horizon)",
                 message.event_id,
                 recipient_id,
             )
@@ -299,7 +299,7 @@ def _notification(
     scope = {cause.scope_key: cause.scope_value} if cause.scope_key else {}
     return {
         "notification_id": uuid5(
-            cause.cause_id, f"{disclosure.recipient_id}/{disclosure.recipient_ref}"
+            cause.cause_id, f"{disclosure.recipient_id}\0{disclosure.recipient_ref}"
         ),
         "erasure_id": cause.erasure_id,
         "event_id": cause.event_id,
@@ -323,7 +323,8 @@ def _notification(
 
 
 def _confirm(connection: Connection, command: NotificationConfirmed) -> None:
-    """The recipient confirmed: it evidently got the notification, whatever we had recorded."""
+    """The recipient confirmed: it evidently got the notification, whatever we had recorded.
+    Its reference for the subject's data is no longer needed, and goes."""
     table = _NOTIFICATIONS
     connection.execute(
         update(table)
@@ -334,6 +335,7 @@ def _confirm(connection: Connection, command: NotificationConfirmed) -> None:
             delivered_at=func.coalesce(table.c.delivered_at, command.at),
             failed_at=None,
             lease_until=None,
+            recipient_ref="",
         )
     )
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 URL_CHECK_SECONDS = 60.0
 HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
+STOP_GRACE_SECONDS = 5.0
 
 
 class Deliverer:
@@ -67,16 +68,24 @@ class Deliverer:
                     await self._record_outcomes()
                     claimed = await self._claim()
                 except Exception as error:  # noqa: BLE001 - the database may be back next time
-                    log.warning("notifier: database unavailable (%s)", type(error).__name__)
+                    log.warning(
+                        "notifier: a delivery round failed (%s); trying again in %.0fs",
+                        type(error).__name__,
+                        DB_RETRY_SECONDS,
+                    )
                     await self._pause(DB_RETRY_SECONDS)
                     continue
                 for notification in claimed:
                     self._start(notification)
                 if not claimed or len(self._tasks) >= settings.notifier_concurrency:
                     await self._pause(settings.notifier_poll_interval_seconds)
-            # Stopping: let deliveries in flight finish (within the timeout) and record them.
+            # Stopping: deliveries in flight get a grace period, then are cut off (their leases
+            # lapse and another notifier sends them again); what finished is recorded.
             if self._tasks:
-                await asyncio.wait(self._tasks)
+                _, cut_off = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+                for task in cut_off:
+                    task.cancel()
+                await asyncio.gather(*cut_off, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._record_outcomes()
         finally:
@@ -93,6 +102,7 @@ class Deliverer:
                 timeout=self._settings.notifier_timeout_seconds,
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 follow_redirects=False,
+                trust_env=False,  # no proxy from the environment between the check and the host
             )
         return client
 
@@ -156,18 +166,20 @@ class Deliverer:
     async def _deliver(self, client: httpx.AsyncClient, notification: Claimed) -> None:
         now = datetime.now(UTC)
         started = time.perf_counter()
-        refusal = await self._url_refusal(notification.webhook_url)
-        if refusal is not None:
-            outcome = Outcome(notification, now, 0, error=f"webhook URL refused: {refusal}")
-        else:
-            body = self._body(notification, now)
-            headers = signed_headers(
-                str(notification.notification_id), body, self._signers_of(notification, now), now
-            )
-            try:
-                response = await client.post(
-                    notification.webhook_url, content=body, headers=headers
-                )
+        try:
+            refusal = await self._url_refusal(notification.webhook_url)
+            if refusal is not None:
+                outcome = Outcome(notification, now, 0, error=f"webhook URL refused: {refusal}")
+            else:
+                body = self._body(notification, now)
+                signers = self._signers_of(notification, now)
+                headers = signed_headers(str(notification.notification_id), body, signers, now)
+                # The whole exchange within the timeout (httpx's applies per read), so that
+                # it always ends well inside the claim's lease.
+                async with asyncio.timeout(self._settings.notifier_timeout_seconds):
+                    response = await client.post(
+                        notification.webhook_url, content=body, headers=headers
+                    )
                 outcome = Outcome(
                     notification,
                     now,
@@ -175,8 +187,10 @@ class Deliverer:
                     status_code=response.status_code,
                     retry_after=response.headers.get("retry-after"),
                 )
-            except httpx.HTTPError as error:
-                outcome = Outcome(notification, now, _ms_since(started), error=type(error).__name__)
+        except (TimeoutError, httpx.TimeoutException):
+            outcome = Outcome(notification, now, _ms_since(started), error="timeout")
+        except Exception as error:  # noqa: BLE001 - every failure is an attempt to record
+            outcome = Outcome(notification, now, _ms_since(started), error=type(error).__name__)
         result = "delivered" if outcome.delivered else "failed"
         self._metrics.deliveries.labels(outcome=result).inc()
         self._outcomes.append(outcome)

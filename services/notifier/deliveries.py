@@ -35,6 +35,7 @@ _HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
 _RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
 _ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
 CANDIDATES_PER_SLOT = 4  # rows looked at per free slot, so busy recipients can be passed over
+ERROR_LENGTH = 300  # the attempt log's error column
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +88,15 @@ def claim(
     ``free_slots.get(recipient, default_slots)`` per recipient."""
     table = _NOTIFICATIONS
     full = [recipient for recipient, free in free_slots.items() if free <= 0]
+    claimable = (
+        table.c.state.in_(UNDELIVERED_STATES),
+        table.c.next_attempt_at <= now,
+        or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+    )
     query = (
         select(table.c.notification_id, table.c.recipient_id)
         .join(_RECIPIENTS, _RECIPIENTS.c.recipient_id == table.c.recipient_id)
-        .where(
-            table.c.state.in_(UNDELIVERED_STATES),
-            table.c.next_attempt_at <= now,
-            or_(table.c.lease_until.is_(None), table.c.lease_until < now),
-            _RECIPIENTS.c.active.is_(True),
-        )
+        .where(*claimable, _RECIPIENTS.c.active.is_(True))
         .order_by(table.c.next_attempt_at)
         .limit(limit * CANDIDATES_PER_SLOT)
     )
@@ -114,10 +115,12 @@ def claim(
                     break
         if not chosen:
             return []
+        # The conditions again: on SQLite the select took no lock, so a row may have been
+        # claimed (or confirmed) meanwhile. The lease is this claim's token.
         lease_until = now + lease
         connection.execute(
             update(table)
-            .where(one_of(connection, table.c.notification_id, chosen))
+            .where(one_of(connection, table.c.notification_id, chosen), *claimable)
             .values(lease_until=lease_until, state="delivering")
         )
         rows = connection.execute(
@@ -129,7 +132,10 @@ def claim(
                 _RECIPIENTS.c.previous_secret_expires_at,
             )
             .join(_RECIPIENTS, _RECIPIENTS.c.recipient_id == table.c.recipient_id)
-            .where(one_of(connection, table.c.notification_id, chosen))
+            .where(
+                one_of(connection, table.c.notification_id, chosen),
+                table.c.lease_until == lease_until,
+            )
         ).all()
     return [_claimed(row) for row in rows]
 
@@ -148,7 +154,7 @@ def record(db: Engine, outcomes: list[Outcome], settings: NotifierSettings, now:
                 "attempted_at": outcome.attempted_at,
                 "status_code": outcome.status_code,
                 "latency_ms": outcome.latency_ms,
-                "error": outcome.error,
+                "error": outcome.error[:ERROR_LENGTH] if outcome.error else None,
             }
         )
         values: dict[str, Any] = {

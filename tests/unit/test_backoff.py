@@ -34,8 +34,15 @@ def test_waits_stop_growing_at_the_cap() -> None:
 def test_retry_after_in_seconds_or_as_a_date_wins() -> None:
     assert _delay(1, "120") == 120
     assert _delay(1, format_datetime(NOW + timedelta(minutes=5), usegmt=True)) == 300
-    assert _delay(1, format_datetime(NOW - timedelta(minutes=5), usegmt=True)) == 0
+    assert _delay(1, format_datetime(NOW - timedelta(minutes=5), usegmt=True)) == 5  # the base
 
 
 def test_a_retry_after_that_is_not_valid_is_ignored() -> None:
     assert 2.5 <= _delay(1, "soon") <= 5
+
+
+def test_a_retry_after_of_no_wait_or_an_absurd_one_is_kept_within_bounds() -> None:
+    assert _delay(1, "0") == 5  # never a hot loop
+    assert 2.5 <= _delay(1, "99999999999999") <= 5  # not a Retry-After value: ignored
+    assert _delay(1, "9999999999") == 30 * 24 * 3600
+    assert 2.5 <= _delay(1, "²") <= 5  # a digit, but not an ASCII one: ignored

@@ -34,6 +34,9 @@ def test_https_to_a_public_or_private_host_is_allowed(url: str) -> None:
         ("https://93.184.215.14:99999/hook", "port"),
         ("https://no-such-host.invalid/hook", "does not resolve"),
         ("https:///hook", "no host"),
+        ("https://[::ffff:169.254.169.254]/", "link-local or cloud metadata"),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://a..b/hook", "not valid"),
     ],
 )
 def test_unsafe_urls_are_refused_saying_why(url: str, reason: str) -> None:

@@ -110,21 +110,23 @@ async def redeliver(notification_id: UUID, request: Request, principal: Admin) -
     description="Sign the request as Gallring signs its webhooks (Standard Webhooks headers "
     "`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the recipient's secret. The "
     'body is JSON naming the notification: `{"notification_id": "…"}`.',
-    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
+    responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
 async def confirm(notification_id: UUID, request: Request) -> Accepted:
     state = request.app.state
     now = datetime.now(UTC)
     signers = await run_in_threadpool(service.signers, state.db_engine, notification_id, now)
-    if signers is None:
-        raise _not_found(notification_id)
     body = await request.body()
-    secrets = [state.secret_box.open(sealed) for sealed in signers.secrets]
+    # An unknown notification gets the same 401 as a bad signature: ids are not for probing.
+    secrets = [state.secret_box.open(sealed) for sealed in signers.secrets] if signers else []
     payload = _verified(body, dict(request.headers), secrets)
+    assert signers is not None  # _verified passed, so some secret signed it
     if not isinstance(payload, dict) or payload.get("notification_id") != str(notification_id):
         raise validation_problem(
             [FieldError("notification_id", f"the signed body must name {notification_id}")]
         )
+    if signers.confirmed:  # a repeat (or a replay within the timestamp tolerance)
+        return Accepted(notification_id=notification_id, status="confirmation recorded")
     await run_in_threadpool(
         service.request_confirmation, state.db_engine, notification_id, signers.recipient_id, now
     )

@@ -42,6 +42,7 @@ class Signers:
 
     recipient_id: str
     secrets: list[str]
+    confirmed: bool  # already: a repeat changes nothing
 
 
 def encode_cursor(view: NotificationView) -> str:
@@ -122,6 +123,7 @@ def signers(db: Engine, notification_id: UUID, now: datetime) -> Signers | None:
                 _RECIPIENTS.c.secret,
                 _RECIPIENTS.c.previous_secret,
                 _RECIPIENTS.c.previous_secret_expires_at,
+                _NOTIFICATIONS.c.confirmed_at,
             )
             .join(_NOTIFICATIONS, _NOTIFICATIONS.c.recipient_id == _RECIPIENTS.c.recipient_id)
             .where(_NOTIFICATIONS.c.notification_id == notification_id)
@@ -131,7 +133,7 @@ def signers(db: Engine, notification_id: UUID, now: datetime) -> Signers | None:
     sealed = [row.secret]
     if row.previous_secret and row.previous_secret_expires_at > now:
         sealed.append(row.previous_secret)
-    return Signers(row.recipient_id, sealed)
+    return Signers(row.recipient_id, sealed, confirmed=row.confirmed_at is not None)
 
 
 def request_confirmation(db: Engine, notification_id: UUID, recipient_id: str, now: datetime):

@@ -76,7 +76,7 @@ async def test_each_recipient_that_received_the_category_is_told_once_and_can_co
         erasure = await api.client.get(
             f"/v1/erasures/{erasure_id}", headers=api.key(Scope.ERASURES_READ)
         )
-        # The purger did not run here, so the API knows the erasure only from the notifier.
+        # The erasure views come from the purger's proofs; no purger ran here.
         assert erasure.status_code == 404
 
         # The recipient confirms, signing with its own secret.
@@ -87,10 +87,15 @@ async def test_each_recipient_that_received_the_category_is_told_once_and_can_co
         assert tampered.headers["content-type"] == "application/problem+json"
         other = await _confirm(api, webhook_id, json.dumps({"notification_id": "x"}), secret)
         assert other.status_code == 422
+        unknown = str(uuid.uuid4())
+        probe = await _confirm(api, unknown, json.dumps({"notification_id": unknown}), secret)
+        assert probe.status_code == 401  # as for a bad signature: ids are not for probing
         confirmed = await _confirm(api, webhook_id, body, secret)
         assert confirmed.status_code == 202, confirmed.text
         shown = await eventually(lambda: _if_confirmed(api, webhook_id), timeout=20)
         assert shown["state"] == "confirmed"
+        repeated = await _confirm(api, webhook_id, body, secret)
+        assert repeated.status_code == 202
 
 
 async def test_a_tampered_or_stale_delivery_does_not_verify(
@@ -135,7 +140,7 @@ async def test_a_flaky_receiver_gets_each_notification_in_the_end_with_every_att
     assert shown["state"] == "delivered"
     log = shown["attempt_log"]
     assert [a["status_code"] for a in log] == [500, 429, None, 503, 200]
-    assert log[2]["error"] == "ReadTimeout"
+    assert log[2]["error"] == "timeout"
     after_429 = datetime.fromisoformat(log[2]["attempted_at"]) - datetime.fromisoformat(
         log[1]["attempted_at"]
     )

@@ -105,7 +105,7 @@ async def test_a_slow_recipient_does_not_hold_up_the_others(
             kafka_settings,
             notifier_concurrency=4,
             notifier_recipient_concurrency=2,
-            notifier_timeout_seconds=5.0,
+            notifier_timeout_seconds=15.0,
         ),
     ):
         slow, quick = await register(api, receiver), await register(api, receiver)
@@ -119,8 +119,8 @@ async def test_a_slow_recipient_does_not_hold_up_the_others(
             subject = Subject()
             await disclose(api, subject, quick)
             await announce_erasure(kafka_settings, subject)
-        # Well within the slow recipient's 5 s timeout: it holds only its own two slots.
-        await eventually(lambda: len(receiver.endpoints[quick].acted_on) == 6, timeout=4.5)
+        # Well within the slow recipient's 15 s timeout: it holds only its own two slots.
+        await eventually(lambda: len(receiver.endpoints[quick].acted_on) == 6, timeout=12)
         assert len(receiver.endpoints[slow].received) == 2
 
 

@@ -1,0 +1,114 @@
+"""Turning disclosures and erasures into notifications, applied directly (no broker): in either
+order, once however often they are replayed, and only for what was disclosed before."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import Engine, select
+
+from services.notifier.apply import HeardExecuted, apply_incoming
+from shared.contract.erasure_messages import ErasureExecuted
+from shared.contract.lifecycle_message import LifecycleMessage
+from shared.contract.vocabulary import Category
+from shared.database import make_engine
+from shared.settings import KafkaSettings
+from shared.tables.notifier import Disclosure, Notification
+from tests.integration.notifier.helpers import Subject
+from tests.integration.notifier.running import notifier_settings
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def db(migrated_url: str):
+    engine = make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+def disclosed(subject: Subject, recipient: str, at: datetime, ref: str = "R-1") -> LifecycleMessage:
+    return LifecycleMessage.model_validate(
+        {
+            "event_id": uuid4(),
+            "type": "data.disclosed",
+            "occurred_at": at,
+            "subject": subject.pseudonym,
+            "role": "debtor",
+            "scope": {"case_id": "C-1"},
+            "data": {
+                "recipient_id": recipient,
+                "category": "collection_case",
+                "recipient_ref": ref,
+            },
+        }
+    )
+
+
+def erased(subject: Subject, at: datetime = NOW) -> HeardExecuted:
+    return HeardExecuted(
+        subject.pseudonym,
+        ErasureExecuted(
+            event_id=uuid4(),
+            erasure_id=uuid4(),
+            category=Category.COLLECTION_CASE,
+            scope={"case_id": "C-1"},
+            rule="collection_case.retention",
+            legal_basis="GDPR art. 17(1)(a)",
+            due_at=at,
+            executed_at=at,
+        ),
+    )
+
+
+def notified(db: Engine, recipient: str) -> list[str]:
+    table = Notification.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        return list(
+            connection.execute(
+                select(table.c.recipient_ref).where(table.c.recipient_id == recipient)
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("erasure_first", [False, True])
+def test_either_order_makes_one_notification_and_replays_make_none(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings, erasure_first: bool
+) -> None:
+    settings = notifier_settings(migrated_url, kafka_settings)
+    subject, recipient = Subject(), f"r-{uuid4().hex[:8]}"
+    disclosure, erasure = disclosed(subject, recipient, NOW - timedelta(days=9)), erased(subject)
+    batches = [[erasure], [disclosure]] if erasure_first else [[disclosure], [erasure]]
+    created = [apply_incoming(db, settings, batch, NOW) for batch in batches]
+    assert created == [0, 1]
+    assert apply_incoming(db, settings, [disclosure, erasure], NOW) == 0  # replayed together
+    assert notified(db, recipient) == ["R-1"]
+    table = Disclosure.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:  # the erasure covered the disclosure: it is gone
+        assert not connection.execute(
+            select(table).where(table.c.subject_pseudonym == subject.pseudonym)
+        ).all()
+
+
+def test_a_disclosure_after_the_erasure_is_not_notified_of_it(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    settings = notifier_settings(migrated_url, kafka_settings)
+    subject, recipient = Subject(), f"r-{uuid4().hex[:8]}"
+    erasure = erased(subject, at=NOW - timedelta(days=1))
+    assert apply_incoming(db, settings, [erasure, disclosed(subject, recipient, NOW)], NOW) == 0
+    assert notified(db, recipient) == []
+
+
+def test_recipient_and_reference_are_kept_apart_in_notification_ids(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    settings = notifier_settings(migrated_url, kafka_settings)
+    subject, prefix = Subject(), uuid4().hex[:8]
+    before = NOW - timedelta(days=9)
+    items = [
+        disclosed(subject, f"{prefix}/a", before, ref="b"),
+        disclosed(subject, prefix, before, ref="a/b"),
+        erased(subject),
+    ]
+    assert apply_incoming(db, settings, items, NOW) == 2
