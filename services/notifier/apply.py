@@ -94,12 +94,12 @@ def _store_disclosures(connection: Connection, messages: list[LifecycleMessage])
         ).scalars()
     )
     recipients = {message.data.recipient_id for message in messages}
-    registered = set(
+    registered = dict(
         connection.execute(
-            select(_RECIPIENTS.c.recipient_id).where(
+            select(_RECIPIENTS.c.recipient_id, _RECIPIENTS.c.categories).where(
                 one_of(connection, _RECIPIENTS.c.recipient_id, recipients)
             )
-        ).scalars()
+        ).all()
     )
     rows: dict[UUID, dict[str, Any]] = {}
     for message in messages:
@@ -114,6 +114,14 @@ def _store_disclosures(connection: Connection, messages: list[LifecycleMessage])
                 message.event_id,
                 recipient_id,
             )
+        elif message.data.category.value not in registered[recipient_id].split():
+            log.warning(
+                "notifier: disclosure %s gave %s data to recipient %s, which is not registered "
+                "for that category; it will be told of erasures all the same",
+                message.event_id,
+                message.data.category.value,
+                recipient_id,
+            )
         rows[message.event_id] = {
             "event_id": message.event_id,
             "subject_pseudonym": message.subject,
@@ -123,7 +131,6 @@ def _store_disclosures(connection: Connection, messages: list[LifecycleMessage])
             "scope_value": scope_value,
             "recipient_ref": message.data.recipient_ref,
             "disclosed_at": message.occurred_at,
-            "recipient_known": recipient_id in registered,
         }
     insert_rows(connection, _DISCLOSURES, list(rows.values()))
 

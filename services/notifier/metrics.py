@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, case, exists, func, select
 
-from shared.tables.notifier import UNDELIVERED_STATES, Notification, RecipientHealth
+from shared.tables.api import Recipient
+from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
 
 _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 _HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
+_DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
+_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
 
 
 class NotifierMetrics:
@@ -61,6 +64,11 @@ class _NotificationCollector(Collector):
             failing = connection.execute(
                 select(func.count()).where(_HEALTH.c.failing_since.is_not(None))
             ).scalar_one()
+            unregistered = connection.execute(
+                select(func.count(func.distinct(_DISCLOSURES.c.recipient_id))).where(
+                    ~exists().where(_RECIPIENTS.c.recipient_id == _DISCLOSURES.c.recipient_id)
+                )
+            ).scalar_one()
         notifications = GaugeMetricFamily(
             "gallring_notifier_notifications", "Notifications by state.", labels=["state"]
         )
@@ -86,4 +94,9 @@ class _NotificationCollector(Collector):
             "gallring_notifier_recipients_failing",
             "Recipients whose deliveries keep failing (see GET /v1/recipients).",
             value=failing,
+        )
+        yield GaugeMetricFamily(
+            "gallring_notifier_unregistered_recipients",
+            "Recipients named in disclosures but not registered: their notifications wait.",
+            value=unregistered,
         )

@@ -42,7 +42,6 @@ class Disclosure(SQLModel, table=True):
     scope_value: str = Field(max_length=128)
     recipient_ref: str = Field(max_length=128)
     disclosed_at: datetime = Field(sa_column=_utc())
-    recipient_known: bool = Field(description="False: no such recipient was registered")
 
 
 class HeardErasure(SQLModel, table=True):
@@ -91,7 +90,11 @@ class Notification(SQLModel, table=True):
     recipient_ref: str = Field(max_length=128)
     legal_basis: str = Field(max_length=500)
     respond_by: datetime = Field(sa_column=_utc())
-    state: str = Field(max_length=20, description="pending, delivering, delivered, failed")
+    state: str = Field(
+        max_length=20,
+        description="pending (never tried), delivering (tried, or in flight: see lease_until), "
+        "delivered, failed; confirmed is delivered with confirmed_at set",
+    )
     attempts: int = 0
     next_attempt_at: datetime = Field(sa_column=_utc())
     lease_until: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

@@ -50,7 +50,6 @@ def upgrade() -> None:
         sa.Column("scope_value", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("recipient_ref", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("disclosed_at", shared.tables.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("recipient_known", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_disclosure")),
     )
     with op.batch_alter_table("disclosure", schema=None) as batch_op:

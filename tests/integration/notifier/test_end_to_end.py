@@ -90,6 +90,7 @@ async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confir
     assert 'gallring_notifier_deliveries_total{outcome="delivered"}' in metrics
     assert "gallring_notifier_retry_backlog" in metrics
     assert "gallring_notifier_oldest_unconfirmed_seconds" in metrics
+    assert "gallring_notifier_unregistered_recipients" in metrics
 
     # What the notifier keeps afterwards names neither the subject nor its pseudonym.
     db = make_engine(migrated_url)
