@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.api.api_keys import Scope
+from shared import topics
+from shared.consumer_loop import HEADER_REASON, HEADER_SOURCE
+from shared.kafka import make_producer
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
@@ -18,6 +21,7 @@ from tests.integration.notifier.helpers import (
     register,
 )
 from tests.integration.notifier.running import running_notifier
+from tests.kafka_reading import read_topic
 from tests.webhook_receiver import HANG, webhook_receiver
 
 
@@ -162,3 +166,28 @@ async def test_rectifications_and_restrictions_reach_recipients_of_that_data_the
         ("restriction.requested", "GDPR art. 19:", True),
     ]
     assert not receiver.endpoints[marketer].received
+
+
+async def test_an_erasure_message_without_its_subject_key_goes_to_the_dlq_and_the_next_is_read(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    poison = f'{{"unkeyed": "{uuid.uuid4()}"}}'.encode()
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.ERASURES, poison)
+    finally:
+        await producer.stop()
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+        await eventually(lambda: receiver.endpoints[vendor].acted_on)
+        records = await read_topic(
+            kafka_settings, topics.DEAD_LETTERS, until=lambda rs: any(r.value == poison for r in rs)
+        )
+    [dead] = [record for record in records if record.value == poison]
+    headers = dict(dead.headers)
+    assert b"keyed by the subject pseudonym" in headers[HEADER_REASON]
+    assert headers[HEADER_SOURCE].startswith(topics.ERASURES.encode())
