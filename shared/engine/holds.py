@@ -69,6 +69,19 @@ class Holds:
         ]
         return sorted(standing, key=lambda hold: (hold.placed_at, hold.hold_id))
 
+    def standing(self) -> set[str]:
+        """The ids of the holds that still stand over something, whatever clocks exist now: a
+        clock created later falls under them too."""
+        return {
+            hold_id
+            for hold_id, state in self._current().items()
+            if state.placement is not None
+            and (
+                state.placement.category is None
+                or state.placement.category not in state.released_categories
+            )
+        }
+
     def _current(self) -> dict[str, _HoldState]:
         if self._states is None:
             self._states = {hold_id: _replay(changes) for hold_id, changes in self._changes.items()}

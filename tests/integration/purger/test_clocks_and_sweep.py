@@ -103,6 +103,25 @@ def test_a_hold_placed_before_the_sweep_stops_the_erasure_until_released(db: Eng
     assert facts_of(db, person) == 0  # the hold's events went with the last clock
 
 
+def test_a_standing_hold_outlives_an_erasure_and_holds_a_case_back_filled_later(
+    db: Engine,
+) -> None:
+    person = Subject()
+    apply(
+        db,
+        person.message("marketing.contact", ago(years=4)),
+        person.message("legal_hold.placed", ago(days=2), data={"hold_id": "H-9", "case_id": "C-9"}),
+    )
+    sweep_now(db)  # the marketing clock goes; the hold does not
+    assert len(proofs_of(db, person)) == 1
+    assert facts_of(db, person) == 1
+
+    apply(db, person.message("collection_case.closed", ago(years=4), {"case_id": "C-9"}))
+    sweep_now(db)
+    assert clocks_of(db, person) == {("collection_case", "C-9"): "held"}
+    assert len(proofs_of(db, person)) == 1
+
+
 def test_a_reopened_case_is_not_erased(db: Engine) -> None:
     person = Subject()
     apply(
