@@ -9,16 +9,25 @@ from sqlmodel import create_engine
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server."""
+    """An engine for ``url``; SQLite gets foreign keys, WAL and transactions that take the write
+    lock when they begin, so that it behaves like a server."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
+            connection.isolation_level = None  # transactions begin below, not in the driver
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+            # The driver would begin only at the first write, so what a transaction read first
+            # (the sweep's due clocks, a claim's candidates) could change under it. IMMEDIATE
+            # takes the write lock at once: SQLite's one writer reads what it then writes.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # As many connections as request threads may want at once, recycled before servers or

@@ -1,7 +1,10 @@
 """The database plumbing against both real databases."""
 
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 
 from shared.database import make_engine
@@ -50,3 +53,23 @@ def test_each_session_gets_its_own_postgres_database(postgres_url: str) -> None:
         name = connection.execute(text("SELECT current_database()")).scalar()
     engine.dispose()
     assert name.startswith("gallring_test_")
+
+
+def test_a_transaction_that_has_only_read_still_keeps_other_writers_out(tmp_path: Path) -> None:
+    """On SQLite, a transaction takes the write lock when it begins: what it reads (due clocks,
+    claimable notifications) cannot change under it before it writes."""
+    path = tmp_path / "gallring.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE clock (id INTEGER PRIMARY KEY, state TEXT)"))
+        connection.execute(text("INSERT INTO clock VALUES (1, 'due')"))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with engine.begin() as connection:
+            assert connection.execute(text("SELECT state FROM clock")).scalar_one() == "due"
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("UPDATE clock SET state = 'held' WHERE id = 1")
+        other.execute("UPDATE clock SET state = 'held' WHERE id = 1")  # free again after commit
+    finally:
+        other.close()
+        engine.dispose()
