@@ -100,18 +100,24 @@ def _event_rule_shorthand(value: object) -> object:
 Rule = Annotated[EventRule, BeforeValidator(_event_rule_shorthand)]
 
 
+#: What the clock and proof tables keep of a legal basis (``legal_basis VARCHAR(300)``).
+LegalBasis = Annotated[str, Field(min_length=1, max_length=300)]
+#: A client id short enough that the rule it names (``…retention.client:<id>``) fits its column.
+ClientId = Annotated[Identifier, Field(max_length=60)]
+
+
 class ClientOverride(_Strict):
     """What one client, as controller, instructed for the data processed on its behalf."""
 
     retention: Retention
-    legal_basis: str | None = None
+    legal_basis: LegalBasis | None = None
 
 
 class CategoryPolicy(_Strict):
     """One row of the rules page."""
 
     description: Annotated[str, Field(min_length=1, description="Names the data in reasons.")]
-    legal_basis: Annotated[str, Field(min_length=1)]
+    legal_basis: LegalBasis
     scope: list[ScopeKey] = Field(
         default_factory=list, description="Scope keys clocks are kept per; empty: subject-wide."
     )
@@ -138,7 +144,7 @@ class CategoryPolicy(_Strict):
             description="Why it is kept despite an erasure request, finishing 'kept … because'.",
         ),
     ]
-    client_overrides: dict[Identifier, ClientOverride] = Field(default_factory=dict)
+    client_overrides: dict[ClientId, ClientOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -193,3 +193,16 @@ def test_a_client_override_keeps_the_categorys_anchor(tmp_path: Path) -> None:
     assert problem.endswith(
         "categories.invoice_administration: client_overrides.K-1: anchor must stay occurred_at"
     )
+
+
+def test_client_ids_and_legal_bases_must_fit_what_clocks_and_proofs_keep(tmp_path: Path) -> None:
+    long_client = "K-" + "9" * 60
+    text = DEFAULT_TEXT.replace(
+        "    client_overrides: {}",
+        f"    client_overrides:\n      {long_client}: {{retention: {{months: 18}}, "
+        f'legal_basis: "{"x" * 301}"}}',
+    )
+    problems = problems_of(text, tmp_path)
+    assert len(problems) == 2
+    assert any("at most 60 characters" in problem for problem in problems)
+    assert any("at most 300 characters" in problem for problem in problems)
