@@ -31,7 +31,7 @@ from shared.engine.holds import Holds
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
-from shared.tables.purger import SWEPT_STATES, ErasureProof
+from shared.tables.purger import SWEPT, ErasureProof
 
 _CLOCKS = subject_clocks.CLOCKS
 _FACTS = subject_clocks.FACTS
@@ -65,7 +65,7 @@ def sweep_batch(
     with db.begin() as connection:
         query = (
             select(_CLOCKS)
-            .where(_CLOCKS.c.state.in_(SWEPT_STATES), _CLOCKS.c.due_at <= now)
+            .where(SWEPT, _CLOCKS.c.due_at <= now)
             .order_by(_CLOCKS.c.due_at)
             .limit(batch_size)
         )

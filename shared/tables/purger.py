@@ -16,7 +16,9 @@ from shared.tables.types import UtcDateTime
 
 #: Clock states the sweep looks at: whatever is not held, cancelled or erased.
 SWEPT_STATES = ("pending", "due", "erase_now")
-_SWEPT = text("state IN ('pending', 'due', 'erase_now')")
+#: The same as SQL text: the sweep index's predicate, and the sweep's own condition (written
+#: alike, so that SQLite, which does not look into bound parameters, uses the index).
+SWEPT = text("state IN ('pending', 'due', 'erase_now')")
 
 
 class ConsumedEvent(SQLModel, table=True):
@@ -54,7 +56,7 @@ class StoredClock(SQLModel, table=True):
             "scope_value",
             name="uq_retention_clock_key",
         ),
-        Index("ix_retention_clock_sweep", "due_at", postgresql_where=_SWEPT, sqlite_where=_SWEPT),
+        Index("ix_retention_clock_sweep", "due_at", postgresql_where=SWEPT, sqlite_where=SWEPT),
     )
 
     id: int | None = Field(
