@@ -22,6 +22,7 @@ from shared.bulk_insert import insert_rows
 from shared.database import one_of
 from shared.tables.api import Recipient
 from shared.tables.notifier import (
+    UNDELIVERED,
     UNDELIVERED_STATES,
     DeliveryAttempt,
     HeardErasure,
@@ -89,7 +90,7 @@ def claim(
     table = _NOTIFICATIONS
     full = [recipient for recipient, free in free_slots.items() if free <= 0]
     claimable = (
-        table.c.state.in_(UNDELIVERED_STATES),
+        UNDELIVERED,
         table.c.next_attempt_at <= now,
         or_(table.c.lease_until.is_(None), table.c.lease_until < now),
     )

@@ -16,7 +16,9 @@ from shared.tables.types import UtcDateTime
 
 #: Notification states the delivery loop works on.
 UNDELIVERED_STATES = ("pending", "delivering")
-_UNDELIVERED = text("state IN ('pending', 'delivering')")
+#: The same as SQL text: the due index's predicate and the claim's condition, written alike so
+#: that SQLite, which does not look into bound parameters, uses the index.
+UNDELIVERED = text("state IN ('pending', 'delivering')")
 
 
 def _utc(*, nullable: bool = False, index: bool = False) -> Column:
@@ -70,8 +72,8 @@ class Notification(SQLModel, table=True):
         Index(
             "ix_notification_due",
             "next_attempt_at",
-            postgresql_where=_UNDELIVERED,
-            sqlite_where=_UNDELIVERED,
+            postgresql_where=UNDELIVERED,
+            sqlite_where=UNDELIVERED,
         ),
     )
 
