@@ -2,19 +2,24 @@
 subject's clocks, all in one transaction, so that a message is either applied (and its id
 recorded) or not at all. Redelivered messages are recognised by their event id and skipped."""
 
+import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import ClockState, RetentionEngine
-from shared.tables.purger import ConsumedEvent
+from shared.tables.purger import ConsumedEvent, ErasureProof
 
+log = logging.getLogger(__name__)
 _CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
+_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
 _ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 
 
@@ -40,6 +45,11 @@ def apply_messages(
         connection.execute(
             insert(_CONSUMED), [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
         )
+        about_erased = _about_erased_data(connection, retention, list(fresh.values()))
+        for event_id in about_erased:
+            del fresh[event_id]
+        if not fresh:
+            return Applied(0, 0)
         connection.execute(
             insert(subject_clocks.FACTS),
             [
@@ -60,3 +70,48 @@ def apply_messages(
             subject_clocks.store(connection, subject, clocks, existing, now)
             erasable += sum(1 for clock in clocks if clock.state in _ERASABLE)
         return Applied(len(fresh), erasable)
+
+
+def _about_erased_data(
+    connection: Connection, retention: RetentionEngine, messages: list[LifecycleMessage]
+) -> set[UUID]:
+    """Late events that only concern clocks already erased, and happened before those erasures
+    fell due (the unsubscribe, the end of the period).
+
+    Events may arrive late and out of order. Once a clock is erased, its facts are gone, so a
+    late event about the same data (a contact before the unsubscribe, a reopening before the
+    close) would start the clock again from nothing: a second erasure, or data kept for good.
+    Such an event is recorded as consumed and not kept; an event after the due time is new data
+    and starts a new clock.
+    """
+    by_subject: dict[str, list[LifecycleMessage]] = defaultdict(list)
+    for message in messages:
+        by_subject[message.subject].append(message)
+    hashed: dict[UUID, list[str]] = {}
+    for subject, subject_messages in by_subject.items():
+        for event_id, keys in retention.clock_keys(subject_messages).items():
+            if keys:
+                hashed[event_id] = [
+                    subject_clocks.key_hash(subject, subject_clocks.routed_key(key)) for key in keys
+                ]
+    if not hashed:
+        return set()
+    all_hashes = {digest for digests in hashed.values() for digest in digests}
+    erased_as_of = dict(
+        connection.execute(
+            select(_PROOFS.c.clock_hash, func.max(_PROOFS.c.due_at))
+            .where(one_of(connection, _PROOFS.c.clock_hash, all_hashes))
+            .group_by(_PROOFS.c.clock_hash)
+        ).all()
+    )
+    if not erased_as_of:
+        return set()
+    occurred = {message.event_id: message.occurred_at for message in messages}
+    late = {
+        event_id
+        for event_id, digests in hashed.items()
+        if all(d in erased_as_of and occurred[event_id] <= erased_as_of[d] for d in digests)
+    }
+    if late:
+        log.info("purger: %d late event(s) about already erased data not kept", len(late))
+    return late

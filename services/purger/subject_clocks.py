@@ -5,6 +5,7 @@ code they share. Clock rows are keyed by ``(category, scope key, scope value)``,
 a subject-wide scope.
 """
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionClock
+from shared.engine.evaluate import ClockKey
 from shared.tables.purger import StoredClock, SubjectFact
 
 RowKey = tuple[str, str, str]
@@ -21,8 +23,20 @@ CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
 
 
+def key_hash(subject: str, key: RowKey) -> str:
+    """What an erasure's proof keeps of the clock it erased: names neither subject nor scope,
+    yet an event about that clock's data hashes to it."""
+    return hashlib.sha256("\0".join((subject, *key)).encode()).hexdigest()
+
+
 def row_key(row: Row[Any]) -> RowKey:
     return (row.category, row.scope_key, row.scope_value)
+
+
+def routed_key(key: ClockKey) -> RowKey:
+    """The row key of a clock an event feeds (``RetentionEngine.clock_keys``)."""
+    category, scope = key
+    return (category.value, *(scope if scope is not None else ("", "")))
 
 
 def clock_key(clock: RetentionClock) -> RowKey:

@@ -171,6 +171,9 @@ def _execute(
             {
                 "erasure_id": row.erasure_id,
                 "subject_hash": subject_hash(row.subject_pseudonym),
+                "clock_hash": subject_clocks.key_hash(
+                    row.subject_pseudonym, subject_clocks.row_key(row)
+                ),
                 "category": clock.category.value,
                 "rule": clock.rule,
                 "legal_basis": clock.legal_basis,
@@ -210,7 +213,7 @@ def _forget_unneeded_facts(
             unneeded += [m.event_id for m in messages if m.event_id not in keep]
             continue
         for event_id, keys in retention.clock_keys(messages).items():
-            if keys and not any(_row_key(key) in live[subject] for key in keys):
+            if keys and not any(subject_clocks.routed_key(key) in live[subject] for key in keys):
                 unneeded.append(event_id)
     if unneeded:
         connection.execute(delete(_FACTS).where(one_of(connection, _FACTS.c.event_id, unneeded)))
@@ -224,8 +227,3 @@ def _standing_hold_events(messages: list[LifecycleMessage]) -> set[UUID]:
         holds.add(message)
     standing = holds.standing()
     return {m.event_id for m in hold_events if m.data.hold_id in standing}
-
-
-def _row_key(key: tuple[Any, tuple[str, str] | None]) -> tuple[str, str, str]:
-    category, scope = key
-    return (category.value, *(scope if scope is not None else ("", "")))

@@ -85,6 +85,13 @@ class ErasureProof(SQLModel, table=True):
 
     erasure_id: UUID = Field(primary_key=True)
     subject_hash: str = Field(max_length=64, index=True, description="SHA-256 of the pseudonym")
+    clock_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        index=True,
+        description="SHA-256 of pseudonym, category and scope: a late event about the erased "
+        "data is recognised by it and not kept",
+    )
     category: str = Field(max_length=40, index=True)
     rule: str = Field(max_length=100)
     legal_basis: str = Field(max_length=300)

@@ -122,6 +122,33 @@ def test_a_standing_hold_outlives_an_erasure_and_holds_a_case_back_filled_later(
     assert len(proofs_of(db, person)) == 1
 
 
+def test_a_late_event_about_erased_data_neither_erases_it_again_nor_keeps_it(
+    db: Engine,
+) -> None:
+    person = Subject()
+    apply(
+        db,
+        person.message("marketing.contact", ago(months=12)),
+        person.message("newsletter.unsubscribed", ago(days=1)),
+        person.message("collection_case.closed", ago(years=4), {"case_id": "C-9"}),
+    )
+    sweep_now(db)
+    assert len(proofs_of(db, person)) == 2
+    apply(
+        db,
+        person.message("marketing.contact", ago(months=6)),  # before the unsubscribe
+        person.message("collection_case.reopened", ago(years=5), {"case_id": "C-9"}),
+    )
+    sweep_now(db)
+    assert clocks_of(db, person) == {}
+    assert facts_of(db, person) == 0
+    assert len(proofs_of(db, person)) == 2
+
+    # Data that comes after an erasure is new data, with a clock of its own.
+    apply(db, person.message("marketing.contact", ago(hours=1)))
+    assert clocks_of(db, person) == {("marketing", ""): "pending"}
+
+
 def test_a_reopened_case_is_not_erased(db: Engine) -> None:
     person = Subject()
     apply(
