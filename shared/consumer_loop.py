@@ -4,7 +4,9 @@ transaction, and its offsets are committed only after that transaction committed
 A crash between the two redelivers the batch, which the consumer's dedupe absorbs; a rebalance
 does the same. A message that cannot be parsed goes to ``gallring.dlq.v1`` (the original bytes,
 the reason and the source in headers) before its offset is committed, and consumption goes on.
-A batch whose work fails is read again after a pause: nothing is committed, nothing lost.
+A batch whose work fails is read again after a pause: nothing is committed, nothing lost. If
+the same batch fails again and again, and not because the database is away, its messages are
+applied one at a time and the one that cannot be applied goes to the dead-letter topic too.
 """
 
 import asyncio
@@ -16,6 +18,7 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared import topics
 from shared.contract.errors import describe
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 HEADER_REASON = "reason"
 HEADER_SOURCE = "source"  # topic/partition/offset of the original
 RETRY_SECONDS = 1.0
+MAX_BATCH_FAILURES = 3  # then the batch is applied a message at a time to find the bad one
 Parsed = TypeVar("Parsed")
 
 
@@ -55,6 +59,8 @@ class ConsumerLoop(Generic[Parsed]):
         self._apply = apply
         self._on_dead_letter = on_dead_letter
         self._stopping = asyncio.Event()
+        self._failing: tuple | None = None  # the batch that failed last, and how often
+        self._failures = 0
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave :meth:`run`."""
@@ -83,28 +89,27 @@ class ConsumerLoop(Generic[Parsed]):
         producer: AIOKafkaProducer,
         batch: dict[TopicPartition, list[ConsumerRecord]],
     ) -> None:
+        signature = tuple(sorted((p.topic, p.partition, rs[0].offset) for p, rs in batch.items()))
         try:
-            parsed: list[Parsed] = []
+            parsed: list[tuple[ConsumerRecord, Parsed]] = []
             for records in batch.values():
                 for record in records:
                     message = await self._parse_or_dead_letter(producer, record)
                     if message is not None:
-                        parsed.append(message)
+                        parsed.append((record, message))
             if parsed:
-                await self._apply(parsed)
+                await self._apply([message for _, message in parsed])
         except Exception as error:  # noqa: BLE001 - retried: nothing is committed, nothing lost
-            log.warning(
-                "%s: applying %d message(s) failed (%s); reading them again in %.0fs",
-                self._name,
-                sum(len(records) for records in batch.values()),
-                type(error).__name__,
-                RETRY_SECONDS,
-            )
-            for partition, records in batch.items():
-                consumer.seek(partition, records[0].offset)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), RETRY_SECONDS)
-            return
+            failures = self._failures + 1 if signature == self._failing else 1
+            self._failing, self._failures = signature, failures
+            if failures < MAX_BATCH_FAILURES or _transient(error):
+                await self._read_again(consumer, batch, error)
+                return
+            # The same batch keeps failing, and not for want of a database: find the message
+            # that cannot be applied, one at a time, and set it aside on the dead-letter topic.
+            if not await self._apply_one_by_one(consumer, producer, batch, parsed):
+                return
+        self._failing, self._failures = None, 0
         try:
             await consumer.commit(
                 {partition: records[-1].offset + 1 for partition, records in batch.items()}
@@ -113,6 +118,47 @@ class ConsumerLoop(Generic[Parsed]):
             # A rebalance took the partitions away; their next owner reads the batch again and
             # the dedupe skips what we applied.
             log.info("%s: offsets not committed after a rebalance; redelivered", self._name)
+
+    async def _apply_one_by_one(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batch: dict[TopicPartition, list[ConsumerRecord]],
+        parsed: list[tuple[ConsumerRecord, Parsed]],
+    ) -> bool:
+        """Apply each message alone; one that still fails for a reason other than an outage
+        goes to the dead-letter topic. False: an outage came up, the batch is read again."""
+        for record, message in parsed:
+            try:
+                await self._apply([message])
+            except Exception as error:  # noqa: BLE001 - classified below
+                if _transient(error):
+                    await self._read_again(consumer, batch, error)
+                    return False
+                reason = (
+                    f"could not be applied ({type(error).__name__}), "
+                    f"{MAX_BATCH_FAILURES} times in a row"
+                )
+                await self._dead_letter(producer, record, reason)
+        return True
+
+    async def _read_again(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: dict[TopicPartition, list[ConsumerRecord]],
+        error: Exception,
+    ) -> None:
+        log.warning(
+            "%s: applying %d message(s) failed (%s); reading them again in %.0fs",
+            self._name,
+            sum(len(records) for records in batch.values()),
+            type(error).__name__,
+            RETRY_SECONDS,
+        )
+        for partition, records in batch.items():
+            consumer.seek(partition, records[0].offset)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), RETRY_SECONDS)
 
     async def _parse_or_dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord
@@ -127,6 +173,12 @@ class ConsumerLoop(Generic[Parsed]):
                 if isinstance(error, ValidationError)
                 else str(error)
             )
+        await self._dead_letter(producer, record, reason)
+        return None
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str
+    ) -> None:
         source = f"{record.topic}/{record.partition}/{record.offset}"
         # Awaited: the bad message must be on the DLQ before its offset is committed.
         await (
@@ -145,4 +197,8 @@ class ConsumerLoop(Generic[Parsed]):
             topics.DEAD_LETTERS,
         )
         self._on_dead_letter()
-        return None
+
+
+def _transient(error: Exception) -> bool:
+    """An outage (the database or the network), not a fault of the messages."""
+    return isinstance(error, (OperationalError, InterfaceError, OSError, TimeoutError))

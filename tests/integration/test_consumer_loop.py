@@ -1,0 +1,98 @@
+"""The consume → apply → commit loop on the real broker: a message that cannot be applied is
+found and set aside on the dead-letter topic; an outage is waited out, never dead-lettered."""
+
+import asyncio
+import uuid
+
+from aiokafka import ConsumerRecord
+from sqlalchemy.exc import OperationalError
+
+from shared import topics
+from shared.consumer_loop import HEADER_REASON, ConsumerLoop
+from shared.kafka import make_producer
+from shared.settings import KafkaSettings
+from tests.kafka_reading import read_topic
+
+
+async def _produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"k")  # one partition, in order
+    finally:
+        await producer.stop()
+
+
+async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(loop.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                await asyncio.sleep(0.05)
+    finally:
+        loop.stop()
+        await task
+
+
+def _loop(kafka: KafkaSettings, topic: str, apply, dead: list[int]) -> ConsumerLoop[str]:  # type: ignore[no-untyped-def]
+    def parse(record: ConsumerRecord) -> str:
+        return record.value.decode()
+
+    return ConsumerLoop(
+        "test",
+        kafka,
+        (topic,),
+        group_id=f"loop-test-{uuid.uuid4().hex[:8]}",
+        max_records=100,
+        parse=parse,
+        apply=apply,
+        on_dead_letter=lambda: dead.append(1),
+    )
+
+
+async def test_a_message_that_cannot_be_applied_goes_to_the_dlq_and_the_rest_are_applied(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = f"loop-test-{uuid.uuid4().hex[:8]}"
+    poison = f"poison-{uuid.uuid4()}"
+    await _produce(kafka_settings, topic, [b"good-1", poison.encode(), b"good-2"])
+    applied: list[str] = []
+
+    async def apply(messages: list[str]) -> None:
+        if poison in messages:
+            raise ValueError("this one cannot be stored")
+        applied.extend(messages)
+
+    dead: list[int] = []
+    await _run_until(_loop(kafka_settings, topic, apply, dead), lambda: "good-2" in applied)
+    assert applied == ["good-1", "good-2"]
+    assert len(dead) == 1
+    records = await read_topic(
+        kafka_settings,
+        topics.DEAD_LETTERS,
+        until=lambda rs: any(r.value == poison.encode() for r in rs),
+    )
+    [dead] = [r for r in records if r.value == poison.encode()]
+    assert dict(dead.headers)[HEADER_REASON].startswith(b"could not be applied (ValueError)")
+
+
+async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = f"loop-test-{uuid.uuid4().hex[:8]}"
+    marker = f"m-{uuid.uuid4()}"
+    await _produce(kafka_settings, topic, [marker.encode()])
+    calls, applied = 0, []
+
+    async def apply(messages: list[str]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 4:
+            raise OperationalError("SELECT 1", None, ConnectionError("database away"))
+        applied.extend(messages)
+
+    dead: list[int] = []
+    await _run_until(_loop(kafka_settings, topic, apply, dead), lambda: applied)
+    assert applied == [marker]
+    assert calls == 5 and dead == []
