@@ -3,12 +3,12 @@
 Plain ``http`` and loopback addresses are for development only (a setting allows them); link-local
 and cloud metadata addresses never are, because a request there could read the host's credentials.
 The check resolves the host name, so it is done when a recipient is registered and again before
-each delivery round (a name can be repointed after registration).
+deliveries, which then go to the address that was checked (a name can be repointed).
 """
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 #: Instance metadata services that are not in the link-local ranges.
 _METADATA = {
@@ -21,8 +21,9 @@ class UnsafeWebhookUrl(ValueError):
     """The URL may not receive Gallring's webhooks; the message says why."""
 
 
-def check_webhook_url(url: str, *, allow_loopback: bool) -> None:
-    """Raise :class:`UnsafeWebhookUrl` unless ``url`` may receive webhooks."""
+def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
+    """Raise :class:`UnsafeWebhookUrl` unless ``url`` may receive webhooks; else the address
+    to connect to (see :func:`pinned`)."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http"):
         raise UnsafeWebhookUrl("the webhook URL must start with https://")
@@ -52,6 +53,19 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> None:
             "the webhook URL must use https; plain http is allowed only for a loopback "
             "receiver in development"
         )
+    return str(next((a for a in addresses if a.version == 4), addresses[0]))  # IPv4 first
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The request for ``url`` sent to the checked ``address``, so that a name repointed after
+    the check (DNS rebinding) cannot send it elsewhere: the URL with the address for its host,
+    the ``Host`` header, and for https the TLS server name (certificates are still checked
+    against the name). Returns ``(url, headers, httpx extensions)``."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"host": parts.netloc}, extensions
 
 
 def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

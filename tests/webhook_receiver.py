@@ -47,9 +47,9 @@ class WebhookReceiver:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def url(self, name: str) -> str:
+    def url(self, name: str, host: str = "127.0.0.1") -> str:
         self.endpoints.setdefault(name, Endpoint())
-        return f"http://127.0.0.1:{self.port}/hooks/{name}"
+        return f"http://{host}:{self.port}/hooks/{name}"
 
     async def start(self) -> None:
         app = Starlette(routes=[Route("/hooks/{name}", self._receive, methods=["POST"])])

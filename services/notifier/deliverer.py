@@ -3,8 +3,8 @@ what came back, batch by batch.
 
 Deliveries run concurrently up to ``notifier_concurrency``, and at most
 ``notifier_recipient_concurrency`` to one recipient, so a slow vendor holds only its own slots.
-No redirect is followed and every webhook URL is checked again (it may have been repointed at a
-metadata address since it was registered), before the request goes out.
+No redirect is followed, and every webhook URL is checked again (it may have been repointed at a
+metadata address since it was registered); the request goes to the address that was checked.
 """
 
 import asyncio
@@ -25,7 +25,7 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from services.notifier.webhook import notification_body, signed_headers
 from shared.recipient_secrets import SecretBox
-from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url, pinned
 
 log = logging.getLogger(__name__)
 URL_CHECK_SECONDS = 60.0
@@ -41,7 +41,8 @@ class Deliverer:
         self._metrics = metrics
         self._box: SecretBox = settings.secret_box()
         self._signers: dict[str, Webhook] = {}  # sealed secret -> signer
-        self._url_checked: dict[str, tuple[float, str | None]] = {}  # url -> (when, refusal)
+        # url -> (when checked, refusal, address to send to)
+        self._url_checked: dict[str, tuple[float, str | None, str | None]] = {}
         self._in_flight: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -167,18 +168,19 @@ class Deliverer:
         now = datetime.now(UTC)
         started = time.perf_counter()
         try:
-            refusal = await self._url_refusal(notification.webhook_url)
-            if refusal is not None:
+            refusal, address = await self._vetted(notification.webhook_url)
+            if refusal is not None or address is None:
                 outcome = Outcome(notification, now, 0, error=f"webhook URL refused: {refusal}")
             else:
                 body = self._body(notification, now)
                 signers = self._signers_of(notification, now)
                 headers = signed_headers(str(notification.notification_id), body, signers, now)
+                url, host, extensions = pinned(notification.webhook_url, address)
                 # The whole exchange within the timeout (httpx's applies per read), so that
                 # it always ends well inside the claim's lease.
                 async with asyncio.timeout(self._settings.notifier_timeout_seconds):
                     response = await client.post(
-                        notification.webhook_url, content=body, headers=headers
+                        url, content=body, headers=headers | host, extensions=extensions
                     )
                 outcome = Outcome(
                     notification,
@@ -222,19 +224,21 @@ class Deliverer:
             signers.append(self._signers[secret])
         return signers
 
-    async def _url_refusal(self, url: str) -> str | None:
+    async def _vetted(self, url: str) -> tuple[str | None, str | None]:
+        """``(refusal, address)``: why the URL may not be used, or the checked address to send
+        to; checked again after ``URL_CHECK_SECONDS``."""
         checked = self._url_checked.get(url)
         if checked is None or time.monotonic() - checked[0] > URL_CHECK_SECONDS:
+            refusal, address = None, None
             try:
-                await asyncio.to_thread(
+                address = await asyncio.to_thread(
                     check_webhook_url, url, allow_loopback=self._settings.webhook_allow_loopback
                 )
-                refusal = None
             except UnsafeWebhookUrl as error:
                 refusal = str(error)
-            checked = (time.monotonic(), refusal)
+            checked = (time.monotonic(), refusal, address)
             self._url_checked[url] = checked
-        return checked[1]
+        return checked[1], checked[2]
 
 
 def _ms_since(started: float) -> int:

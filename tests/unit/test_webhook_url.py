@@ -3,7 +3,7 @@ addresses; loopback and plain http only when development allows it."""
 
 import pytest
 
-from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url, pinned
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,21 @@ def test_development_allows_loopback_even_over_http_but_never_metadata() -> None
         check_webhook_url("http://10.0.0.1/hook", allow_loopback=True)
     with pytest.raises(UnsafeWebhookUrl, match="metadata"):
         check_webhook_url("http://169.254.169.254/", allow_loopback=True)
+
+
+def test_a_request_is_pinned_to_the_checked_address_keeping_its_name_for_host_and_tls() -> None:
+    assert pinned("https://hooks.example.com:8443/g?x=1", "93.184.215.14") == (
+        "https://93.184.215.14:8443/g?x=1",
+        {"host": "hooks.example.com:8443"},
+        {"sni_hostname": "hooks.example.com"},
+    )
+    assert pinned("http://localhost/hook", "::1") == (
+        "http://[::1]/hook",
+        {"host": "localhost"},
+        {},
+    )
+
+
+def test_the_check_names_the_address_to_connect_to() -> None:
+    assert check_webhook_url("https://93.184.215.14/h", allow_loopback=False) == "93.184.215.14"
+    assert check_webhook_url("http://localhost:1/h", allow_loopback=True) in ("127.0.0.1", "::1")

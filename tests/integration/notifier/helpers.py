@@ -34,6 +34,7 @@ async def register(
     *,
     categories: tuple[str, ...] = ("collection_case",),
     active: bool = True,
+    host: str = "127.0.0.1",
 ) -> str:
     """A new recipient whose webhook is an endpoint of ``receiver``; returns its id."""
     recipient_id = f"vendor-{uuid.uuid4().hex[:8]}"
@@ -44,7 +45,7 @@ async def register(
             "name": "Print & Post AB",
             "kind": "processor",
             "country": "SE",
-            "webhook_url": receiver.url(recipient_id),
+            "webhook_url": receiver.url(recipient_id, host),
             "categories": list(categories),
             "active": active,
         },

@@ -98,6 +98,19 @@ async def test_each_recipient_that_received_the_category_is_told_once_and_can_co
         assert repeated.status_code == 202
 
 
+async def test_a_webhook_named_by_host_name_goes_to_the_address_that_was_checked(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver, host="localhost")
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: endpoint.acted_on)
+    assert endpoint.received[0].headers["host"] == f"localhost:{receiver.port}"
+
+
 async def test_a_tampered_or_stale_delivery_does_not_verify(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
