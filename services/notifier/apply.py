@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, text, upd
 
 from services.notifier.settings import NotifierSettings
 from shared.bulk_insert import insert_rows
-from shared.contract.erasure_messages import ErasureExecuted
+from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
 from shared.database import one_of
@@ -52,7 +52,13 @@ class HeardExecuted:
     message: ErasureExecuted
 
 
-Incoming = LifecycleMessage | HeardExecuted | NotificationConfirmed | RedeliveryRequested
+Incoming = (
+    LifecycleMessage
+    | HeardExecuted
+    | ErasureConfirmed  # read from gallring.erasures.v1 and left alone
+    | NotificationConfirmed
+    | RedeliveryRequested
+)
 
 
 def apply_incoming(

@@ -14,7 +14,7 @@ from services.notifier.apply import HeardExecuted, Incoming, apply_incoming
 from services.notifier.settings import NotifierSettings
 from shared import topics
 from shared.consumer_loop import ConsumerLoop
-from shared.contract.erasure_messages import ErasureExecuted
+from shared.contract.erasure_messages import ERASURE_EVENT, ErasureConfirmed
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.contract.notification_messages import NOTIFICATION_COMMAND
 
@@ -26,9 +26,12 @@ def parse(record: ConsumerRecord) -> Incoming:
     if record.topic == topics.LIFECYCLE:
         return LifecycleMessage.model_validate_json(record.value)
     if record.topic == topics.ERASURES:
+        event = ERASURE_EVENT.validate_json(record.value)
+        if isinstance(event, ErasureConfirmed):
+            return event  # for ops; nothing for the notifier to do
         if record.key is None or not _PSEUDONYM.match(record.key):
             raise ValueError("an erasure message must be keyed by the subject pseudonym")
-        return HeardExecuted(record.key.decode(), ErasureExecuted.model_validate_json(record.value))
+        return HeardExecuted(record.key.decode(), event)
     return NOTIFICATION_COMMAND.validate_json(record.value)
 
 

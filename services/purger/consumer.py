@@ -1,6 +1,7 @@
 """The purger's consumer: ``gallring.lifecycle.v1`` messages become facts and clocks (see
-``apply``), a batch per transaction, through the shared :class:`ConsumerLoop` (offsets committed
-after the transaction, invalid messages to the dead-letter topic)."""
+``apply``), and systems' confirmations from ``gallring.erasure-confirmations.v1`` are recorded
+(see ``confirmations``), a batch per transaction, through the shared :class:`ConsumerLoop`
+(offsets committed after the transaction, invalid messages to the dead-letter topic)."""
 
 import asyncio
 from collections.abc import Callable
@@ -10,11 +11,22 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import Engine
 
 from services.purger.apply import apply_messages
+from services.purger.confirmations import record_confirmations
 from services.purger.settings import PurgerSettings
 from shared import topics
 from shared.consumer_loop import ConsumerLoop
+from shared.contract.erasure_messages import ConfirmationReported
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionEngine
+
+Incoming = LifecycleMessage | ConfirmationReported
+TOPICS = (topics.LIFECYCLE, topics.ERASURE_CONFIRMATIONS)
+
+
+def parse(record: ConsumerRecord) -> Incoming:
+    if record.topic == topics.ERASURE_CONFIRMATIONS:
+        return ConfirmationReported.model_validate_json(record.value)
+    return LifecycleMessage.model_validate_json(record.value)
 
 
 def lifecycle_consumer(
@@ -24,23 +36,24 @@ def lifecycle_consumer(
     *,
     on_erasable: Callable[[], None],
     on_dead_letter: Callable[[], None] = lambda: None,
-) -> ConsumerLoop[LifecycleMessage]:
+) -> ConsumerLoop[Incoming]:
     """``on_erasable`` is called when a batch made a clock due or erasable at once."""
 
-    def parse(record: ConsumerRecord) -> LifecycleMessage:
-        return LifecycleMessage.model_validate_json(record.value)
-
-    async def apply(messages: list[LifecycleMessage]) -> None:
-        applied = await asyncio.to_thread(
-            apply_messages, db, retention, messages, datetime.now(UTC)
-        )
-        if applied.erasable_clocks:
-            on_erasable()
+    async def apply(items: list[Incoming]) -> None:
+        now = datetime.now(UTC)
+        messages = [item for item in items if isinstance(item, LifecycleMessage)]
+        reports = [item for item in items if isinstance(item, ConfirmationReported)]
+        if reports:
+            await asyncio.to_thread(record_confirmations, db, reports, now)
+        if messages:
+            applied = await asyncio.to_thread(apply_messages, db, retention, messages, now)
+            if applied.erasable_clocks:
+                on_erasable()
 
     return ConsumerLoop(
         "purger",
         settings.kafka,
-        (topics.LIFECYCLE,),
+        TOPICS,
         group_id=settings.purger_consumer_group,
         max_records=settings.purger_max_poll_records,
         parse=parse,

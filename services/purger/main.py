@@ -1,8 +1,9 @@
 """Running the purger: ``gallring purger`` (settings from the environment)."""
 
+from services.purger.consumer import TOPICS
 from services.purger.service import Purger
 from services.purger.settings import PurgerSettings
-from shared import topics, worker_process
+from shared import worker_process
 
 
 def serve(settings: PurgerSettings) -> None:
@@ -10,7 +11,7 @@ def serve(settings: PurgerSettings) -> None:
     worker_process.serve(
         settings.database_url,
         lambda db: Purger(settings, db),
-        f"purger: consuming {topics.LIFECYCLE} as group {settings.purger_consumer_group}, "
+        f"purger: consuming {', '.join(TOPICS)} as group {settings.purger_consumer_group}, "
         f"sweeping every {settings.purger_sweep_interval_seconds:.0f}s; "
         f"Kafka at {settings.kafka.bootstrap}",
     )

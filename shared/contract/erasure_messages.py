@@ -1,18 +1,22 @@
 """What the purger publishes when it erases: the values of ``gallring.erasure-commands.v1`` and
-``gallring.erasures.v1``. Keyed by the subject pseudonym like every Gallring message; no
-personal data in them, only ids, categories and times."""
+``gallring.erasures.v1`` (executed, keyed by the subject pseudonym; later confirmed, keyed by the
+erasure id: the proof keeps no pseudonym). And what the API passes on to the purger when one of
+the company's systems confirms an erasure (``gallring.erasure-confirmations.v1``, keyed by the
+erasure id). No personal data in any of them, only ids, categories, system names and times."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.contract.vocabulary import Category
 
 SCHEMA_VERSION = 1
 ERASURE_COMMAND = "erasure.command"
 ERASURE_EXECUTED = "erasure.executed"
+ERASURE_CONFIRMED = "erasure.confirmed"
+CONFIRMATION_REPORTED = "erasure.confirmation_reported"
 
 
 class _ErasureMessage(BaseModel):
@@ -40,3 +44,35 @@ class ErasureExecuted(_ErasureMessage):
 
     type: Literal["erasure.executed"] = ERASURE_EXECUTED
     executed_at: datetime
+
+
+class ErasureConfirmed(BaseModel):
+    """To the notifier and ops: one of the company's systems confirmed it erased its copy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["erasure.confirmed"] = ERASURE_CONFIRMED
+    event_id: UUID
+    erasure_id: UUID
+    system: str
+    confirmed_at: AwareDatetime
+
+
+class ConfirmationReported(BaseModel):
+    """From the API to the purger: a system said, through the API, that it erased its copy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["erasure.confirmation_reported"] = CONFIRMATION_REPORTED
+    event_id: UUID
+    erasure_id: UUID
+    system: str
+    reported_at: AwareDatetime
+    reported_by: str  # the API key's name
+
+
+#: Any value of ``gallring.erasures.v1``.
+ErasureEvent = Annotated[ErasureExecuted | ErasureConfirmed, Field(discriminator="type")]
+ERASURE_EVENT: TypeAdapter[ErasureEvent] = TypeAdapter(ErasureEvent)

@@ -54,16 +54,6 @@ class AuditEntry(SQLModel, table=True):
     detail: str = Field(sa_column=Column(String(2000), nullable=False))
 
 
-class ErasureConfirmation(SQLModel, table=True):
-    """One of the company's systems confirmed it erased what an erasure command asked for."""
-
-    __tablename__ = "erasure_confirmation"
-
-    erasure_id: UUID = Field(primary_key=True)
-    system: str = Field(primary_key=True, max_length=100)
-    confirmed_at: datetime = Field(sa_column=_utc())
-
-
 class Recipient(SQLModel, table=True):
     """Someone the company shares data with, who must hear of erasures (GDPR art. 19).
 

@@ -1,4 +1,5 @@
-"""Tables the purger owns: the facts its clocks need, the clocks, and the proofs of erasures.
+"""Tables the purger owns: the facts its clocks need, the clocks, the proofs of erasures and
+the confirmations of the company's systems.
 
 Facts and clocks hold subject pseudonyms and go when the subject's data is erased; what remains of
 an erasure (``erasure``) names no subject, only a hash of the pseudonym. The ids of consumed
@@ -97,3 +98,14 @@ class ErasureProof(SQLModel, table=True):
     legal_basis: str = Field(max_length=300)
     due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     executed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+
+
+class ErasureConfirmation(SQLModel, table=True):
+    """One of the company's systems confirmed it erased what an erasure command asked for (the
+    API passes the confirmation on; the purger records it and publishes ``erasure.confirmed``)."""
+
+    __tablename__ = "erasure_confirmation"
+
+    erasure_id: UUID = Field(primary_key=True)
+    system: str = Field(primary_key=True, max_length=100)
+    confirmed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

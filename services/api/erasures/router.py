@@ -91,12 +91,14 @@ async def get_erasure(erasure_id: UUID, request: Request, _: Reader) -> ErasureV
 
 @router.post(
     "/{erasure_id}/confirmations",
-    status_code=201,
+    status_code=202,
     response_model=Confirmed,
     summary="A system of the company confirms it erased its copy",
+    description="The confirmation is passed on to the purger, which records it (it then shows "
+    "in `confirmed_by`) and publishes `erasure.confirmed` on `gallring.erasures.v1`.",
     responses={
         **_ERRORS,
-        200: {"description": "This system had confirmed it before"},
+        200: {"description": "This system's confirmation was recorded before"},
         404: PROBLEM_RESPONSE,
         409: {"description": "The erasure is not executed yet", **PROBLEM_RESPONSE},
     },
@@ -120,14 +122,19 @@ async def confirm(
             f"Erasure {erasure_id} is {view.state.value}; confirm it after its erasure "
             "command has been published.",
         )
-    confirmed_at, first = await run_in_threadpool(
-        lambda: service.record_confirmation(
-            db, erasure_id, confirmation.system, actor=principal, now=datetime.now(UTC)
+    system = confirmation.system
+    recorded = await run_in_threadpool(service.confirmed_at, db, erasure_id, system)
+    if recorded is not None:
+        response.status_code = 200
+        return Confirmed(
+            erasure_id=erasure_id, system=system, status="confirmed", confirmed_at=recorded
+        )
+    await run_in_threadpool(
+        lambda: service.report_confirmation(
+            db, erasure_id, system, actor=principal, now=datetime.now(UTC)
         )
     )
-    if not first:
-        response.status_code = 200
-    return Confirmed(erasure_id=erasure_id, system=confirmation.system, confirmed_at=confirmed_at)
+    return Confirmed(erasure_id=erasure_id, system=system, status="reported", confirmed_at=None)
 
 
 def _not_found(erasure_id: UUID) -> Problem:

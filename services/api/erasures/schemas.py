@@ -44,7 +44,8 @@ class Confirmation(BaseModel):
 class Confirmed(BaseModel):
     erasure_id: UUID
     system: str
-    confirmed_at: datetime
+    status: str  # "reported": passed on to the purger; "confirmed": recorded before
+    confirmed_at: datetime | None  # when it was recorded; None while reported
 
 
 class ForecastRow(BaseModel):

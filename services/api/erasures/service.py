@@ -1,5 +1,5 @@
 """Reading erasures from the purger's tables (clocks not yet executed, proofs of those that were)
-and recording confirmations from the company's systems.
+and passing confirmations from the company's systems on to the purger.
 
 A page is ordered by ``(due_at, erasure_id)`` and continues after a cursor holding the last
 pair, so that pages stay stable while the sweep moves clocks into proofs.
@@ -9,17 +9,17 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, and_, exists, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, exists, or_, select
 
-from services.api import audit
 from services.api.api_keys import Principal
 from services.api.erasures.schemas import ErasureState, ErasureView
 from services.api.notifications import service as notifications
-from shared.tables.api import ErasureConfirmation
-from shared.tables.purger import SWEPT_STATES, ErasureProof, StoredClock
+from services.api.passing_on import pass_on
+from shared import topics
+from shared.contract.erasure_messages import ConfirmationReported
+from shared.tables.purger import SWEPT_STATES, ErasureConfirmation, ErasureProof, StoredClock
 
 _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 _PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
@@ -86,35 +86,38 @@ def one(db: Engine, erasure_id: UUID) -> ErasureView | None:
         return view
 
 
-def record_confirmation(
+def confirmed_at(db: Engine, erasure_id: UUID, system: str) -> datetime | None:
+    """When the purger recorded this system's confirmation, if it has."""
+    with db.connect() as connection:
+        return connection.execute(
+            select(_CONFIRMATIONS.c.confirmed_at).where(
+                _CONFIRMATIONS.c.erasure_id == erasure_id, _CONFIRMATIONS.c.system == system
+            )
+        ).scalar_one_or_none()
+
+
+def report_confirmation(
     db: Engine, erasure_id: UUID, system: str, *, actor: Principal, now: datetime
-) -> tuple[datetime, bool]:
-    """Record that ``system`` erased its copy of an executed erasure: when it was recorded, and
-    whether this was the first time (a repeat keeps the first time)."""
-    try:
-        with db.begin() as connection:
-            connection.execute(
-                insert(_CONFIRMATIONS).values(
-                    erasure_id=erasure_id, system=system, confirmed_at=now
-                )
-            )
-            audit.record(
-                connection,
-                actor=actor,
-                action="erasures.confirmed",
-                at=now,
-                erasure_id=str(erasure_id),
-                system=system,
-            )
-        return now, True
-    except IntegrityError:
-        with db.connect() as connection:
-            first = connection.execute(
-                select(_CONFIRMATIONS.c.confirmed_at).where(
-                    _CONFIRMATIONS.c.erasure_id == erasure_id, _CONFIRMATIONS.c.system == system
-                )
-            ).scalar_one()
-        return first, False
+) -> None:
+    """Pass a system's confirmation on to the purger, which owns erasures, through the outbox."""
+    message = ConfirmationReported(
+        event_id=uuid4(),
+        erasure_id=erasure_id,
+        system=system,
+        reported_at=now,
+        reported_by=actor.name,
+    )
+    pass_on(
+        db,
+        topics.ERASURE_CONFIRMATIONS,
+        str(erasure_id),
+        message,
+        actor=actor,
+        action="erasures.confirmation_reported",
+        now=now,
+        erasure_id=str(erasure_id),
+        system=system,
+    )
 
 
 def _after(table: Any, after: tuple[datetime, UUID] | None) -> Any:

@@ -11,25 +11,17 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Engine, and_, or_, select
 
-from services.api import audit
 from services.api.api_keys import Principal
 from services.api.notifications.schemas import AttemptView, NotificationState, NotificationView
+from services.api.passing_on import pass_on
 from shared import topics
-from shared.bulk_insert import insert_rows
-from shared.contract.notification_messages import (
-    SCHEMA_VERSION,
-    NotificationConfirmed,
-    RedeliveryRequested,
-)
-from shared.outbox import outbox_row
+from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
 from shared.tables.api import Recipient
 from shared.tables.notifier import DeliveryAttempt, Notification
-from shared.tables.outbox import OutboxMessage
 
 _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 _ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 _RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 class CursorError(ValueError):
@@ -157,24 +149,17 @@ def _publish(
     action: str,
     now: datetime,
 ) -> None:
-    row = outbox_row(
+    notification_id = str(message.notification_id)
+    pass_on(
+        db,
         topics.NOTIFICATION_COMMANDS,
-        key=str(message.notification_id),
-        value=message.model_dump_json(),
-        event_type=message.type,
-        event_id=message.event_id,
-        schema_version=SCHEMA_VERSION,
+        notification_id,
+        message,
+        actor=actor,
+        action=action,
         now=now,
+        notification_id=notification_id,
     )
-    with db.begin() as connection:
-        insert_rows(connection, _OUTBOX, [row])
-        audit.record(
-            connection,
-            actor=actor,
-            action=action,
-            at=now,
-            notification_id=str(message.notification_id),
-        )
 
 
 def _attempts(connection: Connection, ids: list[UUID]) -> dict[UUID, list[AttemptView]]:

@@ -7,10 +7,16 @@ from sqlalchemy import select
 from services.api.api_keys import Scope
 from services.purger.apply import apply_messages
 from services.purger.sweep import sweep
+from shared import topics
+from shared.contract.erasure_messages import ErasureConfirmed
 from shared.database import make_engine
+from shared.settings import KafkaSettings
 from shared.tables.purger import StoredClock
 from tests.integration.conftest import RunningApi
+from tests.integration.notifier.helpers import eventually
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
+from tests.integration.purger.running import running_purger
+from tests.kafka_reading import read_topic
 
 CASE = {"case_id": "C-1"}
 
@@ -24,7 +30,9 @@ def erasure_id_of(db, person: Subject) -> str:
     return str(found) if found else str(proofs_of(db, person)[0].erasure_id)
 
 
-async def test_erasures_are_seen_scheduled_held_executed_and_confirmed(api: RunningApi) -> None:
+async def test_erasures_are_seen_scheduled_held_executed_and_confirmed(
+    api: RunningApi, kafka_settings: KafkaSettings
+) -> None:
     db = make_engine(api.settings.database_url)
     executed, held, scheduled = Subject(), Subject(), Subject()
     try:
@@ -76,14 +84,32 @@ async def test_erasures_are_seen_scheduled_held_executed_and_confirmed(api: Runn
     assert [view["due_at"] for view in seen] == sorted(view["due_at"] for view in seen)
     assert len({view["erasure_id"] for view in seen}) == len(seen)  # no page repeats another
 
+    # A system confirms: the API passes it on, the purger records it and tells the topic.
     confirmer = api.key(Scope.ERASURES_CONFIRM)
     url = f"/v1/erasures/{ids['executed']}/confirmations"
     first = await api.client.post(url, json={"system": "ledger"}, headers=confirmer)
+    assert first.status_code == 202, first.text
+    assert (first.json()["status"], first.json()["confirmed_at"]) == ("reported", None)
+
+    async def confirmed() -> dict | None:
+        view = (await api.client.get(f"/v1/erasures/{ids['executed']}", headers=reader)).json()
+        return view if view["confirmed_by"] else None
+
+    async with running_purger(api.settings.database_url, kafka_settings):
+        view = await eventually(confirmed)
+        records = await read_topic(
+            kafka_settings,
+            topics.ERASURES,
+            until=lambda rs: any(r.key == ids["executed"].encode() for r in rs),
+        )
+    assert (view["state"], view["confirmed_by"]) == ("confirmed", ["ledger"])
+    [told] = [r for r in records if r.key == ids["executed"].encode()]
+    message = ErasureConfirmed.model_validate_json(told.value)
+    assert (str(message.erasure_id), message.system) == (ids["executed"], "ledger")
     again = await api.client.post(url, json={"system": "ledger"}, headers=confirmer)
-    assert (first.status_code, again.status_code) == (201, 200)
-    assert first.json()["confirmed_at"] == again.json()["confirmed_at"]
-    confirmed = (await api.client.get(f"/v1/erasures/{ids['executed']}", headers=reader)).json()
-    assert (confirmed["state"], confirmed["confirmed_by"]) == ("confirmed", ["ledger"])
+    assert again.status_code == 200
+    assert again.json()["status"] == "confirmed"
+    assert datetime.fromisoformat(again.json()["confirmed_at"]) == message.confirmed_at
 
     early = await api.client.post(
         f"/v1/erasures/{ids['scheduled']}/confirmations",

@@ -9,6 +9,8 @@ import pytest
 from services.api.api_keys import Scope
 from shared import topics
 from shared.consumer_loop import HEADER_REASON, HEADER_SOURCE
+from shared.contract.erasure_messages import ErasureExecuted
+from shared.contract.vocabulary import Category
 from shared.kafka import make_producer
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
@@ -171,7 +173,21 @@ async def test_rectifications_and_restrictions_reach_recipients_of_that_data_the
 async def test_an_erasure_message_without_its_subject_key_goes_to_the_dlq_and_the_next_is_read(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
-    poison = f'{{"unkeyed": "{uuid.uuid4()}"}}'.encode()
+    now = datetime.now(UTC)
+    poison = (
+        ErasureExecuted(
+            event_id=uuid.uuid4(),
+            erasure_id=uuid.uuid4(),
+            category=Category.MARKETING,
+            scope={},
+            rule="marketing.immediate",
+            legal_basis="GDPR art. 21(3)",
+            due_at=now,
+            executed_at=now,
+        )
+        .model_dump_json()
+        .encode()
+    )
     producer = make_producer(kafka_settings)
     await producer.start()
     try:
