@@ -9,8 +9,8 @@ from sqlmodel import create_engine
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and transactions that take the write
-    lock when they begin, so that it behaves like a server."""
+    """An engine for ``url``; SQLite gets foreign keys, WAL and transactions that begin when
+    they are begun, so that it behaves like a server."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
@@ -23,11 +23,12 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+        def _begin(connection) -> None:  # type: ignore[no-untyped-def]
             # The driver would begin only at the first write, so what a transaction read first
-            # (the sweep's due clocks, a claim's candidates) could change under it. IMMEDIATE
-            # takes the write lock at once: SQLite's one writer reads what it then writes.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # (the sweep's due clocks, a claim's candidates) would be read outside it. Begun
+            # here, its reads share one snapshot, and a write after another connection changed
+            # the data fails (SQLITE_BUSY_SNAPSHOT) instead of acting on what it read.
+            connection.exec_driver_sql("BEGIN")
 
         return engine
     # As many connections as request threads may want at once, recycled before servers or

@@ -3,7 +3,6 @@ subject's clocks, all in one transaction, so that a message is either applied (a
 recorded) or not at all. Redelivered messages are recognised by their event id and skipped."""
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,16 +83,16 @@ def _about_erased_data(
     Such an event is recorded as consumed and not kept; an event after the due time is new data
     and starts a new clock.
     """
-    by_subject: dict[str, list[LifecycleMessage]] = defaultdict(list)
-    for message in messages:
-        by_subject[message.subject].append(message)
     hashed: dict[UUID, list[str]] = {}
-    for subject, subject_messages in by_subject.items():
-        for event_id, keys in retention.clock_keys(subject_messages).items():
-            if keys:
-                hashed[event_id] = [
-                    subject_clocks.key_hash(subject, subject_clocks.routed_key(key)) for key in keys
-                ]
+    for message in messages:
+        # One event at a time: an event that reaches every clock of its category (a broadcast)
+        # then has no keys and is always kept, whatever else came in the same batch.
+        keys = retention.clock_keys([message])[message.event_id]
+        if keys:
+            hashed[message.event_id] = [
+                subject_clocks.key_hash(message.subject, subject_clocks.routed_key(key))
+                for key in keys
+            ]
     if not hashed:
         return set()
     all_hashes = {digest for digests in hashed.values() for digest in digests}

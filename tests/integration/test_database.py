@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy.exc import OperationalError
 
 from shared.database import make_engine
 from shared.tables.types import UtcDateTime
@@ -55,9 +56,9 @@ def test_each_session_gets_its_own_postgres_database(postgres_url: str) -> None:
     assert name.startswith("gallring_test_")
 
 
-def test_a_transaction_that_has_only_read_still_keeps_other_writers_out(tmp_path: Path) -> None:
-    """On SQLite, a transaction takes the write lock when it begins: what it reads (due clocks,
-    claimable notifications) cannot change under it before it writes."""
+def test_a_transaction_does_not_write_on_what_changed_since_it_read(tmp_path: Path) -> None:
+    """On SQLite, a transaction's reads share one snapshot, and writing after another connection
+    changed the data fails: the sweep cannot erase a clock held after it read it."""
     path = tmp_path / "gallring.db"
     engine = make_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
@@ -65,11 +66,12 @@ def test_a_transaction_that_has_only_read_still_keeps_other_writers_out(tmp_path
         connection.execute(text("INSERT INTO clock VALUES (1, 'due')"))
     other = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
-        with engine.begin() as connection:
+        with pytest.raises(OperationalError, match="locked"), engine.begin() as connection:
             assert connection.execute(text("SELECT state FROM clock")).scalar_one() == "due"
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.execute("UPDATE clock SET state = 'held' WHERE id = 1")
-        other.execute("UPDATE clock SET state = 'held' WHERE id = 1")  # free again after commit
+            other.execute("UPDATE clock SET state = 'held' WHERE id = 1")  # readers do not block
+            connection.execute(text("DELETE FROM clock WHERE id = 1"))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT state FROM clock")).scalar_one() == "held"
     finally:
         other.close()
         engine.dispose()

@@ -149,6 +149,28 @@ def test_a_late_event_about_erased_data_neither_erases_it_again_nor_keeps_it(
     assert clocks_of(db, person) == {("marketing", ""): "pending"}
 
 
+def test_an_event_for_every_clock_of_a_category_is_kept_beside_a_late_one_about_erased_data(
+    db: Engine,
+) -> None:
+    person = Subject()
+    k1, k2 = {"client_id": "K-1"}, {"client_id": "K-2"}
+    apply(
+        db,
+        person.message("customer_relationship.ended", ago(months=40), k1),
+        person.message("customer_relationship.settled", ago(months=39), k1),
+        person.message("customer_relationship.ended", ago(months=6), k2),
+        person.message("customer_relationship.settled", ago(months=5), k2),
+    )
+    sweep_now(db)
+    assert clocks_of(db, person) == {("customer_relationship", "K-2"): "pending"}
+    apply(
+        db,
+        person.message("customer_relationship.settled", ago(months=38), k1),  # late, erased
+        person.message("data.outdated", ago(months=4), data={"category": "customer_relationship"}),
+    )
+    assert clocks_of(db, person) == {("customer_relationship", "K-2"): "due"}
+
+
 def test_a_reopened_case_is_not_erased(db: Engine) -> None:
     person = Subject()
     apply(
