@@ -9,26 +9,16 @@ from sqlmodel import create_engine
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and transactions that begin when
-    they are begun, so that it behaves like a server."""
+    """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
-            connection.isolation_level = None  # transactions begin below, not in the driver
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection) -> None:  # type: ignore[no-untyped-def]
-            # The driver would begin only at the first write, so what a transaction read first
-            # (the sweep's due clocks, a claim's candidates) would be read outside it. Begun
-            # here, its reads share one snapshot, and a write after another connection changed
-            # the data fails (SQLITE_BUSY_SNAPSHOT) instead of acting on what it read.
-            connection.exec_driver_sql("BEGIN")
 
         return engine
     # As many connections as request threads may want at once, recycled before servers or

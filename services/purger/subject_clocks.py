@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
 
 from shared.contract.lifecycle_message import LifecycleMessage
+from shared.database import one_of
 from shared.engine import RetentionClock
 from shared.engine.evaluate import ClockKey
 from shared.tables.purger import StoredClock, SubjectFact
@@ -21,6 +22,20 @@ from shared.tables.purger import StoredClock, SubjectFact
 RowKey = tuple[str, str, str]
 CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
+
+
+class ClockChanged(Exception):
+    """A clock changed after it was read (on SQLite, which locks no rows on reading); the
+    transaction is rolled back and the work done again later, on what is true then."""
+
+
+def unchanged(connection: Connection, rows: Iterable[Row[Any]]) -> Any:
+    """A condition: these clock rows still are as they were read. On PostgreSQL the rows are
+    locked when read (``FOR UPDATE``), so nothing can have changed them."""
+    rows = list(rows)
+    if connection.dialect.name == "postgresql":
+        return one_of(connection, CLOCKS.c.id, [row.id for row in rows])
+    return tuple_(CLOCKS.c.id, CLOCKS.c.updated_at).in_([(r.id, r.updated_at) for r in rows])
 
 
 def key_hash(subject: str, key: RowKey) -> str:
@@ -86,13 +101,16 @@ def store(
             )
             changed.append(clock)
         elif any(getattr(row, column) != value for column, value in values.items()):
-            connection.execute(
-                update(CLOCKS).where(CLOCKS.c.id == row.id).values(updated_at=now, **values)
-            )
+            updated = connection.execute(
+                update(CLOCKS).where(unchanged(connection, [row])).values(updated_at=now, **values)
+            ).rowcount
+            if updated != 1:
+                raise ClockChanged(row.erasure_id)
             changed.append(clock)
     if remaining:
-        ids = [row.id for row in remaining.values()]
-        connection.execute(delete(CLOCKS).where(CLOCKS.c.id.in_(ids)))
+        gone = connection.execute(delete(CLOCKS).where(unchanged(connection, remaining.values())))
+        if gone.rowcount != len(remaining):
+            raise ClockChanged()
     return changed
 
 

@@ -2,7 +2,8 @@
 
 Due clocks come from the partial index on ``due_at``; on PostgreSQL they are locked with
 ``FOR UPDATE SKIP LOCKED``, so that several purgers share the work and none erases a clock
-another holds. Each subject is evaluated again from its facts in the same transaction: a legal
+another holds. SQLite locks nothing on reading: there a clock is erased only if it is still as
+it was read (``subject_clocks.unchanged``), else the batch is rolled back and swept again later. Each subject is evaluated again from its facts in the same transaction: a legal
 hold or a reopened case that arrived since the clock was stored wins over the stored verdict.
 
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
@@ -11,6 +12,7 @@ the subject needs any more are deleted. Each step is one statement for the whole
 per clock.
 """
 
+import logging
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import SWEPT, ErasureProof
 
+log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS
 _FACTS = subject_clocks.FACTS
 _PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
@@ -45,7 +48,11 @@ def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int
     """Erase every clock due at ``now``, batch by batch; how many were erased."""
     erased = 0
     while True:
-        batch = sweep_batch(db, retention, now, batch_size)
+        try:
+            batch = sweep_batch(db, retention, now, batch_size)
+        except subject_clocks.ClockChanged:
+            log.info("purger: a clock changed while the sweep read it; swept again next time")
+            return erased
         erased += batch.erased
         if batch.looked_at < batch_size or batch.looked_at == batch.skipped:
             return erased
@@ -183,8 +190,10 @@ def _execute(
         )
     insert_rows(connection, _OUTBOX, outbox)
     insert_rows(connection, _PROOFS, proofs)
-    erased_ids = [row.id for row, _ in erasing]
-    connection.execute(delete(_CLOCKS).where(one_of(connection, _CLOCKS.c.id, erased_ids)))
+    rows = [row for row, _ in erasing]
+    erased = connection.execute(delete(_CLOCKS).where(subject_clocks.unchanged(connection, rows)))
+    if erased.rowcount != len(rows):
+        raise subject_clocks.ClockChanged()  # a hold or a reopening came in meanwhile
 
 
 def _forget_unneeded_facts(

@@ -1,12 +1,8 @@
 """The database plumbing against both real databases."""
 
-import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
-from sqlalchemy.exc import OperationalError
 
 from shared.database import make_engine
 from shared.tables.types import UtcDateTime
@@ -54,24 +50,3 @@ def test_each_session_gets_its_own_postgres_database(postgres_url: str) -> None:
         name = connection.execute(text("SELECT current_database()")).scalar()
     engine.dispose()
     assert name.startswith("gallring_test_")
-
-
-def test_a_transaction_does_not_write_on_what_changed_since_it_read(tmp_path: Path) -> None:
-    """On SQLite, a transaction's reads share one snapshot, and writing after another connection
-    changed the data fails: the sweep cannot erase a clock held after it read it."""
-    path = tmp_path / "gallring.db"
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE clock (id INTEGER PRIMARY KEY, state TEXT)"))
-        connection.execute(text("INSERT INTO clock VALUES (1, 'due')"))
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        with pytest.raises(OperationalError, match="locked"), engine.begin() as connection:
-            assert connection.execute(text("SELECT state FROM clock")).scalar_one() == "due"
-            other.execute("UPDATE clock SET state = 'held' WHERE id = 1")  # readers do not block
-            connection.execute(text("DELETE FROM clock WHERE id = 1"))
-        with engine.connect() as connection:
-            assert connection.execute(text("SELECT state FROM clock")).scalar_one() == "held"
-    finally:
-        other.close()
-        engine.dispose()

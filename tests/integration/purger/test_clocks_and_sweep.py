@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, select
 
+from services.purger import sweep as sweep_module
 from services.purger.apply import apply_messages
 from services.purger.sweep import sweep
 from shared import topics
@@ -169,6 +170,33 @@ def test_an_event_for_every_clock_of_a_category_is_kept_beside_a_late_one_about_
         person.message("data.outdated", ago(months=4), data={"category": "customer_relationship"}),
     )
     assert clocks_of(db, person) == {("customer_relationship", "K-2"): "due"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_hold_that_comes_in_while_the_sweep_works_still_wins(
+    db: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite locks no rows on reading, so the consumer can hold a clock the sweep has just
+    read as due; the sweep then erases nothing and tries again later. (PostgreSQL locks the
+    clocks it reads.)"""
+    person = Subject()
+    apply(db, person.message("collection_case.closed", ago(months=37), CASE))
+    facts_of_subjects = sweep_module._facts_of
+    consumer_db = make_engine(migrated_url)
+
+    def facts_read_then_a_hold_arrives(connection, subjects):  # type: ignore[no-untyped-def]
+        facts = facts_of_subjects(connection, subjects)
+        hold = person.message("legal_hold.placed", ago(hours=1), data={"hold_id": "H-7"})
+        apply(consumer_db, hold)
+        return facts
+
+    monkeypatch.setattr(sweep_module, "_facts_of", facts_read_then_a_hold_arrives)
+    try:
+        sweep_now(db)
+    finally:
+        consumer_db.dispose()
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "held"}
+    assert proofs_of(db, person) == []
 
 
 def test_a_reopened_case_is_not_erased(db: Engine) -> None:
