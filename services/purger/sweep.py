@@ -3,8 +3,9 @@
 Due clocks come from the partial index on ``due_at``; on PostgreSQL they are locked with
 ``FOR UPDATE SKIP LOCKED``, so that several purgers share the work and none erases a clock
 another holds. SQLite locks nothing on reading: there a clock is erased only if it is still as
-it was read (``subject_clocks.unchanged``), else the batch is rolled back and swept again later. Each subject is evaluated again from its facts in the same transaction: a legal
-hold or a reopened case that arrived since the clock was stored wins over the stored verdict.
+it was read (``subject_clocks.unchanged``), else the batch is rolled back and swept again
+later. Each subject is evaluated again from its facts in the same transaction: a legal hold or a
+reopened case that arrived since the clock was stored wins over the stored verdict.
 
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
 to the outbox, the clock becomes a proof that names no subject, and the facts no live clock of

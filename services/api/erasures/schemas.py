@@ -2,9 +2,10 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.notifications.schemas import NotificationView
 from shared.contract.vocabulary import Identifier
@@ -38,7 +39,10 @@ class ErasurePage(BaseModel):
 class Confirmation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    system: Identifier  # which of the company's systems erased its copy, e.g. "ledger"
+    system: Annotated[
+        Identifier,
+        Field(max_length=100, description="which of the company's systems erased its copy"),
+    ]
 
 
 class Confirmed(BaseModel):

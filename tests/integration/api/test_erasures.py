@@ -131,6 +131,13 @@ async def test_erasure_calls_need_their_scopes_and_valid_input(api: RunningApi) 
         f"{unknown}/confirmations", json={"system": "ledger"}, headers=reader
     )
     assert confirm.status_code == 403  # reading is not confirming
+    too_long = await api.client.post(
+        f"{unknown}/confirmations",
+        json={"system": "s" * 101},
+        headers=api.key(Scope.ERASURES_CONFIRM),
+    )
+    assert too_long.status_code == 422  # the purger keeps system names of up to 100
+    assert too_long.json()["errors"][0]["field"] == "system"
     bad_cursor = await api.client.get("/v1/erasures", params={"cursor": "nonsense"}, headers=reader)
     assert bad_cursor.status_code == 422
     assert bad_cursor.json()["errors"][0]["field"] == "cursor"
