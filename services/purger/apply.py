@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
@@ -67,6 +67,8 @@ def apply_messages(
             facts = subject_clocks.load_facts(connection, subject)
             clocks = retention.evaluate(subject, facts, now)
             subject_clocks.store(connection, subject, clocks, existing, now)
+            if not clocks:
+                _forget_released_holds(connection, facts)
             erasable += sum(1 for clock in clocks if clock.state in _ERASABLE)
         return Applied(len(fresh), erasable)
 
@@ -114,3 +116,20 @@ def _about_erased_data(
     if late:
         log.info("purger: %d late event(s) about already erased data not kept", len(late))
     return late
+
+
+def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]) -> None:
+    """A subject without clocks keeps the events of its standing holds (a clock made later
+    falls under them); once released, they go."""
+    standing = subject_clocks.standing_hold_events(facts)
+    released = [
+        m.event_id
+        for m in facts
+        if m.type in subject_clocks.HOLD_EVENT_TYPES and m.event_id not in standing
+    ]
+    if released:
+        connection.execute(
+            delete(subject_clocks.FACTS).where(
+                one_of(connection, subject_clocks.FACTS.c.event_id, released)
+            )
+        )

@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
 
@@ -17,9 +17,11 @@ from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import RetentionClock
 from shared.engine.evaluate import ClockKey
+from shared.engine.holds import Holds
 from shared.tables.purger import StoredClock, SubjectFact
 
 RowKey = tuple[str, str, str]
+HOLD_EVENT_TYPES = ("legal_hold.placed", "legal_hold.released")
 CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
 
@@ -122,3 +124,13 @@ def _values(clock: RetentionClock) -> dict[str, Any]:
         "legal_basis": clock.legal_basis,
         "reason": clock.reason,
     }
+
+
+def standing_hold_events(messages: list[LifecycleMessage]) -> set[UUID]:
+    """The placements and releases of the subject's holds that still stand."""
+    hold_events = [m for m in messages if m.type in HOLD_EVENT_TYPES]
+    holds = Holds()
+    for message in hold_events:
+        holds.add(message)
+    standing = holds.standing()
+    return {m.event_id for m in hold_events if m.data.hold_id in standing}

@@ -30,7 +30,6 @@ from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, Era
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
-from shared.engine.holds import Holds
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
@@ -42,7 +41,6 @@ _FACTS = subject_clocks.FACTS
 _PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
-HOLD_EVENT_TYPES = ("legal_hold.placed", "legal_hold.released")
 
 
 def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
@@ -219,7 +217,7 @@ def _forget_unneeded_facts(
     unneeded: list[UUID] = []
     for subject, messages in facts.items():
         if subject not in live:
-            keep = _standing_hold_events(messages)
+            keep = subject_clocks.standing_hold_events(messages)
             unneeded += [m.event_id for m in messages if m.event_id not in keep]
             continue
         for event_id, keys in retention.clock_keys(messages).items():
@@ -227,13 +225,3 @@ def _forget_unneeded_facts(
                 unneeded.append(event_id)
     if unneeded:
         connection.execute(delete(_FACTS).where(one_of(connection, _FACTS.c.event_id, unneeded)))
-
-
-def _standing_hold_events(messages: list[LifecycleMessage]) -> set[UUID]:
-    """The placements and releases of the subject's holds that still stand."""
-    hold_events = [m for m in messages if m.type in HOLD_EVENT_TYPES]
-    holds = Holds()
-    for message in hold_events:
-        holds.add(message)
-    standing = holds.standing()
-    return {m.event_id for m in hold_events if m.data.hold_id in standing}

@@ -123,6 +123,21 @@ def test_a_standing_hold_outlives_an_erasure_and_holds_a_case_back_filled_later(
     assert len(proofs_of(db, person)) == 1
 
 
+def test_a_hold_released_after_the_last_clock_went_leaves_nothing_behind(db: Engine) -> None:
+    person = Subject()
+    apply(
+        db,
+        person.message("marketing.contact", ago(years=4)),
+        person.message("legal_hold.placed", ago(days=2), data={"hold_id": "H-9", "case_id": "C-9"}),
+    )
+    sweep_now(db)
+    assert clocks_of(db, person) == {}
+    assert facts_of(db, person) == 1  # the standing hold
+    apply(db, person.message("legal_hold.released", ago(days=1), data={"hold_id": "H-9"}))
+    assert clocks_of(db, person) == {}
+    assert facts_of(db, person) == 0
+
+
 def test_a_late_event_about_erased_data_neither_erases_it_again_nor_keeps_it(
     db: Engine,
 ) -> None:
