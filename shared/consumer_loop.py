@@ -5,8 +5,9 @@ A crash between the two redelivers the batch, which the consumer's dedupe absorb
 does the same. A message that cannot be parsed goes to ``gallring.dlq.v1`` (the original bytes,
 the reason and the source in headers) before its offset is committed, and consumption goes on.
 A batch whose work fails is read again after a pause: nothing is committed, nothing lost. If
-the same batch fails again and again, and not because the database is away, its messages are
-applied one at a time and the one that cannot be applied goes to the dead-letter topic too.
+batches fail again and again, and not because the database is away, the messages are applied
+one at a time and the one that cannot be applied goes to the dead-letter topic too; a message
+set aside is not sent there again when its batch is read once more.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from shared import topics
 from shared.contract.errors import describe
@@ -59,8 +61,8 @@ class ConsumerLoop(Generic[Parsed]):
         self._apply = apply
         self._on_dead_letter = on_dead_letter
         self._stopping = asyncio.Event()
-        self._failing: tuple | None = None  # the batch that failed last, and how often
-        self._failures = 0
+        self._failures = 0  # batches failed in a row, not counting outages
+        self._dead_lettered: set[tuple[str, int, int]] = set()  # not yet committed past
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave :meth:`run`."""
@@ -89,58 +91,60 @@ class ConsumerLoop(Generic[Parsed]):
         producer: AIOKafkaProducer,
         batch: dict[TopicPartition, list[ConsumerRecord]],
     ) -> None:
-        signature = tuple(sorted((p.topic, p.partition, rs[0].offset) for p, rs in batch.items()))
         try:
             parsed: list[tuple[ConsumerRecord, Parsed]] = []
             for records in batch.values():
                 for record in records:
+                    if _position(record) in self._dead_lettered:
+                        continue  # set aside in an earlier round of this batch
                     message = await self._parse_or_dead_letter(producer, record)
                     if message is not None:
                         parsed.append((record, message))
             if parsed:
                 await self._apply([message for _, message in parsed])
         except Exception as error:  # noqa: BLE001 - retried: nothing is committed, nothing lost
-            failures = self._failures + 1 if signature == self._failing else 1
-            self._failing, self._failures = signature, failures
-            if failures < MAX_BATCH_FAILURES or _transient(error):
+            self._failures = 0 if _transient(error) else self._failures + 1
+            if self._failures < MAX_BATCH_FAILURES:
                 await self._read_again(consumer, batch, error)
                 return
-            # The same batch keeps failing, and not for want of a database: find the message
-            # that cannot be applied, one at a time, and set it aside on the dead-letter topic.
-            if not await self._apply_one_by_one(consumer, producer, batch, parsed):
+            # Batches keep failing, and not for want of a database: find the message that
+            # cannot be applied, one at a time, and set it aside on the dead-letter topic.
+            try:
+                await self._apply_one_by_one(producer, parsed)
+            except Exception as isolating_error:  # noqa: BLE001 - an outage meanwhile
+                self._failures = 0
+                await self._read_again(consumer, batch, isolating_error)
                 return
-        self._failing, self._failures = None, 0
+        self._failures = 0
+        committed = {partition: records[-1].offset + 1 for partition, records in batch.items()}
         try:
-            await consumer.commit(
-                {partition: records[-1].offset + 1 for partition, records in batch.items()}
-            )
+            await consumer.commit(committed)
         except CommitFailedError:
             # A rebalance took the partitions away; their next owner reads the batch again and
             # the dedupe skips what we applied.
             log.info("%s: offsets not committed after a rebalance; redelivered", self._name)
+        self._dead_lettered = {
+            (topic, partition, offset)
+            for topic, partition, offset in self._dead_lettered
+            if offset >= committed.get(TopicPartition(topic, partition), 0)
+        }
 
     async def _apply_one_by_one(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        batch: dict[TopicPartition, list[ConsumerRecord]],
-        parsed: list[tuple[ConsumerRecord, Parsed]],
-    ) -> bool:
-        """Apply each message alone; one that still fails for a reason other than an outage
-        goes to the dead-letter topic. False: an outage came up, the batch is read again."""
+        self, producer: AIOKafkaProducer, parsed: list[tuple[ConsumerRecord, Parsed]]
+    ) -> None:
+        """Apply each message alone; one that fails for a reason other than an outage goes to
+        the dead-letter topic. An outage is raised: the batch is read again."""
         for record, message in parsed:
             try:
                 await self._apply([message])
-            except Exception as error:  # noqa: BLE001 - classified below
+            except Exception as error:
                 if _transient(error):
-                    await self._read_again(consumer, batch, error)
-                    return False
+                    raise
                 reason = (
                     f"could not be applied ({type(error).__name__}), "
                     f"{MAX_BATCH_FAILURES} times in a row"
                 )
                 await self._dead_letter(producer, record, reason)
-        return True
 
     async def _read_again(
         self,
@@ -196,9 +200,16 @@ class ConsumerLoop(Generic[Parsed]):
             reason,
             topics.DEAD_LETTERS,
         )
+        self._dead_lettered.add(_position(record))
         self._on_dead_letter()
+
+
+def _position(record: ConsumerRecord) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
 
 
 def _transient(error: Exception) -> bool:
     """An outage (the database or the network), not a fault of the messages."""
-    return isinstance(error, (OperationalError, InterfaceError, OSError, TimeoutError))
+    return isinstance(
+        error, (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError)
+    )

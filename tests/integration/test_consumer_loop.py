@@ -37,6 +37,8 @@ async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:  # 
 
 def _loop(kafka: KafkaSettings, topic: str, apply, dead: list[int]) -> ConsumerLoop[str]:  # type: ignore[no-untyped-def]
     def parse(record: ConsumerRecord) -> str:
+        if record.value.startswith(b"unparseable"):
+            raise ValueError("not a message")
         return record.value.decode()
 
     return ConsumerLoop(
@@ -96,3 +98,27 @@ async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
     await _run_until(_loop(kafka_settings, topic, apply, dead), lambda: applied)
     assert applied == [marker]
     assert calls == 5 and dead == []
+
+
+async def test_each_bad_message_reaches_the_dlq_once_even_when_an_outage_interrupts(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = f"loop-test-{uuid.uuid4().hex[:8]}"
+    values = [b"unparseable", b"good-1", b"poison", b"flaky", b"good-2"]
+    await _produce(kafka_settings, topic, values)
+    applied: list[str] = []
+    outage_left = 1
+
+    async def apply(messages: list[str]) -> None:
+        nonlocal outage_left
+        if "poison" in messages:
+            raise ValueError("this one cannot be stored")
+        if messages == ["flaky"] and outage_left:
+            outage_left -= 1  # the database goes away while the bad one is being looked for
+            raise OperationalError("SELECT 1", None, ConnectionError("database away"))
+        applied.extend(messages)
+
+    dead: list[int] = []
+    await _run_until(_loop(kafka_settings, topic, apply, dead), lambda: "good-2" in applied)
+    assert set(applied) == {"good-1", "flaky", "good-2"}
+    assert len(dead) == 2  # "unparseable" and "poison", each once
