@@ -8,7 +8,7 @@ deliveries, which then go to the address that was checked (a name can be repoint
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 #: Instance metadata services that are not in the link-local ranges.
 _METADATA = {
@@ -21,9 +21,9 @@ class UnsafeWebhookUrl(ValueError):
     """The URL may not receive Gallring's webhooks; the message says why."""
 
 
-def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
-    """Raise :class:`UnsafeWebhookUrl` unless ``url`` may receive webhooks; else the address
-    to connect to (see :func:`pinned`)."""
+def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
+    """Raise :class:`UnsafeWebhookUrl` unless ``url`` may receive webhooks; else the addresses
+    it may be sent to, IPv4 first."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http"):
         raise UnsafeWebhookUrl("the webhook URL must start with https://")
@@ -53,19 +53,7 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
             "the webhook URL must use https; plain http is allowed only for a loopback "
             "receiver in development"
         )
-    return str(next((a for a in addresses if a.version == 4), addresses[0]))  # IPv4 first
-
-
-def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
-    """The request for ``url`` sent to the checked ``address``, so that a name repointed after
-    the check (DNS rebinding) cannot send it elsewhere: the URL with the address for its host,
-    the ``Host`` header, and for https the TLS server name (certificates are still checked
-    against the name). Returns ``(url, headers, httpx extensions)``."""
-    parts = urlsplit(url)
-    host = f"[{address}]" if ":" in address else address
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
-    return urlunsplit(parts._replace(netloc=netloc)), {"host": parts.netloc}, extensions
+    return [str(a) for a in sorted(set(addresses), key=lambda a: a.version)]
 
 
 def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -23,9 +23,9 @@ from services.notifier import deliveries
 from services.notifier.deliveries import Claimed, Outcome
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
-from services.notifier.webhook import notification_body, signed_headers
+from services.notifier.webhook import notification_body, pinned, signed_headers
 from shared.recipient_secrets import SecretBox
-from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url, pinned
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 log = logging.getLogger(__name__)
 URL_CHECK_SECONDS = 60.0
@@ -41,11 +41,11 @@ class Deliverer:
         self._metrics = metrics
         self._box: SecretBox = settings.secret_box()
         self._signers: dict[str, Webhook] = {}  # sealed secret -> signer
-        # url -> (when checked, refusal, address to send to)
-        self._url_checked: dict[str, tuple[float, str | None, str | None]] = {}
+        # url -> (when checked, refusal, addresses to send to)
+        self._url_checked: dict[str, tuple[float, str | None, list[str]]] = {}
         self._in_flight: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -93,13 +93,16 @@ class Deliverer:
             for client in self._clients.values():
                 await client.aclose()
 
-    def _client(self, recipient_id: str) -> httpx.AsyncClient:
-        """One connection pool per recipient, as large as its concurrency: recipients do not
-        share connections, and httpx's pool stays small (its cost grows with its size)."""
-        client = self._clients.get(recipient_id)
+    def _client(self, recipient_id: str, url: str) -> httpx.AsyncClient:
+        """One connection pool per recipient and URL, as large as its concurrency: recipients
+        do not share connections (nor does a URL a recipient had before: its TLS connections
+        were checked for the old name), and httpx's pool stays small (its cost grows with its
+        size)."""
+        key = (recipient_id, url)
+        client = self._clients.get(key)
         if client is None:
             size = self._settings.notifier_recipient_concurrency
-            client = self._clients[recipient_id] = httpx.AsyncClient(
+            client = self._clients[key] = httpx.AsyncClient(
                 timeout=self._settings.notifier_timeout_seconds,
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 follow_redirects=False,
@@ -151,9 +154,8 @@ class Deliverer:
 
     def _start(self, notification: Claimed) -> None:
         self._in_flight[notification.recipient_id] += 1
-        task = asyncio.create_task(
-            self._deliver(self._client(notification.recipient_id), notification)
-        )
+        client = self._client(notification.recipient_id, notification.webhook_url)
+        task = asyncio.create_task(self._deliver(client, notification))
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, notification))
 
@@ -168,20 +170,14 @@ class Deliverer:
         now = datetime.now(UTC)
         started = time.perf_counter()
         try:
-            refusal, address = await self._vetted(notification.webhook_url)
-            if refusal is not None or address is None:
+            refusal, addresses = await self._vetted(notification.webhook_url)
+            if refusal is not None:
                 outcome = Outcome(notification, now, 0, error=f"webhook URL refused: {refusal}")
             else:
-                body = self._body(notification, now)
-                signers = self._signers_of(notification, now)
-                headers = signed_headers(str(notification.notification_id), body, signers, now)
-                url, host, extensions = pinned(notification.webhook_url, address)
                 # The whole exchange within the timeout (httpx's applies per read), so that
                 # it always ends well inside the claim's lease.
                 async with asyncio.timeout(self._settings.notifier_timeout_seconds):
-                    response = await client.post(
-                        url, content=body, headers=headers | host, extensions=extensions
-                    )
+                    response = await self._post(client, notification, addresses, now)
                 outcome = Outcome(
                     notification,
                     now,
@@ -196,6 +192,28 @@ class Deliverer:
         result = "delivered" if outcome.delivered else "failed"
         self._metrics.deliveries.labels(outcome=result).inc()
         self._outcomes.append(outcome)
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        notification: Claimed,
+        addresses: list[str],
+        now: datetime,
+    ) -> httpx.Response:
+        """POST to the first checked address that takes the connection."""
+        body = self._body(notification, now)
+        signers = self._signers_of(notification, now)
+        headers = signed_headers(str(notification.notification_id), body, signers, now)
+        for address in addresses[:-1]:
+            url, host, extensions = pinned(notification.webhook_url, address)
+            try:
+                return await client.post(
+                    url, content=body, headers=headers | host, extensions=extensions
+                )
+            except httpx.ConnectError:
+                continue  # the next address of the name
+        url, host, extensions = pinned(notification.webhook_url, addresses[-1])
+        return await client.post(url, content=body, headers=headers | host, extensions=extensions)
 
     def _body(self, notification: Claimed, now: datetime) -> str:
         return notification_body(
@@ -224,19 +242,19 @@ class Deliverer:
             signers.append(self._signers[secret])
         return signers
 
-    async def _vetted(self, url: str) -> tuple[str | None, str | None]:
-        """``(refusal, address)``: why the URL may not be used, or the checked address to send
-        to; checked again after ``URL_CHECK_SECONDS``."""
+    async def _vetted(self, url: str) -> tuple[str | None, list[str]]:
+        """``(refusal, addresses)``: why the URL may not be used, or the checked addresses to
+        send to; checked again after ``URL_CHECK_SECONDS``."""
         checked = self._url_checked.get(url)
         if checked is None or time.monotonic() - checked[0] > URL_CHECK_SECONDS:
-            refusal, address = None, None
+            refusal, addresses = None, []
             try:
-                address = await asyncio.to_thread(
+                addresses = await asyncio.to_thread(
                     check_webhook_url, url, allow_loopback=self._settings.webhook_allow_loopback
                 )
             except UnsafeWebhookUrl as error:
                 refusal = str(error)
-            checked = (time.monotonic(), refusal, address)
+            checked = (time.monotonic(), refusal, addresses)
             self._url_checked[url] = checked
         return checked[1], checked[2]
 

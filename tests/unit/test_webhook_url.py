@@ -3,7 +3,8 @@ addresses; loopback and plain http only when development allows it."""
 
 import pytest
 
-from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url, pinned
+from services.notifier.webhook import pinned
+from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 
 @pytest.mark.parametrize(
@@ -64,8 +65,14 @@ def test_a_request_is_pinned_to_the_checked_address_keeping_its_name_for_host_an
         {"host": "localhost"},
         {},
     )
+    assert pinned("https://bücher.se/hook", "93.184.215.14") == (
+        "https://93.184.215.14/hook",
+        {"host": "xn--bcher-kva.se"},
+        {"sni_hostname": "xn--bcher-kva.se"},
+    )
 
 
-def test_the_check_names_the_address_to_connect_to() -> None:
-    assert check_webhook_url("https://93.184.215.14/h", allow_loopback=False) == "93.184.215.14"
-    assert check_webhook_url("http://localhost:1/h", allow_loopback=True) in ("127.0.0.1", "::1")
+def test_the_check_names_the_addresses_to_connect_to_ipv4_first() -> None:
+    assert check_webhook_url("https://93.184.215.14/h", allow_loopback=False) == ["93.184.215.14"]
+    addresses = check_webhook_url("http://localhost:1/h", allow_loopback=True)
+    assert addresses[0] == "127.0.0.1"

@@ -11,6 +11,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.api.api_keys import Scope
 from services.notifier.webhook import signed_headers
+from shared import webhook_url
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
@@ -98,17 +99,28 @@ async def test_each_recipient_that_received_the_category_is_told_once_and_can_co
         assert repeated.status_code == 202
 
 
-async def test_a_webhook_named_by_host_name_goes_to_the_address_that_was_checked(
-    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+async def test_a_webhook_host_name_is_resolved_once_and_the_checked_address_used(
+    api: RunningApi,
+    migrated_url: str,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A name only Gallring's check can resolve stands for one that is repointed after the
+    check (DNS rebinding): the delivery must go to the address the check vetted."""
+    resolve = webhook_url._resolve
+
+    def only_the_check_knows(host: str, port: int | None):  # type: ignore[no-untyped-def]
+        return resolve("127.0.0.1" if host == "vendor.gallring.test" else host, port)
+
+    monkeypatch.setattr(webhook_url, "_resolve", only_the_check_knows)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
-        vendor = await register(api, receiver, host="localhost")
+        vendor = await register(api, receiver, host="vendor.gallring.test")
         subject = Subject()
         await disclose(api, subject, vendor)
         await announce_erasure(kafka_settings, subject)
         endpoint = receiver.endpoints[vendor]
         await eventually(lambda: endpoint.acted_on)
-    assert endpoint.received[0].headers["host"] == f"localhost:{receiver.port}"
+    assert endpoint.received[0].headers["host"] == f"vendor.gallring.test:{receiver.port}"
 
 
 async def test_a_tampered_or_stale_delivery_does_not_verify(
