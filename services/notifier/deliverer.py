@@ -32,6 +32,8 @@ URL_CHECK_SECONDS = 60.0
 HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
+ROUND_SIZE = 8  # finished deliveries that make the next round start at once
+ROUND_WAIT = 0.02  # else it starts after this long
 
 
 class Deliverer:
@@ -78,8 +80,10 @@ class Deliverer:
                     continue
                 for notification in claimed:
                     self._start(notification)
-                if not claimed or len(self._tasks) >= settings.notifier_concurrency:
-                    await self._pause(settings.notifier_poll_interval_seconds)
+                # With deliveries in flight, the next round comes when a few have finished
+                # (one claim and one record per round, not per delivery), or shortly.
+                idle = not self._tasks
+                await self._pause(settings.notifier_poll_interval_seconds if idle else ROUND_WAIT)
             # Stopping: deliveries in flight get a grace period, then are cut off (their leases
             # lapse and another notifier sends them again); what finished is recorded.
             if self._tasks:
@@ -164,7 +168,8 @@ class Deliverer:
         self._in_flight[notification.recipient_id] -= 1
         if not self._in_flight[notification.recipient_id]:
             del self._in_flight[notification.recipient_id]
-        self._wake.set()
+        if len(self._outcomes) >= ROUND_SIZE or not self._tasks:
+            self._wake.set()
 
     async def _deliver(self, client: httpx.AsyncClient, notification: Claimed) -> None:
         now = datetime.now(UTC)
