@@ -91,8 +91,8 @@ class ConsumerLoop(Generic[Parsed]):
         producer: AIOKafkaProducer,
         batch: dict[TopicPartition, list[ConsumerRecord]],
     ) -> None:
+        parsed: list[tuple[ConsumerRecord, Parsed]] = []
         try:
-            parsed: list[tuple[ConsumerRecord, Parsed]] = []
             for records in batch.values():
                 for record in records:
                     if _position(record) in self._dead_lettered:
@@ -100,6 +100,10 @@ class ConsumerLoop(Generic[Parsed]):
                     message = await self._parse_or_dead_letter(producer, record)
                     if message is not None:
                         parsed.append((record, message))
+        except Exception as error:  # noqa: BLE001 - the DLQ is unreachable: nothing committed
+            await self._read_again(consumer, batch, error)
+            return
+        try:
             if parsed:
                 await self._apply([message for _, message in parsed])
         except Exception as error:  # noqa: BLE001 - retried: nothing is committed, nothing lost

@@ -32,8 +32,7 @@ URL_CHECK_SECONDS = 60.0
 HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
-ROUND_SIZE = 8  # finished deliveries that make the next round start at once
-ROUND_WAIT = 0.02  # else it starts after this long
+ROUND_SIZE = 4  # finished deliveries that make the next round start at once
 
 
 class Deliverer:
@@ -80,10 +79,9 @@ class Deliverer:
                     continue
                 for notification in claimed:
                     self._start(notification)
-                # With deliveries in flight, the next round comes when a few have finished
-                # (one claim and one record per round, not per delivery), or shortly.
-                idle = not self._tasks
-                await self._pause(settings.notifier_poll_interval_seconds if idle else ROUND_WAIT)
+                # The next round comes when enough deliveries have finished (one claim and one
+                # record per round, not per delivery), when new ones are due, or after a while.
+                await self._pause(settings.notifier_poll_interval_seconds)
             # Stopping: deliveries in flight get a grace period, then are cut off (their leases
             # lapse and another notifier sends them again); what finished is recorded.
             if self._tasks:
@@ -106,8 +104,10 @@ class Deliverer:
         client = self._clients.get(key)
         if client is None:
             size = self._settings.notifier_recipient_concurrency
+            timeout = self._settings.notifier_timeout_seconds
             client = self._clients[key] = httpx.AsyncClient(
-                timeout=self._settings.notifier_timeout_seconds,
+                # Connecting gets a third of the time, so another address can still be tried.
+                timeout=httpx.Timeout(timeout, connect=timeout / 3),
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 follow_redirects=False,
                 trust_env=False,  # no proxy from the environment between the check and the host
@@ -168,7 +168,9 @@ class Deliverer:
         self._in_flight[notification.recipient_id] -= 1
         if not self._in_flight[notification.recipient_id]:
             del self._in_flight[notification.recipient_id]
-        if len(self._outcomes) >= ROUND_SIZE or not self._tasks:
+        # Enough: a round's worth, or as many as are still running (so that a slow recipient's
+        # deliveries in flight do not hold up the rounds of quick ones).
+        if len(self._outcomes) >= min(ROUND_SIZE, max(1, len(self._tasks))):
             self._wake.set()
 
     async def _deliver(self, client: httpx.AsyncClient, notification: Claimed) -> None:
@@ -215,7 +217,7 @@ class Deliverer:
                 return await client.post(
                     url, content=body, headers=headers | host, extensions=extensions
                 )
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):
                 continue  # the next address of the name
         url, host, extensions = pinned(notification.webhook_url, addresses[-1])
         return await client.post(url, content=body, headers=headers | host, extensions=extensions)

@@ -120,12 +120,13 @@ def _about_erased_data(
 
 def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]) -> None:
     """A subject without clocks keeps the events of its standing holds (a clock made later
-    falls under them); once released, they go."""
+    falls under them); once a placed hold is released, its events go. A release whose
+    placement has not arrived yet stays: events come late and out of order."""
     standing = subject_clocks.standing_hold_events(facts)
+    holds = [m for m in facts if m.type in subject_clocks.HOLD_EVENT_TYPES]
+    placed = {m.data.hold_id for m in holds if m.type == "legal_hold.placed"}
     released = [
-        m.event_id
-        for m in facts
-        if m.type in subject_clocks.HOLD_EVENT_TYPES and m.event_id not in standing
+        m.event_id for m in holds if m.data.hold_id in placed and m.event_id not in standing
     ]
     if released:
         connection.execute(

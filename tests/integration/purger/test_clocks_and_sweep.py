@@ -214,6 +214,14 @@ def test_on_sqlite_a_hold_that_comes_in_while_the_sweep_works_still_wins(
     assert proofs_of(db, person) == []
 
 
+def test_a_release_read_before_its_placement_still_releases_the_hold(db: Engine) -> None:
+    person = Subject()
+    apply(db, person.message("legal_hold.released", ago(days=1), data={"hold_id": "H-3"}))
+    apply(db, person.message("legal_hold.placed", ago(days=2), data={"hold_id": "H-3"}))
+    apply(db, person.message("collection_case.closed", ago(months=37), CASE))
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "due"}
+
+
 def test_a_reopened_case_is_not_erased(db: Engine) -> None:
     person = Subject()
     apply(
