@@ -27,12 +27,6 @@ from tests.integration.notifier.running import running_notifier
 from tests.webhook_receiver import HANG, webhook_receiver
 
 
-@pytest.fixture
-async def api(make_api):
-    async with make_api(webhook_allow_loopback=True) as running:
-        yield running
-
-
 async def test_each_recipient_that_received_the_category_is_told_once_and_can_confirm(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:

@@ -25,12 +25,6 @@ from tests.webhook_receiver import webhook_receiver
 NOTIFIER_TABLES = ("disclosure", "heard_erasure", "notification", "delivery_attempt")
 
 
-@pytest.fixture
-async def api(make_api):
-    async with make_api(webhook_allow_loopback=True) as running:
-        yield running
-
-
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confirms(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings

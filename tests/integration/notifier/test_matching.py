@@ -4,8 +4,6 @@ to a disclosure naming a recipient nobody registered."""
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from services.api.api_keys import Scope
 from shared import topics
 from shared.consumer_loop import HEADER_REASON, HEADER_SOURCE
@@ -25,12 +23,6 @@ from tests.integration.notifier.helpers import (
 from tests.integration.notifier.running import running_notifier
 from tests.kafka_reading import read_topic
 from tests.webhook_receiver import HANG, webhook_receiver
-
-
-@pytest.fixture
-async def api(make_api):
-    async with make_api(webhook_allow_loopback=True) as running:
-        yield running
 
 
 async def test_a_disclosure_read_after_its_erasure_is_still_notified(
