@@ -1,9 +1,13 @@
 """The API per test on a migrated database (PostgreSQL and SQLite), with a real broker."""
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +19,7 @@ from shared.database import make_engine
 from shared.settings import KafkaSettings, RelaySettings
 
 SECRET = "test-pseudonym-secret-of-32-chars-or-more"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -65,3 +70,26 @@ def make_api(
 async def api(make_api) -> AsyncIterator[RunningApi]:
     async with make_api() as running:
         yield running
+
+
+def start_worker(
+    command: str, database_url: str, kafka: KafkaSettings, **settings: str
+) -> subprocess.Popen[bytes]:
+    """``gallring <command>`` as a real process on the test's database and broker;
+    ``settings`` are more ``GALLRING_…`` variables, without the prefix."""
+    env = {
+        **os.environ,
+        "GALLRING_DATABASE_URL": database_url,
+        "GALLRING_PSEUDONYM_SECRET": SECRET,
+        "GALLRING_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "GALLRING_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        **{f"GALLRING_{name.upper()}": value for name, value in settings.items()},
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -3,13 +3,10 @@ flight, and started again: every notification is delivered, none lost, and the r
 dedupes by ``webhook-id``, acts on each exactly once."""
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -24,39 +21,28 @@ from shared.contract.vocabulary import Category
 from shared.database import make_engine
 from shared.settings import KafkaSettings
 from shared.tables.notifier import Notification
-from tests.integration.conftest import SECRET
+from tests.integration.conftest import start_worker
 from tests.integration.notifier.helpers import Subject, eventually
 from tests.integration.notifier.running import notifier_settings
 from tests.webhook_receiver import HANG, webhook_receiver
 
-ROOT = Path(__file__).resolve().parents[3]
 NOTIFICATIONS = 30
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 def notifier_process(database_url: str, kafka: KafkaSettings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "GALLRING_DATABASE_URL": database_url,
-        "GALLRING_PSEUDONYM_SECRET": SECRET,
-        "GALLRING_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "GALLRING_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "GALLRING_WEBHOOK_ALLOW_LOOPBACK": "true",
-        "GALLRING_NOTIFIER_CONSUMER_GROUP": f"notifier-test-{uuid.uuid4().hex[:8]}",
-        "GALLRING_NOTIFIER_TIMEOUT_SECONDS": "2",
-        "GALLRING_NOTIFIER_RETRY_BASE_SECONDS": "0.1",
-        "GALLRING_NOTIFIER_RETRY_MAX_SECONDS": "0.5",
-        "GALLRING_NOTIFIER_POLL_INTERVAL_SECONDS": "0.05",
-        "GALLRING_NOTIFIER_METRICS_PORT": "0",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "notifier"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return start_worker(
+        "notifier",
+        database_url,
+        kafka,
+        webhook_allow_loopback="true",
+        notifier_consumer_group=f"notifier-test-{uuid.uuid4().hex[:8]}",
+        notifier_timeout_seconds="2",
+        notifier_retry_base_seconds="0.1",
+        notifier_retry_max_seconds="0.5",
+        notifier_poll_interval_seconds="0.05",
+        notifier_metrics_port="0",
     )
 
 

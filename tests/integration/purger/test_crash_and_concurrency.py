@@ -1,15 +1,12 @@
 """Real purger processes (``gallring purger``) on PostgreSQL: killed in the middle of a sweep,
 and two at once. Every due clock is erased exactly once either way."""
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -21,10 +18,9 @@ from shared.pseudonym import subject_hash
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import ErasureProof
-from tests.integration.conftest import SECRET
+from tests.integration.conftest import start_worker
 from tests.integration.purger.helpers import RETENTION, Subject, ago, clocks_of
 
-ROOT = Path(__file__).resolve().parents[3]
 CLOCKS = 400
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -48,25 +44,15 @@ def due_subjects(db: Engine, count: int) -> list[Subject]:
 
 def purger(database_url: str, kafka: KafkaSettings, batch_size: int) -> subprocess.Popen[bytes]:
     """``gallring purger`` with its relay off, so that its erasure commands stay countable."""
-    env = {
-        **os.environ,
-        "GALLRING_DATABASE_URL": database_url,
-        "GALLRING_PSEUDONYM_SECRET": SECRET,
-        "GALLRING_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "GALLRING_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "GALLRING_PURGER_CONSUMER_GROUP": f"purger-test-{uuid.uuid4().hex[:8]}",
-        "GALLRING_PURGER_SWEEP_BATCH_SIZE": str(batch_size),
-        "GALLRING_PURGER_SWEEP_INTERVAL_SECONDS": "0.5",
-        "GALLRING_RELAY_ENABLED": "false",
-        "GALLRING_PURGER_METRICS_PORT": "0",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "purger"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return start_worker(
+        "purger",
+        database_url,
+        kafka,
+        purger_consumer_group=f"purger-test-{uuid.uuid4().hex[:8]}",
+        purger_sweep_batch_size=str(batch_size),
+        purger_sweep_interval_seconds="0.5",
+        relay_enabled="false",
+        purger_metrics_port="0",
     )
 
 
