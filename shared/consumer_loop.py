@@ -4,10 +4,10 @@ transaction, and its offsets are committed only after that transaction committed
 A crash between the two redelivers the batch, which the consumer's dedupe absorbs; a rebalance
 does the same. A message that cannot be parsed goes to ``gallring.dlq.v1`` (the original bytes,
 the reason and the source in headers) before its offset is committed, and consumption goes on.
-A batch whose work fails is read again after a pause: nothing is committed, nothing lost. If
-batches fail again and again, and not because the database is away, the messages are applied
-one at a time and the one that cannot be applied goes to the dead-letter topic too; a message
-set aside is not sent there again when its batch is read once more.
+A batch whose work fails is read again after a pause: nothing is committed, nothing lost. If a
+partition's batches fail again and again, and not because the database is away, the messages
+are applied one at a time and the one that cannot be applied goes to the dead-letter topic too;
+a message set aside is not sent there again when its batch is read once more.
 """
 
 import asyncio
@@ -61,7 +61,8 @@ class ConsumerLoop(Generic[Parsed]):
         self._apply = apply
         self._on_dead_letter = on_dead_letter
         self._stopping = asyncio.Event()
-        self._failures = 0  # batches failed in a row, not counting outages
+        # Per partition: its batches failed in a row, not counting outages.
+        self._failures: dict[TopicPartition, int] = {}
         self._dead_lettered: set[tuple[str, int, int]] = set()  # not yet committed past
 
     def stop(self) -> None:
@@ -107,8 +108,13 @@ class ConsumerLoop(Generic[Parsed]):
             if parsed:
                 await self._apply([message for _, message in parsed])
         except Exception as error:  # noqa: BLE001 - retried: nothing is committed, nothing lost
-            self._failures = 0 if _transient(error) else self._failures + 1
-            if self._failures < MAX_BATCH_FAILURES:
+            if _transient(error):
+                self._failures.clear()
+                await self._read_again(consumer, batch, error)
+                return
+            for partition in batch:
+                self._failures[partition] = self._failures.get(partition, 0) + 1
+            if max(self._failures[partition] for partition in batch) < MAX_BATCH_FAILURES:
                 await self._read_again(consumer, batch, error)
                 return
             # Batches keep failing, and not for want of a database: find the message that
@@ -116,10 +122,11 @@ class ConsumerLoop(Generic[Parsed]):
             try:
                 await self._apply_one_by_one(producer, parsed)
             except Exception as isolating_error:  # noqa: BLE001 - an outage meanwhile
-                self._failures = 0
+                self._failures.clear()
                 await self._read_again(consumer, batch, isolating_error)
                 return
-        self._failures = 0
+        for partition in batch:
+            self._failures.pop(partition, None)
         committed = {partition: records[-1].offset + 1 for partition, records in batch.items()}
         try:
             await consumer.commit(committed)
