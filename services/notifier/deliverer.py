@@ -32,6 +32,7 @@ URL_CHECK_SECONDS = 60.0
 HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
+IDLE_CLIENT_SECONDS = 600.0
 ROUND_SIZE = 4  # finished deliveries that make the next round start at once
 
 
@@ -47,6 +48,7 @@ class Deliverer:
         self._in_flight: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
+        self._client_used: dict[tuple[str, str], float] = {}  # when each pool last got work
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -101,6 +103,7 @@ class Deliverer:
         were checked for the old name), and httpx's pool stays small (its cost grows with its
         size)."""
         key = (recipient_id, url)
+        self._client_used[key] = time.monotonic()
         client = self._clients.get(key)
         if client is None:
             size = self._settings.notifier_recipient_concurrency
@@ -155,6 +158,13 @@ class Deliverer:
         failed = await asyncio.to_thread(deliveries.housekeep, self._db, datetime.now(UTC))
         self._last_housekeeping = time.monotonic()
         self._metrics.gave_up.inc(failed)
+        # Pools of URLs no longer delivered to (a recipient moved, or went): far longer unused
+        # than any delivery can take, so nothing is in flight on them.
+        idle_after = max(IDLE_CLIENT_SECONDS, 2 * self._settings.notifier_lease_seconds)
+        for key, used in list(self._client_used.items()):
+            if time.monotonic() - used > idle_after:
+                del self._client_used[key]
+                await self._clients.pop(key).aclose()
 
     def _start(self, notification: Claimed) -> None:
         self._in_flight[notification.recipient_id] += 1
