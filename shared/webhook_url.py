@@ -53,7 +53,8 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
             "the webhook URL must use https; plain http is allowed only for a loopback "
             "receiver in development"
         )
-    return [str(a) for a in sorted(set(addresses), key=lambda a: a.version)]
+    # In the resolver's order, IPv4 first (sorted() keeps the order within each version).
+    return [str(a) for a in sorted(dict.fromkeys(addresses), key=lambda a: a.version)]
 
 
 def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -117,6 +117,32 @@ async def test_a_webhook_host_name_is_resolved_once_and_the_checked_address_used
     assert endpoint.received[0].headers["host"] == f"vendor.gallring.test:{receiver.port}"
 
 
+async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_next(
+    api: RunningApi,
+    migrated_url: str,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolve = webhook_url._resolve
+
+    def dead_address_first(host: str, port: int | None):  # type: ignore[no-untyped-def]
+        if host == "two.gallring.test":  # 127.0.0.2 is loopback, but nobody listens there
+            return resolve("127.0.0.2", port) + resolve("127.0.0.1", port)
+        return resolve(host, port)
+
+    monkeypatch.setattr(webhook_url, "_resolve", dead_address_first)
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver, host="two.gallring.test")
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: endpoint.acted_on)
+        [listed] = await notifications_of(api, vendor)
+        shown = await notification(api, listed["notification_id"])
+    assert [a["status_code"] for a in shown["attempt_log"]] == [200]  # in the first attempt
+
+
 async def test_a_tampered_or_stale_delivery_does_not_verify(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
