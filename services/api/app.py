@@ -9,14 +9,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
 
 from services.api import health, problems
 from services.api.api_keys import KeyStore
-from services.api.auth import authenticated
+from services.api.auth import SECURITY_SCHEME, Authentication
 from services.api.body_limit import BodyLimitMiddleware
 from services.api.erasures.router import router as erasures_router
 from services.api.events.router import router as events_router
@@ -76,18 +77,16 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.state.retention_engine = RetentionEngine(settings.policy())
 
     problems.install(app)
-    app.include_router(health.router)
-    # Every route below needs a key; each route then asks for its own scope.
     for router in (
+        health.router,
         events_router,
         subjects_router,
         erasures_router,
         recipients_router,
         notifications_router,
+        signed_notifications_router,
     ):
-        app.include_router(router, dependencies=[Depends(authenticated)])
-    # Recipients sign their confirmations with their webhook secret instead.
-    app.include_router(signed_notifications_router)
+        app.include_router(router)
 
     single_limit = settings.api_max_body_bytes
     app.add_middleware(
@@ -95,6 +94,13 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         limit_for=lambda path: (
             single_limit * BATCH_BODY_FACTOR if path == BATCH_PATH else single_limit
         ),
+    )
+    # Every route needs a key but the public ones and the API documents; each route then asks
+    # for its own scope.
+    app.add_middleware(
+        Authentication,
+        public=_public_routes(),
+        public_paths=_document_paths(app),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -106,8 +112,21 @@ def app_from_environment() -> FastAPI:
     return create_app(ApiSettings())
 
 
+def _public_routes() -> list[APIRoute]:
+    """Routes anyone may call: health and metrics, and the confirmations recipients sign with
+    their webhook secret instead of an API key."""
+    routes = [*health.router.routes, *signed_notifications_router.routes]
+    return [route for route in routes if isinstance(route, APIRoute)]
+
+
+def _document_paths(app: FastAPI) -> list[str]:
+    urls = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+    return [url for url in urls if url]
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the v1 event contract as ``LifecycleEvent`` under components."""
+    """FastAPI's document plus the v1 event contract as ``LifecycleEvent`` under components,
+    and the API key every operation needs but the public ones."""
     if app.openapi_schema is None:
         document = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
@@ -118,5 +137,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(contract.pop("$defs", {}))
         schemas["LifecycleEvent"] = contract
+        document["components"]["securitySchemes"] = {"apiKey": SECURITY_SCHEME}
+        document["security"] = [{"apiKey": []}]
+        for route in _public_routes():
+            for method in route.methods or ():
+                if operation := document["paths"].get(route.path, {}).get(method.lower()):
+                    operation["security"] = []
         app.openapi_schema = document
     return app.openapi_schema

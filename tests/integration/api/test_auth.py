@@ -86,3 +86,21 @@ async def test_keys_are_stored_only_as_hashes(api: RunningApi) -> None:
 @pytest.mark.parametrize("path", ["/healthz", "/metrics"])
 async def test_health_and_metrics_need_no_key(api: RunningApi, path: str) -> None:
     assert (await api.client.get(path)).status_code == 200
+
+
+async def test_a_route_that_does_not_exist_needs_a_key_too(api: RunningApi) -> None:
+    # Checked before routing: without a key nothing, not even which routes exist, is told.
+    assert (await api.client.get("/v1/no-such-route")).status_code == 401
+    with_key = await api.client.get("/v1/no-such-route", headers=api.key(Scope.EVENTS_WRITE))
+    assert with_key.status_code == 404
+
+
+async def test_the_api_documents_say_which_routes_need_a_key(api: RunningApi) -> None:
+    assert (await api.client.get("/docs")).status_code == 200
+    document = (await api.client.get("/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert document["security"] == [{"apiKey": []}]
+    assert document["paths"]["/healthz"]["get"]["security"] == []
+    confirm = document["paths"]["/v1/notifications/{notification_id}/confirm"]["post"]
+    assert confirm["security"] == []
+    assert "security" not in document["paths"]["/v1/events"]["post"]  # the document's holds
