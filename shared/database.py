@@ -22,8 +22,9 @@ def make_engine(url: str) -> Engine:
 
         return engine
     # As many connections as request threads may want at once, recycled before servers or
-    # proxies drop them (a pre-ping per checkout would cost a round trip per request).
-    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800)
+    # proxies drop them, and tried before use, so that a database restart costs no request
+    # (the round trip is paid per transaction; the event intake keeps its own connections).
+    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800, pool_pre_ping=True)
 
 
 def one_of(

@@ -6,6 +6,7 @@ from shared.contract.events import (
     LifecycleEvent,
     event_json_schema,
     parse_event,
+    parse_events,
 )
 from shared.contract.scope import Scope
 from shared.contract.subject import Subject
@@ -21,4 +22,5 @@ __all__ = [
     "Subject",
     "event_json_schema",
     "parse_event",
+    "parse_events",
 ]

@@ -323,6 +323,10 @@ _ADAPTER: TypeAdapter[LifecycleEvent] = TypeAdapter(
     LifecycleEvent, config=ConfigDict(hide_input_in_errors=True)
 )
 
+_LIST_ADAPTER: TypeAdapter[list[LifecycleEvent]] = TypeAdapter(
+    list[LifecycleEvent], config=ConfigDict(hide_input_in_errors=True)
+)
+
 EVENT_TYPES: tuple[str, ...] = tuple(
     _type_of(model) for model in get_args(get_args(LifecycleEvent)[0])
 )
@@ -339,6 +343,12 @@ def parse_event(
     if isinstance(raw, dict):
         return _ADAPTER.validate_python(raw, context=context)
     return _ADAPTER.validate_json(raw, context=context)
+
+
+def parse_events(raw: str | bytes) -> list[LifecycleEvent]:
+    """Validate a JSON array of events in one pass; raises :class:`pydantic.ValidationError` if
+    any is invalid (then :func:`parse_event` tells, one by one, which and why)."""
+    return _LIST_ADAPTER.validate_json(raw)
 
 
 def event_json_schema() -> dict[str, Any]:

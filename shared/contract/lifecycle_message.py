@@ -46,7 +46,9 @@ class LifecycleMessage(BaseModel):
 
     @classmethod
     def from_event(cls, event: LifecycleEvent, pseudonym: str) -> Self:
-        return cls(
+        """The message of a parsed (so already valid) event: built without validating it again,
+        for this is the intake's hot path."""
+        return cls.model_construct(
             event_id=event.event_id,
             type=event.type,
             occurred_at=event.occurred_at,

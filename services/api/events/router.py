@@ -1,25 +1,25 @@
 """``POST /v1/events`` and ``POST /v1/events/batch``."""
 
 import json
-from typing import Annotated, Any
+from collections import Counter
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from services.api.api_keys import Principal, Scope
-from services.api.auth import require
+from services.api.auth import authorize
 from services.api.events import service
 from services.api.events.schemas import Accepted, BatchItemResult, BatchResult, FieldProblem
 from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
-from shared.contract import LifecycleEvent, parse_event
+from shared.contract import LifecycleEvent, parse_event, parse_events
 from shared.contract.errors import FieldError, describe
 from shared.contract.examples import EXAMPLES
 from shared.pseudonym import Pseudonymiser
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-Writer = Annotated[Principal, Depends(require(Scope.EVENTS_WRITE))]
 
 _EVENT_BODY = {
     "requestBody": {
@@ -64,8 +64,12 @@ _BATCH_BODY = {
         422: PROBLEM_RESPONSE,
     },
 )
-async def post_event(request: Request, response: Response, principal: Writer) -> Accepted:
-    """Stored durably and queued for Kafka before the answer: 202 means it will not be lost."""
+async def post_event(request: Request) -> Response:
+    """Stored durably and queued for Kafka before the answer: 202 means it will not be lost.
+
+    The answer is encoded here rather than by FastAPI's response model, which would validate it
+    a second time: this is the intake's hot path."""
+    principal = authorize(request, Scope.EVENTS_WRITE)
     event = _parse_one(await request.body())
     _check_may_send(principal, event)
     state = request.app.state
@@ -79,12 +83,15 @@ async def post_event(request: Request, response: Response, principal: Writer) ->
             f"Event {event.event_id} was accepted before with a different body; "
             "give a new event a new event_id.",
         )
-    if outcome.status == "duplicate":
-        response.status_code = 200
-    else:
+    if outcome.status == "accepted":
         state.metrics.events_accepted.labels(event.type).inc()
     assert outcome.accepted_at is not None
-    return Accepted(event_id=outcome.event_id, accepted_at=outcome.accepted_at)
+    answer = Accepted(event_id=outcome.event_id, accepted_at=outcome.accepted_at)
+    return Response(
+        answer.model_dump_json(),
+        status_code=202 if outcome.status == "accepted" else 200,
+        media_type="application/json",
+    )
 
 
 @router.post(
@@ -99,69 +106,101 @@ async def post_event(request: Request, response: Response, principal: Writer) ->
         422: PROBLEM_RESPONSE,
     },
 )
-async def post_batch(request: Request, principal: Writer) -> BatchResult:
+async def post_batch(request: Request) -> Response:
     """Every event is validated first; the valid new ones are stored in one transaction. The
-    answer says per event ``accepted``, ``duplicate``, ``conflict`` or ``invalid`` (with why)."""
-    documents = _json_array(await request.body(), request.app.state.settings.api_max_batch_events)
+    answer says per event ``accepted``, ``duplicate``, ``conflict`` or ``invalid`` (with why),
+    encoded here rather than validated again by a response model."""
+    principal = authorize(request, Scope.EVENTS_WRITE)
+    body = await request.body()
     state = request.app.state
     results, intakes, positions = await run_in_threadpool(
-        _validate_batch, state.pseudonymiser, documents, principal
+        _validate_batch, body, state.settings.api_max_batch_events, state.pseudonymiser, principal
     )
     outcomes = await state.intake_writer.submit(intakes) if intakes else []
+    accepted_types: Counter[str] = Counter()
     for index, intake, outcome in zip(positions, intakes, outcomes, strict=True):
         errors = []
         if outcome.status == "conflict":
             errors = [FieldProblem(field="event_id", message="used before with another body")]
         elif outcome.status == "accepted":
-            state.metrics.events_accepted.labels(intake.event.type).inc()
+            accepted_types[intake.event.type] += 1
         results[index] = BatchItemResult(
             index=index, event_id=outcome.event_id, status=outcome.status, errors=errors
         )
+    for event_type, count in accepted_types.items():
+        state.metrics.events_accepted.labels(event_type).inc(count)
     final = [r for r in results if r is not None]
-    accepted = sum(1 for r in final if r.status == "accepted")
+    accepted = sum(accepted_types.values())
     duplicates = sum(1 for r in final if r.status == "duplicate")
-    return BatchResult(
+    answer = BatchResult(
         accepted=accepted,
         duplicates=duplicates,
         rejected=len(final) - accepted - duplicates,
         results=final,
     )
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _validate_batch(
-    pseudonymiser: Pseudonymiser, documents: list[Any], principal: Principal
+    body: bytes, max_events: int, pseudonymiser: Pseudonymiser, principal: Principal
 ) -> tuple[list[BatchItemResult | None], list[service.Intake], list[int]]:
-    """Each document's verdict if it is invalid; the valid ones as intakes, with their indexes."""
-    results: list[BatchItemResult | None] = [None] * len(documents)
+    """Each document's verdict if it is invalid; the valid ones as intakes, with their indexes.
+
+    A batch of valid events (a back-fill, mostly) is parsed in one pass, twice as fast as
+    document by document; only a batch with an invalid one is gone through one by one, to say
+    which and why."""
+    try:
+        events: list[LifecycleEvent] | None = parse_events(body)
+        count = len(events)
+    except ValidationError:
+        events, documents = None, _json_array(body)
+        count = len(documents)
+    if count > max_events:
+        raise validation_problem(
+            [FieldError("", f"at most {max_events} events per batch; got {count}")]
+        )
+    results: list[BatchItemResult | None] = [None] * count
     intakes: list[service.Intake] = []
     positions: list[int] = []
-    for index, document in enumerate(documents):
-        if not isinstance(document, dict):
-            results[index] = _invalid(index, [FieldError("", "expected a JSON object")], document)
-            continue
+    for index in range(count):
         try:
-            event = parse_event(document)
+            event = events[index] if events is not None else _document_event(documents[index])
             _check_may_send(principal, event)
-        except ValidationError as error:
-            results[index] = _invalid(index, describe(error), document)
+        except _InvalidDocument as invalid:
+            results[index] = _invalid(index, invalid.errors, invalid.event_id)
             continue
         except Problem as problem:
-            results[index] = _invalid(index, [FieldError("type", problem.detail)], document)
+            results[index] = _invalid(index, [FieldError("type", problem.detail)], event.event_id)
             continue
         intakes.append(service.Intake.of(event, pseudonymiser, principal))
         positions.append(index)
     return results, intakes, positions
 
 
-def _invalid(index: int, errors: list[FieldError], document: Any) -> BatchItemResult:
-    event_id = document.get("event_id") if isinstance(document, dict) else None
+class _InvalidDocument(Exception):
+    def __init__(self, errors: list[FieldError], event_id: UUID | None) -> None:
+        super().__init__(errors)
+        self.errors, self.event_id = errors, event_id
+
+
+def _document_event(document: Any) -> LifecycleEvent:
+    """One document of a batch as an event, or :class:`_InvalidDocument` saying why not."""
+    if not isinstance(document, dict):
+        raise _InvalidDocument([FieldError("", "expected a JSON object")], None)
     try:
-        parsed_id = UUID(str(event_id)) if event_id is not None else None
-    except ValueError:
-        parsed_id = None
+        return parse_event(document)
+    except ValidationError as error:
+        try:
+            event_id = UUID(str(document["event_id"])) if "event_id" in document else None
+        except ValueError:
+            event_id = None
+        raise _InvalidDocument(describe(error), event_id) from None
+
+
+def _invalid(index: int, errors: list[FieldError], event_id: UUID | None) -> BatchItemResult:
     return BatchItemResult(
         index=index,
-        event_id=parsed_id,
+        event_id=event_id,
         status="invalid",
         errors=[FieldProblem(field=e.field, message=e.message) for e in errors],
     )
@@ -174,7 +213,7 @@ def _parse_one(body: bytes) -> LifecycleEvent:
         raise validation_problem(describe(error)) from None
 
 
-def _json_array(body: bytes, max_events: int) -> list[Any]:
+def _json_array(body: bytes) -> list[Any]:
     try:
         documents = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -183,10 +222,6 @@ def _json_array(body: bytes, max_events: int) -> list[Any]:
         raise validation_problem([FieldError("", "JSON nested too deeply")]) from None
     if not isinstance(documents, list):
         raise validation_problem([FieldError("", "expected a JSON array of events")])
-    if len(documents) > max_events:
-        raise validation_problem(
-            [FieldError("", f"at most {max_events} events per batch; got {len(documents)}")]
-        )
     return documents
 
 

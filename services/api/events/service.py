@@ -1,13 +1,20 @@
 """Storing accepted events: the idempotency record, the outbox message and an audit entry go into
 one transaction, so an event is either durable and queued for Kafka, or not there. The API keeps
-no payload once the message is published: the purger holds what the clocks need."""
+no payload once the message is published: the purger holds what the clocks need.
 
-from collections.abc import Sequence
+This is the intake's hot path. On PostgreSQL a whole group of events is stored by one statement
+in one round trip, whatever its size (:func:`accept_on_postgresql`); SQLite, the embedded
+default, takes the portable road of a lookup and inserts in one transaction (:func:`accept`).
+"""
+
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
+from typing import Any
 from uuid import UUID
 
+import psycopg
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -17,28 +24,39 @@ from shared import topics
 from shared.bulk_insert import insert_rows
 from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
+from shared.database import one_of
 from shared.outbox import outbox_row
 from shared.pseudonym import Pseudonymiser
 from shared.tables.api import IdempotencyRecord
 from shared.tables.outbox import OutboxMessage
 
 MAX_ATTEMPTS = 3
+_RECORDS = IdempotencyRecord.__table__.c  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """One validated event, pseudonymised, with the digest that tells a replay from a conflict."""
+    """One validated event, pseudonymised: the message for Kafka and the digest that tells a
+    replay from a conflict."""
 
     event: LifecycleEvent
-    message: LifecycleMessage
+    pseudonym: str
+    message_json: str
     body_digest: str
     actor: Principal
 
     @classmethod
     def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser, actor: Principal) -> "Intake":
         pseudonym = event.subject.pseudonym(pseudonymiser)
-        digest = pseudonymiser.digest("event-body", event.model_dump_json().encode())
-        return cls(event, LifecycleMessage.from_event(event, pseudonym), digest, actor)
+        message_json = LifecycleMessage.from_event(event, pseudonym).to_json()
+        # The message is the event with its subject replaced by the subject's keyed pseudonym,
+        # so two events have the same message exactly when they are the same event.
+        digest = pseudonymiser.digest("lifecycle-message", message_json.encode())
+        return cls(event, pseudonym, message_json, digest, actor)
+
+    @property
+    def event_id(self) -> UUID:
+        return self.event.event_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,93 +66,177 @@ class Outcome:
     accepted_at: datetime | None
 
 
-def accept(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
-    """Store the new events of ``intakes`` in one transaction; say per event what happened.
+@dataclass(frozen=True, slots=True)
+class _Earlier:
+    body_digest: str
+    accepted_at: datetime
 
-    A concurrent transaction may store the same event id between our check and our commit; the
-    unique key then refuses ours, and another pass classifies it as the replay it is. Should the
-    database pick ours as a deadlock victim, it is run again too.
+
+async def accept_on_postgresql(
+    connection: psycopg.AsyncConnection[Any], intakes: Sequence[Intake], *, now: datetime
+) -> list[Outcome]:
+    """Store the new events of ``intakes``; say per event what happened, in order.
+
+    One statement in one round trip, whatever the number of events, on an autocommit connection
+    (the statement is its own transaction): this is the intake's hot path.
     """
+    unique = _first_of_each(intakes)
+    cursor = await connection.execute(_STORE_ON_POSTGRESQL, _store_parameters(unique, now))
+    stored = {event_id for (event_id,) in await cursor.fetchall()}
+    earlier: dict[UUID, _Earlier] = {}
+    if len(stored) < len(intakes):  # replays, conflicts, or an id twice: what came before?
+        cursor = await connection.execute(
+            "SELECT event_id, body_digest, accepted_at FROM idempotency_record"
+            " WHERE event_id = ANY(%s)",
+            [list(unique.keys() - stored)],
+        )
+        earlier = {row[0]: _Earlier(row[1], row[2]) for row in await cursor.fetchall()}
+    return _outcomes(intakes, unique, stored, earlier, now)
+
+
+def accept(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
+    """Like :func:`accept_on_postgresql`, on any database (SQLite, the embedded default): the
+    ids are looked up, then the new events inserted, in one transaction. Should another process
+    store one of our ids in between, or the database pick us as a deadlock victim, it is run
+    again."""
+    unique = _first_of_each(intakes)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            return _accept_once(engine, intakes, now=now)
+            with engine.begin() as connection:
+                earlier = _earlier(connection, unique.keys())
+                new = [intake for intake in unique.values() if intake.event_id not in earlier]
+                _insert(connection, new, now)
+            break
         except (IntegrityError, OperationalError) as error:
             retryable = isinstance(error, IntegrityError) or _is_serialization_failure(error)
             if not retryable or attempt == MAX_ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
+    return _outcomes(intakes, unique, {intake.event_id for intake in new}, earlier, now)
+
+
+def _first_of_each(intakes: Sequence[Intake]) -> dict[UUID, Intake]:
+    unique: dict[UUID, Intake] = {}
+    for intake in intakes:
+        unique.setdefault(intake.event_id, intake)
+    return unique
+
+
+def _outcomes(
+    intakes: Sequence[Intake],
+    unique: dict[UUID, Intake],
+    stored: set[UUID],
+    earlier: dict[UUID, _Earlier],
+    now: datetime,
+) -> list[Outcome]:
+    """An id stored now is accepted the first time it comes; any other time, and an id stored
+    before, is a replay when its body digest matches, else a conflict."""
+    for event_id in stored:
+        earlier[event_id] = _Earlier(unique[event_id].body_digest, now)
+    outcomes = []
+    for intake in intakes:
+        before = earlier[intake.event_id]
+        if intake.event_id in stored and intake is unique[intake.event_id]:
+            outcomes.append(Outcome(intake.event_id, "accepted", now))
+        elif before.body_digest == intake.body_digest:
+            outcomes.append(Outcome(intake.event_id, "duplicate", before.accepted_at))
+        else:
+            outcomes.append(Outcome(intake.event_id, "conflict", None))
+    return outcomes
 
 
 def _is_serialization_failure(error: OperationalError) -> bool:
     return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
 
 
-def _accept_once(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
-    records = IdempotencyRecord.__table__.c  # type: ignore[attr-defined]
-    with engine.begin() as connection:
-        ids = [intake.event.event_id for intake in intakes]
-        known = {
-            row.event_id: row
-            for row in connection.execute(
-                select(records.event_id, records.body_digest, records.accepted_at).where(
-                    records.event_id.in_(ids)
-                )
-            )
-        }
-        outcomes: list[Outcome] = []
-        new: list[Intake] = []
-        seen_now: dict[UUID, str] = {}
-        for intake in intakes:
-            event_id = intake.event.event_id
-            earlier = known.get(event_id)
-            digest = earlier.body_digest if earlier else seen_now.get(event_id)
-            if digest is None:
-                seen_now[event_id] = intake.body_digest
-                new.append(intake)
-                outcomes.append(Outcome(event_id, "accepted", now))
-            elif digest == intake.body_digest:
-                outcomes.append(
-                    Outcome(event_id, "duplicate", earlier.accepted_at if earlier else now)
-                )
-            else:
-                outcomes.append(Outcome(event_id, "conflict", None))
-        if new:
-            _insert(connection, new, now)
-            by_actor: dict[Principal, list[Intake]] = {}
-            for intake in new:
-                by_actor.setdefault(intake.actor, []).append(intake)
-            for actor, accepted in by_actor.items():
-                audit.record(
-                    connection,
-                    actor=actor,
-                    action="events.accepted",
-                    at=now,
-                    count=len(accepted),
-                    first_event_ids=[str(i.event.event_id) for i in accepted[:10]],
-                )
-        return outcomes
+def _earlier(connection: Connection, event_ids: Collection[UUID]) -> dict[UUID, _Earlier]:
+    rows = connection.execute(
+        select(_RECORDS.event_id, _RECORDS.body_digest, _RECORDS.accepted_at).where(
+            one_of(connection, _RECORDS.event_id, event_ids)
+        )
+    )
+    return {row.event_id: _Earlier(row.body_digest, row.accepted_at) for row in rows}
 
 
-def _insert(connection: Connection, intakes: Sequence[Intake], now: datetime) -> None:
-    idempotency, outbox = [], []
-    for intake in intakes:
-        message = intake.message
-        idempotency.append(
-            {"event_id": message.event_id, "body_digest": intake.body_digest, "accepted_at": now}
-        )
-        outbox.append(
-            outbox_row(
-                topics.LIFECYCLE,
-                key=message.subject,
-                value=message.to_json(),
-                event_type=message.type,
-                event_id=message.event_id,
-                schema_version=SCHEMA_VERSION,
-                now=now,
-            )
-        )
+# One statement, so one round trip and an implicit transaction: unique keys inserted in id order
+# (overlapping groups queue instead of deadlocking), ``ON CONFLICT DO NOTHING`` leaves replays
+# (also concurrent ones) out, and only the ids it stored get an outbox message, in the order the
+# events came (the order they are published in), and count in the audit entry of their key.
+_STORE_ON_POSTGRESQL = """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        %(event_ids)b::uuid[], %(digests)b::text[], %(keys)b::text[], %(values)b::text[],
+        %(headers)b::text[], %(actors)b::text[]
+    ) WITH ORDINALITY AS incoming (event_id, body_digest, message_key, value, headers, actor,
+                                   position)
+), stored AS (
+    INSERT INTO idempotency_record (event_id, body_digest, accepted_at)
+    SELECT event_id, body_digest, %(now)s FROM incoming ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+), queued AS (
+    INSERT INTO outbox_message (event_id, topic, message_key, value, headers, created_at)
+    SELECT event_id, %(topic)s, message_key, value, headers, %(now)s
+    FROM incoming JOIN stored USING (event_id) ORDER BY position
+), audited AS (
+    INSERT INTO audit_entry (at, actor, action, detail)
+    SELECT %(now)s, actor, 'events.accepted', jsonb_build_object(
+        'count', count(*),
+        'first_event_ids', (array_agg(event_id::text ORDER BY position))[1:10]
+    )::text
+    FROM incoming JOIN stored USING (event_id) GROUP BY actor
+)
+SELECT event_id FROM stored
+"""
+
+
+def _store_parameters(unique: dict[UUID, Intake], now: datetime) -> dict[str, Any]:
+    intakes = list(unique.values())
+    rows = [_outbox_row(intake, now) for intake in intakes]
+    return {
+        "event_ids": list(unique),
+        "digests": [intake.body_digest for intake in intakes],
+        "keys": [row["message_key"] for row in rows],
+        "values": [row["value"] for row in rows],
+        "headers": [row["headers"] for row in rows],
+        "actors": [intake.actor.name for intake in intakes],
+        "topic": topics.LIFECYCLE,
+        "now": now,
+    }
+
+
+def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> None:
+    if not new:
+        return
+    records = [
+        {"event_id": i.event_id, "body_digest": i.body_digest, "accepted_at": now} for i in new
+    ]
     # Unique keys in id order (so overlapping transactions queue instead of deadlocking); the
     # outbox in the order the events came, which is the order they are published in.
     by_id = itemgetter("event_id")
-    insert_rows(connection, IdempotencyRecord.__table__, sorted(idempotency, key=by_id))  # type: ignore[attr-defined]
-    insert_rows(connection, OutboxMessage.__table__, outbox)  # type: ignore[attr-defined]
+    insert_rows(connection, IdempotencyRecord.__table__, sorted(records, key=by_id))  # type: ignore[attr-defined]
+    insert_rows(connection, OutboxMessage.__table__, [_outbox_row(i, now) for i in new])  # type: ignore[attr-defined]
+    by_actor: dict[Principal, list[Intake]] = {}
+    for intake in new:
+        by_actor.setdefault(intake.actor, []).append(intake)
+    for actor, accepted in by_actor.items():
+        audit.record(
+            connection,
+            actor=actor,
+            action="events.accepted",
+            at=now,
+            count=len(accepted),
+            first_event_ids=[str(i.event_id) for i in accepted[:10]],
+        )
+
+
+def _outbox_row(intake: Intake, now: datetime) -> dict[str, Any]:
+    event = intake.event
+    return outbox_row(
+        topics.LIFECYCLE,
+        key=intake.pseudonym,
+        value=intake.message_json,
+        event_type=event.type,
+        event_id=event.event_id,
+        schema_version=SCHEMA_VERSION,
+        now=now,
+    )

@@ -1,30 +1,39 @@
 """Group commit: events from concurrent requests share one transaction, so one disk flush.
 
 Each request hands its events to the writer and waits for its own outcomes; the writer stores
-whatever has queued up meanwhile in one :func:`service.accept`. Under no load a group is one
-request and nothing waits longer; under load, hundreds of requests share a commit. A request is
-answered only after its group committed: 202 still means durable.
+whatever has queued up meanwhile in one go. Under no load a group is one request and nothing
+waits longer; under load, hundreds of requests share a commit. A request is answered only after
+its group committed: 202 still means durable.
 
 Several groups may be in flight at once (``concurrent_groups``), each in its own transaction. Only
 events sent concurrently can land in different groups, and those have no order between them; an
 event sent after another was answered always commits after it.
+
+On PostgreSQL each writer task keeps its own asynchronous connection and stores a group with one
+statement on the event loop; a thread per group would cost more than the statement.
+Elsewhere (SQLite) a group is stored in a thread.
 """
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import psycopg
 from sqlalchemy import Engine
 
 from services.api.events import service
 
+log = logging.getLogger(__name__)
 _Submission = tuple[Sequence[service.Intake], "asyncio.Future[list[service.Outcome]]"]
 _STOP = None  # one per writer task on the queue: store what came before, then leave
+_ATTEMPTS_ON_POSTGRESQL = 2  # a connection found broken is replaced once
 
 
 class IntakeWriter:
     def __init__(
-        self, engine: Engine, *, concurrent_groups: int = 4, max_group_events: int = 2_000
+        self, engine: Engine, *, concurrent_groups: int = 2, max_group_events: int = 2_000
     ) -> None:
         self._engine = engine
         self._concurrent_groups = concurrent_groups
@@ -51,35 +60,89 @@ class IntakeWriter:
         return await outcome
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is _STOP:
-                return
-            group = [first]
-            size = len(first[0])
-            while not self._queue.empty() and size < self._max_group_events:
-                submission = self._queue.get_nowait()
-                if submission is _STOP:
-                    stopping = True
-                    break
-                group.append(submission)
-                size += len(submission[0])
-            await self._store(group)
-
-    async def _store(self, group: list[_Submission]) -> None:
-        intakes = [intake for submitted, _ in group for intake in submitted]
+        store = (
+            _PostgresStore(self._engine)
+            if self._engine.dialect.name == "postgresql"
+            else _ThreadedStore(self._engine)
+        )
         try:
-            outcomes = await asyncio.to_thread(
-                service.accept, self._engine, intakes, now=datetime.now(UTC)
-            )
-        except Exception as error:  # noqa: BLE001 - every waiting request gets the failure
-            for _, outcome in group:
-                if not outcome.done():
-                    outcome.set_exception(error)
-            return
-        start = 0
-        for submitted, outcome in group:
-            if not outcome.done():  # its request may have been cancelled (client gone)
-                outcome.set_result(outcomes[start : start + len(submitted)])
-            start += len(submitted)
+            stopping = False
+            while not stopping:
+                first = await self._queue.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                size = len(first[0])
+                while not self._queue.empty() and size < self._max_group_events:
+                    submission = self._queue.get_nowait()
+                    if submission is _STOP:
+                        stopping = True
+                        break
+                    group.append(submission)
+                    size += len(submission[0])
+                await _store(store, group)
+        finally:
+            await store.close()
+
+
+async def _store(store: "_PostgresStore | _ThreadedStore", group: list[_Submission]) -> None:
+    intakes = [intake for submitted, _ in group for intake in submitted]
+    try:
+        outcomes = await store.accept(intakes, now=datetime.now(UTC))
+    except Exception as error:  # noqa: BLE001 - every waiting request gets the failure
+        for _, outcome in group:
+            if not outcome.done():
+                outcome.set_exception(error)
+        return
+    start = 0
+    for submitted, outcome in group:
+        if not outcome.done():  # its request may have been cancelled (client gone)
+            outcome.set_result(outcomes[start : start + len(submitted)])
+        start += len(submitted)
+
+
+class _PostgresStore:
+    """A writer task's own autocommit connection, opened when first needed and replaced when
+    found broken. Storing again after a lost answer is safe: stored events then show as
+    replays."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+
+    async def accept(
+        self, intakes: Sequence[service.Intake], *, now: datetime
+    ) -> list[service.Outcome]:
+        for attempt in range(1, _ATTEMPTS_ON_POSTGRESQL + 1):
+            if self._connection is None or self._connection.closed:
+                self._connection = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                )
+            try:
+                return await service.accept_on_postgresql(self._connection, intakes, now=now)
+            except psycopg.OperationalError:
+                await self.close()
+                if attempt == _ATTEMPTS_ON_POSTGRESQL:
+                    raise
+                log.warning("intake writer: database connection lost; storing again")
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+
+class _ThreadedStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def accept(
+        self, intakes: Sequence[service.Intake], *, now: datetime
+    ) -> list[service.Outcome]:
+        return await asyncio.to_thread(service.accept, self._engine, intakes, now=now)
+
+    async def close(self) -> None:
+        """Nothing to close: the engine's pool belongs to the application."""

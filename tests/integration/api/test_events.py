@@ -5,7 +5,10 @@ import json
 import uuid
 from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from services.api.api_keys import Scope
 from shared import topics
@@ -202,6 +205,54 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
         assert stored == 1
     finally:
         engine.dispose()
+
+
+async def test_a_batch_of_valid_events_gets_the_same_verdicts(api: RunningApi) -> None:
+    # No invalid document: the batch is parsed in one pass, and must say what the
+    # one-by-one pass says.
+    headers = api.key(Scope.EVENTS_WRITE)
+    earlier = fresh("marketing.contact")
+    assert (await api.client.post("/v1/events", json=earlier, headers=headers)).status_code == 202
+    new = fresh("collection_case.closed")
+    batch = [
+        new,
+        earlier,
+        {**earlier, "occurred_at": "2024-06-01T00:00:00+02:00"},
+        new,
+        fresh("dsr.erasure_requested"),
+    ]
+    response = await api.client.post("/v1/events/batch", json=batch, headers=headers)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [(r["status"], r["event_id"]) for r in result["results"]] == [
+        ("accepted", new["event_id"]),
+        ("duplicate", earlier["event_id"]),
+        ("conflict", earlier["event_id"]),
+        ("duplicate", new["event_id"]),
+        ("invalid", batch[4]["event_id"]),
+    ]
+    assert (result["accepted"], result["duplicates"], result["rejected"]) == (1, 2, 2)
+
+
+async def test_events_are_still_accepted_after_the_database_dropped_connections(
+    api: RunningApi,
+) -> None:
+    if not api.settings.database_url.startswith("postgresql"):
+        pytest.skip("only a database server drops its clients' connections")
+    headers = api.key(Scope.EVENTS_WRITE)
+    event = fresh("marketing.contact")
+    assert (await api.client.post("/v1/events", json=event, headers=headers)).status_code == 202
+    conninfo = make_url(api.settings.database_url).set(drivername="postgresql")
+    with psycopg.connect(conninfo.render_as_string(hide_password=False)) as admin:
+        dropped = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert dropped is not None and dropped[0] >= 1  # the intake's own connection among them
+    response = await api.client.post("/v1/events", json=fresh("marketing.contact"), headers=headers)
+    assert response.status_code == 202, response.text
+    replay = await api.client.post("/v1/events", json=event, headers=headers)
+    assert replay.status_code == 200
 
 
 async def test_a_batch_over_the_event_limit_is_refused_whole(make_api) -> None:
