@@ -10,6 +10,7 @@ the relay backs off and retries, and the services keep writing to the outbox.
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Engine, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -119,14 +121,14 @@ class OutboxRelay:
     async def _publish(self, producer: AIOKafkaProducer, pending: list[_Pending]) -> int:
         sends = await _send_in_batches(producer, pending)
         results = await asyncio.gather(*(sent for _, sent in sends), return_exceptions=True)
-        # A key's messages after one that failed are not marked either, so they are sent again
-        # after it. (Without idempotence a retried batch may still land after a later one of the
-        # same partition; with it, as on a real cluster, Kafka keeps the order.)
+        # No message of a key in a failed batch is marked, not even one acknowledged, so they are
+        # all sent again, in order. (Without idempotence a retried batch may still land after a
+        # later one of the same partition; with it, as on a real cluster, Kafka keeps the order.)
         failed_keys = {
             message.key
-            for (batch, _), result in zip(sends, results, strict=True)
+            for (messages, _), result in zip(sends, results, strict=True)
             if isinstance(result, BaseException)
-            for message in batch
+            for message in messages
         }
         acknowledged = [message.id for message in pending if message.key not in failed_keys]
         log.debug(
@@ -212,32 +214,43 @@ class OutboxRelay:
             connection.execute(delete(_outbox).where(one_of(connection, _outbox.c.id, ids)))
 
 
+@dataclass(slots=True)
+class _Batch:
+    topic: str
+    partition: int
+    builder: BatchBuilder
+    messages: list[_Pending]
+
+
 async def _send_in_batches(
     producer: AIOKafkaProducer, pending: list[_Pending]
 ) -> list[tuple[list[_Pending], "asyncio.Future[object]"]]:
-    """Hand ``pending`` to the producer as whole batches, one partition at a time and in outbox
-    order within each, rather than message by message: a message then costs a tenth as much.
-    Keys go to the partitions the producer's own partitioner would pick (murmur2, as Java's)."""
-    by_partition: dict[tuple[str, int], list[_Pending]] = {}
+    """Hand ``pending`` to the producer as whole batches rather than message by message (a
+    message then costs a tenth as much), in outbox order within each partition. Keys go to the
+    partitions the producer's own partitioner would pick (murmur2, as Java's)."""
+    batches: dict[tuple[str, int], list[_Batch]] = {}
     partitions_of: dict[str, list[int]] = {}
     for message in pending:
         if message.topic not in partitions_of:
             partitions_of[message.topic] = sorted(await producer.partitions_for(message.topic))
         partitions = partitions_of[message.topic]
         partition = _PARTITIONER(message.key.encode(), partitions, partitions)
-        by_partition.setdefault((message.topic, partition), []).append(message)
+        queue = batches.setdefault((message.topic, partition), [])
+        record = _record(message)
+        if not queue or queue[-1].builder.append(**record) is None:  # none yet, or full
+            queue.append(_Batch(message.topic, partition, producer.create_batch(), []))
+            queue[-1].builder.append(**record)  # the first record of a batch always fits
+        queue[-1].messages.append(message)
+    # A partition's next batch is taken only once its last one is acknowledged: the first
+    # batch of every partition goes first, so that those waits overlap.
     sends = []
-    for (topic, partition), messages in by_partition.items():
-        batch, members = producer.create_batch(), []
-        for message in messages:
-            record = _record(message)
-            if batch.append(**record) is None:  # full: send it, start the next
-                sent = await producer.send_batch(batch, topic, partition=partition)
-                sends.append((members, sent))
-                batch, members = producer.create_batch(), []
-                batch.append(**record)  # the first record of a batch always fits
-            members.append(message)
-        sends.append((members, await producer.send_batch(batch, topic, partition=partition)))
+    for wave in itertools.zip_longest(*batches.values()):
+        for batch in wave:
+            if batch is not None:
+                sent = await producer.send_batch(
+                    batch.builder, batch.topic, partition=batch.partition
+                )
+                sends.append((batch.messages, sent))
     return sends
 
 
