@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.api_keys import KeyStore, Principal
@@ -37,11 +37,11 @@ class Authentication:
 
     def __init__(self, app: ASGIApp, *, public: Iterable[BaseRoute], public_paths: Iterable[str]):
         self.app = app
-        self._public_patterns = [route.path_regex for route in public if isinstance(route, Route)]
+        self._public_routes = list(public)
         self._public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._is_public(scope["path"]):
+        if scope["type"] != "http" or self._is_public(scope):
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
@@ -53,8 +53,11 @@ class Authentication:
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
-    def _is_public(self, path: str) -> bool:
-        return path in self._public_paths or any(p.match(path) for p in self._public_patterns)
+    def _is_public(self, scope: Scope) -> bool:
+        """A document path, or a request a public route takes (path and method)."""
+        return scope["path"] in self._public_paths or any(
+            route.matches(scope)[0] is Match.FULL for route in self._public_routes
+        )
 
 
 def authorize(request: Request, scope: KeyScope) -> Principal:

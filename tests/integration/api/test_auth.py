@@ -104,3 +104,9 @@ async def test_the_api_documents_say_which_routes_need_a_key(api: RunningApi) ->
     confirm = document["paths"]["/v1/notifications/{notification_id}/confirm"]["post"]
     assert confirm["security"] == []
     assert "security" not in document["paths"]["/v1/events"]["post"]  # the document's holds
+
+
+async def test_only_the_method_of_a_public_route_is_public(api: RunningApi) -> None:
+    # /healthz answers GET to anyone; another method on the same path still needs a key.
+    assert (await api.client.post("/healthz")).status_code == 401
+    assert (await api.client.post("/healthz", headers=api.key(Scope.ADMIN))).status_code == 405
