@@ -9,7 +9,7 @@ default, takes the portable road of a lookup and inserts in one transaction (:fu
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
@@ -31,6 +31,8 @@ from shared.tables.api import IdempotencyRecord
 from shared.tables.outbox import OutboxMessage
 
 MAX_ATTEMPTS = 3
+#: SQLSTATEs of a transaction the database rolled back to let others on: run it again.
+ROLLED_BACK = ("40P01", "40001")  # deadlock victim, serialization failure
 _RECORDS = IdempotencyRecord.__table__.c  # type: ignore[attr-defined]
 
 
@@ -49,9 +51,9 @@ class Intake:
     def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser, actor: Principal) -> "Intake":
         pseudonym = event.subject.pseudonym(pseudonymiser)
         message_json = LifecycleMessage.from_event(event, pseudonym).to_json()
-        # The message is the event with its subject replaced by the subject's keyed pseudonym,
-        # so two events have the same message exactly when they are the same event.
-        digest = pseudonymiser.digest("lifecycle-message", message_json.encode())
+        # Of the event as received, not of the message: stored digests must stay comparable
+        # when the message's wire format changes.
+        digest = pseudonymiser.digest("event-body", event.model_dump_json().encode())
         return cls(event, pseudonym, message_json, digest, actor)
 
     @property
@@ -90,13 +92,16 @@ async def accept_on_postgresql(
             " WHERE event_id = ANY(%s)",
             [list(unique.keys() - stored)],
         )
-        earlier = {row[0]: _Earlier(row[1], row[2]) for row in await cursor.fetchall()}
+        earlier = {
+            event_id: _Earlier(digest, accepted_at.astimezone(UTC))  # in the session's zone
+            for event_id, digest, accepted_at in await cursor.fetchall()
+        }
     return _outcomes(intakes, unique, stored, earlier, now)
 
 
 def accept(engine: Engine, intakes: Sequence[Intake], *, now: datetime) -> list[Outcome]:
-    """Like :func:`accept_on_postgresql`, on any database (SQLite, the embedded default): the
-    ids are looked up, then the new events inserted, in one transaction. Should another process
+    """Like :func:`accept_on_postgresql`, for SQLite (the embedded default), portably: the ids
+    are looked up, then the new events inserted, in one transaction. Should another process
     store one of our ids in between, or the database pick us as a deadlock victim, it is run
     again."""
     unique = _first_of_each(intakes)
@@ -130,11 +135,10 @@ def _outcomes(
 ) -> list[Outcome]:
     """An id stored now is accepted the first time it comes; any other time, and an id stored
     before, is a replay when its body digest matches, else a conflict."""
-    for event_id in stored:
-        earlier[event_id] = _Earlier(unique[event_id].body_digest, now)
+    known = {**earlier, **{i: _Earlier(unique[i].body_digest, now) for i in stored}}
     outcomes = []
     for intake in intakes:
-        before = earlier[intake.event_id]
+        before = known[intake.event_id]
         if intake.event_id in stored and intake is unique[intake.event_id]:
             outcomes.append(Outcome(intake.event_id, "accepted", now))
         elif before.body_digest == intake.body_digest:
@@ -145,7 +149,7 @@ def _outcomes(
 
 
 def _is_serialization_failure(error: OperationalError) -> bool:
-    return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
+    return getattr(error.orig, "sqlstate", None) in ROLLED_BACK
 
 
 def _earlier(connection: Connection, event_ids: Collection[UUID]) -> dict[UUID, _Earlier]:
@@ -215,13 +219,13 @@ def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> Non
     by_id = itemgetter("event_id")
     insert_rows(connection, IdempotencyRecord.__table__, sorted(records, key=by_id))  # type: ignore[attr-defined]
     insert_rows(connection, OutboxMessage.__table__, [_outbox_row(i, now) for i in new])  # type: ignore[attr-defined]
-    by_actor: dict[Principal, list[Intake]] = {}
+    by_actor: dict[str, list[Intake]] = {}  # by key name, as on PostgreSQL
     for intake in new:
-        by_actor.setdefault(intake.actor, []).append(intake)
-    for actor, accepted in by_actor.items():
+        by_actor.setdefault(intake.actor.name, []).append(intake)
+    for accepted in by_actor.values():
         audit.record(
             connection,
-            actor=actor,
+            actor=accepted[0].actor,
             action="events.accepted",
             at=now,
             count=len(accepted),

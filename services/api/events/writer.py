@@ -28,7 +28,8 @@ from services.api.events import service
 log = logging.getLogger(__name__)
 _Submission = tuple[Sequence[service.Intake], "asyncio.Future[list[service.Outcome]]"]
 _STOP = None  # one per writer task on the queue: store what came before, then leave
-_ATTEMPTS_ON_POSTGRESQL = 2  # a connection found broken is replaced once
+_ATTEMPTS_ON_POSTGRESQL = 3
+_CONNECT_TIMEOUT_SECONDS = 10
 
 
 class IntakeWriter:
@@ -102,9 +103,12 @@ async def _store(store: "_PostgresStore | _ThreadedStore", group: list[_Submissi
 
 
 class _PostgresStore:
-    """A writer task's own autocommit connection, opened when first needed and replaced when
-    found broken. Storing again after a lost answer is safe: stored events then show as
-    replays."""
+    """A writer task's own autocommit connection, opened when first needed.
+
+    A group the database rolled back (deadlock victim) is stored again. So is one whose
+    connection broke, on a new connection: should the lost statement have committed, its events
+    then answer as replays (200), which is still true.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
@@ -118,15 +122,20 @@ class _PostgresStore:
         for attempt in range(1, _ATTEMPTS_ON_POSTGRESQL + 1):
             if self._connection is None or self._connection.closed:
                 self._connection = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
+                    self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
                 )
             try:
                 return await service.accept_on_postgresql(self._connection, intakes, now=now)
-            except psycopg.OperationalError:
-                await self.close()
-                if attempt == _ATTEMPTS_ON_POSTGRESQL:
+            except psycopg.OperationalError as error:
+                rolled_back = error.sqlstate in service.ROLLED_BACK
+                if (
+                    not (rolled_back or self._connection.broken)
+                    or attempt == _ATTEMPTS_ON_POSTGRESQL
+                ):
                     raise
-                log.warning("intake writer: database connection lost; storing again")
+                if self._connection.broken:
+                    await self.close()
+                log.warning("intake writer: %s; storing the group again", type(error).__name__)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:

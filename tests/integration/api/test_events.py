@@ -97,6 +97,27 @@ async def test_the_same_event_again_is_an_idempotent_replay(api: RunningApi) -> 
     assert again.json() == first.json()
 
 
+async def test_a_replay_answers_in_utc_whatever_the_database_zone(make_api) -> None:
+    async with make_api() as api:
+        url = make_url(api.settings.database_url)
+        if url.get_backend_name() != "postgresql":
+            pytest.skip("SQLite keeps no session time zone")
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE \"{url.database}\" SET timezone = 'Europe/Stockholm'")
+        try:
+            async with make_api() as zoned:  # its connections open in that zone
+                headers = zoned.key(Scope.EVENTS_WRITE)
+                event = fresh("marketing.contact")
+                first = await zoned.client.post("/v1/events", json=event, headers=headers)
+                again = await zoned.client.post("/v1/events", json=event, headers=headers)
+        finally:
+            with psycopg.connect(conninfo, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{url.database}" RESET timezone')
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == first.json()
+
+
 async def test_the_same_event_id_with_another_body_is_a_conflict(api: RunningApi) -> None:
     headers = api.key(Scope.EVENTS_WRITE)
     event = fresh("collection_case.closed")
