@@ -1,10 +1,11 @@
 """API intake throughput against PostgreSQL, compared with a bare FastAPI hello-world.
 
-Both servers run as uvicorn processes with the same settings (one worker, no access log); the
-same load generator (bench/load.py) drives both from a second process on loopback. Targets
-(issue 4): single-event POST at least 40 % of hello-world; batch intake at least 20,000 events/s.
+Both servers run as uvicorn processes with the same settings (``--workers``, default one; no
+access log); the same load generator (bench/load.py) drives both from a second process on
+loopback. Targets (issue 4): single-event POST at least 40 % of hello-world; batch intake at
+least 20,000 events/s.
 
-    .venv/bin/python bench/api_bench.py [--seconds 10] [--connections 16]
+    .venv/bin/python bench/api_bench.py [--seconds 10] [--connections 16] [--workers 1]
 """
 
 import argparse
@@ -38,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
 
     with bench_database() as database_url, EmbeddedBroker() as broker:
@@ -52,8 +54,10 @@ def main() -> None:
             "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
         }
         servers = [
-            start_server(["bench.hello_app:app"], hello_port, env),
-            start_server(["--factory", "services.api.app:app_from_environment"], api_port, env),
+            start_server(["bench.hello_app:app"], hello_port, env, args.workers),
+            start_server(
+                ["--factory", "services.api.app:app_from_environment"], api_port, env, args.workers
+            ),
         ]
         try:
             with tempfile.TemporaryDirectory() as scratch:
@@ -90,6 +94,7 @@ def main() -> None:
     hello_rps = hello["requests"] / hello["seconds"]
     single_rps = single["requests"] / single["seconds"]
     batch_events = batch["statuses"].get("200", 0) * 1000 / batch["seconds"]
+    print(f"uvicorn workers: {args.workers} each")
     print(f"hello-world POST:     {hello_rps:>10,.0f} requests/s  {hello['statuses']}")
     print(f"single-event POST:    {single_rps:>10,.0f} requests/s  {single['statuses']}")
     print(f"  ratio to hello-world: {single_rps / hello_rps:.2f} (target >= 0.40)")
@@ -121,9 +126,14 @@ def create_key(database_url: str) -> str:
         engine.dispose()
 
 
-def start_server(target: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_server(
+    target: list[str], port: int, env: dict[str, str], workers: int
+) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", *target, "--port", str(port), *UVICORN_FLAGS],
+        [
+            *(sys.executable, "-m", "uvicorn", *target, "--port", str(port), *UVICORN_FLAGS),
+            *("--workers", str(workers)),
+        ],
         cwd=ROOT,
         env=env,
     )

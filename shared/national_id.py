@@ -11,6 +11,7 @@ from datetime import date
 
 _SHAPE = re.compile(r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{4})$")
 _COORDINATION_DAY_OFFSET = 60
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # the digit sum of twice each digit
 
 
 class InvalidNationalIdError(ValueError):
@@ -55,8 +56,7 @@ def _infer_year(year2: int, *, centenarian: bool, today: date | None) -> int:
 
 
 def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(digits):
-        value = int(char) * (2 if position % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
+    """The Luhn check over the ten digits YYMMDDNNNC: every other digit from the first doubled
+    (its digit sum taken), and the total a multiple of ten."""
+    doubled = sum(_LUHN_DOUBLED[int(digit)] for digit in digits[0::2])
+    return (doubled + sum(int(digit) for digit in digits[1::2])) % 10 == 0

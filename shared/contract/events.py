@@ -127,15 +127,15 @@ class _Event(BaseModel):
     def _scope_fits_type(cls, scope: Scope) -> Scope:
         key = scope.key
         allowed = cls.allowed_scope_keys
+        if key in allowed or (key is None and not cls.scope_required):
+            return scope
         event_type = _type_of(cls)
         expected = "scope." + " or scope.".join(allowed)
-        if key is None and cls.scope_required:
+        if key is None:
             raise ValueError(f"{event_type} needs {expected}")
-        if key is not None and key not in allowed:
-            if not allowed:
-                raise ValueError(f"{event_type} applies to the whole subject; leave scope empty")
-            raise ValueError(f"scope.{key} does not apply to {event_type}; expected {expected}")
-        return scope
+        if not allowed:
+            raise ValueError(f"{event_type} applies to the whole subject; leave scope empty")
+        raise ValueError(f"scope.{key} does not apply to {event_type}; expected {expected}")
 
 
 class _CaseEvent(_Event):
