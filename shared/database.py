@@ -3,6 +3,7 @@
 from collections.abc import Collection
 from typing import Any
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import ColumnElement, Connection, Engine, any_, bindparam, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import create_engine
@@ -24,7 +25,17 @@ def make_engine(url: str) -> Engine:
     # As many connections as request threads may want at once, recycled before servers or
     # proxies drop them, and tried before use, so that a database restart costs no request
     # (the round trip is paid per transaction; the event intake keeps its own connections).
-    return create_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800, pool_pre_ping=True)
+    engine = create_engine(
+        url, pool_size=20, max_overflow=20, pool_recycle=1800, pool_pre_ping=True
+    )
+
+    @event.listens_for(engine, "connect")
+    def _binary_arrays(connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Arrays (one_of's) in binary: psycopg's text format escapes each element with a
+        # regular expression, which made a 500-id ANY(...) seven times slower to send.
+        connection.adapters.register_dumper(list, ListBinaryDumper)
+
+    return engine
 
 
 def one_of(
