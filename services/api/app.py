@@ -77,9 +77,9 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.state.retention_engine = RetentionEngine(settings.policy())
 
     problems.install(app)
-    for router in (
-        health.router,
+    for router in (  # the event intake first: routes are matched in this order
         events_router,
+        health.router,
         subjects_router,
         erasures_router,
         recipients_router,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.api.api_keys import KeyStore, Principal
@@ -37,7 +37,7 @@ class Authentication:
 
     def __init__(self, app: ASGIApp, *, public: Iterable[BaseRoute], public_paths: Iterable[str]):
         self.app = app
-        self._public_routes = list(public)
+        self._public_routes = [route for route in public if isinstance(route, Route)]
         self._public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,8 +55,10 @@ class Authentication:
 
     def _is_public(self, scope: Scope) -> bool:
         """A document path, or a request a public route takes (path and method)."""
-        return scope["path"] in self._public_paths or any(
-            route.matches(scope)[0] is Match.FULL for route in self._public_routes
+        path = scope["path"]
+        return path in self._public_paths or any(
+            route.path_regex.match(path) and route.matches(scope)[0] is Match.FULL
+            for route in self._public_routes
         )
 
 
