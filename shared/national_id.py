@@ -9,7 +9,11 @@ gets one pseudonym.
 import re
 from datetime import date
 
-_SHAPE = re.compile(r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{4})$")
+# ASCII digits only: other scripts' digits (full-width, Arabic-Indic…) would otherwise pass and
+# give one person a second pseudonym.
+_SHAPE = re.compile(
+    r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{4})$", re.ASCII
+)
 _COORDINATION_DAY_OFFSET = 60
 _LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # the digit sum of twice each digit
 

@@ -71,6 +71,16 @@ def test_invalid_numbers_are_refused_with_the_reason(written: str, why: str) -> 
         normalise_national_id(written, today=TODAY)
 
 
+@pytest.mark.parametrize(
+    "zero", [0xFF10, 0x0660, 0x0966], ids=["full-width", "arabic-indic", "devanagari"]
+)
+def test_digits_of_other_scripts_are_refused(zero: int) -> None:
+    # They would normalise to another twelve-digit string: one person, two pseudonyms.
+    other_script = str.maketrans({str(d): chr(zero + d) for d in range(10)})
+    with pytest.raises(InvalidNationalIdError, match="expected 10 or 12 digits"):
+        normalise_national_id("19811218-9876".translate(other_script), today=TODAY)
+
+
 @pytest.mark.parametrize("written", ["19811218-9875", "19" + with_check_digit("811318987")])
 def test_error_messages_repeat_no_part_of_the_number(written: str) -> None:
     with pytest.raises(InvalidNationalIdError) as refused:
