@@ -54,12 +54,22 @@ class Authentication:
         await self.app(scope, receive, send)
 
     def _is_public(self, scope: Scope) -> bool:
-        """A document path, or a request a public route takes (path and method)."""
-        path = scope["path"]
+        """A document path, or a request a public route takes (path and method); paths as the
+        routes see them, without the ``root_path`` a proxy may mount the API under."""
+        path = _route_path(scope)
         return path in self._public_paths or any(
             route.path_regex.match(path) and route.matches(scope)[0] is Match.FULL
             for route in self._public_routes
         )
+
+
+def _route_path(scope: Scope) -> str:
+    """``path`` without ``root_path``, as Starlette's routing strips it."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
 
 
 def authorize(request: Request, scope: KeyScope) -> Principal:

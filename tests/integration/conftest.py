@@ -43,7 +43,7 @@ def make_api(
     migrated_url: str, kafka_settings: KafkaSettings
 ) -> Callable[..., AbstractAsyncContextManager[RunningApi]]:
     @contextlib.asynccontextmanager
-    async def running(**changes: object) -> AsyncIterator[RunningApi]:
+    async def running(root_path: str = "", **changes: object) -> AsyncIterator[RunningApi]:
         fields: dict = {
             "pseudonym_secret": SECRET,
             "database_url": migrated_url,
@@ -57,8 +57,9 @@ def make_api(
         app = create_app(settings, db_engine=engine)
         try:
             async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                transport = httpx.ASGITransport(app=app, root_path=root_path)
+                base_url = f"http://api{root_path}"
+                async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
                     yield RunningApi(client, settings, app.state.key_store)
         finally:
             engine.dispose()

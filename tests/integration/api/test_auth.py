@@ -110,3 +110,11 @@ async def test_only_the_method_of_a_public_route_is_public(api: RunningApi) -> N
     # /healthz answers GET to anyone; another method on the same path still needs a key.
     assert (await api.client.post("/healthz")).status_code == 401
     assert (await api.client.post("/healthz", headers=api.key(Scope.ADMIN))).status_code == 405
+
+
+async def test_behind_a_path_prefix_the_public_routes_stay_public(make_api) -> None:
+    # A proxy mounts the API under /gallring (uvicorn --root-path /gallring).
+    async with make_api(root_path="/gallring") as api:
+        assert (await api.client.get("/healthz")).status_code == 200
+        assert (await api.client.get("/docs")).status_code == 200
+        assert (await api.client.post("/v1/events", json=EVENT)).status_code == 401
