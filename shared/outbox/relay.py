@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Engine, delete, or_, select, update
@@ -242,15 +243,28 @@ async def _send_in_batches(
             queue[-1].builder.append(**record)  # the first record of a batch always fits
         queue[-1].messages.append(message)
     # A partition's next batch is taken only once its last one is acknowledged: the first
-    # batch of every partition goes first, so that those waits overlap.
+    # batch of every partition goes first, so that those waits overlap. A batch the producer
+    # refuses (an earlier one of its partition failed) fails with the rest of its partition,
+    # unsent: a later batch must not overtake it.
     sends = []
+    refused: dict[tuple[str, int], Exception] = {}
     for wave in itertools.zip_longest(*batches.values()):
         for batch in wave:
-            if batch is not None:
-                sent = await producer.send_batch(
-                    batch.builder, batch.topic, partition=batch.partition
-                )
-                sends.append((batch.messages, sent))
+            if batch is None:
+                continue
+            where = (batch.topic, batch.partition)
+            sent: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            if where in refused:
+                sent.set_exception(refused[where])
+            else:
+                try:
+                    sent = await producer.send_batch(
+                        batch.builder, batch.topic, partition=batch.partition
+                    )
+                except KafkaError as error:
+                    refused[where] = error
+                    sent.set_exception(error)
+            sends.append((batch.messages, sent))
     return sends
 
 
