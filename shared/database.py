@@ -4,7 +4,16 @@ from collections.abc import Collection
 from typing import Any
 
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import ColumnElement, Connection, Engine, any_, bindparam, event
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Enum,
+    String,
+    any_,
+    bindparam,
+    event,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import create_engine
 
@@ -45,5 +54,8 @@ def one_of(
     values, so a batch statement is compiled once instead of rendering hundreds of placeholders
     every time (a third of the sweep's time went there)."""
     if connection.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        element = column.type
+        if isinstance(element, String) and not isinstance(element, Enum) and element.length:
+            element = String()  # a cast to VARCHAR(n)[] would cut longer values to match
+        return column == any_(bindparam(None, list(values), type_=ARRAY(element)))
     return column.in_(values)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 
-from shared.database import make_engine
+from shared.database import make_engine, one_of
 from shared.tables.types import UtcDateTime
 
 # Not on the schema's metadata: this table exists only for the test.
@@ -50,3 +50,23 @@ def test_each_session_gets_its_own_postgres_database(postgres_url: str) -> None:
         name = connection.execute(text("SELECT current_database()")).scalar()
     engine.dispose()
     assert name.startswith("gallring_test_")
+
+
+def test_one_of_matches_whole_values_only(database_url: str) -> None:
+    # On PostgreSQL the values travel as one array cast to the column's type: a VARCHAR(20)[]
+    # cast would cut a longer value down until it matched.
+    engine = make_engine(database_url)
+    probe_metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(probe.delete())
+            connection.execute(probe.insert().values(id=1, label="a" * 20))
+            connection.execute(probe.insert().values(id=2, label="b"))
+        with engine.connect() as connection:
+            found = connection.execute(
+                select(probe.c.id).where(one_of(connection, probe.c.label, ["a" * 25, "b"]))
+            ).scalars()
+            assert list(found) == [2]
+    finally:
+        probe_metadata.drop_all(engine)
+        engine.dispose()
