@@ -62,7 +62,11 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as scratch:
                 hello = drive(
-                    "/hello", hello_port, bodies(scratch, "hello", ["{}"] * 400_000), args
+                    "/hello",
+                    hello_port,
+                    bodies(scratch, "hello", ["{}"] * 400_000),
+                    args,
+                    server=servers[0],
                 )
                 single = drive(
                     "/v1/events",
@@ -70,6 +74,7 @@ def main() -> None:
                     bodies(scratch, "events", (event_json() for _ in range(150_000))),
                     args,
                     key,
+                    server=servers[1],
                 )
                 batch = drive(
                     "/v1/events/batch",
@@ -85,6 +90,7 @@ def main() -> None:
                     args,
                     key,
                     connections=2,
+                    server=servers[1],
                 )
         finally:
             for server in servers:
@@ -100,6 +106,16 @@ def main() -> None:
     print(f"  ratio to hello-world: {single_rps / hello_rps:.2f} (target >= 0.40)")
     print(f"batch intake (1,000): {batch_events:>10,.0f} events/s    {batch['statuses']}")
     print(f"  ratio to target 20,000 events/s: {batch_events / 20_000:.2f}")
+    # Throughput moves with whatever else the machine runs; the servers' own CPU time per
+    # request moves less, so it is printed too.
+    hello_cpu = hello["server_cpu"] / hello["requests"]
+    single_cpu = single["server_cpu"] / single["requests"]
+    batch_cpu = batch["server_cpu"] / max(batch["statuses"].get("200", 0) * 1000, 1)
+    print(
+        f"server CPU: hello-world {hello_cpu * 1e6:,.0f} us/request, single event "
+        f"{single_cpu * 1e6:,.0f} us/request (ratio {hello_cpu / single_cpu:.2f}), "
+        f"batch {batch_cpu * 1e6:,.0f} us/event"
+    )
 
 
 class bench_database:  # noqa: N801 - used as a context manager, reads as a phrase
@@ -162,7 +178,8 @@ def bodies(scratch: str, name: str, lines) -> str:
     return str(path)
 
 
-def drive(path, port, bodies_file, args, key="", connections=None) -> dict:
+def drive(path, port, bodies_file, args, key="", connections=None, *, server) -> dict:
+    """Run the load generator; its figures, and the CPU seconds ``server`` spent meanwhile."""
     command = [
         sys.executable,
         str(ROOT / "bench" / "load.py"),
@@ -172,8 +189,22 @@ def drive(path, port, bodies_file, args, key="", connections=None) -> dict:
         str(connections or args.connections),
         str(args.seconds),
     ] + ([key] if key else [])
+    cpu_before = server_cpu_seconds(server.pid)
     result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(result.stdout)
+    return {**json.loads(result.stdout), "server_cpu": server_cpu_seconds(server.pid) - cpu_before}
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a server process and its workers (Linux ``/proc``)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or its child
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
