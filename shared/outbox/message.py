@@ -19,16 +19,22 @@ def outbox_row(
     now: datetime,
 ) -> dict[str, Any]:
     """The values of an ``outbox_message`` insert; ``key`` is the subject pseudonym."""
-    headers = {
-        topics.HEADER_EVENT_TYPE: event_type,
-        topics.HEADER_SCHEMA_VERSION: str(schema_version),
-        topics.HEADER_EVENT_ID: str(event_id),
-    }
     return {
         "event_id": event_id,
         "topic": topic,
         "message_key": key,
         "value": value,
-        "headers": json.dumps(headers),
+        "headers": message_headers(event_type, event_id, schema_version),
         "created_at": now,
     }
+
+
+def message_headers(event_type: str, event_id: UUID, schema_version: int) -> str:
+    """The Kafka headers every Gallring message carries, as the outbox keeps them: JSON."""
+    return json.dumps(
+        {
+            topics.HEADER_EVENT_TYPE: event_type,
+            topics.HEADER_SCHEMA_VERSION: str(schema_version),
+            topics.HEADER_EVENT_ID: str(event_id),
+        }
+    )
