@@ -4,12 +4,16 @@ Offsets are never auto-committed: consumers commit after their work is durable.
 """
 
 import contextlib
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from murmurhash2 import murmurhash2
 
 from shared.settings import KafkaSettings
+
+_MURMUR2_SEED = 0x9747B28C  # Kafka's
 
 
 def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
@@ -21,6 +25,13 @@ def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
         request_timeout_ms=settings.request_timeout_ms,
         linger_ms=5,
     )
+
+
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition Kafka's default partitioner (Java's, and aiokafka's) sends ``key`` to, among
+    a topic's ``partitions`` in ascending order: murmur2 of the key, made positive, modulo their
+    number. In C, where aiokafka's murmur2 is pure Python and thirty times slower."""
+    return partitions[(murmurhash2(key, _MURMUR2_SEED) & 0x7FFFFFFF) % len(partitions)]
 
 
 def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:

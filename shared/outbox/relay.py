@@ -22,14 +22,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import Engine, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
 from shared.database import one_of
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_producer, partition_for
 from shared.outbox.metrics import OutboxMetrics
 from shared.settings import KafkaSettings, RelaySettings
 from shared.tables.outbox import OutboxMessage, RelayLease
@@ -39,7 +38,6 @@ LEASE_NAME = "outbox"
 PRODUCER_STOP_SECONDS = 5.0
 _outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
 _lease = RelayLease.__table__  # type: ignore[attr-defined]
-_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,14 +226,14 @@ async def _send_in_batches(
 ) -> list[tuple[list[_Pending], "asyncio.Future[object]"]]:
     """Hand ``pending`` to the producer as whole batches rather than message by message (a
     message then costs a tenth as much), in outbox order within each partition. Keys go to the
-    partitions the producer's own partitioner would pick (murmur2, as Java's)."""
+    partitions the producer's own partitioner would pick."""
     batches: dict[tuple[str, int], list[_Batch]] = {}
     partitions_of: dict[str, list[int]] = {}
     for message in pending:
         if message.topic not in partitions_of:
             partitions_of[message.topic] = sorted(await producer.partitions_for(message.topic))
         partitions = partitions_of[message.topic]
-        partition = _PARTITIONER(message.key.encode(), partitions, partitions)
+        partition = partition_for(message.key.encode(), partitions)
         queue = batches.setdefault((message.topic, partition), [])
         record = _record(message)
         if not queue or queue[-1].builder.append(**record) is None:  # none yet, or full
