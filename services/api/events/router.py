@@ -2,11 +2,13 @@
 
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from services.api.api_keys import Principal, Scope
@@ -19,7 +21,17 @@ from shared.contract.errors import FieldError, describe
 from shared.contract.examples import EXAMPLES
 from shared.pseudonym import Pseudonymiser
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+
+class _RequestRoute(APIRoute):
+    """A route whose endpoint takes the request and answers it itself, as both intake routes
+    do: FastAPI's parameter solving, a tenth of a single event's cost, is skipped. The OpenAPI
+    document still describes the route as declared."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        return self.endpoint
+
+
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=_RequestRoute)
 
 _EVENT_BODY = {
     "requestBody": {
