@@ -1,6 +1,7 @@
 """RFC 9457 problem details: every error the API returns has this one shape, made here."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,7 +27,9 @@ class Problem(Exception):
         self.extensions = extensions
 
 
-def problem_response(problem: Problem, request: Request) -> JSONResponse:
+def problem_response(
+    problem: Problem, request: Request, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     body = {
         "type": f"{_TYPE_BASE}{problem.slug}",
         "title": problem.title,
@@ -35,7 +38,8 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
         "instance": request.url.path,
         **problem.extensions,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    if problem.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -74,7 +78,9 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, StarletteHTTPException)
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         title = str(error.detail) if isinstance(error.detail, str) else "HTTP error"
-        return problem_response(Problem(error.status_code, slug, title, title), request)
+        # The error's headers stay: a 405 names the methods the route takes (Allow).
+        problem = Problem(error.status_code, slug, title, title)
+        return problem_response(problem, request, error.headers)
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

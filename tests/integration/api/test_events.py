@@ -340,3 +340,11 @@ async def test_a_batch_body_over_its_limit_is_refused_with_413(make_api) -> None
             "/v1/events/batch", json=batch, headers=api.key(Scope.EVENTS_WRITE)
         )
         assert response.status_code == 413
+
+
+async def test_the_intake_answers_other_methods_with_405(api: RunningApi) -> None:
+    headers = api.key(Scope.EVENTS_WRITE)
+    for path in ("/v1/events", "/v1/events/batch"):
+        response = await api.client.get(path, headers=headers)
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "POST"
