@@ -77,8 +77,10 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.state.retention_engine = RetentionEngine(settings.policy())
 
     problems.install(app)
-    for router in (  # the event intake first: routes are matched in this order
-        events_router,
+    # The event intake is the hot path: its routes are the application's own, matched first and
+    # directly, where an included router's layers cost as much as a tenth of a single event.
+    app.router.routes.extend(events_router.routes)
+    for router in (
         health.router,
         subjects_router,
         erasures_router,
