@@ -1,9 +1,10 @@
 """One outbox row: a Kafka message with the headers every Gallring message carries."""
 
-import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from shared import topics
 
@@ -31,10 +32,10 @@ def outbox_row(
 
 def message_headers(event_type: str, event_id: UUID, schema_version: int) -> str:
     """The Kafka headers every Gallring message carries, as the outbox keeps them: JSON."""
-    return json.dumps(
+    return orjson.dumps(
         {
             topics.HEADER_EVENT_TYPE: event_type,
             topics.HEADER_SCHEMA_VERSION: str(schema_version),
             topics.HEADER_EVENT_ID: str(event_id),
         }
-    )
+    ).decode()

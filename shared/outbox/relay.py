@@ -11,7 +11,6 @@ the relay backs off and retries, and the services keep writing to the outbox.
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 import socket
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -267,7 +267,7 @@ async def _send_in_batches(
 
 
 def _record(message: _Pending) -> dict[str, Any]:
-    headers = json.loads(message.headers)
+    headers = orjson.loads(message.headers)
     return {
         "key": message.key.encode(),
         "value": message.value.encode(),

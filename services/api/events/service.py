@@ -7,7 +7,6 @@ in one round trip, whatever its size (:func:`accept_on_postgresql`); SQLite, the
 default, takes the portable road of a lookup and inserts in one transaction (:func:`accept`).
 """
 
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -211,7 +211,7 @@ def _store_parameters(unique: dict[UUID, Intake], now: datetime) -> dict[str, An
         }
         for event_id, intake in unique.items()
     ]
-    return {"events": json.dumps(events), "topic": topics.LIFECYCLE, "now": now}
+    return {"events": orjson.dumps(events).decode(), "topic": topics.LIFECYCLE, "now": now}
 
 
 def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> None:
