@@ -77,19 +77,20 @@ class _Earlier:
 
 
 async def accept_on_postgresql(
-    connection: psycopg.AsyncConnection[Any], intakes: Sequence[Intake], *, now: datetime
+    cursor: psycopg.AsyncCursor[Any], intakes: Sequence[Intake], *, now: datetime
 ) -> list[Outcome]:
     """Store the new events of ``intakes``; say per event what happened, in order.
 
-    One statement in one round trip, whatever the number of events, on an autocommit connection
-    (the statement is its own transaction): this is the intake's hot path.
+    One statement in one round trip, whatever the number of events, on a cursor of an autocommit
+    connection (the statement is its own transaction): this is the intake's hot path, and a
+    cursor kept from group to group saves a quarter of the statement's cost.
     """
     unique = _first_of_each(intakes)
-    cursor = await connection.execute(_STORE_ON_POSTGRESQL, _store_parameters(unique, now))
+    await cursor.execute(_STORE_ON_POSTGRESQL, _store_parameters(unique, now))
     stored = {event_id for (event_id,) in await cursor.fetchall()}
     earlier: dict[UUID, _Earlier] = {}
     if len(stored) < len(intakes):  # replays, conflicts, or an id twice: what came before?
-        cursor = await connection.execute(
+        await cursor.execute(
             "SELECT event_id, body_digest, accepted_at FROM idempotency_record"
             " WHERE event_id = ANY(%s)",
             [list(unique.keys() - stored)],

@@ -103,7 +103,7 @@ async def _store(store: "_PostgresStore | _ThreadedStore", group: list[_Submissi
 
 
 class _PostgresStore:
-    """A writer task's own autocommit connection, opened when first needed.
+    """A writer task's own autocommit connection and cursor, opened when first needed.
 
     A group the database rolled back (deadlock victim) is stored again. So is one whose
     connection broke, on a new connection: should the lost statement have committed, its events
@@ -114,34 +114,34 @@ class _PostgresStore:
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
-        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._cursor: psycopg.AsyncCursor[Any] | None = None
 
     async def accept(
         self, intakes: Sequence[service.Intake], *, now: datetime
     ) -> list[service.Outcome]:
         for attempt in range(1, _ATTEMPTS_ON_POSTGRESQL + 1):
-            if self._connection is None or self._connection.closed:
-                self._connection = await psycopg.AsyncConnection.connect(
+            if self._cursor is None or self._cursor.connection.closed:
+                connection = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
                 )
+                self._cursor = connection.cursor()
+            cursor = self._cursor
             try:
-                return await service.accept_on_postgresql(self._connection, intakes, now=now)
+                return await service.accept_on_postgresql(cursor, intakes, now=now)
             except psycopg.OperationalError as error:
                 rolled_back = error.sqlstate in service.ROLLED_BACK
-                if (
-                    not (rolled_back or self._connection.broken)
-                    or attempt == _ATTEMPTS_ON_POSTGRESQL
-                ):
+                broken = cursor.connection.broken
+                if not (rolled_back or broken) or attempt == _ATTEMPTS_ON_POSTGRESQL:
                     raise
-                if self._connection.broken:
+                if broken:
                     await self.close()
                 log.warning("intake writer: %s; storing the group again", type(error).__name__)
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.close()
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            await cursor.connection.close()
 
 
 class _ThreadedStore:
