@@ -24,6 +24,9 @@ def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
         acks="all",
         request_timeout_ms=settings.request_timeout_ms,
         linger_ms=5,
+        # aiokafka's 16 KiB default made a produce request of every few dozen messages: the
+        # relay sends thousands a second.
+        max_batch_size=settings.max_batch_bytes,
     )
 
 

@@ -31,6 +31,12 @@ class KafkaSettings(BaseSettings):
     request_timeout_ms: int = Field(
         default=30_000, ge=1_000, description="how long a send may wait for the broker's ack"
     )
+    max_batch_bytes: int = Field(
+        default=512 * 1024,
+        ge=16 * 1024,
+        description="largest batch a producer sends to one partition; keep it below the "
+        "broker's message.max.bytes (about 1 MB by default)",
+    )
     topic_partitions: int = Field(default=6, ge=1, description="for topics Gallring creates")
     topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
 
@@ -41,7 +47,7 @@ class RelaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GALLRING_RELAY_", extra="ignore")
 
     enabled: bool = True
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(default=2_000, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0)
     lease_seconds: float = Field(default=15.0, gt=0, description="a dead relay's lease lapses")
     max_backoff_seconds: float = Field(default=10.0, gt=0)
