@@ -42,6 +42,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Each label combination's counter and histogram, looked up once: prometheus_client's
+        # labels() validates and locks on every call.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,7 +62,14 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            labels = (scope["method"], getattr(scope.get("route"), "path", "unmatched"), status)
+            children = self._children.get(labels)
+            if children is None:
+                method, route, _ = labels
+                children = self._children[labels] = (
+                    self.metrics.requests.labels(method, route, str(status)),
+                    self.metrics.latency.labels(method, route),
+                )
+            requests, latency = children
+            requests.inc()
+            latency.observe(time.perf_counter() - started)

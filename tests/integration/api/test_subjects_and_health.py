@@ -81,11 +81,14 @@ async def test_not_ready_without_the_broker(make_api, kafka_settings) -> None:
 
 
 async def test_metrics_count_requests_by_route_and_events_by_type(api: RunningApi) -> None:
-    event = {**EXAMPLES["marketing.contact"], "event_id": str(uuid.uuid4())}
-    await api.client.post("/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE))
+    for _ in range(2):
+        event = {**EXAMPLES["marketing.contact"], "event_id": str(uuid.uuid4())}
+        await api.client.post("/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE))
     text = (await api.client.get("/metrics")).text
-    assert 'gallring_api_events_accepted_total{type="marketing.contact"} 1.0' in text
-    assert 'gallring_api_requests_total{method="POST",route="/v1/events",status="202"} 1.0' in text
+    assert 'gallring_api_events_accepted_total{type="marketing.contact"} 2.0' in text
+    assert 'gallring_api_requests_total{method="POST",route="/v1/events",status="202"} 2.0' in text
+    count = 'gallring_api_request_duration_seconds_count{method="POST",route="/v1/events"} 2.0'
+    assert count in text
     assert "gallring_outbox_backlog" in text
     assert "crm:4711" not in text
 
