@@ -44,11 +44,10 @@ class Authentication:
         if scope["type"] != "http" or self._is_public(scope):
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
         try:
-            principal = await _authenticated(request)
+            principal = await _authenticated(scope)
         except Problem as problem:
-            await problem_response(problem, request)(scope, receive, send)
+            await problem_response(problem, Request(scope))(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -95,8 +94,9 @@ def require(scope: KeyScope) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
-async def _authenticated(request: Request) -> Principal:
-    match = _BEARER.match(request.headers.get("authorization", ""))
+async def _authenticated(scope: Scope) -> Principal:
+    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    match = _BEARER.match(authorization.decode("latin-1"))
     if match is None:
         raise Problem(
             401,
@@ -105,7 +105,7 @@ async def _authenticated(request: Request) -> Principal:
             "Send 'Authorization: Bearer <key>'; `gallring keys create` makes one.",
         )
     key = match.group(1)
-    store: KeyStore = request.app.state.key_store
+    store: KeyStore = scope["app"].state.key_store
     principal = store.verify_from_cache(key)
     if principal is False:  # not cached: read it, off the event loop
         principal = await run_in_threadpool(store.verify, key)
