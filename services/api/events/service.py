@@ -138,16 +138,21 @@ def _outcomes(
 ) -> list[Outcome]:
     """An id stored now is accepted the first time it comes; any other time, and an id stored
     before, is a replay when its body digest matches, else a conflict."""
-    known = {**earlier, **{i: _Earlier(unique[i].body_digest, now) for i in stored}}
     outcomes = []
     for intake in intakes:
-        before = known[intake.event_id]
-        if intake.event_id in stored and intake is unique[intake.event_id]:
-            outcomes.append(Outcome(intake.event_id, "accepted", now))
-        elif before.body_digest == intake.body_digest:
-            outcomes.append(Outcome(intake.event_id, "duplicate", before.accepted_at))
+        event_id = intake.event_id
+        if event_id in stored:
+            first = unique[event_id]
+            if intake is first:
+                outcomes.append(Outcome(event_id, "accepted", now))
+                continue
+            before = _Earlier(first.body_digest, now)
         else:
-            outcomes.append(Outcome(intake.event_id, "conflict", None))
+            before = earlier[event_id]
+        if before.body_digest == intake.body_digest:
+            outcomes.append(Outcome(event_id, "duplicate", before.accepted_at))
+        else:
+            outcomes.append(Outcome(event_id, "conflict", None))
     return outcomes
 
 

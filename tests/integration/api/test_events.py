@@ -193,6 +193,7 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
         new,  # twice in one batch
         "not an object",
         fresh("dsr.erasure_requested"),  # the key lacks dsr:write
+        {**new, "occurred_at": "2024-06-01T00:00:00+02:00"},  # in this batch with another body
     ]
     response = await api.client.post("/v1/events/batch", json=batch, headers=headers)
     assert response.status_code == 200, response.text
@@ -205,8 +206,9 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
         "duplicate",
         "invalid",
         "invalid",
+        "conflict",
     ]
-    assert (result["accepted"], result["duplicates"], result["rejected"]) == (1, 2, 4)
+    assert (result["accepted"], result["duplicates"], result["rejected"]) == (1, 2, 5)
     assert result["results"][1]["errors"] == [
         {"field": "scope", "message": "collection_case.closed needs scope.case_id"}
     ]
