@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 
 from shared.database import make_engine
+from shared.heap import freeze_startup_objects
 from shared.migrate import upgrade
 
 STOP_SECONDS = 15.0
@@ -40,6 +41,7 @@ async def _run(database_url: str, build: Callable[[Engine], Worker], started: st
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, worker.stop)
     logging.getLogger("gallring").info(started)
+    freeze_startup_objects()
     try:
         await worker.run()
     finally:

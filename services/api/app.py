@@ -31,6 +31,7 @@ from services.api.subjects.router import router as subjects_router
 from shared.contract import LifecycleEvent
 from shared.database import make_engine
 from shared.engine import RetentionEngine
+from shared.heap import freeze_startup_objects
 from shared.outbox import OutboxRelay
 
 BATCH_PATH = "/v1/events/batch"
@@ -52,6 +53,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         relay_task = None
         if settings.relay.enabled:
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        freeze_startup_objects()
         try:
             yield
         finally:
