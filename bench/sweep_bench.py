@@ -30,8 +30,11 @@ from datetime import UTC, datetime
 from services.purger.sweep import sweep
 from shared.database import make_engine
 from shared.engine import RetentionEngine
+from shared.heap import tune_garbage_collection
 from shared.policy import load_default_policy
-print(sweep(make_engine(sys.argv[1]), RetentionEngine(load_default_policy()),
+engine, retention = make_engine(sys.argv[1]), RetentionEngine(load_default_policy())
+tune_garbage_collection()  # as `gallring purger` does once started
+print(sweep(engine, retention,
             datetime.now(UTC), batch_size=int(sys.argv[2])))
 """
 BARE_LOOP = """

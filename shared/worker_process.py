@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 
 from shared.database import make_engine
-from shared.heap import freeze_startup_objects
+from shared.heap import tune_garbage_collection
 from shared.migrate import upgrade
 
 STOP_SECONDS = 15.0
@@ -41,7 +41,7 @@ async def _run(database_url: str, build: Callable[[Engine], Worker], started: st
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, worker.stop)
     logging.getLogger("gallring").info(started)
-    freeze_startup_objects()
+    tune_garbage_collection()
     try:
         await worker.run()
     finally:

@@ -31,7 +31,7 @@ from services.api.subjects.router import router as subjects_router
 from shared.contract import LifecycleEvent
 from shared.database import make_engine
 from shared.engine import RetentionEngine
-from shared.heap import freeze_startup_objects
+from shared.heap import tune_garbage_collection
 from shared.outbox import OutboxRelay
 
 BATCH_PATH = "/v1/events/batch"
@@ -53,7 +53,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         relay_task = None
         if settings.relay.enabled:
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-        freeze_startup_objects()
+        tune_garbage_collection()
         try:
             yield
         finally:
