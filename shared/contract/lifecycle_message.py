@@ -13,6 +13,7 @@ from shared.contract.scope import Scope
 from shared.contract.vocabulary import Role
 
 SCHEMA_VERSION = 1
+_SUBJECT = {"subject"}
 Pseudonym = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256, hex")]
 
 #: The ``data`` model of each event type, to validate a message's data as the event's was.
@@ -57,6 +58,14 @@ class LifecycleMessage(BaseModel):
             scope=event.scope,
             data=event.data,
         )
+
+    @staticmethod
+    def json_of(event: LifecycleEvent, pseudonym: str) -> str:
+        """What ``from_event(event, pseudonym).to_json()`` gives, at half the cost, for the
+        intake's hot path: the event's own JSON without its subject, behind the schema version
+        and the pseudonym (a pseudonym is hex: it needs no escaping)."""
+        rest = event.model_dump_json(exclude=_SUBJECT, exclude_none=True)
+        return f'{{"schema_version":{SCHEMA_VERSION},"subject":"{pseudonym}",{rest[1:]}'
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from shared.contract import EVENT_TYPES, event_json_schema, parse_event
 from shared.contract.errors import describe
 from shared.contract.examples import EXAMPLES
+from shared.contract.lifecycle_message import LifecycleMessage
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "event-contract.v1.schema.json"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -201,3 +202,15 @@ def test_no_repr_of_a_subject_shows_its_identifier() -> None:
     event = parse_event(EXAMPLES["collection_case.closed"], now=NOW)
     assert "198112189876" not in repr(event)
     assert "198112189876" not in str(list(event.subject.__repr_args__()))
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_the_intakes_message_json_is_the_messages_own(event_type: str) -> None:
+    pseudonym = "ab" * 32
+    for document in (EXAMPLES[event_type], {**EXAMPLES[event_type], "role": None}):
+        event = parse_event(document)
+        fast = LifecycleMessage.json_of(event, pseudonym)
+        assert json.loads(fast) == json.loads(
+            LifecycleMessage.from_event(event, pseudonym).to_json()
+        )
+        assert LifecycleMessage.model_validate_json(fast).subject == pseudonym

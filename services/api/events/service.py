@@ -52,7 +52,7 @@ class Intake:
     @classmethod
     def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser, actor: Principal) -> "Intake":
         pseudonym = event.subject.pseudonym(pseudonymiser)
-        message_json = LifecycleMessage.from_event(event, pseudonym).to_json()
+        message_json = LifecycleMessage.json_of(event, pseudonym)
         # Of the event as received, not of the message: stored digests must stay comparable
         # when the message's wire format changes.
         digest = pseudonymiser.digest("event-body", event.model_dump_json().encode())
