@@ -6,6 +6,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.contract import EVENT_TYPES
 from shared.outbox import OutboxMetrics
 
 
@@ -24,12 +25,15 @@ class ApiMetrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.events_accepted = Counter(
+        events_accepted = Counter(
             "gallring_api_events_accepted_total",
             "Events accepted (stored and queued for Kafka), by event type.",
             ["type"],
             registry=self.registry,
         )
+        #: Per event type, made at start: every type shows in /metrics from the first scrape,
+        #: and the intake skips prometheus_client's label lookup.
+        self.events_accepted = {t: events_accepted.labels(t) for t in EVENT_TYPES}
         self.outbox_backlog = Gauge(
             "gallring_outbox_backlog",
             "Messages in the outbox not yet acknowledged by the broker.",

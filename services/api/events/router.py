@@ -101,7 +101,7 @@ async def post_event(request: Request) -> Response:
             "give a new event a new event_id.",
         )
     if outcome.status == "accepted":
-        state.metrics.events_accepted.labels(event.type).inc()
+        state.metrics.events_accepted[event.type].inc()
     assert outcome.accepted_at is not None
     answer = Accepted(event_id=outcome.event_id, accepted_at=outcome.accepted_at)
     return Response(
@@ -145,7 +145,7 @@ async def post_batch(request: Request) -> Response:
             index=index, event_id=outcome.event_id, status=outcome.status, errors=errors
         )
     for event_type, count in accepted_types.items():
-        state.metrics.events_accepted.labels(event_type).inc(count)
+        state.metrics.events_accepted[event_type].inc(count)
     final = [r for r in results if r is not None]
     accepted = sum(accepted_types.values())
     duplicates = sum(1 for r in final if r.status == "duplicate")

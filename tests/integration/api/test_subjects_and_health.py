@@ -86,6 +86,7 @@ async def test_metrics_count_requests_by_route_and_events_by_type(api: RunningAp
         await api.client.post("/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE))
     text = (await api.client.get("/metrics")).text
     assert 'gallring_api_events_accepted_total{type="marketing.contact"} 2.0' in text
+    assert 'gallring_api_events_accepted_total{type="legal_hold.placed"} 0.0' in text  # none yet
     assert 'gallring_api_requests_total{method="POST",route="/v1/events",status="202"} 2.0' in text
     count = 'gallring_api_request_duration_seconds_count{method="POST",route="/v1/events"} 2.0'
     assert count in text
