@@ -42,8 +42,10 @@ from services.notifier.deliverer import Deliverer
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from shared.database import make_engine
+from shared.heap import tune_garbage_collection
 settings = NotifierSettings()
 db = make_engine(settings.database_url)
+tune_garbage_collection()  # as `gallring notifier` does once started
 asyncio.run(Deliverer(db, settings, NotifierMetrics(db)).run())
 """
 
