@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.contract.errors import FieldError, describe_errors
 
@@ -16,6 +17,7 @@ PROBLEM_JSON = "application/problem+json"
 #: For a route's ``responses``: says in the OpenAPI document that errors are problem+json.
 PROBLEM_RESPONSE = {"content": {PROBLEM_JSON: {}}}
 _TYPE_BASE = "urn:gallring:problem:"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 class Problem(Exception):
@@ -62,6 +64,19 @@ def _sender_location(detail: dict[str, Any]) -> tuple[Any, ...]:
     return location[1:] if location[:1] == ("body",) else location
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on the request's path. Starlette's own 405 names only the
+    first route matching the path, and a path such as /v1/recipients has two (GET and POST)."""
+    routes = request.app.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
 def install(app: FastAPI) -> None:
     """Route every error through :func:`problem_response`."""
 
@@ -78,9 +93,11 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, StarletteHTTPException)
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         title = str(error.detail) if isinstance(error.detail, str) else "HTTP error"
-        # The error's headers stay: a 405 names the methods the route takes (Allow).
         problem = Problem(error.status_code, slug, title, title)
-        return problem_response(problem, request, error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return problem_response(problem, request, headers)
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)

@@ -121,3 +121,10 @@ async def test_a_recipient_is_changed_deactivated_and_its_secret_rotated(api: Ru
 
     missing = await api.client.patch("/v1/recipients/nobody", json={}, headers=admin)
     assert missing.status_code == 404
+
+
+async def test_a_405_names_every_method_the_path_takes(api: RunningApi) -> None:
+    admin = api.key(Scope.ADMIN)
+    refused = await api.client.delete("/v1/recipients", headers=admin)
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, POST"  # FastAPI routes take no HEAD
