@@ -34,6 +34,7 @@ class KafkaSettings(BaseSettings):
     max_batch_bytes: int = Field(
         default=512 * 1024,
         ge=16 * 1024,
+        le=1_000_000,  # a batch the broker refuses would be sent again and again
         description="largest batch a producer sends to one partition; keep it below the "
         "broker's message.max.bytes (about 1 MB by default)",
     )
