@@ -71,6 +71,18 @@ def test_invalid_numbers_are_refused_with_the_reason(written: str, why: str) -> 
         normalise_national_id(written, today=TODAY)
 
 
+@pytest.mark.parametrize("nine_digits", ["811218987", "000101000", "991231999", "450615283"])
+def test_only_the_luhn_digit_passes(nine_digits: str) -> None:
+    valid = with_check_digit(nine_digits)
+    for check_digit in "0123456789":
+        written = f"19{nine_digits}{check_digit}"
+        if check_digit == valid[-1]:
+            assert normalise_national_id(written, today=TODAY) == written
+        else:
+            with pytest.raises(InvalidNationalIdError, match="check digit"):
+                normalise_national_id(written, today=TODAY)
+
+
 @pytest.mark.parametrize(
     "zero", [0xFF10, 0x0660, 0x0966], ids=["full-width", "arabic-indic", "devanagari"]
 )
