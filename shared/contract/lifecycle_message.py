@@ -60,13 +60,18 @@ class LifecycleMessage(BaseModel):
         )
 
     @staticmethod
-    def json_of(event: LifecycleEvent, pseudonym: str) -> str:
+    def fields_of(event: LifecycleEvent) -> str:
+        """The event's own JSON without its subject: what :meth:`json_of` builds the message
+        around."""
+        return event.model_dump_json(exclude=_SUBJECT, exclude_none=True)
+
+    @staticmethod
+    def json_of(event_fields: str, pseudonym: str) -> str:
         """The message ``from_event(event, pseudonym).to_json()`` gives (the same fields and
-        values; the keys in another order), at half the cost, for the intake's hot path: the
-        event's own JSON without its subject, behind the schema version and the pseudonym (a
-        pseudonym is hex: it needs no escaping)."""
-        rest = event.model_dump_json(exclude=_SUBJECT, exclude_none=True)
-        return f'{{"schema_version":{SCHEMA_VERSION},"subject":"{pseudonym}",{rest[1:]}'
+        values; the keys in another order), at half the cost, for the intake's hot path:
+        ``fields_of(event)`` behind the schema version and the pseudonym (a pseudonym is hex: it
+        needs no escaping)."""
+        return f'{{"schema_version":{SCHEMA_VERSION},"subject":"{pseudonym}",{event_fields[1:]}'
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

@@ -52,11 +52,11 @@ class Intake:
     @classmethod
     def of(cls, event: LifecycleEvent, pseudonymiser: Pseudonymiser, actor: Principal) -> "Intake":
         pseudonym = event.subject.pseudonym(pseudonymiser)
-        message_json = LifecycleMessage.json_of(event, pseudonym)
-        # Of the event as received, not of the message: stored digests must stay comparable
-        # when the message's wire format changes.
-        digest = pseudonymiser.digest("event-body", event.model_dump_json().encode())
-        return cls(event, pseudonym, message_json, digest, actor)
+        fields = LifecycleMessage.fields_of(event)
+        # Of the event (its subject by pseudonym, which names one person), not of the message:
+        # stored digests must stay comparable when the message's wire format changes.
+        digest = pseudonymiser.digest("event-body", f"{pseudonym}{fields}".encode())
+        return cls(event, pseudonym, LifecycleMessage.json_of(fields, pseudonym), digest, actor)
 
     @property
     def event_id(self) -> UUID:

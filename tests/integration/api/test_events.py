@@ -118,11 +118,18 @@ async def test_a_replay_answers_in_utc_whatever_the_database_zone(make_api) -> N
     assert again.json() == first.json()
 
 
-async def test_the_same_event_id_with_another_body_is_a_conflict(api: RunningApi) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [{"scope": {"case_id": "C-other"}}, {"subject": {"ref": "crm:4711"}}, {"role": "obligor"}],
+    ids=["scope", "subject", "role"],
+)
+async def test_the_same_event_id_with_another_body_is_a_conflict(
+    api: RunningApi, change: dict[str, Any]
+) -> None:
     headers = api.key(Scope.EVENTS_WRITE)
     event = fresh("collection_case.closed")
     assert (await api.client.post("/v1/events", json=event, headers=headers)).status_code == 202
-    other = {**event, "scope": {"case_id": "C-other"}}
+    other = {**event, **change}
     response = await api.client.post("/v1/events", json=other, headers=headers)
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
