@@ -25,8 +25,11 @@ class BodyLimitMiddleware:
             return
         limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(scope, send, limit)
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await _refuse(scope, send, limit)
+            else:  # the server reads no more than the declared length: nothing to count
+                await self.app(scope, receive, send)
             return
 
         received = 0
