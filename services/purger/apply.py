@@ -14,7 +14,7 @@ from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import ClockState, RetentionEngine
-from shared.tables.purger import ConsumedEvent, ErasureProof
+from shared.tables.purger import HOLD_EVENT_TYPES, ConsumedEvent, ErasureProof
 
 log = logging.getLogger(__name__)
 _CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
@@ -55,6 +55,7 @@ def apply_messages(
                 {
                     "event_id": message.event_id,
                     "subject_pseudonym": message.subject,
+                    "event_type": message.type,
                     "message": message.to_json(),
                 }
                 for message in fresh.values()
@@ -66,7 +67,8 @@ def apply_messages(
             existing = subject_clocks.locked_clocks(connection, subject)
             facts = subject_clocks.load_facts(connection, subject)
             clocks = retention.evaluate(subject, facts, now)
-            subject_clocks.store(connection, subject, clocks, existing, now)
+            digest = subject_clocks.verdict_digest(retention, facts, now)
+            subject_clocks.store(connection, subject, clocks, existing, now, digest)
             if not clocks:
                 _forget_released_holds(connection, facts)
             erasable += sum(1 for clock in clocks if clock.state in _ERASABLE)
@@ -123,7 +125,7 @@ def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]
     falls under them); once a placed hold is released, its events go. A release whose
     placement has not arrived yet stays: events come late and out of order."""
     standing = subject_clocks.standing_hold_events(facts)
-    holds = [m for m in facts if m.type in subject_clocks.HOLD_EVENT_TYPES]
+    holds = [m for m in facts if m.type in HOLD_EVENT_TYPES]
     placed = {m.data.hold_id for m in holds if m.type == "legal_hold.placed"}
     released = [
         m.event_id for m in holds if m.data.hold_id in placed and m.event_id not in standing

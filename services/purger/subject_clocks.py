@@ -15,13 +15,12 @@ from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
 
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
-from shared.engine import RetentionClock
+from shared.engine import RetentionClock, RetentionEngine
 from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
-from shared.tables.purger import StoredClock, SubjectFact
+from shared.tables.purger import HOLD_EVENT_TYPES, StoredClock, SubjectFact
 
 RowKey = tuple[str, str, str]
-HOLD_EVENT_TYPES = ("legal_hold.placed", "legal_hold.released")
 CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
 
@@ -75,19 +74,31 @@ def locked_clocks(connection: Connection, subject: str) -> dict[RowKey, Row[Any]
     return {row_key(row): row for row in connection.execute(query)}
 
 
+def verdict_digest(
+    retention: RetentionEngine, facts: Iterable[LifecycleMessage], now: datetime
+) -> str | None:
+    """What a stored verdict records of how it was reached (``policy_digest``): the engine's
+    digest, or None while one of the subject's events lies after ``now``. The engine left that
+    event out; once its time has come it counts, so the verdict must be reached again."""
+    if any(fact.occurred_at > now for fact in facts):
+        return None
+    return retention.digest
+
+
 def store(
     connection: Connection,
     subject: str,
     clocks: Iterable[RetentionClock],
     existing: dict[RowKey, Row[Any]],
     now: datetime,
+    policy_digest: str | None,
 ) -> list[RetentionClock]:
-    """Make the subject's rows say what ``clocks`` say; rows no clock matches are removed.
-    Returns the clocks that are new or changed."""
+    """Make the subject's rows say what ``clocks`` say, reached under ``policy_digest``; rows no
+    clock matches are removed. Returns the clocks that are new or changed."""
     remaining = dict(existing)
     changed = []
     for clock in clocks:
-        values = _values(clock)
+        values = {**_values(clock), "policy_digest": policy_digest}
         row = remaining.pop(clock_key(clock), None)
         if row is None:
             connection.execute(

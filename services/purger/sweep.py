@@ -4,14 +4,18 @@ Due clocks come from the partial index on ``due_at``; on PostgreSQL they are loc
 ``FOR UPDATE SKIP LOCKED``, so that several purgers share the work and none erases a clock
 another holds. SQLite locks nothing on reading: there a clock is erased only if it is still as
 it was read (``subject_clocks.unchanged``), else the batch is rolled back and swept again
-later. Each subject is evaluated again from its facts in the same transaction: a legal hold or a
-reopened case that arrived since the clock was stored wins over the stored verdict.
+later.
+
+Two roads, in the same transaction. On PostgreSQL, settled subjects (all their clocks due in
+this batch, verdicts reached under the running policy, never a legal hold) are erased by one
+SQL statement (:mod:`settled_erasure`): the stored verdicts stand. Every other subject is
+evaluated again from its facts: a legal hold or a reopened case that arrived since the clock was
+stored wins over the stored verdict.
 
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
 to the outbox, the clock becomes a proof that names no subject, and the facts no live clock of
 the subject needs any more are deleted. Each step is one statement for the whole batch, not one
-per clock.
-"""
+per clock."""
 
 import logging
 from collections import defaultdict
@@ -21,9 +25,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, Row, delete, func, select
+from sqlalchemy import Connection, Engine, Row, delete, exists, func, select
 
-from services.purger import subject_clocks
+from services.purger import settled_erasure, subject_clocks
 from shared import topics
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
@@ -33,7 +37,7 @@ from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
-from shared.tables.purger import SWEPT, ErasureProof
+from shared.tables.purger import HOLD_FACTS, SWEPT, ErasureProof
 
 log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS
@@ -69,18 +73,24 @@ def sweep_batch(
 ) -> SweptBatch:
     """One transaction over up to ``batch_size`` due clocks."""
     with db.begin() as connection:
-        query = (
-            select(_CLOCKS)
-            .where(SWEPT, _CLOCKS.c.due_at <= now)
-            .order_by(_CLOCKS.c.due_at)
-            .limit(batch_size)
-        )
+        query = _DUE.where(_CLOCKS.c.due_at <= now).limit(batch_size)
         if connection.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, of=_CLOCKS)
         due = connection.execute(query).all()
+        erased_in_sql = 0
+        if connection.dialect.name == "postgresql":
+            settled = settled_erasure.settled_subjects(due, retention.digest)
+            if settled:
+                settled_rows = [row for row in due if row.subject_pseudonym in settled]
+                erased_in_sql = settled_erasure.erase_settled(connection, settled_rows, now)
+                if erased_in_sql != len(settled_rows):
+                    raise subject_clocks.ClockChanged()  # cannot happen: the rows are locked
+        else:
+            settled = set()
         by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
         for row in due:
-            by_subject[row.subject_pseudonym].append(row)
+            if row.subject_pseudonym not in settled:
+                by_subject[row.subject_pseudonym].append(row)
         busy = _busy_subjects(connection, by_subject)
         for subject in busy:
             del by_subject[subject]
@@ -89,6 +99,7 @@ def sweep_batch(
         erasing: list[tuple[Row[Any], RetentionClock]] = []
         for subject, rows in by_subject.items():
             clocks = retention.evaluate(subject, facts[subject], now)
+            digest = subject_clocks.verdict_digest(retention, facts[subject], now)
             by_key = {subject_clocks.clock_key(clock): clock for clock in clocks}
             for row in rows:
                 clock = by_key.get(subject_clocks.row_key(row))
@@ -97,14 +108,33 @@ def sweep_batch(
                 else:  # held, reopened, or no longer fed by any fact: store the fresh verdict
                     fresh = [clock] if clock is not None else []
                     subject_clocks.store(
-                        connection, subject, fresh, {subject_clocks.row_key(row): row}, now
+                        connection, subject, fresh, {subject_clocks.row_key(row): row}, now, digest
                     )
         if erasing:
             _execute(connection, erasing, now)
             erased_subjects = {row.subject_pseudonym for row, _ in erasing}
             _forget_unneeded_facts(connection, retention, {s: facts[s] for s in erased_subjects})
-        skipped = len(due) - sum(len(rows) for rows in by_subject.values())
-        return SweptBatch(len(due), len(erasing), skipped)
+        skipped = len(due) - erased_in_sql - sum(len(rows) for rows in by_subject.values())
+        return SweptBatch(len(due), erased_in_sql + len(erasing), skipped)
+
+
+#: Due clocks in due order, each with what tells whether its subject is settled
+#: (:mod:`settled_erasure`): how many clocks the subject has, and whether it ever had a hold.
+_OTHER = _CLOCKS.alias("other")
+_DUE = (
+    select(
+        _CLOCKS,
+        select(func.count())
+        .where(_OTHER.c.subject_pseudonym == _CLOCKS.c.subject_pseudonym)
+        .scalar_subquery()
+        .label("clocks_of_subject"),
+        exists()
+        .where(_FACTS.c.subject_pseudonym == _CLOCKS.c.subject_pseudonym, HOLD_FACTS)
+        .label("subject_has_holds"),
+    )
+    .where(SWEPT)
+    .order_by(_CLOCKS.c.due_at)
+)
 
 
 def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str]:

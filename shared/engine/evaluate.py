@@ -8,6 +8,7 @@ trigger comes first, then an early erasure, then an immediate erasure, then an e
 the trigger: when in doubt, keep the data. Legal holds and erasure requests are applied last.
 """
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from shared.engine import periods
 from shared.engine.clock import ClockState, RetentionClock, ScopeItem
 from shared.engine.holds import Holds
 from shared.policy.model import CategoryPolicy, Policy, Retention
+
+#: Raise it with every change that changes a verdict: the sweep then evaluates clocks stored
+#: before again instead of acting on what they say.
+ENGINE_REVISION = 1
 
 
 class EngineEvent(Protocol):
@@ -89,6 +94,10 @@ class RetentionEngine:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.zone = policy.zone
+        #: Names this policy and engine revision: a stored verdict reached under them holds.
+        self.digest = hashlib.sha256(
+            f"{ENGINE_REVISION}:{policy.model_dump_json()}".encode()
+        ).hexdigest()
         self._plans = {
             category: _plan(category, rules) for category, rules in policy.categories.items()
         }

@@ -20,6 +20,10 @@ SWEPT_STATES = ("pending", "due", "erase_now")
 #: The same as SQL text: the sweep index's predicate, and the sweep's own condition (written
 #: alike, so that SQLite, which does not look into bound parameters, uses the index).
 SWEPT = text("state IN ('pending', 'due', 'erase_now')")
+#: The event types of legal holds, and the facts that are holds as SQL text (a partial index's
+#: predicate and the sweep's condition, written alike): few facts are, so the index is small.
+HOLD_EVENT_TYPES = ("legal_hold.placed", "legal_hold.released")
+HOLD_FACTS = text("event_type IN ('legal_hold.placed', 'legal_hold.released')")
 
 
 class ConsumedEvent(SQLModel, table=True):
@@ -35,9 +39,18 @@ class SubjectFact(SQLModel, table=True):
     """A lifecycle message (pseudonymised) kept while one of its subject's clocks needs it."""
 
     __tablename__ = "subject_fact"
+    __table_args__ = (
+        Index(
+            "ix_subject_fact_holds",
+            "subject_pseudonym",
+            postgresql_where=HOLD_FACTS,
+            sqlite_where=HOLD_FACTS,
+        ),
+    )
 
     event_id: UUID = Field(primary_key=True)
     subject_pseudonym: str = Field(max_length=64, index=True)
+    event_type: str = Field(max_length=50, description="the message's type, for SQL to see holds")
     message: str = Field(sa_column=Column(Text, nullable=False), description="the Kafka value")
 
 
@@ -76,6 +89,12 @@ class StoredClock(SQLModel, table=True):
     rule: str = Field(max_length=100)
     legal_basis: str = Field(max_length=300)
     reason: str = Field(sa_column=Column(Text, nullable=False))
+    policy_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the policy the verdict was reached under; None: evaluate it again before "
+        "acting on it (one of the subject's events lay in the future then)",
+    )
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 

@@ -1,10 +1,13 @@
 """The Alembic migrations, on both databases: they build exactly the schema the models declare."""
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
+from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.migrate import downgrade, upgrade
 from shared.tables import metadata
@@ -35,3 +38,32 @@ def test_upgrade_builds_the_declared_schema_and_downgrade_removes_it(empty_datab
 def test_upgrade_twice_is_harmless(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)
+
+
+def test_facts_stored_before_event_types_were_kept_get_theirs(empty_database_url) -> None:
+    upgrade(empty_database_url, "0005")
+    engine = make_engine(empty_database_url)
+    message = {**EXAMPLES["newsletter.unsubscribed"], "subject": "ab" * 32, "schema_version": 1}
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO subject_fact (event_id, subject_pseudonym, message)"
+                    " VALUES (:event_id, :subject, :message)"
+                ),
+                {
+                    "event_id": message["event_id"].replace("-", "")
+                    if engine.dialect.name == "sqlite"
+                    else message["event_id"],
+                    "subject": message["subject"],
+                    "message": json.dumps(message),
+                },
+            )
+        upgrade(empty_database_url)
+        with engine.connect() as connection:
+            event_types = connection.execute(text("SELECT event_type FROM subject_fact")).all()
+        assert event_types == [("newsletter.unsubscribed",)]
+    finally:
+        engine.dispose()
+        downgrade(empty_database_url, "base")
+        upgrade(empty_database_url)

@@ -1,0 +1,122 @@
+"""Erasing settled subjects in SQL: one statement per batch, no event parsed or evaluated.
+
+A subject is *settled* in a sweep's batch when every clock it has is in the batch (all due), each
+verdict was reached under the policy and engine running now (``policy_digest``), and no legal
+hold was ever placed or released for it. Evaluating such a subject again could only repeat the
+stored verdicts: a hold, a reopening or any other event that arrived since was applied by the
+consumer, which rewrote the subject's clocks in the transaction that stored the event, holding
+their row locks, and the sweep holds those locks now. Most erasures are a subject's last clocks
+falling due; the rest (holds, clocks still running, verdicts from another policy) take the
+sweep's general road, which evaluates the subject from its facts.
+
+For a settled subject the statement does on PostgreSQL what the general road does in Python: the
+clocks become proofs (the same hashes), an erasure command and an erasure-executed event per
+clock go to the outbox (the same messages; the keys in another order), and since no clock of the
+subject is left and it has no holds, all its facts go.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, text
+
+from shared import topics
+from shared.contract.erasure_messages import (
+    ERASURE_COMMAND,
+    ERASURE_EXECUTED,
+    SCHEMA_VERSION,
+)
+
+
+def settled_subjects(due: Sequence[Row[Any]], policy_digest: str) -> set[str]:
+    """The subjects of ``due`` (rows of the sweep's query) that are settled."""
+    by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
+    for row in due:
+        by_subject[row.subject_pseudonym].append(row)
+    return {
+        subject
+        for subject, rows in by_subject.items()
+        if len(rows) == rows[0].clocks_of_subject
+        and not rows[0].subject_has_holds
+        and all(row.policy_digest == policy_digest for row in rows)
+    }
+
+
+def erase_settled(connection: Connection, rows: Sequence[Row[Any]], now: datetime) -> int:
+    """Erase the clocks ``rows`` (all of their subjects' clocks, locked by this transaction);
+    how many were erased."""
+    return connection.execute(
+        _ERASE,
+        {
+            "ids": [row.id for row in rows],
+            "now": now,
+            "schema_version": SCHEMA_VERSION,
+            "command_topic": topics.ERASURE_COMMANDS,
+            "command_type": ERASURE_COMMAND,
+            "executed_topic": topics.ERASURES,
+            "executed_type": ERASURE_EXECUTED,
+        },
+    ).scalar_one()
+
+
+# The proof's hashes are :func:`subject_hash` and :func:`subject_clocks.key_hash`; the messages
+# are ErasureCommand and ErasureExecuted, with the headers of :func:`message_headers`, times in
+# UTC. The outbox gets them in due order, each command before its executed event (the order they
+# are published in). Tests compare this road's results with the general road's.
+_ERASE = text(
+    r"""
+WITH erased AS (
+    DELETE FROM retention_clock WHERE id = ANY(CAST(:ids AS bigint[]))
+    RETURNING id, erasure_id, subject_pseudonym, category, scope_key, scope_value, rule,
+              legal_basis, due_at,
+              -- What both messages say of the erasure, as JSON members, "{" and "}" cut off.
+              substr(json_build_object(
+                  'erasure_id', erasure_id, 'category', category,
+                  'scope', CASE WHEN scope_key = '' THEN json_build_object()
+                                ELSE json_build_object(scope_key, scope_value) END,
+                  'rule', rule, 'legal_basis', legal_basis,
+                  'due_at', to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+              )::text, 2) AS members
+), proofs AS (
+    INSERT INTO erasure (erasure_id, subject_hash, clock_hash, category, rule, legal_basis,
+                         due_at, executed_at)
+    SELECT erasure_id,
+           encode(sha256(convert_to(subject_pseudonym, 'UTF8')), 'hex'),
+           encode(sha256(convert_to(subject_pseudonym, 'UTF8') || decode('00', 'hex')
+                         || convert_to(category, 'UTF8') || decode('00', 'hex')
+                         || convert_to(scope_key, 'UTF8') || decode('00', 'hex')
+                         || convert_to(scope_value, 'UTF8')), 'hex'),
+           category, rule, legal_basis, due_at, :now
+    FROM erased
+), queued AS (
+    INSERT INTO outbox_message (event_id, topic, message_key, value, headers, created_at)
+    SELECT message.event_id, message.topic, erased.subject_pseudonym,
+           '{"schema_version":' || CAST(:schema_version AS text)
+               || ',"type":"' || message.type || '","event_id":"' || message.event_id || '",'
+               || CASE message.position
+                      WHEN 1 THEN erased.members
+                      ELSE left(erased.members, -1) || ',"executed_at":"'
+                           || to_char(CAST(:now AS timestamptz) AT TIME ZONE 'UTC',
+                                      'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}'
+                  END,
+           '{"event-type":"' || message.type || '","schema-version":"'
+               || CAST(:schema_version AS text) || '","event-id":"' || message.event_id || '"}',
+           :now
+    FROM erased, LATERAL (VALUES
+        -- erased.id keeps each row's ids its own: a VALUES list that named no outer column
+        -- could be computed once for all rows.
+        (1, gen_random_uuid(), CAST(:command_topic AS text), CAST(:command_type AS text),
+         erased.id),
+        (2, gen_random_uuid(), CAST(:executed_topic AS text), CAST(:executed_type AS text),
+         erased.id)
+    ) AS message (position, event_id, topic, type, clock_id)
+    ORDER BY erased.due_at, erased.id, message.position
+), forgotten AS (
+    DELETE FROM subject_fact USING (SELECT DISTINCT subject_pseudonym FROM erased) AS subject
+    WHERE subject_fact.subject_pseudonym = subject.subject_pseudonym
+)
+SELECT count(*) FROM erased
+"""
+)

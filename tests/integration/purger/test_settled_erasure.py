@@ -1,0 +1,180 @@
+"""The sweep's two roads: settled subjects erased by one SQL statement on PostgreSQL, every other
+subject evaluated again from its facts. Both must leave the same proofs and messages, and a
+stored verdict is trusted only when nothing can have changed it."""
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from services.purger import settled_erasure
+from services.purger.apply import apply_messages
+from services.purger.subject_clocks import key_hash
+from services.purger.sweep import sweep
+from shared import topics
+from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.database import make_engine
+from shared.pseudonym import subject_hash
+from shared.tables.outbox import OutboxMessage
+from shared.tables.purger import StoredClock
+from tests.integration.purger.helpers import (
+    RETENTION,
+    Subject,
+    ago,
+    clocks_of,
+    facts_of,
+    proofs_of,
+)
+
+_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settled_erasures(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The subjects each call of the SQL road erased (it still does the erasing)."""
+    calls: list[set[str]] = []
+    erase = settled_erasure.erase_settled
+
+    def recording(connection, rows, now):
+        calls.append({row.subject_pseudonym for row in rows})
+        return erase(connection, rows, now)
+
+    monkeypatch.setattr(settled_erasure, "erase_settled", recording)
+    return calls
+
+
+def history(person: Subject, closed: datetime, unsubscribed: datetime) -> list:
+    """A case closed and a newsletter unsubscribed: a scoped clock and a subject-wide one."""
+    return [
+        person.message("collection_case.closed", closed, {"case_id": "C-1"}, role="debtor"),
+        person.message("marketing.contact", closed),
+        person.message("newsletter.unsubscribed", unsubscribed),
+    ]
+
+
+def published(db: Engine, person: Subject) -> list:
+    with db.connect() as connection:
+        return connection.execute(
+            select(_OUTBOX).where(_OUTBOX.c.message_key == person.pseudonym).order_by(_OUTBOX.c.id)
+        ).all()
+
+
+def what_was_said(rows: list) -> list[tuple]:
+    """The messages' content, less the ids every erasure has its own of."""
+    said = []
+    for row in rows:
+        model = ErasureCommand if row.topic == topics.ERASURE_COMMANDS else ErasureExecuted
+        message = model.model_validate_json(row.value)
+        headers = json.loads(row.headers)
+        assert headers == {
+            topics.HEADER_EVENT_TYPE: message.type,
+            topics.HEADER_SCHEMA_VERSION: "1",
+            topics.HEADER_EVENT_ID: str(message.event_id),
+        }
+        assert row.event_id == message.event_id
+        content = message.model_dump(exclude={"event_id", "erasure_id"})
+        said.append((row.topic, sorted(content.items(), key=str)))
+    return sorted(said, key=str)
+
+
+def test_both_roads_leave_the_same_proofs_and_messages(
+    db: Engine, settled_erasures: list[set[str]]
+) -> None:
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite takes the general road only")
+    closed, unsubscribed = ago(months=37), ago(days=1)
+    by_sql, evaluated = Subject(), Subject()
+    now = datetime.now(UTC)
+    apply_messages(db, RETENTION, history(by_sql, closed, unsubscribed), now)
+    apply_messages(db, RETENTION, history(evaluated, closed, unsubscribed), now)
+    with db.begin() as connection:  # as stored by a release before policy digests
+        connection.execute(
+            update(_CLOCKS)
+            .where(_CLOCKS.c.subject_pseudonym == evaluated.pseudonym)
+            .values(policy_digest=None)
+        )
+
+    sweep(db, RETENTION, now, batch_size=50)
+
+    assert any(by_sql.pseudonym in erased for erased in settled_erasures)
+    assert not any(evaluated.pseudonym in erased for erased in settled_erasures)
+    for person in (by_sql, evaluated):
+        assert clocks_of(db, person) == {}
+        assert facts_of(db, person) == 0
+        proofs = proofs_of(db, person)
+        assert {proof.clock_hash for proof in proofs} == {
+            key_hash(person.pseudonym, ("collection_case", "case_id", "C-1")),
+            key_hash(person.pseudonym, ("marketing", "", "")),
+        }
+        assert {proof.subject_hash for proof in proofs} == {subject_hash(person.pseudonym)}
+        rows = published(db, person)
+        assert len({row.event_id for row in rows}) == len(rows) == 4
+        # Each erasure's command goes out before its executed event.
+        topics_by_erasure: dict[str, list[str]] = {}
+        for row in rows:
+            topics_by_erasure.setdefault(json.loads(row.value)["erasure_id"], []).append(row.topic)
+        assert set(topics_by_erasure) == {str(proof.erasure_id) for proof in proofs}
+        assert all(
+            t == [topics.ERASURE_COMMANDS, topics.ERASURES] for t in topics_by_erasure.values()
+        )
+    assert what_was_said(published(db, by_sql)) == what_was_said(published(db, evaluated))
+    proof_content = [
+        sorted(
+            (p.category, p.rule, p.legal_basis, p.due_at, p.executed_at)
+            for p in proofs_of(db, person)
+        )
+        for person in (by_sql, evaluated)
+    ]
+    assert proof_content[0] == proof_content[1]
+
+
+def test_a_verdict_reached_under_another_policy_is_reached_again(db: Engine) -> None:
+    person = Subject()
+    apply_messages(
+        db,
+        RETENTION,
+        [person.message("collection_case.closed", ago(months=35), {"case_id": "C-1"})],
+        datetime.now(UTC),
+    )
+    with db.begin() as connection:  # what an older policy, with a shorter period, said
+        connection.execute(
+            update(_CLOCKS)
+            .where(_CLOCKS.c.subject_pseudonym == person.pseudonym)
+            .values(state="due", due_at=ago(days=1), policy_digest="an older policy")
+        )
+
+    sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
+
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "pending"}
+    assert proofs_of(db, person) == []
+
+
+def test_an_event_that_lay_in_the_future_counts_once_its_time_has_come(db: Engine) -> None:
+    person = Subject()
+    now = datetime.now(UTC)
+    reopened = now + timedelta(minutes=2)  # senders' clocks run a little ahead
+    apply_messages(
+        db,
+        RETENTION,
+        [
+            person.message("collection_case.closed", ago(months=37), {"case_id": "C-1"}),
+            person.message("collection_case.reopened", reopened, {"case_id": "C-1"}),
+        ],
+        now,
+    )
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "due"}  # not reopened yet
+
+    sweep(db, RETENTION, reopened + timedelta(minutes=1), batch_size=50)
+
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "cancelled"}
+    assert proofs_of(db, person) == []
