@@ -15,12 +15,10 @@ clock go to the outbox (the same messages; the keys in another order), and since
 subject is left and it has no holds, all its facts go.
 """
 
-from collections import defaultdict
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, text
 
 from shared import topics
 from shared.contract.erasure_messages import (
@@ -30,35 +28,32 @@ from shared.contract.erasure_messages import (
 )
 
 
-def settled_subjects(due: Sequence[Row[Any]], policy_digest: str) -> set[str]:
-    """The subjects of ``due`` (rows of the sweep's query) that are settled."""
-    by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
-    for row in due:
-        by_subject[row.subject_pseudonym].append(row)
-    return {
-        subject
-        for subject, rows in by_subject.items()
-        if len(rows) == rows[0].clocks_of_subject
-        and not rows[0].subject_has_holds
-        and all(row.policy_digest == policy_digest for row in rows)
-    }
+@dataclass(frozen=True, slots=True)
+class SettledBatch:
+    looked_at: int  # due clocks this transaction locked
+    erased: int  # those of settled subjects, erased
+    unsettled_ids: list[int]  # the others, still locked, for the general road
 
 
-def erase_settled(connection: Connection, rows: Sequence[Row[Any]], now: datetime) -> int:
-    """Erase the clocks ``rows`` (all of their subjects' clocks, locked by this transaction);
-    how many were erased."""
-    return connection.execute(
+def erase_settled(
+    connection: Connection, now: datetime, batch_size: int, policy_digest: str
+) -> SettledBatch:
+    """Lock up to ``batch_size`` clocks due at ``now`` (PostgreSQL, ``SKIP LOCKED``) and erase
+    those of settled subjects."""
+    looked_at, erased, unsettled_ids = connection.execute(
         _ERASE,
         {
-            "ids": [row.id for row in rows],
             "now": now,
+            "batch_size": batch_size,
+            "policy_digest": policy_digest,
             "schema_version": SCHEMA_VERSION,
             "command_topic": topics.ERASURE_COMMANDS,
             "command_type": ERASURE_COMMAND,
             "executed_topic": topics.ERASURES,
             "executed_type": ERASURE_EXECUTED,
         },
-    ).scalar_one()
+    ).one()
+    return SettledBatch(looked_at, erased, unsettled_ids)
 
 
 # The proof's hashes are :func:`subject_hash` and :func:`subject_clocks.key_hash`; the messages
@@ -67,8 +62,34 @@ def erase_settled(connection: Connection, rows: Sequence[Row[Any]], now: datetim
 # are published in). Tests compare this road's results with the general road's.
 _ERASE = text(
     r"""
-WITH erased AS (
-    DELETE FROM retention_clock WHERE id = ANY(CAST(:ids AS bigint[]))
+WITH due AS MATERIALIZED (
+    -- The sweep index's predicate, as shared.tables.purger.SWEPT writes it.
+    SELECT id, subject_pseudonym, policy_digest,
+           (SELECT count(*) FROM retention_clock AS other
+            WHERE other.subject_pseudonym = retention_clock.subject_pseudonym)
+               AS clocks_of_subject,
+           EXISTS (SELECT FROM subject_fact  -- the holds index's, as HOLD_FACTS writes it
+                   WHERE subject_fact.subject_pseudonym = retention_clock.subject_pseudonym
+                     AND event_type IN ('legal_hold.placed', 'legal_hold.released'))
+               AS subject_has_holds
+    FROM retention_clock
+    WHERE state IN ('pending', 'due', 'erase_now') AND due_at <= :now
+    ORDER BY due_at
+    LIMIT :batch_size
+    FOR UPDATE OF retention_clock SKIP LOCKED
+), settled AS MATERIALIZED (
+    SELECT id FROM (
+        SELECT id, clocks_of_subject, subject_has_holds,
+               count(*) OVER subject AS due_of_subject,
+               bool_and(coalesce(policy_digest = :policy_digest, false)) OVER subject
+                   AS reached_under_this_policy
+        FROM due
+        WINDOW subject AS (PARTITION BY subject_pseudonym)
+    ) AS verdicts
+    WHERE due_of_subject = clocks_of_subject AND NOT subject_has_holds
+      AND reached_under_this_policy
+), erased AS (
+    DELETE FROM retention_clock WHERE id = ANY(ARRAY(SELECT id FROM settled))
     RETURNING id, erasure_id, subject_pseudonym, category, scope_key, scope_value, rule,
               legal_basis, due_at,
               -- What both messages say of the erasure, as JSON members, "{" and "}" cut off.
@@ -117,6 +138,8 @@ WITH erased AS (
     DELETE FROM subject_fact USING (SELECT DISTINCT subject_pseudonym FROM erased) AS subject
     WHERE subject_fact.subject_pseudonym = subject.subject_pseudonym
 )
-SELECT count(*) FROM erased
+SELECT (SELECT count(*) FROM due),
+       (SELECT count(*) FROM erased),
+       ARRAY(SELECT id FROM due WHERE id <> ALL(ARRAY(SELECT id FROM settled)))
 """
 )

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, Row, delete, exists, func, select
+from sqlalchemy import Connection, Engine, Row, delete, func, select
 
 from services.purger import settled_erasure, subject_clocks
 from shared import topics
@@ -37,7 +37,7 @@ from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
-from shared.tables.purger import HOLD_FACTS, SWEPT, ErasureProof
+from shared.tables.purger import SWEPT, ErasureProof
 
 log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS
@@ -73,24 +73,23 @@ def sweep_batch(
 ) -> SweptBatch:
     """One transaction over up to ``batch_size`` due clocks."""
     with db.begin() as connection:
-        query = _DUE.where(_CLOCKS.c.due_at <= now).limit(batch_size)
         if connection.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=_CLOCKS)
-        due = connection.execute(query).all()
-        erased_in_sql = 0
-        if connection.dialect.name == "postgresql":
-            settled = settled_erasure.settled_subjects(due, retention.digest)
-            if settled:
-                settled_rows = [row for row in due if row.subject_pseudonym in settled]
-                erased_in_sql = settled_erasure.erase_settled(connection, settled_rows, now)
-                if erased_in_sql != len(settled_rows):
-                    raise subject_clocks.ClockChanged()  # cannot happen: the rows are locked
+            settled = settled_erasure.erase_settled(connection, now, batch_size, retention.digest)
+            looked_at, erased_in_sql = settled.looked_at, settled.erased
+            due = (
+                connection.execute(
+                    _DUE.where(one_of(connection, _CLOCKS.c.id, settled.unsettled_ids))
+                ).all()
+                if settled.unsettled_ids
+                else []
+            )
         else:
-            settled = set()
+            due = connection.execute(_DUE.where(SWEPT, _CLOCKS.c.due_at <= now).limit(batch_size))
+            due = due.all()
+            looked_at, erased_in_sql = len(due), 0
         by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
         for row in due:
-            if row.subject_pseudonym not in settled:
-                by_subject[row.subject_pseudonym].append(row)
+            by_subject[row.subject_pseudonym].append(row)
         busy = _busy_subjects(connection, by_subject)
         for subject in busy:
             del by_subject[subject]
@@ -114,27 +113,12 @@ def sweep_batch(
             _execute(connection, erasing, now)
             erased_subjects = {row.subject_pseudonym for row, _ in erasing}
             _forget_unneeded_facts(connection, retention, {s: facts[s] for s in erased_subjects})
-        skipped = len(due) - erased_in_sql - sum(len(rows) for rows in by_subject.values())
-        return SweptBatch(len(due), erased_in_sql + len(erasing), skipped)
+        skipped = len(due) - sum(len(rows) for rows in by_subject.values())
+        return SweptBatch(looked_at, erased_in_sql + len(erasing), skipped)
 
 
-#: Due clocks in due order, each with what tells whether its subject is settled
-#: (:mod:`settled_erasure`): how many clocks the subject has, and whether it ever had a hold.
-_OTHER = _CLOCKS.alias("other")
-_DUE = (
-    select(
-        _CLOCKS,
-        select(func.count())
-        .where(_OTHER.c.subject_pseudonym == _CLOCKS.c.subject_pseudonym)
-        .scalar_subquery()
-        .label("clocks_of_subject"),
-        exists()
-        .where(_FACTS.c.subject_pseudonym == _CLOCKS.c.subject_pseudonym, HOLD_FACTS)
-        .label("subject_has_holds"),
-    )
-    .where(SWEPT)
-    .order_by(_CLOCKS.c.due_at)
-)
+#: Clocks in due order. On PostgreSQL, :mod:`settled_erasure` picks and locks them.
+_DUE = select(_CLOCKS).order_by(_CLOCKS.c.due_at)
 
 
 def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str]:
