@@ -41,6 +41,9 @@ def apply_messages(
                 fresh.setdefault(message.event_id, message)
         if not fresh:
             return Applied(0, 0)
+        # Before anything is read or stored: a sweep erasing one of these subjects finishes
+        # first, and what follows sees its proofs; one that comes later sees these events.
+        subject_clocks.lock_subjects(connection, {message.subject for message in fresh.values()})
         connection.execute(
             insert(_CONSUMED), [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
         )

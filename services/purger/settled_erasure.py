@@ -3,11 +3,13 @@
 A subject is *settled* in a sweep's batch when every clock it has is in the batch (all due), each
 verdict was reached under the policy and engine running now (``policy_digest``), and no legal
 hold was ever placed or released for it. Evaluating such a subject again could only repeat the
-stored verdicts: a hold, a reopening or any other event that arrived since was applied by the
-consumer, which rewrote the subject's clocks in the transaction that stored the event, holding
-their row locks, and the sweep holds those locks now. Most erasures are a subject's last clocks
-falling due; the rest (holds, clocks still running, verdicts from another policy) take the
-sweep's general road, which evaluates the subject from its facts.
+stored verdicts. The consumer locks a subject's clock rows before it stores an event of the
+subject, and rewrites the clocks in that transaction; the sweep decides while it holds those
+locks, in a statement that starts after it took them. So every event stored before is seen, and
+its verdict is the stored one; an event stored after waits, then finds the proofs (apply.py).
+Most erasures are a subject's last clocks falling due; the rest (holds, clocks still running,
+verdicts from another policy or engine revision) take the sweep's general road, which evaluates
+the subject from its facts.
 
 For a settled subject the statement does on PostgreSQL what the general road does in Python: the
 clocks become proofs (the same hashes), an erasure command and an erasure-executed event per
@@ -30,21 +32,32 @@ from shared.contract.erasure_messages import (
 
 @dataclass(frozen=True, slots=True)
 class SettledBatch:
-    looked_at: int  # due clocks this transaction locked
+    looked_at: int  # locked clocks looked at
     erased: int  # those of settled subjects, erased
     unsettled_ids: list[int]  # the others, still locked, for the general road
 
 
+def lock_due(connection: Connection, now: datetime, batch_size: int) -> list[int]:
+    """Lock up to ``batch_size`` clocks due at ``now``, in due order, skipping clocks another
+    transaction holds (PostgreSQL); their ids."""
+    locked = connection.execute(_LOCK_DUE, {"now": now, "batch_size": batch_size})
+    return list(locked.scalars())
+
+
 def erase_settled(
-    connection: Connection, now: datetime, batch_size: int, policy_digest: str
+    connection: Connection, ids: list[int], now: datetime, policy_digest: str
 ) -> SettledBatch:
-    """Lock up to ``batch_size`` clocks due at ``now`` (PostgreSQL, ``SKIP LOCKED``) and erase
-    those of settled subjects."""
+    """Erase those of the locked clocks ``ids`` whose subjects are settled.
+
+    Not in the statement that took the locks: a statement reads as of its start, and takes row
+    locks as it goes, so it would miss what a consumer committed while it waited for a lock (a
+    fact it stored, a clock it made). This statement starts once the locks are held.
+    """
     looked_at, erased, unsettled_ids = connection.execute(
         _ERASE,
         {
+            "ids": ids,
             "now": now,
-            "batch_size": batch_size,
             "policy_digest": policy_digest,
             "schema_version": SCHEMA_VERSION,
             "command_topic": topics.ERASURE_COMMANDS,
@@ -60,10 +73,18 @@ def erase_settled(
 # are ErasureCommand and ErasureExecuted, with the headers of :func:`message_headers`, times in
 # UTC. The outbox gets them in due order, each command before its executed event (the order they
 # are published in). Tests compare this road's results with the general road's.
+_LOCK_DUE = text(
+    """
+SELECT id FROM retention_clock
+WHERE state IN ('pending', 'due', 'erase_now') AND due_at <= :now  -- the index's, as SWEPT says
+ORDER BY due_at
+LIMIT :batch_size
+FOR UPDATE SKIP LOCKED
+"""
+)
 _ERASE = text(
     r"""
 WITH due AS MATERIALIZED (
-    -- The sweep index's predicate, as shared.tables.purger.SWEPT writes it.
     SELECT id, subject_pseudonym, policy_digest,
            (SELECT count(*) FROM retention_clock AS other
             WHERE other.subject_pseudonym = retention_clock.subject_pseudonym)
@@ -73,10 +94,7 @@ WITH due AS MATERIALIZED (
                      AND event_type IN ('legal_hold.placed', 'legal_hold.released'))
                AS subject_has_holds
     FROM retention_clock
-    WHERE state IN ('pending', 'due', 'erase_now') AND due_at <= :now
-    ORDER BY due_at
-    LIMIT :batch_size
-    FOR UPDATE OF retention_clock SKIP LOCKED
+    WHERE id = ANY(CAST(:ids AS bigint[]))
 ), settled AS MATERIALIZED (
     SELECT id FROM (
         SELECT id, clocks_of_subject, subject_has_holds,

@@ -65,6 +65,21 @@ def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
     return [LifecycleMessage.model_validate_json(message) for (message,) in rows]
 
 
+def lock_subjects(connection: Connection, subjects: Iterable[str]) -> None:
+    """Lock the clock rows of ``subjects`` (PostgreSQL) until the transaction ends, in a fixed
+    order, so that two transactions lock alike. The consumer takes them before it stores a
+    subject's events: the sweep, which decides on a subject while it holds them, has then seen
+    every event stored before, and an event stored after finds the sweep's proofs."""
+    if connection.dialect.name != "postgresql":
+        return  # SQLite: one writer at a time
+    connection.execute(
+        select(CLOCKS.c.id)
+        .where(one_of(connection, CLOCKS.c.subject_pseudonym, sorted(subjects)))
+        .order_by(CLOCKS.c.subject_pseudonym, CLOCKS.c.id)
+        .with_for_update()
+    ).all()
+
+
 def locked_clocks(connection: Connection, subject: str) -> dict[RowKey, Row[Any]]:
     """The subject's clock rows, locked on PostgreSQL until the transaction ends, so that the
     consumer and a sweep never act on one subject at the same time."""

@@ -74,7 +74,10 @@ def sweep_batch(
     """One transaction over up to ``batch_size`` due clocks."""
     with db.begin() as connection:
         if connection.dialect.name == "postgresql":
-            settled = settled_erasure.erase_settled(connection, now, batch_size, retention.digest)
+            locked = settled_erasure.lock_due(connection, now, batch_size)
+            if not locked:
+                return SweptBatch(0, 0, 0)
+            settled = settled_erasure.erase_settled(connection, locked, now, retention.digest)
             looked_at, erased_in_sql = settled.looked_at, settled.erased
             due = (
                 connection.execute(

@@ -3,7 +3,9 @@ subject evaluated again from its facts. Both must leave the same proofs and mess
 stored verdict is trusted only when nothing can have changed it."""
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +30,7 @@ from tests.integration.purger.helpers import (
     proofs_of,
 )
 
+CASE = {"case_id": "C-1"}
 _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
@@ -191,5 +194,48 @@ def test_an_event_that_lay_in_the_future_counts_once_its_time_has_come(db: Engin
 
 def test_the_statement_writes_the_partial_indexes_predicates_as_they_are_declared() -> None:
     # Else PostgreSQL cannot prove a partial index applies, and scans the table instead.
-    assert SWEPT.text in settled_erasure._ERASE.text
+    assert SWEPT.text in settled_erasure._LOCK_DUE.text
     assert HOLD_FACTS.text in settled_erasure._ERASE.text
+
+
+def test_an_event_that_comes_while_the_sweep_holds_the_subject_waits_and_then_sees_the_erasure(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    person = Subject()
+    closed = ago(months=37)
+    apply_messages(
+        db, RETENTION, [person.message("collection_case.closed", closed, CASE)], datetime.now(UTC)
+    )
+    # Sent late: the same case closed a day earlier. It changes no clock.
+    late = person.message("collection_case.closed", closed - timedelta(days=1), CASE)
+    consumer = ThreadPoolExecutor(max_workers=1)
+    applying: list[Future] = []
+    lock_due = settled_erasure.lock_due
+
+    def lock_then_let_the_consumer_in(*args, **kwargs):
+        locked = lock_due(*args, **kwargs)
+        if applying:  # once
+            return locked
+        applying.append(consumer.submit(apply_messages, db, RETENTION, [late], datetime.now(UTC)))
+        time.sleep(0.5)  # time enough to store the event, were it not made to wait
+        return locked
+
+    monkeypatch.setattr(settled_erasure, "lock_due", lock_then_let_the_consumer_in)
+    sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
+    applying[0].result(timeout=10)
+    consumer.shutdown()
+
+    assert (clocks_of(db, person), facts_of(db, person), len(proofs_of(db, person))) == (
+        {},
+        0,  # the late event about erased data is not kept
+        1,
+    )
+    # Nor does a later event bring the erased case back through it.
+    apply_messages(
+        db, RETENTION, [person.message("marketing.contact", ago(hours=1))], datetime.now(UTC)
+    )
+    sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
+    assert clocks_of(db, person) == {("marketing", ""): "pending"}
+    assert len(proofs_of(db, person)) == 1
