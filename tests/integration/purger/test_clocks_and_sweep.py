@@ -1,7 +1,6 @@
 """Clocks from lifecycle messages and the sweep that erases them, on PostgreSQL and SQLite."""
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -24,13 +23,6 @@ from tests.integration.purger.helpers import (
 )
 
 CASE = {"case_id": "C-1"}
-
-
-@pytest.fixture
-def db(migrated_url: str) -> Iterator[Engine]:
-    engine = make_engine(migrated_url)
-    yield engine
-    engine.dispose()
 
 
 def apply(db: Engine, *messages) -> None:

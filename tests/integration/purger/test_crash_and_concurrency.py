@@ -5,7 +5,6 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +12,6 @@ from sqlalchemy import Engine, select
 
 from services.purger.apply import apply_messages
 from shared import topics
-from shared.database import make_engine
 from shared.pseudonym import subject_hash
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
@@ -24,13 +22,6 @@ from tests.integration.purger.helpers import RETENTION, Subject, ago, clocks_of
 CLOCKS = 400
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-
-@pytest.fixture
-def db(migrated_url: str) -> Iterator[Engine]:
-    engine = make_engine(migrated_url)
-    yield engine
-    engine.dispose()
 
 
 def due_subjects(db: Engine, count: int) -> list[Subject]:

@@ -4,7 +4,6 @@ stored verdict is trusted only when nothing can have changed it."""
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +16,6 @@ from services.purger.subject_clocks import key_hash
 from services.purger.sweep import sweep
 from shared import topics
 from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
-from shared.database import make_engine
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import HOLD_FACTS, SWEPT, StoredClock
@@ -33,13 +31,6 @@ from tests.integration.purger.helpers import (
 CASE = {"case_id": "C-1"}
 _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def db(migrated_url: str) -> Iterator[Engine]:
-    engine = make_engine(migrated_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
