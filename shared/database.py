@@ -1,6 +1,7 @@
 """Database engines for PostgreSQL (production) and SQLite (the embedded default)."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg.types.array import ListBinaryDumper
@@ -59,3 +60,15 @@ def one_of(
             element = String()  # a cast to VARCHAR(n)[] would cut longer values to match
         return column == any_(bindparam(None, list(values), type_=ARRAY(element)))
     return column.in_(values)
+
+
+@contextmanager
+def begin_deciding(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes what it decides on what it read. SQLite's driver begins a
+    transaction only at the first write, and another writer may commit before it: here SQLite's
+    write lock is taken at once (``BEGIN IMMEDIATE``), so nothing read changes before the
+    commit. On PostgreSQL such a transaction locks the rows it decides on."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import one_of
+from shared.database import begin_deciding, one_of
 from shared.engine import ClockState, RetentionEngine
 from shared.tables.purger import HOLD_EVENT_TYPES, ConsumedEvent, ErasureProof
 
@@ -31,7 +31,7 @@ class Applied:
 def apply_messages(
     db: Engine, retention: RetentionEngine, messages: Sequence[LifecycleMessage], now: datetime
 ) -> Applied:
-    with db.begin() as connection:
+    with begin_deciding(db) as connection:
         ids = {message.event_id for message in messages}
         already = select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids))
         known = set(connection.execute(already).scalars().all())

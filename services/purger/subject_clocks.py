@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Row, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, delete, insert, select, text, tuple_, update
 
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
@@ -66,15 +66,27 @@ def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
 
 
 def lock_subjects(connection: Connection, subjects: Iterable[str]) -> None:
-    """Lock the clock rows of ``subjects`` (PostgreSQL) until the transaction ends, in a fixed
-    order, so that two transactions lock alike. The consumer takes them before it stores a
-    subject's events: the sweep, which decides on a subject while it holds them, has then seen
-    every event stored before, and an event stored after finds the sweep's proofs."""
+    """Hold ``subjects`` until the transaction ends (PostgreSQL): a lock per subject, which
+    another consumer of the same subject waits for even before the subject has clocks, and the
+    subject's clock rows, which a sweep erasing them holds. Both in one order, so that two
+    transactions lock alike.
+
+    The consumer takes them before it stores a subject's events: a sweep that decided on the
+    subject has then committed, and what follows sees its proofs; a sweep that comes later sees
+    these events. (SQLite: the transaction holds the database's write lock.)"""
     if connection.dialect.name != "postgresql":
-        return  # SQLite: one writer at a time
+        return
+    ordered = sorted(subjects)
+    connection.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended('gallring-subject:' || subject, 0))"
+            " FROM unnest(CAST(:subjects AS text[])) AS subject"  # in the array's order
+        ),
+        {"subjects": ordered},
+    ).all()
     connection.execute(
         select(CLOCKS.c.id)
-        .where(one_of(connection, CLOCKS.c.subject_pseudonym, sorted(subjects)))
+        .where(one_of(connection, CLOCKS.c.subject_pseudonym, ordered))
         .order_by(CLOCKS.c.subject_pseudonym, CLOCKS.c.id)
         .with_for_update()
     ).all()

@@ -32,7 +32,7 @@ from shared import topics
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import one_of
+from shared.database import begin_deciding, one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
@@ -72,7 +72,7 @@ def sweep_batch(
     db: Engine, retention: RetentionEngine, now: datetime, batch_size: int
 ) -> SweptBatch:
     """One transaction over up to ``batch_size`` due clocks."""
-    with db.begin() as connection:
+    with begin_deciding(db) as connection:
         if connection.dialect.name == "postgresql":
             locked = settled_erasure.lock_due(connection, now, batch_size)
             if not locked:

@@ -1,7 +1,9 @@
 """Clocks from lifecycle messages and the sweep that erases them, on PostgreSQL and SQLite."""
 
 import json
-from datetime import UTC, datetime
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -180,30 +182,47 @@ def test_an_event_for_every_clock_of_a_category_is_kept_beside_a_late_one_about_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_on_sqlite_a_hold_that_comes_in_while_the_sweep_works_still_wins(
-    db: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "arriving", ["legal_hold.placed", "collection_case.closed"], ids=["hold", "late-close"]
+)
+def test_on_sqlite_an_event_that_comes_while_the_sweep_works_waits_for_it(
+    db: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch, arriving: str
 ) -> None:
-    """SQLite locks no rows on reading, so the consumer can hold a clock the sweep has just
-    read as due; the sweep then erases nothing and tries again later. (PostgreSQL locks the
-    clocks it reads.)"""
+    """SQLite locks no rows: the sweep holds the database's write lock from its start, so a
+    consumer commits nothing between what the sweep read and what it writes. (PostgreSQL:
+    test_settled_erasure.py.)"""
     person = Subject()
-    apply(db, person.message("collection_case.closed", ago(months=37), CASE))
+    closed = ago(months=37)
+    apply(db, person.message("collection_case.closed", closed, CASE))
+    if arriving == "legal_hold.placed":
+        event = person.message(arriving, ago(hours=1), data={"hold_id": "H-7"})
+    else:  # the same case closed a day earlier, sent late: it changes no clock
+        event = person.message(arriving, closed - timedelta(days=1), CASE)
     facts_of_subjects = sweep_module._facts_of
     consumer_db = make_engine(migrated_url)
+    consumer = ThreadPoolExecutor(max_workers=1)
+    applying: list[Future] = []
 
-    def facts_read_then_a_hold_arrives(connection, subjects):  # type: ignore[no-untyped-def]
+    def facts_read_then_an_event_arrives(connection, subjects):  # type: ignore[no-untyped-def]
         facts = facts_of_subjects(connection, subjects)
-        hold = person.message("legal_hold.placed", ago(hours=1), data={"hold_id": "H-7"})
-        apply(consumer_db, hold)
+        if not applying:
+            applying.append(consumer.submit(apply, consumer_db, event))
+            time.sleep(0.5)  # time enough to apply it, were it not made to wait
+            assert not applying[0].done()
         return facts
 
-    monkeypatch.setattr(sweep_module, "_facts_of", facts_read_then_a_hold_arrives)
+    monkeypatch.setattr(sweep_module, "_facts_of", facts_read_then_an_event_arrives)
     try:
         sweep_now(db)
+        applying[0].result(timeout=30)
     finally:
+        consumer.shutdown()
         consumer_db.dispose()
-    assert clocks_of(db, person) == {("collection_case", "C-1"): "held"}
-    assert proofs_of(db, person) == []
+    # Erased: the event came after the sweep had reached the clock.
+    assert clocks_of(db, person) == {}
+    assert len(proofs_of(db, person)) == 1
+    # A hold still stands for data back-filled later; a late close about erased data is not kept.
+    assert facts_of(db, person) == (1 if arriving == "legal_hold.placed" else 0)
 
 
 def test_a_release_read_before_its_placement_still_releases_the_hold(db: Engine) -> None:

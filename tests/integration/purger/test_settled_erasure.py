@@ -6,11 +6,12 @@ import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from threading import Event, Thread, current_thread
 
 import pytest
 from sqlalchemy import Engine, select, update
 
-from services.purger import settled_erasure
+from services.purger import settled_erasure, subject_clocks
 from services.purger.apply import apply_messages
 from services.purger.subject_clocks import key_hash
 from services.purger.sweep import sweep
@@ -230,3 +231,50 @@ def test_an_event_that_comes_while_the_sweep_holds_the_subject_waits_and_then_se
     sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
     assert clocks_of(db, person) == {("marketing", ""): "pending"}
     assert len(proofs_of(db, person)) == 1
+
+
+def test_two_consumers_of_one_subject_take_turns_even_before_it_has_clocks(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when partitions are added and a subject's events come from two of them for a while:
+    the second consumer waits for the first, so it sees the clock the first one made, and a
+    sweep erasing that clock holds it up too."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    person = Subject()
+    closed = ago(months=37)
+    first = person.message("collection_case.closed", closed, CASE)
+    late = person.message("collection_case.closed", closed - timedelta(days=1), CASE)
+    stored, go_on, second_reads_clocks = Event(), Event(), Event()
+    store, locked_clocks = subject_clocks.store, subject_clocks.locked_clocks
+
+    def storing_then_pausing(*args, **kwargs):
+        changed = store(*args, **kwargs)
+        if current_thread().name == "first":
+            stored.set()
+            go_on.wait(10)
+        return changed
+
+    def signalling(*args, **kwargs):
+        if current_thread().name == "second":
+            second_reads_clocks.set()
+        return locked_clocks(*args, **kwargs)
+
+    monkeypatch.setattr(subject_clocks, "store", storing_then_pausing)
+    monkeypatch.setattr(subject_clocks, "locked_clocks", signalling)
+    consumers = [
+        Thread(name=name, target=apply_messages, args=(db, RETENTION, [message], ago(seconds=0)))
+        for name, message in (("first", first), ("second", late))
+    ]
+    consumers[0].start()
+    assert stored.wait(10)  # the first has made the subject's clock and not committed
+    consumers[1].start()
+    assert not second_reads_clocks.wait(1)  # the second waits for the first
+    go_on.set()
+    for consumer in consumers:
+        consumer.join(10)
+
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "due"}
+    assert facts_of(db, person) == 2
+    sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
+    assert (clocks_of(db, person), facts_of(db, person), len(proofs_of(db, person))) == ({}, 0, 1)
