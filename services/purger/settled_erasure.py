@@ -3,10 +3,11 @@
 A subject is *settled* in a sweep's batch when every clock it has is in the batch (all due), each
 verdict was reached under the policy and engine running now (``policy_digest``), and no legal
 hold was ever placed or released for it. Evaluating such a subject again could only repeat the
-stored verdicts. The consumer locks a subject's clock rows before it stores an event of the
-subject, and rewrites the clocks in that transaction; the sweep decides while it holds those
-locks, in a statement that starts after it took them. So every event stored before is seen, and
-its verdict is the stored one; an event stored after waits, then finds the proofs (apply.py).
+stored verdicts. The consumer locks the subject and its clock rows before it stores an event of
+the subject (``subject_clocks.lock_subjects``), and rewrites the clocks in that transaction; the
+sweep decides while it holds those rows, in a statement that starts after it took them. So every
+event stored before is seen, and its verdict is the stored one; an event stored after waits,
+then finds the proofs (apply.py).
 Most erasures are a subject's last clocks falling due; the rest (holds, clocks still running,
 verdicts from another policy or engine revision) take the sweep's general road, which evaluates
 the subject from its facts.
