@@ -22,7 +22,9 @@ from sqlmodel import create_engine
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        # Writers that decide on what they read hold the write lock for a whole batch
+        # (begin_deciding): the others wait for it longer than the driver's 5 s.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]

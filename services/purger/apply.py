@@ -32,6 +32,10 @@ def apply_messages(
     db: Engine, retention: RetentionEngine, messages: Sequence[LifecycleMessage], now: datetime
 ) -> Applied:
     with begin_deciding(db) as connection:
+        # Before anything is read or stored: a sweep erasing one of these subjects finishes
+        # first, and what follows sees its proofs; one that comes later sees these events; and
+        # another consumer handed the same events (a rebalance) has recorded them.
+        subject_clocks.lock_subjects(connection, {message.subject for message in messages})
         ids = {message.event_id for message in messages}
         already = select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids))
         known = set(connection.execute(already).scalars().all())
@@ -41,9 +45,6 @@ def apply_messages(
                 fresh.setdefault(message.event_id, message)
         if not fresh:
             return Applied(0, 0)
-        # Before anything is read or stored: a sweep erasing one of these subjects finishes
-        # first, and what follows sees its proofs; one that comes later sees these events.
-        subject_clocks.lock_subjects(connection, {message.subject for message in fresh.values()})
         connection.execute(
             insert(_CONSUMED), [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
         )
