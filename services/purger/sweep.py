@@ -2,9 +2,9 @@
 
 Due clocks come from the partial index on ``due_at``; on PostgreSQL they are locked with
 ``FOR UPDATE SKIP LOCKED``, so that several purgers share the work and none erases a clock
-another holds. SQLite locks nothing on reading: there a clock is erased only if it is still as
-it was read (``subject_clocks.unchanged``), else the batch is rolled back and swept again
-later.
+another holds. SQLite locks no rows: there the sweep holds the database's write lock from its
+start (``begin_deciding``), and still erases a clock only if it is as it was read
+(``subject_clocks.unchanged``), else the batch is rolled back and swept again later.
 
 Two roads, in the same transaction. On PostgreSQL, settled subjects (all their clocks due in
 this batch, verdicts reached under the running policy, never a legal hold) are erased by one
@@ -15,7 +15,8 @@ stored wins over the stored verdict.
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
 to the outbox, the clock becomes a proof that names no subject, and the facts no live clock of
 the subject needs any more are deleted. Each step is one statement for the whole batch, not one
-per clock."""
+per clock.
+"""
 
 import logging
 from collections import defaultdict
@@ -87,8 +88,8 @@ def sweep_batch(
                 else []
             )
         else:
-            due = connection.execute(_DUE.where(SWEPT, _CLOCKS.c.due_at <= now).limit(batch_size))
-            due = due.all()
+            query = _DUE.where(SWEPT, _CLOCKS.c.due_at <= now).limit(batch_size)
+            due = connection.execute(query).all()
             looked_at, erased_in_sql = len(due), 0
         by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
         for row in due:
