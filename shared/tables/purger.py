@@ -102,6 +102,8 @@ class ErasureProof(SQLModel, table=True):
     """What is left after an erasure: when, what and why, and no way back to the person."""
 
     __tablename__ = "erasure"
+    # The API pages erasures in due order, by (due_at, erasure_id) after a cursor.
+    __table_args__ = (Index("ix_erasure_due_at_erasure_id", "due_at", "erasure_id"),)
 
     erasure_id: UUID = Field(primary_key=True)
     subject_hash: str = Field(max_length=64, index=True, description="SHA-256 of the pseudonym")
