@@ -102,7 +102,8 @@ class ErasureProof(SQLModel, table=True):
     """What is left after an erasure: when, what and why, and no way back to the person."""
 
     __tablename__ = "erasure"
-    # The API pages erasures in due order, by (due_at, erasure_id) after a cursor.
+    # The API pages erasures in due order, by (due_at, erasure_id) after a cursor. No query
+    # reads them by execution time: every index is written by every erasure.
     __table_args__ = (Index("ix_erasure_due_at_erasure_id", "due_at", "erasure_id"),)
 
     erasure_id: UUID = Field(primary_key=True)
@@ -118,7 +119,7 @@ class ErasureProof(SQLModel, table=True):
     rule: str = Field(max_length=100)
     legal_basis: str = Field(max_length=300)
     due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
-    executed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+    executed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class ErasureConfirmation(SQLModel, table=True):

@@ -1,4 +1,5 @@
-"""Erasure proofs get an index for the API's paging in due order
+"""Erasure proofs get an index for the API's paging in due order, and lose the one on their
+execution time, which no query reads
 
 Revision ID: 0007
 Revises: 0006
@@ -18,8 +19,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("erasure", schema=None) as batch_op:
         batch_op.create_index("ix_erasure_due_at_erasure_id", ["due_at", "erasure_id"])
+        batch_op.drop_index("ix_erasure_executed_at")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("erasure", schema=None) as batch_op:
+        batch_op.create_index("ix_erasure_executed_at", ["executed_at"])
         batch_op.drop_index("ix_erasure_due_at_erasure_id")
