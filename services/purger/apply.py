@@ -35,7 +35,9 @@ def apply_messages(
         # Before anything is read or stored: a sweep erasing one of these subjects finishes
         # first, and what follows sees its proofs; one that comes later sees these events; and
         # another consumer handed the same events (a rebalance) has recorded them.
-        subject_clocks.lock_subjects(connection, {message.subject for message in messages})
+        clocks_of = subject_clocks.lock_subjects(
+            connection, {message.subject for message in messages}
+        )
         ids = {message.event_id for message in messages}
         already = select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids))
         known = set(connection.execute(already).scalars().all())
@@ -66,13 +68,11 @@ def apply_messages(
             ],
         )
         erasable = 0
-        # Subjects in a fixed order, so that two transactions lock their clocks alike.
         for subject in sorted({message.subject for message in fresh.values()}):
-            existing = subject_clocks.locked_clocks(connection, subject)
             facts = subject_clocks.load_facts(connection, subject)
             clocks = retention.evaluate(subject, facts, now)
             digest = subject_clocks.verdict_digest(retention, facts, now)
-            subject_clocks.store(connection, subject, clocks, existing, now, digest)
+            subject_clocks.store(connection, subject, clocks, clocks_of[subject], now, digest)
             if not clocks:
                 _forget_released_holds(connection, facts)
             erasable += sum(1 for clock in clocks if clock.state in _ERASABLE)

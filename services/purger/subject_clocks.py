@@ -65,40 +65,36 @@ def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
     return [LifecycleMessage.model_validate_json(message) for (message,) in rows]
 
 
-def lock_subjects(connection: Connection, subjects: Iterable[str]) -> None:
-    """Hold ``subjects`` until the transaction ends (PostgreSQL): a lock per subject, which
-    another consumer of the same subject waits for even before the subject has clocks, and the
-    subject's clock rows, which a sweep erasing them holds. Both in one order, so that two
-    transactions lock alike.
+def lock_subjects(
+    connection: Connection, subjects: Iterable[str]
+) -> dict[str, dict[RowKey, Row[Any]]]:
+    """Each subject's clock rows, held (PostgreSQL) until the transaction ends: a lock per
+    subject, which another consumer of the same subject waits for even before the subject has
+    clocks, and the subject's clock rows, which a sweep erasing them holds. Both in one order,
+    so that two transactions lock alike.
 
     The consumer takes them before it stores a subject's events: a sweep that decided on the
     subject has then committed, and what follows sees its proofs; a sweep that comes later sees
     these events. (SQLite: the transaction holds the database's write lock.)"""
-    if connection.dialect.name != "postgresql":
-        return
     ordered = sorted(subjects)
-    connection.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(hashtextextended('gallring-subject:' || subject, 0))"
-            " FROM unnest(CAST(:subjects AS text[])) AS subject"  # in the array's order
-        ),
-        {"subjects": ordered},
-    ).all()
-    connection.execute(
-        select(CLOCKS.c.id)
+    query = (
+        select(CLOCKS)
         .where(one_of(connection, CLOCKS.c.subject_pseudonym, ordered))
         .order_by(CLOCKS.c.subject_pseudonym, CLOCKS.c.id)
-        .with_for_update()
-    ).all()
-
-
-def locked_clocks(connection: Connection, subject: str) -> dict[RowKey, Row[Any]]:
-    """The subject's clock rows, locked on PostgreSQL until the transaction ends, so that the
-    consumer and a sweep never act on one subject at the same time."""
-    query = select(CLOCKS).where(CLOCKS.c.subject_pseudonym == subject).order_by(CLOCKS.c.id)
+    )
     if connection.dialect.name == "postgresql":
+        connection.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended('gallring-subject:' || subject, 0))"
+                " FROM unnest(CAST(:subjects AS text[])) AS subject"  # in the array's order
+            ),
+            {"subjects": ordered},
+        ).all()
         query = query.with_for_update()
-    return {row_key(row): row for row in connection.execute(query)}
+    clocks: dict[str, dict[RowKey, Row[Any]]] = {subject: {} for subject in ordered}
+    for row in connection.execute(query):
+        clocks[row.subject_pseudonym][row_key(row)] = row
+    return clocks
 
 
 def verdict_digest(

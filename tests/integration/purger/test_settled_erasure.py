@@ -245,8 +245,8 @@ def test_two_consumers_of_one_subject_take_turns_even_before_it_has_clocks(
     closed = ago(months=37)
     first = person.message("collection_case.closed", closed, CASE)
     late = person.message("collection_case.closed", closed - timedelta(days=1), CASE)
-    stored, go_on, second_reads_clocks = Event(), Event(), Event()
-    store, locked_clocks = subject_clocks.store, subject_clocks.locked_clocks
+    stored, go_on, second_reads_facts = Event(), Event(), Event()
+    store, load_facts = subject_clocks.store, subject_clocks.load_facts
 
     def storing_then_pausing(*args, **kwargs):
         changed = store(*args, **kwargs)
@@ -257,11 +257,11 @@ def test_two_consumers_of_one_subject_take_turns_even_before_it_has_clocks(
 
     def signalling(*args, **kwargs):
         if current_thread().name == "second":
-            second_reads_clocks.set()
-        return locked_clocks(*args, **kwargs)
+            second_reads_facts.set()
+        return load_facts(*args, **kwargs)
 
     monkeypatch.setattr(subject_clocks, "store", storing_then_pausing)
-    monkeypatch.setattr(subject_clocks, "locked_clocks", signalling)
+    monkeypatch.setattr(subject_clocks, "load_facts", signalling)
     consumers = [
         Thread(name=name, target=apply_messages, args=(db, RETENTION, [message], ago(seconds=0)))
         for name, message in (("first", first), ("second", late))
@@ -270,7 +270,7 @@ def test_two_consumers_of_one_subject_take_turns_even_before_it_has_clocks(
     try:
         assert stored.wait(10)  # the first has made the subject's clock and not committed
         consumers[1].start()
-        assert not second_reads_clocks.wait(1)  # the second waits for the first
+        assert not second_reads_facts.wait(1)  # the second waits for the first
     finally:
         go_on.set()
         for consumer in consumers:
