@@ -33,8 +33,7 @@ from shared.contract.erasure_messages import (
 
 @dataclass(frozen=True, slots=True)
 class SettledBatch:
-    looked_at: int  # locked clocks looked at
-    erased: int  # those of settled subjects, erased
+    erased: int  # the locked clocks of settled subjects, erased
     unsettled_ids: list[int]  # the others, still locked, for the general road
 
 
@@ -54,7 +53,7 @@ def erase_settled(
     locks as it goes, so it would miss what a consumer committed while it waited for a lock (a
     fact it stored, a clock it made). This statement starts once the locks are held.
     """
-    looked_at, erased, unsettled_ids = connection.execute(
+    erased, unsettled_ids = connection.execute(
         _ERASE,
         {
             "ids": ids,
@@ -67,7 +66,7 @@ def erase_settled(
             "executed_type": ERASURE_EXECUTED,
         },
     ).one()
-    return SettledBatch(looked_at, erased, unsettled_ids)
+    return SettledBatch(erased, unsettled_ids)
 
 
 # The proof's hashes are :func:`subject_hash` and :func:`subject_clocks.key_hash`; the messages
@@ -157,8 +156,7 @@ WITH due AS MATERIALIZED (
     DELETE FROM subject_fact USING (SELECT DISTINCT subject_pseudonym FROM erased) AS subject
     WHERE subject_fact.subject_pseudonym = subject.subject_pseudonym
 )
-SELECT (SELECT count(*) FROM due),
-       (SELECT count(*) FROM erased),
+SELECT (SELECT count(*) FROM erased),
        ARRAY(SELECT id FROM due WHERE id <> ALL(ARRAY(SELECT id FROM settled)))
 """
 )

@@ -79,7 +79,7 @@ def sweep_batch(
             if not locked:
                 return SweptBatch(0, 0, 0)
             settled = settled_erasure.erase_settled(connection, locked, now, retention.digest)
-            looked_at, erased_in_sql = settled.looked_at, settled.erased
+            looked_at, erased_in_sql = len(locked), settled.erased
             due = (
                 connection.execute(
                     _DUE.where(one_of(connection, _CLOCKS.c.id, settled.unsettled_ids))
