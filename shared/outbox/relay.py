@@ -204,7 +204,7 @@ class OutboxRelay:
                 )
                 .order_by(_outbox.c.id)
                 .limit(self._settings.batch_size)
-            )
+            ).all()
             return [_Pending(*row) for row in rows]
 
     def _delete_published(self, ids: list[int]) -> None:

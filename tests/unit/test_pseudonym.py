@@ -1,3 +1,6 @@
+import hashlib
+import hmac
+
 import pytest
 
 from shared.contract import Subject
@@ -12,6 +15,14 @@ def test_the_same_person_written_two_ways_gets_one_pseudonym() -> None:
     long = Subject(national_id="19811218-9876").pseudonym(pseudonymiser)
     assert short == long
     assert len(short) == 64
+
+
+def test_an_auditor_given_the_secret_recomputes_the_pseudonym_with_plain_hmac() -> None:
+    pseudonymiser = Pseudonymiser(SECRET)
+    subject = Subject(national_id="19811218-9876")
+    expected = hmac.new(SECRET, b"national_id:198112189876", hashlib.sha256).hexdigest()
+    assert subject.pseudonym(pseudonymiser) == expected
+    assert subject.pseudonym(pseudonymiser) == expected  # the keyed state is not used up
 
 
 def test_pseudonyms_depend_on_the_secret() -> None:

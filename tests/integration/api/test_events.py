@@ -11,6 +11,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from services.api.api_keys import Scope
+from services.api.events.schemas import BatchResult
 from shared import topics
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
@@ -205,6 +206,8 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
     response = await api.client.post("/v1/events/batch", json=batch, headers=headers)
     assert response.status_code == 200, response.text
     result = response.json()
+    # The answer is encoded by hand: it must still be exactly what the OpenAPI document says.
+    assert BatchResult.model_validate(result).model_dump(mode="json") == result
     assert [r["status"] for r in result["results"]] == [
         "accepted",
         "invalid",
