@@ -19,7 +19,7 @@ subject is left and it has no holds, all its facts go.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
@@ -29,6 +29,8 @@ from shared.contract.erasure_messages import (
     ERASURE_EXECUTED,
     SCHEMA_VERSION,
 )
+
+_UTC_MICROSECONDS = "%Y-%m-%dT%H:%M:%S.%fZ"  # as to_char(..., 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ def erase_settled(
         {
             "ids": ids,
             "now": now,
+            "executed_at": now.astimezone(UTC).strftime(_UTC_MICROSECONDS),  # once, not per row
             "policy_digest": policy_digest,
             "schema_version": SCHEMA_VERSION,
             "command_topic": topics.ERASURE_COMMANDS,
@@ -137,8 +140,7 @@ WITH due AS MATERIALIZED (
                || CASE message.position
                       WHEN 1 THEN erased.members
                       ELSE left(erased.members, -1) || ',"executed_at":"'
-                           || to_char(CAST(:now AS timestamptz) AT TIME ZONE 'UTC',
-                                      'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}'
+                           || CAST(:executed_at AS text) || '"}'
                   END,
            '{"event-type":"' || message.type || '","schema-version":"'
                || CAST(:schema_version AS text) || '","event-id":"' || message.event_id || '"}',
@@ -157,6 +159,6 @@ WITH due AS MATERIALIZED (
     WHERE subject_fact.subject_pseudonym = subject.subject_pseudonym
 )
 SELECT (SELECT count(*) FROM erased),
-       ARRAY(SELECT id FROM due WHERE id <> ALL(ARRAY(SELECT id FROM settled)))
+       ARRAY(SELECT id FROM due WHERE id NOT IN (SELECT id FROM settled))  -- hashed
 """
 )
