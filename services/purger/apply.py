@@ -14,6 +14,7 @@ from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import begin_deciding, one_of
 from shared.engine import ClockState, RetentionEngine
+from shared.pseudonym import subject_hash
 from shared.tables.purger import HOLD_EVENT_TYPES, ConsumedEvent, ErasureProof
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,15 @@ def _about_erased_data(
     if not hashed:
         return set()
     all_hashes = {digest for digests in hashed.values() for digest in digests}
+    # By subject: the proofs' index is on it (a clock hash names its subject anyway).
+    subject_hashes = {subject_hash(m.subject) for m in messages if m.event_id in hashed}
     erased_as_of = dict(
         connection.execute(
             select(_PROOFS.c.clock_hash, func.max(_PROOFS.c.due_at))
-            .where(one_of(connection, _PROOFS.c.clock_hash, all_hashes))
+            .where(
+                one_of(connection, _PROOFS.c.subject_hash, subject_hashes),
+                one_of(connection, _PROOFS.c.clock_hash, all_hashes),
+            )
             .group_by(_PROOFS.c.clock_hash)
         ).all()
     )
