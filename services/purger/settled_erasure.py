@@ -14,7 +14,8 @@ the subject from its facts.
 
 For a settled subject the statement does on PostgreSQL what the general road does in Python: the
 clocks become proofs (the same hashes), an erasure command and an erasure-executed event per
-clock go to the outbox (the same messages; the keys in another order), and since no clock of the
+clock go to the outbox (the same messages as values: the keys come in another order, and times
+always have six fractional digits, where pydantic drops a zero fraction), and since no clock of the
 subject is left and it has no holds, all its facts go.
 """
 

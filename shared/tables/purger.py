@@ -102,12 +102,12 @@ class ErasureProof(SQLModel, table=True):
     """What is left after an erasure: when, what and why, and no way back to the person."""
 
     __tablename__ = "erasure"
-    # Every index is written by every erasure, so each serves a query. The API pages erasures
-    # in due order, by (due_at, erasure_id) after a cursor, and filters them by category. An
-    # auditor looks a subject's erasures up by subject_hash; the consumer looks erased clocks
-    # up by clock_hash, and knows their subject, which has few: one index on subject_hash
-    # serves both. On PostgreSQL a hash index: it keeps 4 bytes of each 64-character key, and
-    # a B-tree of these random keys outgrew memory at a million proofs and slowed the sweep.
+    # Every index is written by every erasure, so each must earn its place. The API pages
+    # erasures in due order, by (due_at, erasure_id) after a cursor, and filters them by
+    # category. The consumer looks erased clocks up by clock_hash, and knows their subject,
+    # which has few: an index on subject_hash serves it, and an auditor's query for a subject.
+    # On PostgreSQL a hash index: it keeps 4 bytes of each 64-character key, where a B-tree of
+    # these random keys outgrew memory at a million proofs and slowed the sweep.
     __table_args__ = (
         Index("ix_erasure_due_at_erasure_id", "due_at", "erasure_id"),
         Index("ix_erasure_subject_hash", "subject_hash", postgresql_using="hash"),

@@ -1,5 +1,7 @@
 """Erasure proofs: one hash index on subject_hash (on PostgreSQL) instead of B-trees on
-subject_hash and clock_hash, so that an erasure writes one index fewer, and a small one
+subject_hash and clock_hash, so that an erasure writes one index fewer, and a small one.
+
+Built while writes to ``erasure`` wait: at millions of proofs, run it in a quiet hour.
 
 Revision ID: 0008
 Revises: 0007

@@ -206,8 +206,9 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
     response = await api.client.post("/v1/events/batch", json=batch, headers=headers)
     assert response.status_code == 200, response.text
     result = response.json()
-    # The answer is encoded by hand: it must still be exactly what the OpenAPI document says.
-    assert BatchResult.model_validate(result).model_dump(mode="json") == result
+    # The answer is encoded by hand: it must still be exactly what the response model would say.
+    expected = BatchResult.model_validate_json(response.content).model_dump_json()
+    assert response.content == expected.encode()
     assert [r["status"] for r in result["results"]] == [
         "accepted",
         "invalid",
