@@ -8,19 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
 from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import begin_deciding, one_of
-from shared.engine import ClockState, RetentionEngine
+from shared.engine import RetentionEngine
 from shared.pseudonym import subject_hash
-from shared.tables.purger import HOLD_EVENT_TYPES, ConsumedEvent, ErasureProof
+from shared.tables.purger import ConsumedEvent, ErasureProof
 
 log = logging.getLogger(__name__)
 _CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
 _PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +69,10 @@ def apply_messages(
         )
         erasable = 0
         for subject in sorted({message.subject for message in fresh.values()}):
-            facts = subject_clocks.load_facts(connection, subject)
-            clocks = retention.evaluate(subject, facts, now)
-            digest = subject_clocks.verdict_digest(retention, facts, now)
-            subject_clocks.store(connection, subject, clocks, clocks_of[subject], now, digest)
-            if not clocks:
-                _forget_released_holds(connection, facts)
-            erasable += sum(1 for clock in clocks if clock.state in _ERASABLE)
+            clocks = subject_clocks.reevaluate(
+                connection, retention, subject, clocks_of[subject], now
+            )
+            erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
         return Applied(len(fresh), erasable)
 
 
@@ -128,21 +124,3 @@ def _about_erased_data(
     if late:
         log.info("purger: %d late event(s) about already erased data not kept", len(late))
     return late
-
-
-def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]) -> None:
-    """A subject without clocks keeps the events of its standing holds (a clock made later
-    falls under them); once a placed hold is released, its events go. A release whose
-    placement has not arrived yet stays: events come late and out of order."""
-    standing = subject_clocks.standing_hold_events(facts)
-    holds = [m for m in facts if m.type in HOLD_EVENT_TYPES]
-    placed = {m.data.hold_id for m in holds if m.type == "legal_hold.placed"}
-    released = [
-        m.event_id for m in holds if m.data.hold_id in placed and m.event_id not in standing
-    ]
-    if released:
-        connection.execute(
-            delete(subject_clocks.FACTS).where(
-                one_of(connection, subject_clocks.FACTS.c.event_id, released)
-            )
-        )

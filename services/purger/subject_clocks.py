@@ -15,12 +15,14 @@ from sqlalchemy import Connection, Row, delete, insert, select, text, tuple_, up
 
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
-from shared.engine import RetentionClock, RetentionEngine
+from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
 from shared.tables.purger import HOLD_EVENT_TYPES, StoredClock, SubjectFact
 
 RowKey = tuple[str, str, str]
+#: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
+ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
 
@@ -108,6 +110,23 @@ def verdict_digest(
     return retention.digest
 
 
+def reevaluate(
+    connection: Connection,
+    retention: RetentionEngine,
+    subject: str,
+    existing: dict[RowKey, Row[Any]],
+    now: datetime,
+) -> list[RetentionClock]:
+    """Evaluate a locked subject again from its stored facts and store the verdict over its
+    ``existing`` clock rows; returns its clocks."""
+    facts = load_facts(connection, subject)
+    clocks = retention.evaluate(subject, facts, now)
+    store(connection, subject, clocks, existing, now, verdict_digest(retention, facts, now))
+    if not clocks:
+        _forget_released_holds(connection, facts)
+    return clocks
+
+
 def store(
     connection: Connection,
     subject: str,
@@ -168,3 +187,17 @@ def standing_hold_events(messages: list[LifecycleMessage]) -> set[UUID]:
         holds.add(message)
     standing = holds.standing()
     return {m.event_id for m in hold_events if m.data.hold_id in standing}
+
+
+def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]) -> None:
+    """A subject without clocks keeps the events of its standing holds (a clock made later
+    falls under them); once a placed hold is released, its events go. A release whose
+    placement has not arrived yet stays: events come late and out of order."""
+    standing = standing_hold_events(facts)
+    holds = [m for m in facts if m.type in HOLD_EVENT_TYPES]
+    placed = {m.data.hold_id for m in holds if m.type == "legal_hold.placed"}
+    released = [
+        m.event_id for m in holds if m.data.hold_id in placed and m.event_id not in standing
+    ]
+    if released:
+        connection.execute(delete(FACTS).where(one_of(connection, FACTS.c.event_id, released)))
