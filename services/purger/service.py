@@ -3,7 +3,8 @@ outbox relay that publishes the erasures. ``gallring purger`` runs it.
 
 One interval job sweeps every due clock, however many there are: clocks live in the database,
 never as scheduler jobs. An immediate erasure asks for a sweep at once instead of at the next
-tick; if a sweep is running, another follows it.
+tick; if a sweep is running, another follows it. A one-off job at start brings clocks stored
+under another policy up to this one (``policy_refresh.py``).
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from services.purger.consumer import lifecycle_consumer
 from services.purger.metrics import PurgerMetrics
+from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
@@ -23,6 +25,7 @@ from shared.worker_process import metrics_server, supervise
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
+REFRESH_JOB = "refresh-stale-verdicts"
 
 
 class Purger:
@@ -55,6 +58,9 @@ class Purger:
             coalesce=True,
             next_run_time=datetime.now(UTC),
         )
+        self._scheduler.add_job(
+            self._refresh_stale_verdicts, "date", run_date=datetime.now(UTC), id=REFRESH_JOB
+        )
         self._scheduler.start()
         settings = self._settings
         try:
@@ -81,6 +87,24 @@ class Purger:
             self._sweep_again = True
         elif self._scheduler.running:
             self._scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(UTC))
+
+    async def _refresh_stale_verdicts(self) -> None:
+        try:
+            refreshed = await asyncio.to_thread(
+                refresh_stale_verdicts,
+                self._db,
+                self._retention,
+                datetime.now(UTC),
+                self._settings.purger_sweep_batch_size,
+            )
+        except Exception as error:  # noqa: BLE001 - consuming and sweeping go on
+            log.warning(
+                "purger: bringing clocks up to the policy failed (%s); the next start tries again",
+                type(error).__name__,
+            )
+            return
+        if refreshed.erasable_clocks:
+            self.sweep_soon()
 
     async def _sweep(self) -> None:
         self._sweeping = True

@@ -1,0 +1,142 @@
+"""A changed policy reaches the clocks stored under the old one when the purger starts, so that
+data is not kept past what the privacy notice now promises."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+import pytest
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
+
+from services.purger.apply import apply_messages
+from services.purger.policy_refresh import refresh_stale_verdicts
+from services.purger.sweep import sweep
+from shared.database import make_engine
+from shared.engine import RetentionEngine
+from shared.migrate import upgrade
+from shared.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
+from shared.settings import KafkaSettings
+from shared.tables.purger import StoredClock
+from tests.conftest import POSTGRES_ADMIN_URL
+from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
+from tests.integration.purger.running import running_purger
+
+_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+CASE = {"case_id": "C-1"}
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database of its own: the refresh goes over every subject stored, and the session's
+    shared databases hold other tests' subjects."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gallring.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+        return
+    admin = make_url(POSTGRES_ADMIN_URL)
+    name = f"gallring_test_{uuid.uuid4().hex[:12]}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def shorter_policy() -> str:
+    """The default policy file with collection-case data kept 24 months instead of 36."""
+    text = resources.files("shared.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+    case_rule = "retention: {months: 36}\n    triggers: [collection_case.closed]"
+    assert text.count(case_rule) == 1
+    return text.replace(case_rule, case_rule.replace("36", "24"))
+
+
+@pytest.fixture
+def shorter_retention() -> RetentionEngine:
+    return RetentionEngine(parse_policy(shorter_policy(), source="a shorter policy"))
+
+
+def case_clock(db: Engine, person: Subject):
+    with db.connect() as connection:
+        return connection.execute(
+            select(_CLOCKS).where(_CLOCKS.c.subject_pseudonym == person.pseudonym)
+        ).one()
+
+
+def test_a_shortened_period_makes_clocks_stored_under_the_old_one_due(
+    fresh_db: Engine, shorter_retention: RetentionEngine
+) -> None:
+    person, closed = Subject(), ago(months=30)
+    apply_messages(
+        fresh_db, RETENTION, [person.message("collection_case.closed", closed, CASE)], ago()
+    )
+    assert case_clock(fresh_db, person).due_at == closed + relativedelta(months=36)
+
+    now = datetime.now(UTC)
+    refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, now, batch_size=10)
+
+    assert (refreshed.subjects, refreshed.erasable_clocks) == (1, 1)
+    clock = case_clock(fresh_db, person)
+    assert clock.due_at == closed + relativedelta(months=24)
+    assert clock.policy_digest == shorter_retention.digest
+    assert sweep(fresh_db, shorter_retention, now, batch_size=10) == 1
+    assert len(proofs_of(fresh_db, person)) == 1
+
+
+def test_subjects_already_under_the_running_policy_are_left_alone(
+    fresh_db: Engine, shorter_retention: RetentionEngine
+) -> None:
+    under_old, under_new = Subject(), Subject()
+    apply_messages(
+        fresh_db,
+        RETENTION,
+        [under_old.message("collection_case.closed", ago(months=3), CASE)],
+        ago(),
+    )
+    apply_messages(
+        fresh_db,
+        shorter_retention,
+        [under_new.message("collection_case.closed", ago(months=3), CASE)],
+        ago(),
+    )
+    untouched = case_clock(fresh_db, under_new)
+
+    refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, datetime.now(UTC), 1)
+
+    assert (refreshed.subjects, refreshed.erasable_clocks) == (1, 0)  # one batch of one, then none
+    assert case_clock(fresh_db, under_new) == untouched
+    assert case_clock(fresh_db, under_old).policy_digest == shorter_retention.digest
+    assert refresh_stale_verdicts(fresh_db, shorter_retention, datetime.now(UTC), 1).subjects == 0
+
+
+async def test_a_purger_started_with_a_shortened_policy_erases_what_it_made_due(
+    fresh_db: Engine, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    person = Subject()
+    closing = person.message("collection_case.closed", ago(months=30), CASE)
+    apply_messages(fresh_db, RETENTION, [closing], ago())  # due in six months, as stored
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(shorter_policy())
+    url = fresh_db.url.render_as_string(hide_password=False)
+
+    async with running_purger(url, kafka_settings, policy_file=policy_file):
+        deadline = time.monotonic() + 30
+        while not proofs_of(fresh_db, person):
+            assert time.monotonic() < deadline, "the clock the new policy made due was not erased"
+            await asyncio.sleep(0.2)
