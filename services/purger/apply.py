@@ -69,8 +69,9 @@ def apply_messages(
         )
         erasable = 0
         for subject in sorted({message.subject for message in fresh.values()}):
+            facts = subject_clocks.load_facts(connection, subject)
             clocks = subject_clocks.reevaluate(
-                connection, retention, subject, clocks_of[subject], now
+                connection, retention, subject, facts, clocks_of[subject], now
             )
             erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
         return Applied(len(fresh), erasable)

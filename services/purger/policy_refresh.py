@@ -46,9 +46,10 @@ def refresh_stale_verdicts(
             if not subjects:
                 break
             clocks_of = subject_clocks.lock_subjects(connection, subjects)
+            facts_of = subject_clocks.load_facts_of(connection, subjects)
             for subject in subjects:
                 clocks = subject_clocks.reevaluate(
-                    connection, retention, subject, clocks_of[subject], now
+                    connection, retention, subject, facts_of[subject], clocks_of[subject], now
                 )
                 erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
         after = subjects[-1]

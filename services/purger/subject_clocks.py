@@ -6,7 +6,7 @@ a subject-wide scope.
 """
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -67,6 +67,22 @@ def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
     return [LifecycleMessage.model_validate_json(message) for (message,) in rows]
 
 
+def load_facts_of(
+    connection: Connection, subjects: Collection[str]
+) -> dict[str, list[LifecycleMessage]]:
+    """The facts of many subjects, read at once."""
+    facts: dict[str, list[LifecycleMessage]] = {subject: [] for subject in subjects}
+    if subjects:
+        rows = connection.execute(
+            select(FACTS.c.subject_pseudonym, FACTS.c.message).where(
+                one_of(connection, FACTS.c.subject_pseudonym, subjects)
+            )
+        )
+        for subject, message in rows:
+            facts[subject].append(LifecycleMessage.model_validate_json(message))
+    return facts
+
+
 def lock_subjects(
     connection: Connection, subjects: Iterable[str]
 ) -> dict[str, dict[RowKey, Row[Any]]]:
@@ -114,12 +130,12 @@ def reevaluate(
     connection: Connection,
     retention: RetentionEngine,
     subject: str,
+    facts: list[LifecycleMessage],
     existing: dict[RowKey, Row[Any]],
     now: datetime,
 ) -> list[RetentionClock]:
-    """Evaluate a locked subject again from its stored facts and store the verdict over its
+    """Evaluate a locked subject again from its stored ``facts`` and store the verdict over its
     ``existing`` clock rows; returns its clocks."""
-    facts = load_facts(connection, subject)
     clocks = retention.evaluate(subject, facts, now)
     store(connection, subject, clocks, existing, now, verdict_digest(retention, facts, now))
     if not clocks:

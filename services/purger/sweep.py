@@ -97,7 +97,7 @@ def sweep_batch(
         busy = _busy_subjects(connection, by_subject)
         for subject in busy:
             del by_subject[subject]
-        facts = _facts_of(connection, by_subject)
+        facts = subject_clocks.load_facts_of(connection, by_subject)
 
         erasing: list[tuple[Row[Any], RetentionClock]] = []
         for subject, rows in by_subject.items():
@@ -146,21 +146,6 @@ def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str
     ):
         locked[held_by_us] += 1
     return {s for s, total in totals.items() if locked[s] < total}
-
-
-def _facts_of(
-    connection: Connection, subjects: Collection[str]
-) -> dict[str, list[LifecycleMessage]]:
-    facts: dict[str, list[LifecycleMessage]] = {subject: [] for subject in subjects}
-    if subjects:
-        rows = connection.execute(
-            select(_FACTS.c.subject_pseudonym, _FACTS.c.message).where(
-                one_of(connection, _FACTS.c.subject_pseudonym, subjects)
-            )
-        )
-        for subject, message in rows:
-            facts[subject].append(LifecycleMessage.model_validate_json(message))
-    return facts
 
 
 def _execute(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from services.purger import sweep as sweep_module
+from services.purger import subject_clocks
 from services.purger.apply import apply_messages
 from services.purger.sweep import sweep
 from shared import topics
@@ -198,7 +198,7 @@ def test_on_sqlite_an_event_that_comes_while_the_sweep_works_waits_for_it(
         event = person.message(arriving, ago(hours=1), data={"hold_id": "H-7"})
     else:  # the same case closed a day earlier, sent late: it changes no clock
         event = person.message(arriving, closed - timedelta(days=1), CASE)
-    facts_of_subjects = sweep_module._facts_of
+    facts_of_subjects = subject_clocks.load_facts_of
     consumer_db = make_engine(migrated_url)
     consumer = ThreadPoolExecutor(max_workers=1)
     applying: list[Future] = []
@@ -211,7 +211,7 @@ def test_on_sqlite_an_event_that_comes_while_the_sweep_works_waits_for_it(
             assert not applying[0].done()
         return facts
 
-    monkeypatch.setattr(sweep_module, "_facts_of", facts_read_then_an_event_arrives)
+    monkeypatch.setattr(subject_clocks, "load_facts_of", facts_read_then_an_event_arrives)
     try:
         sweep_now(db)
         applying[0].result(timeout=30)
