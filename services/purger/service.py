@@ -3,12 +3,13 @@ outbox relay that publishes the erasures. ``gallring purger`` runs it.
 
 One interval job sweeps every due clock, however many there are: clocks live in the database,
 never as scheduler jobs. An immediate erasure asks for a sweep at once instead of at the next
-tick; if a sweep is running, another follows it. A one-off job at start brings clocks stored
-under another policy up to this one (``policy_refresh.py``).
+tick; if a sweep is running, another follows it. Another job, at start and hourly, brings clocks
+stored under another policy up to this one (``policy_refresh.py``).
 """
 
 import asyncio
 import logging
+import threading
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 
 from services.purger.consumer import lifecycle_consumer
 from services.purger.metrics import PurgerMetrics
-from services.purger.policy_refresh import refresh_stale_verdicts
+from services.purger.policy_refresh import REFRESH_EVERY_SECONDS, refresh_stale_verdicts
 from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
@@ -46,6 +47,7 @@ class Purger:
         )
         self.relay = OutboxRelay(db, settings.kafka, settings.relay, self.metrics.outbox)
         self._stopping = asyncio.Event()
+        self._refresh_stopping = threading.Event()  # read by the refresh's thread
 
     async def run(self) -> None:
         """Consume, sweep and publish until :meth:`stop`."""
@@ -59,7 +61,14 @@ class Purger:
             next_run_time=datetime.now(UTC),
         )
         self._scheduler.add_job(
-            self._refresh_stale_verdicts, "date", run_date=datetime.now(UTC), id=REFRESH_JOB
+            self._refresh_stale_verdicts,
+            "interval",
+            seconds=REFRESH_EVERY_SECONDS,
+            id=REFRESH_JOB,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,  # however late: a start must not skip it
+            next_run_time=datetime.now(UTC),
         )
         self._scheduler.start()
         settings = self._settings
@@ -75,6 +84,7 @@ class Purger:
             self._scheduler.shutdown(wait=False)
 
     def _stop_tasks(self) -> None:
+        self._refresh_stopping.set()
         self.consumer.stop()
         self.relay.stop()
 
@@ -94,13 +104,14 @@ class Purger:
                 refresh_stale_verdicts,
                 self._db,
                 self._retention,
-                datetime.now(UTC),
                 self._settings.purger_sweep_batch_size,
+                self._refresh_stopping,
             )
         except Exception as error:  # noqa: BLE001 - consuming and sweeping go on
             log.warning(
-                "purger: bringing clocks up to the policy failed (%s); the next start tries again",
+                "purger: bringing clocks up to the policy failed (%s); tried again in %.0f s",
                 type(error).__name__,
+                REFRESH_EVERY_SECONDS,
             )
             return
         if refreshed.erasable_clocks:

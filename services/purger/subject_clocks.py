@@ -1,8 +1,8 @@
 """One subject's stored facts and clocks, read and written inside a caller's transaction.
 
-The consumer and the sweep both re-evaluate a subject from its facts with the engine; this is the
-code they share. Clock rows are keyed by ``(category, scope key, scope value)``, with ``""`` for
-a subject-wide scope.
+The consumer, the sweep and the policy refresh all re-evaluate subjects from their facts with the
+engine; this is the code they share. Clock rows are keyed by ``(category, scope key, scope
+value)``, with ``""`` for a subject-wide scope.
 """
 
 import hashlib

@@ -34,7 +34,7 @@ from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import begin_deciding, one_of
-from shared.engine import ClockState, RetentionClock, RetentionEngine
+from shared.engine import RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
@@ -45,7 +45,6 @@ _CLOCKS = subject_clocks.CLOCKS
 _FACTS = subject_clocks.FACTS
 _PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 
 
 def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
@@ -106,7 +105,7 @@ def sweep_batch(
             by_key = {subject_clocks.clock_key(clock): clock for clock in clocks}
             for row in rows:
                 clock = by_key.get(subject_clocks.row_key(row))
-                if clock is not None and clock.state in _ERASABLE:
+                if clock is not None and clock.state in subject_clocks.ERASABLE:
                     erasing.append((row, clock))
                 else:  # held, reopened, or no longer fed by any fact: store the fresh verdict
                     fresh = [clock] if clock is not None else []

@@ -2,6 +2,7 @@
 data is not kept past what the privacy notice now promises."""
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -88,41 +89,44 @@ def test_a_shortened_period_makes_clocks_stored_under_the_old_one_due(
     )
     assert case_clock(fresh_db, person).due_at == closed + relativedelta(months=36)
 
-    now = datetime.now(UTC)
-    refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, now, batch_size=10)
+    refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, batch_size=10)
 
     assert (refreshed.subjects, refreshed.erasable_clocks) == (1, 1)
     clock = case_clock(fresh_db, person)
     assert clock.due_at == closed + relativedelta(months=24)
     assert clock.policy_digest == shorter_retention.digest
-    assert sweep(fresh_db, shorter_retention, now, batch_size=10) == 1
+    assert sweep(fresh_db, shorter_retention, datetime.now(UTC), batch_size=10) == 1
     assert len(proofs_of(fresh_db, person)) == 1
 
 
-def test_subjects_already_under_the_running_policy_are_left_alone(
+def test_every_stale_subject_is_refreshed_batch_by_batch_and_current_ones_are_left_alone(
     fresh_db: Engine, shorter_retention: RetentionEngine
 ) -> None:
-    under_old, under_new = Subject(), Subject()
-    apply_messages(
-        fresh_db,
-        RETENTION,
-        [under_old.message("collection_case.closed", ago(months=3), CASE)],
-        ago(),
-    )
-    apply_messages(
-        fresh_db,
-        shorter_retention,
-        [under_new.message("collection_case.closed", ago(months=3), CASE)],
-        ago(),
-    )
+    under_old, under_new = [Subject() for _ in range(3)], Subject()
+    for person, retention in [*((p, RETENTION) for p in under_old), (under_new, shorter_retention)]:
+        closing = person.message("collection_case.closed", ago(months=3), CASE)
+        apply_messages(fresh_db, retention, [closing], ago())
     untouched = case_clock(fresh_db, under_new)
 
-    refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, datetime.now(UTC), 1)
+    refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, batch_size=1)
 
-    assert (refreshed.subjects, refreshed.erasable_clocks) == (1, 0)  # one batch of one, then none
+    assert (refreshed.subjects, refreshed.erasable_clocks) == (3, 0)
+    assert all(case_clock(fresh_db, p).policy_digest == shorter_retention.digest for p in under_old)
     assert case_clock(fresh_db, under_new) == untouched
-    assert case_clock(fresh_db, under_old).policy_digest == shorter_retention.digest
-    assert refresh_stale_verdicts(fresh_db, shorter_retention, datetime.now(UTC), 1).subjects == 0
+    assert refresh_stale_verdicts(fresh_db, shorter_retention, batch_size=1).subjects == 0
+
+
+def test_a_refresh_told_to_stop_leaves_the_rest_to_the_next_run(
+    fresh_db: Engine, shorter_retention: RetentionEngine
+) -> None:
+    person = Subject()
+    closing = person.message("collection_case.closed", ago(months=30), CASE)
+    apply_messages(fresh_db, RETENTION, [closing], ago())
+    stopping = threading.Event()
+    stopping.set()
+
+    assert refresh_stale_verdicts(fresh_db, shorter_retention, 10, stopping).subjects == 0
+    assert case_clock(fresh_db, person).policy_digest == RETENTION.digest
 
 
 async def test_a_purger_started_with_a_shortened_policy_erases_what_it_made_due(
