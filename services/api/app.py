@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
 
@@ -37,6 +38,9 @@ from shared.outbox import OutboxRelay
 BATCH_PATH = "/v1/events/batch"
 BATCH_BODY_FACTOR = 64  # a batch may be this many times a single event's limit
 RELAY_STOP_SECONDS = 15.0
+# FastAPI looks for OpenTelemetry providers on every request: a tenth of a single event's request
+# path, for traces nobody collects unless an operator set OpenTelemetry up (api_opentelemetry).
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> FastAPI:
@@ -67,6 +71,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
                 engine.dispose()
 
     app = FastAPI(
+        telemetry=None if settings.api_opentelemetry else _NO_TELEMETRY,
         title="Gallring API",
         version="1",
         summary="Lifecycle events in; retention clocks and erasure proofs out.",

@@ -13,3 +13,8 @@ class ApiSettings(GallringSettings):
     api_key_cache_seconds: float = Field(
         default=30.0, ge=0, description="how long a verified key is trusted before re-reading it"
     )
+    api_opentelemetry: bool = Field(
+        default=False,
+        description="let FastAPI trace requests with the OpenTelemetry providers set up globally "
+        "(e.g. by opentelemetry-instrument); off, requests skip looking for them",
+    )

@@ -3,6 +3,9 @@
 import asyncio
 import uuid
 
+import pytest
+from opentelemetry import trace
+
 from services.api.api_keys import Scope
 from shared.contract.examples import EXAMPLES
 from shared.embedded_broker import free_loopback_port
@@ -110,3 +113,20 @@ async def test_a_lookup_that_is_not_json_names_no_byte_offset(api: RunningApi) -
     assert response.status_code == 422
     [error] = response.json()["errors"]
     assert error["field"] == ""
+
+
+@pytest.mark.parametrize("opentelemetry", [False, True])
+async def test_requests_look_for_opentelemetry_only_when_it_is_switched_on(
+    make_api, monkeypatch: pytest.MonkeyPatch, opentelemetry: bool
+) -> None:
+    asked: list[object] = []
+    real = trace.get_tracer_provider
+
+    def recording() -> object:
+        asked.append(None)
+        return real()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", recording)
+    async with make_api(api_opentelemetry=opentelemetry) as api:
+        assert (await api.client.get("/healthz")).status_code == 200
+    assert bool(asked) is opentelemetry
