@@ -1,5 +1,6 @@
 """Session fixtures that every test layer reuses: real PostgreSQL, SQLite and a real broker."""
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,8 +20,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """The URL of an empty database on the machine's cluster, dropped afterwards."""
     admin = make_url(POSTGRES_ADMIN_URL)
     name = f"gallring_test_{uuid.uuid4().hex[:12]}"
     conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -31,6 +33,12 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

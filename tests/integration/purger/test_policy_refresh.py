@@ -2,19 +2,17 @@
 data is not kept past what the privacy notice now promises."""
 
 import asyncio
+import contextlib
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-import psycopg
 import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
 
 from services.purger.apply import apply_messages
 from services.purger.policy_refresh import refresh_stale_verdicts
@@ -25,7 +23,7 @@ from shared.migrate import upgrade
 from shared.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
 from shared.settings import KafkaSettings
 from shared.tables.purger import StoredClock
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import new_postgres_database
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 from tests.integration.purger.running import running_purger
 
@@ -37,27 +35,15 @@ CASE = {"case_id": "C-1"}
 def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database of its own: the refresh goes over every subject stored, and the session's
     shared databases hold other tests' subjects."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gallring.db'}"
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(new_postgres_database())
+        else:
+            url = f"sqlite:///{tmp_path / 'gallring.db'}"
         upgrade(url)
         engine = make_engine(url)
         yield engine
         engine.dispose()
-        return
-    admin = make_url(POSTGRES_ADMIN_URL)
-    name = f"gallring_test_{uuid.uuid4().hex[:12]}"
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def shorter_policy() -> str:
