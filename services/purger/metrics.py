@@ -16,7 +16,7 @@ _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 
 
 class PurgerMetrics:
-    def __init__(self, db: Engine) -> None:
+    def __init__(self, db: Engine, policy_digest: str) -> None:
         self.registry = CollectorRegistry()
         self.outbox = OutboxMetrics(self.registry)
         self.sweep_duration = Histogram(
@@ -34,19 +34,25 @@ class PurgerMetrics:
             "Lifecycle messages that were not valid and went to the dead-letter topic.",
             registry=self.registry,
         )
-        self.registry.register(_ClockCollector(db))
+        self.registry.register(_ClockCollector(db, policy_digest))
 
 
 class _ClockCollector(Collector):
-    def __init__(self, db: Engine) -> None:
+    def __init__(self, db: Engine, policy_digest: str) -> None:
         self._db = db
+        self._policy_digest = policy_digest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = datetime.now(UTC)
         overdue = (_CLOCKS.c.state.in_(SWEPT_STATES), _CLOCKS.c.due_at <= now)
         with self._db.connect() as connection:
+            under_another_policy = func.count().filter(
+                _CLOCKS.c.policy_digest != self._policy_digest
+            )
             by_state = connection.execute(
-                select(_CLOCKS.c.state, func.count()).group_by(_CLOCKS.c.state)
+                select(_CLOCKS.c.state, func.count(), under_another_policy).group_by(
+                    _CLOCKS.c.state
+                )
             ).all()
             backlog, oldest = connection.execute(
                 select(func.count(), func.min(_CLOCKS.c.due_at)).where(*overdue)
@@ -54,9 +60,15 @@ class _ClockCollector(Collector):
         clocks = GaugeMetricFamily(
             "gallring_purger_clocks", "Stored retention clocks by state.", labels=["state"]
         )
-        for state, count in by_state:
+        for state, count, _ in by_state:
             clocks.add_metric([state], count)
         yield clocks
+        yield GaugeMetricFamily(
+            "gallring_purger_clocks_under_another_policy",
+            "Clocks whose verdict was reached under another policy or engine revision: the "
+            "policy refresh brings them up to date, so this should fall to 0 after a change.",
+            value=sum(stale for _, _, stale in by_state),
+        )
         yield GaugeMetricFamily(
             "gallring_purger_due_backlog", "Clocks due now and not yet erased.", value=backlog
         )

@@ -34,7 +34,7 @@ class Purger:
         self._settings = settings
         self._db = db
         self._retention = RetentionEngine(settings.policy())
-        self.metrics = PurgerMetrics(db)
+        self.metrics = PurgerMetrics(db, self._retention.digest)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._sweeping = False
         self._sweep_again = False

@@ -15,6 +15,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, select
 
 from services.purger.apply import apply_messages
+from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.sweep import sweep
 from shared.database import make_engine
@@ -130,3 +131,17 @@ async def test_a_purger_started_with_a_shortened_policy_erases_what_it_made_due(
         while not proofs_of(fresh_db, person):
             assert time.monotonic() < deadline, "the clock the new policy made due was not erased"
             await asyncio.sleep(0.2)
+
+
+def test_ops_see_how_many_clocks_wait_for_the_refresh(
+    fresh_db: Engine, shorter_retention: RetentionEngine
+) -> None:
+    person = Subject()
+    closing = person.message("collection_case.closed", ago(months=30), CASE)
+    apply_messages(fresh_db, RETENTION, [closing], ago())
+    registry = PurgerMetrics(fresh_db, shorter_retention.digest).registry
+    waiting = "gallring_purger_clocks_under_another_policy"
+
+    assert registry.get_sample_value(waiting) == 1
+    refresh_stale_verdicts(fresh_db, shorter_retention, batch_size=10)
+    assert registry.get_sample_value(waiting) == 0
