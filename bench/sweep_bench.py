@@ -4,21 +4,23 @@ sweep at least 50 % of the bare loop. The sweep runs in a process of its own, wh
 reported: it must stay flat from 100k to 1M clocks.
 
 Each seeded subject has one due clock, fed by one fact, as the consumer stores them. They are
-settled, so the sweep erases them in SQL (``services/purger/settled_erasure.py``). With
-``--general-road`` the clocks are seeded as a release before policy digests stored them, and
-every subject is evaluated again from its facts: the road subjects with holds or other clocks
-take.
+settled, so the sweep erases them in SQL (``services/purger/settled_erasure.py``). The data looks
+like a back-fill's: pseudonyms are HMACs, as random as the consumer's, and the cases closed over
+a year, one after the other. (Sequential pseudonyms would spare both loops the random index work
+real ones cost: the bare loop the more, as each of its updates adds an entry to the index on the
+subject's key.) With ``--general-road`` the clocks are seeded as a release before policy
+digests stored them, and every subject is evaluated again from its facts: the road subjects with
+holds or other clocks take.
 
     .venv/bin/python -m bench.sweep_bench [--clocks 1000000] [--batch 500] [--general-road]
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -30,9 +32,11 @@ from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionEngine
 from shared.migrate import upgrade
 from shared.policy import load_default_policy
+from shared.pseudonym import Pseudonymiser
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPER = """
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -45,7 +49,10 @@ engine, retention = make_engine(sys.argv[1]), RetentionEngine(load_default_polic
 tune_garbage_collection()  # as `gallring purger` does once started
 started = time.perf_counter()
 erased = sweep(engine, retention, datetime.now(UTC), batch_size=int(sys.argv[2]))
-print(erased, time.perf_counter() - started)
+seconds = time.perf_counter() - started
+# Peak RSS of this program only: getrusage's would count the bench's own, from before exec.
+peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+print(erased, seconds, peak_kib)
 """
 BARE_LOOP = """
 UPDATE retention_clock SET state = 'erased'
@@ -76,9 +83,9 @@ def main() -> None:
             text=True,
             check=True,
         )
-        peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        erased_text, seconds_text = sweeper.stdout.split()
+        erased_text, seconds_text, peak_rss_kib = sweeper.stdout.split()
         erased, sweep_seconds = int(erased_text), float(seconds_text)  # the sweep, not start-up
+        peak_rss_mib = int(peak_rss_kib) / 1024
 
         seed(conninfo, args.clocks, policy_digest)
         bare_seconds = bare_loop(conninfo, args.batch)
@@ -93,14 +100,18 @@ def main() -> None:
 
 
 def seed(conninfo: str, count: int, policy_digest: str | None) -> None:
-    """``count`` subjects, each with a case closed 37 months ago: a fact and a due clock."""
-    closed = datetime.now(UTC) - relativedelta(months=37)
-    due = closed + relativedelta(months=36)
+    """``count`` subjects, each with a case closed 37 to 49 months ago: a fact and a due clock.
+    Subjects are seeded in the order their cases closed, as a back-fill sends them."""
+    last_closed = datetime.now(UTC) - relativedelta(months=37)
+    apart = timedelta(days=365) / count
+    closed = [last_closed - (count - n) * apart for n in range(count)]
+    pseudonymiser = Pseudonymiser(b"bench-secret-bench-secret-bench-secret")
+    pseudonyms = [pseudonymiser.pseudonym("ref", f"CUST-{n}") for n in range(count)]
     template = LifecycleMessage.model_validate(
         {
             **EXAMPLES["collection_case.closed"],
             "subject": "0" * 64,
-            "occurred_at": closed,
+            "occurred_at": last_closed,
         }
     )
     with psycopg.connect(conninfo) as connection:
@@ -110,11 +121,15 @@ def seed(conninfo: str, count: int, policy_digest: str | None) -> None:
                 "COPY subject_fact (event_id, subject_pseudonym, event_type, message) FROM STDIN"
             ) as facts:
                 for n in range(count):
-                    event_id, pseudonym = uuid.uuid4(), f"{n:064x}"
+                    event_id = uuid.uuid4()
                     message = template.model_copy(
-                        update={"event_id": event_id, "subject": pseudonym}
+                        update={
+                            "event_id": event_id,
+                            "subject": pseudonyms[n],
+                            "occurred_at": closed[n],
+                        }
                     )
-                    facts.write_row((event_id, pseudonym, message.type, message.to_json()))
+                    facts.write_row((event_id, pseudonyms[n], message.type, message.to_json()))
             with cursor.copy(
                 "COPY retention_clock (erasure_id, subject_pseudonym, category, scope_key, "
                 "scope_value, state, due_at, rule, legal_basis, reason, policy_digest, "
@@ -124,17 +139,17 @@ def seed(conninfo: str, count: int, policy_digest: str | None) -> None:
                     clocks.write_row(
                         (
                             uuid.uuid4(),
-                            f"{n:064x}",
+                            pseudonyms[n],
                             "collection_case",
                             "case_id",
                             "C-2023-0001",
                             "due",
-                            due,
+                            closed[n] + relativedelta(months=36),
                             "collection_case.retention",
                             "basis",
                             "seeded",
                             policy_digest,
-                            closed,
+                            closed[n],
                         )
                     )
         connection.execute("ANALYZE retention_clock, subject_fact")
