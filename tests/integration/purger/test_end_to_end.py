@@ -90,6 +90,37 @@ async def test_a_case_closed_37_months_ago_is_erased_end_to_end(
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_an_unsubscribe_is_erased_at_once_not_at_the_next_sweep_tick(
+    api: RunningApi, kafka_settings
+) -> None:
+    subject = {"ref": f"crm:{uuid.uuid4().hex}"}
+    pseudonym = PSEUDONYMS.pseudonym("ref", subject["ref"])
+    unsubscribe = {
+        **EXAMPLES["newsletter.unsubscribed"],
+        "event_id": str(uuid.uuid4()),
+        "subject": subject,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+
+    async with running_purger(
+        api.settings.database_url, kafka_settings, purger_sweep_interval_seconds=3600
+    ) as purger:
+        sweeps = "gallring_purger_sweep_duration_seconds_count"
+        async with asyncio.timeout(10):  # the sweep at start; the next tick is an hour away
+            while not purger.metrics.registry.get_sample_value(sweeps):
+                await asyncio.sleep(0.05)
+        response = await api.client.post(
+            "/v1/events", json=unsubscribe, headers=api.key(Scope.EVENTS_WRITE)
+        )
+        assert response.status_code == 202
+        async with asyncio.timeout(20):
+            [executed] = await keyed(kafka_settings, topics.ERASURES, pseudonym.encode())
+
+    erasure = ErasureExecuted.model_validate_json(executed.value)
+    assert (erasure.category, erasure.rule) == ("marketing", "marketing.immediate")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_poison_message_goes_to_the_dlq_and_the_next_one_is_applied(
     api: RunningApi, kafka_settings
 ) -> None:
