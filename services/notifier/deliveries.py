@@ -13,7 +13,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.notifier.backoff import retry_delay
@@ -182,27 +193,29 @@ def record(db: Engine, outcomes: list[Outcome], settings: NotifierSettings, now:
             else:
                 values.update(b_state="delivering", b_next=now + wait)
         updates.append(values)
-    table = _NOTIFICATIONS
     with db.begin() as connection:
         insert_rows(connection, _ATTEMPTS, attempts)
-        connection.execute(
-            update(table)
-            .where(
-                table.c.notification_id == bindparam("b_id"),
-                table.c.lease_until == bindparam("b_lease"),
-            )
-            .values(
-                state=bindparam("b_state"),
-                attempts=bindparam("b_attempts"),
-                next_attempt_at=bindparam("b_next"),
-                delivered_at=bindparam("b_delivered_at"),
-                failed_at=bindparam("b_failed_at"),
-                lease_until=None,
-            ),
-            updates,
-        )
+        connection.execute(_MOVE_ON, updates)
         _record_health(connection, outcomes, settings.notifier_failing_after, now)
     return gave_up
+
+
+#: A notification after an attempt, if its lease is still the one it was claimed with.
+_MOVE_ON = (
+    update(_NOTIFICATIONS)
+    .where(
+        _NOTIFICATIONS.c.notification_id == bindparam("b_id"),
+        _NOTIFICATIONS.c.lease_until == bindparam("b_lease"),
+    )
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered_at"),
+        failed_at=bindparam("b_failed_at"),
+        lease_until=None,
+    )
+)
 
 
 def housekeep(db: Engine, now: datetime) -> int:
@@ -227,52 +240,61 @@ def housekeep(db: Engine, now: datetime) -> int:
 def _record_health(
     connection: Connection, outcomes: list[Outcome], failing_after: int, now: datetime
 ) -> None:
-    """Per recipient: failures in a row (reset by a success), and since when it is failing."""
+    """Per recipient: failures in a row (reset by a success), and since when it is failing.
+
+    Rows in recipient order, so that two notifiers recording at once lock them in the same
+    order."""
     summary: dict[str, dict[str, Any]] = {}
     for outcome in sorted(outcomes, key=lambda o: o.attempted_at):
         entry = summary.setdefault(
             outcome.claimed.recipient_id,
-            {"succeeded": False, "trailing": 0, "last_success_at": None, "last_failure_at": None},
+            {"consecutive_failures": 0, "last_success_at": None, "last_failure_at": None},
         )
         if outcome.delivered:
-            entry.update(succeeded=True, trailing=0, last_success_at=outcome.attempted_at)
+            entry.update(consecutive_failures=0, last_success_at=outcome.attempted_at)
         else:
-            entry["trailing"] += 1
+            entry["consecutive_failures"] += 1
             entry["last_failure_at"] = outcome.attempted_at
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    for recipient_id, entry in summary.items():
-        failures = entry["trailing"]
-        statement = dialect.insert(_HEALTH).values(
-            recipient_id=recipient_id,
-            consecutive_failures=failures,
-            failing_since=now if failures >= failing_after else None,
-            last_success_at=entry["last_success_at"],
-            last_failure_at=entry["last_failure_at"],
-        )
-        old = _HEALTH.c
-        if entry["succeeded"]:
-            in_a_row: Any = failures
-            failing_since: Any = now if failures >= failing_after else None
-        else:
-            in_a_row = old.consecutive_failures + failures
-            failing_since = case(
-                (in_a_row < failing_after, None), else_=func.coalesce(old.failing_since, now)
-            )
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[old.recipient_id],
-                set_={
-                    "consecutive_failures": in_a_row,
-                    "failing_since": failing_since,
-                    "last_success_at": func.coalesce(
-                        statement.excluded.last_success_at, old.last_success_at
-                    ),
-                    "last_failure_at": func.coalesce(
-                        statement.excluded.last_failure_at, old.last_failure_at
-                    ),
-                },
-            )
-        )
+    rows = [
+        {
+            "recipient_id": recipient_id,
+            **entry,
+            "failing_since": now if entry["consecutive_failures"] >= failing_after else None,
+            "b_now": now,
+            "b_failing_after": failing_after,
+        }
+        for recipient_id, entry in sorted(summary.items())
+    ]
+    connection.execute(_HEALTH_UPSERT[connection.dialect.name], rows)
+
+
+def _health_upsert(dialect: Any) -> Any:
+    """Store a round's health of one recipient (``_record_health``'s rows). Built once: it is
+    written every round."""
+    statement = dialect.insert(_HEALTH)
+    old, new = _HEALTH.c, statement.excluded
+    succeeded = new.last_success_at.is_not(None)  # the round's failures came after a success
+    in_a_row = case(
+        (succeeded, new.consecutive_failures),
+        else_=old.consecutive_failures + new.consecutive_failures,
+    )
+    now = bindparam("b_now", type_=old.failing_since.type)
+    return statement.on_conflict_do_update(
+        index_elements=[old.recipient_id],
+        set_={
+            "consecutive_failures": in_a_row,
+            "failing_since": case(
+                (in_a_row < bindparam("b_failing_after", type_=Integer), None),
+                (succeeded, now),  # failing anew
+                else_=func.coalesce(old.failing_since, now),
+            ),
+            "last_success_at": func.coalesce(new.last_success_at, old.last_success_at),
+            "last_failure_at": func.coalesce(new.last_failure_at, old.last_failure_at),
+        },
+    )
+
+
+_HEALTH_UPSERT = {"postgresql": _health_upsert(postgresql), "sqlite": _health_upsert(sqlite)}
 
 
 def _claimed(row: Any) -> Claimed:
