@@ -2,6 +2,7 @@
 found and set aside on the dead-letter topic; an outage is waited out, never dead-lettered."""
 
 import asyncio
+import contextlib
 import uuid
 
 from aiokafka import ConsumerRecord
@@ -35,7 +36,9 @@ async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:  # 
         await task
 
 
-def _loop(kafka: KafkaSettings, topic: str, apply, dead: list[int]) -> ConsumerLoop[str]:  # type: ignore[no-untyped-def]
+def _loop(  # type: ignore[no-untyped-def]
+    kafka: KafkaSettings, topic: str, apply, dead: list[int], group_id: str | None = None
+) -> ConsumerLoop[str]:
     def parse(record: ConsumerRecord) -> str:
         if record.value.startswith(b"unparseable"):
             raise ValueError("not a message")
@@ -45,12 +48,55 @@ def _loop(kafka: KafkaSettings, topic: str, apply, dead: list[int]) -> ConsumerL
         "test",
         kafka,
         (topic,),
-        group_id=f"loop-test-{uuid.uuid4().hex[:8]}",
+        group_id=group_id or f"loop-test-{uuid.uuid4().hex[:8]}",
         max_records=100,
         parse=parse,
         apply=apply,
         on_dead_letter=lambda: dead.append(1),
     )
+
+
+async def test_a_consumer_that_dies_while_applying_leaves_its_batch_to_the_next_one(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic, group = f"loop-test-{uuid.uuid4().hex[:8]}", f"loop-test-{uuid.uuid4().hex[:8]}"
+    await _produce(kafka_settings, topic, [b"m-1", b"m-2"])
+    applying = asyncio.Event()
+
+    async def never_finishes(messages: list[str]) -> None:
+        applying.set()
+        await asyncio.Event().wait()  # the database transaction never commits
+
+    first = asyncio.create_task(_loop(kafka_settings, topic, never_finishes, [], group).run())
+    async with asyncio.timeout(30):
+        await applying.wait()
+    first.cancel()  # dies mid-batch
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+
+    applied: list[str] = []
+
+    async def apply(messages: list[str]) -> None:
+        applied.extend(messages)
+
+    await _run_until(_loop(kafka_settings, topic, apply, [], group), lambda: len(applied) >= 2)
+    assert applied == ["m-1", "m-2"]  # nothing was committed for them: nothing skipped
+
+
+async def test_a_restarted_consumer_goes_on_after_what_was_applied(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic, group = f"loop-test-{uuid.uuid4().hex[:8]}", f"loop-test-{uuid.uuid4().hex[:8]}"
+    await _produce(kafka_settings, topic, [b"m-1", b"m-2"])
+    applied: list[str] = []
+
+    async def apply(messages: list[str]) -> None:
+        applied.extend(messages)
+
+    await _run_until(_loop(kafka_settings, topic, apply, [], group), lambda: len(applied) >= 2)
+    await _produce(kafka_settings, topic, [b"m-3"])
+    await _run_until(_loop(kafka_settings, topic, apply, [], group), lambda: "m-3" in applied)
+    assert applied == ["m-1", "m-2", "m-3"]  # each once: m-1 and m-2 would have come first
 
 
 async def test_a_message_that_cannot_be_applied_goes_to_the_dlq_and_the_rest_are_applied(

@@ -74,6 +74,17 @@ def test_a_redelivered_event_does_not_bring_an_erased_clock_back(db: Engine) -> 
     assert len(proofs_of(db, person)) == 1  # erased once
 
 
+def test_an_event_delivered_again_before_its_clock_falls_due_is_stored_once(db: Engine) -> None:
+    person = Subject()
+    closed = person.message("collection_case.closed", ago(months=35), CASE)
+    reopened = person.message("collection_case.reopened", ago(months=1), CASE)
+    apply(db, closed, closed)  # twice in one batch
+    apply(db, reopened)
+    apply(db, closed)  # and again after a later event
+    assert facts_of(db, person) == 2
+    assert clocks_of(db, person) == {("collection_case", "C-1"): "cancelled"}
+
+
 def test_a_clock_not_yet_due_waits(db: Engine) -> None:
     person = Subject()
     apply(db, person.message("collection_case.closed", ago(months=35), CASE))
