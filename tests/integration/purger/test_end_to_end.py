@@ -5,7 +5,6 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 from aiokafka import ConsumerRecord
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, text
@@ -55,7 +54,6 @@ def rows_naming(db: Engine, pseudonym: str) -> dict[str, int]:
     return found
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_case_closed_37_months_ago_is_erased_end_to_end(
     api: RunningApi, kafka_settings
 ) -> None:
@@ -89,7 +87,6 @@ async def test_a_case_closed_37_months_ago_is_erased_end_to_end(
     assert dict(command.headers)["event-type"] == b"erasure.command"
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_an_unsubscribe_is_erased_at_once_not_at_the_next_sweep_tick(
     api: RunningApi, kafka_settings
 ) -> None:
@@ -120,7 +117,6 @@ async def test_an_unsubscribe_is_erased_at_once_not_at_the_next_sweep_tick(
     assert (erasure.category, erasure.rule) == ("marketing", "marketing.immediate")
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_poison_message_goes_to_the_dlq_and_the_next_one_is_applied(
     api: RunningApi, kafka_settings
 ) -> None:
