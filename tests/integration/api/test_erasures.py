@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from services.api.api_keys import Scope
@@ -68,21 +69,32 @@ async def test_erasures_are_seen_scheduled_held_executed_and_confirmed(
     assert views["scheduled"]["scope"] == CASE
     assert views["executed"]["scope"] is None  # the proof keeps no scope
 
+    async def every_page(**params: object) -> list[dict]:
+        seen, cursor = [], None
+        while True:
+            if cursor:
+                params["cursor"] = cursor
+            page = (await api.client.get("/v1/erasures", params=params, headers=reader)).json()
+            seen += page["erasures"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seen
+
     # Every held collection-case erasure, page by page, in due order.
-    seen, cursor = [], None
-    while True:
-        params = {"state": "held", "category": "collection_case", "limit": 2}
-        if cursor:
-            params["cursor"] = cursor
-        page = (await api.client.get("/v1/erasures", params=params, headers=reader)).json()
-        seen += page["erasures"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen = await every_page(state="held", category="collection_case", limit=2)
     assert ids["held"] in [view["erasure_id"] for view in seen]
     assert {view["state"] for view in seen} == {"held"}
     assert [view["due_at"] for view in seen] == sorted(view["due_at"] for view in seen)
     assert len({view["erasure_id"] for view in seen}) == len(seen)  # no page repeats another
+
+    # What falls due before a date: the scheduled case's erasure is 34 months away.
+    in_33_months = datetime.now(UTC) + relativedelta(months=33)
+    in_35_months = datetime.now(UTC) + relativedelta(months=35)
+    soon = await every_page(state="scheduled", due_before=in_33_months.isoformat(), limit=1000)
+    later = await every_page(state="scheduled", due_before=in_35_months.isoformat(), limit=1000)
+    assert ids["scheduled"] not in [view["erasure_id"] for view in soon]
+    assert ids["scheduled"] in [view["erasure_id"] for view in later]
+    assert all(datetime.fromisoformat(view["due_at"]) < in_33_months for view in soon)
 
     # A system confirms: the API passes it on, the purger records it and tells the topic.
     confirmer = api.key(Scope.ERASURES_CONFIRM)

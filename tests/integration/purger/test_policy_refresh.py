@@ -2,10 +2,8 @@
 data is not kept past what the privacy notice now promises."""
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -18,33 +16,15 @@ from services.purger.apply import apply_messages
 from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.sweep import sweep
-from shared.database import make_engine
 from shared.engine import RetentionEngine
-from shared.migrate import upgrade
 from shared.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
 from shared.settings import KafkaSettings
 from shared.tables.purger import StoredClock
-from tests.conftest import new_postgres_database
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 from tests.integration.purger.running import running_purger
 
 _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
 CASE = {"case_id": "C-1"}
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A database of its own: the refresh goes over every subject stored, and the session's
-    shared databases hold other tests' subjects."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgres":
-            url = stack.enter_context(new_postgres_database())
-        else:
-            url = f"sqlite:///{tmp_path / 'gallring.db'}"
-        upgrade(url)
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def shorter_policy() -> str:
