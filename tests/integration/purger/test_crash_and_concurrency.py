@@ -123,10 +123,12 @@ def test_a_purger_killed_mid_sweep_and_restarted_erases_each_clock_once(
 
 
 def test_two_purgers_at_once_share_the_work_and_erase_each_clock_once(
-    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+    fresh_db: Engine, kafka_settings: KafkaSettings
 ) -> None:
+    """On a database of its own, so that the purgers erase nothing but this test's clocks."""
+    db, url = fresh_db, fresh_db.url.render_as_string(hide_password=False)
     ports = [free_loopback_port(), free_loopback_port()]
-    processes = [purger(migrated_url, kafka_settings, 5, port) for port in ports]
+    processes = [purger(url, kafka_settings, 5, port) for port in ports]
     try:
         for port in ports:
             wait_until_serving(port)
