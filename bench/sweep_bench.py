@@ -40,6 +40,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from services.purger.sweep import sweep
 from shared.database import make_engine
 from shared.engine import RetentionEngine
@@ -51,7 +52,8 @@ started = time.perf_counter()
 erased = sweep(engine, retention, datetime.now(UTC), batch_size=int(sys.argv[2]))
 seconds = time.perf_counter() - started
 # Peak RSS of this program only: getrusage's would count the bench's own, from before exec.
-peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+status = Path("/proc/self/status").read_text()
+peak_kib = re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)
 print(erased, seconds, peak_kib)
 """
 BARE_LOOP = """

@@ -152,6 +152,24 @@ def claim(
     return [_claimed(row) for row in rows]
 
 
+#: A notification after an attempt, if its lease is still the one it was claimed with.
+_MOVE_ON = (
+    update(_NOTIFICATIONS)
+    .where(
+        _NOTIFICATIONS.c.notification_id == bindparam("b_id"),
+        _NOTIFICATIONS.c.lease_until == bindparam("b_lease"),
+    )
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered_at"),
+        failed_at=bindparam("b_failed_at"),
+        lease_until=None,
+    )
+)
+
+
 def record(db: Engine, outcomes: list[Outcome], settings: NotifierSettings, now: datetime) -> int:
     """Store the attempts and move each notification on: delivered, retried later, or failed
     once the next try would fall past its horizon. Returns how many failed for good."""
@@ -198,24 +216,6 @@ def record(db: Engine, outcomes: list[Outcome], settings: NotifierSettings, now:
         connection.execute(_MOVE_ON, updates)
         _record_health(connection, outcomes, settings.notifier_failing_after, now)
     return gave_up
-
-
-#: A notification after an attempt, if its lease is still the one it was claimed with.
-_MOVE_ON = (
-    update(_NOTIFICATIONS)
-    .where(
-        _NOTIFICATIONS.c.notification_id == bindparam("b_id"),
-        _NOTIFICATIONS.c.lease_until == bindparam("b_lease"),
-    )
-    .values(
-        state=bindparam("b_state"),
-        attempts=bindparam("b_attempts"),
-        next_attempt_at=bindparam("b_next"),
-        delivered_at=bindparam("b_delivered_at"),
-        failed_at=bindparam("b_failed_at"),
-        lease_until=None,
-    )
-)
 
 
 def housekeep(db: Engine, now: datetime) -> int:

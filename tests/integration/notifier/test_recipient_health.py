@@ -72,19 +72,20 @@ def health(db: Engine, recipient_id: str) -> tuple[int, datetime | None]:
 
 
 def test_failures_add_up_across_rounds_and_a_success_starts_the_count_again(db: Engine) -> None:
-    record_round(db, 0, {"slow": [500, 500], "fine": [200]})
-    assert health(db, "slow") == (2, None)
-    assert health(db, "fine") == (0, None)
+    slow, fine = f"slow-{uuid.uuid4().hex[:8]}", f"fine-{uuid.uuid4().hex[:8]}"
+    record_round(db, 0, {slow: [500, 500], fine: [200]})
+    assert health(db, slow) == (2, None)
+    assert health(db, fine) == (0, None)
 
-    began_failing = record_round(db, 1, {"slow": [500], "fine": [500]})
-    assert health(db, "slow") == (3, began_failing)
-    assert health(db, "fine") == (1, None)
+    began_failing = record_round(db, 1, {slow: [500], fine: [500]})
+    assert health(db, slow) == (3, began_failing)
+    assert health(db, fine) == (1, None)
 
-    record_round(db, 2, {"slow": [503]})
-    assert health(db, "slow") == (4, began_failing)  # still failing since then
+    record_round(db, 2, {slow: [503]})
+    assert health(db, slow) == (4, began_failing)  # still failing since then
 
-    failing_anew = record_round(db, 3, {"slow": [200, 500, 500, 500]})
-    assert health(db, "slow") == (3, failing_anew)  # the success ended the first spell
+    failing_anew = record_round(db, 3, {slow: [200, 500, 500, 500]})
+    assert health(db, slow) == (3, failing_anew)  # the success ended the first spell
 
-    record_round(db, 4, {"slow": [200, 500]})
-    assert health(db, "slow") == (1, None)
+    record_round(db, 4, {slow: [200, 500]})
+    assert health(db, slow) == (1, None)

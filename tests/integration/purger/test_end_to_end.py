@@ -108,7 +108,7 @@ async def test_an_unsubscribe_is_erased_at_once_not_at_the_next_sweep_tick(
             "/v1/events", json=unsubscribe, headers=api.key(Scope.EVENTS_WRITE)
         )
         assert response.status_code == 202
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(60):  # reading the session's topic first: not an hour
             [executed] = await keyed(kafka_settings, topics.ERASURES, pseudonym.encode())
 
     erasure = ErasureExecuted.model_validate_json(executed.value)
