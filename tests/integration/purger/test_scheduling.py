@@ -1,0 +1,37 @@
+"""Clocks live in the database, not in the scheduler: however many there are, the purger's
+APScheduler holds one sweep job and one policy-refresh job."""
+
+import asyncio
+from datetime import UTC, datetime
+
+from services.purger.apply import apply_messages
+from services.purger.service import REFRESH_JOB, SWEEP_JOB
+from shared.database import make_engine
+from shared.settings import KafkaSettings
+from tests.integration.purger.helpers import RETENTION, Subject, ago
+from tests.integration.purger.running import running_purger
+
+CLOCKS = 500
+
+
+async def test_many_clocks_are_still_one_sweep_job(
+    migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    db = make_engine(migrated_url)
+    try:
+        closed = [
+            Subject().message("collection_case.closed", ago(months=1), {"case_id": "C-1"})
+            for _ in range(CLOCKS)
+        ]
+        apply_messages(db, RETENTION, closed, datetime.now(UTC))
+    finally:
+        db.dispose()
+
+    async with running_purger(migrated_url, kafka_settings) as purger:
+        sweeps = "gallring_purger_sweep_duration_seconds_count"
+        async with asyncio.timeout(30):
+            while (purger.metrics.registry.get_sample_value(sweeps) or 0) < 2:
+                await asyncio.sleep(0.1)  # swept with those clocks stored, twice
+        jobs = [job.id for job in purger._scheduler.get_jobs()]
+
+    assert sorted(jobs) == sorted([SWEEP_JOB, REFRESH_JOB])
