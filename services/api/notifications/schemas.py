@@ -40,7 +40,7 @@ class NotificationView(BaseModel):
     delivered_at: datetime | None
     failed_at: datetime | None
     confirmed_at: datetime | None
-    attempt_log: list[AttemptView] | None = None  # in the views of one notification or erasure
+    attempt_log: list[AttemptView]  # every attempt, oldest first: what an auditor asks for
 
 
 class NotificationPage(BaseModel):

@@ -16,6 +16,7 @@ from services.api.notifications.schemas import AttemptView, NotificationState, N
 from services.api.passing_on import pass_on
 from shared import topics
 from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
+from shared.database import one_of
 from shared.tables.api import Recipient
 from shared.tables.notifier import DeliveryAttempt, Notification
 
@@ -58,7 +59,8 @@ def page(
     after: tuple[datetime, UUID] | None,
     limit: int,
 ) -> tuple[list[NotificationView], bool]:
-    """Up to ``limit`` notifications, oldest first, after ``after``; and whether more follow."""
+    """Up to ``limit`` notifications, oldest first, after ``after``, each with its attempts;
+    and whether more follow."""
     table = _NOTIFICATIONS
     conditions = []
     if state is NotificationState.CONFIRMED:
@@ -82,7 +84,9 @@ def page(
             .order_by(table.c.created_at, table.c.notification_id)
             .limit(limit + 1)
         ).all()
-    return [_view(row) for row in rows[:limit]], len(rows) > limit
+        shown = rows[:limit]
+        attempts = _attempts(connection, [row.notification_id for row in shown])
+    return [_view(row, attempts[row.notification_id]) for row in shown], len(rows) > limit
 
 
 def one(db: Engine, notification_id: UUID) -> NotificationView | None:
@@ -167,7 +171,7 @@ def _attempts(connection: Connection, ids: list[UUID]) -> dict[UUID, list[Attemp
     if ids:
         rows = connection.execute(
             select(_ATTEMPTS)
-            .where(_ATTEMPTS.c.notification_id.in_(ids))
+            .where(one_of(connection, _ATTEMPTS.c.notification_id, ids))
             .order_by(_ATTEMPTS.c.attempted_at, _ATTEMPTS.c.id)
         )
         for row in rows:
@@ -182,7 +186,7 @@ def _attempts(connection: Connection, ids: list[UUID]) -> dict[UUID, list[Attemp
     return found
 
 
-def _view(row: Any, attempts: list[AttemptView] | None = None) -> NotificationView:
+def _view(row: Any, attempts: list[AttemptView]) -> NotificationView:
     undelivered = row.state in ("pending", "delivering")
     return NotificationView(
         notification_id=row.notification_id,

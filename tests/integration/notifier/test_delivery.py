@@ -217,12 +217,28 @@ async def test_a_receiver_down_for_a_while_is_marked_failing_then_catches_up(
         endpoint = receiver.endpoints[vendor]
         await eventually(lambda: len(endpoint.acted_on) == 3)
         await eventually(lambda: _not(failing))
-        for listed in await notifications_of(api, vendor):
-            errors = [
-                a["error"]
-                for a in (await notification(api, listed["notification_id"]))["attempt_log"]
-            ]
-            assert errors[0] == "ConnectError" and errors[-1] is None
+
+        # The list shows each notification's attempts; one page at a time here.
+        listed, cursor = [], None
+        while True:
+            params = {"recipient_id": vendor, "state": "delivered", "limit": 2}
+            response = await api.client.get(
+                "/v1/notifications",
+                params={**params, **({"cursor": cursor} if cursor else {})},
+                headers=api.key(Scope.ERASURES_READ),
+            )
+            listed += response.json()["notifications"]
+            cursor = response.json()["next_cursor"]
+            if cursor is None:
+                break
+    assert len({n["notification_id"] for n in listed}) == 3
+    for shown in listed:
+        errors = [attempt["error"] for attempt in shown["attempt_log"]]
+        assert errors[0] == "ConnectError" and errors[-1] is None
+        assert (
+            shown["attempt_log"]
+            == (await notification(api, shown["notification_id"]))["attempt_log"]
+        )
 
 
 async def test_past_its_horizon_a_notification_fails_and_an_admin_redelivers_it(
