@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 _METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud
+    ipaddress.ip_address("168.63.129.16"),  # Azure's host endpoint (WireServer)
 }
+#: IPv6 addresses that carry an IPv4 address in their last 32 bits and reach it through a
+#: translator (NAT64's well-known prefix) or a compatibility route (deprecated IPv4-compatible).
+_CARRYING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
 
 
 class UnsafeWebhookUrl(ValueError):
@@ -36,7 +41,8 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
     except ValueError as error:
         raise UnsafeWebhookUrl(f"the webhook URL's port is not valid: {error}") from None
     addresses = _resolve(parts.hostname, port)
-    for address in addresses:
+    reached = [_reached(address) for address in addresses]
+    for address in reached:
         if address.is_link_local or address in _METADATA:
             raise UnsafeWebhookUrl(
                 f"{parts.hostname} resolves to {address}, a link-local or cloud metadata address"
@@ -48,7 +54,7 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
                 f"{parts.hostname} resolves to the loopback address {address}; loopback "
                 "receivers are for development (GALLRING_WEBHOOK_ALLOW_LOOPBACK=true)"
             )
-    if parts.scheme == "http" and not (allow_loopback and all(a.is_loopback for a in addresses)):
+    if parts.scheme == "http" and not (allow_loopback and all(a.is_loopback for a in reached)):
         raise UnsafeWebhookUrl(
             "the webhook URL must use https; plain http is allowed only for a loopback "
             "receiver in development"
@@ -58,8 +64,8 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
 
 
 def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The host's addresses; IPv4 addresses written as IPv6 (``::ffff:169.254.169.254``) are
-    judged as the IPv4 address they reach."""
+    """The host's addresses; IPv4 addresses written as IPv6 (``::ffff:169.254.169.254``) as the
+    IPv4 address they are."""
     try:
         infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror:
@@ -73,3 +79,18 @@ def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddr
             address = address.ipv4_mapped
         addresses.append(address)
     return addresses
+
+
+def _reached(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """What a request to ``address`` reaches: an IPv6 address that carries an IPv4 one (NAT64's
+    ``64:ff9b::a9fe:a9fe``, 6to4's ``2002:a9fe:a9fe::``) is judged as that IPv4 address, though
+    it is sent to as it is (an IPv6-only host reaches IPv4 through its NAT64 gateway)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _CARRYING_IPV4) and int(address) > 1:  # not :: or ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address

@@ -37,12 +37,26 @@ def test_https_to_a_public_or_private_host_is_allowed(url: str) -> None:
         ("https:///hook", "no host"),
         ("https://[::ffff:169.254.169.254]/", "link-local or cloud metadata"),
         ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://[64:ff9b::a9fe:a9fe]/", "link-local or cloud metadata"),  # NAT64
+        ("https://[2002:a9fe:a9fe::1]/", "link-local or cloud metadata"),  # 6to4
+        ("https://[::a9fe:a9fe]/", "link-local or cloud metadata"),  # IPv4-compatible
+        ("https://[64:ff9b::7f00:1]/hook", "loopback"),
+        ("https://192.0.0.192/opc/v2/instance/", "link-local or cloud metadata"),
+        ("https://168.63.129.16/machine", "link-local or cloud metadata"),
+        ("https://[::]/hook", "no host"),
         ("https://a..b/hook", "not valid"),
     ],
 )
 def test_unsafe_urls_are_refused_saying_why(url: str, reason: str) -> None:
     with pytest.raises(UnsafeWebhookUrl, match=reason):
         check_webhook_url(url, allow_loopback=False)
+
+
+def test_an_ipv4_host_reached_over_nat64_is_judged_by_its_ipv4_and_sent_to_over_ipv6() -> None:
+    # 93.184.215.14 through NAT64, as DNS64 answers an IPv6-only host
+    assert check_webhook_url("https://[64:ff9b::5db8:d70e]/hook", allow_loopback=False) == [
+        "64:ff9b::5db8:d70e"
+    ]
 
 
 def test_development_allows_loopback_even_over_http_but_never_metadata() -> None:
