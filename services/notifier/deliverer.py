@@ -187,14 +187,15 @@ class Deliverer:
         now = datetime.now(UTC)
         started = time.perf_counter()
         try:
-            refusal, addresses = await self._vetted(notification.webhook_url)
+            # The whole attempt within the timeout, the URL's check (a name to resolve) included:
+            # httpx's applies per read, and the attempt must end well inside the claim's lease.
+            async with asyncio.timeout(self._settings.notifier_timeout_seconds):
+                refusal, addresses = await self._vetted(notification.webhook_url)
+                if refusal is None:
+                    response = await self._post(client, notification, addresses, now)
             if refusal is not None:
                 outcome = Outcome(notification, now, 0, error=f"webhook URL refused: {refusal}")
             else:
-                # The whole exchange within the timeout (httpx's applies per read), so that
-                # it always ends well inside the claim's lease.
-                async with asyncio.timeout(self._settings.notifier_timeout_seconds):
-                    response = await self._post(client, notification, addresses, now)
                 outcome = Outcome(
                     notification,
                     now,

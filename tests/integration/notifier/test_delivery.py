@@ -2,6 +2,8 @@
 official ``standardwebhooks`` library, and back to the recipient's signed confirmation."""
 
 import json
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -115,6 +117,37 @@ async def test_a_webhook_host_name_is_resolved_once_and_the_checked_address_used
         endpoint = receiver.endpoints[vendor]
         await eventually(lambda: endpoint.acted_on)
     assert endpoint.received[0].headers["host"] == f"vendor.gallring.test:{receiver.port}"
+
+
+async def test_a_webhook_name_that_takes_too_long_to_resolve_is_an_attempt_timed_out(
+    api: RunningApi,
+    migrated_url: str,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check before a delivery resolves the name again; a resolver that hangs must not keep
+    the attempt past its timeout (and the claim's lease)."""
+    resolve, hang_once = webhook_url._resolve, threading.Event()
+
+    def hangs_once(host: str, port: int | None):  # type: ignore[no-untyped-def]
+        if host == "slow.gallring.test" and hang_once.is_set():
+            hang_once.clear()
+            time.sleep(2)  # longer than the notifier's 1 s timeout
+        return resolve("127.0.0.1" if host == "slow.gallring.test" else host, port)
+
+    monkeypatch.setattr(webhook_url, "_resolve", hangs_once)
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver, host="slow.gallring.test")
+        hang_once.set()  # the notifier's check before the first delivery, not the API's
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+        endpoint = receiver.endpoints[vendor]
+        await eventually(lambda: endpoint.acted_on, timeout=30)
+        [listed] = await notifications_of(api, vendor)
+    log = listed["attempt_log"]
+    assert [(a["status_code"], a["error"]) for a in log] == [(None, "timeout"), (200, None)]
+    assert log[0]["latency_ms"] < 1_900
 
 
 async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_next(
