@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from services.api.api_keys import Scope
 from services.notifier.webhook import signed_headers
 from shared import webhook_url
+from shared.recipient_secrets import new_signing_secret
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
@@ -93,6 +94,48 @@ async def test_each_recipient_that_received_the_category_is_told_once_and_can_co
         assert shown["state"] == "confirmed"
         repeated = await _confirm(api, webhook_id, body, secret)
         assert repeated.status_code == 202
+
+
+async def test_during_a_secret_rotation_either_secret_verifies_and_after_it_only_the_new_one(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    async def rotate(vendor: str, grace_hours: float) -> str:
+        response = await api.client.post(
+            f"/v1/recipients/{vendor}/secret-rotations",
+            json={"grace_hours": grace_hours},
+            headers=api.key(Scope.ADMIN),
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["signing_secret"]
+
+    async def erase_one(vendor: str) -> None:
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        endpoint = receiver.endpoints[vendor]
+        first_secret = endpoint.secret
+        second_secret = await rotate(vendor, grace_hours=2)
+        await erase_one(vendor)  # the receiver still knows only the first secret
+        await eventually(lambda: len(endpoint.acted_on) == 1)
+        endpoint.secret = second_secret
+        await erase_one(vendor)
+        await eventually(lambda: len(endpoint.acted_on) == 2)
+        assert endpoint.rejected == 0
+        signed_with = zip(endpoint.acted_on, [first_secret, second_secret], strict=True)
+        for webhook_id, secret in signed_with:
+            body = json.dumps({"notification_id": webhook_id})
+            assert (await _confirm(api, webhook_id, body, secret)).status_code == 202
+        body = json.dumps({"notification_id": webhook_id})
+        assert (await _confirm(api, webhook_id, body, new_signing_secret())).status_code == 401
+
+        third_secret = await rotate(vendor, grace_hours=0)  # the second one stops signing
+        await erase_one(vendor)
+        await eventually(lambda: endpoint.rejected > 0)  # signed with the third one only
+        endpoint.secret = third_secret
+        await eventually(lambda: len(endpoint.acted_on) == 3)
 
 
 async def test_a_webhook_host_name_is_resolved_once_and_the_checked_address_used(
