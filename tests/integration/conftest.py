@@ -4,19 +4,22 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from services.api.api_keys import KeyStore, Scope
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from shared.database import make_engine
+from shared.migrate import upgrade
 from shared.settings import KafkaSettings, RelaySettings
+from tests.conftest import new_postgres_database
 
 SECRET = "test-pseudonym-secret-of-32-chars-or-more"
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +74,21 @@ def make_api(
 async def api(make_api) -> AsyncIterator[RunningApi]:
     async with make_api() as running:
         yield running
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database of its own, for tests of what counts or goes over every row stored: the
+    session's shared databases hold other tests' rows."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(new_postgres_database())
+        else:
+            url = f"sqlite:///{tmp_path / 'gallring.db'}"
+        upgrade(url)
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 def start_worker(
