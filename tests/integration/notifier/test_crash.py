@@ -8,7 +8,6 @@ import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from services.api.api_keys import Principal
@@ -27,8 +26,6 @@ from tests.integration.notifier.running import notifier_settings
 from tests.webhook_receiver import HANG, webhook_receiver
 
 NOTIFICATIONS = 30
-
-pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
 def notifier_process(database_url: str, kafka: KafkaSettings) -> subprocess.Popen[bytes]:

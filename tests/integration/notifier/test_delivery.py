@@ -193,6 +193,38 @@ async def test_a_webhook_name_that_takes_too_long_to_resolve_is_an_attempt_timed
     assert log[0]["latency_ms"] < 1_900
 
 
+async def test_a_webhook_name_repointed_at_a_metadata_address_is_refused_before_sending(
+    api: RunningApi,
+    migrated_url: str,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolve, repointed = webhook_url._resolve, threading.Event()
+
+    def rebinding(host: str, port: int | None):  # type: ignore[no-untyped-def]
+        if host != "rebind.gallring.test":
+            return resolve(host, port)
+        return resolve("169.254.169.254" if repointed.is_set() else "127.0.0.1", port)
+
+    monkeypatch.setattr(webhook_url, "_resolve", rebinding)
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver, host="rebind.gallring.test")
+        repointed.set()  # after the check at registration
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+
+        async def attempted() -> list:
+            listed = await notifications_of(api, vendor)
+            return listed[0]["attempt_log"] if listed else []
+
+        [attempt, *_] = await eventually(attempted)
+    assert attempt["status_code"] is None
+    assert attempt["error"].startswith("webhook URL refused:")
+    assert "169.254.169.254" in attempt["error"]
+    assert not receiver.endpoints[vendor].received
+
+
 async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_next(
     api: RunningApi,
     migrated_url: str,
@@ -268,6 +300,8 @@ async def test_a_flaky_receiver_gets_each_notification_in_the_end_with_every_att
     assert after_429 >= timedelta(seconds=0.95)  # Retry-After: 1 honoured
     assert len(endpoint.acted_on) == 1
     assert {r.webhook_id for r in endpoint.received} == {listed["notification_id"]}
+    stamps = [int(r.headers["webhook-timestamp"]) for r in endpoint.received]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]  # each try signed when sent
 
 
 async def test_a_receiver_down_for_a_while_is_marked_failing_then_catches_up(

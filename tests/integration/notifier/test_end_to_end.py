@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import text
 from standardwebhooks import Webhook
@@ -25,7 +24,6 @@ from tests.webhook_receiver import webhook_receiver
 NOTIFIER_TABLES = ("disclosure", "heard_erasure", "notification", "delivery_attempt")
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confirms(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
