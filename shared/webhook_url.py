@@ -18,8 +18,13 @@ _METADATA = {
     ipaddress.ip_address("168.63.129.16"),  # Azure's host endpoint (WireServer)
 }
 #: IPv6 addresses that carry an IPv4 address in their last 32 bits and reach it through a
-#: translator (NAT64's well-known prefix) or a compatibility route (deprecated IPv4-compatible).
-_CARRYING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+#: translator (NAT64's well-known prefix, and the local-use range a network's own translator
+#: takes its /96 from) or a compatibility route (the deprecated IPv4-compatible addresses).
+_CARRYING_IPV4 = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::/96"),
+)
 
 
 class UnsafeWebhookUrl(ValueError):
@@ -54,7 +59,8 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
                 f"{parts.hostname} resolves to the loopback address {address}; loopback "
                 "receivers are for development (GALLRING_WEBHOOK_ALLOW_LOOPBACK=true)"
             )
-    if parts.scheme == "http" and not (allow_loopback and all(a.is_loopback for a in reached)):
+    # Plain http only to an address that is loopback itself, not one a translator reaches.
+    if parts.scheme == "http" and not (allow_loopback and all(a.is_loopback for a in addresses)):
         raise UnsafeWebhookUrl(
             "the webhook URL must use https; plain http is allowed only for a loopback "
             "receiver in development"

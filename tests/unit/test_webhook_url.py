@@ -41,6 +41,8 @@ def test_https_to_a_public_or_private_host_is_allowed(url: str) -> None:
         ("https://[2002:a9fe:a9fe::1]/", "link-local or cloud metadata"),  # 6to4
         ("https://[::a9fe:a9fe]/", "link-local or cloud metadata"),  # IPv4-compatible
         ("https://[64:ff9b::7f00:1]/hook", "loopback"),
+        ("https://[64:ff9b:1::a9fe:a9fe]/", "link-local or cloud metadata"),  # local NAT64
+        ("https://[::1]/hook", "loopback"),
         ("https://192.0.0.192/opc/v2/instance/", "link-local or cloud metadata"),
         ("https://168.63.129.16/machine", "link-local or cloud metadata"),
         ("https://[::]/hook", "no host"),
@@ -64,6 +66,8 @@ def test_development_allows_loopback_even_over_http_but_never_metadata() -> None
     check_webhook_url("https://localhost/hook", allow_loopback=True)
     with pytest.raises(UnsafeWebhookUrl, match="must use https"):
         check_webhook_url("http://10.0.0.1/hook", allow_loopback=True)
+    with pytest.raises(UnsafeWebhookUrl, match="must use https"):  # loopback behind a translator
+        check_webhook_url("http://[64:ff9b::7f00:1]/hook", allow_loopback=True)
     with pytest.raises(UnsafeWebhookUrl, match="metadata"):
         check_webhook_url("http://169.254.169.254/", allow_loopback=True)
 
