@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, case, exists, func, select
+from sqlalchemy import Engine, case, exists, func, select, union
 
 from shared.tables.api import Recipient
 from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
@@ -64,10 +64,16 @@ class _NotificationCollector(Collector):
             failing = connection.execute(
                 select(func.count()).where(_HEALTH.c.failing_since.is_not(None))
             ).scalar_one()
+            # Named in a disclosure, or owed a notification: an erasure turns the one into the
+            # other, and the recipient is still as unknown.
+            named = union(
+                select(_DISCLOSURES.c.recipient_id),
+                select(table.c.recipient_id).where(table.c.state.in_(UNDELIVERED_STATES)),
+            ).subquery()
             unregistered = connection.execute(
-                select(func.count(func.distinct(_DISCLOSURES.c.recipient_id))).where(
-                    ~exists().where(_RECIPIENTS.c.recipient_id == _DISCLOSURES.c.recipient_id)
-                )
+                select(func.count())
+                .where(~exists().where(_RECIPIENTS.c.recipient_id == named.c.recipient_id))
+                .select_from(named)
             ).scalar_one()
         notifications = GaugeMetricFamily(
             "gallring_notifier_notifications", "Notifications by state.", labels=["state"]
@@ -97,6 +103,7 @@ class _NotificationCollector(Collector):
         )
         yield GaugeMetricFamily(
             "gallring_notifier_unregistered_recipients",
-            "Recipients named in disclosures but not registered: their notifications wait.",
+            "Recipients named in disclosures or owed notifications, but not registered: their "
+            "notifications wait.",
             value=unregistered,
         )
