@@ -9,10 +9,12 @@ metadata address since it was registered); the request goes to the address that 
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -29,6 +31,7 @@ from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 log = logging.getLogger(__name__)
 URL_CHECK_SECONDS = 60.0
+URL_CHECK_THREADS = 4  # webhook URLs being checked at once
 HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
@@ -45,6 +48,8 @@ class Deliverer:
         self._signers: dict[str, Webhook] = {}  # sealed secret -> signer
         # url -> (when checked, refusal, addresses to send to)
         self._url_checked: dict[str, tuple[float, str | None, list[str]]] = {}
+        self._url_checks: dict[str, asyncio.Future[tuple[float, str | None, list[str]]]] = {}
+        self._url_checkers = ThreadPoolExecutor(URL_CHECK_THREADS, "webhook-url-check")
         self._in_flight: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, str], httpx.AsyncClient] = {}
@@ -96,6 +101,7 @@ class Deliverer:
         finally:
             for client in self._clients.values():
                 await client.aclose()
+            self._url_checkers.shutdown(wait=False, cancel_futures=True)  # a hung resolver too
 
     def _client(self, recipient_id: str, url: str) -> httpx.AsyncClient:
         """One connection pool per recipient and URL, as large as its concurrency: recipients
@@ -262,19 +268,33 @@ class Deliverer:
 
     async def _vetted(self, url: str) -> tuple[str | None, list[str]]:
         """``(refusal, addresses)``: why the URL may not be used, or the checked addresses to
-        send to; checked again after ``URL_CHECK_SECONDS``."""
+        send to; checked again after ``URL_CHECK_SECONDS``.
+
+        Deliveries to a URL in flight together wait for one check, and checks have threads of
+        their own: a resolver that hangs holds one thread per URL, never the threads that claim
+        and record deliveries."""
         checked = self._url_checked.get(url)
         if checked is None or time.monotonic() - checked[0] > URL_CHECK_SECONDS:
-            refusal, addresses = None, []
-            try:
-                addresses = await asyncio.to_thread(
-                    check_webhook_url, url, allow_loopback=self._settings.webhook_allow_loopback
-                )
-            except UnsafeWebhookUrl as error:
-                refusal = str(error)
-            checked = (time.monotonic(), refusal, addresses)
-            self._url_checked[url] = checked
+            check = self._url_checks.get(url)
+            if check is None:
+                check = self._url_checks[url] = asyncio.ensure_future(self._check(url))
+                check.add_done_callback(lambda _: self._url_checks.pop(url, None))
+            checked = await asyncio.shield(check)  # a caller timed out: the check goes on
         return checked[1], checked[2]
+
+    async def _check(self, url: str) -> tuple[float, str | None, list[str]]:
+        refusal, addresses = None, []
+        try:
+            addresses = await asyncio.get_running_loop().run_in_executor(
+                self._url_checkers,
+                functools.partial(
+                    check_webhook_url, url, allow_loopback=self._settings.webhook_allow_loopback
+                ),
+            )
+        except UnsafeWebhookUrl as error:
+            refusal = str(error)
+        checked = self._url_checked[url] = (time.monotonic(), refusal, addresses)
+        return checked
 
 
 def _ms_since(started: float) -> int:

@@ -1,6 +1,7 @@
 """From an erasure-executed message to a signed webhook each recipient verifies with the
 official ``standardwebhooks`` library, and back to the recipient's signed confirmation."""
 
+import asyncio
 import json
 import threading
 import time
@@ -192,6 +193,38 @@ async def test_a_webhook_name_that_takes_too_long_to_resolve_is_an_attempt_timed
     assert [(a["status_code"], a["error"]) for a in log] == [(None, "timeout"), (200, None)]
     assert len(endpoint.received) == 1  # the timed-out attempt sent nothing
     assert log[0]["latency_ms"] < 1_900
+
+
+async def test_deliveries_to_a_url_in_flight_together_wait_for_one_check_of_it(
+    api: RunningApi,
+    migrated_url: str,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver that hangs for one recipient holds one check, not a thread per delivery (the
+    threads that claim and record deliveries for everyone else would run out)."""
+    resolve, hanging, released = webhook_url._resolve, threading.Event(), threading.Event()
+    lookups: list[str] = []
+
+    def hangs_until_released(host: str, port: int | None):  # type: ignore[no-untyped-def]
+        if host == "stuck.gallring.test" and hanging.is_set():
+            lookups.append(host)
+            released.wait(timeout=30)
+        return resolve("127.0.0.1" if host == "stuck.gallring.test" else host, port)
+
+    monkeypatch.setattr(webhook_url, "_resolve", hangs_until_released)
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver, host="stuck.gallring.test")
+        hanging.set()
+        for _ in range(4):  # as many as the notifier sends to one recipient at once
+            subject = Subject()
+            await disclose(api, subject, vendor)
+            await announce_erasure(kafka_settings, subject)
+        await eventually(lambda: lookups)
+        await asyncio.sleep(1.5)  # the attempts time out and are tried again meanwhile
+        assert lookups == ["stuck.gallring.test"]
+        released.set()
+        await eventually(lambda: _delivered(api, vendor, 4), timeout=30)
 
 
 async def test_a_webhook_name_repointed_at_a_metadata_address_is_refused_before_sending(
