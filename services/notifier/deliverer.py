@@ -31,12 +31,13 @@ from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 log = logging.getLogger(__name__)
 URL_CHECK_SECONDS = 60.0
-URL_CHECK_THREADS = 4  # webhook URLs being checked at once
+URL_CHECK_THREADS = 16  # webhook URLs checked at once: threads that mostly wait on DNS
 HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
 IDLE_CLIENT_SECONDS = 600.0
 ROUND_SIZE = 4  # finished deliveries that make the next round start at once
+_Checked = tuple[float, str | None, list[str]]  # a webhook URL's check: when, refusal, addresses
 
 
 class Deliverer:
@@ -47,8 +48,8 @@ class Deliverer:
         self._box: SecretBox = settings.secret_box()
         self._signers: dict[str, Webhook] = {}  # sealed secret -> signer
         # url -> (when checked, refusal, addresses to send to)
-        self._url_checked: dict[str, tuple[float, str | None, list[str]]] = {}
-        self._url_checks: dict[str, asyncio.Future[tuple[float, str | None, list[str]]]] = {}
+        self._url_checked: dict[str, _Checked] = {}
+        self._url_checks: dict[str, asyncio.Future[_Checked]] = {}  # in progress
         self._url_checkers = ThreadPoolExecutor(URL_CHECK_THREADS, "webhook-url-check")
         self._in_flight: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -101,7 +102,8 @@ class Deliverer:
         finally:
             for client in self._clients.values():
                 await client.aclose()
-            self._url_checkers.shutdown(wait=False, cancel_futures=True)  # a hung resolver too
+            # Checks not started are dropped; one stuck in the resolver ends when it gives up.
+            self._url_checkers.shutdown(wait=False, cancel_futures=True)
 
     def _client(self, recipient_id: str, url: str) -> httpx.AsyncClient:
         """One connection pool per recipient and URL, as large as its concurrency: recipients
@@ -278,11 +280,15 @@ class Deliverer:
             check = self._url_checks.get(url)
             if check is None:
                 check = self._url_checks[url] = asyncio.ensure_future(self._check(url))
-                check.add_done_callback(lambda _: self._url_checks.pop(url, None))
+                check.add_done_callback(lambda done: self._forget_check(url, done))
             checked = await asyncio.shield(check)  # a caller timed out: the check goes on
         return checked[1], checked[2]
 
-    async def _check(self, url: str) -> tuple[float, str | None, list[str]]:
+    def _forget_check(self, url: str, done: asyncio.Future[_Checked]) -> None:
+        if self._url_checks.get(url) is done:
+            del self._url_checks[url]
+
+    async def _check(self, url: str) -> _Checked:
         refusal, addresses = None, []
         try:
             addresses = await asyncio.get_running_loop().run_in_executor(
