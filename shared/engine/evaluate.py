@@ -12,11 +12,12 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from operator import itemgetter
 from typing import Any, Protocol
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from shared.contract.scope import Scope
 from shared.contract.vocabulary import Category
@@ -27,7 +28,7 @@ from shared.policy.model import CategoryPolicy, Policy, Retention
 
 #: Raise it with every change that changes a verdict: the sweep then evaluates clocks stored
 #: before again instead of acting on what they say.
-ENGINE_REVISION = 1
+ENGINE_REVISION = 2
 
 
 class EngineEvent(Protocol):
@@ -227,31 +228,33 @@ class RetentionEngine:
             retention, legal_basis, client = plan.rules.retention, plan.rules.legal_basis, None
         else:
             retention, legal_basis, client = plan.rules.retention_for(client_id)
-        triggers: dict[str, EngineEvent] = {}  # the latest-anchored trigger of each type
+        triggered: dict[str, list[EngineEvent]] = {}  # trigger events by type
         erasure: EngineEvent | None = None
         outdated: EngineEvent | None = None
         reset: EngineEvent | None = None
         reset_cancelled = False
         for _, _, _, role, event in entries:
             if role is Role.TRIGGER:
-                previous = triggers.get(event.type)
-                if previous is None or _anchor(retention, event) >= _anchor(retention, previous):
-                    triggers[event.type] = event
+                triggered.setdefault(event.type, []).append(event)
                 erasure = None  # a trigger after an immediate erasure starts a new clock
             elif role is Role.OUTDATED:
                 outdated = outdated or event
             elif role is Role.IMMEDIATE:
                 erasure = erasure or event
-                triggers.clear()
+                triggered.clear()
                 outdated = None
             elif role is Role.CANCEL or role is Role.ONGOING:
                 reset_cancelled = role is Role.CANCEL and (
-                    reset_cancelled or bool(triggers) or erasure is not None
+                    reset_cancelled or bool(triggered) or erasure is not None
                 )
                 reset = event
-                triggers.clear()
+                triggered.clear()
                 erasure = outdated = None
 
+        triggers = {  # of each type, the event that falls due last
+            event_type: events[0] if len(events) == 1 else _due_last(retention, events, self.zone)
+            for event_type, events in triggered.items()
+        }
         what = plan.what
         trigger_types = plan.trigger_types[scope[0] if scope is not None else None]
         state: ClockState
@@ -267,7 +270,7 @@ class RetentionEngine:
             decided_by = (
                 next(iter(triggers.values()))
                 if len(triggers) == 1
-                else max(triggers.values(), key=lambda e: (_anchor(retention, e), e.event_id))
+                else _due_last(retention, list(triggers.values()), self.zone)
             )
             due = periods.due_at(retention, _anchor(retention, decided_by), self.zone)
             period = plan.period if client is None else retention.describe()
@@ -411,6 +414,29 @@ def _fingerprint(event: EngineEvent) -> str:
 
 def _order(event: EngineEvent) -> tuple[datetime, UUID]:
     return event.occurred_at, event.event_id
+
+
+#: How far month arithmetic can turn two anchors' order around: 31 Jan + 1 month and 28 Jan + 1
+#: month both fall on 28 Feb, each at its own time of day.
+_CLAMPED_AT_MOST = timedelta(days=4)
+
+
+def _due_last(retention: Retention, events: list[EngineEvent], zone: ZoneInfo) -> EngineEvent:
+    """The event whose due time is latest: mostly the latest-anchored one, but where the day of
+    the month is clamped (29 Feb 2016 + 5 years falls due on 28 Feb 2021, before 28 Feb 2016
+    00:01 + 5 years does) an event a few days earlier may fall due after it. Due times are
+    computed only for those few."""
+    latest = max(events, key=lambda event: (_anchor(retention, event), event.event_id))
+    since = _anchor(retention, latest) - _CLAMPED_AT_MOST
+    close = [event for event in events if _anchor(retention, event) >= since]
+    if len(close) == 1:
+        return latest
+
+    def lateness(event: EngineEvent) -> tuple[datetime, datetime | date, UUID]:
+        anchor = _anchor(retention, event)
+        return periods.due_at(retention, anchor, zone), anchor, event.event_id
+
+    return max(close, key=lateness)
 
 
 def _anchor(retention: Retention, event: EngineEvent) -> datetime | date:

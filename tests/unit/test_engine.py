@@ -214,6 +214,16 @@ def test_a_one_off_aml_measure_is_kept_five_years() -> None:
     assert clock.legal_basis.endswith("Swedish AML Act (2017:630)")
 
 
+def test_of_two_measures_the_later_due_time_wins_though_a_leap_day_makes_it_the_first() -> None:
+    """29 Feb 2016 + 5 years is 28 Feb 2021 at the same time, which can come before the due time
+    of a measure on 28 Feb 2016 (found by test_engine_properties)."""
+    scope = {"measure_id": "M-1"}
+    earlier = event("aml.measure_performed", "2016-02-28T00:01+01:00", scope)
+    on_the_leap_day = event("aml.measure_performed", "2016-02-29T00:00+01:00", scope)
+    for history in ([earlier, on_the_leap_day], [on_the_leap_day, earlier]):
+        assert only(*history).due_at == utc("2021-02-27T23:01Z")  # 28 Feb 2021 00:01 local
+
+
 def test_aml_data_of_an_established_relationship_is_kept_until_five_years_after_it_ends() -> None:
     relationship = {"relationship_id": "BR-9"}
     established = event("aml.relationship_established", "2021-01-04T09:00+01:00", relationship)
