@@ -1,10 +1,11 @@
-"""Notifier delivery throughput against a bare httpx loop posting the same bodies, in the same
+"""Notifier delivery throughput against bare client loops posting the same bodies, in the same
 run, to the same loopback receiver (bench/webhook_sink.py, 1 % of answers 500).
 
 The notifier's delivery loop runs in a process of its own on PostgreSQL, with the default
 concurrency, until every seeded notification is delivered (the failed 1 % retried); its rate is
 deliveries over the span from its first attempt to its last delivery, as the database recorded
-them. The bare loop posts the same number of bodies with the same concurrency and no retries.
+them. Each bare loop posts the same number of bodies with the same concurrency and no retries:
+one with httpx (the issue's yardstick), one with aiohttp (the client the notifier posts with).
 Targets (issue 6): at least 50 % of the bare loop, and at least 2,000 deliveries/s.
 
     .venv/bin/python -m bench.notifier_bench [--notifications 20000] [--recipients 8]
@@ -20,6 +21,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import httpx
 import psycopg
 
@@ -88,7 +90,8 @@ def main() -> None:
             )
             urls = seed(settings, port, args.notifications, args.recipients)
             notifier_rate = run_notifier(settings)
-        bare_rate = asyncio.run(bare_loop(urls, args.notifications, settings))
+        httpx_rate = asyncio.run(bare_httpx_loop(urls, args.notifications, settings))
+        aiohttp_rate = asyncio.run(bare_aiohttp_loop(urls, args.notifications, settings))
     finally:
         sink.terminate()
         sink.wait()
@@ -98,8 +101,12 @@ def main() -> None:
         f"{args.recipient_concurrency} in flight to each"
     )
     print(f"notifier delivery:  {notifier_rate:>10,.0f} deliveries/s")
-    print(f"bare httpx loop:    {bare_rate:>10,.0f} posts/s")
-    print(f"  ratio: {notifier_rate / bare_rate:.2f} (target >= 0.50; and >= 2,000/s)")
+    print(f"bare httpx loop:    {httpx_rate:>10,.0f} posts/s")
+    print(f"bare aiohttp loop:  {aiohttp_rate:>10,.0f} posts/s")
+    print(
+        f"  ratio to httpx {notifier_rate / httpx_rate:.2f}, "
+        f"to aiohttp {notifier_rate / aiohttp_rate:.2f} (target >= 0.50; and >= 2,000/s)"
+    )
 
 
 def seed(settings: NotifierSettings, port: int, count: int, recipient_count: int) -> list[str]:
@@ -185,13 +192,36 @@ def run_notifier(settings: NotifierSettings) -> float:
     return delivered / (last - first).total_seconds()
 
 
-async def bare_loop(urls: list[str], count: int, settings: NotifierSettings) -> float:
-    """The same bodies and headers, posted with the same concurrency and a connection pool
-    per recipient like the notifier's (httpx slows down as one pool grows), nothing recorded."""
+def _bodies(count: int, settings: NotifierSettings) -> list[tuple[bytes, dict[str, str]]]:
+    """Signed bodies as the notifier builds them (signing is not timed: both loops get them)."""
     from standardwebhooks import Webhook
 
     signer = [Webhook(new_signing_secret())]
     now = datetime.now(UTC)
+    bodies = []
+    for n in range(count):
+        notification_id = uuid.uuid4()
+        body = notification_body(
+            notification_type="erasure.requested",
+            notification_id=notification_id,
+            erasure_id=uuid.uuid4(),
+            event_id=None,
+            category="collection_case",
+            scope={"case_id": f"C-{n}"},
+            recipient_ref=f"PV-{n}",
+            legal_basis="GDPR art. 17(1)(a)",
+            respond_by=now,
+            public_api_url=settings.notifier_public_api_url,
+            now=now,
+        )
+        bodies.append((body.encode(), signed_headers(str(notification_id), body, signer, now)))
+    return bodies
+
+
+async def bare_httpx_loop(urls: list[str], count: int, settings: NotifierSettings) -> float:
+    """The same bodies and headers, posted with the same concurrency and a connection pool
+    per recipient like the notifier's (httpx slows down as one pool grows), nothing recorded."""
+    bodies = _bodies(count, settings)
     size = settings.notifier_recipient_concurrency
     clients = [
         httpx.AsyncClient(limits=httpx.Limits(max_connections=size, max_keepalive_connections=size))
@@ -201,21 +231,7 @@ async def bare_loop(urls: list[str], count: int, settings: NotifierSettings) -> 
 
     async def post(n: int) -> None:
         async with limit:
-            notification_id = uuid.uuid4()
-            body = notification_body(
-                notification_type="erasure.requested",
-                notification_id=notification_id,
-                erasure_id=uuid.uuid4(),
-                event_id=None,
-                category="collection_case",
-                scope={"case_id": f"C-{n}"},
-                recipient_ref=f"PV-{n}",
-                legal_basis="GDPR art. 17(1)(a)",
-                respond_by=now,
-                public_api_url="http://127.0.0.1:8000",
-                now=now,
-            )
-            headers = signed_headers(str(notification_id), body, signer, now)
+            body, headers = bodies[n]
             await clients[n % len(urls)].post(urls[n % len(urls)], content=body, headers=headers)
 
     started = time.perf_counter()
@@ -223,6 +239,28 @@ async def bare_loop(urls: list[str], count: int, settings: NotifierSettings) -> 
     elapsed = time.perf_counter() - started
     for client in clients:
         await client.aclose()
+    return count / elapsed
+
+
+async def bare_aiohttp_loop(urls: list[str], count: int, settings: NotifierSettings) -> float:
+    """As :func:`bare_httpx_loop`, with aiohttp: a session per recipient, the answer read."""
+    bodies = _bodies(count, settings)
+    size = settings.notifier_recipient_concurrency
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=size)) for _ in urls]
+    limit = asyncio.Semaphore(settings.notifier_concurrency)
+
+    async def post(n: int) -> None:
+        async with limit:
+            body, headers = bodies[n]
+            session = sessions[n % len(urls)]
+            async with session.post(urls[n % len(urls)], data=body, headers=headers) as answer:
+                await answer.read()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(post(n) for n in range(count)))
+    elapsed = time.perf_counter() - started
+    for session in sessions:
+        await session.close()
     return count / elapsed
 
 

@@ -5,13 +5,11 @@ signature headers, verifiable with the official ``standardwebhooks`` libraries.
 it acts on each notification once however often it arrives.
 """
 
-import functools
 import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
 from standardwebhooks import Webhook
 
 
@@ -61,18 +59,3 @@ def signed_headers(
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signatures,
     }
-
-
-@functools.lru_cache(maxsize=4096)
-def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
-    """The request for ``url`` sent to the checked ``address``, so that a name repointed after
-    the check (DNS rebinding) cannot send it elsewhere: the URL with the address for its host,
-    the ``Host`` header, and for https the TLS server name (the certificate is still checked
-    against the name). Returns ``(url, headers, httpx extensions)``; do not change them, they
-    are cached."""
-    parsed = httpx.URL(url)
-    host = parsed.netloc.decode("ascii")  # IDNA-encoded, with the port if one was given
-    extensions = (
-        {"sni_hostname": parsed.raw_host.decode("ascii")} if parsed.scheme == "https" else {}
-    )
-    return str(parsed.copy_with(host=address)), {"host": host}, extensions

@@ -1,9 +1,11 @@
 """Which URLs may receive webhooks: https to a real host; never link-local or metadata
 addresses; loopback and plain http only when development allows it."""
 
+import socket
+
 import pytest
 
-from services.notifier.webhook import pinned
+from services.notifier.checked_resolver import CheckedResolver
 from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 
@@ -72,22 +74,24 @@ def test_development_allows_loopback_even_over_http_but_never_metadata() -> None
         check_webhook_url("http://169.254.169.254/", allow_loopback=True)
 
 
-def test_a_request_is_pinned_to_the_checked_address_keeping_its_name_for_host_and_tls() -> None:
-    assert pinned("https://hooks.example.com:8443/g?x=1", "93.184.215.14") == (
-        "https://93.184.215.14:8443/g?x=1",
-        {"host": "hooks.example.com:8443"},
-        {"sni_hostname": "hooks.example.com"},
+async def test_a_delivery_connects_only_to_the_addresses_its_url_check_vetted() -> None:
+    checked = ["93.184.215.14"]
+    resolver = CheckedResolver(lambda: checked)
+    [result] = await resolver.resolve("hooks.example.com", 8443)
+    assert (result["hostname"], result["host"], result["port"], result["family"]) == (
+        "hooks.example.com",
+        "93.184.215.14",
+        8443,
+        socket.AF_INET,
     )
-    assert pinned("http://localhost/hook", "::1") == (
-        "http://[::1]/hook",
-        {"host": "localhost"},
-        {},
-    )
-    assert pinned("https://bücher.se/hook", "93.184.215.14") == (
-        "https://93.184.215.14/hook",
-        {"host": "xn--bcher-kva.se"},
-        {"sni_hostname": "xn--bcher-kva.se"},
-    )
+    checked[:] = ["2606:2800:21f:cb07:6820:80da:af6b:8b2c", "93.184.215.15"]  # checked again
+    assert [(r["host"], r["family"]) for r in await resolver.resolve("hooks.example.com")] == [
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", socket.AF_INET6),
+        ("93.184.215.15", socket.AF_INET),
+    ]
+    checked.clear()
+    with pytest.raises(OSError, match="no checked address"):
+        await resolver.resolve("hooks.example.com")
 
 
 def test_the_check_names_the_addresses_to_connect_to_ipv4_first() -> None:

@@ -382,7 +382,7 @@ async def test_a_receiver_down_for_a_while_is_marked_failing_then_catches_up(
     assert len({n["notification_id"] for n in listed}) == 3
     for shown in listed:
         errors = [attempt["error"] for attempt in shown["attempt_log"]]
-        assert errors[0] == "ConnectError" and errors[-1] is None
+        assert errors[0] == "connection failed" and errors[-1] is None
         assert (
             shown["attempt_log"]
             == (await notification(api, shown["notification_id"]))["attempt_log"]
