@@ -3,6 +3,8 @@ what came back, batch by batch.
 
 Deliveries run concurrently up to ``notifier_concurrency``, and at most
 ``notifier_recipient_concurrency`` to one recipient, so a slow vendor holds only its own slots.
+A round claims up to as many again as can run, kept ready: a finished delivery's slot takes
+the next at once, while the database records and claims in the background.
 No redirect is followed, and every webhook URL is checked again (it may have been repointed at a
 metadata address since it was registered); the request goes to an address that was checked.
 
@@ -16,7 +18,7 @@ import functools
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -40,7 +42,8 @@ HOUSEKEEPING_SECONDS = 10.0
 DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
 IDLE_CLIENT_SECONDS = 600.0
-ROUND_SIZE = 4  # finished deliveries that make the next round start at once
+ROUND_SIZE = 16  # finished deliveries that make the next round start at once
+LEASE_MARGIN_SECONDS = 2.0  # left of a lease after an attempt's timeout, to record it
 ANSWER_BYTES_READ = 64 * 1024  # of a receiver's answer, read to reuse the connection
 USER_AGENT = "Gallring-Notifier"
 _Checked = tuple[float, str | None, list[str]]  # a webhook URL's check: when, refusal, addresses
@@ -58,6 +61,7 @@ class Deliverer:
         self._url_checks: dict[str, asyncio.Future[_Checked]] = {}  # in progress
         self._url_checkers = ThreadPoolExecutor(URL_CHECK_THREADS, "webhook-url-check")
         self._in_flight: dict[str, int] = defaultdict(int)
+        self._ready: dict[str, deque[Claimed]] = {}  # claimed, waiting for a slot, per recipient
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, str], aiohttp.ClientSession] = {}
         self._client_used: dict[tuple[str, str], float] = {}  # when each pool last got work
@@ -92,7 +96,8 @@ class Deliverer:
                     await self._pause(DB_RETRY_SECONDS)
                     continue
                 for notification in claimed:
-                    self._start(notification)
+                    self._ready.setdefault(notification.recipient_id, deque()).append(notification)
+                self._dispatch()
                 # The next round comes when enough deliveries have finished (one claim and one
                 # record per round, not per delivery), when new ones are due, or after a while.
                 await self._pause(settings.notifier_poll_interval_seconds)
@@ -105,6 +110,10 @@ class Deliverer:
                 await asyncio.gather(*cut_off, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._record_outcomes()
+            unsent = [notification for waiting in self._ready.values() for notification in waiting]
+            self._ready.clear()
+            with contextlib.suppress(Exception):  # else their leases lapse
+                await asyncio.to_thread(deliveries.give_back, self._db, unsent)
         finally:
             for client in self._clients.values():
                 await client.close()
@@ -140,17 +149,19 @@ class Deliverer:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _claim(self) -> list[Claimed]:
+        """Claim what can run now and as much again to keep ready, within each limit."""
         settings = self._settings
-        free = settings.notifier_concurrency - len(self._tasks)
+        ready = {r: len(waiting) for r, waiting in self._ready.items()}
+        free = 2 * settings.notifier_concurrency - len(self._tasks) - sum(ready.values())
         if free <= 0:
             return []
-        per_recipient = settings.notifier_recipient_concurrency
-        free_slots = {r: per_recipient - n for r, n in self._in_flight.items() if n}
+        per_recipient = 2 * settings.notifier_recipient_concurrency
+        held = {r: self._in_flight.get(r, 0) + ready.get(r, 0) for r in {*self._in_flight, *ready}}
         return await asyncio.to_thread(
             deliveries.claim,
             self._db,
             limit=free,
-            free_slots=free_slots,
+            free_slots={r: per_recipient - n for r, n in held.items() if n},
             default_slots=per_recipient,
             lease=timedelta(seconds=settings.notifier_lease_seconds),
             now=datetime.now(UTC),
@@ -184,6 +195,35 @@ class Deliverer:
                 del self._client_used[key]
                 await self._clients.pop(key).close()
 
+    def _dispatch(self, first: str | None = None) -> None:
+        """Start ready deliveries in the free slots: ``first``'s recipient first (it just freed
+        one), then the others' (at most twice the concurrency are ready, so few)."""
+        if first in self._ready:
+            self._start_ready(first)
+        for recipient_id in list(self._ready):
+            if len(self._tasks) >= self._settings.notifier_concurrency:
+                return
+            self._start_ready(recipient_id)
+
+    def _start_ready(self, recipient_id: str) -> None:
+        """Start what the recipient's free slots take. A delivery whose lease would run out
+        before its attempt could end is left to lapse, and is claimed again."""
+        settings = self._settings
+        started_by = datetime.now(UTC) + timedelta(
+            seconds=settings.notifier_timeout_seconds + LEASE_MARGIN_SECONDS
+        )
+        waiting = self._ready[recipient_id]
+        while (
+            waiting
+            and self._in_flight.get(recipient_id, 0) < settings.notifier_recipient_concurrency
+            and len(self._tasks) < settings.notifier_concurrency
+        ):
+            notification = waiting.popleft()
+            if notification.lease_until > started_by:
+                self._start(notification)
+        if not waiting:
+            del self._ready[recipient_id]
+
     def _start(self, notification: Claimed) -> None:
         self._in_flight[notification.recipient_id] += 1
         client = self._client(notification.recipient_id, notification.webhook_url)
@@ -196,6 +236,8 @@ class Deliverer:
         self._in_flight[notification.recipient_id] -= 1
         if not self._in_flight[notification.recipient_id]:
             del self._in_flight[notification.recipient_id]
+        if self._ready and not self._stopping.is_set():
+            self._dispatch(first=notification.recipient_id)
         # Enough: a round's worth, or as many as are still running (so that a slow recipient's
         # deliveries in flight do not hold up the rounds of quick ones).
         if len(self._outcomes) >= min(ROUND_SIZE, max(1, len(self._tasks))):

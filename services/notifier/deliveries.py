@@ -218,6 +218,27 @@ def record(db: Engine, outcomes: list[Outcome], settings: NotifierSettings, now:
     return gave_up
 
 
+#: A claimed notification given back unsent, if it is still this claim's.
+_GIVE_BACK = (
+    update(_NOTIFICATIONS)
+    .where(
+        _NOTIFICATIONS.c.notification_id == bindparam("b_id"),
+        _NOTIFICATIONS.c.lease_until == bindparam("b_lease"),
+    )
+    .values(lease_until=None)
+)
+
+
+def give_back(db: Engine, unsent: list[Claimed]) -> None:
+    """End the leases of claimed notifications that will not be sent (the notifier stops), so
+    that another notifier can send them now rather than when the leases lapse."""
+    if unsent:
+        with db.begin() as connection:
+            connection.execute(
+                _GIVE_BACK, [{"b_id": c.notification_id, "b_lease": c.lease_until} for c in unsent]
+            )
+
+
 def housekeep(db: Engine, now: datetime) -> int:
     """Fail what outlived its horizon undelivered (a recipient never registered, inactive, or
     never claimed) and forget erasures past the late-disclosure window. Returns how many

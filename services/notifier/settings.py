@@ -49,7 +49,9 @@ class NotifierSettings(GallringSettings):
 
     @property
     def notifier_lease_seconds(self) -> float:
-        """How long a claimed notification is ours: a dead notifier's claims lapse after it."""
+        """How long a claimed notification is ours: a wait for a free slot (at most one
+        attempt's time), its attempt, and time to record it. A dead notifier's claims lapse
+        after it."""
         return self.notifier_timeout_seconds * 2 + 5
 
     @model_validator(mode="after")

@@ -9,14 +9,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.api.api_keys import Scope
 from services.notifier.webhook import signed_headers
 from shared import webhook_url
+from shared.database import make_engine
 from shared.recipient_secrets import new_signing_secret
 from shared.settings import KafkaSettings
+from shared.tables.notifier import Notification
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
     Subject,
@@ -287,6 +290,41 @@ async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_nex
         [listed] = await notifications_of(api, vendor)
         shown = await notification(api, listed["notification_id"])
     assert [a["status_code"] for a in shown["attempt_log"]] == [200]  # in the first attempt
+
+
+async def test_a_stopping_notifier_gives_back_at_once_what_it_claimed_but_never_sent(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """A notifier claims more than it can send at once, to keep its slots busy. Stopped, it
+    gives back what it never sent, for the next notifier to send now, not when leases lapse."""
+    db = make_engine(migrated_url)
+    async with webhook_receiver() as receiver:
+        vendor = await register(api, receiver)
+        endpoint = receiver.endpoints[vendor]
+        endpoint.script = [HANG, HANG]  # the first two hold both of the vendor's slots
+        async with running_notifier(
+            migrated_url,
+            kafka_settings,
+            notifier_recipient_concurrency=2,
+            notifier_timeout_seconds=30.0,  # leases of 65 s
+        ):
+            for _ in range(4):
+                subject = Subject()
+                await disclose(api, subject, vendor)
+                await announce_erasure(kafka_settings, subject)
+
+            def leased() -> bool:
+                with db.connect() as connection:
+                    leases = connection.execute(
+                        select(Notification.lease_until).where(Notification.recipient_id == vendor)
+                    ).all()
+                return len(leases) == 4 and all(lease is not None for (lease,) in leases)
+
+            await eventually(leased)  # two in flight, two claimed and waiting
+            assert len(endpoint.received) == 2
+        async with running_notifier(migrated_url, kafka_settings):
+            await eventually(lambda: len(endpoint.acted_on) == 2, timeout=15)
+    db.dispose()
 
 
 async def test_a_tampered_or_stale_delivery_does_not_verify(
