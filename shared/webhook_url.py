@@ -10,6 +10,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 #: Instance metadata services that are not in the link-local ranges.
 _METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
@@ -45,7 +47,7 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
         port = parts.port
     except ValueError as error:
         raise UnsafeWebhookUrl(f"the webhook URL's port is not valid: {error}") from None
-    addresses = _resolve(parts.hostname, port)
+    addresses = _resolve(_host_sent_to(url), port)
     reached = [_reached(address) for address in addresses]
     for address in reached:
         if address.is_link_local or address in _METADATA:
@@ -67,6 +69,18 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
         )
     # In the resolver's order, IPv4 first (sorted() keeps the order within each version).
     return [str(a) for a in sorted(dict.fromkeys(addresses), key=lambda a: a.version)]
+
+
+def _host_sent_to(url: str) -> str:
+    """The host as the notifier's HTTP client reads it (yarl: IDNA 2008, and Unicode digits
+    as digits), so that the check resolves the very name, or address, requests go to."""
+    try:
+        host = URL(url).raw_host
+    except ValueError:
+        host = None
+    if not host:
+        raise UnsafeWebhookUrl("the webhook URL's host name is not valid")
+    return host
 
 
 def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -3,8 +3,9 @@ what came back, batch by batch.
 
 Deliveries run concurrently up to ``notifier_concurrency``, and at most
 ``notifier_recipient_concurrency`` to one recipient, so a slow vendor holds only its own slots.
-A round claims up to as many again as can run, kept ready: a finished delivery's slot takes
-the next at once, while the database records and claims in the background.
+A round claims up to as many again as can run, kept ready in the order they fell due: a
+finished delivery's slot takes the next ready one at once, while the database records and claims
+in the background. A stopping notifier gives back what it claimed and never sent.
 No redirect is followed, and every webhook URL is checked again (it may have been repointed at a
 metadata address since it was registered); the request goes to an address that was checked.
 
@@ -18,7 +19,7 @@ import functools
 import json
 import logging
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +28,7 @@ from sqlalchemy import Engine
 from standardwebhooks import Webhook
 
 from services.notifier import deliveries
-from services.notifier.checked_resolver import CheckedResolver
+from services.notifier.checked_addresses import CheckedResolver, checked_socket_factory
 from services.notifier.deliveries import Claimed, Outcome
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
@@ -43,7 +44,7 @@ DB_RETRY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
 IDLE_CLIENT_SECONDS = 600.0
 ROUND_SIZE = 16  # finished deliveries that make the next round start at once
-LEASE_MARGIN_SECONDS = 2.0  # left of a lease after an attempt's timeout, to record it
+LEASE_MARGIN_SECONDS = 5.0  # left of a lease after an attempt's timeout, to record it
 ANSWER_BYTES_READ = 64 * 1024  # of a receiver's answer, read to reuse the connection
 USER_AGENT = "Gallring-Notifier"
 _Checked = tuple[float, str | None, list[str]]  # a webhook URL's check: when, refusal, addresses
@@ -61,7 +62,9 @@ class Deliverer:
         self._url_checks: dict[str, asyncio.Future[_Checked]] = {}  # in progress
         self._url_checkers = ThreadPoolExecutor(URL_CHECK_THREADS, "webhook-url-check")
         self._in_flight: dict[str, int] = defaultdict(int)
-        self._ready: dict[str, deque[Claimed]] = {}  # claimed, waiting for a slot, per recipient
+        self._ready: deque[Claimed] = deque()  # claimed, waiting for a slot, in due order
+        self._ready_by_recipient: Counter[str] = Counter()
+        self._unsent: list[Claimed] = []  # claimed, but too late to send: to give back
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, str], aiohttp.ClientSession] = {}
         self._client_used: dict[tuple[str, str], float] = {}  # when each pool last got work
@@ -84,9 +87,10 @@ class Deliverer:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
-                    await self._housekeep()
                     await self._record_outcomes()
+                    await self._give_back()
                     claimed = await self._claim()
+                    await self._housekeep()
                 except Exception as error:  # noqa: BLE001 - the database may be back next time
                     log.warning(
                         "notifier: a delivery round failed (%s); trying again in %.0fs",
@@ -95,9 +99,10 @@ class Deliverer:
                     )
                     await self._pause(DB_RETRY_SECONDS)
                     continue
-                for notification in claimed:
-                    self._ready.setdefault(notification.recipient_id, deque()).append(notification)
-                self._dispatch()
+                self._ready.extend(claimed)
+                self._ready_by_recipient.update(n.recipient_id for n in claimed)
+                if not self._stopping.is_set():
+                    self._dispatch()
                 # The next round comes when enough deliveries have finished (one claim and one
                 # record per round, not per delivery), when new ones are due, or after a while.
                 await self._pause(settings.notifier_poll_interval_seconds)
@@ -110,10 +115,11 @@ class Deliverer:
                 await asyncio.gather(*cut_off, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._record_outcomes()
-            unsent = [notification for waiting in self._ready.values() for notification in waiting]
+            self._unsent += self._ready
             self._ready.clear()
+            self._ready_by_recipient.clear()
             with contextlib.suppress(Exception):  # else their leases lapse
-                await asyncio.to_thread(deliveries.give_back, self._db, unsent)
+                await self._give_back()
         finally:
             for client in self._clients.values():
                 await client.close()
@@ -134,6 +140,7 @@ class Deliverer:
                 connector=aiohttp.TCPConnector(
                     limit=self._settings.notifier_recipient_concurrency,
                     resolver=CheckedResolver(lambda: self._url_checked[url][2]),
+                    socket_factory=checked_socket_factory(lambda: self._url_checked[url][2]),
                     use_dns_cache=False,
                 ),
                 # Connecting gets a third of the time, so another address can still be tried.
@@ -151,17 +158,16 @@ class Deliverer:
     async def _claim(self) -> list[Claimed]:
         """Claim what can run now and as much again to keep ready, within each limit."""
         settings = self._settings
-        ready = {r: len(waiting) for r, waiting in self._ready.items()}
-        free = 2 * settings.notifier_concurrency - len(self._tasks) - sum(ready.values())
+        free = 2 * settings.notifier_concurrency - len(self._tasks) - len(self._ready)
         if free <= 0:
             return []
         per_recipient = 2 * settings.notifier_recipient_concurrency
-        held = {r: self._in_flight.get(r, 0) + ready.get(r, 0) for r in {*self._in_flight, *ready}}
+        held = self._ready_by_recipient + Counter(self._in_flight)
         return await asyncio.to_thread(
             deliveries.claim,
             self._db,
             limit=free,
-            free_slots={r: per_recipient - n for r, n in held.items() if n},
+            free_slots={r: per_recipient - n for r, n in held.items()},
             default_slots=per_recipient,
             lease=timedelta(seconds=settings.notifier_lease_seconds),
             now=datetime.now(UTC),
@@ -181,6 +187,11 @@ class Deliverer:
             raise
         self._metrics.gave_up.inc(gave_up)
 
+    async def _give_back(self) -> None:
+        if self._unsent:
+            await asyncio.to_thread(deliveries.give_back, self._db, self._unsent)
+            self._unsent = []
+
     async def _housekeep(self) -> None:
         if time.monotonic() - self._last_housekeeping < HOUSEKEEPING_SECONDS:
             return
@@ -195,34 +206,36 @@ class Deliverer:
                 del self._client_used[key]
                 await self._clients.pop(key).close()
 
-    def _dispatch(self, first: str | None = None) -> None:
-        """Start ready deliveries in the free slots: ``first``'s recipient first (it just freed
-        one), then the others' (at most twice the concurrency are ready, so few)."""
-        if first in self._ready:
-            self._start_ready(first)
-        for recipient_id in list(self._ready):
-            if len(self._tasks) >= self._settings.notifier_concurrency:
-                return
-            self._start_ready(recipient_id)
-
-    def _start_ready(self, recipient_id: str) -> None:
-        """Start what the recipient's free slots take. A delivery whose lease would run out
-        before its attempt could end is left to lapse, and is claimed again."""
+    def _dispatch(self) -> None:
+        """Start ready deliveries in the free slots, in the order they fell due, passing over
+        those whose recipient has no free slot. One whose lease would run out before its
+        attempt could end and be recorded is given back instead."""
         settings = self._settings
-        started_by = datetime.now(UTC) + timedelta(
+        if not self._ready or len(self._tasks) >= settings.notifier_concurrency:
+            return
+        per_recipient = settings.notifier_recipient_concurrency
+        send_by = datetime.now(UTC) + timedelta(
             seconds=settings.notifier_timeout_seconds + LEASE_MARGIN_SECONDS
         )
-        waiting = self._ready[recipient_id]
-        while (
-            waiting
-            and self._in_flight.get(recipient_id, 0) < settings.notifier_recipient_concurrency
-            and len(self._tasks) < settings.notifier_concurrency
-        ):
-            notification = waiting.popleft()
-            if notification.lease_until > started_by:
+        passed_over: deque[Claimed] = deque()
+        while self._ready and len(self._tasks) < settings.notifier_concurrency:
+            notification = self._ready.popleft()
+            if self._in_flight.get(notification.recipient_id, 0) >= per_recipient:
+                passed_over.append(notification)
+                continue
+            self._forget_ready(notification.recipient_id)
+            if notification.lease_until > send_by:
                 self._start(notification)
-        if not waiting:
-            del self._ready[recipient_id]
+            else:
+                self._unsent.append(notification)
+        passed_over.extend(self._ready)
+        self._ready = passed_over
+
+    def _forget_ready(self, recipient_id: str) -> None:
+        if left := self._ready_by_recipient[recipient_id] - 1:
+            self._ready_by_recipient[recipient_id] = left
+        else:
+            del self._ready_by_recipient[recipient_id]
 
     def _start(self, notification: Claimed) -> None:
         self._in_flight[notification.recipient_id] += 1
@@ -236,11 +249,15 @@ class Deliverer:
         self._in_flight[notification.recipient_id] -= 1
         if not self._in_flight[notification.recipient_id]:
             del self._in_flight[notification.recipient_id]
-        if self._ready and not self._stopping.is_set():
-            self._dispatch(first=notification.recipient_id)
-        # Enough: a round's worth, or as many as are still running (so that a slow recipient's
-        # deliveries in flight do not hold up the rounds of quick ones).
-        if len(self._outcomes) >= min(ROUND_SIZE, max(1, len(self._tasks))):
+        if not self._stopping.is_set():
+            self._dispatch()
+        # Enough for a round: a round's worth, or as many as are still running, or a recipient
+        # has a free slot and nothing ready for it (slow recipients' deliveries in flight must
+        # not hold up the rounds of quick ones).
+        if (
+            len(self._outcomes) >= min(ROUND_SIZE, max(1, len(self._tasks)))
+            or notification.recipient_id not in self._ready_by_recipient
+        ):
             self._wake.set()
 
     async def _deliver(self, client: aiohttp.ClientSession, notification: Claimed) -> None:
@@ -280,9 +297,12 @@ class Deliverer:
         async with client.post(
             notification.webhook_url, data=body.encode(), headers=headers, allow_redirects=False
         ) as response:
-            read = 0  # a short answer is read, so that the connection carries the next one
-            while read < ANSWER_BYTES_READ and (chunk := await response.content.readany()):
-                read += len(chunk)
+            # The status decides. A short answer is read so that the connection carries the next
+            # delivery; an answer cut off only costs the connection.
+            with contextlib.suppress(aiohttp.ClientError):
+                read = 0
+                while read < ANSWER_BYTES_READ and (chunk := await response.content.readany()):
+                    read += len(chunk)
             return response.status, response.headers.get("retry-after")
 
     def _body(self, notification: Claimed, now: datetime) -> str:

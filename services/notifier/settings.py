@@ -52,7 +52,7 @@ class NotifierSettings(GallringSettings):
         """How long a claimed notification is ours: a wait for a free slot (at most one
         attempt's time), its attempt, and time to record it. A dead notifier's claims lapse
         after it."""
-        return self.notifier_timeout_seconds * 2 + 5
+        return self.notifier_timeout_seconds * 2 + 10
 
     @model_validator(mode="after")
     def _waits_fit(self) -> "NotifierSettings":

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from services.notifier.checked_resolver import CheckedResolver
+from services.notifier.checked_addresses import CheckedResolver, checked_socket_factory
 from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 
@@ -74,7 +74,7 @@ def test_development_allows_loopback_even_over_http_but_never_metadata() -> None
         check_webhook_url("http://169.254.169.254/", allow_loopback=True)
 
 
-async def test_a_delivery_connects_only_to_the_addresses_its_url_check_vetted() -> None:
+async def test_the_resolver_answers_with_the_addresses_the_url_check_vetted_only() -> None:
     checked = ["93.184.215.14"]
     resolver = CheckedResolver(lambda: checked)
     [result] = await resolver.resolve("hooks.example.com", 8443)
@@ -92,6 +92,27 @@ async def test_a_delivery_connects_only_to_the_addresses_its_url_check_vetted() 
     checked.clear()
     with pytest.raises(OSError, match="no checked address"):
         await resolver.resolve("hooks.example.com")
+
+
+def test_a_socket_is_opened_only_to_an_address_the_url_check_vetted() -> None:
+    """Also for a URL whose host the HTTP client reads as an address and never resolves."""
+    open_socket = checked_socket_factory(lambda: ["127.0.0.1", "::1"])
+    stream = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+    for family, address in [
+        (socket.AF_INET, ("127.0.0.1", 80)),
+        (socket.AF_INET6, ("::1", 80, 0, 0)),
+        (socket.AF_INET6, ("::ffff:127.0.0.1", 80, 0, 0)),
+    ]:
+        open_socket((family, *stream, address)).close()
+    with pytest.raises(OSError, match=r"169\.254\.169\.254 is not an address"):
+        open_socket((socket.AF_INET, *stream, ("169.254.169.254", 80)))
+
+
+def test_the_check_reads_the_host_as_the_http_client_does() -> None:
+    """Unicode digits are digits to the client: this is the metadata address, not a name."""
+    digits = "\U0001fbf1\U0001fbf6\U0001fbf9"  # 169 in segmented digits
+    with pytest.raises(UnsafeWebhookUrl, match=r"169\.254\.169\.254, a link-local"):
+        check_webhook_url(f"https://{digits}.254.169.254/", allow_loopback=False)
 
 
 def test_the_check_names_the_addresses_to_connect_to_ipv4_first() -> None:

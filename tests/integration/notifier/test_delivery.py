@@ -298,6 +298,16 @@ async def test_a_stopping_notifier_gives_back_at_once_what_it_claimed_but_never_
     """A notifier claims more than it can send at once, to keep its slots busy. Stopped, it
     gives back what it never sent, for the next notifier to send now, not when leases lapse."""
     db = make_engine(migrated_url)
+
+    def leases() -> dict[str, datetime | None]:
+        with db.connect() as connection:
+            rows = connection.execute(
+                select(Notification.notification_id, Notification.lease_until).where(
+                    Notification.recipient_id == vendor
+                )
+            ).all()
+        return {str(notification_id): lease for notification_id, lease in rows}
+
     async with webhook_receiver() as receiver:
         vendor = await register(api, receiver)
         endpoint = receiver.endpoints[vendor]
@@ -306,24 +316,21 @@ async def test_a_stopping_notifier_gives_back_at_once_what_it_claimed_but_never_
             migrated_url,
             kafka_settings,
             notifier_recipient_concurrency=2,
-            notifier_timeout_seconds=30.0,  # leases of 65 s
+            notifier_timeout_seconds=30.0,  # leases of 70 s
         ):
             for _ in range(4):
                 subject = Subject()
                 await disclose(api, subject, vendor)
                 await announce_erasure(kafka_settings, subject)
-
-            def leased() -> bool:
-                with db.connect() as connection:
-                    leases = connection.execute(
-                        select(Notification.lease_until).where(Notification.recipient_id == vendor)
-                    ).all()
-                return len(leases) == 4 and all(lease is not None for (lease,) in leases)
-
-            await eventually(leased)  # two in flight, two claimed and waiting
-            assert len(endpoint.received) == 2
+            # Two in flight, two claimed and waiting.
+            await eventually(lambda: len(endpoint.received) == 2)
+            await eventually(lambda: len(leases()) == 4 and None not in leases().values())
+        hung = {received.webhook_id for received in endpoint.received}
         async with running_notifier(migrated_url, kafka_settings):
             await eventually(lambda: len(endpoint.acted_on) == 2, timeout=15)
+            assert set(endpoint.acted_on) == set(leases()) - hung
+            # The two cut off in flight may have reached the receiver: theirs lapse.
+            assert all(leases()[webhook_id] is not None for webhook_id in hung)
     db.dispose()
 
 
