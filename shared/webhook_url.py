@@ -36,7 +36,10 @@ class UnsafeWebhookUrl(ValueError):
 def check_webhook_url(url: str, *, allow_loopback: bool) -> list[str]:
     """Raise :class:`UnsafeWebhookUrl` unless ``url`` may receive webhooks; else the addresses
     it may be sent to, IPv4 first."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # a bracketed host left open, a name with a "#" in disguise
+        raise UnsafeWebhookUrl(f"the webhook URL is not valid: {error}") from None
     if parts.scheme not in ("https", "http"):
         raise UnsafeWebhookUrl("the webhook URL must start with https://")
     if parts.username or parts.password:

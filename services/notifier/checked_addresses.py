@@ -57,7 +57,10 @@ def checked_socket_factory(checked_addresses: CheckedAddresses) -> SocketFactory
 
     def open_socket(addr_info: AddrInfoType) -> socket.socket:
         family, type_, proto, _, address = addr_info
-        peer = ipaddress.ip_address(address[0].split("%")[0])
+        try:
+            peer = ipaddress.ip_address(address[0].split("%")[0])
+        except ValueError:
+            raise OSError(f"{address[0]} is not an address") from None
         if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
             peer = peer.ipv4_mapped  # as the check names it
         if peer not in {ipaddress.ip_address(a) for a in checked_addresses()}:

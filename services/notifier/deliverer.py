@@ -46,6 +46,7 @@ IDLE_CLIENT_SECONDS = 600.0
 ROUND_SIZE = 16  # finished deliveries that make the next round start at once
 LEASE_MARGIN_SECONDS = 5.0  # left of a lease after an attempt's timeout, to record it
 ANSWER_BYTES_READ = 64 * 1024  # of a receiver's answer, read to reuse the connection
+ANSWER_READ_SECONDS = 1.0
 USER_AGENT = "Gallring-Notifier"
 _Checked = tuple[float, str | None, list[str]]  # a webhook URL's check: when, refusal, addresses
 
@@ -65,6 +66,7 @@ class Deliverer:
         self._ready: deque[Claimed] = deque()  # claimed, waiting for a slot, in due order
         self._ready_by_recipient: Counter[str] = Counter()
         self._unsent: list[Claimed] = []  # claimed, but too late to send: to give back
+        self._more_due: set[str] = set()  # recipients the last claim gave all they could take
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[tuple[str, str], aiohttp.ClientSession] = {}
         self._client_used: dict[tuple[str, str], float] = {}  # when each pool last got work
@@ -87,10 +89,10 @@ class Deliverer:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
+                    await self._housekeep()
                     await self._record_outcomes()
                     await self._give_back()
                     claimed = await self._claim()
-                    await self._housekeep()
                 except Exception as error:  # noqa: BLE001 - the database may be back next time
                     log.warning(
                         "notifier: a delivery round failed (%s); trying again in %.0fs",
@@ -100,7 +102,6 @@ class Deliverer:
                     await self._pause(DB_RETRY_SECONDS)
                     continue
                 self._ready.extend(claimed)
-                self._ready_by_recipient.update(n.recipient_id for n in claimed)
                 if not self._stopping.is_set():
                     self._dispatch()
                 # The next round comes when enough deliveries have finished (one claim and one
@@ -139,8 +140,8 @@ class Deliverer:
             client = self._clients[key] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     limit=self._settings.notifier_recipient_concurrency,
-                    resolver=CheckedResolver(lambda: self._url_checked[url][2]),
-                    socket_factory=checked_socket_factory(lambda: self._url_checked[url][2]),
+                    resolver=CheckedResolver(lambda: self._checked_addresses(url)),
+                    socket_factory=checked_socket_factory(lambda: self._checked_addresses(url)),
                     use_dns_cache=False,
                 ),
                 # Connecting gets a third of the time, so another address can still be tried.
@@ -151,27 +152,37 @@ class Deliverer:
             )
         return client
 
+    def _checked_addresses(self, url: str) -> list[str]:
+        checked = self._url_checked.get(url)
+        return checked[2] if checked else []
+
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _claim(self) -> list[Claimed]:
-        """Claim what can run now and as much again to keep ready, within each limit."""
+        """Claim what can run now and as much again to keep ready, within each limit; note
+        the recipients that got all they could take (more of theirs may be due)."""
         settings = self._settings
         free = 2 * settings.notifier_concurrency - len(self._tasks) - len(self._ready)
         if free <= 0:
             return []
         per_recipient = 2 * settings.notifier_recipient_concurrency
         held = self._ready_by_recipient + Counter(self._in_flight)
-        return await asyncio.to_thread(
+        free_slots = {r: per_recipient - n for r, n in held.items()}
+        claimed = await asyncio.to_thread(
             deliveries.claim,
             self._db,
             limit=free,
-            free_slots={r: per_recipient - n for r, n in held.items()},
+            free_slots=free_slots,
             default_slots=per_recipient,
             lease=timedelta(seconds=settings.notifier_lease_seconds),
             now=datetime.now(UTC),
         )
+        got = Counter(notification.recipient_id for notification in claimed)
+        self._ready_by_recipient.update(got)
+        self._more_due = {r for r, n in got.items() if n >= free_slots.get(r, per_recipient)}
+        return claimed
 
     async def _record_outcomes(self) -> None:
         """Write the outcomes gathered since the last round in one transaction."""
@@ -218,18 +229,21 @@ class Deliverer:
             seconds=settings.notifier_timeout_seconds + LEASE_MARGIN_SECONDS
         )
         passed_over: deque[Claimed] = deque()
-        while self._ready and len(self._tasks) < settings.notifier_concurrency:
-            notification = self._ready.popleft()
-            if self._in_flight.get(notification.recipient_id, 0) >= per_recipient:
-                passed_over.append(notification)
-                continue
-            self._forget_ready(notification.recipient_id)
-            if notification.lease_until > send_by:
-                self._start(notification)
-            else:
-                self._unsent.append(notification)
-        passed_over.extend(self._ready)
-        self._ready = passed_over
+        try:
+            while self._ready and len(self._tasks) < settings.notifier_concurrency:
+                notification = self._ready.popleft()
+                if self._in_flight.get(notification.recipient_id, 0) >= per_recipient:
+                    passed_over.append(notification)
+                    continue
+                self._forget_ready(notification.recipient_id)
+                if notification.lease_until > send_by:
+                    self._start(notification)
+                else:
+                    self._unsent.append(notification)
+        finally:
+            if passed_over:
+                passed_over.extend(self._ready)
+                self._ready = passed_over
 
     def _forget_ready(self, recipient_id: str) -> None:
         if left := self._ready_by_recipient[recipient_id] - 1:
@@ -252,11 +266,11 @@ class Deliverer:
         if not self._stopping.is_set():
             self._dispatch()
         # Enough for a round: a round's worth, or as many as are still running, or a recipient
-        # has a free slot and nothing ready for it (slow recipients' deliveries in flight must
-        # not hold up the rounds of quick ones).
-        if (
-            len(self._outcomes) >= min(ROUND_SIZE, max(1, len(self._tasks)))
-            or notification.recipient_id not in self._ready_by_recipient
+        # with more due has a free slot and nothing ready for it (slow recipients' deliveries
+        # in flight must not hold up the rounds of quick ones).
+        recipient_id = notification.recipient_id
+        if len(self._outcomes) >= min(ROUND_SIZE, max(1, len(self._tasks))) or (
+            recipient_id in self._more_due and recipient_id not in self._ready_by_recipient
         ):
             self._wake.set()
 
@@ -298,11 +312,12 @@ class Deliverer:
             notification.webhook_url, data=body.encode(), headers=headers, allow_redirects=False
         ) as response:
             # The status decides. A short answer is read so that the connection carries the next
-            # delivery; an answer cut off only costs the connection.
-            with contextlib.suppress(aiohttp.ClientError):
-                read = 0
-                while read < ANSWER_BYTES_READ and (chunk := await response.content.readany()):
-                    read += len(chunk)
+            # delivery; an answer cut off, or slow to come, only costs the connection.
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with asyncio.timeout(ANSWER_READ_SECONDS):
+                    read = 0
+                    while read < ANSWER_BYTES_READ and (chunk := await response.content.readany()):
+                        read += len(chunk)
             return response.status, response.headers.get("retry-after")
 
     def _body(self, notification: Claimed, now: datetime) -> str:

@@ -115,6 +115,12 @@ def test_the_check_reads_the_host_as_the_http_client_does() -> None:
         check_webhook_url(f"https://{digits}.254.169.254/", allow_loopback=False)
 
 
+@pytest.mark.parametrize("url", ["https://[::1/hook", "https://exam\uff03ple.com/hook"])
+def test_a_url_that_does_not_parse_is_refused_with_a_reason(url: str) -> None:
+    with pytest.raises(UnsafeWebhookUrl, match="the webhook URL is not valid"):
+        check_webhook_url(url, allow_loopback=True)
+
+
 def test_the_check_names_the_addresses_to_connect_to_ipv4_first() -> None:
     assert check_webhook_url("https://93.184.215.14/h", allow_loopback=False) == ["93.184.215.14"]
     addresses = check_webhook_url("http://localhost:1/h", allow_loopback=True)

@@ -266,6 +266,39 @@ async def test_a_webhook_name_repointed_at_a_metadata_address_is_refused_before_
     assert not receiver.endpoints[vendor].received
 
 
+async def test_a_delivery_connects_to_no_address_but_the_checked_ones_even_for_a_literal_ip(
+    api: RunningApi,
+    migrated_url: str,
+    kafka_settings: KafkaSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP client does not resolve an address written in the URL; the connection itself
+    must still go only where the check allowed (here the check vetted another address)."""
+    resolve = webhook_url._resolve
+
+    def elsewhere(host: str, port: int | None):  # type: ignore[no-untyped-def]
+        return resolve("127.0.0.2" if host == "127.0.0.1" else host, port)
+
+    monkeypatch.setattr(webhook_url, "_resolve", elsewhere)
+    async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
+        vendor = await register(api, receiver)
+        subject = Subject()
+        await disclose(api, subject, vendor)
+        await announce_erasure(kafka_settings, subject)
+
+        async def attempted() -> list:
+            listed = await notifications_of(api, vendor)
+            return listed[0]["attempt_log"] if listed else []
+
+        [attempt, *_] = await eventually(attempted)
+        stopped = await api.client.patch(
+            f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
+        )
+        assert stopped.status_code == 200, stopped.text
+    assert (attempt["status_code"], attempt["error"]) == (None, "connection failed")
+    assert not receiver.endpoints[vendor].received
+
+
 async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_next(
     api: RunningApi,
     migrated_url: str,
