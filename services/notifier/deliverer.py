@@ -313,11 +313,14 @@ class Deliverer:
         ) as response:
             # The status decides. A short answer is read so that the connection carries the next
             # delivery; an answer cut off, or slow to come, only costs the connection.
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with asyncio.timeout(ANSWER_READ_SECONDS):
-                    read = 0
-                    while read < ANSWER_BYTES_READ and (chunk := await response.content.readany()):
-                        read += len(chunk)
+            if not response.content.at_eof():  # an empty answer (204) is read already
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with asyncio.timeout(ANSWER_READ_SECONDS):
+                        read = 0
+                        while read < ANSWER_BYTES_READ and (
+                            chunk := await response.content.readany()
+                        ):
+                            read += len(chunk)
             return response.status, response.headers.get("retry-after")
 
     def _body(self, notification: Claimed, now: datetime) -> str:
