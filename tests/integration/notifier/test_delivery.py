@@ -251,15 +251,7 @@ async def test_a_webhook_name_repointed_at_a_metadata_address_is_refused_before_
         await disclose(api, subject, vendor)
         await announce_erasure(kafka_settings, subject)
 
-        async def attempted() -> list:
-            listed = await notifications_of(api, vendor)
-            return listed[0]["attempt_log"] if listed else []
-
-        [attempt, *_] = await eventually(attempted)
-        stopped = await api.client.patch(  # so that no later test's notifier tries it again
-            f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
-        )
-        assert stopped.status_code == 200, stopped.text
+        attempt = await _first_attempt_then_deactivate(api, vendor)
     assert attempt["status_code"] is None
     assert attempt["error"].startswith("webhook URL refused:")
     assert "169.254.169.254" in attempt["error"]
@@ -286,15 +278,7 @@ async def test_a_delivery_connects_to_no_address_but_the_checked_ones_even_for_a
         await disclose(api, subject, vendor)
         await announce_erasure(kafka_settings, subject)
 
-        async def attempted() -> list:
-            listed = await notifications_of(api, vendor)
-            return listed[0]["attempt_log"] if listed else []
-
-        [attempt, *_] = await eventually(attempted)
-        stopped = await api.client.patch(
-            f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
-        )
-        assert stopped.status_code == 200, stopped.text
+        attempt = await _first_attempt_then_deactivate(api, vendor)
     assert (attempt["status_code"], attempt["error"]) == (None, "connection failed")
     assert not receiver.endpoints[vendor].received
 
@@ -523,6 +507,22 @@ async def _confirm(
 async def _if_confirmed(api: RunningApi, notification_id: str):
     shown = await notification(api, notification_id)
     return shown if shown["confirmed_at"] else None
+
+
+async def _first_attempt_then_deactivate(api: RunningApi, recipient_id: str) -> dict:
+    """The first attempt to the recipient, once there is one; the recipient is then deactivated
+    so that no later test's notifier tries again."""
+
+    async def attempted() -> list:
+        listed = await notifications_of(api, recipient_id)
+        return listed[0]["attempt_log"] if listed else []
+
+    [attempt, *_] = await eventually(attempted)
+    stopped = await api.client.patch(
+        f"/v1/recipients/{recipient_id}", json={"active": False}, headers=api.key(Scope.ADMIN)
+    )
+    assert stopped.status_code == 200, stopped.text
+    return attempt
 
 
 async def _delivered(api: RunningApi, recipient_id: str, count: int) -> list | None:
