@@ -162,27 +162,52 @@ class Deliverer:
 
     async def _claim(self) -> list[Claimed]:
         """Claim what can run now and as much again to keep ready, within each limit; note
-        the recipients that got all they could take (more of theirs may be due)."""
+        the recipients that got all they could take (more of theirs may be due). Ready ones
+        whose recipient was deactivated, or whose URL or secret changed since, are given back
+        (claimed again, they carry the change)."""
         settings = self._settings
         free = 2 * settings.notifier_concurrency - len(self._tasks) - len(self._ready)
-        if free <= 0:
-            return []
         per_recipient = 2 * settings.notifier_recipient_concurrency
         held = self._ready_by_recipient + Counter(self._in_flight)
         free_slots = {r: per_recipient - n for r, n in held.items()}
-        claimed = await asyncio.to_thread(
-            deliveries.claim,
-            self._db,
-            limit=free,
-            free_slots=free_slots,
-            default_slots=per_recipient,
-            lease=timedelta(seconds=settings.notifier_lease_seconds),
-            now=datetime.now(UTC),
-        )
+        waiting = list(self._ready_by_recipient)
+        if free <= 0 and not waiting:
+            return []
+
+        def claim_and_recheck() -> tuple[list[Claimed], dict[str, tuple[str, str]]]:
+            current = deliveries.current_senders(self._db, waiting) if waiting else {}
+            claimed = []
+            if free > 0:
+                claimed = deliveries.claim(
+                    self._db,
+                    limit=free,
+                    free_slots=free_slots,
+                    default_slots=per_recipient,
+                    lease=timedelta(seconds=settings.notifier_lease_seconds),
+                    now=datetime.now(UTC),
+                )
+            return claimed, current
+
+        claimed, current = await asyncio.to_thread(claim_and_recheck)
+        if waiting:
+            self._give_back_changed(current)
         got = Counter(notification.recipient_id for notification in claimed)
         self._ready_by_recipient.update(got)
         self._more_due = {r for r, n in got.items() if n >= free_slots.get(r, per_recipient)}
         return claimed
+
+    def _give_back_changed(self, current: dict[str, tuple[str, str]]) -> None:
+        kept: deque[Claimed] = deque()
+        for notification in self._ready:
+            if current.get(notification.recipient_id) == (
+                notification.webhook_url,
+                notification.secret,
+            ):
+                kept.append(notification)
+            else:
+                self._forget_ready(notification.recipient_id)
+                self._unsent.append(notification)
+        self._ready = kept
 
     async def _record_outcomes(self) -> None:
         """Write the outcomes gathered since the last round in one transaction."""

@@ -8,6 +8,7 @@ only if the lease is still the one it was claimed with.
 """
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,6 +86,20 @@ class Outcome:
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def current_senders(db: Engine, recipient_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    """``(webhook_url, secret)`` of each of these recipients that is still active: what a
+    notification claimed a while ago must still match to be sent."""
+    table = _RECIPIENTS
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(table.c.recipient_id, table.c.webhook_url, table.c.secret).where(
+                one_of(connection, table.c.recipient_id, recipient_ids),
+                table.c.active.is_(True),
+            )
+        )
+        return {recipient_id: (url, secret) for recipient_id, url, secret in rows}
 
 
 def claim(

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -317,13 +317,7 @@ async def test_a_stopping_notifier_gives_back_at_once_what_it_claimed_but_never_
     db = make_engine(migrated_url)
 
     def leases() -> dict[str, datetime | None]:
-        with db.connect() as connection:
-            rows = connection.execute(
-                select(Notification.notification_id, Notification.lease_until).where(
-                    Notification.recipient_id == vendor
-                )
-            ).all()
-        return {str(notification_id): lease for notification_id, lease in rows}
+        return _leases(db, vendor)
 
     async with webhook_receiver() as receiver:
         vendor = await register(api, receiver)
@@ -349,6 +343,49 @@ async def test_a_stopping_notifier_gives_back_at_once_what_it_claimed_but_never_
             # The two cut off in flight may have reached the receiver: theirs lapse.
             assert all(leases()[webhook_id] is not None for webhook_id in hung)
     db.dispose()
+
+
+async def test_a_recipient_deactivated_while_its_notifications_wait_is_sent_no_more(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """A notifier claims ahead; what it claimed for a recipient deactivated since is not sent."""
+    db = make_engine(migrated_url)
+    async with webhook_receiver() as receiver:
+        vendor = await register(api, receiver)
+        endpoint = receiver.endpoints[vendor]
+        endpoint.script = [HANG]  # the first holds the vendor's one slot for 3 s
+        async with running_notifier(
+            migrated_url,
+            kafka_settings,
+            notifier_recipient_concurrency=1,
+            notifier_timeout_seconds=3.0,
+        ):
+            for _ in range(2):
+                subject = Subject()
+                await disclose(api, subject, vendor)
+                await announce_erasure(kafka_settings, subject)
+            await eventually(lambda: len(endpoint.received) == 1)
+            # One in flight, one claimed and waiting for the slot.
+            await eventually(lambda: len(_leases(db, vendor)) == 2)
+            await eventually(lambda: None not in _leases(db, vendor).values())
+            stopped = await api.client.patch(
+                f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
+            )
+            assert stopped.status_code == 200, stopped.text
+            await asyncio.sleep(4.5)  # the first attempt times out; its slot is free
+            assert len(endpoint.received) == 1
+    db.dispose()
+
+
+def _leases(db: Engine, recipient_id: str) -> dict[str, datetime | None]:
+    """Each of the recipient's notifications, by id, and its lease (None: not claimed)."""
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(Notification.notification_id, Notification.lease_until).where(
+                Notification.recipient_id == recipient_id
+            )
+        ).all()
+    return {str(notification_id): lease for notification_id, lease in rows}
 
 
 async def test_a_tampered_or_stale_delivery_does_not_verify(
