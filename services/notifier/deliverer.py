@@ -170,12 +170,11 @@ class Deliverer:
         per_recipient = 2 * settings.notifier_recipient_concurrency
         held = self._ready_by_recipient + Counter(self._in_flight)
         free_slots = {r: per_recipient - n for r, n in held.items()}
-        waiting = list(self._ready_by_recipient)
+        waiting = set(self._ready_by_recipient)
         if free <= 0 and not waiting:
             return []
 
         def claim_and_recheck() -> tuple[list[Claimed], dict[str, tuple[str, str]]]:
-            current = deliveries.current_senders(self._db, waiting) if waiting else {}
             claimed = []
             if free > 0:
                 claimed = deliveries.claim(
@@ -186,27 +185,35 @@ class Deliverer:
                     lease=timedelta(seconds=settings.notifier_lease_seconds),
                     now=datetime.now(UTC),
                 )
+            current = deliveries.current_senders(self._db, waiting) if waiting else {}
             return claimed, current
 
         claimed, current = await asyncio.to_thread(claim_and_recheck)
         if waiting:
-            self._give_back_changed(current)
+            self._give_back_changed(waiting, current)
+        if free <= 0:
+            return []
         got = Counter(notification.recipient_id for notification in claimed)
         self._ready_by_recipient.update(got)
         self._more_due = {r for r, n in got.items() if n >= free_slots.get(r, per_recipient)}
         return claimed
 
-    def _give_back_changed(self, current: dict[str, tuple[str, str]]) -> None:
+    def _give_back_changed(self, rechecked: set[str], current: dict[str, tuple[str, str]]) -> None:
+        """Move ready claims of ``rechecked`` recipients that no longer match ``current`` to
+        the unsent, and start a round to give them back (and claim them again, changed)."""
         kept: deque[Claimed] = deque()
         for notification in self._ready:
-            if current.get(notification.recipient_id) == (
+            recipient_id = notification.recipient_id
+            if recipient_id not in rechecked or current.get(recipient_id) == (
                 notification.webhook_url,
                 notification.secret,
             ):
                 kept.append(notification)
             else:
-                self._forget_ready(notification.recipient_id)
+                self._forget_ready(recipient_id)
                 self._unsent.append(notification)
+        if len(kept) < len(self._ready):
+            self._wake.set()
         self._ready = kept
 
     async def _record_outcomes(self) -> None:

@@ -368,10 +368,12 @@ async def test_a_recipient_deactivated_while_its_notifications_wait_is_sent_no_m
             # One in flight, one claimed and waiting for the slot.
             await eventually(lambda: len(_leases(db, vendor)) == 2)
             await eventually(lambda: None not in _leases(db, vendor).values())
+            [waiting] = set(_leases(db, vendor)) - {endpoint.received[0].webhook_id}
             stopped = await api.client.patch(
                 f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
             )
             assert stopped.status_code == 200, stopped.text
+            await eventually(lambda: _leases(db, vendor)[waiting] is None)  # given back
             await asyncio.sleep(4.5)  # the first attempt times out; its slot is free
             assert len(endpoint.received) == 1
     db.dispose()
