@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import httpx
 from dateutil.relativedelta import relativedelta
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from standardwebhooks import Webhook
 
@@ -24,7 +25,7 @@ from tests.webhook_receiver import webhook_receiver
 NOTIFIER_TABLES = ("disclosure", "heard_erasure", "notification", "delivery_attempt")
 
 
-async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confirms(
+async def test_a_case_erased_after_36_months_reaches_its_recipients_and_the_erasure_shows_it(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
     metrics_port = free_loopback_port()
@@ -34,9 +35,12 @@ async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confir
         running_notifier(migrated_url, kafka_settings, notifier_metrics_port=metrics_port),
     ):
         vendor = await register(api, receiver)
+        agent = await register(api, receiver)  # a collection agent abroad, down at first
+        receiver.endpoints[agent].script = [500]
         subject = Subject()
         closed = datetime.now(UTC) - relativedelta(months=37)
         await disclose(api, subject, vendor, case_id="C-2023-0001", recipient_ref="PV-88-1234")
+        await disclose(api, subject, agent, case_id="C-2023-0001", recipient_ref="AG-7")
         response = await api.client.post(
             "/v1/events",
             json={
@@ -68,18 +72,28 @@ async def test_a_case_erased_after_36_months_reaches_its_print_vendor_who_confir
                 f"/v1/erasures/{erasure_id}", headers=api.key(Scope.ERASURES_READ)
             )
             view = response.json()
-            notifications = view.get("notifications") or []
-            return view if notifications and notifications[0]["confirmed_at"] else None
+            states = {n["recipient_id"]: n["state"] for n in view.get("notifications") or []}
+            return view if states == {vendor: "confirmed", agent: "delivered"} else None
 
         view = await eventually(erasure_view)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
 
     assert view["state"] == "executed"
-    [told] = view["notifications"]
-    assert (told["recipient_id"], told["state"]) == (vendor, "confirmed")
-    assert [a["status_code"] for a in told["attempt_log"]] == [200]
-    assert 'gallring_notifier_deliveries_total{outcome="delivered"}' in metrics
+    told = {n["recipient_id"]: n for n in view["notifications"]}
+    assert told[vendor]["confirmed_at"] is not None and told[agent]["confirmed_at"] is None
+    assert [a["status_code"] for a in told[vendor]["attempt_log"]] == [200]
+    assert [a["status_code"] for a in told[agent]["attempt_log"]] == [500, 200]
+    for attempt in told[vendor]["attempt_log"] + told[agent]["attempt_log"]:
+        assert attempt["error"] is None and attempt["latency_ms"] >= 0 and attempt["attempted_at"]
+    deliveries = {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "gallring_notifier_deliveries_total"
+    }
+    # At least these (the test database may hold other tests' notifications).
+    assert deliveries["delivered"] >= 2 and deliveries["failed"] >= 1
     assert "gallring_notifier_retry_backlog" in metrics
     assert "gallring_notifier_oldest_unconfirmed_seconds" in metrics
     assert "gallring_notifier_unregistered_recipients" in metrics
