@@ -78,7 +78,8 @@ class Notification(SQLModel, table=True):
     )
 
     notification_id: UUID = Field(primary_key=True)
-    erasure_id: UUID | None = Field(default=None, index=True, description="what was erased")
+    # Found through the unique index above, which begins with it: no index of its own.
+    erasure_id: UUID | None = Field(default=None, description="what was erased")
     event_id: UUID | None = Field(
         default=None, description="or the data.rectified / processing.restricted event"
     )
