@@ -379,6 +379,42 @@ async def test_a_recipient_deactivated_while_its_notifications_wait_is_sent_no_m
     db.dispose()
 
 
+async def test_a_recipient_that_moves_its_webhook_while_notifications_wait_gets_them_there(
+    api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """What was claimed ahead for the old URL goes to the new one."""
+    db = make_engine(migrated_url)
+    async with webhook_receiver() as receiver:
+        vendor = await register(api, receiver)
+        old = receiver.endpoints[vendor]
+        old.script = [HANG]  # the first holds the vendor's one slot for 3 s
+        async with running_notifier(
+            migrated_url,
+            kafka_settings,
+            notifier_recipient_concurrency=1,
+            notifier_timeout_seconds=3.0,
+        ):
+            for _ in range(2):
+                subject = Subject()
+                await disclose(api, subject, vendor)
+                await announce_erasure(kafka_settings, subject)
+            await eventually(lambda: len(old.received) == 1)
+            # One in flight, one claimed (for the old URL) and waiting for the slot.
+            await eventually(lambda: len(_leases(db, vendor)) == 2)
+            await eventually(lambda: None not in _leases(db, vendor).values())
+            moved = await api.client.patch(
+                f"/v1/recipients/{vendor}",
+                json={"webhook_url": receiver.url("moved")},
+                headers=api.key(Scope.ADMIN),
+            )
+            assert moved.status_code == 200, moved.text
+            new = receiver.endpoints["moved"]
+            new.secret = old.secret
+            await eventually(lambda: len(new.acted_on) == 2, timeout=15)  # the hung one retried
+            assert len(old.received) == 1
+    db.dispose()
+
+
 def _leases(db: Engine, recipient_id: str) -> dict[str, datetime | None]:
     """Each of the recipient's notifications, by id, and its lease (None: not claimed)."""
     with db.connect() as connection:
