@@ -2,10 +2,12 @@
 official ``standardwebhooks`` library, and back to the recipient's signed confirmation."""
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,7 +33,7 @@ from tests.integration.notifier.helpers import (
     register,
 )
 from tests.integration.notifier.running import running_notifier
-from tests.webhook_receiver import HANG, webhook_receiver
+from tests.webhook_receiver import HANG, WebhookReceiver, webhook_receiver
 
 
 async def test_each_recipient_that_received_the_category_is_told_once_and_can_confirm(
@@ -350,32 +352,19 @@ async def test_a_recipient_deactivated_while_its_notifications_wait_is_sent_no_m
 ) -> None:
     """A notifier claims ahead; what it claimed for a recipient deactivated since is not sent."""
     db = make_engine(migrated_url)
-    async with webhook_receiver() as receiver:
-        vendor = await register(api, receiver)
+    async with (
+        webhook_receiver() as receiver,
+        _one_sent_one_waiting(api, receiver, db, migrated_url, kafka_settings) as vendor,
+    ):
         endpoint = receiver.endpoints[vendor]
-        endpoint.script = [HANG]  # the first holds the vendor's one slot for 3 s
-        async with running_notifier(
-            migrated_url,
-            kafka_settings,
-            notifier_recipient_concurrency=1,
-            notifier_timeout_seconds=3.0,
-        ):
-            for _ in range(2):
-                subject = Subject()
-                await disclose(api, subject, vendor)
-                await announce_erasure(kafka_settings, subject)
-            await eventually(lambda: len(endpoint.received) == 1)
-            # One in flight, one claimed and waiting for the slot.
-            await eventually(lambda: len(_leases(db, vendor)) == 2)
-            await eventually(lambda: None not in _leases(db, vendor).values())
-            [waiting] = set(_leases(db, vendor)) - {endpoint.received[0].webhook_id}
-            stopped = await api.client.patch(
-                f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
-            )
-            assert stopped.status_code == 200, stopped.text
-            await eventually(lambda: _leases(db, vendor)[waiting] is None)  # given back
-            await asyncio.sleep(4.5)  # the first attempt times out; its slot is free
-            assert len(endpoint.received) == 1
+        [waiting] = set(_leases(db, vendor)) - {endpoint.received[0].webhook_id}
+        stopped = await api.client.patch(
+            f"/v1/recipients/{vendor}", json={"active": False}, headers=api.key(Scope.ADMIN)
+        )
+        assert stopped.status_code == 200, stopped.text
+        await eventually(lambda: _leases(db, vendor)[waiting] is None)  # given back
+        await asyncio.sleep(4.5)  # the first attempt times out; its slot is free
+        assert len(endpoint.received) == 1
     db.dispose()
 
 
@@ -384,35 +373,47 @@ async def test_a_recipient_that_moves_its_webhook_while_notifications_wait_gets_
 ) -> None:
     """What was claimed ahead for the old URL goes to the new one."""
     db = make_engine(migrated_url)
-    async with webhook_receiver() as receiver:
-        vendor = await register(api, receiver)
+    async with (
+        webhook_receiver() as receiver,
+        _one_sent_one_waiting(api, receiver, db, migrated_url, kafka_settings) as vendor,
+    ):
         old = receiver.endpoints[vendor]
-        old.script = [HANG]  # the first holds the vendor's one slot for 3 s
-        async with running_notifier(
-            migrated_url,
-            kafka_settings,
-            notifier_recipient_concurrency=1,
-            notifier_timeout_seconds=3.0,
-        ):
-            for _ in range(2):
-                subject = Subject()
-                await disclose(api, subject, vendor)
-                await announce_erasure(kafka_settings, subject)
-            await eventually(lambda: len(old.received) == 1)
-            # One in flight, one claimed (for the old URL) and waiting for the slot.
-            await eventually(lambda: len(_leases(db, vendor)) == 2)
-            await eventually(lambda: None not in _leases(db, vendor).values())
-            moved = await api.client.patch(
-                f"/v1/recipients/{vendor}",
-                json={"webhook_url": receiver.url("moved")},
-                headers=api.key(Scope.ADMIN),
-            )
-            assert moved.status_code == 200, moved.text
-            new = receiver.endpoints["moved"]
-            new.secret = old.secret
-            await eventually(lambda: len(new.acted_on) == 2, timeout=15)  # the hung one retried
-            assert len(old.received) == 1
+        moved = await api.client.patch(
+            f"/v1/recipients/{vendor}",
+            json={"webhook_url": receiver.url("moved")},
+            headers=api.key(Scope.ADMIN),
+        )
+        assert moved.status_code == 200, moved.text
+        new = receiver.endpoints["moved"]
+        new.secret = old.secret
+        await eventually(lambda: len(new.acted_on) == 2, timeout=15)  # the hung one retried
+        assert len(old.received) == 1
     db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _one_sent_one_waiting(
+    api: RunningApi,
+    receiver: WebhookReceiver,
+    db: Engine,
+    database_url: str,
+    kafka_settings: KafkaSettings,
+) -> AsyncIterator[str]:
+    """A running notifier and a new recipient with one slot: its first notification hangs in
+    the slot for 3 s, the second is claimed and waits for it. Yields the recipient's id."""
+    vendor = await register(api, receiver)
+    receiver.endpoints[vendor].script = [HANG]
+    async with running_notifier(
+        database_url, kafka_settings, notifier_recipient_concurrency=1, notifier_timeout_seconds=3.0
+    ):
+        for _ in range(2):
+            subject = Subject()
+            await disclose(api, subject, vendor)
+            await announce_erasure(kafka_settings, subject)
+        await eventually(lambda: len(receiver.endpoints[vendor].received) == 1)
+        await eventually(lambda: len(_leases(db, vendor)) == 2)
+        await eventually(lambda: None not in _leases(db, vendor).values())
+        yield vendor
 
 
 def _leases(db: Engine, recipient_id: str) -> dict[str, datetime | None]:
