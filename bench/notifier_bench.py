@@ -6,6 +6,7 @@ concurrency, until every seeded notification is delivered (the failed 1 % retrie
 deliveries over the span from its first attempt to its last delivery, as the database recorded
 them. Each bare loop posts the same number of bodies with the same concurrency and no retries:
 one with httpx (the issue's yardstick), one with aiohttp (the client the notifier posts with).
+All three run on the event loop `gallring notifier` runs on (uvloop).
 Targets (issue 6): at least 50 % of the bare loop, and at least 2,000 deliveries/s.
 
     .venv/bin/python -m bench.notifier_bench [--notifications 20000] [--recipients 8]
@@ -37,19 +38,20 @@ from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.migrate import upgrade
 from shared.recipient_secrets import new_signing_secret
+from shared.worker_process import run_event_loop
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 DELIVERER = """
-import asyncio, sys
 from services.notifier.deliverer import Deliverer
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from shared.database import make_engine
 from shared.heap import tune_garbage_collection
+from shared.worker_process import run_event_loop
 settings = NotifierSettings()
 db = make_engine(settings.database_url)
 tune_garbage_collection()  # as `gallring notifier` does once started
-asyncio.run(Deliverer(db, settings, NotifierMetrics(db)).run())
+run_event_loop(Deliverer(db, settings, NotifierMetrics(db)).run())  # as `gallring notifier`
 """
 
 
@@ -91,8 +93,8 @@ def main() -> None:
             )
             urls = seed(settings, port, args.notifications, args.recipients)
             notifier_rate, cpu_per_delivery = run_notifier(settings)
-        httpx_rate = asyncio.run(bare_httpx_loop(urls, args.notifications, settings))
-        aiohttp_rate = asyncio.run(bare_aiohttp_loop(urls, args.notifications, settings))
+        httpx_rate = run_event_loop(bare_httpx_loop(urls, args.notifications, settings))
+        aiohttp_rate = run_event_loop(bare_aiohttp_loop(urls, args.notifications, settings))
     finally:
         sink.terminate()
         sink.wait()
