@@ -9,7 +9,7 @@ window. Notifications and attempts name no subject: they are the proof each reci
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Index, Integer, String, text
 from sqlmodel import Field, SQLModel
 
 from shared.tables.types import UtcDateTime
@@ -68,7 +68,6 @@ class Notification(SQLModel, table=True):
 
     __tablename__ = "notification"
     __table_args__ = (
-        UniqueConstraint("erasure_id", "recipient_id", "recipient_ref"),
         Index(
             "ix_notification_due",
             "next_attempt_at",
@@ -77,9 +76,10 @@ class Notification(SQLModel, table=True):
         ),
     )
 
+    # Derived from what caused it, the recipient and the recipient's reference: made twice, it
+    # is the same notification (the reference goes once confirmed, the id stays).
     notification_id: UUID = Field(primary_key=True)
-    # Found through the unique index above, which begins with it: no index of its own.
-    erasure_id: UUID | None = Field(default=None, description="what was erased")
+    erasure_id: UUID | None = Field(default=None, index=True, description="what was erased")
     event_id: UUID | None = Field(
         default=None, description="or the data.rectified / processing.restricted event"
     )

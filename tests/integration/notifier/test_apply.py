@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from services.notifier.apply import HeardExecuted, apply_incoming
 from shared.contract.erasure_messages import ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
+from shared.contract.notification_messages import NotificationConfirmed
 from shared.contract.vocabulary import Category
 from shared.database import make_engine
 from shared.settings import KafkaSettings
@@ -112,3 +113,37 @@ def test_recipient_and_reference_are_kept_apart_in_notification_ids(
         erased(subject),
     ]
     assert apply_incoming(db, settings, items, NOW) == 2
+
+
+def test_a_recipient_confirms_each_of_its_notifications_of_one_erasure(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """One erasure, one recipient that knows the data under two references: two notifications,
+    and each confirmation is recorded (a confirmed one no longer holds its reference)."""
+    settings = notifier_settings(migrated_url, kafka_settings)
+    subject, recipient = Subject(), f"r-{uuid4().hex[:8]}"
+    before = NOW - timedelta(days=9)
+    items = [
+        disclosed(subject, recipient, before, ref="R-1"),
+        disclosed(subject, recipient, before, ref="R-2"),
+        erased(subject),
+    ]
+    assert apply_incoming(db, settings, items, NOW) == 2
+    table = Notification.__table__  # type: ignore[attr-defined]
+    with db.connect() as connection:
+        ids = connection.execute(
+            select(table.c.notification_id).where(table.c.recipient_id == recipient)
+        ).scalars()
+        confirmations = [
+            NotificationConfirmed(event_id=uuid4(), notification_id=notification_id, at=NOW)
+            for notification_id in ids
+        ]
+    for confirmation in confirmations:
+        apply_incoming(db, settings, [confirmation], NOW)
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(table.c.confirmed_at, table.c.recipient_ref).where(
+                table.c.recipient_id == recipient
+            )
+        ).all()
+    assert [(confirmed_at is not None, ref) for confirmed_at, ref in rows] == [(True, "")] * 2
