@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.api.api_keys import KeyStore, Principal
 from services.api.api_keys import Scope as KeyScope
 from services.api.problems import Problem, problem_response
+from services.api.route_path import route_path
 
 _BEARER = re.compile(r"^Bearer +(\S+) *$", re.IGNORECASE)
 #: The OpenAPI security scheme every route but the public ones requires.
@@ -55,20 +56,11 @@ class Authentication:
     def _is_public(self, scope: Scope) -> bool:
         """A document path, or a request a public route takes (path and method); paths as the
         routes see them, without the ``root_path`` a proxy may mount the API under."""
-        path = _route_path(scope)
+        path = route_path(scope)
         return path in self._public_paths or any(
             route.path_regex.match(path) and route.matches(scope)[0] is Match.FULL
             for route in self._public_routes
         )
-
-
-def _route_path(scope: Scope) -> str:
-    """``path`` without ``root_path``, as Starlette's routing strips it."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path + "/"):
-        return path[len(root_path) :]
-    return path
 
 
 def authorize(request: Request, scope: KeyScope) -> Principal:

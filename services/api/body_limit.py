@@ -6,6 +6,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.problems import PROBLEM_JSON
+from services.api.route_path import route_path
 
 
 class BodyTooLarge(Exception):
@@ -13,7 +14,7 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """``limit_for(path)`` gives the byte limit for a request path."""
+    """``limit_for(path)`` gives the byte limit for a request path (as its route sees it)."""
 
     def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
         self.app = app
@@ -23,7 +24,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        limit = self.limit_for(route_path(scope))
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit():
             if int(declared) > limit:

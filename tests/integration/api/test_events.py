@@ -188,6 +188,18 @@ async def test_bodies_over_the_limit_are_refused_with_413(make_api) -> None:
         assert streamed.status_code == 413
 
 
+async def test_behind_a_path_prefix_a_batch_still_gets_the_batch_limit(make_api) -> None:
+    # A proxy mounts the API under /gallring (uvicorn --root-path /gallring).
+    async with make_api(root_path="/gallring", api_max_body_bytes=2048) as api:
+        batch = [fresh("marketing.contact") for _ in range(20)]
+        assert len(json.dumps(batch)) > 2048
+        response = await api.client.post(
+            "/v1/events/batch", json=batch, headers=api.key(Scope.EVENTS_WRITE)
+        )
+        assert response.status_code == 200, response.text
+        assert {r["status"] for r in response.json()["results"]} == {"accepted"}
+
+
 async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: RunningApi) -> None:
     headers = api.key(Scope.EVENTS_WRITE)
     earlier = fresh("marketing.contact")
