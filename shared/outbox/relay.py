@@ -93,12 +93,16 @@ class OutboxRelay:
                 if published < self._settings.batch_size:
                     await self._pause(self._settings.poll_interval_seconds)
         finally:
-            await self._drop_producer()
-            await asyncio.to_thread(self._release_lease)
+            await self.close()
 
     def stop(self) -> None:
         """Finish the current round, then leave :meth:`run`, handing the lease on."""
         self._stopping.set()
+
+    async def close(self) -> None:
+        """Stop the producer and hand the lease on, as :meth:`run` does when it leaves."""
+        await self._drop_producer()
+        await asyncio.to_thread(self._release_lease)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -108,7 +112,13 @@ class OutboxRelay:
         """One round: publish the next batch if this relay holds the lease; how many were sent."""
         if not await asyncio.to_thread(self._hold_lease):
             return 0
-        producer = await self._ready_producer()  # creates missing topics at the first round
+        producer = self._producer
+        if producer is None:
+            producer = await self._start_producer()  # and create missing topics
+            # That may have taken longer than the lease (a slow broker): another relay may hold
+            # it now, and the round below must start with the lease fresh.
+            if not await asyncio.to_thread(self._hold_lease):
+                return 0
         pending = await asyncio.to_thread(self._next_batch)
         if not pending:
             return 0
@@ -143,13 +153,12 @@ class OutboxRelay:
             raise PublishError(f"{len(pending) - len(acknowledged)} message(s) not acknowledged")
         return len(pending)
 
-    async def _ready_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = make_producer(self._kafka)
-            await producer.start()
-            self._producer = producer
-            await ensure_topics(self._kafka, topics.ALL_TOPICS)
-        return self._producer
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = make_producer(self._kafka)
+        await producer.start()
+        self._producer = producer
+        await ensure_topics(self._kafka, topics.ALL_TOPICS)
+        return producer
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -178,8 +187,10 @@ class OutboxRelay:
             claim = _insert_ignoring_conflict(dialect)(_lease).values(
                 name=LEASE_NAME, holder=self.holder, expires_at=until
             )
-            created = connection.execute(claim.on_conflict_do_nothing())
-        return created.rowcount == 1  # 0: another relay holds it
+            # Whether it was inserted, by what it returns: the rowcount of an INSERT is -1 on
+            # PostgreSQL here, which once made every new relay's first round think it lost.
+            created = connection.execute(claim.on_conflict_do_nothing().returning(_lease.c.name))
+            return created.first() is not None  # None: another relay holds it
 
     def _release_lease(self) -> None:
         try:

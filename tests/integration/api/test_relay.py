@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import select, update
 
 from services.api.api_keys import Principal, Scope
 from services.api.events import service
@@ -17,6 +18,7 @@ from shared.database import make_engine
 from shared.embedded_broker import EmbeddedBroker, free_loopback_port
 from shared.outbox import OutboxRelay
 from shared.pseudonym import Pseudonymiser
+from shared.tables.outbox import RelayLease
 from tests.integration.conftest import SECRET, RunningApi, relay_settings
 from tests.kafka_reading import event_id_of, read_topic
 
@@ -156,6 +158,54 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
         for relay in relays:
             relay.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+        engine.dispose()
+
+
+class _SlowToStart(OutboxRelay):
+    """A relay whose producer starts only once ``go`` is set: a slow broker."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.go = asyncio.Event()
+
+    async def _start_producer(self):
+        await self.go.wait()
+        return await super()._start_producer()
+
+
+async def test_a_relay_whose_lease_lapsed_while_it_started_leaves_the_outbox_to_the_holder(
+    migrated_url, kafka_settings
+) -> None:
+    engine = make_engine(migrated_url)
+    pseudonymiser = Pseudonymiser(SECRET.encode())
+    actor = Principal("test", "relay-test", frozenset({Scope.EVENTS_WRITE}))
+    settings = relay_settings(lease_seconds=2.0)
+    slow = _SlowToStart(engine, kafka_settings, settings, ApiMetrics().outbox, holder="slow")
+    other = OutboxRelay(engine, kafka_settings, settings, ApiMetrics().outbox, holder="other")
+
+    def store(count: int) -> None:
+        events = contacts([f"crm:{uuid.uuid4().hex[:8]}"], count)
+        intakes = [service.Intake.of(parse_event(e), pseudonymiser, actor) for e in events]
+        service.accept(engine, intakes, now=datetime.now(UTC))
+
+    lease = RelayLease.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:  # relays of earlier tests are gone
+        connection.execute(update(lease).values(expires_at=datetime.now(UTC)))
+    try:
+        store(10)
+        slow_round = asyncio.create_task(slow.publish_once())  # takes the lease, then waits
+        await asyncio.sleep(settings.lease_seconds + 0.2)
+        assert not slow_round.done()  # it holds the lease and is starting its producer
+        with engine.connect() as connection:
+            assert connection.execute(select(lease.c.holder)).scalar_one() == "slow"
+        assert await other.publish_once() == 10  # the lease lapsed: the other took over
+        store(5)
+        slow.go.set()
+        assert await slow_round == 0  # what the holder has not sent yet is not sent twice
+        assert await other.publish_once() == 5
+    finally:
+        await slow.close()
+        await other.close()
         engine.dispose()
 
 
