@@ -51,6 +51,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         engine = db_engine or make_engine(settings.database_url)
         app.state.db_engine = engine
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
+        app.state.outbox_backlog = health.OutboxBacklog(engine)
         app.state.intake_writer = writer = IntakeWriter(engine)
         writer.start()
         relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics.outbox)

@@ -4,6 +4,7 @@ These three need no credentials: they say nothing about anyone.
 """
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from shared.tables.outbox import OutboxMessage
 router = APIRouter(tags=["health"])
 BROKER_CHECK_SECONDS = 3.0
 BROKER_CHECK_TTL = 2.0
+BACKLOG_TTL_SECONDS = 1.0
 
 
 @router.get("/healthz", summary="Liveness")
@@ -53,9 +55,31 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     state = request.app.state
-    backlog = await run_in_threadpool(_outbox_backlog, state.db_engine)
-    state.metrics.outbox_backlog.set(backlog)
+    state.metrics.outbox_backlog.set(await state.outbox_backlog.count())
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class OutboxBacklog:
+    """The outbox's rows for ``/metrics``. Anyone may scrape it, so the table is counted at most
+    once per ``BACKLOG_TTL_SECONDS`` however many scrapes come; and a database that cannot be
+    reached makes the figure unknown (NaN) rather than the scrape fail, when ops need the
+    other figures most."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self._counted_at = -BACKLOG_TTL_SECONDS
+        self._rows = math.nan
+
+    async def count(self) -> float:
+        async with self._lock:
+            if time.monotonic() - self._counted_at >= BACKLOG_TTL_SECONDS:
+                try:
+                    self._rows = await run_in_threadpool(_outbox_rows, self._engine)
+                except Exception:  # noqa: BLE001 - unknown, not an error page
+                    self._rows = math.nan
+                self._counted_at = time.monotonic()
+            return self._rows
 
 
 def _database_reachable(engine: Engine) -> bool:
@@ -89,7 +113,7 @@ async def _broker_reachable(settings: KafkaSettings) -> bool:
     return True
 
 
-def _outbox_backlog(engine: Engine) -> int:
+def _outbox_rows(engine: Engine) -> float:
     outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(outbox)).scalar_one()

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from services.api.api_keys import Scope
 from shared.contract.examples import EXAMPLES
 from shared.embedded_broker import free_loopback_port
-from tests.integration.conftest import RunningApi
+from tests.integration.conftest import RunningApi, relay_settings
 from tests.integration.purger.running import running_purger
 
 
@@ -81,6 +81,17 @@ async def test_not_ready_without_the_broker(make_api, kafka_settings) -> None:
         response = await api.client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": "ok", "broker": "unreachable"}
+
+
+async def test_without_the_database_ready_says_so_and_metrics_still_answer(make_api) -> None:
+    gone = f"postgresql+psycopg://postgres@127.0.0.1:{free_loopback_port()}/gone"
+    async with make_api(database_url=gone, relay=relay_settings(enabled=False)) as api:
+        ready = await api.client.get("/readyz")
+        metrics = await api.client.get("/metrics")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "unreachable"
+    assert metrics.status_code == 200
+    assert "gallring_outbox_backlog NaN" in metrics.text  # unknown, not zero
 
 
 async def test_metrics_count_requests_by_route_and_events_by_type(api: RunningApi) -> None:
