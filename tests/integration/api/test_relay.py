@@ -95,10 +95,12 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
             assert await backlog(api) >= len(during)
             # Once the relay has seen the outage, bring the broker back (same port, empty: the
             # relay creates the topics again, as it does at every new connection).
+            failures = "gallring_outbox_publish_failures_total"
             for _ in range(200):
-                if await metric(api, "gallring_outbox_publish_failures_total") >= 1:
+                if await metric(api, failures) >= 1:
                     break
                 await asyncio.sleep(0.1)
+            assert await metric(api, failures) >= 1
             assert await backlog(api) >= len(during)
             broker.start()
             wanted = {e["event_id"] for e in during}
