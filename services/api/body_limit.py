@@ -9,10 +9,6 @@ from services.api.problems import PROBLEM_JSON
 from services.api.route_path import route_path
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
     """``limit_for(path)`` gives the byte limit for a request path (as its route sees it)."""
 
@@ -33,28 +29,32 @@ class BodyLimitMiddleware:
                 await self.app(scope, receive, send)
             return
 
-        received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        # No declared length (a chunked upload): the body is read here, up to the limit, and
+        # handed on whole. Were the excess found while a route reads it, FastAPI's own body
+        # parsing would answer 400 instead of 413.
+        chunks, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
+            if message["type"] != "http.request":  # the client went away: the app hears it
+                break
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > limit:
                 await _refuse(scope, send, limit)
+                return
+            if not message.get("more_body", False):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        first: Message | None = message
+
+        async def replaying_receive() -> Message:
+            nonlocal first
+            if first is not None:
+                message, first = first, None
+                return message
+            return await receive()
+
+        await self.app(scope, replaying_receive, send)
 
 
 async def _refuse(scope: Scope, send: Send, limit: int) -> None:
