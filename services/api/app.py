@@ -148,6 +148,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(contract.pop("$defs", {}))
         schemas["LifecycleEvent"] = contract
+        batch = document["paths"][BATCH_PATH]["post"]["requestBody"]["content"]
+        batch["application/json"]["schema"]["maxItems"] = app.state.settings.api_max_batch_events
         document["components"]["securitySchemes"] = {"apiKey": SECURITY_SCHEME}
         document["security"] = [{"apiKey": []}]
         for route in _public_routes():

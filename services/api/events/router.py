@@ -58,7 +58,6 @@ _BATCH_BODY = {
                 "schema": {
                     "type": "array",
                     "items": {"$ref": "#/components/schemas/LifecycleEvent"},
-                    "maxItems": 1000,
                 },
                 "example": list(EXAMPLES.values())[:3],
             }

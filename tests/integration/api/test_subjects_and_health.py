@@ -115,6 +115,13 @@ async def test_the_openapi_document_has_an_example_of_every_event_type(api: Runn
     assert "LifecycleEvent" in document["components"]["schemas"]
 
 
+async def test_the_openapi_document_gives_the_batch_limit_the_api_enforces(make_api) -> None:
+    async with make_api(api_max_batch_events=50) as api:
+        document = (await api.client.get("/openapi.json")).json()
+    batch = document["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"]
+    assert batch["application/json"]["schema"]["maxItems"] == 50
+
+
 async def test_a_lookup_that_is_not_json_names_no_byte_offset(api: RunningApi) -> None:
     response = await api.client.post(
         "/v1/subjects/lookup",
