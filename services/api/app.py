@@ -27,6 +27,7 @@ from services.api.metrics import ApiMetrics, MetricsMiddleware
 from services.api.notifications.router import router as notifications_router
 from services.api.notifications.router import signed_router as signed_notifications_router
 from services.api.recipients.router import router as recipients_router
+from services.api.recipients.router import unregistered_router
 from services.api.settings import ApiSettings
 from services.api.subjects.router import router as subjects_router
 from shared.contract import LifecycleEvent
@@ -94,6 +95,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         subjects_router,
         erasures_router,
         recipients_router,
+        unregistered_router,
         notifications_router,
         signed_notifications_router,
     ):

@@ -18,11 +18,14 @@ from services.api.recipients.schemas import (
     RecipientView,
     RotatedSecret,
     SecretRotation,
+    UnregisteredRecipient,
 )
 from shared.contract.errors import FieldError
 from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 router = APIRouter(prefix="/v1/recipients", tags=["recipients"])
+# Beside /v1/recipients/{recipient_id}, where it would shadow a recipient of that name.
+unregistered_router = APIRouter(prefix="/v1/unregistered-recipients", tags=["recipients"])
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 _ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 _NOT_FOUND = {**_ERRORS, 404: PROBLEM_RESPONSE}
@@ -59,6 +62,17 @@ async def create_recipient(
 async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
     db = request.app.state.db_engine
     return await run_in_threadpool(lambda: service.all_recipients(db, now=datetime.now(UTC)))
+
+
+@unregistered_router.get(
+    "",
+    response_model=list[UnregisteredRecipient],
+    summary="Recipients that disclosures name but nobody registered; their notifications wait",
+    responses=_ERRORS,
+)
+async def list_unregistered(request: Request, _: Admin) -> list[UnregisteredRecipient]:
+    db = request.app.state.db_engine
+    return await run_in_threadpool(lambda: service.unregistered(db))
 
 
 @router.get(

@@ -78,6 +78,15 @@ class RecipientView(BaseModel):
     health: RecipientHealthView | None  # None until a delivery was tried
 
 
+class UnregisteredRecipient(BaseModel):
+    """A recipient id that disclosures or notifications name, with no registration behind it."""
+
+    recipient_id: str
+    disclosures_kept: int = Field(description="disclosures to it not yet covered by an erasure")
+    first_disclosed_at: datetime | None
+    notifications_waiting: int = Field(description="owed to it, sent once it is registered")
+
+
 class CreatedRecipient(RecipientView):
     signing_secret: str = Field(description="Shown once: verify Gallring's webhooks with it.")
 

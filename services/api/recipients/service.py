@@ -4,7 +4,7 @@ ever returned at creation and rotation; the audit log gets ids, never secrets or
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
@@ -16,13 +16,16 @@ from services.api.recipients.schemas import (
     RecipientHealthView,
     RecipientView,
     RotatedSecret,
+    UnregisteredRecipient,
 )
 from shared.recipient_secrets import SecretBox, new_signing_secret
 from shared.tables.api import Recipient
-from shared.tables.notifier import RecipientHealth
+from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
 
 _RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
 _HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
+_DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
 
 class RecipientExists(Exception):
@@ -80,6 +83,43 @@ def one(db: Engine, recipient_id: str, *, now: datetime) -> RecipientView | None
             .where(_RECIPIENTS.c.recipient_id == recipient_id)
         ).first()
     return _view(row, now) if row is not None else None
+
+
+def unregistered(db: Engine) -> list[UnregisteredRecipient]:
+    """Recipient ids named by disclosures, or owed undelivered notifications, that are not
+    registered: what was disclosed to them is kept, and their notifications wait for the
+    registration (until their retry horizon). Usually a typo upstream, or a registration
+    forgotten."""
+    disclosures, notifications = _DISCLOSURES.c, _NOTIFICATIONS.c
+    with db.connect() as connection:
+        disclosed = connection.execute(
+            select(disclosures.recipient_id, func.count(), func.min(disclosures.disclosed_at))
+            .where(~_registered(disclosures.recipient_id))
+            .group_by(disclosures.recipient_id)
+        ).all()
+        waiting = connection.execute(
+            select(notifications.recipient_id, func.count())
+            .where(
+                notifications.state.in_(UNDELIVERED_STATES),
+                ~_registered(notifications.recipient_id),
+            )
+            .group_by(notifications.recipient_id)
+        ).all()
+    kept = {recipient_id: (count, first) for recipient_id, count, first in disclosed}
+    owed = dict(waiting)
+    return [
+        UnregisteredRecipient(
+            recipient_id=recipient_id,
+            disclosures_kept=kept.get(recipient_id, (0, None))[0],
+            first_disclosed_at=kept.get(recipient_id, (0, None))[1],
+            notifications_waiting=owed.get(recipient_id, 0),
+        )
+        for recipient_id in sorted(kept.keys() | owed.keys())
+    ]
+
+
+def _registered(recipient_id: Any) -> Any:
+    return exists().where(_RECIPIENTS.c.recipient_id == recipient_id)
 
 
 def change(

@@ -73,9 +73,13 @@ async def test_a_disclosure_to_an_unregistered_recipient_waits_for_its_registrat
         ghost = f"ghost-{uuid.uuid4().hex[:8]}"
         subject = Subject()
         await disclose(api, subject, ghost)
+        [flagged] = await eventually(lambda: unregistered(api, ghost))
+        assert (flagged["disclosures_kept"], flagged["notifications_waiting"]) == (1, 0)
         await announce_erasure(kafka_settings, subject)
         [waiting] = await eventually(lambda: notifications_of(api, ghost))
         assert (waiting["state"], waiting["attempts"]) == ("pending", 0)
+        [flagged] = await unregistered(api, ghost)  # the erasure covered the disclosure
+        assert (flagged["disclosures_kept"], flagged["notifications_waiting"]) == (0, 1)
 
         response = await api.client.post(
             "/v1/recipients",
@@ -91,6 +95,17 @@ async def test_a_disclosure_to_an_unregistered_recipient_waits_for_its_registrat
         )
         receiver.endpoints[ghost].secret = response.json()["signing_secret"]
         await eventually(lambda: receiver.endpoints[ghost].acted_on)
+        assert await unregistered(api, ghost) == []
+
+
+async def unregistered(api: RunningApi, recipient_id: str) -> list[dict]:
+    """What ``GET /v1/unregistered-recipients`` (scope admin) says of ``recipient_id``."""
+    path = "/v1/unregistered-recipients"
+    refused = await api.client.get(path, headers=api.key(Scope.ERASURES_READ))
+    assert refused.status_code == 403
+    response = await api.client.get(path, headers=api.key(Scope.ADMIN))
+    assert response.status_code == 200, response.text
+    return [r for r in response.json() if r["recipient_id"] == recipient_id]
 
 
 async def test_a_slow_recipient_does_not_hold_up_the_others(
