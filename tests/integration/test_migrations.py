@@ -1,16 +1,19 @@
 """The Alembic migrations, on both databases: they build exactly the schema the models declare."""
 
 import json
+from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.migrate import downgrade, upgrade
 from shared.tables import metadata
+from shared.tables.notifier import Notification
 
 
 @pytest.fixture
@@ -63,6 +66,40 @@ def test_facts_stored_before_event_types_were_kept_get_theirs(empty_database_url
         with engine.connect() as connection:
             event_types = connection.execute(text("SELECT event_type FROM subject_fact")).all()
         assert event_types == [("newsletter.unsubscribed",)]
+    finally:
+        engine.dispose()
+        downgrade(empty_database_url, "base")
+        upgrade(empty_database_url)
+
+
+def test_confirmed_notifications_of_one_erasure_and_recipient_survive_a_downgrade(
+    empty_database_url,
+) -> None:
+    # Confirmed, both gave up their reference; 0009's unique constraint wants them apart.
+    upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+    now, erasure_id = datetime.now(UTC), uuid4()
+    row = {
+        "erasure_id": erasure_id,
+        "recipient_id": "print-vendor",
+        "type": "erasure.requested",
+        "category": "collection_case",
+        "scope": "{}",
+        "recipient_ref": "",
+        "legal_basis": "GDPR art. 17",
+        "state": "delivered",
+        **dict.fromkeys(("respond_by", "next_attempt_at", "give_up_at", "created_at"), now),
+        **dict.fromkeys(("delivered_at", "confirmed_at"), now),
+    }
+    notifications = Notification.__table__  # type: ignore[attr-defined]
+    try:
+        with engine.begin() as connection:
+            for _ in range(2):
+                connection.execute(insert(notifications).values(notification_id=uuid4(), **row))
+        downgrade(empty_database_url, "0009")
+        with engine.connect() as connection:
+            refs = connection.execute(text("SELECT recipient_ref FROM notification")).scalars()
+            assert len(set(refs) - {""}) == 2
     finally:
         engine.dispose()
         downgrade(empty_database_url, "base")

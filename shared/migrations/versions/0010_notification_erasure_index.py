@@ -10,6 +10,7 @@ Create Date: 2026-11-26 12:50:00.000000
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
@@ -27,6 +28,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Confirmed notifications gave up their reference, so two of one erasure and recipient may
+    # share the empty one, which the constraint refuses: each gets its own id as reference.
+    notification = sa.table(
+        "notification",
+        sa.column("notification_id"),
+        sa.column("recipient_ref", sa.String),
+        sa.column("confirmed_at"),
+    )
+    op.execute(
+        notification.update()
+        .where(notification.c.confirmed_at.is_not(None), notification.c.recipient_ref == "")
+        .values(recipient_ref=sa.cast(notification.c.notification_id, sa.String))
+    )
     with op.batch_alter_table("notification", schema=None) as batch_op:
         batch_op.drop_index("ix_notification_erasure_id")
         batch_op.create_unique_constraint(_UNIQUE, ["erasure_id", "recipient_id", "recipient_ref"])
