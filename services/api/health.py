@@ -23,6 +23,7 @@ router = APIRouter(tags=["health"])
 BROKER_CHECK_SECONDS = 3.0
 BROKER_CHECK_TTL = 2.0
 BACKLOG_TTL_SECONDS = 1.0
+BACKLOG_WAIT_SECONDS = 1.0
 
 
 @router.get("/healthz", summary="Liveness")
@@ -61,25 +62,31 @@ async def metrics(request: Request) -> Response:
 
 class OutboxBacklog:
     """The outbox's rows for ``/metrics``. Anyone may scrape it, so the table is counted at most
-    once per ``BACKLOG_TTL_SECONDS`` however many scrapes come; and a database that cannot be
-    reached makes the figure unknown (NaN) rather than the scrape fail, when ops need the
-    other figures most."""
+    once per ``BACKLOG_TTL_SECONDS`` however many scrapes come, and a scrape waits for a count at
+    most ``BACKLOG_WAIT_SECONDS``: a database that cannot be reached (or answers slowly) makes
+    the figure unknown (NaN) rather than the scrape fail or hang, when ops need the other
+    figures most."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._lock = asyncio.Lock()
+        self._counting: asyncio.Future[int] | None = None
         self._counted_at = -BACKLOG_TTL_SECONDS
         self._rows = math.nan
 
     async def count(self) -> float:
-        async with self._lock:
-            if time.monotonic() - self._counted_at >= BACKLOG_TTL_SECONDS:
-                try:
-                    self._rows = await run_in_threadpool(_outbox_rows, self._engine)
-                except Exception:  # noqa: BLE001 - unknown, not an error page
-                    self._rows = math.nan
-                self._counted_at = time.monotonic()
-            return self._rows
+        if self._counting is None and time.monotonic() - self._counted_at >= BACKLOG_TTL_SECONDS:
+            self._counting = asyncio.ensure_future(run_in_threadpool(_outbox_rows, self._engine))
+            self._counting.add_done_callback(self._counted)
+        if self._counting is not None:  # a count in progress: waited for, not cancelled
+            done, _ = await asyncio.wait({self._counting}, timeout=BACKLOG_WAIT_SECONDS)
+            if not done:
+                return math.nan
+        return self._rows
+
+    def _counted(self, counting: "asyncio.Future[int]") -> None:
+        self._counting, self._counted_at = None, time.monotonic()
+        failed = counting.cancelled() or counting.exception() is not None
+        self._rows = math.nan if failed else float(counting.result())
 
 
 def _database_reachable(engine: Engine) -> bool:
@@ -113,7 +120,7 @@ async def _broker_reachable(settings: KafkaSettings) -> bool:
     return True
 
 
-def _outbox_rows(engine: Engine) -> float:
+def _outbox_rows(engine: Engine) -> int:
     outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(outbox)).scalar_one()

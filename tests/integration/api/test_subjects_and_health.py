@@ -1,6 +1,7 @@
 """The subject lookup, readiness and metrics."""
 
 import asyncio
+import socket
 import uuid
 
 import pytest
@@ -92,6 +93,20 @@ async def test_without_the_database_ready_says_so_and_metrics_still_answer(make_
     assert ready.json()["checks"]["database"] == "unreachable"
     assert metrics.status_code == 200
     assert "gallring_outbox_backlog NaN" in metrics.text  # unknown, not zero
+
+
+async def test_metrics_answer_within_seconds_while_the_database_does_not(make_api) -> None:
+    # A host that takes the connection and never answers, as a hung server or a dropped route.
+    silent = socket.create_server(("127.0.0.1", 0))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/silent"
+    try:
+        async with make_api(database_url=url, relay=relay_settings(enabled=False)) as api:
+            async with asyncio.timeout(10):  # not for as long as a connection may hang
+                metrics = await api.client.get("/metrics")
+    finally:
+        silent.close()  # the count's connection attempt then ends
+    assert metrics.status_code == 200
+    assert "gallring_outbox_backlog NaN" in metrics.text
 
 
 async def test_metrics_count_requests_by_route_and_events_by_type(api: RunningApi) -> None:
