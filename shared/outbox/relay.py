@@ -100,7 +100,8 @@ class OutboxRelay:
         self._stopping.set()
 
     async def close(self) -> None:
-        """Stop the producer and hand the lease on, as :meth:`run` does when it leaves."""
+        """Stop the producer and hand the lease on, as :meth:`run` does when it leaves (for a
+        relay driven by :meth:`publish_once`; a running :meth:`run` is stopped by :meth:`stop`)."""
         await self._drop_producer()
         await asyncio.to_thread(self._release_lease)
 
@@ -118,6 +119,7 @@ class OutboxRelay:
             # That may have taken longer than the lease (a slow broker): another relay may hold
             # it now, and the round below must start with the lease fresh.
             if not await asyncio.to_thread(self._hold_lease):
+                await self._drop_producer()  # a relay without the lease holds no connection
                 return 0
         pending = await asyncio.to_thread(self._next_batch)
         if not pending:
