@@ -32,20 +32,18 @@ class BodyLimitMiddleware:
         # No declared length (a chunked upload): the body is read here, up to the limit, and
         # handed on whole. Were the excess found while a route reads it, FastAPI's own body
         # parsing would answer 400 instead of 413.
-        chunks, received = [], 0
+        body = bytearray()
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away: the app hears it
-                break
-            chunks.append(message.get("body", b""))
-            received += len(chunks[-1])
-            if received > limit:
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
                 await _refuse(scope, send, limit)
                 return
             if not message.get("more_body", False):
-                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
                 break
-        first: Message | None = message
+        first: Message | None = {"type": "http.request", "body": bytes(body), "more_body": False}
 
         async def replaying_receive() -> Message:
             nonlocal first
