@@ -9,7 +9,6 @@ import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
-import uvloop
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 
@@ -37,8 +36,13 @@ def serve(database_url: str, build: Callable[[Engine], Worker], started: str) ->
 
 
 def run_event_loop(main: Coroutine[Any, Any, _Result]) -> _Result:
-    """Run ``main`` on uvloop, as uvicorn runs the API: the notifier delivers an eighth more per
-    second on it than on asyncio's own loop (bench/notifier_bench.py)."""
+    """Run ``main`` on uvloop where there is one, as uvicorn runs the API: the notifier delivers
+    an eighth more per second on it than on asyncio's own loop (bench/notifier_bench.py).
+    Elsewhere (Windows, PyPy) on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
     return uvloop.run(main)
 
 
