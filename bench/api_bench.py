@@ -141,8 +141,8 @@ def run_round(
     # events the batches stored, as the database counts them.
     hello_ok, single_ok = _answered(hello, "200"), _answered(single, "202")
     batch_events = stored_events(database_url) - stored_before
-    hello_cpu = hello["server_cpu"] / hello_ok
-    single_cpu = single["server_cpu"] / single_ok
+    hello_cpu = hello["server_cpu"] / max(hello_ok, 1)
+    single_cpu = single["server_cpu"] / max(single_ok, 1)
     figures = {
         "hello": hello_ok / hello["seconds"],
         "single": single_ok / single["seconds"],
