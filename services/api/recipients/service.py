@@ -107,15 +107,18 @@ def unregistered(db: Engine) -> list[UnregisteredRecipient]:
         ).all()
     kept = {recipient_id: (count, first) for recipient_id, count, first in disclosed}
     owed = dict(waiting)
-    return [
-        UnregisteredRecipient(
-            recipient_id=recipient_id,
-            disclosures_kept=kept.get(recipient_id, (0, None))[0],
-            first_disclosed_at=kept.get(recipient_id, (0, None))[1],
-            notifications_waiting=owed.get(recipient_id, 0),
+    listed = []
+    for recipient_id in sorted(kept.keys() | owed.keys()):
+        count, first = kept.get(recipient_id, (0, None))
+        listed.append(
+            UnregisteredRecipient(
+                recipient_id=recipient_id,
+                disclosures_kept=count,
+                first_disclosed_at=first,
+                notifications_waiting=owed.get(recipient_id, 0),
+            )
         )
-        for recipient_id in sorted(kept.keys() | owed.keys())
-    ]
+    return listed
 
 
 def _registered(recipient_id: Any) -> Any:
