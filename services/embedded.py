@@ -1,7 +1,8 @@
 """``gallring up``: the whole system on the embedded default, for a newcomer's first run.
 
 The API, the purger and the notifier on SQLite under ``./var/``, a Tansu broker on
-127.0.0.1:9092 unless ``GALLRING_KAFKA_BOOTSTRAP`` names a real one, a pseudonym secret generated
+127.0.0.1:9092 (``GALLRING_EMBEDDED_BROKER_PORT``) unless ``GALLRING_KAFKA_BOOTSTRAP`` names a
+real one, a pseudonym secret generated
 once into ``./var/``, and an admin API key made on the first run and printed once. Recipients'
 webhooks may go to loopback receivers here (development), unless
 ``GALLRING_WEBHOOK_ALLOW_LOOPBACK`` says otherwise.
@@ -34,14 +35,15 @@ def up() -> int:
     os.environ.setdefault("GALLRING_WEBHOOK_ALLOW_LOOPBACK", "true")
     broker = None
     if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
-        broker = EmbeddedBroker(EMBEDDED_BROKER_PORT)
+        port = int(os.environ.get("GALLRING_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT))
+        broker = EmbeddedBroker(port)
         try:
             broker.start()
         except BrokerStartError as error:
             print(
-                f"gallring: cannot start the embedded broker on 127.0.0.1:{EMBEDDED_BROKER_PORT} "
-                f"({error}); is something else listening there? Set GALLRING_KAFKA_BOOTSTRAP to "
-                "use a running broker.",
+                f"gallring: cannot start the embedded broker on 127.0.0.1:{port} ({error}); is "
+                "something else listening there? Set GALLRING_EMBEDDED_BROKER_PORT to use "
+                "another port, or GALLRING_KAFKA_BOOTSTRAP to use a running broker.",
                 file=sys.stderr,
             )
             return 1
@@ -54,9 +56,12 @@ def up() -> int:
         _first_run_admin_key(settings)
         print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)
         # The purger and the notifier in processes of their own, as in production; they stop
-        # when the API does.
+        # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
+        # could come before they can take it cleanly.
         workers = [
-            subprocess.Popen([sys.executable, "-m", "services.cli", worker])  # noqa: S603 - ours
+            subprocess.Popen(  # noqa: S603 - our own command
+                [sys.executable, "-m", "services.cli", worker], process_group=0
+            )
             for worker in WORKERS
         ]
         try:

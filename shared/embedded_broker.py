@@ -44,6 +44,9 @@ class EmbeddedBroker:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group: a terminal's Ctrl-C reaches the services, which stop
+            # cleanly while the broker is still up; whoever started the broker stops it last.
+            process_group=0,
         )
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:

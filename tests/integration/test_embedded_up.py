@@ -1,0 +1,99 @@
+"""``gallring up`` as a newcomer runs it: a real process on the embedded default (SQLite under
+``./var/``, its own Tansu broker), stopped with Ctrl-C as a terminal sends it (SIGINT to the
+whole process group), then started again on the same data."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from shared.embedded_broker import free_loopback_port
+
+GALLRING = str(Path(sys.executable).parent / "gallring")
+FIRST_KEY = "A first admin API key"
+
+
+PORTS = ("api", "broker", "purger_metrics", "notifier_metrics")
+
+
+def start(workdir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("GALLRING_")}
+    env.update(
+        GALLRING_API_PORT=str(ports["api"]),
+        GALLRING_EMBEDDED_BROKER_PORT=str(ports["broker"]),
+        GALLRING_PURGER_METRICS_PORT=str(ports["purger_metrics"]),
+        GALLRING_NOTIFIER_METRICS_PORT=str(ports["notifier_metrics"]),
+        GALLRING_KAFKA_SESSION_TIMEOUT_MS="2000",
+        GALLRING_KAFKA_HEARTBEAT_INTERVAL_MS="500",
+    )
+    return subprocess.Popen(
+        [GALLRING, "up"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )
+
+
+def wait_until_running(
+    ports: dict[str, int], process: subprocess.Popen[str], *, workers: bool = True
+) -> None:
+    """The API ready and, with ``workers``, both workers serving their metrics and a moment more
+    for their consumers to join their groups."""
+    paths = [(ports["api"], "/readyz")]
+    if workers:
+        paths += [(ports["purger_metrics"], "/metrics"), (ports["notifier_metrics"], "/metrics")]
+    deadline = time.monotonic() + 60
+    for port, path in paths:
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, f"nothing answered on {port}{path}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+    if workers:
+        time.sleep(3)
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> str:
+    """SIGINT to the process group, as a terminal's Ctrl-C; what it printed."""
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_ctrl_c_stops_everything_cleanly_and_a_second_start_reuses_the_data(
+    tmp_path: Path,
+) -> None:
+    ports = {name: free_loopback_port() for name in PORTS}
+    first = start(tmp_path, ports)
+    try:
+        wait_until_running(ports, first)
+        output = ctrl_c(first)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert FIRST_KEY in output
+    assert " ERROR " not in output and "Traceback" not in output, output
+    with socket.socket() as probe:  # the broker went too
+        assert probe.connect_ex(("127.0.0.1", ports["broker"])) != 0
+
+    second = start(tmp_path, ports)
+    try:
+        # Ctrl-C as soon as the API answers, while the workers may still be starting.
+        wait_until_running(ports, second, workers=False)
+        output = ctrl_c(second)
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    assert FIRST_KEY not in output  # the same database, its key kept
+    assert " ERROR " not in output and "Traceback" not in output, output
