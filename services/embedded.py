@@ -11,6 +11,7 @@ Production sets every ``GALLRING_…`` variable instead.
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,12 @@ def up() -> int:
             )
             for worker in WORKERS
         ]
+        # SIGTERM (kill, docker stop) and a closed terminal's SIGHUP stop it as Ctrl-C does:
+        # uvicorn shuts the API down gracefully, then raises the signal again under the handler
+        # it found, which here ends serve() as Ctrl-C does, so that the workers and the broker
+        # are stopped too (the default would end this process and leave them running).
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGINT))
         try:
             serve(settings)
         finally:

@@ -63,37 +63,43 @@ def wait_until_running(
         time.sleep(3)
 
 
-def ctrl_c(process: subprocess.Popen[str]) -> str:
-    """SIGINT to the process group, as a terminal's Ctrl-C; what it printed."""
-    os.killpg(process.pid, signal.SIGINT)
+def stop(process: subprocess.Popen[str], ports: dict[str, int], signum: int) -> str:
+    """``signum`` to the process group, as a terminal sends Ctrl-C (SIGINT) or its hang-up
+    (SIGHUP), or as kill sends SIGTERM; what it printed. Everything it started is gone after
+    it, and nothing went wrong."""
+    os.killpg(process.pid, signum)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
+    assert " ERROR " not in output and "Traceback" not in output, output
+    for port in ports.values():
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still taken"
     return output
 
 
-def test_ctrl_c_stops_everything_cleanly_and_a_second_start_reuses_the_data(
+def run_once(
+    workdir: Path, ports: dict[str, int], signum: int, *, workers_running: bool = True
+) -> str:
+    process = start(workdir, ports)
+    try:
+        wait_until_running(ports, process, workers=workers_running)
+        return stop(process, ports, signum)
+    finally:
+        if process.poll() is None:  # a failed assertion: stop it, and so what it started
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses_the_data(
     tmp_path: Path,
 ) -> None:
     ports = {name: free_loopback_port() for name in PORTS}
-    first = start(tmp_path, ports)
-    try:
-        wait_until_running(ports, first)
-        output = ctrl_c(first)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-    assert FIRST_KEY in output
-    assert " ERROR " not in output and "Traceback" not in output, output
-    with socket.socket() as probe:  # the broker went too
-        assert probe.connect_ex(("127.0.0.1", ports["broker"])) != 0
-
-    second = start(tmp_path, ports)
-    try:
-        # Ctrl-C as soon as the API answers, while the workers may still be starting.
-        wait_until_running(ports, second, workers=False)
-        output = ctrl_c(second)
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-    assert FIRST_KEY not in output  # the same database, its key kept
-    assert " ERROR " not in output and "Traceback" not in output, output
+    assert FIRST_KEY in run_once(tmp_path, ports, signal.SIGINT)
+    # Again on the same data (the same database, its key kept); Ctrl-C as soon as the API
+    # answers, while the workers may still be starting.
+    assert FIRST_KEY not in run_once(tmp_path, ports, signal.SIGINT, workers_running=False)
+    run_once(tmp_path, ports, signal.SIGHUP)  # the terminal closed
+    run_once(tmp_path, ports, signal.SIGTERM)  # kill, or docker stop
