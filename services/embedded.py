@@ -25,33 +25,39 @@ from shared.migrate import upgrade
 
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
-WORKER_STOP_SECONDS = 20
+WORKER_STOP_SECONDS = 30  # the workers' own stop takes up to 15 s
 WORKERS = ("purger", "notifier")
 
 
 def up() -> int:
+    # SIGTERM (kill, docker stop) and a closed terminal's SIGHUP stop it as Ctrl-C does, from
+    # the start: while the API serves, uvicorn shuts it down gracefully and then raises the
+    # signal again under these handlers, which end serve() as Ctrl-C does; either way what was
+    # started is stopped below (the defaults would end this process and leave it running).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGINT))
     STATE_DIR.mkdir(exist_ok=True)
     os.environ.setdefault("GALLRING_PSEUDONYM_SECRET", _local_secret())
     os.environ.setdefault("GALLRING_DATABASE_URL", f"sqlite:///{STATE_DIR / 'gallring.db'}")
     os.environ.setdefault("GALLRING_WEBHOOK_ALLOW_LOOPBACK", "true")
-    broker = None
-    if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
-        port = int(os.environ.get("GALLRING_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT))
-        broker = EmbeddedBroker(port)
-        try:
-            broker.start()
-        except BrokerStartError as error:
-            print(
-                f"gallring: cannot start the embedded broker on 127.0.0.1:{port} ({error}); is "
-                "something else listening there? Set GALLRING_EMBEDDED_BROKER_PORT to use "
-                "another port, or GALLRING_KAFKA_BOOTSTRAP to use a running broker.",
-                file=sys.stderr,
-            )
-            return 1
-        os.environ["GALLRING_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
-        # The embedded Tansu broker refuses the idempotent producer.
-        os.environ.setdefault("GALLRING_KAFKA_ENABLE_IDEMPOTENCE", "false")
+    broker, workers = None, []
     try:
+        if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
+            port = int(os.environ.get("GALLRING_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT))
+            broker = EmbeddedBroker(port)
+            try:
+                broker.start()
+            except BrokerStartError as error:
+                print(
+                    f"gallring: cannot start the embedded broker on 127.0.0.1:{port} ({error}); "
+                    "is something else listening there? Set GALLRING_EMBEDDED_BROKER_PORT to "
+                    "use another port, or GALLRING_KAFKA_BOOTSTRAP to use a running broker.",
+                    file=sys.stderr,
+                )
+                return 1
+            os.environ["GALLRING_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
+            # The embedded Tansu broker refuses the idempotent producer.
+            os.environ.setdefault("GALLRING_KAFKA_ENABLE_IDEMPOTENCE", "false")
         settings = ApiSettings()
         upgrade(settings.database_url)
         _first_run_admin_key(settings)
@@ -59,29 +65,33 @@ def up() -> int:
         # The purger and the notifier in processes of their own, as in production; they stop
         # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
         # could come before they can take it cleanly.
-        workers = [
-            subprocess.Popen(  # noqa: S603 - our own command
-                [sys.executable, "-m", "services.cli", worker], process_group=0
+        for worker in WORKERS:
+            workers.append(
+                subprocess.Popen(  # noqa: S603 - our own command
+                    [sys.executable, "-m", "services.cli", worker], process_group=0
+                )
             )
-            for worker in WORKERS
-        ]
-        # SIGTERM (kill, docker stop) and a closed terminal's SIGHUP stop it as Ctrl-C does:
-        # uvicorn shuts the API down gracefully, then raises the signal again under the handler
-        # it found, which here ends serve() as Ctrl-C does, so that the workers and the broker
-        # are stopped too (the default would end this process and leave them running).
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGINT))
-        try:
-            serve(settings)
-        finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(timeout=WORKER_STOP_SECONDS)
+        serve(settings)
+    except KeyboardInterrupt:
+        pass  # stopped before the API served (while serving, uvicorn takes it)
     finally:
+        _stop(workers)
         if broker is not None:
             broker.stop()
     return 0
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Ask each worker to stop (SIGTERM), give it the time it takes, and kill it past that or
+    at a second Ctrl-C: none may outlive this process, nor the broker it uses."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=WORKER_STOP_SECONDS)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            worker.kill()
+            worker.wait()
 
 
 def _local_secret() -> str:

@@ -2,6 +2,7 @@
 ``./var/``, its own Tansu broker), stopped with Ctrl-C as a terminal sends it (SIGINT to the
 whole process group), then started again on the same data."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,7 +53,7 @@ def wait_until_running(
     deadline = time.monotonic() + 60
     for port, path in paths:
         while True:
-            assert process.poll() is None, process.communicate()[0]
+            assert process.poll() is None, process.communicate(timeout=30)[0]
             assert time.monotonic() < deadline, f"nothing answered on {port}{path}"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2):
@@ -85,12 +86,20 @@ def run_once(
         wait_until_running(ports, process, workers=workers_running)
         return stop(process, ports, signum)
     finally:
-        if process.poll() is None:  # a failed assertion: stop it, and so what it started
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        kill_session(process.pid)  # after a failure: it, and what it started, gone
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL to every process of ``session``: ``gallring up`` leads it, and its broker and
+    workers stay in it (in process groups of their own)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[3]) == session:  # after the command: state, ppid, pgrp, session
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses_the_data(
