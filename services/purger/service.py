@@ -22,7 +22,7 @@ from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
 from shared.outbox import OutboxRelay
-from shared.worker_process import metrics_server, supervise
+from shared.worker_process import STOP_SECONDS, metrics_server, supervise
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
@@ -37,6 +37,7 @@ class Purger:
         self.metrics = PurgerMetrics(db, self._retention.digest)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._sweeping = False
+        self._jobs: set[asyncio.Task[None]] = set()  # the scheduler's jobs under way
         self._sweep_again = False
         self.consumer = lifecycle_consumer(
             db,
@@ -82,6 +83,10 @@ class Purger:
                 await supervise(tasks, self._stopping, self._stop_tasks)
         finally:
             self._scheduler.shutdown(wait=False)
+            # A sweep or a refresh under way finishes first (the refresh stops early, told by
+            # _refresh_stopping): cancelled, it would be cut off and logged as a failed job.
+            if self._jobs:
+                await asyncio.wait(self._jobs, timeout=STOP_SECONDS)
 
     def _stop_tasks(self) -> None:
         self._refresh_stopping.set()
@@ -91,6 +96,13 @@ class Purger:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _track_job(self) -> None:
+        """Note the scheduler's job running in this task, until it ends, so a stop can wait."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+
     def sweep_soon(self) -> None:
         """Sweep now rather than at the next tick (an immediate erasure came in)."""
         if self._sweeping:
@@ -99,6 +111,7 @@ class Purger:
             self._scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(UTC))
 
     async def _refresh_stale_verdicts(self) -> None:
+        self._track_job()
         try:
             refreshed = await asyncio.to_thread(
                 refresh_stale_verdicts,
@@ -118,6 +131,7 @@ class Purger:
             self.sweep_soon()
 
     async def _sweep(self) -> None:
+        self._track_job()
         self._sweeping = True
         try:
             while True:
