@@ -1,28 +1,47 @@
 """``gallring up`` as a newcomer runs it: a real process on the embedded default (SQLite under
-``./var/``, its own Tansu broker), stopped with Ctrl-C as a terminal sends it (SIGINT to the
-whole process group), then started again on the same data."""
+``./var/``, its own Tansu broker). Stopped with Ctrl-C as a terminal sends it (SIGINT to the
+whole process group), a hang-up or SIGTERM, then started again on the same data; and the whole
+way through it, from posted events to a confirmed webhook, with no identifier left anywhere."""
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+from dateutil.relativedelta import relativedelta
+from standardwebhooks import Webhook
+
+from services.api.api_keys import KeyStore, Scope
+from services.notifier.webhook import signed_headers
+from shared import topics
+from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
+from shared.settings import KafkaSettings
+from tests.integration.conftest import SECRET, RunningApi
+from tests.integration.notifier.helpers import Subject, disclose, eventually, register
+from tests.kafka_reading import read_topic
+from tests.webhook_receiver import webhook_receiver
 
 GALLRING = str(Path(sys.executable).parent / "gallring")
 FIRST_KEY = "A first admin API key"
-
-
 PORTS = ("api", "broker", "purger_metrics", "notifier_metrics")
 
 
-def start(workdir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+def start(workdir: Path, ports: dict[str, int], **settings: str) -> subprocess.Popen[str]:
+    """``gallring up`` in ``workdir``, its output to ``workdir/up.log``; ``settings`` are more
+    ``GALLRING_…`` variables, without the prefix."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("GALLRING_")}
+    env.update({f"GALLRING_{name.upper()}": value for name, value in settings.items()})
     env.update(
         GALLRING_API_PORT=str(ports["api"]),
         GALLRING_EMBEDDED_BROKER_PORT=str(ports["broker"]),
@@ -35,15 +54,19 @@ def start(workdir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
         [GALLRING, "up"],
         cwd=workdir,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(workdir / "up.log").open("w"),  # a file: a pipe would fill up in a long run
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # a process group of its own, as a terminal's job
     )
 
 
+def log_of(workdir: Path) -> str:
+    return (workdir / "up.log").read_text()
+
+
 def wait_until_running(
-    ports: dict[str, int], process: subprocess.Popen[str], *, workers: bool = True
+    workdir: Path, ports: dict[str, int], process: subprocess.Popen[str], *, workers: bool = True
 ) -> None:
     """The API ready and, with ``workers``, both workers serving their metrics and a moment more
     for their consumers to join their groups."""
@@ -53,7 +76,7 @@ def wait_until_running(
     deadline = time.monotonic() + 60
     for port, path in paths:
         while True:
-            assert process.poll() is None, process.communicate(timeout=30)[0]
+            assert process.poll() is None, log_of(workdir)
             assert time.monotonic() < deadline, f"nothing answered on {port}{path}"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2):
@@ -64,12 +87,13 @@ def wait_until_running(
         time.sleep(3)
 
 
-def stop(process: subprocess.Popen[str], ports: dict[str, int], signum: int) -> str:
+def stop(workdir: Path, ports: dict[str, int], process: subprocess.Popen[str], signum: int) -> str:
     """``signum`` to the process group, as a terminal sends Ctrl-C (SIGINT) or its hang-up
     (SIGHUP), or as kill sends SIGTERM; what it printed. Everything it started is gone after
     it, and nothing went wrong."""
     os.killpg(process.pid, signum)
-    output, _ = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    output = log_of(workdir)
     assert process.returncode == 0, output
     assert " ERROR " not in output and "Traceback" not in output, output
     for port in ports.values():
@@ -83,8 +107,8 @@ def run_once(
 ) -> str:
     process = start(workdir, ports)
     try:
-        wait_until_running(ports, process, workers=workers_running)
-        return stop(process, ports, signum)
+        wait_until_running(workdir, ports, process, workers=workers_running)
+        return stop(workdir, ports, process, signum)
     finally:
         kill_session(process.pid)  # after a failure: it, and what it started, gone
 
@@ -112,3 +136,73 @@ def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses
     assert FIRST_KEY not in run_once(tmp_path, ports, signal.SIGINT, workers_running=False)
     run_once(tmp_path, ports, signal.SIGHUP)  # the terminal closed
     run_once(tmp_path, ports, signal.SIGTERM)  # kill, or docker stop
+
+
+async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_path: Path) -> None:
+    ports = {name: free_loopback_port() for name in PORTS}
+    process = start(tmp_path, ports, pseudonym_secret=SECRET, purger_sweep_interval_seconds="1")
+    try:
+        wait_until_running(tmp_path, ports, process)
+        engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'gallring.db'}")
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}")
+        api = RunningApi(client, None, KeyStore(engine))  # type: ignore[arg-type]
+        async with client, webhook_receiver() as receiver:
+            vendor = await register(api, receiver)
+            subject = Subject()
+            await disclose(api, subject, vendor, case_id="C-2023-0001", recipient_ref="PV-88")
+            closed = {
+                "event_id": str(uuid.uuid4()),
+                "type": "collection_case.closed",
+                "occurred_at": (datetime.now(UTC) - relativedelta(months=37)).isoformat(),
+                "subject": {"ref": subject.ref},
+                "role": "debtor",
+                "scope": {"case_id": "C-2023-0001"},
+            }
+            headers = api.key(Scope.EVENTS_WRITE)
+            assert (await client.post("/v1/events", json=closed, headers=headers)).is_success
+
+            # The erasure executed, and the vendor told with a webhook the standardwebhooks
+            # library verified (the receiver acts only on those), then confirming it.
+            endpoint = receiver.endpoints[vendor]
+            await eventually(lambda: endpoint.acted_on, timeout=60)
+            [(notification_id, payload)] = endpoint.acted_on.items()
+            erasure_id = payload["data"]["erasure_id"]
+            body = json.dumps({"notification_id": notification_id})
+            signed = signed_headers("c-1", body, [Webhook(endpoint.secret)], datetime.now(UTC))
+            confirm = f"/v1/notifications/{notification_id}/confirm"
+            assert (await client.post(confirm, content=body, headers=signed)).status_code == 202
+
+            async def confirmed() -> bool:
+                view = await client.get(
+                    f"/v1/erasures/{erasure_id}", headers=api.key(Scope.ERASURES_READ)
+                )
+                told = view.json().get("notifications") or []
+                return view.json().get("state") == "executed" and [n["state"] for n in told] == [
+                    "confirmed"
+                ]
+
+            await eventually(confirmed, timeout=30)
+        engine.dispose()
+
+        # The erasure command on its topic; no topic, table or log line names the subject.
+        kafka = KafkaSettings(bootstrap=f"127.0.0.1:{ports['broker']}")
+        commands = await read_topic(
+            kafka,
+            topics.ERASURE_COMMANDS,
+            until=lambda records: any(erasure_id.encode() in r.value for r in records),
+        )
+        assert commands
+        records = []
+        for topic in topics.ALL_TOPICS:
+            with contextlib.suppress(TimeoutError):  # a topic nothing was sent to
+                records += await read_topic(kafka, topic, until=lambda _: True, timeout=3)
+        output = stop(tmp_path, ports, process, signal.SIGINT)
+    finally:
+        kill_session(process.pid)
+    raw = subject.ref.encode()
+    for record in records:
+        seen = [record.key or b"", record.value or b"", *(v for _, v in record.headers)]
+        assert not any(raw in part for part in seen), record.topic
+    with sqlite3.connect(tmp_path / "var" / "gallring.db") as database:
+        assert raw not in b"\n".join(line.encode() for line in database.iterdump())
+    assert subject.ref not in output
