@@ -19,16 +19,14 @@ from pathlib import Path
 
 import httpx
 from dateutil.relativedelta import relativedelta
-from standardwebhooks import Webhook
 
 from services.api.api_keys import KeyStore, Scope
-from services.notifier.webhook import signed_headers
 from shared import topics
 from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.settings import KafkaSettings
 from tests.integration.conftest import SECRET, RunningApi
-from tests.integration.notifier.helpers import Subject, disclose, eventually, register
+from tests.integration.notifier.helpers import Subject, confirm, disclose, eventually, register
 from tests.kafka_reading import read_topic
 from tests.webhook_receiver import webhook_receiver
 
@@ -168,9 +166,7 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
             [(notification_id, payload)] = endpoint.acted_on.items()
             erasure_id = payload["data"]["erasure_id"]
             body = json.dumps({"notification_id": notification_id})
-            signed = signed_headers("c-1", body, [Webhook(endpoint.secret)], datetime.now(UTC))
-            confirm = f"/v1/notifications/{notification_id}/confirm"
-            assert (await client.post(confirm, content=body, headers=signed)).status_code == 202
+            assert (await confirm(api, notification_id, body, endpoint.secret)).status_code == 202
 
             async def confirmed() -> bool:
                 view = await client.get(

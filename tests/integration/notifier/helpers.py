@@ -8,9 +8,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer
+from standardwebhooks import Webhook
 
 from services.api.api_keys import Scope
+from services.notifier.webhook import signed_headers
 from shared import topics
 from shared.contract.erasure_messages import ErasureExecuted
 from shared.contract.vocabulary import Category
@@ -149,3 +152,17 @@ async def notification(api: RunningApi, notification_id: str) -> dict[str, Any]:
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+async def confirm(
+    api: RunningApi, notification_id: str, body: str, secret: str, *, tamper: bool = False
+) -> httpx.Response:
+    """``POST /v1/notifications/{id}/confirm`` as the recipient sends it, signed with its
+    ``secret`` (``tamper``: the body changed after signing)."""
+    message_id = f"confirm-{uuid.uuid4()}"
+    headers = signed_headers(message_id, body, [Webhook(secret)], datetime.now(UTC))
+    if tamper:
+        body = body.replace("}", ', "extra": 1}')
+    return await api.client.post(
+        f"/v1/notifications/{notification_id}/confirm", content=body, headers=headers
+    )

@@ -26,6 +26,7 @@ from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
     Subject,
     announce_erasure,
+    confirm,
     disclose,
     eventually,
     notification,
@@ -86,19 +87,19 @@ async def test_each_recipient_that_received_the_category_is_told_once_and_can_co
         # The recipient confirms, signing with its own secret.
         secret = endpoint.secret
         body = json.dumps({"notification_id": webhook_id})
-        tampered = await _confirm(api, webhook_id, body, secret, tamper=True)
+        tampered = await confirm(api, webhook_id, body, secret, tamper=True)
         assert tampered.status_code == 401
         assert tampered.headers["content-type"] == "application/problem+json"
-        other = await _confirm(api, webhook_id, json.dumps({"notification_id": "x"}), secret)
+        other = await confirm(api, webhook_id, json.dumps({"notification_id": "x"}), secret)
         assert other.status_code == 422
         unknown = str(uuid.uuid4())
-        probe = await _confirm(api, unknown, json.dumps({"notification_id": unknown}), secret)
+        probe = await confirm(api, unknown, json.dumps({"notification_id": unknown}), secret)
         assert probe.status_code == 401  # as for a bad signature: ids are not for probing
-        confirmed = await _confirm(api, webhook_id, body, secret)
+        confirmed = await confirm(api, webhook_id, body, secret)
         assert confirmed.status_code == 202, confirmed.text
         shown = await eventually(lambda: _if_confirmed(api, webhook_id), timeout=20)
         assert shown["state"] == "confirmed"
-        repeated = await _confirm(api, webhook_id, body, secret)
+        repeated = await confirm(api, webhook_id, body, secret)
         assert repeated.status_code == 202
 
 
@@ -133,10 +134,10 @@ async def test_during_a_secret_rotation_either_secret_verifies_and_after_it_only
         signed_with = zip(endpoint.acted_on, [first_secret, second_secret], strict=True)
         for webhook_id, secret in signed_with:
             body = json.dumps({"notification_id": webhook_id})
-            assert (await _confirm(api, webhook_id, body, secret)).status_code == 202
+            assert (await confirm(api, webhook_id, body, secret)).status_code == 202
         body = json.dumps({"notification_id": webhook_id})
         stranger = new_signing_secret()  # never this recipient's
-        assert (await _confirm(api, webhook_id, body, stranger)).status_code == 401
+        assert (await confirm(api, webhook_id, body, stranger)).status_code == 401
 
         third_secret = await rotate(vendor, grace_hours=0)  # the second one stops signing
         await erase_one(vendor)
@@ -573,19 +574,6 @@ async def test_past_its_horizon_a_notification_fails_and_an_admin_redelivers_it(
             f"/v1/notifications/{notification_id}/redeliver", headers=api.key(Scope.ADMIN)
         )
         assert again.status_code == 409
-
-
-async def _confirm(
-    api: RunningApi, notification_id: str, body: str, secret: str, *, tamper: bool = False
-):
-    now = datetime.now(UTC)
-    message_id = f"confirm-{uuid.uuid4()}"
-    headers = signed_headers(message_id, body, [Webhook(secret)], now)
-    if tamper:
-        body = body.replace("}", ', "extra": 1}')
-    return await api.client.post(
-        f"/v1/notifications/{notification_id}/confirm", content=body, headers=headers
-    )
 
 
 async def _if_confirmed(api: RunningApi, notification_id: str):

@@ -9,15 +9,13 @@ import httpx
 from dateutil.relativedelta import relativedelta
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from standardwebhooks import Webhook
 
 from services.api.api_keys import Scope
-from services.notifier.webhook import signed_headers
 from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
-from tests.integration.notifier.helpers import Subject, disclose, eventually, register
+from tests.integration.notifier.helpers import Subject, confirm, disclose, eventually, register
 from tests.integration.notifier.running import running_notifier
 from tests.integration.purger.running import running_purger
 from tests.webhook_receiver import webhook_receiver
@@ -61,10 +59,7 @@ async def test_a_case_erased_after_36_months_reaches_its_recipients_and_the_eras
         erasure_id = payload["data"]["erasure_id"]
 
         body = json.dumps({"notification_id": notification_id})
-        headers = signed_headers("c-1", body, [Webhook(endpoint.secret)], datetime.now(UTC))
-        confirmed = await api.client.post(
-            f"/v1/notifications/{notification_id}/confirm", content=body, headers=headers
-        )
+        confirmed = await confirm(api, notification_id, body, endpoint.secret)
         assert confirmed.status_code == 202
 
         async def erasure_view() -> dict | None:
