@@ -82,11 +82,13 @@ class Purger:
                     tasks.append(asyncio.create_task(self.relay.run(), name="purger-relay"))
                 await supervise(tasks, self._stopping, self._stop_tasks)
         finally:
-            self._scheduler.shutdown(wait=False)
             # A sweep or a refresh under way finishes first (the refresh stops early, told by
-            # _refresh_stopping): cancelled, it would be cut off and logged as a failed job.
+            # _refresh_stopping): shutting the scheduler down cancels its jobs, which cut off
+            # would be logged as failed.
+            self._scheduler.pause()
             if self._jobs:
                 await asyncio.wait(self._jobs, timeout=STOP_SECONDS)
+            self._scheduler.shutdown(wait=False)
 
     def _stop_tasks(self) -> None:
         self._refresh_stopping.set()
