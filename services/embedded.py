@@ -19,6 +19,7 @@ from pathlib import Path
 from services.api.api_keys import KeyStore, Scope
 from services.api.main import serve
 from services.api.settings import ApiSettings
+from shared.child_process import end_with_parent
 from shared.database import make_engine
 from shared.embedded_broker import BrokerStartError, EmbeddedBroker
 from shared.migrate import upgrade
@@ -44,7 +45,7 @@ def up() -> int:
     try:
         if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
             port = int(os.environ.get("GALLRING_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT))
-            broker = EmbeddedBroker(port)
+            broker = EmbeddedBroker(port, ends_with_us=True)
             try:
                 broker.start()
             except BrokerStartError as error:
@@ -64,11 +65,13 @@ def up() -> int:
         print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)
         # The purger and the notifier in processes of their own, as in production; they stop
         # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
-        # could come before they can take it cleanly.
+        # could come before they can take it cleanly; and with it, should it be killed.
         for worker in WORKERS:
             workers.append(
                 subprocess.Popen(  # noqa: S603 - our own command
-                    [sys.executable, "-m", "services.cli", worker], process_group=0
+                    [sys.executable, "-m", "services.cli", worker],
+                    process_group=0,
+                    preexec_fn=end_with_parent,  # safe: no other threads here yet
                 )
             )
         serve(settings)

@@ -10,6 +10,8 @@ import time
 from types import TracebackType
 from typing import Self
 
+from shared.child_process import end_with_parent
+
 
 class BrokerStartError(RuntimeError):
     """The broker did not start listening in time."""
@@ -18,9 +20,14 @@ class BrokerStartError(RuntimeError):
 class EmbeddedBroker:
     """Starts Tansu on a loopback port and stops it on exit."""
 
-    def __init__(self, port: int | None = None, *, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self, port: int | None = None, *, start_timeout: float = 20.0, ends_with_us: bool = False
+    ) -> None:
+        """``ends_with_us``: the broker ends when this process does, even killed (only from a
+        process with no other threads yet: see :func:`end_with_parent`)."""
         self.port = port or free_loopback_port()
         self._start_timeout = start_timeout
+        self._ends_with_us = ends_with_us
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,6 +54,7 @@ class EmbeddedBroker:
             # Its own process group: a terminal's Ctrl-C reaches the services, which stop
             # cleanly while the broker is still up; whoever started the broker stops it last.
             process_group=0,
+            preexec_fn=end_with_parent if self._ends_with_us else None,
         )
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:

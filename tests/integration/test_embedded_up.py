@@ -136,6 +136,25 @@ def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses
     run_once(tmp_path, ports, signal.SIGTERM)  # kill, or docker stop
 
 
+def test_killed_it_takes_its_broker_and_workers_with_it(tmp_path: Path) -> None:
+    ports = {name: free_loopback_port() for name in PORTS}
+    process = start(tmp_path, ports)
+    try:
+        wait_until_running(tmp_path, ports, process)
+        process.kill()  # SIGKILL to it alone: no chance to stop anything itself
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        for port in ports.values():
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", port)) != 0:
+                        break
+                assert time.monotonic() < deadline, f"port {port} still taken"
+                time.sleep(0.2)
+    finally:
+        kill_session(process.pid)
+
+
 async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_path: Path) -> None:
     ports = {name: free_loopback_port() for name in PORTS}
     process = start(tmp_path, ports, pseudonym_secret=SECRET, purger_sweep_interval_seconds="1")
