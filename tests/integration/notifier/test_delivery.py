@@ -352,11 +352,7 @@ async def test_a_recipient_deactivated_while_its_notifications_wait_is_sent_no_m
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
     """A notifier claims ahead; what it claimed for a recipient deactivated since is not sent."""
-    db = make_engine(migrated_url)
-    async with (
-        webhook_receiver() as receiver,
-        _one_sent_one_waiting(api, receiver, db, migrated_url, kafka_settings) as vendor,
-    ):
+    async with _one_sent_one_waiting(api, migrated_url, kafka_settings) as (receiver, vendor, db):
         endpoint = receiver.endpoints[vendor]
         [waiting] = set(_leases(db, vendor)) - {endpoint.received[0].webhook_id}
         stopped = await api.client.patch(
@@ -366,18 +362,13 @@ async def test_a_recipient_deactivated_while_its_notifications_wait_is_sent_no_m
         await eventually(lambda: _leases(db, vendor)[waiting] is None)  # given back
         await asyncio.sleep(4.5)  # the first attempt times out; its slot is free
         assert len(endpoint.received) == 1
-    db.dispose()
 
 
 async def test_a_recipient_that_moves_its_webhook_while_notifications_wait_gets_them_there(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
     """What was claimed ahead for the old URL goes to the new one."""
-    db = make_engine(migrated_url)
-    async with (
-        webhook_receiver() as receiver,
-        _one_sent_one_waiting(api, receiver, db, migrated_url, kafka_settings) as vendor,
-    ):
+    async with _one_sent_one_waiting(api, migrated_url, kafka_settings) as (receiver, vendor, _):
         old = receiver.endpoints[vendor]
         moved = await api.client.patch(
             f"/v1/recipients/{vendor}",
@@ -389,32 +380,36 @@ async def test_a_recipient_that_moves_its_webhook_while_notifications_wait_gets_
         new.secret = old.secret
         await eventually(lambda: len(new.acted_on) == 2, timeout=15)  # the hung one retried
         assert len(old.received) == 1
-    db.dispose()
 
 
 @contextlib.asynccontextmanager
 async def _one_sent_one_waiting(
-    api: RunningApi,
-    receiver: WebhookReceiver,
-    db: Engine,
-    database_url: str,
-    kafka_settings: KafkaSettings,
-) -> AsyncIterator[str]:
+    api: RunningApi, database_url: str, kafka_settings: KafkaSettings
+) -> AsyncIterator[tuple[WebhookReceiver, str, Engine]]:
     """A running notifier and a new recipient with one slot: its first notification hangs in
-    the slot for 3 s, the second is claimed and waits for it. Yields the recipient's id."""
-    vendor = await register(api, receiver)
-    receiver.endpoints[vendor].script = [HANG]
-    async with running_notifier(
-        database_url, kafka_settings, notifier_recipient_concurrency=1, notifier_timeout_seconds=3.0
-    ):
-        for _ in range(2):
-            subject = Subject()
-            await disclose(api, subject, vendor)
-            await announce_erasure(kafka_settings, subject)
-        await eventually(lambda: len(receiver.endpoints[vendor].received) == 1)
-        await eventually(lambda: len(_leases(db, vendor)) == 2)
-        await eventually(lambda: None not in _leases(db, vendor).values())
-        yield vendor
+    the slot for 3 s, the second is claimed and waits for it. Yields the receiver, the
+    recipient's id and an engine on the database."""
+    db = make_engine(database_url)
+    try:
+        async with webhook_receiver() as receiver:
+            vendor = await register(api, receiver)
+            receiver.endpoints[vendor].script = [HANG]
+            async with running_notifier(
+                database_url,
+                kafka_settings,
+                notifier_recipient_concurrency=1,
+                notifier_timeout_seconds=3.0,
+            ):
+                for _ in range(2):
+                    subject = Subject()
+                    await disclose(api, subject, vendor)
+                    await announce_erasure(kafka_settings, subject)
+                await eventually(lambda: len(receiver.endpoints[vendor].received) == 1)
+                await eventually(lambda: len(_leases(db, vendor)) == 2)
+                await eventually(lambda: None not in _leases(db, vendor).values())
+                yield receiver, vendor, db
+    finally:
+        db.dispose()
 
 
 def _leases(db: Engine, recipient_id: str) -> dict[str, datetime | None]:
