@@ -2,14 +2,13 @@
 
 import argparse
 import json
-import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
 
 from services import forecast_command, key_commands, policy_commands
 from shared.contract import event_json_schema
-from shared.settings import DEFAULT_DATABASE_URL
+from shared.settings import DatabaseSettings, SettingsInvalid, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except SettingsInvalid as error:
+        print(f"gallring: {error}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "up", help="start Gallring on the embedded default (SQLite, a local broker)"
     )
     up.set_defaults(run=lambda _: _embedded_up())
+
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema up to date and exit (GALLRING_DATABASE_URL)"
+    )
+    migrate.set_defaults(run=_migrate)
 
     api = commands.add_parser("api", help="run the API service (settings from GALLRING_*)")
     api.set_defaults(run=_serve_api)
@@ -108,7 +116,7 @@ def _serve_api(_: argparse.Namespace) -> int:
     from services.api.main import serve  # imported here: `gallring policy` needs no web stack
     from services.api.settings import ApiSettings
 
-    serve(ApiSettings())
+    serve(load_settings(ApiSettings))
     return 0
 
 
@@ -116,7 +124,7 @@ def _run_purger(_: argparse.Namespace) -> int:
     from services.purger.main import serve
     from services.purger.settings import PurgerSettings
 
-    serve(PurgerSettings())
+    serve(load_settings(PurgerSettings))
     return 0
 
 
@@ -124,7 +132,17 @@ def _run_notifier(_: argparse.Namespace) -> int:
     from services.notifier.main import serve
     from services.notifier.settings import NotifierSettings
 
-    serve(NotifierSettings())
+    serve(load_settings(NotifierSettings))
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    """Run by a deployment once before the services start (they also migrate, finding nothing
+    to do then), so that a failing migration stops the rollout before any service changes."""
+    from shared.migrate import upgrade
+
+    upgrade(_database_url())
+    print("gallring: the database schema is up to date", flush=True)
     return 0
 
 
@@ -135,8 +153,8 @@ def _embedded_up() -> int:
 
 
 def _database_url() -> str:
-    """Key commands need only the database, not the pseudonym secret."""
-    return os.environ.get("GALLRING_DATABASE_URL", DEFAULT_DATABASE_URL)
+    """Key commands and migrations need only the database, not the pseudonym secret."""
+    return load_settings(DatabaseSettings).database_url
 
 
 def _print_schema(_: argparse.Namespace) -> int:

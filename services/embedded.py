@@ -23,6 +23,7 @@ from shared.child_process import end_with_parent
 from shared.database import make_engine
 from shared.embedded_broker import BrokerStartError, EmbeddedBroker
 from shared.migrate import upgrade
+from shared.settings import load_settings
 
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
@@ -59,7 +60,7 @@ def up() -> int:
             os.environ["GALLRING_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
             # The embedded Tansu broker refuses the idempotent producer.
             os.environ.setdefault("GALLRING_KAFKA_ENABLE_IDEMPOTENCE", "false")
-        settings = ApiSettings()
+        settings = load_settings(ApiSettings)
         upgrade(settings.database_url)
         _first_run_admin_key(settings)
         print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)

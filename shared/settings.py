@@ -4,16 +4,26 @@ Nothing is read at import time: each process builds its settings once in its ent
 tests build them directly.
 """
 
+import os
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from shared.policy import Policy, load_default_policy, load_policy
 from shared.pseudonym import Pseudonymiser
 from shared.recipient_secrets import SecretBox
 
 DEFAULT_DATABASE_URL = "sqlite:///var/gallring.db"
+#: A directory of secret files, one per setting, named as its variable in lower case
+#: (``gallring_pseudonym_secret``): Docker's and Kubernetes' secrets, kept out of the environment.
+SECRETS_DIR_VARIABLE = "GALLRING_SECRETS_DIR"
 
 
 class KafkaSettings(BaseSettings):
@@ -54,12 +64,38 @@ class RelaySettings(BaseSettings):
     max_backoff_seconds: float = Field(default=10.0, gt=0)
 
 
-class GallringSettings(BaseSettings):
-    """``GALLRING_…``: what every service needs."""
+class DatabaseSettings(BaseSettings):
+    """``GALLRING_DATABASE_URL``: all that ``gallring migrate`` and ``gallring keys`` need."""
 
     model_config = SettingsConfigDict(
         env_prefix="GALLRING_", extra="ignore", hide_input_in_errors=True
     )
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL; may carry a password"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then ``GALLRING_SECRETS_DIR``'s files, if set."""
+        secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not secrets_dir:
+            return init_settings, env_settings
+        if not Path(secrets_dir).is_dir():
+            # pydantic-settings would only warn, and the service then fail on a missing secret.
+            raise ValueError(f"{SECRETS_DIR_VARIABLE}={secrets_dir} is not a directory")
+        return init_settings, env_settings, SecretsSettingsSource(settings_cls, secrets_dir)
+
+
+class GallringSettings(DatabaseSettings):
+    """``GALLRING_…``: what every service needs."""
 
     pseudonym_secret: SecretStr = Field(
         description="HMAC key for subject pseudonyms: at least 32 characters, never logged. "
@@ -68,7 +104,6 @@ class GallringSettings(BaseSettings):
     policy_file: Path | None = Field(
         default=None, description="A retention policy file; the built-in default if unset."
     )
-    database_url: str = DEFAULT_DATABASE_URL
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     webhook_allow_loopback: bool = Field(
@@ -95,3 +130,32 @@ class GallringSettings(BaseSettings):
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file) if self.policy_file else load_default_policy()
+
+
+class SettingsInvalid(Exception):
+    """The environment does not configure a service: what to set, by variable name."""
+
+
+SettingsClass = TypeVar("SettingsClass", bound=BaseSettings)
+
+
+def load_settings(settings_class: type[SettingsClass]) -> SettingsClass:
+    """A service's settings from its environment, or ``SettingsInvalid`` naming each variable
+    that is missing or wrong (values are never shown: some are secrets)."""
+    try:
+        return settings_class()
+    except ValidationError as error:
+        prefix = _ENV_PREFIXES.get(error.title, "GALLRING_")
+        problems = [
+            f"  {prefix}{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+            for problem in error.errors(include_input=False, include_url=False)
+        ]
+        raise SettingsInvalid("the settings are invalid:\n" + "\n".join(problems)) from None
+    except ValueError as error:  # a source's own complaint, such as the secrets directory's
+        raise SettingsInvalid(str(error)) from None
+
+
+_ENV_PREFIXES = {
+    settings_class.__name__: settings_class.model_config["env_prefix"]
+    for settings_class in (KafkaSettings, RelaySettings)
+}

@@ -1,6 +1,7 @@
 """The ``gallring`` command as a user runs it."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,25 @@ def test_a_line_that_is_not_utf8_or_not_an_object_is_named(tmp_path, capsys) -> 
         "line 2: not valid UTF-8",
         "line 3: expected a JSON object, one event per line",
     ]
+
+
+@pytest.mark.parametrize("service", ["api", "purger", "notifier"])
+def test_a_service_without_its_settings_says_which_to_set_and_exits_2(
+    service, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("GALLRING_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.delenv("GALLRING_SECRETS_DIR", raising=False)
+    code, _, err = run(capsys, service)
+    assert code == 2
+    assert (
+        err == "gallring: the settings are invalid:\n  GALLRING_PSEUDONYM_SECRET: Field required\n"
+    )
+
+
+def test_migrate_brings_the_named_database_up_to_date(tmp_path, monkeypatch, capsys) -> None:
+    database = tmp_path / "gallring.db"
+    monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{database}")
+    assert run(capsys, "migrate")[0] == 0
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"alembic_version", "outbox_message", "retention_clock", "notification"} <= tables

@@ -1,7 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import GallringSettings
+from services.api.settings import ApiSettings
+from shared.settings import DatabaseSettings, GallringSettings, SettingsInvalid, load_settings
 
 SECRET = "s" * 32
 
@@ -37,3 +38,43 @@ def test_the_policy_is_the_default_unless_a_file_is_named(tmp_path) -> None:
     custom.write_text("version: 1\n")
     with pytest.raises(ValueError, match=r"policy\.yaml:1"):
         GallringSettings(pseudonym_secret=SECRET, policy_file=custom).policy()
+
+
+def test_secrets_come_from_files_in_the_secrets_directory_unless_the_environment_sets_them(
+    tmp_path, monkeypatch
+) -> None:
+    """Docker's and Kubernetes' secrets: one file per setting, named as its variable."""
+    (tmp_path / "gallring_pseudonym_secret").write_text(SECRET + "\n")
+    (tmp_path / "gallring_database_url").write_text("postgresql+psycopg://gallring:pw@db/g\n")
+    monkeypatch.setenv("GALLRING_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv("GALLRING_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.delenv("GALLRING_DATABASE_URL", raising=False)
+    settings = GallringSettings()
+    assert settings.pseudonym_secret.get_secret_value() == SECRET
+    assert settings.database_url == "postgresql+psycopg://gallring:pw@db/g"
+    assert DatabaseSettings().database_url == settings.database_url
+
+    monkeypatch.setenv("GALLRING_DATABASE_URL", "sqlite:///other.db")
+    assert GallringSettings().database_url == "sqlite:///other.db"
+
+
+def test_a_secrets_directory_that_is_not_there_is_named(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GALLRING_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(SettingsInvalid, match=r"GALLRING_SECRETS_DIR=.*missing is not a directory"):
+        load_settings(GallringSettings)
+
+
+def test_invalid_settings_name_each_variable_to_set_without_showing_values(monkeypatch) -> None:
+    monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", "short-secret")
+    monkeypatch.setenv("GALLRING_API_PORT", "eighty")
+    with pytest.raises(SettingsInvalid) as invalid:
+        load_settings(ApiSettings)
+    message = str(invalid.value)
+    assert "GALLRING_PSEUDONYM_SECRET: Value error, must be at least 32 characters" in message
+    assert "GALLRING_API_PORT: Input should be a valid integer" in message
+    assert "short-secret" not in message
+
+    monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", SECRET)
+    monkeypatch.setenv("GALLRING_KAFKA_SESSION_TIMEOUT_MS", "5")
+    with pytest.raises(SettingsInvalid, match="GALLRING_KAFKA_SESSION_TIMEOUT_MS: Input should"):
+        load_settings(GallringSettings)
