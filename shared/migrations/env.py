@@ -1,7 +1,7 @@
 """Alembic environment: migrates the database named by the Alembic config's sqlalchemy.url."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import engine_from_config, pool, text
 
 from shared.tables import metadata
 
@@ -22,6 +22,12 @@ def run_migrations() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Every service migrates at its start, several at once in a deployment: the
+                # first upgrades, the others wait here and then find the schema current.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext('gallring-migrate'))")
+                )
             context.run_migrations()
 
 

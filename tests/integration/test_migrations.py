@@ -1,7 +1,9 @@
 """The Alembic migrations, on both databases: they build exactly the schema the models declare."""
 
 import json
+import multiprocessing
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -14,6 +16,7 @@ from shared.database import make_engine
 from shared.migrate import downgrade, upgrade
 from shared.tables import metadata
 from shared.tables.notifier import Notification
+from tests.conftest import new_postgres_database
 
 
 @pytest.fixture
@@ -41,6 +44,28 @@ def test_upgrade_builds_the_declared_schema_and_downgrade_removes_it(empty_datab
 def test_upgrade_twice_is_harmless(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)
+
+
+def test_services_starting_together_on_an_empty_postgresql_database_all_migrate_it() -> None:
+    """A deployment's replicas each migrate at their start, at the same moment (processes, as
+    in a deployment: Alembic's migration context is one per process)."""
+    spawn = multiprocessing.get_context("spawn")
+    with new_postgres_database() as url, spawn.Manager() as manager:
+        together = manager.Barrier(4)
+        with spawn.Pool(4) as pool:
+            pool.starmap(_upgrade_when_all_are_ready, [(url, together)] * 4)
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                context = MigrationContext.configure(connection)
+                assert compare_metadata(context, metadata) == []
+        finally:
+            engine.dispose()
+
+
+def _upgrade_when_all_are_ready(url: str, together: Any) -> None:
+    together.wait(timeout=60)
+    upgrade(url)
 
 
 def test_facts_stored_before_event_types_were_kept_get_theirs(empty_database_url) -> None:
