@@ -1,0 +1,100 @@
+"""Where the deployment files are and how they read: the Dockerfile, the Compose file and the
+Kubernetes manifests. Every reader takes the root it reads under, so that a test can hand it a
+copy with one thing broken and see that the check notices."""
+
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import dockerfile
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = "Dockerfile"
+DOCKERIGNORE = ".dockerignore"
+COMPOSE_FILE = "docker-compose.yml"
+KUBERNETES_DIR = "deploy/kubernetes"
+KUSTOMIZATION = f"{KUBERNETES_DIR}/kustomization.yaml"
+#: What `deployment_copy` copies: the deployment files and what they mount.
+DEPLOYMENT_FILES = (DOCKERFILE, DOCKERIGNORE, COMPOSE_FILE, "deploy")
+
+Manifest = dict[str, Any]
+
+
+def project_version() -> str:
+    with (REPO / "pyproject.toml").open("rb") as pyproject:
+        return tomllib.load(pyproject)["project"]["version"]
+
+
+def compose(root: Path) -> dict[str, Any]:
+    """The Compose file as Compose reads it: YAML with its anchors and `<<` merges resolved."""
+    return yaml.safe_load((root / COMPOSE_FILE).read_text())
+
+
+def kubernetes_manifest_files(root: Path) -> list[Path]:
+    """Every YAML file of the Kubernetes directory but the kustomization itself."""
+    directory = root / KUBERNETES_DIR
+    return sorted(
+        path
+        for path in [*directory.rglob("*.yaml"), *directory.rglob("*.yml")]
+        if path.name not in {"kustomization.yaml", "kustomization.yml"}
+    )
+
+
+def kubernetes_manifests(root: Path) -> list[tuple[Path, Manifest]]:
+    """Each document of each manifest file, with the file it came from."""
+    return [
+        (path, document)
+        for path in kubernetes_manifest_files(root)
+        for document in yaml.safe_load_all(path.read_text())
+        if document is not None
+    ]
+
+
+def kustomization(root: Path) -> dict[str, Any]:
+    return yaml.safe_load((root / KUSTOMIZATION).read_text())
+
+
+def dockerfile_instructions(root: Path) -> tuple[dockerfile.Command, ...]:
+    """The Dockerfile as BuildKit's own parser (in Go) reads it."""
+    return dockerfile.parse_file(str(root / DOCKERFILE))
+
+
+def dockerfile_stages(root: Path) -> list[list[dockerfile.Command]]:
+    """The instructions of each build stage, each list starting with its FROM."""
+    stages: list[list[dockerfile.Command]] = []
+    for instruction in dockerfile_instructions(root):
+        if instruction.cmd == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append(instruction)
+    return stages
+
+
+def copy_deployment_files(destination: Path) -> Path:
+    """The deployment files under ``destination``, laid out as in the repository (the secrets
+    a workstation may have under deploy/secrets/ stay behind)."""
+    for name in DEPLOYMENT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source, destination / name, ignore=_secrets_and_caches, dirs_exist_ok=True
+            )
+        else:
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def _secrets_and_caches(directory: str, names: list[str]) -> list[str]:
+    if Path(directory).name == "secrets":
+        return [name for name in names if name != ".gitignore"]
+    return [name for name in names if name == "__pycache__"]
+
+
+def break_file(root: Path, relative_path: str, old: str, new: str) -> None:
+    """Replace the first ``old`` in a copied file by ``new``: one deliberate mistake."""
+    path = root / relative_path
+    text = path.read_text()
+    assert old in text, f"{relative_path} no longer holds {old!r}: update this breakage"
+    path.write_text(text.replace(old, new, 1))
