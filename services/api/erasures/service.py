@@ -19,6 +19,7 @@ from services.api.notifications import service as notifications
 from services.api.passing_on import pass_on
 from shared import topics
 from shared.contract.erasure_messages import ConfirmationReported
+from shared.pseudonym import subject_hash
 from shared.tables.purger import SWEPT_STATES, ErasureConfirmation, ErasureProof, StoredClock
 
 _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
@@ -84,6 +85,18 @@ def one(db: Engine, erasure_id: UUID) -> ErasureView | None:
         view = _proof_view(proof, _confirmed_by(connection, [erasure_id]).get(erasure_id, []))
         view.notifications = notifications.of_erasure(connection, erasure_id)
         return view
+
+
+def of_subject(connection: Connection, pseudonym: str) -> list[ErasureView]:
+    """The proofs of a subject's executed erasures, oldest first: found through the hash of the
+    pseudonym they keep, which only someone who holds the identifier can compute."""
+    rows = connection.execute(
+        select(_PROOFS)
+        .where(_PROOFS.c.subject_hash == subject_hash(pseudonym))
+        .order_by(_PROOFS.c.executed_at, _PROOFS.c.erasure_id)
+    ).all()
+    systems = _confirmed_by(connection, [row.erasure_id for row in rows])
+    return [_proof_view(row, systems.get(row.erasure_id, [])) for row in rows]
 
 
 def confirmed_at(db: Engine, erasure_id: UUID, system: str) -> datetime | None:

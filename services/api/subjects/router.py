@@ -20,7 +20,7 @@ Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
 @router.post(
     "/lookup",
     response_model=SubjectClocks,
-    summary="A subject's pseudonym and retention clocks",
+    summary="A subject's pseudonym, retention clocks and executed erasures",
     responses={401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
 async def lookup(
@@ -32,11 +32,15 @@ async def lookup(
     state = request.app.state
     pseudonym = subject.pseudonym(state.pseudonymiser)
     now = datetime.now(UTC)
-    count, clocks = await run_in_threadpool(
+    count, clocks, erased = await run_in_threadpool(
         lambda: service.clocks_of(
             state.db_engine, state.retention_engine, pseudonym, actor=principal, now=now
         )
     )
     return SubjectClocks(
-        subject=pseudonym, evaluated_at=now, events=count, clocks=[ClockView.of(c) for c in clocks]
+        subject=pseudonym,
+        evaluated_at=now,
+        events=count,
+        clocks=[ClockView.of(c) for c in clocks],
+        erasures=erased,
     )

@@ -5,6 +5,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from services.api.erasures.schemas import ErasureView
 from shared.engine import ClockState, RetentionClock
 
 
@@ -37,3 +38,4 @@ class SubjectClocks(BaseModel):
     evaluated_at: datetime
     events: int
     clocks: list[ClockView]
+    erasures: list[ErasureView]  # executed ones, oldest first: what was erased, when, why

@@ -6,6 +6,8 @@ from sqlalchemy import Engine, select
 
 from services.api import audit
 from services.api.api_keys import Principal
+from services.api.erasures import service as erasures
+from services.api.erasures.schemas import ErasureView
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionClock, RetentionEngine
 from shared.tables.purger import SubjectFact
@@ -13,9 +15,10 @@ from shared.tables.purger import SubjectFact
 
 def clocks_of(
     engine: Engine, retention: RetentionEngine, pseudonym: str, *, actor: Principal, now: datetime
-) -> tuple[int, list[RetentionClock]]:
-    """How many events Gallring holds for the subject, and the clocks they give as of ``now``.
-    Events the purger has not consumed yet are not counted (it is seconds behind, normally).
+) -> tuple[int, list[RetentionClock], list[ErasureView]]:
+    """How many events Gallring holds for the subject, the clocks they give as of ``now``, and
+    the proofs of the subject's erasures. Events the purger has not consumed yet are not counted
+    (it is seconds behind, normally).
 
     The lookup is audited by who asked and how much they saw, not by whom it was about: the
     audit log outlives erasures and must not link back to a person.
@@ -27,6 +30,7 @@ def clocks_of(
         ).scalars()
         messages = [LifecycleMessage.model_validate_json(payload) for payload in payloads]
         clocks = retention.evaluate(pseudonym, messages, now)
+        erased = erasures.of_subject(connection, pseudonym)
         audit.record(
             connection,
             actor=actor,
@@ -34,5 +38,6 @@ def clocks_of(
             at=now,
             events=len(messages),
             clocks=len(clocks),
+            erasures=len(erased),
         )
-    return len(messages), clocks
+    return len(messages), clocks, erased
