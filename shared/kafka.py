@@ -3,12 +3,12 @@
 Offsets are never auto-committed: consumers commit after their work is durable.
 """
 
-import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from murmurhash2 import murmurhash2
 
 from shared.settings import KafkaSettings
@@ -70,7 +70,28 @@ async def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...]) -> Non
             if topic not in existing
         ]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile elsewhere
-                await admin.create_topics(missing)
+            refused = topics_refused(await admin.create_topics(missing))
+            if refused:
+                raise TopicsNotCreated(
+                    "the broker refused to create Kafka topics ("
+                    + "; ".join(refused)
+                    + "): check GALLRING_KAFKA_TOPIC_PARTITIONS and "
+                    "GALLRING_KAFKA_TOPIC_REPLICATION_FACTOR against the cluster, or create them"
+                )
     finally:
         await admin.close()
+
+
+class TopicsNotCreated(Exception):
+    """Without its topics Gallring would wait silently for messages that never come."""
+
+
+def topics_refused(response: Any) -> list[str]:
+    """``topic: reason`` for each topic a CreateTopics answer refused. The admin client raises
+    for none of them; a topic created meanwhile by another service is no refusal."""
+    refused = []
+    for topic, code, *rest in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            message = rest[0] if rest and rest[0] else for_code(code).__name__
+            refused.append(f"{topic}: {message}")
+    return refused
