@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,7 +26,29 @@ DEFAULT_DATABASE_URL = "sqlite:///var/gallring.db"
 SECRETS_DIR_VARIABLE = "GALLRING_SECRETS_DIR"
 
 
-class KafkaSettings(BaseSettings):
+class GallringEnvironment(BaseSettings):
+    """Settings read from ``GALLRING_…`` variables and, with ``GALLRING_SECRETS_DIR``, files."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then ``GALLRING_SECRETS_DIR``'s files, if set."""
+        secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not secrets_dir:
+            return init_settings, env_settings
+        if not Path(secrets_dir).is_dir():
+            # pydantic-settings would only warn, and the service then fail on a missing secret.
+            raise ValueError(f"{SECRETS_DIR_VARIABLE}={secrets_dir} is not a directory")
+        return init_settings, env_settings, SecretsSettingsSource(settings_cls, secrets_dir)
+
+
+class KafkaSettings(GallringEnvironment):
     """``GALLRING_KAFKA_…``: how every service reaches the broker."""
 
     model_config = SettingsConfigDict(env_prefix="GALLRING_KAFKA_", extra="ignore")
@@ -52,7 +74,7 @@ class KafkaSettings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
 
 
-class RelaySettings(BaseSettings):
+class RelaySettings(GallringEnvironment):
     """``GALLRING_RELAY_…``: the outbox relay each service runs to publish what it stored."""
 
     model_config = SettingsConfigDict(env_prefix="GALLRING_RELAY_", extra="ignore")
@@ -64,7 +86,7 @@ class RelaySettings(BaseSettings):
     max_backoff_seconds: float = Field(default=10.0, gt=0)
 
 
-class DatabaseSettings(BaseSettings):
+class DatabaseSettings(GallringEnvironment):
     """``GALLRING_DATABASE_URL``: all that ``gallring migrate`` and ``gallring keys`` need."""
 
     model_config = SettingsConfigDict(
@@ -75,23 +97,17 @@ class DatabaseSettings(BaseSettings):
         default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL; may carry a password"
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments, then the environment, then ``GALLRING_SECRETS_DIR``'s files, if set."""
-        secrets_dir = os.environ.get(SECRETS_DIR_VARIABLE)
-        if not secrets_dir:
-            return init_settings, env_settings
-        if not Path(secrets_dir).is_dir():
-            # pydantic-settings would only warn, and the service then fail on a missing secret.
-            raise ValueError(f"{SECRETS_DIR_VARIABLE}={secrets_dir} is not a directory")
-        return init_settings, env_settings, SecretsSettingsSource(settings_cls, secrets_dir)
+    @model_validator(mode="after")
+    def _deployed_names_its_database(self) -> "DatabaseSettings":
+        """A deployment with secret files whose database URL is missing (a misnamed file, say)
+        must not fall back to ``gallring up``'s SQLite file."""
+        if os.environ.get(SECRETS_DIR_VARIABLE) and "database_url" not in self.model_fields_set:
+            raise ValueError(
+                "GALLRING_DATABASE_URL is set neither in the environment nor as the file "
+                f"gallring_database_url in {SECRETS_DIR_VARIABLE}; the SQLite default is for "
+                "`gallring up` only"
+            )
+        return self
 
 
 class GallringSettings(DatabaseSettings):
@@ -148,6 +164,8 @@ def load_settings(settings_class: type[SettingsClass]) -> SettingsClass:
         prefix = _ENV_PREFIXES.get(error.title, "GALLRING_")
         problems = [
             f"  {prefix}{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+            if problem["loc"]
+            else f"  {problem['msg']}"  # a rule across settings; its message names them
             for problem in error.errors(include_input=False, include_url=False)
         ]
         raise SettingsInvalid("the settings are invalid:\n" + "\n".join(problems)) from None

@@ -57,5 +57,7 @@ class NotifierSettings(GallringSettings):
     @model_validator(mode="after")
     def _waits_fit(self) -> "NotifierSettings":
         if self.notifier_retry_base_seconds > self.notifier_retry_max_seconds:
-            raise ValueError("notifier_retry_base_seconds exceeds notifier_retry_max_seconds")
+            raise ValueError(
+                "GALLRING_NOTIFIER_RETRY_BASE_SECONDS exceeds GALLRING_NOTIFIER_RETRY_MAX_SECONDS"
+            )
         return self

@@ -2,6 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.api.settings import ApiSettings
+from services.notifier.settings import NotifierSettings
 from shared.settings import DatabaseSettings, GallringSettings, SettingsInvalid, load_settings
 
 SECRET = "s" * 32
@@ -78,3 +79,40 @@ def test_invalid_settings_name_each_variable_to_set_without_showing_values(monke
     monkeypatch.setenv("GALLRING_KAFKA_SESSION_TIMEOUT_MS", "5")
     with pytest.raises(SettingsInvalid, match="GALLRING_KAFKA_SESSION_TIMEOUT_MS: Input should"):
         load_settings(GallringSettings)
+
+
+def test_kafka_and_relay_settings_come_from_secret_files_too(tmp_path, monkeypatch) -> None:
+    (tmp_path / "gallring_pseudonym_secret").write_text(SECRET)
+    (tmp_path / "gallring_database_url").write_text("postgresql+psycopg://db/g")
+    (tmp_path / "gallring_kafka_bootstrap").write_text("kafka-1:9093\n")
+    (tmp_path / "gallring_relay_batch_size").write_text("50")
+    monkeypatch.setenv("GALLRING_SECRETS_DIR", str(tmp_path))
+    for name in ("PSEUDONYM_SECRET", "DATABASE_URL", "KAFKA_BOOTSTRAP", "RELAY_BATCH_SIZE"):
+        monkeypatch.delenv(f"GALLRING_{name}", raising=False)
+    settings = GallringSettings()
+    assert (settings.kafka.bootstrap, settings.relay.batch_size) == ("kafka-1:9093", 50)
+
+
+def test_a_deployment_with_secret_files_but_no_database_url_does_not_fall_back_to_sqlite(
+    tmp_path, monkeypatch
+) -> None:
+    """A misnamed secret file must not leave a service writing a private SQLite file."""
+    (tmp_path / "gallring_pseudonym_secret").write_text(SECRET)
+    (tmp_path / "gallring_database-url").write_text("postgresql+psycopg://db/g")  # misnamed
+    monkeypatch.setenv("GALLRING_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv("GALLRING_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.delenv("GALLRING_DATABASE_URL", raising=False)
+    with pytest.raises(SettingsInvalid, match="GALLRING_DATABASE_URL is set neither"):
+        load_settings(GallringSettings)
+
+
+def test_a_rule_across_settings_is_told_by_the_variables_it_concerns(monkeypatch) -> None:
+    monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", SECRET)
+    monkeypatch.setenv("GALLRING_NOTIFIER_RETRY_BASE_SECONDS", "100")
+    monkeypatch.setenv("GALLRING_NOTIFIER_RETRY_MAX_SECONDS", "10")
+    with pytest.raises(SettingsInvalid) as invalid:
+        load_settings(NotifierSettings)
+    assert str(invalid.value) == (
+        "the settings are invalid:\n  Value error, GALLRING_NOTIFIER_RETRY_BASE_SECONDS exceeds "
+        "GALLRING_NOTIFIER_RETRY_MAX_SECONDS"
+    )
