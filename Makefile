@@ -1,10 +1,11 @@
 # Gallring: `make run` starts the system, `make test` runs the whole suite. Both install first.
+# `make demo`, in a second terminal beside `make run`, shows a day of events erased and told.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench schema clean
+.PHONY: run demo test lint bench schema clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -16,6 +17,9 @@ $(INSTALLED): pyproject.toml
 
 run: $(INSTALLED)
 	$(BIN)/gallring up
+
+demo: $(INSTALLED)
+	$(BIN)/gallring demo
 
 test: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -2,11 +2,12 @@
 
 import argparse
 import json
+import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from services import forecast_command, key_commands, policy_commands
+from services import demo_command, forecast_command, key_commands, policy_commands
 from shared.contract import event_json_schema
 from shared.settings import DatabaseSettings, SettingsInvalid, load_settings
 
@@ -64,6 +65,31 @@ def _parser() -> argparse.ArgumentParser:
         "migrate", help="bring the database schema up to date and exit (GALLRING_DATABASE_URL)"
     )
     migrate.set_defaults(run=_migrate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="post a day of events to a running Gallring (`gallring up`) and watch erasures "
+        "executed and recipients told",
+    )
+    demo.add_argument(
+        "--api",
+        default=f"http://127.0.0.1:{os.environ.get('GALLRING_API_PORT', '8000')}",
+        help="the API's address (default: http://127.0.0.1:8000, or GALLRING_API_PORT)",
+    )
+    demo.add_argument(
+        "--api-key",
+        default=os.environ.get("GALLRING_DEMO_API_KEY"),
+        help="an admin key (default: GALLRING_DEMO_API_KEY, else a new key named demo in the "
+        "local database, GALLRING_DATABASE_URL)",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the erasures (120)"
+    )
+    demo.set_defaults(
+        run=lambda a: demo_command.run_demo(
+            a.api, a.api_key, _database_url(), timeout=a.timeout, out=sys.stdout, err=sys.stderr
+        )
+    )
 
     api = commands.add_parser("api", help="run the API service (settings from GALLRING_*)")
     api.set_defaults(run=_serve_api)

@@ -5,7 +5,7 @@ The API, the purger and the notifier on SQLite under ``./var/``, a Tansu broker 
 real one, a pseudonym secret generated
 once into ``./var/``, and an admin API key made on the first run and printed once. Recipients'
 webhooks may go to loopback receivers here (development), unless
-``GALLRING_WEBHOOK_ALLOW_LOOPBACK`` says otherwise.
+``GALLRING_WEBHOOK_ALLOW_LOOPBACK`` says otherwise, and the purger sweeps every 5 s (not 60).
 Production sets every ``GALLRING_…`` variable instead.
 """
 
@@ -61,6 +61,11 @@ def up() -> int:
             # The embedded Tansu broker refuses the idempotent producer.
             os.environ.setdefault("GALLRING_KAFKA_ENABLE_IDEMPOTENCE", "false")
         settings = load_settings(ApiSettings)
+        # A newcomer's erasures within seconds, not a minute; recipients confirm at this API.
+        os.environ.setdefault("GALLRING_PURGER_SWEEP_INTERVAL_SECONDS", "5")
+        os.environ.setdefault(
+            "GALLRING_NOTIFIER_PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}"
+        )
         upgrade(settings.database_url)
         _first_run_admin_key(settings)
         print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)

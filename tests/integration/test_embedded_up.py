@@ -221,3 +221,38 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
     with sqlite3.connect(tmp_path / "var" / "gallring.db") as database:
         assert raw not in b"\n".join(line.encode() for line in database.iterdump())
     assert subject.ref not in output
+
+
+def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_again(
+    tmp_path: Path,
+) -> None:
+    """``gallring demo`` beside ``gallring up``, as a newcomer runs them in two terminals; the
+    second run finds its recipients registered and takes them over."""
+    ports = {name: free_loopback_port() for name in PORTS}
+    process = start(tmp_path, ports)
+    try:
+        wait_until_running(tmp_path, ports, process)
+        environment = {**os.environ, "GALLRING_API_PORT": str(ports["api"])}
+        environment.pop("GALLRING_DATABASE_URL", None)  # the demo's key goes into var/
+        for _ in range(2):
+            demo = subprocess.run(
+                [GALLRING, "demo", "--timeout", "60"],
+                cwd=tmp_path,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+            assert demo.returncode == 0, demo.stdout + demo.stderr
+            # The story: four subjects' due data erased (one of them at once, on unsubscribe),
+            # one held, two kept; the print vendor and the agent abroad told and confirming.
+            assert "4 erasures executed, 2 recipients told with a signed webhook, 2 confirmed" in (
+                demo.stdout
+            )
+            assert "held" in demo.stdout and "pending until" in demo.stdout
+            for erased in ("collection_case", "customer_relationship", "marketing", "aml"):
+                assert f"erased: {erased} " in demo.stdout
+        stop(tmp_path, ports, process, signal.SIGINT)
+    finally:
+        kill_session(process.pid)

@@ -10,6 +10,7 @@ import pytest
 
 from services.cli import main
 from shared.contract.examples import EXAMPLES
+from shared.embedded_broker import free_loopback_port
 
 REPO = Path(__file__).parents[2]
 EXAMPLE_EVENTS = REPO / "docs" / "examples" / "events.jsonl"
@@ -173,3 +174,22 @@ def test_migrate_brings_the_named_database_up_to_date(tmp_path, monkeypatch, cap
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"alembic_version", "outbox_message", "retention_clock", "notification"} <= tables
+
+
+def test_the_demo_says_to_start_gallring_first_when_nothing_answers(capsys) -> None:
+    api = f"http://127.0.0.1:{free_loopback_port()}"
+    code, _, err = run(capsys, "demo", "--api", api, "--api-key", "gal_x")
+    assert code == 1
+    assert err == (
+        f"gallring demo: nothing answers at {api}: start Gallring first (`make run` in another "
+        "terminal), or name its API with --api\n"
+    )
+
+
+def test_the_demo_without_a_key_says_where_it_looked_for_the_database(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{tmp_path}/var/gallring.db")
+    code, _, err = run(capsys, "demo", "--api", "http://127.0.0.1:9")
+    assert code == 1
+    assert f"no Gallring database at {tmp_path}/var/gallring.db: start Gallring" in err

@@ -1,0 +1,155 @@
+"""The demo's day at a debt-collection company: who the events are about and what happened to
+them, back-dated where the story is old, so that erasures fall due now instead of in 36 months.
+
+Every run makes new subjects, cases and event ids, so the demo can be run again and again.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dateutil.relativedelta import relativedelta
+
+PRINT_VENDOR = "demo-print-vendor"
+COLLECTION_AGENT = "demo-collection-agent-de"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A processor Gallring tells about erasures, registered by the demo."""
+
+    recipient_id: str
+    name: str
+    country: str
+    categories: tuple[str, ...]
+
+
+RECIPIENTS = (
+    Recipient(PRINT_VENDOR, "Print & Post AB (letters)", "SE", ("collection_case",)),
+    Recipient(
+        COLLECTION_AGENT,
+        "Inkasso Partner GmbH (collection abroad)",
+        "DE",
+        ("collection_case", "customer_relationship"),
+    ),
+)
+
+
+@dataclass
+class Person:
+    """One data subject of the story: what the demo tells about them, and their events."""
+
+    label: str
+    story: str
+    ref: str
+    due_now: tuple[str, ...]  # the categories of their data that the policy erases now
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def happened(self, event_type: str, at: datetime, **fields: Any) -> None:
+        self.events.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": event_type,
+                "occurred_at": at.isoformat(),
+                "subject": {"ref": self.ref},
+                **fields,
+            }
+        )
+
+
+def a_day(now: datetime) -> list[Person]:
+    """The day's subjects with every event that matters for them, oldest first."""
+    run = uuid.uuid4().hex[:6]
+
+    def months_ago(months: int) -> datetime:
+        return now - relativedelta(months=months)
+
+    def person(label: str, story: str, *due_now: str) -> Person:
+        return Person(label, story, f"crm:demo-{run}-{label}", due_now)
+
+    def disclosed(to: str, category: str, reference: str) -> dict[str, Any]:
+        return {"recipient_id": to, "category": category, "recipient_ref": reference}
+
+    debtor = person(
+        "debtor-1",
+        "case closed 37 months ago; its letters were printed by the vendor",
+        "collection_case",
+    )
+    case = {"case_id": f"C-{run}-101"}
+    debtor.happened(
+        "data.disclosed",
+        months_ago(40),
+        role="debtor",
+        scope=case,
+        data=disclosed(PRINT_VENDOR, "collection_case", f"PV-{run}-101"),
+    )
+    debtor.happened("collection_case.closed", months_ago(37), role="debtor", scope=case)
+
+    held = person("debtor-2", "case closed 37 months ago, but a dispute put a legal hold on it")
+    held_case = {"case_id": f"C-{run}-102"}
+    held.happened(
+        "data.disclosed",
+        months_ago(39),
+        role="debtor",
+        scope=held_case,
+        data=disclosed(COLLECTION_AGENT, "collection_case", f"IP-{run}-102"),
+    )
+    held.happened("collection_case.closed", months_ago(37), role="debtor", scope=held_case)
+    held.happened(
+        "legal_hold.placed",
+        months_ago(2),
+        data={"hold_id": f"H-{run}-1", "case_id": held_case["case_id"]},
+    )
+
+    recent = person("debtor-3", "case closed today: kept for 36 months")
+    recent_case = {"case_id": f"C-{run}-103"}
+    recent.happened(
+        "data.disclosed",
+        months_ago(3),
+        role="debtor",
+        scope=recent_case,
+        data=disclosed(COLLECTION_AGENT, "collection_case", f"IP-{run}-103"),
+    )
+    recent.happened("collection_case.closed", now, role="debtor", scope=recent_case)
+
+    guarantor = person(
+        "guarantor",
+        "client relationship ended 40 months ago, settled 38 months ago",
+        "customer_relationship",
+    )
+    client = {"client_id": f"K-{run}"}
+    guarantor.happened(
+        "data.disclosed",
+        months_ago(41),
+        role="client_guarantor",
+        scope=client,
+        data=disclosed(COLLECTION_AGENT, "customer_relationship", f"IP-{run}-K"),
+    )
+    guarantor.happened(
+        "customer_relationship.ended", months_ago(40), role="client_guarantor", scope=client
+    )
+    guarantor.happened(
+        "customer_relationship.settled", months_ago(38), role="client_guarantor", scope=client
+    )
+
+    reader = person("reader", "newsletter reader who unsubscribed a minute ago", "marketing")
+    reader.happened("marketing.contact", months_ago(2), role="newsletter_recipient")
+    reader.happened("newsletter.unsubscribed", now, role="newsletter_recipient")
+
+    partner = person("partner", "client's beneficial owner, AML check 6 years ago", "aml")
+    partner.happened(
+        "aml.measure_performed",
+        months_ago(72),
+        role="client_partner",
+        scope={"measure_id": f"KYC-{run}"},
+    )
+
+    payer = person("payer", "paid an invoice last year: bookkeeping kept through the 7th year")
+    payer.happened(
+        "bookkeeping.recorded",
+        months_ago(1),
+        role="debtor",
+        data={"fiscal_year_end": f"{now.year - 1}-12-31"},
+    )
+    return [debtor, held, recent, guarantor, reader, partner, payer]
