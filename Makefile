@@ -35,6 +35,7 @@ bench: $(INSTALLED)
 
 schema: $(INSTALLED)
 	$(BIN)/gallring contract schema > docs/event-contract.v1.schema.json
+	$(BIN)/gallring contract topics > docs/topics.v1.schema.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

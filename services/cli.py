@@ -6,9 +6,11 @@ import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from services import demo_command, forecast_command, key_commands, policy_commands
 from shared.contract import event_json_schema
+from shared.contract.topic_messages import topic_json_schema
 from shared.settings import DatabaseSettings, SettingsInvalid, load_settings
 
 
@@ -134,7 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     contract = commands.add_parser("contract", help="the v1 event contract")
     contract_commands = contract.add_subparsers(metavar="ACTION", required=True)
     schema = contract_commands.add_parser("schema", help="print the contract's JSON Schema")
-    schema.set_defaults(run=_print_schema)
+    schema.set_defaults(run=lambda _: _print_json(event_json_schema()))
+    topic_schema = contract_commands.add_parser(
+        "topics", help="print the JSON Schema of every Kafka topic's messages"
+    )
+    topic_schema.set_defaults(run=lambda _: _print_json(topic_json_schema()))
     return parser
 
 
@@ -183,8 +189,8 @@ def _database_url() -> str:
     return load_settings(DatabaseSettings).database_url
 
 
-def _print_schema(_: argparse.Namespace) -> int:
-    print(json.dumps(event_json_schema(), indent=2, sort_keys=True))
+def _print_json(document: dict[str, Any]) -> int:
+    print(json.dumps(document, indent=2, sort_keys=True))
     return 0
 
 

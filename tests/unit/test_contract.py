@@ -2,14 +2,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
-from pydantic import ValidationError
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
 
+from shared import topics
 from shared.contract import EVENT_TYPES, event_json_schema, parse_event
+from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
 from shared.contract.errors import describe
 from shared.contract.examples import EXAMPLES
 from shared.contract.lifecycle_message import LifecycleMessage
+from shared.contract.topic_messages import topic_json_schema
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "event-contract.v1.schema.json"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -214,3 +219,41 @@ def test_the_intakes_message_json_is_the_messages_own(event_type: str) -> None:
             LifecycleMessage.from_event(event, pseudonym).to_json()
         )
         assert LifecycleMessage.model_validate_json(fast).subject == pseudonym
+
+
+TOPICS_SCHEMA_FILE = SCHEMA_FILE.parent / "topics.v1.schema.json"
+
+
+def test_the_committed_topic_schemas_match_the_code_and_cover_every_topic() -> None:
+    assert json.loads(TOPICS_SCHEMA_FILE.read_text()) == topic_json_schema(), (
+        "run `make schema` and commit docs/"
+    )
+    assert set(topic_json_schema()["properties"]) == set(topics.ALL_TOPICS)
+
+
+def test_messages_as_published_are_valid_by_their_topics_schema() -> None:
+    schema = topic_json_schema()
+
+    def problems(topic: str, message: BaseModel) -> list[str]:
+        validator = Draft202012Validator({"$defs": schema["$defs"], **schema["properties"][topic]})
+        return [
+            error.message for error in validator.iter_errors(json.loads(message.model_dump_json()))
+        ]
+
+    erasure = {
+        "event_id": uuid4(),
+        "erasure_id": uuid4(),
+        "category": "collection_case",
+        "scope": {"case_id": "C-1"},
+        "rule": "collection_case.retention",
+        "legal_basis": "GDPR art. 17(1)(a)",
+        "due_at": NOW,
+    }
+    executed = ErasureExecuted(**erasure, executed_at=NOW)
+    assert problems(topics.ERASURES, executed) == []
+    assert problems(topics.ERASURE_COMMANDS, ErasureCommand(**erasure)) == []
+    assert problems(topics.ERASURE_COMMANDS, executed) != []  # an executed is no command
+    lifecycle = LifecycleMessage.model_validate(
+        {**EXAMPLES["marketing.contact"], "subject": "a" * 64, "schema_version": 1}
+    )
+    assert problems(topics.LIFECYCLE, lifecycle) == []
