@@ -9,6 +9,7 @@ sent to the endpoint once it is gone.
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -123,7 +124,7 @@ class Walkthrough:
 
     async def _told(self, told: Told) -> None:
         data = told.payload["data"]
-        scope = ", ".join(f"{k} {v}" for k, v in data["scope"].items())
+        scope = _scope_text(data["scope"])
         outcome = "confirmed" if told.confirmed else f"confirming at {data['confirm_url']} failed"
         self._say(
             f"  {self._clock()}  {told.recipient_id} verified a signed deletion webhook: erase "
@@ -167,7 +168,9 @@ async def _check_running(api: ClientSession, api_url: str) -> None:
         ) from None
 
 
-async def _register_recipients(api: ClientSession, endpoint: VendorEndpoint, say: Any) -> None:
+async def _register_recipients(
+    api: ClientSession, endpoint: VendorEndpoint, say: Callable[[str], None]
+) -> None:
     """Registered once; a later run points them at this run's endpoint and takes a new
     signing secret (the old one, sealed in Gallring's database, is not to be read back)."""
     say(f"Recipients, their webhooks on this machine ({endpoint.url('…')}):")
@@ -209,11 +212,15 @@ async def _lookup(api: ClientSession, person: Person) -> dict[str, Any]:
 
 
 def _describe(clock: dict[str, Any]) -> str:
-    scope = ", ".join(f"{k} {v}" for k, v in clock["scope"].items()) or "whole subject"
+    scope = _scope_text(clock["scope"]) or "whole subject"
     state = clock["state"]
     if state == "pending" and clock["due_at"]:
         state = f"pending until {clock['due_at'][:10]}"
     return f"{clock['category']:22} {scope:26} {state:28} {clock['rule']}"
+
+
+def _scope_text(scope: dict[str, str]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in scope.items())
 
 
 def _recipients_to_tell(person: Person) -> list[str]:
