@@ -15,7 +15,12 @@ DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
 COMPOSE_FILE = "docker-compose.yml"
 KUBERNETES_DIR = "deploy/kubernetes"
+#: The services' kustomization; the migration Job's is its own, in MIGRATE_DIR.
 KUSTOMIZATION = f"{KUBERNETES_DIR}/kustomization.yaml"
+MIGRATE_DIR = f"{KUBERNETES_DIR}/migrate"
+MIGRATE_KUSTOMIZATION = f"{MIGRATE_DIR}/kustomization.yaml"
+KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml"})
+DEPLOY_README = "deploy/README.md"
 #: What `deployment_copy` copies: the deployment files and what they mount.
 DEPLOYMENT_FILES = (DOCKERFILE, DOCKERIGNORE, COMPOSE_FILE, "deploy")
 
@@ -32,14 +37,19 @@ def compose(root: Path) -> dict[str, Any]:
     return yaml.safe_load((root / COMPOSE_FILE).read_text())
 
 
-def kubernetes_manifest_files(root: Path) -> list[Path]:
-    """Every YAML file of the Kubernetes directory but the kustomization itself."""
+def _kubernetes_yaml_files(root: Path) -> list[Path]:
     directory = root / KUBERNETES_DIR
-    return sorted(
-        path
-        for path in [*directory.rglob("*.yaml"), *directory.rglob("*.yml")]
-        if path.name not in {"kustomization.yaml", "kustomization.yml"}
-    )
+    return sorted([*directory.rglob("*.yaml"), *directory.rglob("*.yml")])
+
+
+def kubernetes_manifest_files(root: Path) -> list[Path]:
+    """Every YAML file of the Kubernetes directory and its subdirectories but kustomizations."""
+    return [p for p in _kubernetes_yaml_files(root) if p.name not in KUSTOMIZATION_NAMES]
+
+
+def kustomization_files(root: Path) -> list[Path]:
+    """Every kustomization under the Kubernetes directory: the services' and the migration's."""
+    return [p for p in _kubernetes_yaml_files(root) if p.name in KUSTOMIZATION_NAMES]
 
 
 def kubernetes_manifests(root: Path) -> list[tuple[Path, Manifest]]:
@@ -52,8 +62,9 @@ def kubernetes_manifests(root: Path) -> list[tuple[Path, Manifest]]:
     ]
 
 
-def kustomization(root: Path) -> dict[str, Any]:
-    return yaml.safe_load((root / KUSTOMIZATION).read_text())
+def kustomization(path: Path) -> dict[str, Any]:
+    """A kustomization file, read."""
+    return yaml.safe_load(path.read_text()) or {}
 
 
 def dockerfile_instructions(root: Path) -> tuple[dockerfile.Command, ...]:

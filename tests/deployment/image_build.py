@@ -2,6 +2,7 @@
 leaves it, the build stage's COPY instructions, and its `pip install .` as a wheel build, so a
 test can look into what the image would install."""
 
+import hashlib
 import re
 import shlex
 import shutil
@@ -9,81 +10,66 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from tests.deployment import files
 
+#: Characters that make a .dockerignore name a pattern.
+_GLOB = re.compile(r"[*?\[]")
+
 
 @dataclass(frozen=True)
-class IgnoreRule:
-    pattern: re.Pattern[str]
-    text: str
-    negated: bool
+class ContextRules:
+    """.dockerignore read as the allow-list it is: ``*`` first (everything out), then ``!NAME``
+    lines letting top-level files or directories in, then ``**/GLOB`` lines keeping names out
+    at any depth inside them. Docker's general matching (any later line overriding any earlier
+    one, patterns with slashes) is not replayed: a line of another shape is a problem here, so
+    that the file stays one this reading describes exactly."""
+
+    allowed: frozenset[str]
+    excluded: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    def keeps_out(self, path: str) -> bool:
+        """Whether the build context leaves ``path`` (relative, with slashes) out."""
+        parts = PurePosixPath(path).parts
+        return parts[0] not in self.allowed or any(
+            fnmatchcase(part, glob) for part in parts for glob in self.excluded
+        )
 
 
-def ignore_rules(root: Path) -> list[IgnoreRule]:
-    """.dockerignore's lines, in order; `!` lets in again what an earlier line kept out."""
-    rules = []
-    for line in (root / files.DOCKERIGNORE).read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negated = line.startswith("!")
-        text = line.removeprefix("!").strip().strip("/")
-        rules.append(IgnoreRule(re.compile(_glob_to_regex(text)), text, negated))
-    return rules
-
-
-def _glob_to_regex(glob: str) -> str:
-    """Docker's patterns: `**` any directories, `*` and `?` within one name, `[…]` a set."""
-    regex, i = "", 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            regex, i = regex + "(?:.*/)?", i + 3
-        elif glob.startswith("**", i):
-            regex, i = regex + ".*", i + 2
-        elif glob[i] == "*":
-            regex, i = regex + "[^/]*", i + 1
-        elif glob[i] == "?":
-            regex, i = regex + "[^/]", i + 1
-        elif glob[i] == "[" and "]" in glob[i:]:
-            end = glob.index("]", i)
-            regex, i = regex + glob[i : end + 1].replace("[!", "[^"), end + 1
+def context_rules(root: Path) -> ContextRules:
+    """.dockerignore's lines, and what in them this reading cannot vouch for."""
+    lines = [
+        line.strip()
+        for line in (root / files.DOCKERIGNORE).read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    allow_list = lines[:1] == ["*"]
+    problems = [] if allow_list else ["the first pattern is not `*`: no allow-list"]
+    allowed, excluded = set(), []
+    for line in lines[1:] if allow_list else lines:
+        name = line.removeprefix("!").rstrip("/")
+        if line.startswith("!") and "/" not in name and not _GLOB.search(name):
+            allowed.add(name)
+            if excluded:
+                problems.append(f"{line}: after a `**/` line, it would let in what that kept out")
+        elif line.startswith("**/") and "/" not in line.removeprefix("**/"):
+            excluded.append(line.removeprefix("**/"))
         else:
-            regex, i = regex + re.escape(glob[i]), i + 1
-    return regex + "$"
+            problems.append(f"{line}: neither `!NAME` nor `**/GLOB`, not read by this check")
+    return ContextRules(frozenset(allowed), tuple(excluded), tuple(problems))
 
 
-def is_ignored(path: str, rules: list[IgnoreRule]) -> bool:
-    """As Docker decides: the last rule that matches the path, or one of its parents, wins."""
-    parts = PurePosixPath(path).parts
-    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    ignored = False
-    for rule in rules:
-        if any(rule.pattern.match(candidate) for candidate in candidates):
-            ignored = not rule.negated
-    return ignored
-
-
-def build_context(source_root: Path, rules: list[IgnoreRule]) -> set[str]:
-    """The files of ``source_root`` that the build context holds. An ignored directory is not
-    entered unless a `!` rule could let something inside it in again."""
-    reincluding = [rule.text for rule in rules if rule.negated]
-    context: set[str] = set()
-
-    def walk(directory: Path) -> None:
-        for entry in sorted(directory.iterdir()):
-            relative = entry.relative_to(source_root).as_posix()
-            if entry.is_dir() and not entry.is_symlink():
-                if not is_ignored(relative, rules) or any(
-                    text.startswith(relative + "/") or text.startswith("*") for text in reincluding
-                ):
-                    walk(entry)
-            elif not is_ignored(relative, rules):
-                context.add(relative)
-
-    walk(source_root)
-    return context
+def build_context(source_root: Path, rules: ContextRules) -> set[str]:
+    """The files of ``source_root`` that the build context holds."""
+    context = set()
+    for name in rules.allowed:
+        path = source_root / name
+        candidates = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        context |= {p.relative_to(source_root).as_posix() for p in candidates}
+    return {relative for relative in context if not rules.keeps_out(relative)}
 
 
 @dataclass
@@ -161,6 +147,24 @@ def build_wheel(project_directory: Path, wheel_directory: Path) -> Path:
         capture_output=True,
         timeout=120,
     )
+    [wheel] = wheel_directory.glob("*.whl")
+    return wheel
+
+
+def cached_wheel(project_directory: Path, cache_directory: Path) -> Path:
+    """`build_wheel`, once per content of ``project_directory``: a tree of the same files
+    (paths and bytes) as one built before gets that wheel again; any other tree, a broken copy's
+    included, is built. A build that fails leaves nothing in the cache."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in project_directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(project_directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    wheel_directory = cache_directory / digest.hexdigest()
+    if not wheel_directory.is_dir():
+        building = cache_directory / f"{digest.hexdigest()}.building"
+        shutil.rmtree(building, ignore_errors=True)
+        build_wheel(project_directory, building)
+        building.rename(wheel_directory)
     [wheel] = wheel_directory.glob("*.whl")
     return wheel
 

@@ -27,7 +27,10 @@ ENVIRONMENT_VARIABLES = {
     "GALLRING_TEST_POSTGRES_URL": "tests/conftest.py",  # the test suite only
 }
 
-_VARIABLE = re.compile(r"\bGALLRING_[A-Z0-9_]*[A-Z0-9]")
+#: A variable's whole name (not the start of a longer one, nor of a family: `GALLRING_API_…`).
+_VARIABLE = re.compile(r"\bGALLRING_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_])")
+#: A family of variables, named by their common start: `GALLRING_API_…` (`GALLRING_API_`).
+_PREFIX = re.compile(r"\bGALLRING_(?:[A-Z0-9]+_)*(?![A-Z0-9_])")
 
 
 def settings_classes() -> list[type[BaseSettings]]:
@@ -72,6 +75,11 @@ def variables_read_by_code() -> set[str]:
 
 def variables_named_in(text: str) -> set[str]:
     return set(_VARIABLE.findall(text))
+
+
+def prefixes_named_in(text: str) -> set[str]:
+    """The families of variables a text names by their common start: `GALLRING_KAFKA_…`."""
+    return set(_PREFIX.findall(text))
 
 
 def readme_settings_table(readme: str) -> set[str]:

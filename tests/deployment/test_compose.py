@@ -1,8 +1,10 @@
 """docker-compose.yml against the Compose Specification's JSON Schema (the one `docker compose`
 validates with), read offline from the check-jsonschema package, which vendors it from the
-compose-spec repository; and its secrets kept out of git."""
+compose-spec repository; its secrets kept out of git; its start order without a cycle; its
+ports published on the host's loopback only; and nginx keeping /metrics to the network."""
 
 import json
+import re
 import subprocess
 from functools import cache
 from importlib.resources import files as package_files
@@ -15,6 +17,9 @@ import pytest
 from tests.deployment import files
 
 SECRETS_DIR = "deploy/secrets"
+NGINX_CONF = "deploy/compose/nginx.conf"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_METRICS_REFUSED = re.compile(r"location\s*=\s*/metrics\s*\{\s*return\s+404\s*;\s*\}")
 
 
 @cache
@@ -39,6 +44,62 @@ def secret_file_problems(root: Path) -> list[str]:
         if not path.removeprefix("./").startswith(SECRETS_DIR + "/"):
             problems.append(f"secret {name}: {path} is not under {SECRETS_DIR}/")
     return problems
+
+
+def dependency_problems(root: Path) -> list[str]:
+    """Every `depends_on` names a service, and none leads back to where it started: Compose
+    refuses a cycle, and a service the `x-gallring` anchor's depends_on reaches (`migrate`)
+    would depend on itself if it dropped its own."""
+    services: dict[str, Any] = files.compose(root)["services"]
+    depends_on = {name: list(service.get("depends_on") or []) for name, service in services.items()}
+    problems = [
+        f"{name} depends on {other}, no service here"
+        for name, others in depends_on.items()
+        for other in others
+        if other not in services
+    ]
+    finished: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            problems.append("depends_on goes round: " + " -> ".join(cycle))
+            return
+        if name in finished or name not in services:
+            return
+        for other in depends_on[name]:
+            visit(other, [*path, name])
+        finished.add(name)
+
+    for name in services:
+        visit(name, [])
+    return problems
+
+
+def published_port_problems(root: Path) -> list[str]:
+    """Every published port is bound to the host's loopback: nginx speaks plain HTTP with API
+    keys in its requests, and Kafka UI has no login. A TLS proxy in front reaches them there."""
+    problems = []
+    for name, service in files.compose(root)["services"].items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                host_ip = port.get("host_ip")
+            elif str(port).startswith("["):
+                host_ip = str(port)[1:].split("]", 1)[0]
+            else:
+                parts = str(port).split(":")
+                host_ip = parts[0] if len(parts) == 3 else None
+            if host_ip not in LOOPBACK:
+                problems.append(f"{name}: {port} is published on every interface of the host")
+    return problems
+
+
+def nginx_problems(root: Path) -> list[str]:
+    """The proxy answers /metrics itself, with 404: the metrics are for a Prometheus on the
+    Compose network, which scrapes each replica directly."""
+    if not _METRICS_REFUSED.search((root / NGINX_CONF).read_text()):
+        return [f"{NGINX_CONF}: no `location = /metrics {{ return 404; }}`"]
+    return []
 
 
 def test_the_schema_knows_the_features_the_compose_file_uses() -> None:
@@ -100,3 +161,56 @@ def test_a_secret_file_outside_the_ignored_directory_is_caught(deployment_copy: 
     old = "file: ./deploy/secrets/postgres_password"
     files.break_file(deployment_copy, files.COMPOSE_FILE, old, "file: ./postgres_password")
     assert secret_file_problems(deployment_copy)
+
+
+def test_the_start_order_has_no_cycle() -> None:
+    assert dependency_problems(files.REPO) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # migrate without a depends_on of its own inherits the anchor's, which names migrate:
+        (
+            "      disable: true\n    depends_on:\n      postgres:\n"
+            "        condition: service_healthy\n",
+            "      disable: true\n",
+        ),
+        (
+            "      - kafka-data:/var/lib/kafka/data\n",
+            "      - kafka-data:/var/lib/kafka/data\n    depends_on: [kafka-ui]\n",
+        ),
+        ("    depends_on:\n      api:\n", "    depends_on:\n      apis:\n"),
+    ],
+)
+def test_a_start_order_that_goes_round_is_caught(deployment_copy: Path, old: str, new: str) -> None:
+    files.break_file(deployment_copy, files.COMPOSE_FILE, old, new)
+    assert dependency_problems(deployment_copy)
+
+
+def test_ports_are_published_on_the_loopback_only() -> None:
+    assert published_port_problems(files.REPO) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('      - "127.0.0.1:8000:8000"', '      - "8000:8000"'),
+        ('      - "127.0.0.1:8080:8080"', '      - "0.0.0.0:8080:8080"'),
+        ('      - "127.0.0.1:8000:8000"', "      - target: 8000\n        published: 8000"),
+    ],
+)
+def test_a_port_published_on_every_interface_is_caught(
+    deployment_copy: Path, old: str, new: str
+) -> None:
+    files.break_file(deployment_copy, files.COMPOSE_FILE, old, new)
+    assert published_port_problems(deployment_copy)
+
+
+def test_nginx_keeps_the_metrics_to_the_compose_network() -> None:
+    assert nginx_problems(files.REPO) == []
+
+
+def test_nginx_passing_the_metrics_on_is_caught(deployment_copy: Path) -> None:
+    files.break_file(deployment_copy, NGINX_CONF, "return 404;", "proxy_pass http://api:8000;")
+    assert nginx_problems(deployment_copy)

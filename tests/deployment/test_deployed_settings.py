@@ -18,6 +18,7 @@ from tests.deployment.settings_variables import (
     ENVIRONMENT_VARIABLES,
     SECRETS_DIR_VARIABLE,
     environment_variable_read_in,
+    prefixes_named_in,
     readme_settings_table,
     settings_variables,
     variables_named_in,
@@ -85,11 +86,19 @@ def unread_variables(root: Path) -> list[str]:
     """GALLRING_ names in the deployment files that the code does not read: typos."""
     known = variables_read_by_code()
     scanned = {path for pattern in SCANNED_PATTERNS for path in root.glob(pattern)}
-    return [
-        f"{path.relative_to(root)}: {variable} is read by no code"
-        for path in sorted(scanned)
-        for variable in sorted(variables_named_in(path.read_text()) - known)
-    ]
+    problems = []
+    for path in sorted(scanned):
+        text = path.read_text()
+        problems += [
+            f"{path.relative_to(root)}: {variable} is read by no code"
+            for variable in sorted(variables_named_in(text) - known)
+        ]
+        problems += [
+            f"{path.relative_to(root)}: no variable the code reads starts with {prefix}"
+            for prefix in sorted(prefixes_named_in(text))
+            if not any(variable.startswith(prefix) for variable in known)
+        ]
+    return problems
 
 
 def missing_needs(workloads: list[Workload]) -> list[str]:
@@ -213,6 +222,8 @@ def test_a_variable_missing_from_the_readme_table_is_found() -> None:
         ("deploy/kubernetes/configmap.yaml", "GALLRING_API_HOST:", "GALLRING_API_HOSTNAME:"),
         (files.DOCKERFILE, "GALLRING_API_HOST=", "GALLRING_APIHOST="),
         ("deploy/compose/nginx.conf", "GALLRING_API_MAX_BODY_BYTES", "GALLRING_MAX_BODY_BYTES"),
+        (files.DEPLOY_README, "`GALLRING_RELAY_…`", "`GALLRING_RELAYS_…`"),
+        (files.DEPLOY_README, "`GALLRING_PURGER_…`", "`GALLRING_PURGER_METRIC_…`"),
     ],
 )
 def test_a_misspelt_variable_is_caught(
@@ -239,8 +250,20 @@ def test_a_misspelt_variable_is_caught(
         ),
         (
             files.COMPOSE_FILE,
-            "http://127.0.0.1:9102/metrics",
-            "http://127.0.0.1:9100/metrics",
+            "('127.0.0.1', 9102)",
+            "('127.0.0.1', 9100)",
+            "probes port 9100, but GALLRING_NOTIFIER_METRICS_PORT is 9102",
+        ),
+        (
+            files.COMPOSE_FILE,
+            "http://127.0.0.1:8000/readyz",
+            "http://127.0.0.1:8080/readyz",
+            "probes port 8080, but GALLRING_API_PORT is 8000",
+        ),
+        (
+            "deploy/kubernetes/notifier-deployment.yaml",
+            "          livenessProbe:\n            tcpSocket:\n              port: metrics\n",
+            "          livenessProbe:\n            tcpSocket:\n              port: 9100\n",
             "probes port 9100, but GALLRING_NOTIFIER_METRICS_PORT is 9102",
         ),
         (

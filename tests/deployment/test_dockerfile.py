@@ -18,11 +18,10 @@ from shared.migrate import alembic_config
 from tests.deployment import files
 from tests.deployment.image_build import (
     build_context,
-    build_wheel,
+    cached_wheel,
     console_scripts,
-    ignore_rules,
+    context_rules,
     install_stage,
-    is_ignored,
     lay_out_sources,
 )
 from tests.deployment.workloads import ENTRYPOINT, all_workloads, default_command
@@ -115,11 +114,11 @@ def unknown_subcommands(root: Path) -> list[str]:
 
 
 def context_problems(root: Path) -> list[str]:
-    rules = ignore_rules(root)
-    return [
+    rules = context_rules(root)
+    return [f"{files.DOCKERIGNORE}: {problem}" for problem in rules.problems] + [
         f"{path} would be in the build context"
         for path in PRIVATE_PATHS
-        if not is_ignored(path, rules)
+        if not rules.keeps_out(path)
     ]
 
 
@@ -132,22 +131,32 @@ def install_problems(root: Path) -> list[str]:
     return []
 
 
-def wheel_problems(root: Path, work: Path) -> list[str]:
-    """Lay the build stage out as the Dockerfile does, build its wheel and look inside."""
+def laid_out_project(root: Path, work: Path, sources: Path = files.REPO) -> tuple[Path, list[str]]:
+    """The build stage's directory as the Dockerfile under ``root`` fills it, and its problems.
+
+    ``root`` gives the Dockerfile and the .dockerignore; the files they copy (pyproject.toml,
+    README.md, shared/, services/) come from ``sources``, the repository by default: a test's
+    broken copy holds the deployment files alone, and borrows the sources it builds from."""
     stage = install_stage(root)
-    context = build_context(files.REPO, ignore_rules(root))
+    context = build_context(sources, context_rules(root))
     image_root = work / "image"
-    problems = lay_out_sources(stage, files.REPO, context, image_root)
+    problems = lay_out_sources(stage, sources, context, image_root)
+    return image_root / stage.install_directory.relative_to("/"), problems
+
+
+def wheel_problems(root: Path, work: Path, wheels: Path, sources: Path = files.REPO) -> list[str]:
+    """Lay the build stage out as the Dockerfile under ``root`` does (with the files of
+    ``sources``), build its wheel (``wheels`` caches it) and look inside."""
+    project, problems = laid_out_project(root, work, sources)
     if problems:
         return problems
-    project = image_root / stage.install_directory.relative_to("/")
     try:
-        wheel = build_wheel(project, work / "wheel")
+        wheel = cached_wheel(project, wheels)
     except subprocess.CalledProcessError as failure:
         return [f"the wheel does not build: {failure.stderr.decode()[-2000:]}"]
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    migrations = sorted(p.relative_to(files.REPO).as_posix() for p in _migration_files())
+    migrations = sorted(p.relative_to(sources).as_posix() for p in _migration_files(sources))
     problems += [
         f"the wheel lacks {name}" for name in [*RUNTIME_FILES, *migrations] if name not in names
     ]
@@ -156,8 +165,8 @@ def wheel_problems(root: Path, work: Path) -> list[str]:
     return problems
 
 
-def _migration_files() -> list[Path]:
-    return sorted((files.REPO / "shared/migrations/versions").glob("*.py"))
+def _migration_files(sources: Path) -> list[Path]:
+    return sorted((sources / "shared/migrations/versions").glob("*.py"))
 
 
 def test_the_dockerfile_parses_and_its_final_stage_is_right() -> None:
@@ -177,17 +186,19 @@ def test_the_image_installs_the_project_without_test_extras() -> None:
     assert install_problems(files.REPO) == []
 
 
-def test_the_install_step_builds_a_wheel_with_what_the_services_need(tmp_path: Path) -> None:
-    assert wheel_problems(files.REPO, tmp_path) == []
+def test_the_install_step_builds_a_wheel_with_what_the_services_need(
+    tmp_path: Path, wheel_cache: Path
+) -> None:
+    assert wheel_problems(files.REPO, tmp_path, wheel_cache) == []
 
 
-def test_the_installed_package_alone_migrates_a_database(tmp_path: Path) -> None:
+def test_the_installed_package_alone_migrates_a_database(tmp_path: Path, wheel_cache: Path) -> None:
     """`gallring migrate` from the wheel's files, not the work tree's: the migrations and
-    Alembic's template travel with the package."""
-    stage = install_stage(files.REPO)
-    context = build_context(files.REPO, ignore_rules(files.REPO))
-    assert lay_out_sources(stage, files.REPO, context, tmp_path / "image") == []
-    wheel = build_wheel(tmp_path / "image" / stage.install_directory.relative_to("/"), tmp_path)
+    Alembic's template travel with the package. The wheel is the one the test above looked
+    into (built once, whichever of the two runs first)."""
+    project, problems = laid_out_project(files.REPO, tmp_path)
+    assert problems == []
+    wheel = cached_wheel(project, wheel_cache)
     installed = tmp_path / "site-packages"
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(installed)
@@ -252,7 +263,13 @@ def test_a_command_gallring_lacks_is_caught(
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("**/__pycache__\n**/*.py[cod]\n", ""), ("*\n!pyproject.toml", "!pyproject.toml")],
+    [
+        ("**/__pycache__\n**/*.py[cod]\n", ""),
+        ("*\n!pyproject.toml", "!pyproject.toml"),
+        ("!services\n", "!services\n!tests\n"),
+        ("**/.hypothesis", "**/.hypothesis\n!var"),
+        ("!services\n", "!services\n.venv\n"),
+    ],
 )
 def test_a_leaky_dockerignore_is_caught(deployment_copy: Path, old: str, new: str) -> None:
     files.break_file(deployment_copy, files.DOCKERIGNORE, old, new)
@@ -278,8 +295,14 @@ def test_test_extras_in_the_image_are_caught(deployment_copy: Path) -> None:
     ],
 )
 def test_an_install_step_short_of_sources_is_caught(
-    deployment_copy: Path, tmp_path: Path, path: str, old: str, new: str, expected: str
+    deployment_copy: Path,
+    tmp_path: Path,
+    wheel_cache: Path,
+    path: str,
+    old: str,
+    new: str,
+    expected: str,
 ) -> None:
     files.break_file(deployment_copy, path, old, new)
-    problems = wheel_problems(deployment_copy, tmp_path / "work")
+    problems = wheel_problems(deployment_copy, tmp_path / "work", wheel_cache)
     assert any(expected in problem for problem in problems), problems

@@ -102,7 +102,7 @@ def test_an_unpinned_image_is_caught(deployment_copy: Path, path: str, old: str,
     ("path", "old", "new"),
     [
         (files.COMPOSE_FILE, "image: gallring:0.1.0", "image: gallring:0.0.9"),
-        ("deploy/kubernetes/migrate-job.yaml", "gallring:0.1.0", "gallring:0.2.0"),
+        (f"{files.MIGRATE_DIR}/migrate-job.yaml", "gallring:0.1.0", "gallring:0.2.0"),
     ],
 )
 def test_a_stale_gallring_tag_is_caught(

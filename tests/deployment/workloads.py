@@ -14,7 +14,9 @@ from tests.deployment.images import parse_image
 #: The image's ENTRYPOINT; a command is what follows it.
 ENTRYPOINT = ("gallring",)
 COMPOSE_SECRETS_DIR = PurePosixPath("/run/secrets")
-_LOOPBACK_PORT = re.compile(r"(?:127\.0\.0\.1|localhost):(\d+)")
+#: A health check's port: in a URL (`http://127.0.0.1:8000/…`) or a socket address
+#: (`('127.0.0.1', 9101)`).
+_LOOPBACK_PORT = re.compile(r"""(?:127\.0\.0\.1|localhost)(?::|['"],\s*)(\d+)""")
 
 
 @dataclass(frozen=True)
