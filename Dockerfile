@@ -53,8 +53,8 @@ USER 10001:10001
 EXPOSE 8000
 
 # For `docker run IMAGE` (the API). docker-compose.yml overrides it per service: the purger and
-# the notifier with a TCP connect to their metrics ports (their /metrics queries the database,
-# for Prometheus alone), the one-shot migrate with none.
+# the notifier with /readyz on their status ports (not /metrics, which queries the database, for
+# Prometheus alone), the one-shot migrate with none.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('GALLRING_API_PORT', '8000') + '/healthz', timeout=4)"]
 

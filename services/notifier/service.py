@@ -9,12 +9,13 @@ from services.notifier.consumer import notifier_consumer
 from services.notifier.deliverer import Deliverer
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
-from shared.worker_process import metrics_server, supervise
+from shared.worker_process import status_server, supervise
 
 
 class Notifier:
     def __init__(self, settings: NotifierSettings, db: Engine) -> None:
         self._settings = settings
+        self._db = db
         self.metrics = NotifierMetrics(db)
         self.deliverer = Deliverer(db, settings, self.metrics)
         self.consumer = notifier_consumer(
@@ -28,8 +29,11 @@ class Notifier:
     async def run(self) -> None:
         """Consume and deliver until :meth:`stop`."""
         settings = self._settings
-        with metrics_server(
-            settings.notifier_metrics_host, settings.notifier_metrics_port, self.metrics.registry
+        with status_server(
+            settings.notifier_metrics_host,
+            settings.notifier_metrics_port,
+            self.metrics.registry,
+            self._db,
         ):
             tasks = [
                 asyncio.create_task(self.consumer.run(), name="notifier-consumer"),

@@ -22,7 +22,7 @@ from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
 from shared.outbox import OutboxRelay
-from shared.worker_process import STOP_SECONDS, metrics_server, supervise
+from shared.worker_process import STOP_SECONDS, status_server, supervise
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
@@ -74,8 +74,11 @@ class Purger:
         self._scheduler.start()
         settings = self._settings
         try:
-            with metrics_server(
-                settings.purger_metrics_host, settings.purger_metrics_port, self.metrics.registry
+            with status_server(
+                settings.purger_metrics_host,
+                settings.purger_metrics_port,
+                self.metrics.registry,
+                self._db,
             ):
                 tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
                 if settings.relay.enabled:

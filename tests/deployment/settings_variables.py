@@ -24,6 +24,7 @@ SECRETS_DIR_VARIABLE = "GALLRING_SECRETS_DIR"
 ENVIRONMENT_VARIABLES = {
     SECRETS_DIR_VARIABLE: "shared/settings.py",
     "GALLRING_EMBEDDED_BROKER_PORT": "services/embedded.py",  # `gallring up` only
+    "GALLRING_DEMO_API_KEY": "services/cli.py",  # `gallring demo` only
     "GALLRING_TEST_POSTGRES_URL": "tests/conftest.py",  # the test suite only
 }
 
@@ -71,6 +72,16 @@ def settings_variables() -> set[str]:
 
 def variables_read_by_code() -> set[str]:
     return settings_variables() | set(ENVIRONMENT_VARIABLES)
+
+
+def variables_named_in_code(root: Path) -> set[str]:
+    """Every variable the services' and shared code name, read or documented."""
+    return {
+        variable
+        for package in ("services", "shared")
+        for source in sorted((root / package).rglob("*.py"))
+        for variable in variables_named_in(source.read_text())
+    }
 
 
 def variables_named_in(text: str) -> set[str]:

@@ -22,6 +22,7 @@ from tests.deployment.settings_variables import (
     readme_settings_table,
     settings_variables,
     variables_named_in,
+    variables_named_in_code,
     variables_read_by_code,
 )
 from tests.deployment.workloads import (
@@ -193,6 +194,15 @@ def test_variables_read_outside_the_settings_classes_are_still_read_there() -> N
     ] == []
 
 
+def test_every_variable_the_code_names_is_one_it_reads(tmp_path) -> None:
+    """A variable read with os.environ and left out of ENVIRONMENT_VARIABLES would escape the
+    checks above (the README's table among them)."""
+    assert variables_named_in_code(files.REPO) - variables_read_by_code() == set()
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "new.py").write_text('os.environ.get("GALLRING_NEW_KNOB")\n')
+    assert variables_named_in_code(tmp_path) == {"GALLRING_NEW_KNOB"}
+
+
 def test_the_settings_variables_are_derived_with_each_class_prefix() -> None:
     variables = settings_variables()
     assert {
@@ -250,8 +260,8 @@ def test_a_misspelt_variable_is_caught(
         ),
         (
             files.COMPOSE_FILE,
-            "('127.0.0.1', 9102)",
-            "('127.0.0.1', 9100)",
+            "http://127.0.0.1:9102/readyz",
+            "http://127.0.0.1:9100/readyz",
             "probes port 9100, but GALLRING_NOTIFIER_METRICS_PORT is 9102",
         ),
         (
@@ -262,8 +272,10 @@ def test_a_misspelt_variable_is_caught(
         ),
         (
             "deploy/kubernetes/notifier-deployment.yaml",
-            "          livenessProbe:\n            tcpSocket:\n              port: metrics\n",
-            "          livenessProbe:\n            tcpSocket:\n              port: 9100\n",
+            "          livenessProbe:\n            httpGet:\n              path: /healthz\n"
+            "              port: metrics\n",
+            "          livenessProbe:\n            httpGet:\n              path: /healthz\n"
+            "              port: 9100\n",
             "probes port 9100, but GALLRING_NOTIFIER_METRICS_PORT is 9102",
         ),
         (
