@@ -8,7 +8,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from services import demo_command, forecast_command, key_commands, policy_commands
+from services import forecast_command, key_commands, policy_commands
+from services.demo.command import run_demo
 from shared.contract import event_json_schema
 from shared.contract.topic_messages import topic_json_schema
 from shared.settings import DatabaseSettings, SettingsInvalid, load_settings
@@ -81,15 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--api-key",
         default=os.environ.get("GALLRING_DEMO_API_KEY"),
-        help="an admin key (default: GALLRING_DEMO_API_KEY, else a new key named demo in the "
-        "local database, GALLRING_DATABASE_URL)",
+        help="an admin key (default: GALLRING_DEMO_API_KEY, else a new key named gallring-demo "
+        "in gallring up's SQLite database, GALLRING_DATABASE_URL)",
     )
     demo.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the erasures (120)"
     )
     demo.set_defaults(
-        run=lambda a: demo_command.run_demo(
-            a.api, a.api_key, _database_url(), timeout=a.timeout, out=sys.stdout, err=sys.stderr
+        run=lambda a: run_demo(
+            a.api, a.api_key, _database_url, timeout=a.timeout, out=sys.stdout, err=sys.stderr
         )
     )
 

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-
-from services.notifier.webhook import signed_headers
 
 
 @dataclass(frozen=True)
@@ -52,11 +50,13 @@ class VendorEndpoint:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.port = self._runner.addresses[0][1]
-        self._session = ClientSession()
+        self._session = ClientSession(timeout=ClientTimeout(total=10))
 
     async def stop(self) -> None:
         if self._confirmations:
             await asyncio.wait(self._confirmations, timeout=10)
+        for confirmation in list(self._confirmations):  # still waiting on the API: give up
+            confirmation.cancel()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -85,15 +85,19 @@ class VendorEndpoint:
         """What the vendor does once its copy is gone: tell Gallring, signed with its secret."""
         data = payload["data"]
         body = json.dumps({"notification_id": data["notification_id"]})
-        headers = signed_headers(
-            f"confirm-{uuid.uuid4()}", body, [Webhook(secret)], datetime.now(UTC)
-        )
+        message_id, now = f"confirm-{uuid.uuid4()}", datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(secret).sign(message_id, now, body),
+        }
         assert self._session is not None
         try:
             async with self._session.post(
                 data["confirm_url"], data=body, headers=headers
             ) as answer:
                 confirmed = answer.status in (200, 202)
-        except ClientError:  # the confirm_url does not reach the API (its public URL is wrong)
+        except (ClientError, TimeoutError):  # the confirm_url does not reach the API
             confirmed = False
         await self._on_told(Told(recipient_id, payload, confirmed))

@@ -8,12 +8,13 @@ sent to the endpoint once it is gone.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from aiohttp import ClientConnectionError, ClientSession
+from aiohttp import ClientConnectionError, ClientError, ClientResponse, ClientSession, ClientTimeout
 
 from services.demo.day import RECIPIENTS, Person, a_day
 from services.demo.vendor_endpoint import Told, VendorEndpoint
@@ -23,10 +24,30 @@ class DemoFailed(Exception):
     """Something the newcomer must fix first; the message says what."""
 
 
+#: Each call's own limit: the demo's --timeout bounds the whole wait, not a hung request.
+REQUEST_TIMEOUT = ClientTimeout(total=10)
+
+
+async def check_reachable(api_url: str) -> None:
+    """Before anything is made for the demo: is a Gallring API there, and ready?"""
+    async with ClientSession(timeout=REQUEST_TIMEOUT) as session:
+        try:
+            async with session.get(f"{api_url.rstrip('/')}/readyz") as answer:
+                if answer.status != 200:
+                    raise DemoFailed(f"the API at {api_url} is not ready: {await answer.text()}")
+        except ClientConnectionError:
+            raise DemoFailed(
+                f"nothing answers at {api_url}: start Gallring first (`make run` in another "
+                "terminal), or name its API with --api"
+            ) from None
+
+
 async def walk_through(api_url: str, api_key: str, out: TextIO, *, timeout: float) -> int:
     headers = {"Authorization": f"Bearer {api_key}"}
-    async with ClientSession(base_url=api_url.rstrip("/") + "/", headers=headers) as api:
-        await _check_running(api, api_url)
+    async with ClientSession(
+        base_url=api_url.rstrip("/") + "/", headers=headers, timeout=REQUEST_TIMEOUT
+    ) as api:
+        await _check_key(api, api_url)
         return await Walkthrough(api, api_url, out, timeout).run()
 
 
@@ -69,13 +90,17 @@ class Walkthrough:
         """Each subject's clocks once the purger has read their events from Kafka (or erased
         them already: an unsubscribe is erased as soon as it is read)."""
         self._say("\nTheir retention clocks (POST /v1/subjects/lookup), as the purger keeps them:")
+        told_to_wait = False
         for person in self.people:
             while True:
                 looked_up = await _lookup(self.api, person)
                 read = looked_up["events"] >= len(person.events) or looked_up["erasures"]
                 if read or self._late():
                     break
-                await asyncio.sleep(0.2)
+                if not told_to_wait and time.monotonic() - self.started > 5:
+                    told_to_wait = True
+                    self._say("  (waiting for the purger to read the events from Kafka…)")
+                await asyncio.sleep(0.5)
             for clock in looked_up["clocks"]:
                 self._say(f"  {person.label:10} {_describe(clock)}")
             self._note_erasures(person, looked_up["erasures"])
@@ -104,17 +129,23 @@ class Walkthrough:
 
     def _summary(self) -> int:
         erasures = sum(len(categories) for categories in self.erased.values())
-        confirmed = sum(told.confirmed for told in self.tolds)
+        ours = [t for t in self.tolds if t.payload["data"]["recipient_ref"] in self._references()]
         self._say(
             f"\nIn {time.monotonic() - self.started:.0f} s: {erasures} erasures executed, "
-            f"{len(self.tolds)} recipients told with a signed webhook, {confirmed} confirmed; "
-            "the held and pending clocks wait for their time."
+            f"{len(ours)} deletion webhooks verified by their recipients, "
+            f"{sum(t.confirmed for t in ours)} confirmed; the held and pending clocks wait for "
+            "their time."
         )
         self._say(
             f"See it all in the API: {self.api_url}/docs (Authorize with the key above), e.g. "
-            "GET /v1/erasures?state=confirmed and GET /v1/notifications."
+            "GET /v1/erasures?state=executed and GET /v1/notifications."
         )
-        if not self._complete() or self.endpoint.refused:
+        if self.endpoint.refused:
+            self._say(
+                f"{self.endpoint.refused} webhooks did not verify with the recipients' secrets "
+                "(sent under an earlier demo's secret?)."
+            )
+        if not self._complete():
             self._say(
                 f"Not everything happened within {self.timeout:.0f} s: are the purger and the "
                 "notifier running (`gallring up` starts both)? Their output says why."
@@ -122,10 +153,15 @@ class Walkthrough:
             return 1
         return 0
 
+    def _references(self) -> set[str]:
+        return set().union(*(_references_to_tell(person) for person in self.people))
+
     async def _told(self, told: Told) -> None:
         data = told.payload["data"]
         scope = _scope_text(data["scope"])
         outcome = "confirmed" if told.confirmed else f"confirming at {data['confirm_url']} failed"
+        if data["recipient_ref"] not in self._references():
+            outcome += " (an earlier demo's, sent now that the recipient is active again)"
         self._say(
             f"  {self._clock()}  {told.recipient_id} verified a signed deletion webhook: erase "
             f"{data['category']} ({scope}; their ref {data['recipient_ref']}); {outcome}"
@@ -136,9 +172,9 @@ class Walkthrough:
         return not set(person.due_now) <= self.erased[person.label]
 
     def _complete(self) -> bool:
-        told = sum(told.confirmed for told in self.tolds)
-        expected = sum(len(_recipients_to_tell(person)) for person in self.people)
-        return not any(self._still_due(person) for person in self.people) and told >= expected
+        confirmed = {t.payload["data"]["recipient_ref"] for t in self.tolds if t.confirmed}
+        still_due = any(self._still_due(person) for person in self.people)
+        return not still_due and self._references() <= confirmed
 
     def _late(self) -> bool:
         return time.monotonic() > self.started + self.timeout
@@ -150,22 +186,13 @@ class Walkthrough:
         print(line, file=self.out, flush=True)
 
 
-async def _check_running(api: ClientSession, api_url: str) -> None:
-    try:
-        async with api.get("readyz") as answer:
-            if answer.status != 200:
-                raise DemoFailed(f"the API at {api_url} is not ready: {await answer.text()}")
-        async with api.get("v1/recipients") as answer:
-            if answer.status in (401, 403):
-                raise DemoFailed(
-                    f"the API at {api_url} refused the demo's key ({answer.status}): give an "
-                    "admin key with --api-key, or run the demo where `gallring up` runs"
-                )
-    except ClientConnectionError:
-        raise DemoFailed(
-            f"nothing answers at {api_url}: start Gallring first (`make run` in another "
-            "terminal), or name its API with --api"
-        ) from None
+async def _check_key(api: ClientSession, api_url: str) -> None:
+    async with api.get("v1/recipients") as answer:
+        if answer.status in (401, 403):
+            raise DemoFailed(
+                f"the API at {api_url} refused the demo's key ({answer.status}): give an "
+                "admin key with --api-key, or run the demo where `gallring up` runs"
+            )
 
 
 async def _register_recipients(
@@ -190,19 +217,23 @@ async def _register_recipients(
             },
             allow=(409,),
         )
-        if created is None:
+        if created is None:  # a new secret first: a webhook sent once it is active verifies
             path = f"v1/recipients/{recipient.recipient_id}"
-            await _call(api, "PATCH", path, {"webhook_url": url, "active": True})
             created = await _call(api, "POST", f"{path}/secret-rotations", {"grace_hours": 0})
+            assert created is not None
+            endpoint.secrets[recipient.recipient_id] = created["signing_secret"]
+            await _call(api, "PATCH", path, {"webhook_url": url, "active": True})
         assert created is not None
         endpoint.secrets[recipient.recipient_id] = created["signing_secret"]
         say(f"  {recipient.recipient_id:26} {recipient.name}, {recipient.country}")
 
 
 async def _deactivate_recipients(api: ClientSession) -> None:
+    """Best effort, on the way out: its failure must not hide why the demo ended."""
     for recipient in RECIPIENTS:
         path = f"v1/recipients/{recipient.recipient_id}"
-        await _call(api, "PATCH", path, {"active": False}, allow=(404,))
+        with contextlib.suppress(ClientError, TimeoutError, DemoFailed):
+            await _call(api, "PATCH", path, {"active": False}, allow=(404,))
 
 
 async def _lookup(api: ClientSession, person: Person) -> dict[str, Any]:
@@ -223,13 +254,14 @@ def _scope_text(scope: dict[str, str]) -> str:
     return ", ".join(f"{key} {value}" for key, value in scope.items())
 
 
-def _recipients_to_tell(person: Person) -> list[str]:
-    """Who received data of the person's that is erased now: each must be told (GDPR art. 19)."""
-    return [
-        event["data"]["recipient_id"]
+def _references_to_tell(person: Person) -> set[str]:
+    """The recipients' references of the person's data that is erased now: each recipient must
+    be told (GDPR art. 19). Unique to the run, they tell its webhooks from an earlier run's."""
+    return {
+        event["data"]["recipient_ref"]
         for event in person.events
         if event["type"] == "data.disclosed" and event["data"]["category"] in person.due_now
-    ]
+    }
 
 
 async def _call(
@@ -246,8 +278,15 @@ async def _call(
         if answer.status in allow:
             return None
         if answer.status >= 400:
-            problem = await answer.json(content_type=None)
-            raise DemoFailed(
-                f"{method} /{path} answered {answer.status}: {problem.get('detail', problem)}"
-            )
+            raise DemoFailed(f"{method} /{path} answered {answer.status}: {await _problem(answer)}")
         return await answer.json()
+
+
+async def _problem(answer: ClientResponse) -> str:
+    """A problem+json answer's detail and each field's message; any other body as text."""
+    try:
+        problem = await answer.json(content_type=None)
+    except ValueError:
+        return (await answer.text())[:200]
+    fields = [f"{e.get('field')}: {e.get('message')}" for e in problem.get("errors", [])]
+    return "; ".join([str(problem.get("detail", problem)), *fields])

@@ -4,6 +4,9 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -186,10 +189,36 @@ def test_the_demo_says_to_start_gallring_first_when_nothing_answers(capsys) -> N
     )
 
 
+@pytest.fixture
+def ready_api() -> Iterator[str]:
+    """Something that answers /readyz as a running API would, and nothing else."""
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/readyz" else 404)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
 def test_the_demo_without_a_key_says_where_it_looked_for_the_database(
-    tmp_path, monkeypatch, capsys
+    ready_api, tmp_path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{tmp_path}/var/gallring.db")
-    code, _, err = run(capsys, "demo", "--api", "http://127.0.0.1:9")
+    code, _, err = run(capsys, "demo", "--api", ready_api)
     assert code == 1
-    assert f"no Gallring database at {tmp_path}/var/gallring.db: start Gallring" in err
+    assert f"no Gallring database at {tmp_path}/var/gallring.db: run the demo" in err
+
+
+def test_the_demo_makes_no_key_in_a_deployments_database(ready_api, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("GALLRING_DATABASE_URL", "postgresql+psycopg://gallring@db.internal/g")
+    code, _, err = run(capsys, "demo", "--api", ready_api)
+    assert code == 1
+    assert "makes a key of its own only in `gallring up`'s SQLite database" in err
