@@ -38,4 +38,6 @@ class SubjectClocks(BaseModel):
     evaluated_at: datetime
     events: int
     clocks: list[ClockView]
-    erasures: list[ErasureView]  # executed ones, oldest first: what was erased, when, why
+    # Executed ones, oldest first: what was erased, when, why. Only for a key that may read
+    # erasures (``erasures:read``); None for one that may not.
+    erasures: list[ErasureView] | None

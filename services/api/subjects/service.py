@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from services.api import audit
-from services.api.api_keys import Principal
+from services.api.api_keys import Principal, Scope
 from services.api.erasures import service as erasures
 from services.api.erasures.schemas import ErasureView
 from shared.contract.lifecycle_message import LifecycleMessage
@@ -15,10 +15,10 @@ from shared.tables.purger import SubjectFact
 
 def clocks_of(
     engine: Engine, retention: RetentionEngine, pseudonym: str, *, actor: Principal, now: datetime
-) -> tuple[int, list[RetentionClock], list[ErasureView]]:
-    """How many events Gallring holds for the subject, the clocks they give as of ``now``, and
-    the proofs of the subject's erasures. Events the purger has not consumed yet are not counted
-    (it is seconds behind, normally).
+) -> tuple[int, list[RetentionClock], list[ErasureView] | None]:
+    """How many events Gallring holds for the subject, the clocks they give as of ``now``, and,
+    for a caller who may read erasures, the proofs of the subject's erasures (None for others).
+    Events the purger has not consumed yet are not counted (it is seconds behind, normally).
 
     The lookup is audited by who asked and how much they saw, not by whom it was about: the
     audit log outlives erasures and must not link back to a person.
@@ -30,7 +30,9 @@ def clocks_of(
         ).scalars()
         messages = [LifecycleMessage.model_validate_json(payload) for payload in payloads]
         clocks = retention.evaluate(pseudonym, messages, now)
-        erased = erasures.of_subject(connection, pseudonym)
+        erased = (
+            erasures.of_subject(connection, pseudonym) if actor.may(Scope.ERASURES_READ) else None
+        )
         audit.record(
             connection,
             actor=actor,
@@ -38,6 +40,6 @@ def clocks_of(
             at=now,
             events=len(messages),
             clocks=len(clocks),
-            erasures=len(erased),
+            erasures=None if erased is None else len(erased),
         )
     return len(messages), clocks, erased
