@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import RequestTimedOutError, TopicAlreadyExistsError, for_code
 from murmurhash2 import murmurhash2
 
 from shared.settings import KafkaSettings
@@ -82,6 +82,11 @@ async def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...]) -> Non
         await admin.close()
 
 
+#: Created; created meanwhile by another service; or still being created when the answer came
+#: (the next start lists the topics again).
+_NO_REFUSAL = (0, TopicAlreadyExistsError.errno, RequestTimedOutError.errno)
+
+
 class TopicsNotCreated(Exception):
     """Without its topics Gallring would wait silently for messages that never come."""
 
@@ -91,7 +96,7 @@ def topics_refused(response: Any) -> list[str]:
     for none of them; a topic created meanwhile by another service is no refusal."""
     refused = []
     for topic, code, *rest in response.topic_errors:
-        if code not in (0, TopicAlreadyExistsError.errno):
+        if code not in _NO_REFUSAL:
             message = rest[0] if rest and rest[0] else for_code(code).__name__
             refused.append(f"{topic}: {message}")
     return refused

@@ -35,6 +35,7 @@ from shared.database import make_engine
 from shared.engine import RetentionEngine
 from shared.heap import tune_garbage_collection
 from shared.outbox import OutboxRelay
+from shared.settings import load_settings
 
 BATCH_PATH = "/v1/events/batch"
 BATCH_BODY_FACTOR = 64  # a batch may be this many times a single event's limit
@@ -122,7 +123,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
 
 def app_from_environment() -> FastAPI:
     """For ``uvicorn --factory services.api.app:app_from_environment``: GALLRING_* settings."""
-    return create_app(ApiSettings())
+    return create_app(load_settings(ApiSettings))
 
 
 def _public_routes() -> list[APIRoute]:

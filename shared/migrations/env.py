@@ -6,6 +6,8 @@ from sqlalchemy import engine_from_config, pool, text
 from shared.tables import metadata
 
 config = context.config
+#: The advisory lock migrations take on PostgreSQL: any number, the same in every release.
+MIGRATION_LOCK = 7_346_201_905_118
 
 
 def run_migrations() -> None:
@@ -25,9 +27,7 @@ def run_migrations() -> None:
             if connection.dialect.name == "postgresql":
                 # Every service migrates at its start, several at once in a deployment: the
                 # first upgrades, the others wait here and then find the schema current.
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext('gallring-migrate'))")
-                )
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             context.run_migrations()
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
 from shared.database import one_of
-from shared.kafka import ensure_topics, make_producer, partition_for
+from shared.kafka import TopicsNotCreated, ensure_topics, make_producer, partition_for
 from shared.outbox.metrics import OutboxMetrics
 from shared.settings import KafkaSettings, RelaySettings
 from shared.tables.outbox import OutboxMessage, RelayLease
@@ -82,7 +82,8 @@ class OutboxRelay:
                     self._metrics.publish_failures.inc()
                     log.warning(
                         "outbox relay: publishing failed (%s); retrying in %.1fs",
-                        type(error).__name__,
+                        # Only the type of an error that could carry a message's content.
+                        error if isinstance(error, TopicsNotCreated) else type(error).__name__,
                         backoff,
                     )
                     await self._drop_producer()
