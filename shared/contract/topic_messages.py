@@ -38,7 +38,12 @@ def topic_json_schema() -> dict[str, Any]:
     for topic, (key, models) in TOPIC_MESSAGES.items():
         schemas = []
         for model in models:
-            schema = TypeAdapter(model).json_schema(ref_template="#/$defs/{model}")
+            schema = TypeAdapter(model).json_schema(
+                ref_template="#/$defs/{model}", mode="serialization"
+            )
+            # As published every field is there, ``type`` and ``schema_version`` among them:
+            # what tells one message of a topic from another.
+            schema["required"] = list(schema["properties"])
             definitions.update(schema.pop("$defs", {}))
             definitions[model.__name__] = schema
             schemas.append({"$ref": f"#/$defs/{model.__name__}"})
