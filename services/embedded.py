@@ -19,16 +19,19 @@ from pathlib import Path
 from services.api.api_keys import KeyStore, Scope
 from services.api.main import serve
 from services.api.settings import ApiSettings
+from services.notifier.settings import NotifierSettings
+from services.purger.settings import PurgerSettings
 from shared.child_process import end_with_parent
 from shared.database import make_engine
 from shared.embedded_broker import BrokerStartError, EmbeddedBroker
 from shared.migrate import upgrade
-from shared.settings import load_settings
+from shared.settings import GallringSettings, load_settings
 
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
 WORKER_STOP_SECONDS = 30  # the workers' own stop takes up to 15 s
 WORKERS = ("purger", "notifier")
+FIRST_KEY_NAME = "first-run-admin"
 
 
 def up() -> int:
@@ -67,8 +70,7 @@ def up() -> int:
             "GALLRING_NOTIFIER_PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}"
         )
         upgrade(settings.database_url)
-        _first_run_admin_key(settings)
-        print(f"Gallring API: http://{settings.api_host}:{settings.api_port}/docs", flush=True)
+        print(_where_to_look(settings, _first_run_admin_key(settings)), flush=True)
         # The purger and the notifier in processes of their own, as in production; they stop
         # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
         # could come before they can take it cleanly; and with it, should it be killed.
@@ -111,17 +113,38 @@ def _local_secret() -> str:
     return path.read_text().strip()
 
 
-def _first_run_admin_key(settings: ApiSettings) -> None:
+def _first_run_admin_key(settings: ApiSettings) -> str | None:
+    """An admin key on the first run, when the database has none; None after."""
     engine = make_engine(settings.database_url)
     try:
         keys = KeyStore(engine)
-        if keys.list_keys():
-            return
-        key = keys.create("first-run-admin", {Scope.ADMIN})
-        print(
-            "A first admin API key (shown once; store it, or revoke it with "
-            f"`gallring keys revoke --name first-run-admin`):\n  {key}",
-            flush=True,
-        )
+        return None if keys.list_keys() else keys.create(FIRST_KEY_NAME, {Scope.ADMIN})
     finally:
         engine.dispose()
+
+
+def _where_to_look(settings: ApiSettings, first_key: str | None) -> str:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    purger = _metrics_port("GALLRING_PURGER_METRICS_PORT", PurgerSettings, "purger_metrics_port")
+    notifier = _metrics_port(
+        "GALLRING_NOTIFIER_METRICS_PORT", NotifierSettings, "notifier_metrics_port"
+    )
+    if first_key:
+        key = (
+            f"{first_key}\n             (shown this once: store it; "
+            f"`gallring keys revoke --name {FIRST_KEY_NAME}` revokes it)"
+        )
+    else:
+        key = "made on the first run; `gallring keys create --name … --scope admin` makes another"
+    return (
+        "\nGallring is starting:\n"
+        f"  API docs   {api}/docs\n"
+        f"  metrics    {api}/metrics, http://127.0.0.1:{purger}/metrics (purger), "
+        f"http://127.0.0.1:{notifier}/metrics (notifier)\n"
+        f"  admin key  {key}\n"
+        "  try        `make demo` in another terminal; Ctrl-C here stops everything\n"
+    )
+
+
+def _metrics_port(variable: str, settings_class: type[GallringSettings], field: str) -> str:
+    return os.environ.get(variable, str(settings_class.model_fields[field].default))

@@ -39,6 +39,36 @@ async def read_topic(
         await consumer.stop()
 
 
+async def read_to_the_end(settings: KafkaSettings, topic: str) -> list[ConsumerRecord]:
+    """Every record ``topic`` holds now: read until each partition's end offset, as it was when
+    reading began; an empty list for a topic that does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description["error_code"] != 0:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 30
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end after {len(records)} records")
+            for batch in (await consumer.getmany(*assigned, timeout_ms=300)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
 async def _partitions(settings: KafkaSettings, topic: str, deadline: float) -> list[int]:
     """The topic's partition ids, once it exists."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
