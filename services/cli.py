@@ -8,6 +8,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from services import forecast_command, key_commands, policy_commands
 from services.demo.command import run_demo
 from shared.contract import event_json_schema
@@ -26,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsInvalid as error:
         print(f"gallring: {error}", file=sys.stderr)
         return 2
+    except OperationalError as error:  # the URL is not shown: it may carry a password
+        print(
+            f"gallring: cannot use the database GALLRING_DATABASE_URL names "
+            f"({type(error.orig).__name__}); is it running, and the URL right?",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:

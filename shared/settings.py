@@ -51,7 +51,9 @@ class GallringEnvironment(BaseSettings):
 class KafkaSettings(GallringEnvironment):
     """``GALLRING_KAFKA_…``: how every service reaches the broker."""
 
-    model_config = SettingsConfigDict(env_prefix="GALLRING_KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GALLRING_KAFKA_", extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port…]")
     client_id: str = "gallring"
@@ -77,7 +79,9 @@ class KafkaSettings(GallringEnvironment):
 class RelaySettings(GallringEnvironment):
     """``GALLRING_RELAY_…``: the outbox relay each service runs to publish what it stored."""
 
-    model_config = SettingsConfigDict(env_prefix="GALLRING_RELAY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GALLRING_RELAY_", extra="ignore", hide_input_in_errors=True
+    )
 
     enabled: bool = True
     batch_size: int = Field(default=2_000, ge=1, le=10_000)

@@ -222,3 +222,12 @@ def test_the_demo_makes_no_key_in_a_deployments_database(ready_api, monkeypatch,
     code, _, err = run(capsys, "demo", "--api", ready_api)
     assert code == 1
     assert "makes a key of its own only in `gallring up`'s SQLite database" in err
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_without_the_url(monkeypatch, capsys) -> None:
+    url = f"postgresql+psycopg://gallring:s3cret-pw@127.0.0.1:{free_loopback_port()}/gallring"
+    monkeypatch.setenv("GALLRING_DATABASE_URL", url)
+    code, _, err = run(capsys, "migrate")
+    assert code == 1
+    assert err.startswith("gallring: cannot use the database GALLRING_DATABASE_URL names")
+    assert "s3cret-pw" not in err and "Traceback" not in err
