@@ -41,9 +41,11 @@ def topic_json_schema() -> dict[str, Any]:
             schema = TypeAdapter(model).json_schema(
                 ref_template="#/$defs/{model}", mode="serialization"
             )
-            # As published every field is there, ``type`` and ``schema_version`` among them:
-            # what tells one message of a topic from another.
-            schema["required"] = list(schema["properties"])
+            # As published, every field is there but those left out when empty (None):
+            # ``type`` and ``schema_version`` always, which tell a topic's messages apart.
+            schema["required"] = [
+                name for name, field in model.model_fields.items() if field.default is not None
+            ]
             definitions.update(schema.pop("$defs", {}))
             definitions[model.__name__] = schema
             schemas.append({"$ref": f"#/$defs/{model.__name__}"})
