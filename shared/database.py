@@ -14,6 +14,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
+    make_url,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import create_engine
@@ -37,8 +38,16 @@ def make_engine(url: str) -> Engine:
     # As many connections as request threads may want at once, recycled before servers or
     # proxies drop them, and tried before use, so that a database restart costs no request
     # (the round trip is paid per transaction; the event intake keeps its own connections).
+    # A database that accepts connections but never answers must not hold a request, a probe
+    # or a sweep forever: libpq waits without end unless told (a URL's own setting wins).
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10}
     engine = create_engine(
-        url, pool_size=20, max_overflow=20, pool_recycle=1800, pool_pre_ping=True
+        url,
+        pool_size=20,
+        max_overflow=20,
+        pool_recycle=1800,
+        pool_pre_ping=True,
+        connect_args=connect_args,
     )
 
     @event.listens_for(engine, "connect")

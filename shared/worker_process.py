@@ -6,15 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from shared.database import make_engine
 from shared.heap import tune_garbage_collection
@@ -62,60 +57,6 @@ async def _run(database_url: str, build: Callable[[Engine], Worker], started: st
         await worker.run()
     finally:
         db.dispose()
-
-
-@contextlib.contextmanager
-def status_server(host: str, port: int, registry: CollectorRegistry, db: Engine) -> Iterator[None]:
-    """While inside, on ``host:port`` (port 0: none): ``GET /metrics`` for Prometheus,
-    ``/healthz`` (the process serves) and ``/readyz`` (its database answers) for probes, which
-    must not run the metrics' counting queries every few seconds."""
-    if not port:
-        yield
-        return
-    server = make_server(host, port, _status_app(registry, db), ThreadingWSGIServer, _Quiet)
-    threading.Thread(target=server.serve_forever, name="status-server", daemon=True).start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _status_app(registry: CollectorRegistry, db: Engine) -> Callable[..., Iterable[bytes]]:
-    metrics = make_wsgi_app(registry)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            return metrics(environ, start_response)
-        if path == "/healthz":
-            status, body = "200 OK", b'{"status":"ok"}'
-        elif path == "/readyz" and _database_answers(db):
-            status, body = "200 OK", b'{"status":"ready"}'
-        elif path == "/readyz":
-            status, body = "503 Service Unavailable", b'{"status":"database unreachable"}'
-        else:
-            status, body = "404 Not Found", b'{"status":"no such path"}'
-        start_response(status, [("Content-Type", "application/json")])
-        return [body]
-
-    return app
-
-
-def _database_answers(db: Engine) -> bool:
-    try:
-        with db.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        return False
-    return True
-
-
-class _Quiet(WSGIRequestHandler):
-    """Probes every few seconds would fill the log with access lines."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 async def supervise(

@@ -9,7 +9,8 @@ from services.notifier.consumer import notifier_consumer
 from services.notifier.deliverer import Deliverer
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
-from shared.worker_process import status_server, supervise
+from shared.status_server import status_server
+from shared.worker_process import supervise
 
 
 class Notifier:

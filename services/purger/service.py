@@ -22,7 +22,8 @@ from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
 from shared.outbox import OutboxRelay
-from shared.worker_process import STOP_SECONDS, status_server, supervise
+from shared.status_server import status_server
+from shared.worker_process import STOP_SECONDS, supervise
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"

@@ -1,5 +1,5 @@
 """What the health checks and probes ask for: the API's own probe routes (read from its health
-router), and of the purger and the notifier their status server's (shared/worker_process.py,
+router), and of the purger and the notifier their status server's (shared/status_server.py,
 asked in-process), so that a renamed route or a misspelt path is caught. Never /metrics: it is for
 Prometheus, and the workers' counts rows in the database at every request. Each worker's
 readiness check asks a route that follows its database."""
@@ -18,14 +18,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 
 from services.api.health import router
-from shared.worker_process import _status_app
+from shared.status_server import Readiness, status_app
 from tests.deployment import files
 from tests.deployment.workloads import default_command, is_gallring_image
 
 METRICS_PATH = "/metrics"
 #: The API's routes a probe may ask: its health router's, but the metrics.
 PROBE_ROUTES = frozenset(route.path for route in router.routes) - {METRICS_PATH}
-#: The subcommands whose status port (shared/worker_process.py, status_server) is probed.
+#: The subcommands whose status port (shared/status_server.py, status_server) is probed.
 WORKERS = frozenset({"purger", "notifier"})
 #: A worker's readiness check: Kubernetes' readinessProbe, and the Compose health check (which
 #: `depends_on: condition: service_healthy` and `docker compose ps` read as readiness).
@@ -59,7 +59,7 @@ def worker_status(path: str, database_answers: bool = True) -> int:
             environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": path}
             setup_testing_defaults(environ)
             statuses: list[str] = []
-            body = _status_app(CollectorRegistry(), db)(
+            body = status_app(CollectorRegistry(), Readiness(db))(
                 environ, lambda status, headers, exc_info=None: statuses.append(status)
             )
             b"".join(body)
@@ -178,7 +178,7 @@ def _worker_probe_problems(probe: Probe) -> list[str]:
         elif worker_status(path) != 200:
             problems.append(
                 f"{probe.where}: asks {path}, which the {probe.serves}'s status server "
-                f"(shared/worker_process.py) answers with {worker_status(path)}"
+                f"(shared/status_server.py) answers with {worker_status(path)}"
             )
         elif readiness and worker_status(path, database_answers=False) != 503:
             problems.append(

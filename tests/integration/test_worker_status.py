@@ -2,8 +2,12 @@
 scrape, and cheap health and readiness answers that run none of the metrics' queries."""
 
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -11,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
-from shared.worker_process import status_server
+from shared.status_server import status_server
 
 
 class CountingCollector:
@@ -62,3 +66,31 @@ def test_a_worker_whose_database_is_away_is_alive_but_not_ready() -> None:
             assert (status, json.loads(body)) == (503, {"status": "database unreachable"})
     finally:
         refusing.dispose()
+
+
+def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_wait() -> None:
+    """Probes (or anyone reaching the port) keep asking; they must not pile up connections."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+    silent.listen(64)
+    attempts: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: [attempts.append(silent.accept()[0]) for _ in iter(int, 1)], daemon=True
+    ).start()
+    database = f"127.0.0.1:{silent.getsockname()[1]}/x?connect_timeout=2"
+    db = make_engine(f"postgresql+psycopg://postgres@{database}")
+    port = free_loopback_port()
+    try:
+        with status_server("127.0.0.1", port, CollectorRegistry(), db):
+            started = time.monotonic()
+            with ThreadPoolExecutor(8) as probes:
+                answers = list(probes.map(lambda _: get(port, "/readyz")[0], range(8)))
+            took = time.monotonic() - started
+            assert get(port, "/healthz")[0] == 200
+    finally:
+        db.dispose()
+        silent.close()
+    # One check waited out the connect timeout; the others had the last answer at once (not
+    # ready: none had been shown yet), and only that one check reached the database.
+    assert answers == [503] * 8
+    assert took < 5
+    assert len(attempts) == 1

@@ -1,0 +1,98 @@
+"""The purger's and the notifier's status port: ``/metrics`` for Prometheus, and ``/healthz``
+and ``/readyz`` for probes, which must not run the metrics' counting queries every few seconds.
+
+Anyone who reaches the port may ask ``/readyz`` as often as they like: one database check runs
+at a time, each bounded by the engine's connect timeout, and the others get the last answer.
+"""
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+STATUS_PATHS = ("/healthz", "/readyz")  # what probes may ask; /metrics is for Prometheus
+READINESS_TTL = 2.0  # seconds an answer stands for the checks that arrive meanwhile
+
+
+@contextlib.contextmanager
+def status_server(host: str, port: int, registry: CollectorRegistry, db: Engine) -> Iterator[None]:
+    """Serves on ``host:port`` (IPv4 or IPv6; port 0: nothing) while inside."""
+    if not port:
+        yield
+        return
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    server = make_server(host, port, status_app(registry, Readiness(db)), Server, _Quiet)
+    threading.Thread(target=server.serve_forever, name="status-server", daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Readiness:
+    """Whether the database answers, asked at most once at a time and once per TTL."""
+
+    def __init__(self, db: Engine) -> None:
+        self._db = db
+        self._checking = threading.Lock()
+        self._answer = (-READINESS_TTL, False)  # (when, ready): not ready until shown
+
+    def ready(self) -> bool:
+        checked_at, ready = self._answer
+        if time.monotonic() - checked_at < READINESS_TTL:
+            return ready
+        if not self._checking.acquire(blocking=False):
+            return ready  # a check is under way: its predecessor's answer meanwhile
+        try:
+            self._answer = (time.monotonic(), self._database_answers())
+        finally:
+            self._checking.release()
+        return self._answer[1]
+
+    def _database_answers(self) -> bool:
+        try:
+            with self._db.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+
+def status_app(registry: CollectorRegistry, readiness: Readiness) -> Callable[..., Iterable[bytes]]:
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/healthz":
+            status, body = "200 OK", b'{"status":"ok"}'
+        elif path == "/readyz" and readiness.ready():
+            status, body = "200 OK", b'{"status":"ready"}'
+        elif path == "/readyz":
+            status, body = "503 Service Unavailable", b'{"status":"database unreachable"}'
+        else:
+            status, body = "404 Not Found", b'{"status":"no such path"}'
+        start_response(status, [("Content-Type", "application/json")])
+        return [body]
+
+    return app
+
+
+class _Quiet(WSGIRequestHandler):
+    """Probes every few seconds would fill the log with access lines."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
