@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsInvalid as error:
         print(f"gallring: {error}", file=sys.stderr)
         return 2
-    except OperationalError as error:  # the URL is not shown: it may carry a password
+    except OperationalError as error:
+        # The driver's own first line: it names host and port, never the password; the whole
+        # error would add the statement and its parameters.
+        cause = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
         print(
-            f"gallring: cannot use the database GALLRING_DATABASE_URL names "
-            f"({type(error.orig).__name__}); is it running, and the URL right?",
-            file=sys.stderr,
+            f"gallring: the database failed: {type(error.orig).__name__}: {cause}", file=sys.stderr
         )
         return 1
 
@@ -124,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        help="events:write, subjects:read, dsr:write or admin; repeat for several",
+        help="events:write, subjects:read, dsr:write, erasures:read, erasures:confirm or admin; "
+        "repeat for several",
     )
     create.set_defaults(
         run=lambda a: key_commands.create(_database_url(), a.name, a.scope, out=sys.stdout)

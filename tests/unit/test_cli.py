@@ -229,5 +229,15 @@ def test_a_database_that_cannot_be_reached_is_one_line_without_the_url(monkeypat
     monkeypatch.setenv("GALLRING_DATABASE_URL", url)
     code, _, err = run(capsys, "migrate")
     assert code == 1
-    assert err.startswith("gallring: cannot use the database GALLRING_DATABASE_URL names")
+    assert err.startswith("gallring: the database failed: OperationalError: connection failed")
     assert "s3cret-pw" not in err and "Traceback" not in err
+
+
+def test_a_database_without_its_schema_says_so(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "empty.db").touch()
+    monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    code, _, err = run(capsys, "keys", "list")
+    assert (code, err) == (
+        1,
+        "gallring: the database failed: OperationalError: no such table: api_key\n",
+    )
