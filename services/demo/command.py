@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from aiohttp import ClientError
+from aiohttp import ClientError, InvalidURL
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,12 +34,16 @@ def run_demo(
         return asyncio.run(walk_through(api_url, api_key, out, timeout=timeout))
     except DemoFailed as failure:
         print(f"gallring demo: {failure}", file=err)
+    except InvalidURL:
+        print(f"gallring demo: --api {api_url} is no URL; e.g. http://127.0.0.1:8000", file=err)
     except (ClientError, TimeoutError) as failure:
         print(f"gallring demo: the API stopped answering ({failure!r}); is Gallring up?", file=err)
     except SQLAlchemyError as failure:
-        print(f"gallring demo: cannot make its key in the database ({failure.code})", file=err)
+        cause = (str(getattr(failure, "orig", None) or failure).splitlines() or [""])[0]
+        print(f"gallring demo: cannot make its key in the database: {cause}", file=err)
     except KeyboardInterrupt:
         print("gallring demo: interrupted", file=err)
+        return 130  # as a shell reports a command Ctrl-C stopped
     return 1
 
 

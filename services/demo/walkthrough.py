@@ -145,6 +145,12 @@ class Walkthrough:
                 f"{self.endpoint.refused} webhooks did not verify with the recipients' secrets "
                 "(sent under an earlier demo's secret?)."
             )
+        if any(not t.confirmed for t in ours):
+            self._say(
+                "A recipient's confirmation did not reach the API: the notifier's "
+                "GALLRING_NOTIFIER_PUBLIC_API_URL must be where this API answers."
+            )
+            return 1
         if not self._complete():
             self._say(
                 f"Not everything happened within {self.timeout:.0f} s: are the purger and the "
@@ -172,9 +178,10 @@ class Walkthrough:
         return not set(person.due_now) <= self.erased[person.label]
 
     def _complete(self) -> bool:
-        confirmed = {t.payload["data"]["recipient_ref"] for t in self.tolds if t.confirmed}
+        # A failed confirmation is not tried again: the webhook was answered, and is done.
+        told = {t.payload["data"]["recipient_ref"] for t in self.tolds}
         still_due = any(self._still_due(person) for person in self.people)
-        return not still_due and self._references() <= confirmed
+        return not still_due and self._references() <= told
 
     def _late(self) -> bool:
         return time.monotonic() > self.started + self.timeout
@@ -223,8 +230,8 @@ async def _register_recipients(
             assert created is not None
             endpoint.secrets[recipient.recipient_id] = created["signing_secret"]
             await _call(api, "PATCH", path, {"webhook_url": url, "active": True})
-        assert created is not None
-        endpoint.secrets[recipient.recipient_id] = created["signing_secret"]
+        else:
+            endpoint.secrets[recipient.recipient_id] = created["signing_secret"]
         say(f"  {recipient.recipient_id:26} {recipient.name}, {recipient.country}")
 
 
@@ -288,5 +295,7 @@ async def _problem(answer: ClientResponse) -> str:
         problem = await answer.json(content_type=None)
     except ValueError:
         return (await answer.text())[:200]
+    if not isinstance(problem, dict):
+        return str(problem)[:200]
     fields = [f"{e.get('field')}: {e.get('message')}" for e in problem.get("errors", [])]
     return "; ".join([str(problem.get("detail", problem)), *fields])

@@ -14,6 +14,10 @@ def test_created_topics_and_topics_another_service_created_meanwhile_are_no_refu
     assert topics_refused(answer(("a", 0, None), ("b", 36, "Topic already exists."))) == []
 
 
+def test_a_topic_still_being_created_when_the_broker_answered_is_no_refusal() -> None:
+    assert topics_refused(answer(("c", 7, "Request timed out."))) == []
+
+
 def test_each_refused_topic_is_named_with_the_brokers_reason_or_the_errors_name() -> None:
     refused = answer(
         ("gallring.lifecycle.v1", 38, "Replication factor: 3 larger than available brokers: 1."),
