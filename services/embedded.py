@@ -25,7 +25,7 @@ from shared.child_process import end_with_parent
 from shared.database import make_engine
 from shared.embedded_broker import BrokerStartError, EmbeddedBroker
 from shared.migrate import upgrade
-from shared.settings import GallringSettings, load_settings
+from shared.settings import load_settings
 
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
@@ -125,10 +125,9 @@ def _first_run_admin_key(settings: ApiSettings) -> str | None:
 
 def _where_to_look(settings: ApiSettings, first_key: str | None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
-    purger = _metrics_port("GALLRING_PURGER_METRICS_PORT", PurgerSettings, "purger_metrics_port")
-    notifier = _metrics_port(
-        "GALLRING_NOTIFIER_METRICS_PORT", NotifierSettings, "notifier_metrics_port"
-    )
+    purger, notifier = load_settings(PurgerSettings), load_settings(NotifierSettings)
+    purger_metrics = _metrics_url(purger.purger_metrics_host, purger.purger_metrics_port)
+    notifier_metrics = _metrics_url(notifier.notifier_metrics_host, notifier.notifier_metrics_port)
     if first_key:
         key = (
             f"{first_key}\n             (shown this once: store it; "
@@ -139,12 +138,11 @@ def _where_to_look(settings: ApiSettings, first_key: str | None) -> str:
     return (
         "\nGallring is starting:\n"
         f"  API docs   {api}/docs\n"
-        f"  metrics    {api}/metrics, http://127.0.0.1:{purger}/metrics (purger), "
-        f"http://127.0.0.1:{notifier}/metrics (notifier)\n"
+        f"  metrics    {api}/metrics, {purger_metrics} (purger), {notifier_metrics} (notifier)\n"
         f"  admin key  {key}\n"
         "  try        `make demo` in another terminal; Ctrl-C here stops everything\n"
     )
 
 
-def _metrics_port(variable: str, settings_class: type[GallringSettings], field: str) -> str:
-    return os.environ.get(variable, str(settings_class.model_fields[field].default))
+def _metrics_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}/metrics" if port else "off"
