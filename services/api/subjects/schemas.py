@@ -3,7 +3,7 @@
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.api.erasures.schemas import ErasureView
 from shared.engine import ClockState, RetentionClock
@@ -38,6 +38,7 @@ class SubjectClocks(BaseModel):
     evaluated_at: datetime
     events: int
     clocks: list[ClockView]
-    # Executed ones, oldest first: what was erased, when, why. Only for a key that may read
-    # erasures (``erasures:read``); None for one that may not.
-    erasures: list[ErasureView] | None
+    erasures: list[ErasureView] | None = Field(
+        description="The subject's executed erasures, oldest first: what was erased, when, why. "
+        "Only for a key that may read erasures (erasures:read); null for one that may not."
+    )
