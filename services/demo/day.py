@@ -46,6 +46,14 @@ class Person:
     due_now: tuple[str, ...]  # the categories of their data that the policy erases now
     events: list[dict[str, Any]] = field(default_factory=list)
 
+    def disclosed(
+        self, at: datetime, to: str, category: str, reference: str, role: str, scope: dict[str, str]
+    ) -> None:
+        """Its ``category`` data in ``scope`` went to recipient ``to``, who files it under
+        ``reference``."""
+        data = {"recipient_id": to, "category": category, "recipient_ref": reference}
+        self.happened("data.disclosed", at, role=role, scope=scope, data=data)
+
     def happened(self, event_type: str, at: datetime, **fields: Any) -> None:
         self.events.append(
             {
@@ -68,50 +76,55 @@ def a_day(now: datetime) -> list[Person]:
     def person(label: str, story: str, *due_now: str) -> Person:
         return Person(label, story, f"crm:demo-{run}-{label}", due_now)
 
-    def disclosed(to: str, category: str, reference: str) -> dict[str, Any]:
-        return {"recipient_id": to, "category": category, "recipient_ref": reference}
+    def debtor_with_case(
+        label: str,
+        story: str,
+        number: int,
+        told: str,
+        *,
+        disclosed: int,
+        closed: datetime,
+        erased_now: bool = False,
+    ) -> tuple[Person, dict[str, str]]:
+        """A debtor whose case's data went to ``told`` ``disclosed`` months ago; ``erased_now``:
+        the case falls due now."""
+        debtor = person(label, story, *(("collection_case",) if erased_now else ()))
+        case = {"case_id": f"C-{run}-{number}"}
+        reference = f"{'PV' if told == PRINT_VENDOR else 'IP'}-{run}-{number}"
+        debtor.disclosed(months_ago(disclosed), told, "collection_case", reference, "debtor", case)
+        debtor.happened("collection_case.closed", closed, role="debtor", scope=case)
+        return debtor, case
 
-    debtor = person(
+    debtor, _ = debtor_with_case(
         "debtor-1",
         "case closed 37 months ago; its letters were printed by the vendor",
-        "collection_case",
+        101,
+        PRINT_VENDOR,
+        disclosed=40,
+        closed=months_ago(37),
+        erased_now=True,
     )
-    case = {"case_id": f"C-{run}-101"}
-    debtor.happened(
-        "data.disclosed",
-        months_ago(40),
-        role="debtor",
-        scope=case,
-        data=disclosed(PRINT_VENDOR, "collection_case", f"PV-{run}-101"),
+    held, held_case = debtor_with_case(
+        "debtor-2",
+        "case closed 37 months ago, but a dispute put a legal hold on it",
+        102,
+        COLLECTION_AGENT,
+        disclosed=39,
+        closed=months_ago(37),
     )
-    debtor.happened("collection_case.closed", months_ago(37), role="debtor", scope=case)
-
-    held = person("debtor-2", "case closed 37 months ago, but a dispute put a legal hold on it")
-    held_case = {"case_id": f"C-{run}-102"}
-    held.happened(
-        "data.disclosed",
-        months_ago(39),
-        role="debtor",
-        scope=held_case,
-        data=disclosed(COLLECTION_AGENT, "collection_case", f"IP-{run}-102"),
-    )
-    held.happened("collection_case.closed", months_ago(37), role="debtor", scope=held_case)
     held.happened(
         "legal_hold.placed",
         months_ago(2),
         data={"hold_id": f"H-{run}-1", "case_id": held_case["case_id"]},
     )
-
-    recent = person("debtor-3", "case closed today: kept for 36 months")
-    recent_case = {"case_id": f"C-{run}-103"}
-    recent.happened(
-        "data.disclosed",
-        months_ago(3),
-        role="debtor",
-        scope=recent_case,
-        data=disclosed(COLLECTION_AGENT, "collection_case", f"IP-{run}-103"),
+    recent, _ = debtor_with_case(
+        "debtor-3",
+        "case closed today: kept for 36 months",
+        103,
+        COLLECTION_AGENT,
+        disclosed=3,
+        closed=now,
     )
-    recent.happened("collection_case.closed", now, role="debtor", scope=recent_case)
 
     guarantor = person(
         "guarantor",
@@ -119,12 +132,13 @@ def a_day(now: datetime) -> list[Person]:
         "customer_relationship",
     )
     client = {"client_id": f"K-{run}"}
-    guarantor.happened(
-        "data.disclosed",
+    guarantor.disclosed(
         months_ago(41),
-        role="client_guarantor",
-        scope=client,
-        data=disclosed(COLLECTION_AGENT, "customer_relationship", f"IP-{run}-K"),
+        COLLECTION_AGENT,
+        "customer_relationship",
+        f"IP-{run}-K",
+        "client_guarantor",
+        client,
     )
     guarantor.happened(
         "customer_relationship.ended", months_ago(40), role="client_guarantor", scope=client
