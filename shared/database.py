@@ -15,8 +15,10 @@ from sqlalchemy import (
     bindparam,
     event,
     make_url,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
 
@@ -83,3 +85,13 @@ def begin_deciding(engine: Engine) -> Iterator[Connection]:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
+
+
+def database_answers(engine: Engine) -> bool:
+    """Whether the database answers a trivial query now: what readiness probes ask."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True

@@ -15,10 +15,10 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
-STATUS_PATHS = ("/healthz", "/readyz")  # what probes may ask; /metrics is for Prometheus
+from shared.database import database_answers
+
 READINESS_TTL = 2.0  # seconds an answer stands for the checks that arrive meanwhile
 
 
@@ -56,18 +56,10 @@ class Readiness:
         if not self._checking.acquire(blocking=False):
             return ready  # a check is under way: its predecessor's answer meanwhile
         try:
-            self._answer = (time.monotonic(), self._database_answers())
+            self._answer = (time.monotonic(), database_answers(self._db))
         finally:
             self._checking.release()
         return self._answer[1]
-
-    def _database_answers(self) -> bool:
-        try:
-            with self._db.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            return False
-        return True
 
 
 def status_app(registry: CollectorRegistry, readiness: Readiness) -> Callable[..., Iterable[bytes]]:

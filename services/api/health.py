@@ -13,9 +13,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from services.api.problems import PROBLEM_JSON
+from shared.database import database_answers
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
 
@@ -34,7 +35,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: database and broker reachable")
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
-    database_ok = await run_in_threadpool(_database_reachable, state.db_engine)
+    database_ok = await run_in_threadpool(database_answers, state.db_engine)
     broker_ok = await _broker_reachable_cached(state)
     checks = {"database": _word(database_ok), "broker": _word(broker_ok)}
     if database_ok and broker_ok:
@@ -87,15 +88,6 @@ class OutboxBacklog:
         self._counting, self._counted_at = None, time.monotonic()
         failed = counting.cancelled() or counting.exception() is not None
         self._rows = math.nan if failed else float(counting.result())
-
-
-def _database_reachable(engine: Engine) -> bool:
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
-        return False
-    return True
 
 
 async def _broker_reachable_cached(state: Any) -> bool:
