@@ -29,6 +29,8 @@ SECRETS_DIR_VARIABLE = "GALLRING_SECRETS_DIR"
 class GallringEnvironment(BaseSettings):
     """Settings read from ``GALLRING_…`` variables and, with ``GALLRING_SECRETS_DIR``, files."""
 
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -51,9 +53,7 @@ class GallringEnvironment(BaseSettings):
 class KafkaSettings(GallringEnvironment):
     """``GALLRING_KAFKA_…``: how every service reaches the broker."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="GALLRING_KAFKA_", extra="ignore", hide_input_in_errors=True
-    )
+    model_config = SettingsConfigDict(env_prefix="GALLRING_KAFKA_")
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port…]")
     client_id: str = "gallring"
@@ -79,9 +79,7 @@ class KafkaSettings(GallringEnvironment):
 class RelaySettings(GallringEnvironment):
     """``GALLRING_RELAY_…``: the outbox relay each service runs to publish what it stored."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="GALLRING_RELAY_", extra="ignore", hide_input_in_errors=True
-    )
+    model_config = SettingsConfigDict(env_prefix="GALLRING_RELAY_")
 
     enabled: bool = True
     batch_size: int = Field(default=2_000, ge=1, le=10_000)
@@ -93,9 +91,7 @@ class RelaySettings(GallringEnvironment):
 class DatabaseSettings(GallringEnvironment):
     """``GALLRING_DATABASE_URL``: all that ``gallring migrate`` and ``gallring keys`` need."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="GALLRING_", extra="ignore", hide_input_in_errors=True
-    )
+    model_config = SettingsConfigDict(env_prefix="GALLRING_")
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL; may carry a password"
