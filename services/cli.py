@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from services import forecast_command, key_commands, policy_commands
-from services.demo.command import run_demo
+from services.api.api_keys import Scope
 from shared.contract import event_json_schema
 from shared.contract.topic_messages import topic_json_schema
 from shared.settings import DatabaseSettings, SettingsInvalid, load_settings
@@ -98,11 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the erasures (120)"
     )
-    demo.set_defaults(
-        run=lambda a: run_demo(
-            a.api, a.api_key, _database_url, timeout=a.timeout, out=sys.stdout, err=sys.stderr
-        )
-    )
+    demo.set_defaults(run=_run_demo)
 
     api = commands.add_parser("api", help="run the API service (settings from GALLRING_*)")
     api.set_defaults(run=_serve_api)
@@ -125,8 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        help="events:write, subjects:read, dsr:write, erasures:read, erasures:confirm or admin; "
-        "repeat for several",
+        help=f"one of {', '.join(scope.value for scope in Scope)}; repeat for several",
     )
     create.set_defaults(
         run=lambda a: key_commands.create(_database_url(), a.name, a.scope, out=sys.stdout)
@@ -188,6 +183,14 @@ def _migrate(_: argparse.Namespace) -> int:
     upgrade(_database_url())
     print("gallring: the database schema is up to date", flush=True)
     return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from services.demo.command import run_demo  # imported here: aiohttp for the demo alone
+
+    return run_demo(
+        args.api, args.api_key, _database_url, timeout=args.timeout, out=sys.stdout, err=sys.stderr
+    )
 
 
 def _embedded_up() -> int:

@@ -66,11 +66,10 @@ def up() -> int:
         settings = load_settings(ApiSettings)
         # A newcomer's erasures within seconds, not a minute; recipients confirm at this API.
         os.environ.setdefault("GALLRING_PURGER_SWEEP_INTERVAL_SECONDS", "5")
-        os.environ.setdefault(
-            "GALLRING_NOTIFIER_PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}"
-        )
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        os.environ.setdefault("GALLRING_NOTIFIER_PUBLIC_API_URL", api_url)
         upgrade(settings.database_url)
-        print(_where_to_look(settings, _first_run_admin_key(settings)), flush=True)
+        print(_where_to_look(api_url, _first_run_admin_key(settings)), flush=True)
         # The purger and the notifier in processes of their own, as in production; they stop
         # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
         # could come before they can take it cleanly; and with it, should it be killed.
@@ -123,8 +122,7 @@ def _first_run_admin_key(settings: ApiSettings) -> str | None:
         engine.dispose()
 
 
-def _where_to_look(settings: ApiSettings, first_key: str | None) -> str:
-    api = f"http://{settings.api_host}:{settings.api_port}"
+def _where_to_look(api: str, first_key: str | None) -> str:
     purger, notifier = load_settings(PurgerSettings), load_settings(NotifierSettings)
     purger_metrics = _metrics_url(purger.purger_metrics_host, purger.purger_metrics_port)
     notifier_metrics = _metrics_url(notifier.notifier_metrics_host, notifier.notifier_metrics_port)

@@ -7,7 +7,6 @@ from typing import TextIO
 
 from aiohttp import ClientError, InvalidURL
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from services.api.api_keys import KeyStore, Scope
 from services.demo.walkthrough import DemoFailed, check_reachable, walk_through
@@ -38,9 +37,6 @@ def run_demo(
         print(f"gallring demo: --api {api_url} is no URL; e.g. http://127.0.0.1:8000", file=err)
     except (ClientError, TimeoutError) as failure:
         print(f"gallring demo: the API stopped answering ({failure!r}); is Gallring up?", file=err)
-    except SQLAlchemyError as failure:
-        cause = (str(getattr(failure, "orig", None) or failure).splitlines() or [""])[0]
-        print(f"gallring demo: cannot make its key in the database: {cause}", file=err)
     except KeyboardInterrupt:
         print("gallring demo: interrupted", file=err)
         return 130  # as a shell reports a command Ctrl-C stopped
