@@ -3,7 +3,7 @@
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,22 +21,11 @@ async def read_topic(
     """Every record of ``topic`` from the beginning, read until ``until(records)`` holds."""
     deadline = time.monotonic() + timeout
     partitions = await _partitions(settings, topic, deadline)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        records: list[ConsumerRecord] = []
-        while not until(records):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gave up on {topic} after {len(records)} records")
-            batches = await consumer.getmany(timeout_ms=300)
-            for batch in batches.values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+
+    async def satisfied(_: AIOKafkaConsumer, records: list[ConsumerRecord]) -> bool:
+        return until(records)
+
+    return await _read(settings, topic, partitions, satisfied, deadline)
 
 
 async def read_to_the_end(settings: KafkaSettings, topic: str) -> list[ConsumerRecord]:
@@ -50,18 +39,34 @@ async def read_to_the_end(settings: KafkaSettings, topic: str) -> list[ConsumerR
         await admin.close()
     if description["error_code"] != 0:
         return []
+    ends: dict[TopicPartition, int] = {}
+
+    async def at_the_end(consumer: AIOKafkaConsumer, _: list[ConsumerRecord]) -> bool:
+        ends.update(ends or await consumer.end_offsets(list(consumer.assignment())))
+        return all([await consumer.position(tp) >= end for tp, end in ends.items()])
+
+    partitions = [p["partition"] for p in description["partitions"]]
+    return await _read(settings, topic, partitions, at_the_end, time.monotonic() + 30)
+
+
+async def _read(
+    settings: KafkaSettings,
+    topic: str,
+    partitions: list[int],
+    done: Callable[[AIOKafkaConsumer, list[ConsumerRecord]], Awaitable[bool]],
+    deadline: float,
+) -> list[ConsumerRecord]:
+    """``topic``'s records from the beginning, read with assign() (no group) until ``done``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        assigned = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+        assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
         records: list[ConsumerRecord] = []
-        deadline = time.monotonic() + 30
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+        while not await done(consumer, records):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: not read to its end after {len(records)} records")
+                raise TimeoutError(f"gave up on {topic} after {len(records)} records")
             for batch in (await consumer.getmany(*assigned, timeout_ms=300)).values():
                 records.extend(batch)
         return records
