@@ -1,13 +1,12 @@
 """Alembic environment: migrates the database named by the Alembic config's sqlalchemy.url."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool, text
+from sqlalchemy import engine_from_config, pool
 
+from shared.migrate import wait_for_other_migrations
 from shared.tables import metadata
 
 config = context.config
-#: The advisory lock migrations take on PostgreSQL: any number, the same in every release.
-MIGRATION_LOCK = 7_346_201_905_118
 
 
 def run_migrations() -> None:
@@ -25,9 +24,7 @@ def run_migrations() -> None:
         )
         with context.begin_transaction():
             if connection.dialect.name == "postgresql":
-                # Every service migrates at its start, several at once in a deployment: the
-                # first upgrades, the others wait here and then find the schema current.
-                connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                wait_for_other_migrations(connection)
             context.run_migrations()
 
 

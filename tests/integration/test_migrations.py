@@ -1,7 +1,10 @@
 """The Alembic migrations, on both databases: they build exactly the schema the models declare."""
 
 import json
+import logging
 import multiprocessing
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -13,7 +16,7 @@ from sqlalchemy import insert, inspect, text
 
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
-from shared.migrate import downgrade, upgrade
+from shared.migrate import MIGRATION_LOCK, downgrade, upgrade
 from shared.tables import metadata
 from shared.tables.notifier import Notification
 from tests.conftest import new_postgres_database
@@ -61,6 +64,26 @@ def test_services_starting_together_on_an_empty_postgresql_database_all_migrate_
                 assert compare_metadata(context, metadata) == []
         finally:
             engine.dispose()
+
+
+def test_a_service_waiting_for_another_ones_migration_says_so(caplog) -> None:
+    with new_postgres_database() as url:
+        holder = make_engine(url)
+        try:
+            with holder.connect() as other, caplog.at_level(logging.INFO, "gallring.migrate"):
+                other.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                waiting = threading.Thread(target=upgrade, args=(url,))
+                waiting.start()
+                deadline = time.monotonic() + 30
+                while "waiting for it to finish" not in caplog.text:
+                    assert time.monotonic() < deadline and waiting.is_alive()
+                    time.sleep(0.05)
+                other.commit()  # the other migration is done
+                waiting.join(timeout=60)
+            assert not waiting.is_alive()
+        finally:
+            holder.dispose()
+    assert caplog.text.count("another process is migrating the database") == 1
 
 
 def _upgrade_when_all_are_ready(url: str, together: Any) -> None:
