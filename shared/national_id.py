@@ -14,6 +14,10 @@ from datetime import date
 _SHAPE = re.compile(
     r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{4})$", re.ASCII
 )
+#: A personnummer or samordningsnummer inside other text: ten or twelve digits, a separator
+#: allowed before the last four, and no digit on either side (a longer run of digits is another
+#: number; reading every window of it would refuse one long numeric id in twenty).
+_EMBEDDED = re.compile(r"(?<![0-9])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9])", re.ASCII)
 _COORDINATION_DAY_OFFSET = 60
 # Each digit to the digit sum of its double, as ASCII bytes.
 _LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
@@ -52,6 +56,32 @@ def normalise_national_id(text: str, *, today: date | None = None) -> str:
     except ValueError:
         raise InvalidNationalIdError("the date part is not a valid date of birth") from None
     return f"{full_year:04d}{yymmdd[2:]}{serial}"
+
+
+def contains_national_id(text: str) -> bool:
+    """Whether ``text`` is or contains a valid personnummer or samordningsnummer, in any shape
+    :func:`normalise_national_id` accepts.
+
+    This is what keeps them out of ids and free text (a case numbered by the debtor's
+    personnummer is a common upstream habit): such fields travel on topics, into logs and
+    metrics, where only pseudonyms may. A number of that shape that is not one (a case number
+    ``YYYYMMDDNNNN`` whose last digit happens to check) cannot be told apart, and is caught too.
+    """
+    return any(_is_national_id(match[0]) for match in _EMBEDDED.finditer(text))
+
+
+def redact_national_ids(text: str, replacement: str = "[personal number removed]") -> str:
+    """``text`` with every personnummer or samordningsnummer in it replaced: for text Gallring
+    does not validate but writes down, such as the request line of an access log."""
+    return _EMBEDDED.sub(lambda match: replacement if _is_national_id(match[0]) else match[0], text)
+
+
+def _is_national_id(candidate: str) -> bool:
+    try:
+        normalise_national_id(candidate)
+    except InvalidNationalIdError:
+        return False
+    return True
 
 
 def _infer_year(year2: int, *, centenarian: bool, today: date | None) -> int:

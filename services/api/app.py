@@ -16,7 +16,7 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
 
-from services.api import health, problems
+from services.api import access_log, health, problems
 from services.api.api_keys import KeyStore
 from services.api.auth import SECURITY_SCHEME, Authentication
 from services.api.body_limit import BodyLimitMiddleware
@@ -50,6 +50,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access_log.install()
         engine = db_engine or make_engine(settings.database_url)
         app.state.db_engine = engine
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from shared.contract.errors import FieldError, describe_errors
+from shared.national_id import redact_national_ids
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -37,7 +38,8 @@ def problem_response(
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
-        "instance": request.url.path,
+        # A path may carry what a field refused (GET /v1/recipients/<a personnummer>).
+        "instance": redact_national_ids(request.url.path),
         **problem.extensions,
     }
     if problem.status == 401:
@@ -100,7 +102,9 @@ def install(app: FastAPI) -> None:
         return problem_response(problem, request, headers)
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        log.exception(
+            "unexpected error on %s %s", request.method, redact_national_ids(request.url.path)
+        )
         problem = Problem(
             500,
             "internal-error",

@@ -24,7 +24,7 @@ TOPICS = (topics.LIFECYCLE, topics.ERASURES, topics.NOTIFICATION_COMMANDS)
 
 def parse(record: ConsumerRecord) -> Incoming:
     if record.topic == topics.LIFECYCLE:
-        return LifecycleMessage.model_validate_json(record.value)
+        return LifecycleMessage.from_json(record.value)
     if record.topic == topics.ERASURES:
         event = ERASURE_EVENT.validate_json(record.value)
         if isinstance(event, ErasureConfirmed):

@@ -26,7 +26,7 @@ TOPICS = (topics.LIFECYCLE, topics.ERASURE_CONFIRMATIONS)
 def parse(record: ConsumerRecord) -> Incoming:
     if record.topic == topics.ERASURE_CONFIRMATIONS:
         return ConfirmationReported.model_validate_json(record.value)
-    return LifecycleMessage.model_validate_json(record.value)
+    return LifecycleMessage.from_json(record.value)
 
 
 def lifecycle_consumer(

@@ -64,7 +64,7 @@ def clock_key(clock: RetentionClock) -> RowKey:
 
 def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
     rows = connection.execute(select(FACTS.c.message).where(FACTS.c.subject_pseudonym == subject))
-    return [LifecycleMessage.model_validate_json(message) for (message,) in rows]
+    return [LifecycleMessage.from_json(message) for (message,) in rows]
 
 
 def load_facts_of(
@@ -79,7 +79,7 @@ def load_facts_of(
             )
         )
         for subject, message in rows:
-            facts[subject].append(LifecycleMessage.model_validate_json(message))
+            facts[subject].append(LifecycleMessage.from_json(message))
     return facts
 
 

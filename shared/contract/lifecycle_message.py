@@ -6,11 +6,11 @@ This is also what the API stores per event, and what consumers hand to the engin
 from typing import Annotated, Any, Literal, Self, get_args
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from shared.contract.events import EVENT_TYPES, LifecycleEvent
 from shared.contract.scope import Scope
-from shared.contract.vocabulary import Role
+from shared.contract.vocabulary import WRITTEN_BY_GALLRING, Role
 
 SCHEMA_VERSION = 1
 _SUBJECT = {"subject"}
@@ -37,13 +37,20 @@ class LifecycleMessage(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _typed_data(cls, value: Any) -> Any:
+    def _typed_data(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, dict) and value.get("type") in _DATA_MODELS:
             model = _DATA_MODELS[value["type"]]
             data = value.get("data", {})
             if not isinstance(data, model):
-                value = {**value, "data": model.model_validate(data)}
+                value = {**value, "data": model.model_validate(data, context=info.context)}
         return value
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Self:
+        """A message as Gallring wrote it, on ``gallring.lifecycle.v1`` or in a table: its event
+        passed the intake's checks when it was accepted, which are not applied again (an event
+        accepted before a check was added must still read)."""
+        return cls.model_validate_json(raw, context=WRITTEN_BY_GALLRING)
 
     @classmethod
     def from_event(cls, event: LifecycleEvent, pseudonym: str) -> Self:

@@ -4,11 +4,19 @@ retention period unnoticed."""
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from shared.contract.events import EVENT_TYPES
 from shared.contract.scope import SCOPE_KEYS
-from shared.contract.vocabulary import Category, Identifier
+from shared.contract.vocabulary import IDENTIFIER_PATTERN, Category, NoNationalId
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 ScopeKey = Literal[SCOPE_KEYS]  # type: ignore[valid-type]
@@ -103,7 +111,9 @@ Rule = Annotated[EventRule, BeforeValidator(_event_rule_shorthand)]
 #: What the clock and proof tables keep of a legal basis (``legal_basis VARCHAR(300)``).
 LegalBasis = Annotated[str, Field(min_length=1, max_length=300)]
 #: A client id short enough that the rule it names (``…retention.client:<id>``) fits its column.
-ClientId = Annotated[Identifier, Field(max_length=60)]
+ClientId = Annotated[
+    str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=60), *NoNationalId
+]
 
 
 class ClientOverride(_Strict):

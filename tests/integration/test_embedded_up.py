@@ -187,6 +187,7 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
             }
             headers = api.key(Scope.EVENTS_WRITE)
             assert (await client.post("/v1/events", json=closed, headers=headers)).is_success
+            await try_a_personal_number_where_an_id_belongs(api, vendor)
             # A newsletter reader known by personal identity number, who unsubscribes.
             for event_type in ("marketing.contact", "newsletter.unsubscribed"):
                 event = {
@@ -226,6 +227,16 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
                 ]
 
             await eventually(confirmed, timeout=30)
+            webhooks = b"".join(r.body for r in endpoint.received)
+            metrics = "".join(
+                [
+                    (await client.get("/metrics")).text,
+                    *[
+                        httpx.get(f"http://127.0.0.1:{ports[name]}/metrics").text
+                        for name in ("purger_metrics", "notifier_metrics")
+                    ],
+                ]
+            )
         engine.dispose()
 
         # The erasure command on its topic; no topic, table or log line names the subject.
@@ -249,6 +260,39 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
         tables = "\n".join(database.iterdump())
     assert not any(raw in tables for raw in identifiers)
     assert not any(raw in output for raw in identifiers)
+    assert not any(raw in metrics for raw in identifiers)
+    assert webhooks and not any(raw.encode() in webhooks for raw in identifiers)
+
+
+async def try_a_personal_number_where_an_id_belongs(api: RunningApi, recipient_id: str) -> None:
+    """What a careless upstream system does, as the outside audit did: a personnummer as a case
+    id, a recipient's reference, a recipient's id or name, a confirming system, in a URL. Each
+    is refused, so that the scans after the erasure find it nowhere, not even in the log."""
+    short = NATIONAL_ID[2:]  # without century
+    event = {
+        **EXAMPLES["data.disclosed"],
+        "event_id": str(uuid.uuid4()),
+        "scope": {"case_id": f"C-{NATIONAL_ID}"},
+    }
+    as_ref = {**event, "scope": {}, "data": {**event["data"], "recipient_ref": short}}
+    attempts = [
+        api.client.post("/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE)),
+        api.client.post("/v1/events", json=as_ref, headers=api.key(Scope.EVENTS_WRITE)),
+        api.client.patch(
+            f"/v1/recipients/{recipient_id}",
+            json={"name": f"Inkasso {NATIONAL_ID}"},
+            headers=api.key(Scope.ADMIN),
+        ),
+        api.client.get(f"/v1/recipients/{NATIONAL_ID}", headers=api.key(Scope.ADMIN)),
+        api.client.post(
+            f"/v1/erasures/{uuid.uuid4()}/confirmations",
+            json={"system": short},
+            headers=api.key(Scope.ERASURES_CONFIRM),
+        ),
+    ]
+    for attempt in attempts:
+        response = await attempt
+        assert response.status_code == 422, response.text
 
 
 def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_again(

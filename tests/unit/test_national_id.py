@@ -2,7 +2,12 @@ from datetime import date
 
 import pytest
 
-from shared.national_id import InvalidNationalIdError, normalise_national_id
+from shared.national_id import (
+    InvalidNationalIdError,
+    contains_national_id,
+    normalise_national_id,
+    redact_national_ids,
+)
 
 TODAY = date(2026, 11, 25)
 
@@ -98,3 +103,45 @@ def test_error_messages_repeat_no_part_of_the_number(written: str) -> None:
     with pytest.raises(InvalidNationalIdError) as refused:
         normalise_national_id(written, today=TODAY)
     assert not any(part in str(refused.value) for part in ("1981", "9875", "1318", "81-13"))
+
+
+COORDINATION = "19" + with_check_digit("811278987")  # a samordningsnummer: day 18 + 60
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "19811218-9876",
+        "198112189876",
+        "811218-9876",
+        "8112189876",
+        "19811218+9876",
+        "C-198112189876",  # a case numbered by the debtor's personnummer
+        "case:811218-9876/2",
+        "x8112189876y",
+        COORDINATION,
+        "PV-" + COORDINATION[2:],
+    ],
+)
+def test_a_personal_number_in_any_shape_is_found_inside_other_text(text: str) -> None:
+    assert contains_national_id(text)
+    assert redact_national_ids(text, "###").count("###") == 1
+    assert not contains_national_id(redact_national_ids(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "C-2023-0001",
+        "crm:4711",
+        "19811218-9875",  # check digit wrong
+        "19811318-9876",  # no 13th month
+        "1981121898761",  # thirteen digits: another number
+        "51981121898761",
+        "811218-98",
+        "print-vendor",
+    ],
+)
+def test_ids_without_a_personal_number_pass_unchanged(text: str) -> None:
+    assert not contains_national_id(text)
+    assert redact_national_ids(text) == text

@@ -5,10 +5,10 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.api.notifications.schemas import NotificationView
-from shared.contract.vocabulary import Identifier
+from shared.contract.vocabulary import IDENTIFIER_PATTERN, NoNationalId
 
 
 class ErasureState(StrEnum):
@@ -40,8 +40,10 @@ class Confirmation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     system: Annotated[
-        Identifier,
-        Field(max_length=100, description="which of the company's systems erased its copy"),
+        str,
+        StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=100),
+        *NoNationalId,
+        Field(description="which of the company's systems erased its copy"),
     ]
 
 

@@ -27,6 +27,7 @@ from services.api.notifications.schemas import (
 )
 from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
 from shared.contract.errors import FieldError
+from shared.contract.vocabulary import Identifier
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 #: Routes recipients call; authenticated by signature, not by an API key.
@@ -41,7 +42,7 @@ async def list_notifications(
     request: Request,
     _: Reader,
     state: NotificationState | None = None,
-    recipient_id: str | None = None,
+    recipient_id: Identifier | None = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> NotificationPage:

@@ -4,7 +4,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
@@ -21,6 +21,7 @@ from services.api.recipients.schemas import (
     UnregisteredRecipient,
 )
 from shared.contract.errors import FieldError
+from shared.contract.vocabulary import Identifier
 from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
 router = APIRouter(prefix="/v1/recipients", tags=["recipients"])
@@ -29,6 +30,7 @@ unregistered_router = APIRouter(prefix="/v1/unregistered-recipients", tags=["rec
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 _ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 _NOT_FOUND = {**_ERRORS, 404: PROBLEM_RESPONSE}
+RecipientId = Annotated[Identifier, Path(description="as it was registered")]
 
 
 @router.post(
@@ -78,7 +80,7 @@ async def list_unregistered(request: Request, _: Admin) -> list[UnregisteredReci
 @router.get(
     "/{recipient_id}", response_model=RecipientView, summary="One recipient", responses=_NOT_FOUND
 )
-async def get_recipient(recipient_id: str, request: Request, _: Admin) -> RecipientView:
+async def get_recipient(recipient_id: RecipientId, request: Request, _: Admin) -> RecipientView:
     db = request.app.state.db_engine
     view = await run_in_threadpool(lambda: service.one(db, recipient_id, now=datetime.now(UTC)))
     if view is None:
@@ -93,7 +95,7 @@ async def get_recipient(recipient_id: str, request: Request, _: Admin) -> Recipi
     responses=_NOT_FOUND,
 )
 async def change_recipient(
-    recipient_id: str, change: RecipientChange, request: Request, principal: Admin
+    recipient_id: RecipientId, change: RecipientChange, request: Request, principal: Admin
 ) -> RecipientView:
     if change.webhook_url is not None:
         await _check_url(request, change.webhook_url)
@@ -114,7 +116,7 @@ async def change_recipient(
     responses=_NOT_FOUND,
 )
 async def rotate_secret(
-    recipient_id: str, rotation: SecretRotation, request: Request, principal: Admin
+    recipient_id: RecipientId, rotation: SecretRotation, request: Request, principal: Admin
 ) -> RotatedSecret:
     state = request.app.state
     rotated = await run_in_threadpool(

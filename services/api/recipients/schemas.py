@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contract.vocabulary import Category, Identifier
+from shared.contract.vocabulary import Category, Identifier, NoNationalId
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. SE")]
 WebhookUrl = Annotated[
@@ -17,7 +17,7 @@ WebhookUrl = Annotated[
         examples=["https://hooks.print-vendor.example/gallring"],
     ),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200), *NoNationalId]
 
 
 class RecipientKind(StrEnum):

@@ -28,7 +28,7 @@ def clocks_of(
         payloads = connection.execute(
             select(facts.message).where(facts.subject_pseudonym == pseudonym)
         ).scalars()
-        messages = [LifecycleMessage.model_validate_json(payload) for payload in payloads]
+        messages = [LifecycleMessage.from_json(payload) for payload in payloads]
         clocks = retention.evaluate(pseudonym, messages, now)
         erased = (
             erasures.of_subject(connection, pseudonym) if actor.may(Scope.ERASURES_READ) else None
