@@ -6,6 +6,7 @@ from typing import TextIO
 from services.api.api_keys import KeyStore, Scope
 from shared.database import make_engine
 from shared.migrate import upgrade
+from shared.national_id import contains_national_id
 
 
 def create(database_url: str, name: str, scopes: list[str], *, out: TextIO) -> int:
@@ -14,6 +15,13 @@ def create(database_url: str, name: str, scopes: list[str], *, out: TextIO) -> i
     except ValueError:
         known = ", ".join(s.value for s in Scope)
         print(f"gallring: unknown scope among {scopes}; known scopes: {known}", file=sys.stderr)
+        return 2
+    if contains_national_id(name):
+        print(
+            "gallring: a key's name is written to the audit log and published with the "
+            "confirmations it reports: it must not be or contain a personal identity number",
+            file=sys.stderr,
+        )
         return 2
     upgrade(database_url)
     engine = make_engine(database_url)

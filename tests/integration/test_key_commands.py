@@ -34,3 +34,13 @@ def test_an_unknown_scope_is_refused(tmp_path, monkeypatch, capsys) -> None:
         "known scopes: events:write, subjects:read, dsr:write, erasures:read, "
         "erasures:confirm, admin" in capsys.readouterr().err
     )
+
+
+def test_a_key_is_not_named_by_a_personal_number(tmp_path, monkeypatch, capsys) -> None:
+    """A key's name goes into the audit log and onto the confirmations topic."""
+    monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{tmp_path / 'keys.db'}")
+    assert main(["keys", "create", "--name", "ombud-811218-9876", "--scope", "admin"]) == 2
+    told = capsys.readouterr()
+    assert "must not be or contain a personal identity number" in told.err
+    assert "9876" not in told.err and told.out == ""
+    assert not (tmp_path / "keys.db").exists()
