@@ -16,6 +16,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from shared import topics
 from shared.policy import Policy, load_default_policy, load_policy
 from shared.pseudonym import Pseudonymiser
 from shared.recipient_secrets import SecretBox
@@ -74,6 +75,45 @@ class KafkaSettings(GallringEnvironment):
     )
     topic_partitions: int = Field(default=6, ge=1, description="for topics Gallring creates")
     topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
+    # How long each topic keeps its messages (its retention.ms): the broker's default may be
+    # longer, or for ever, and an erased subject's pseudonymous history would stay readable.
+    lifecycle_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.lifecycle.v1: read by purger and notifier"
+    )
+    erasure_commands_retention_hours: int = Field(
+        default=14 * 24, ge=1, description="gallring.erasure-commands.v1: other teams' systems"
+    )
+    erasures_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.erasures.v1: read by the notifier"
+    )
+    erasure_confirmations_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.erasure-confirmations.v1: by the purger"
+    )
+    notification_commands_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.notification-commands.v1: by the notifier"
+    )
+    dlq_retention_hours: int = Field(
+        default=14 * 24, ge=1, description="gallring.dlq.v1: read by people, after an alert"
+    )
+
+    def retention_ms(self, topic: str) -> int:
+        """The ``retention.ms`` Gallring gives ``topic`` (one of ``topics.ALL_TOPICS``)."""
+        return getattr(self, _RETENTION_FIELDS[topic]) * 3_600_000
+
+    def retention_variable(self, topic: str) -> str:
+        """The variable that sets ``topic``'s retention, to name in a message."""
+        return (self.model_config["env_prefix"] + _RETENTION_FIELDS[topic]).upper()
+
+
+#: The KafkaSettings field that bounds how long each topic keeps its messages.
+_RETENTION_FIELDS = {
+    topics.LIFECYCLE: "lifecycle_retention_hours",
+    topics.ERASURE_COMMANDS: "erasure_commands_retention_hours",
+    topics.ERASURES: "erasures_retention_hours",
+    topics.ERASURE_CONFIRMATIONS: "erasure_confirmations_retention_hours",
+    topics.NOTIFICATION_COMMANDS: "notification_commands_retention_hours",
+    topics.DEAD_LETTERS: "dlq_retention_hours",
+}
 
 
 class RelaySettings(GallringEnvironment):
