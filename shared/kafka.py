@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, RequestTimedOutError, TopicAlreadyExistsError, for_code
@@ -21,10 +21,26 @@ log = logging.getLogger(__name__)
 _MURMUR2_SEED = 0x9747B28C  # Kafka's
 
 
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """How every client reaches a secured cluster: TLS (SSL, SASL_SSL) and SASL's credentials."""
+    options: dict[str, Any] = {
+        "security_protocol": settings.security_protocol,
+        "ssl_context": settings.ssl_context(),
+    }
+    if settings.sasl_mechanism and settings.sasl_password:
+        options |= {
+            "sasl_mechanism": settings.sasl_mechanism,
+            "sasl_plain_username": settings.sasl_username,
+            "sasl_plain_password": settings.sasl_password.get_secret_value(),
+        }
+    return options
+
+
 def make_producer(settings: KafkaSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap,
         client_id=settings.client_id,
+        **security_options(settings),
         enable_idempotence=settings.enable_idempotence,
         acks="all",
         request_timeout_ms=settings.request_timeout_ms,
@@ -47,6 +63,7 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKa
         *topics,
         bootstrap_servers=settings.bootstrap,
         client_id=settings.client_id,
+        **security_options(settings),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -60,6 +77,16 @@ def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
         bootstrap_servers=settings.bootstrap,
         client_id=f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
+    )
+
+
+def make_client(settings: KafkaSettings, *, purpose: str) -> AIOKafkaClient:
+    """A bare client, for asking the cluster only (the API's readiness check)."""
+    return AIOKafkaClient(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-{purpose}",
+        **security_options(settings),
     )
 
 
