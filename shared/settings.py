@@ -5,9 +5,11 @@ tests build them directly.
 """
 
 import os
+import ssl
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from aiokafka.helpers import create_ssl_context
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -16,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from shared import topics
 from shared.policy import Policy, load_default_policy, load_policy
 from shared.pseudonym import Pseudonymiser
 from shared.recipient_secrets import SecretBox
@@ -74,6 +77,142 @@ class KafkaSettings(GallringEnvironment):
     )
     topic_partitions: int = Field(default=6, ge=1, description="for topics Gallring creates")
     topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
+    # How long each topic keeps its messages (its retention.ms): the broker's default may be
+    # longer, or for ever, and an erased subject's pseudonymous history would stay readable.
+    lifecycle_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.lifecycle.v1: read by purger and notifier"
+    )
+    erasure_commands_retention_hours: int = Field(
+        default=14 * 24, ge=1, description="gallring.erasure-commands.v1: other teams' systems"
+    )
+    erasures_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.erasures.v1: read by the notifier"
+    )
+    erasure_confirmations_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.erasure-confirmations.v1: by the purger"
+    )
+    notification_commands_retention_hours: int = Field(
+        default=7 * 24, ge=1, description="gallring.notification-commands.v1: by the notifier"
+    )
+    dlq_retention_hours: int = Field(
+        default=14 * 24, ge=1, description="gallring.dlq.v1: read by people, after an alert"
+    )
+
+    # A managed or secured cluster: TLS, SASL, or both (deploy/README.md).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="SASL_SSL for a managed cluster"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = Field(default=None, description="never logged")
+    ssl_ca_file: Path | None = Field(
+        default=None, description="the CA of the brokers' certificates; the system's if unset"
+    )
+    ssl_cert_file: Path | None = Field(default=None, description="mutual TLS: our certificate")
+    ssl_key_file: Path | None = Field(default=None, description="mutual TLS: its key, unencrypted")
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> "KafkaSettings":
+        """Settings that the protocol would ignore, or lacks, are refused rather than left to
+        fail at the first connection (or, ignored, to send in the clear)."""
+        problems = _sasl_problems(self) + _tls_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For SSL and SASL_SSL: the brokers' certificates and host names checked against the CA
+        file (the system's CAs without one), and ours presented for mutual TLS."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        return create_ssl_context(
+            cafile=self.ssl_ca_file,
+            certfile=self.ssl_cert_file,
+            keyfile=self.ssl_key_file,
+            password=_no_key_password,
+        )
+
+    def retention_ms(self, topic: str) -> int:
+        """The ``retention.ms`` Gallring gives ``topic`` (one of ``topics.ALL_TOPICS``)."""
+        return getattr(self, _RETENTION_FIELDS[topic]) * 3_600_000
+
+    def retention_variable(self, topic: str) -> str:
+        """The variable that sets ``topic``'s retention, to name in a message."""
+        return (self.model_config["env_prefix"] + _RETENTION_FIELDS[topic]).upper()
+
+
+def _sasl_problems(settings: KafkaSettings) -> list[str]:
+    protocol = settings.security_protocol
+    given = {
+        "GALLRING_KAFKA_SASL_MECHANISM": settings.sasl_mechanism,
+        "GALLRING_KAFKA_SASL_USERNAME": settings.sasl_username,
+        "GALLRING_KAFKA_SASL_PASSWORD": settings.sasl_password
+        and settings.sasl_password.get_secret_value(),
+    }
+    if protocol.startswith("SASL_"):
+        missing = [variable for variable, value in given.items() if not value]
+        if missing:
+            return [f"GALLRING_KAFKA_SECURITY_PROTOCOL={protocol} needs " + ", ".join(missing)]
+    elif any(given.values()):
+        named = ", ".join(variable for variable, value in given.items() if value)
+        return [
+            f"{named} set, but GALLRING_KAFKA_SECURITY_PROTOCOL={protocol} uses no SASL: "
+            "set it to SASL_SSL (or SASL_PLAINTEXT, which sends everything in the clear)"
+        ]
+    return []
+
+
+def _tls_problems(settings: KafkaSettings) -> list[str]:
+    protocol = settings.security_protocol
+    files = {
+        "GALLRING_KAFKA_SSL_CA_FILE": settings.ssl_ca_file,
+        "GALLRING_KAFKA_SSL_CERT_FILE": settings.ssl_cert_file,
+        "GALLRING_KAFKA_SSL_KEY_FILE": settings.ssl_key_file,
+    }
+    given = {variable: path for variable, path in files.items() if path is not None}
+    if not protocol.endswith("SSL"):
+        if given:
+            return [
+                f"{', '.join(given)} set, but GALLRING_KAFKA_SECURITY_PROTOCOL={protocol} uses "
+                "no TLS: set it to SSL or SASL_SSL"
+            ]
+        return []
+    problems = [
+        f"{variable}: no readable file at {path}"
+        for variable, path in given.items()
+        if not (path.is_file() and os.access(path, os.R_OK))
+    ]
+    if (settings.ssl_cert_file is None) != (settings.ssl_key_file is None):
+        problems.append(
+            "GALLRING_KAFKA_SSL_CERT_FILE and GALLRING_KAFKA_SSL_KEY_FILE go together: a "
+            "client certificate and its key, for mutual TLS"
+        )
+    if given and not problems:
+        try:
+            settings.ssl_context()
+        except (ssl.SSLError, OSError, ValueError) as error:
+            problems.append(
+                f"no TLS context can be built from {', '.join(given)} "
+                f"({getattr(error, 'reason', None) or error}): each must be a PEM file, the key "
+                "unencrypted and the certificate's"
+            )
+    return problems
+
+
+def _no_key_password() -> str:
+    """An encrypted key would make OpenSSL ask for its password on a terminal; none is given."""
+    return ""
+
+
+#: The KafkaSettings field that bounds how long each topic keeps its messages.
+_RETENTION_FIELDS = {
+    topics.LIFECYCLE: "lifecycle_retention_hours",
+    topics.ERASURE_COMMANDS: "erasure_commands_retention_hours",
+    topics.ERASURES: "erasures_retention_hours",
+    topics.ERASURE_CONFIRMATIONS: "erasure_confirmations_retention_hours",
+    topics.NOTIFICATION_COMMANDS: "notification_commands_retention_hours",
+    topics.DEAD_LETTERS: "dlq_retention_hours",
+}
 
 
 class RelaySettings(GallringEnvironment):

@@ -8,7 +8,6 @@ import math
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -17,6 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from services.api.problems import PROBLEM_JSON
 from shared.database import database_answers
+from shared.kafka import make_client
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
 
@@ -100,9 +100,7 @@ async def _broker_reachable_cached(state: Any) -> bool:
 
 
 async def _broker_reachable(settings: KafkaSettings) -> bool:
-    client = AIOKafkaClient(
-        bootstrap_servers=settings.bootstrap, client_id=f"{settings.client_id}-readyz"
-    )
+    client = make_client(settings, purpose="readyz")
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=BROKER_CHECK_SECONDS)
     except Exception:  # noqa: BLE001 - any failure means "not ready"

@@ -64,6 +64,8 @@ class Needs:
 
 
 SECRETS = ("GALLRING_PSEUDONYM_SECRET", "GALLRING_DATABASE_URL")
+#: Secrets a deployment may do without (a cluster without SASL), but never writes out.
+OPTIONAL_SECRETS = ("GALLRING_KAFKA_SASL_PASSWORD",)
 NEEDS = {
     "migrate": Needs(secrets=("GALLRING_DATABASE_URL",)),
     "api": Needs(
@@ -121,7 +123,7 @@ def _missing(workload: Workload, needs: Needs) -> list[str]:
     if not secrets_dir:
         problems.append(f"{SECRETS_DIR_VARIABLE} is not set")
     files_there = workload.secret_file_names_in(secrets_dir) if secrets_dir else set()
-    for variable in SECRETS:
+    for variable in SECRETS + OPTIONAL_SECRETS:
         if variable in environment:
             problems.append(f"{variable} is written out; it belongs in {SECRETS_DIR_VARIABLE}")
     for variable in needs.secrets:
@@ -283,6 +285,12 @@ def test_a_misspelt_variable_is_caught(
             "  GALLRING_SECRETS_DIR: /run/secrets\n",
             "  GALLRING_SECRETS_DIR: /run/secrets\n  GALLRING_PSEUDONYM_SECRET: s3cr3t\n",
             "GALLRING_PSEUDONYM_SECRET is written out",
+        ),
+        (
+            "deploy/kubernetes/configmap.yaml",
+            "  GALLRING_SECRETS_DIR: /run/secrets/gallring\n",
+            "  GALLRING_SECRETS_DIR: /run/secrets/gallring\n  GALLRING_KAFKA_SASL_PASSWORD: pw\n",
+            "GALLRING_KAFKA_SASL_PASSWORD is written out",
         ),
         (
             files.COMPOSE_FILE,
