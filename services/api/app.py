@@ -7,6 +7,7 @@ per process, and handed to the routes on ``app.state``.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
 
-from services.api import access_log, health, problems
+from services.api import access_log, health, problems, prune
 from services.api.api_keys import KeyStore
 from services.api.auth import SECURITY_SCHEME, Authentication
 from services.api.body_limit import BodyLimitMiddleware
@@ -35,6 +36,7 @@ from shared.database import make_engine
 from shared.engine import RetentionEngine
 from shared.heap import tune_garbage_collection
 from shared.outbox import OutboxRelay
+from shared.pruning import PeriodicPruner
 from shared.settings import load_settings
 
 BATCH_PATH = "/v1/events/batch"
@@ -61,11 +63,20 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         relay_task = None
         if settings.relay.enabled:
             relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        pruner = PeriodicPruner(
+            lambda halt: prune.prune(engine, settings, datetime.now(UTC), halt),
+            metrics.pruned,
+            service="api",
+        )
+        pruner_task = asyncio.create_task(pruner.run(), name="api-pruner")
         tune_garbage_collection()
         try:
             yield
         finally:
             await writer.stop()
+            pruner.stop()  # a batch under way finishes; no other starts
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(pruner_task, timeout=RELAY_STOP_SECONDS)
             if relay_task is not None:
                 relay.stop()
                 # A round in flight may wait for the broker; past the limit it is cut short.

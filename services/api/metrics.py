@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contract import EVENT_TYPES
 from shared.outbox import OutboxMetrics
+from shared.pruning import PruneMetrics
 
 
 class ApiMetrics:
@@ -40,6 +41,7 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.outbox = OutboxMetrics(self.registry)
+        self.pruned = PruneMetrics(self.registry, "api")
 
 
 class MetricsMiddleware:

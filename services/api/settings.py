@@ -18,3 +18,16 @@ class ApiSettings(GallringSettings):
         description="let FastAPI trace requests with the OpenTelemetry providers set up globally "
         "(e.g. by opentelemetry-instrument); off, requests skip looking for them",
     )
+    api_idempotency_days: float = Field(
+        default=30.0,
+        ge=1,
+        le=3_650,
+        description="how long an accepted event's id and body digest are kept, so a retry of "
+        "it is recognised (200, or 409 for another body); longer than any upstream retries",
+    )
+    api_audit_days: float = Field(
+        default=365.0,
+        ge=1,
+        le=3_650,
+        description="how long audit entries (key names, counts, event ids) are kept",
+    )

@@ -21,6 +21,7 @@ from uuid import UUID, uuid5
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
 
+from services.notifier.prune import blank_scope
 from services.notifier.settings import NotifierSettings
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
@@ -84,7 +85,7 @@ def apply_incoming(
         created = _notify(connection, settings, subjects, notices, now) if subjects else 0
         for item in items:
             if isinstance(item, NotificationConfirmed):
-                _confirm(connection, item)
+                _confirm(connection, item, now)
             elif isinstance(item, RedeliveryRequested):
                 _redeliver(connection, settings, item, now)
     return created
@@ -335,10 +336,18 @@ def _notification(
     }
 
 
-def _confirm(connection: Connection, command: NotificationConfirmed) -> None:
+def _confirm(connection: Connection, command: NotificationConfirmed, now: datetime) -> None:
     """The recipient confirmed: it evidently got the notification, whatever we had recorded.
-    Its reference for the subject's data is no longer needed, and goes."""
+    Its particulars — the scope's values and its reference for the subject's data — are no
+    longer needed, and go (the scope keeps its keys: what kind of data went)."""
     table = _NOTIFICATIONS
+    scope = connection.execute(
+        select(table.c.scope).where(
+            table.c.notification_id == command.notification_id, table.c.confirmed_at.is_(None)
+        )
+    ).scalar()
+    if scope is None:
+        return  # unknown, or confirmed before
     connection.execute(
         update(table)
         .where(table.c.notification_id == command.notification_id, table.c.confirmed_at.is_(None))
@@ -348,7 +357,9 @@ def _confirm(connection: Connection, command: NotificationConfirmed) -> None:
             delivered_at=func.coalesce(table.c.delivered_at, command.at),
             failed_at=None,
             lease_until=None,
+            scope=blank_scope(scope),
             recipient_ref="",
+            particulars_erased_at=now,
         )
     )
 
@@ -357,11 +368,18 @@ def _redeliver(
     connection: Connection, settings: NotifierSettings, command: RedeliveryRequested, now: datetime
 ) -> None:
     """A failed notification starts over with a fresh horizon; in any other state the request
-    has nothing to do (the API accepts it only for failed ones, but it may arrive late)."""
+    has nothing to do (the API accepts it only for failed ones, but it may arrive late), nor
+    once its particulars were blanked: there is nothing right to send."""
     table = _NOTIFICATIONS
-    connection.execute(
+    redelivered = connection.execute(
         update(table)
-        .where(and_(table.c.notification_id == command.notification_id, table.c.state == "failed"))
+        .where(
+            and_(
+                table.c.notification_id == command.notification_id,
+                table.c.state == "failed",
+                table.c.particulars_erased_at.is_(None),
+            )
+        )
         .values(
             state="pending",
             next_attempt_at=now,
@@ -369,7 +387,17 @@ def _redeliver(
             failed_at=None,
             lease_until=None,
         )
-    )
-    log.info(
-        "notifier: notification %s redelivered at %s's request", command.notification_id, command.by
-    )
+    ).rowcount
+    if redelivered:
+        log.info(
+            "notifier: notification %s redelivered at %s's request",
+            command.notification_id,
+            command.by,
+        )
+    else:
+        log.warning(
+            "notifier: notification %s not redelivered at %s's request: it is not failed, or "
+            "its scope and reference are no longer kept",
+            command.notification_id,
+            command.by,
+        )

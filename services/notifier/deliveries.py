@@ -20,7 +20,6 @@ from sqlalchemy import (
     Integer,
     bindparam,
     case,
-    delete,
     func,
     or_,
     select,
@@ -37,7 +36,6 @@ from shared.tables.notifier import (
     UNDELIVERED,
     UNDELIVERED_STATES,
     DeliveryAttempt,
-    HeardErasure,
     Notification,
     RecipientHealth,
 )
@@ -46,7 +44,6 @@ _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 _ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 _HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
 _RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
-_ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
 CANDIDATES_PER_SLOT = 4  # rows looked at per free slot, so busy recipients can be passed over
 ERROR_LENGTH = 300  # the attempt log's error column
 
@@ -256,8 +253,8 @@ def give_back(db: Engine, unsent: list[Claimed]) -> None:
 
 def housekeep(db: Engine, now: datetime) -> int:
     """Fail what outlived its horizon undelivered (a recipient never registered, inactive, or
-    never claimed) and forget erasures past the late-disclosure window. Returns how many
-    notifications failed."""
+    never claimed). Returns how many notifications failed. (Erasures past the late-disclosure
+    window are forgotten by the prune, ``prune.py``.)"""
     table = _NOTIFICATIONS
     with db.begin() as connection:
         failed = connection.execute(
@@ -269,7 +266,6 @@ def housekeep(db: Engine, now: datetime) -> int:
             )
             .values(state="failed", failed_at=now, lease_until=None)
         ).rowcount
-        connection.execute(delete(_ERASURES).where(_ERASURES.c.forget_after < now))
     return failed
 
 

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, exists, func, select, union
 
+from shared.pruning import PruneMetrics
 from shared.tables.api import Recipient
 from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
 
@@ -38,6 +39,7 @@ class NotifierMetrics:
             "Consumed messages that were not valid and went to the dead-letter topic.",
             registry=self.registry,
         )
+        self.pruned = PruneMetrics(self.registry, "notifier")
         self.registry.register(_NotificationCollector(db))
 
 

@@ -1,14 +1,17 @@
-"""The notifier process: the consumer that turns erasures into notifications, and the delivery
-loop that sends them. ``gallring notifier`` runs it."""
+"""The notifier process: the consumer that turns erasures into notifications, the delivery
+loop that sends them, and the prune of what they leave behind. ``gallring notifier`` runs it."""
 
 import asyncio
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from services.notifier import prune
 from services.notifier.consumer import notifier_consumer
 from services.notifier.deliverer import Deliverer
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
+from shared.pruning import PeriodicPruner
 from shared.status_server import status_server
 from shared.worker_process import supervise
 
@@ -25,6 +28,11 @@ class Notifier:
             on_new_notifications=self.deliverer.wake,
             on_dead_letter=self.metrics.dead_letters.inc,
         )
+        self.pruner = PeriodicPruner(
+            lambda halt: prune.prune(db, settings, datetime.now(UTC), halt),
+            self.metrics.pruned,
+            service="notifier",
+        )
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -39,12 +47,14 @@ class Notifier:
             tasks = [
                 asyncio.create_task(self.consumer.run(), name="notifier-consumer"),
                 asyncio.create_task(self.deliverer.run(), name="notifier-deliverer"),
+                asyncio.create_task(self.pruner.run(), name="notifier-pruner"),
             ]
             await supervise(tasks, self._stopping, self._stop_tasks)
 
     def _stop_tasks(self) -> None:
         self.consumer.stop()
         self.deliverer.stop()
+        self.pruner.stop()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -37,6 +37,14 @@ class NotifierSettings(GallringSettings):
         gt=0,
         description="how long an erasure is remembered for a disclosure read after it",
     )
+    notifier_keep_particulars_days: float = Field(
+        default=30.0,
+        ge=1,
+        le=3_650,
+        description="how long a delivered or failed notification keeps its scope's values and "
+        "the recipient's reference (a failed one can be redelivered until then); a confirmed "
+        "one gives them up at once",
+    )
     notifier_poll_interval_seconds: float = Field(default=0.5, gt=0)
     notifier_public_api_url: str = Field(
         default="http://127.0.0.1:8000",

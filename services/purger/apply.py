@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, union
 
 from services.purger import subject_clocks
 from shared.contract.lifecycle_message import LifecycleMessage
@@ -39,7 +39,14 @@ def apply_messages(
             connection, {message.subject for message in messages}
         )
         ids = {message.event_id for message in messages}
-        already = select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids))
+        # Consumed lately, or kept as a fact: consumed_event is pruned after a while
+        # (prune.py), a fact is not while a clock needs it. An event whose fact went with an
+        # erasure is recognised by the erasure's proof (_about_erased_data).
+        facts = subject_clocks.FACTS
+        already = union(
+            select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids)),
+            select(facts.c.event_id).where(one_of(connection, facts.c.event_id, ids)),
+        )
         known = set(connection.execute(already).scalars().all())
         fresh: dict = {}
         for message in messages:

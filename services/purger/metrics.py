@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from shared.outbox import OutboxMetrics
+from shared.pruning import PruneMetrics
 from shared.tables.purger import SWEPT_STATES, StoredClock
 
 _CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
@@ -19,6 +20,7 @@ class PurgerMetrics:
     def __init__(self, db: Engine, policy_digest: str) -> None:
         self.registry = CollectorRegistry()
         self.outbox = OutboxMetrics(self.registry)
+        self.pruned = PruneMetrics(self.registry, "purger")
         self.sweep_duration = Histogram(
             "gallring_purger_sweep_duration_seconds",
             "How long a sweep took, from the first due clock to the last.",

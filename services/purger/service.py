@@ -4,7 +4,8 @@ outbox relay that publishes the erasures. ``gallring purger`` runs it.
 One interval job sweeps every due clock, however many there are: clocks live in the database,
 never as scheduler jobs. An immediate erasure asks for a sweep at once instead of at the next
 tick; if a sweep is running, another follows it. Another job, at start and hourly, brings clocks
-stored under another policy up to this one (``policy_refresh.py``).
+stored under another policy up to this one (``policy_refresh.py``); a third prunes the dedupe
+record of consumed events (``prune.py``).
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
+from services.purger import prune
 from services.purger.consumer import lifecycle_consumer
 from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import REFRESH_EVERY_SECONDS, refresh_stale_verdicts
@@ -22,12 +24,14 @@ from services.purger.settings import PurgerSettings
 from services.purger.sweep import sweep
 from shared.engine import RetentionEngine
 from shared.outbox import OutboxRelay
+from shared.pruning import PRUNE_EVERY_SECONDS
 from shared.status_server import status_server
 from shared.worker_process import STOP_SECONDS, supervise
 
 log = logging.getLogger(__name__)
 SWEEP_JOB = "sweep"
 REFRESH_JOB = "refresh-stale-verdicts"
+PRUNE_JOB = "prune"
 
 
 class Purger:
@@ -50,6 +54,7 @@ class Purger:
         self.relay = OutboxRelay(db, settings.kafka, settings.relay, self.metrics.outbox)
         self._stopping = asyncio.Event()
         self._refresh_stopping = threading.Event()  # read by the refresh's thread
+        self._prune_stopping = threading.Event()  # and the prune's
 
     async def run(self) -> None:
         """Consume, sweep and publish until :meth:`stop`."""
@@ -70,6 +75,16 @@ class Purger:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,  # however late: a start must not skip it
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.add_job(
+            self._prune,
+            "interval",
+            seconds=PRUNE_EVERY_SECONDS,
+            id=PRUNE_JOB,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,  # however late: the next tick is an hour away
             next_run_time=datetime.now(UTC),
         )
         self._scheduler.start()
@@ -96,6 +111,7 @@ class Purger:
 
     def _stop_tasks(self) -> None:
         self._refresh_stopping.set()
+        self._prune_stopping.set()
         self.consumer.stop()
         self.relay.stop()
 
@@ -135,6 +151,23 @@ class Purger:
             return
         if refreshed.erasable_clocks:
             self.sweep_soon()
+
+    async def _prune(self) -> None:
+        self._track_job()
+        try:
+            pruned = await asyncio.to_thread(
+                prune.prune, self._db, self._settings, datetime.now(UTC), self._prune_stopping
+            )
+        except Exception as error:  # noqa: BLE001 - consuming and sweeping go on
+            log.warning(
+                "purger: pruning failed (%s); tried again in %.0f s",
+                type(error).__name__,
+                PRUNE_EVERY_SECONDS,
+            )
+            return
+        self.metrics.pruned.count(pruned)
+        if any(pruned.values()):
+            log.info("purger: pruned %s", pruned)
 
     async def _sweep(self) -> None:
         self._track_job()

@@ -20,3 +20,10 @@ class PurgerSettings(GallringSettings):
     purger_max_poll_records: int = Field(
         default=500, ge=1, description="lifecycle messages applied per transaction"
     )
+    purger_consumed_event_days: float = Field(
+        default=30.0,
+        ge=1,
+        le=3_650,
+        description="how long a consumed event's id is kept for the dedupe; at least the "
+        "lifecycle topic's retention",
+    )

@@ -15,13 +15,14 @@ def _utc(*, nullable: bool = False, index: bool = False) -> Column:
 
 
 class IdempotencyRecord(SQLModel, table=True):
-    """Tells a replay (same id, same body) from a conflict (same id, other body)."""
+    """Tells a replay (same id, same body) from a conflict (same id, other body); kept for
+    ``api_idempotency_days``, pruned by ``accepted_at``."""
 
     __tablename__ = "idempotency_record"
 
     event_id: UUID = Field(primary_key=True)
     body_digest: str = Field(max_length=64, description="keyed HMAC of the canonical body")
-    accepted_at: datetime = Field(sa_column=_utc())
+    accepted_at: datetime = Field(sa_column=_utc(index=True))
 
 
 class ApiKey(SQLModel, table=True):
@@ -38,7 +39,8 @@ class ApiKey(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """Who (a key's name) did what, when. Never personal data: ids and counts only."""
+    """Who (a key's name) did what, when. Never personal data: ids and counts only; kept for
+    ``api_audit_days``."""
 
     __tablename__ = "audit_entry"
 

@@ -4,6 +4,8 @@ it owes recipients, every delivery attempt, and each recipient's delivery health
 Disclosures hold subject pseudonyms, and go once an erasure has covered them. Remembered erasures
 keep only a hash of the pseudonym, like the purger's proofs, and go after the late-disclosure
 window. Notifications and attempts name no subject: they are the proof each recipient was told.
+A notification's particulars (the scope's values and the recipient's reference) go once it is
+confirmed, or delivered or failed longer than ``notifier_keep_particulars_days`` ago.
 """
 
 from datetime import datetime
@@ -19,6 +21,9 @@ UNDELIVERED_STATES = ("pending", "delivering")
 #: The same as SQL text: the due index's predicate and the claim's condition, written alike so
 #: that SQLite, which does not look into bound parameters, uses the index.
 UNDELIVERED = text("state IN ('pending', 'delivering')")
+#: Finished notifications that still hold their particulars: the prune's candidates (a partial
+#: index's predicate and the prune's condition, written alike). Few: those within the window.
+PARTICULARS_KEPT = text("state IN ('delivered', 'failed') AND particulars_erased_at IS NULL")
 
 
 def _utc(*, nullable: bool = False, index: bool = False) -> Column:
@@ -74,6 +79,12 @@ class Notification(SQLModel, table=True):
             postgresql_where=UNDELIVERED,
             sqlite_where=UNDELIVERED,
         ),
+        Index(
+            "ix_notification_particulars_kept",
+            "notification_id",
+            postgresql_where=PARTICULARS_KEPT,
+            sqlite_where=PARTICULARS_KEPT,
+        ),
     )
 
     # Derived from what caused it, the recipient and the recipient's reference: made twice, it
@@ -106,6 +117,12 @@ class Notification(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     failed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     confirmed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    particulars_erased_at: datetime | None = Field(
+        default=None,
+        sa_column=_utc(nullable=True),
+        description="when the scope's values and recipient_ref were blanked: it cannot be "
+        "redelivered after",
+    )
 
 
 class DeliveryAttempt(SQLModel, table=True):

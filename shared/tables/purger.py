@@ -3,8 +3,8 @@ the confirmations of the company's systems.
 
 Facts and clocks hold subject pseudonyms and go when the subject's data is erased; what remains of
 an erasure (``erasure``) names no subject, only a hash of the pseudonym. The ids of consumed
-events stay too (``consumed_event``): they are not personal, and without them a redelivered event
-would bring an erased clock back.
+events (``consumed_event``), the dedupe, stay for ``purger_consumed_event_days``; after that a
+redelivered event is still known by its fact, or, once its data was erased, by the proof.
 """
 
 from datetime import datetime
@@ -27,12 +27,13 @@ HOLD_FACTS = text("event_type IN ('legal_hold.placed', 'legal_hold.released')")
 
 
 class ConsumedEvent(SQLModel, table=True):
-    """An event the purger has applied, by id only: the dedupe record."""
+    """An event the purger has applied, by id only: the dedupe record, pruned by
+    ``consumed_at``."""
 
     __tablename__ = "consumed_event"
 
     event_id: UUID = Field(primary_key=True)
-    consumed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    consumed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
 
 
 class SubjectFact(SQLModel, table=True):

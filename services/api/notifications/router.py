@@ -97,6 +97,15 @@ async def redeliver(notification_id: UUID, request: Request, principal: Admin) -
             f"Notification {notification_id} is {view.state.value}; the notifier is still "
             "delivering it or it has been delivered.",
         )
+    if view.particulars_erased_at is not None:
+        raise Problem(
+            409,
+            "notification-particulars-erased",
+            "This notification can no longer be redelivered",
+            f"Notification {notification_id} failed longer ago than "
+            "GALLRING_NOTIFIER_KEEP_PARTICULARS_DAYS: its scope and the recipient's reference "
+            "are no longer kept, so there is nothing right to send.",
+        )
     await run_in_threadpool(
         service.request_redelivery, db, notification_id, principal, datetime.now(UTC)
     )

@@ -40,6 +40,9 @@ class NotificationView(BaseModel):
     delivered_at: datetime | None
     failed_at: datetime | None
     confirmed_at: datetime | None
+    # Once confirmed, or delivered or failed longer than GALLRING_NOTIFIER_KEEP_PARTICULARS_DAYS
+    # ago, the scope keeps its keys only (``{"case_id": ""}``) and it cannot be redelivered.
+    particulars_erased_at: datetime | None
     attempt_log: list[AttemptView]  # every attempt, oldest first: what an auditor asks for
 
 

@@ -205,5 +205,6 @@ def _view(row: Any, attempts: list[AttemptView]) -> NotificationView:
         delivered_at=row.delivered_at,
         failed_at=row.failed_at,
         confirmed_at=row.confirmed_at,
+        particulars_erased_at=row.particulars_erased_at,
         attempt_log=attempts,
     )

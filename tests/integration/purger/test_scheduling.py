@@ -1,11 +1,11 @@
 """Clocks live in the database, not in the scheduler: however many there are, the purger's
-APScheduler holds one sweep job and one policy-refresh job."""
+APScheduler holds one sweep job, one policy-refresh job and one prune job."""
 
 import asyncio
 from datetime import UTC, datetime
 
 from services.purger.apply import apply_messages
-from services.purger.service import REFRESH_JOB, SWEEP_JOB
+from services.purger.service import PRUNE_JOB, REFRESH_JOB, SWEEP_JOB
 from shared.database import make_engine
 from shared.settings import KafkaSettings
 from tests.integration.purger.helpers import RETENTION, Subject, ago
@@ -34,4 +34,4 @@ async def test_many_clocks_are_still_one_sweep_job(
                 await asyncio.sleep(0.1)  # swept with those clocks stored, twice
         jobs = [job.id for job in purger._scheduler.get_jobs()]
 
-    assert sorted(jobs) == sorted([SWEEP_JOB, REFRESH_JOB])
+    assert sorted(jobs) == sorted([SWEEP_JOB, REFRESH_JOB, PRUNE_JOB])
