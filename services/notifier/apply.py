@@ -21,15 +21,20 @@ from uuid import UUID, uuid5
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
 
+from services.notifier import awaiting
 from services.notifier.settings import NotifierSettings
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
+from shared.contract.notification_messages import (
+    NotificationClosed,
+    NotificationConfirmed,
+    RedeliveryRequested,
+)
 from shared.database import one_of
 from shared.pseudonym import subject_hash
 from shared.tables.api import Recipient
-from shared.tables.notifier import Disclosure, HeardErasure, Notification
+from shared.tables.notifier import AWAITING_RECIPIENT, Disclosure, HeardErasure, Notification
 
 log = logging.getLogger(__name__)
 _DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
@@ -58,6 +63,7 @@ Incoming = (
     | ErasureConfirmed  # read from gallring.erasures.v1 and left alone
     | NotificationConfirmed
     | RedeliveryRequested
+    | NotificationClosed
 )
 
 
@@ -87,6 +93,8 @@ def apply_incoming(
                 _confirm(connection, item)
             elif isinstance(item, RedeliveryRequested):
                 _redeliver(connection, settings, item, now)
+            elif isinstance(item, NotificationClosed):
+                awaiting.close(connection, item)
     return created
 
 
@@ -262,15 +270,17 @@ def _notify(
                 not cause.scope_key or cause.scope_key == disclosure.scope_key
             ):
                 ended.add(disclosure.event_id)
+            notification = _notification(settings, disclosure, cause, now)
             if disclosure.recipient_id in inactive:
+                # Still owed (art. 19): it waits until the recipient is active again or an
+                # admin closes it (services/notifier/awaiting.py).
                 log.info(
-                    "notifier: recipient %s is inactive; %s %s is not sent to it",
+                    "notifier: recipient %s is inactive; %s %s waits for it",
                     disclosure.recipient_id,
                     cause.notification_type,
                     cause.cause_id,
                 )
-                continue
-            notification = _notification(settings, disclosure, cause, now)
+                notification["state"] = AWAITING_RECIPIENT
             wanted[notification["notification_id"]] = notification
     created = 0
     if wanted:
