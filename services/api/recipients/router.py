@@ -111,22 +111,36 @@ async def change_recipient(
     status_code=201,
     response_model=RotatedSecret,
     summary="A new signing secret; the old one keeps signing for a grace period",
-    responses=_NOT_FOUND,
+    description="While a previous rotation's grace period lasts, a rotation with a grace "
+    "period is refused (409, saying until when): it would end the previous secret at once. "
+    "`grace_hours: 0` ends every secret but the new one at once, at any time.",
+    responses={**_NOT_FOUND, 409: PROBLEM_RESPONSE},
 )
 async def rotate_secret(
     recipient_id: str, rotation: SecretRotation, request: Request, principal: Admin
 ) -> RotatedSecret:
     state = request.app.state
-    rotated = await run_in_threadpool(
-        lambda: service.rotate_secret(
-            state.db_engine,
-            recipient_id,
-            timedelta(hours=rotation.grace_hours),
-            state.secret_box,
-            actor=principal,
-            now=datetime.now(UTC),
+    try:
+        rotated = await run_in_threadpool(
+            lambda: service.rotate_secret(
+                state.db_engine,
+                recipient_id,
+                timedelta(hours=rotation.grace_hours),
+                state.secret_box,
+                actor=principal,
+                now=datetime.now(UTC),
+            )
         )
-    )
+    except service.RotationInGrace as rotating:
+        until = rotating.previous_secret_valid_until.isoformat()
+        raise Problem(
+            409,
+            "secret-rotation-in-grace",
+            "The previous secret is still in its grace period",
+            f"Recipient {recipient_id}'s previous secret still signs until {until}; a rotation "
+            "with a grace period now would end it at once. Rotate again after then, or with "
+            '{"grace_hours": 0} to end every secret but the new one at once.',
+        ) from None
     if rotated is None:
         raise _not_found(recipient_id)
     return rotated

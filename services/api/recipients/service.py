@@ -32,6 +32,15 @@ class RecipientExists(Exception):
     pass
 
 
+class RotationInGrace(Exception):
+    """A rotation with a grace period while the previous secret's has not ended: it would end
+    that secret at once, under a recipient that may still verify with it."""
+
+    def __init__(self, previous_secret_valid_until: datetime) -> None:
+        super().__init__(previous_secret_valid_until)
+        self.previous_secret_valid_until = previous_secret_valid_until
+
+
 def create(
     db: Engine, new: NewRecipient, box: SecretBox, *, actor: Principal, now: datetime
 ) -> CreatedRecipient:
@@ -162,14 +171,24 @@ def rotate_secret(
     now: datetime,
 ) -> RotatedSecret | None:
     """A new secret signs from now on; the current one also signs until ``now + grace``, so
-    that the recipient can switch without rejecting a delivery."""
+    that the recipient can switch without rejecting a delivery.
+
+    Two secrets sign at most (a recipient verifies against the ones it knows): while the
+    previous secret's grace lasts, a rotation with a grace of its own is refused
+    (:class:`RotationInGrace`) rather than ending it at once. A grace of zero is the way to end
+    every secret but the new one now (a leaked secret), and is always taken."""
     secret = new_signing_secret()
     with db.begin() as connection:
-        current = connection.execute(
-            select(_RECIPIENTS.c.secret).where(_RECIPIENTS.c.recipient_id == recipient_id)
-        ).scalar_one_or_none()
-        if current is None:
+        found = connection.execute(
+            select(_RECIPIENTS.c.secret, _RECIPIENTS.c.previous_secret_expires_at)
+            .where(_RECIPIENTS.c.recipient_id == recipient_id)
+            .with_for_update()
+        ).first()
+        if found is None:
             return None
+        current, previous_until = found
+        if grace and previous_until is not None and previous_until > now:
+            raise RotationInGrace(previous_until)
         connection.execute(
             update(_RECIPIENTS)
             .where(_RECIPIENTS.c.recipient_id == recipient_id)

@@ -123,6 +123,51 @@ async def test_a_recipient_is_changed_deactivated_and_its_secret_rotated(api: Ru
     assert missing.status_code == 404
 
 
+async def test_a_second_rotation_within_the_grace_period_is_refused_saying_until_when(
+    api: RunningApi, migrated_url: str
+) -> None:
+    """Ending the first secret at once would make the recipient reject deliveries it was told
+    it could verify for the whole grace period; a grace of zero still ends everything now."""
+    admin = api.key(Scope.ADMIN)
+    recipient_id = (await api.client.post("/v1/recipients", json=_new(), headers=admin)).json()[
+        "recipient_id"
+    ]
+    path = f"/v1/recipients/{recipient_id}/secret-rotations"
+    first = await api.client.post(path, json={"grace_hours": 24}, headers=admin)
+    assert first.status_code == 201, first.text
+    until = first.json()["previous_secret_valid_until"]
+    db = make_engine(migrated_url)
+    try:
+
+        def stored() -> tuple:
+            with db.connect() as connection:
+                return connection.execute(
+                    select(Recipient.secret, Recipient.previous_secret).where(
+                        Recipient.recipient_id == recipient_id
+                    )
+                ).one()
+
+        before = stored()
+        second = await api.client.post(path, json={"grace_hours": 1}, headers=admin)
+        assert second.status_code == 409
+        assert second.headers["content-type"] == "application/problem+json"
+        assert second.json()["type"] == "urn:gallring:problem:secret-rotation-in-grace"
+        assert until.replace("Z", "+00:00") in second.json()["detail"]
+        assert stored() == before  # both secrets still sign
+        shown = await api.client.get(f"/v1/recipients/{recipient_id}", headers=admin)
+        assert shown.json()["previous_secret_valid_until"] == until
+
+        at_once = await api.client.post(path, json={"grace_hours": 0}, headers=admin)
+        assert at_once.status_code == 201, at_once.text
+        assert stored()[1] == before[0]  # ends now, and the first secret is gone
+        shown = await api.client.get(f"/v1/recipients/{recipient_id}", headers=admin)
+        assert shown.json()["previous_secret_valid_until"] is None
+        after = await api.client.post(path, json={"grace_hours": 1}, headers=admin)
+        assert after.status_code == 201, after.text  # no grace left to cut short
+    finally:
+        db.dispose()
+
+
 async def test_a_405_names_every_method_the_path_takes(api: RunningApi) -> None:
     admin = api.key(Scope.ADMIN)
     refused = await api.client.delete("/v1/recipients", headers=admin)
