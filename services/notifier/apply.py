@@ -6,7 +6,8 @@ An erasure becomes one notification per recipient that was disclosed the subject
 category, in an overlapping scope, before the erasure; a rectification or restriction likewise.
 Topics are not ordered against each other, so an erasure is remembered for a while (by a hash of
 the pseudonym) and a disclosure read after it still matches (a notice and its disclosures share
-the lifecycle topic and its order). Matching runs over everything stored for the touched
+the lifecycle topic and its order); after that, the purger's proof of it does
+(``proven_erasures.py``). Matching runs over everything stored for the touched
 subjects, and notification ids derive from the erasure or notice and the recipient, so a replay
 creates nothing new.
 """
@@ -22,6 +23,7 @@ from uuid import UUID, uuid5
 from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
 
 from services.notifier import awaiting
+from services.notifier.proven_erasures import proven_erasures
 from services.notifier.settings import NotifierSettings
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
@@ -249,6 +251,10 @@ def _notify(
         select(_ERASURES).where(one_of(connection, _ERASURES.c.subject_hash, hashes))
     ):
         causes[hashes[row.subject_hash]].append(_erasure_cause(row))
+    # Erasures no longer remembered (or not heard yet) are found through the purger's proofs.
+    heard = {cause.erasure_id for subject_causes in causes.values() for cause in subject_causes}
+    for subject, proven in proven_erasures(connection, hashes, disclosures).items():
+        causes[subject] += [_erasure_cause(p) for p in proven if p.erasure_id not in heard]
     for notice in notices:
         causes[notice.subject].append(_notice_cause(notice))
     named = {disclosure.recipient_id for disclosure in disclosures}
