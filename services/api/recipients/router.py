@@ -4,7 +4,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
@@ -18,7 +18,7 @@ from services.api.recipients.schemas import (
     RecipientView,
     RotatedSecret,
     SecretRotation,
-    UnregisteredRecipient,
+    UnregisteredRecipientPage,
 )
 from shared.contract.errors import FieldError
 from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
@@ -66,13 +66,28 @@ async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
 
 @unregistered_router.get(
     "",
-    response_model=list[UnregisteredRecipient],
+    response_model=UnregisteredRecipientPage,
     summary="Recipients that disclosures name but nobody registered; their notifications wait",
     responses=_ERRORS,
 )
-async def list_unregistered(request: Request, _: Admin) -> list[UnregisteredRecipient]:
+async def list_unregistered(
+    request: Request,
+    _: Admin,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> UnregisteredRecipientPage:
+    try:
+        after = service.decode_cursor(cursor) if cursor else None
+    except service.CursorError as error:
+        raise validation_problem([FieldError("cursor", str(error))]) from None
     db = request.app.state.db_engine
-    return await run_in_threadpool(lambda: service.unregistered(db))
+    listed, more = await run_in_threadpool(
+        lambda: service.unregistered(db, after=after, limit=limit)
+    )
+    return UnregisteredRecipientPage(
+        unregistered_recipients=listed,
+        next_cursor=service.encode_cursor(listed[-1]) if more else None,
+    )
 
 
 @router.get(

@@ -2,15 +2,17 @@
 rotatable with a grace period."""
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from services.api.api_keys import Scope
 from shared.database import make_engine
 from shared.recipient_secrets import SecretBox
 from shared.tables.api import Recipient
+from shared.tables.notifier import Disclosure
 from tests.integration.conftest import RunningApi
 
 
@@ -166,6 +168,58 @@ async def test_a_second_rotation_within_the_grace_period_is_refused_saying_until
         assert after.status_code == 201, after.text  # no grace left to cut short
     finally:
         db.dispose()
+
+
+async def test_unregistered_recipients_come_in_pages_that_a_cursor_chains(
+    api: RunningApi, migrated_url: str
+) -> None:
+    prefix = f"ghost-{uuid.uuid4().hex[:8]}"
+    ghosts = [f"{prefix}-{n}" for n in range(3)]
+    db = make_engine(migrated_url)
+    try:
+        with db.begin() as connection:
+            connection.execute(
+                insert(Disclosure.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "event_id": uuid.uuid4(),
+                        "subject_pseudonym": "ab" * 32,
+                        "recipient_id": ghost,
+                        "category": "collection_case",
+                        "scope_key": "",
+                        "scope_value": "",
+                        "recipient_ref": "X-1",
+                        "disclosed_at": datetime.now(UTC),
+                    }
+                    for ghost in ghosts
+                    for _ in range(2)
+                ],
+            )
+    finally:
+        db.dispose()
+    admin = api.key(Scope.ADMIN)
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:  # other tests' unregistered recipients share the database: every page
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = await api.client.get("/v1/unregistered-recipients", params=params, headers=admin)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["unregistered_recipients"]) <= 2
+        seen += page["unregistered_recipients"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+        assert len(page["unregistered_recipients"]) == 2
+    ids = [entry["recipient_id"] for entry in seen]
+    assert ids == sorted(set(ids))  # each once, in order
+    mine = [entry for entry in seen if entry["recipient_id"].startswith(prefix)]
+    assert [entry["recipient_id"] for entry in mine] == ghosts
+    assert {entry["disclosures_kept"] for entry in mine} == {2}
+    bad = await api.client.get(
+        "/v1/unregistered-recipients", params={"cursor": "%%%"}, headers=admin
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "cursor"
 
 
 async def test_a_405_names_every_method_the_path_takes(api: RunningApi) -> None:
