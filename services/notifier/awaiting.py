@@ -42,7 +42,7 @@ class Moved:
 def hold_and_release(db: Engine, settings: NotifierSettings, now: datetime) -> Moved:
     """Let the notifications of inactive recipients wait (those not claimed right now: a claim
     in flight is recorded first), and make those of recipients active again due at once, with
-    a fresh retry horizon."""
+    a fresh retry horizon and a fresh ``respond_by``."""
     table = _NOTIFICATIONS
     recipients = _RECIPIENTS.c
     with db.begin() as connection:
@@ -69,6 +69,8 @@ def hold_and_release(db: Engine, settings: NotifierSettings, now: datetime) -> M
                 state="pending",
                 next_attempt_at=now,
                 give_up_at=now + timedelta(seconds=settings.notifier_retry_horizon_seconds),
+                # The recipient's month to respond runs from when it can be told.
+                respond_by=now + timedelta(days=settings.notifier_respond_within_days),
             )
         ).rowcount
     if held or released:

@@ -102,6 +102,7 @@ def test_a_notification_waits_for_its_inactive_recipient_past_its_horizon_and_go
     [row] = _rows(db, recipient)
     assert (row.state, row.next_attempt_at) == ("pending", later)
     assert row.give_up_at == later + timedelta(seconds=60)
+    assert row.respond_by == later + timedelta(days=settings.notifier_respond_within_days)
 
     # Deactivated before it went out: it waits again rather than running out its horizon.
     _set_active(db, recipient, False)
