@@ -43,3 +43,12 @@ def subject_hash(pseudonym: str) -> str:
     """What a proof keeps of a subject: it names nobody, yet given the identifier an auditor
     can recompute it (identifier -> pseudonym -> hash)."""
     return hashlib.sha256(pseudonym.encode()).hexdigest()
+
+
+def clock_hash(pseudonym: str, category: str, scope_key: str, scope_value: str) -> str:
+    """What a proof keeps of the clock it erased (``""`` for a subject-wide scope): it names
+    neither subject nor scope, yet the purger (a late event) and the notifier (a late or
+    replayed disclosure) recognise data already erased by it."""
+    return hashlib.sha256(
+        "\0".join((pseudonym, category, scope_key, scope_value)).encode()
+    ).hexdigest()

@@ -1,10 +1,18 @@
 """The purger's and the notifier's status port: ``/metrics`` for Prometheus, and ``/healthz``
 and ``/readyz`` for probes, which must not run the metrics' counting queries every few seconds.
 
+The port is served from a thread of its own, so that a busy event loop does not keep probes
+waiting; for the same reason it would answer while the loop is wedged. ``/healthz`` therefore
+asks the loop's own heartbeat: a task on the loop stamps the time every second, and a stamp
+older than ``LIVENESS_STALE_SECONDS`` means the loop no longer turns (503, and the orchestrator
+restarts the process). The services do their blocking work (database, DNS) in threads, so a
+loop that stalls for that long is stuck, not busy.
+
 Anyone who reaches the port may ask ``/readyz`` as often as they like: one database check runs
 at a time, each bounded by the engine's connect timeout, and the others get the last answer.
 """
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -20,11 +28,14 @@ from sqlalchemy import Engine
 from shared.database import database_answers
 
 READINESS_TTL = 2.0  # seconds an answer stands for the checks that arrive meanwhile
+HEARTBEAT_SECONDS = 1.0  # how often the event loop stamps its heartbeat
+LIVENESS_STALE_SECONDS = 10.0  # a heartbeat older than this: the loop is wedged
 
 
 @contextlib.contextmanager
 def status_server(host: str, port: int, registry: CollectorRegistry, db: Engine) -> Iterator[None]:
-    """Serves on ``host:port`` (IPv4 or IPv6; port 0: nothing) while inside."""
+    """Serves on ``host:port`` (IPv4 or IPv6; port 0: nothing) while inside; entered from the
+    event loop whose liveness ``/healthz`` tells."""
     if not port:
         yield
         return
@@ -32,13 +43,31 @@ def status_server(host: str, port: int, registry: CollectorRegistry, db: Engine)
     class Server(ThreadingWSGIServer):
         address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
 
-    server = make_server(host, port, status_app(registry, Readiness(db)), Server, _Quiet)
+    heartbeat = Heartbeat()
+    beating = asyncio.get_running_loop().create_task(heartbeat.beat(), name="heartbeat")
+    server = make_server(host, port, status_app(registry, Readiness(db), heartbeat), Server, _Quiet)
     threading.Thread(target=server.serve_forever, name="status-server", daemon=True).start()
     try:
         yield
     finally:
+        beating.cancel()
         server.shutdown()
         server.server_close()
+
+
+class Heartbeat:
+    """The event loop's pulse, stamped on the loop and read from the status server's thread."""
+
+    def __init__(self) -> None:
+        self._stamp = time.monotonic()
+
+    async def beat(self) -> None:
+        while True:
+            self._stamp = time.monotonic()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    def alive(self) -> bool:
+        return time.monotonic() - self._stamp < LIVENESS_STALE_SECONDS
 
 
 class Readiness:
@@ -62,15 +91,19 @@ class Readiness:
         return self._answer[1]
 
 
-def status_app(registry: CollectorRegistry, readiness: Readiness) -> Callable[..., Iterable[bytes]]:
+def status_app(
+    registry: CollectorRegistry, readiness: Readiness, heartbeat: Heartbeat
+) -> Callable[..., Iterable[bytes]]:
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
             return metrics(environ, start_response)
-        if path == "/healthz":
+        if path == "/healthz" and heartbeat.alive():
             status, body = "200 OK", b'{"status":"ok"}'
+        elif path == "/healthz":
+            status, body = "503 Service Unavailable", b'{"status":"event loop stalled"}'
         elif path == "/readyz" and readiness.ready():
             status, body = "200 OK", b'{"status":"ready"}'
         elif path == "/readyz":

@@ -6,7 +6,8 @@ An erasure becomes one notification per recipient that was disclosed the subject
 category, in an overlapping scope, before the erasure; a rectification or restriction likewise.
 Topics are not ordered against each other, so an erasure is remembered for a while (by a hash of
 the pseudonym) and a disclosure read after it still matches (a notice and its disclosures share
-the lifecycle topic and its order). Matching runs over everything stored for the touched
+the lifecycle topic and its order); after that, the purger's proof of it does
+(``proven_erasures.py``). Matching runs over everything stored for the touched
 subjects, and notification ids derive from the erasure or notice and the recipient, so a replay
 creates nothing new.
 """
@@ -21,16 +22,22 @@ from uuid import UUID, uuid5
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
 
+from services.notifier import awaiting
+from services.notifier.proven_erasures import proven_erasures
 from services.notifier.prune import blank_scope
 from services.notifier.settings import NotifierSettings
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
+from shared.contract.notification_messages import (
+    NotificationClosed,
+    NotificationConfirmed,
+    RedeliveryRequested,
+)
 from shared.database import one_of
 from shared.pseudonym import subject_hash
 from shared.tables.api import Recipient
-from shared.tables.notifier import Disclosure, HeardErasure, Notification
+from shared.tables.notifier import AWAITING_RECIPIENT, Disclosure, HeardErasure, Notification
 
 log = logging.getLogger(__name__)
 _DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
@@ -59,6 +66,7 @@ Incoming = (
     | ErasureConfirmed  # read from gallring.erasures.v1 and left alone
     | NotificationConfirmed
     | RedeliveryRequested
+    | NotificationClosed
 )
 
 
@@ -88,6 +96,8 @@ def apply_incoming(
                 _confirm(connection, item, now)
             elif isinstance(item, RedeliveryRequested):
                 _redeliver(connection, settings, item, now)
+            elif isinstance(item, NotificationClosed):
+                awaiting.close(connection, item)
     return created
 
 
@@ -242,6 +252,10 @@ def _notify(
         select(_ERASURES).where(one_of(connection, _ERASURES.c.subject_hash, hashes))
     ):
         causes[hashes[row.subject_hash]].append(_erasure_cause(row))
+    # Erasures no longer remembered (or not heard yet) are found through the purger's proofs.
+    heard = {cause.erasure_id for subject_causes in causes.values() for cause in subject_causes}
+    for subject, proven in proven_erasures(connection, hashes, disclosures).items():
+        causes[subject] += [_erasure_cause(p) for p in proven if p.erasure_id not in heard]
     for notice in notices:
         causes[notice.subject].append(_notice_cause(notice))
     named = {disclosure.recipient_id for disclosure in disclosures}
@@ -263,15 +277,17 @@ def _notify(
                 not cause.scope_key or cause.scope_key == disclosure.scope_key
             ):
                 ended.add(disclosure.event_id)
+            notification = _notification(settings, disclosure, cause, now)
             if disclosure.recipient_id in inactive:
+                # Still owed (art. 19): it waits until the recipient is active again or an
+                # admin closes it (services/notifier/awaiting.py).
                 log.info(
-                    "notifier: recipient %s is inactive; %s %s is not sent to it",
+                    "notifier: recipient %s is inactive; %s %s waits for it",
                     disclosure.recipient_id,
                     cause.notification_type,
                     cause.cause_id,
                 )
-                continue
-            notification = _notification(settings, disclosure, cause, now)
+                notification["state"] = AWAITING_RECIPIENT
             wanted[notification["notification_id"]] = notification
     created = 0
     if wanted:

@@ -27,7 +27,7 @@ import aiohttp
 from sqlalchemy import Engine
 from standardwebhooks import Webhook
 
-from services.notifier import deliveries
+from services.notifier import awaiting, deliveries
 from services.notifier.checked_addresses import CheckedResolver, checked_socket_factory
 from services.notifier.deliveries import Claimed, Outcome
 from services.notifier.metrics import NotifierMetrics
@@ -238,6 +238,10 @@ class Deliverer:
     async def _housekeep(self) -> None:
         if time.monotonic() - self._last_housekeeping < HOUSEKEEPING_SECONDS:
             return
+        # First: what waits for an inactive recipient does not run out its horizon.
+        await asyncio.to_thread(
+            awaiting.hold_and_release, self._db, self._settings, datetime.now(UTC)
+        )
         failed = await asyncio.to_thread(deliveries.housekeep, self._db, datetime.now(UTC))
         self._last_housekeeping = time.monotonic()
         self._metrics.gave_up.inc(failed)

@@ -12,7 +12,13 @@ from sqlalchemy import Engine, case, exists, func, select, union
 
 from shared.pruning import PruneMetrics
 from shared.tables.api import Recipient
-from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
+from shared.tables.notifier import (
+    AWAITING,
+    UNDELIVERED_STATES,
+    Disclosure,
+    Notification,
+    RecipientHealth,
+)
 
 _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 _HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
@@ -41,6 +47,7 @@ class NotifierMetrics:
         )
         self.pruned = PruneMetrics(self.registry, "notifier")
         self.registry.register(_NotificationCollector(db))
+        self.registry.register(_AwaitingCollector(db))
 
 
 class _NotificationCollector(Collector):
@@ -108,4 +115,37 @@ class _NotificationCollector(Collector):
             "Recipients named in disclosures or owed notifications, but not registered: their "
             "notifications wait.",
             value=unregistered,
+        )
+
+
+class _AwaitingCollector(Collector):
+    """Notifications waiting for an inactive recipient: how many recipients, and the oldest
+    one's age (an alert's figure: art. 19 has no exception for a paused contract). No
+    recipient label: ``GET /v1/notifications?state=awaiting_recipient`` names them."""
+
+    def __init__(self, db: Engine) -> None:
+        self._db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        table = _NOTIFICATIONS
+        with self._db.connect() as connection:
+            recipients, oldest = connection.execute(
+                select(
+                    func.count(table.c.recipient_id.distinct()), func.min(table.c.created_at)
+                ).where(AWAITING)
+            ).one()
+        yield GaugeMetricFamily(
+            "gallring_notifier_recipients_awaited",
+            "Inactive recipients that notifications wait for (until active again, or closed).",
+            value=recipients,
+        )
+        waited = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=UTC)  # SQLite's MIN() is naive
+            waited = (datetime.now(UTC) - oldest).total_seconds()
+        yield GaugeMetricFamily(
+            "gallring_notifier_oldest_awaiting_seconds",
+            "Age of the oldest notification waiting for an inactive recipient (0: none waits).",
+            value=waited,
         )

@@ -5,7 +5,6 @@ engine; this is the code they share. Clock rows are keyed by ``(category, scope 
 value)``, with ``""`` for a subject-wide scope.
 """
 
-import hashlib
 from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from shared.database import one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
+from shared.pseudonym import clock_hash
 from shared.tables.purger import HOLD_EVENT_TYPES, StoredClock, SubjectFact
 
 RowKey = tuple[str, str, str]
@@ -44,7 +44,7 @@ def unchanged(connection: Connection, rows: Iterable[Row[Any]]) -> Any:
 def key_hash(subject: str, key: RowKey) -> str:
     """What an erasure's proof keeps of the clock it erased: names neither subject nor scope,
     yet an event about that clock's data hashes to it."""
-    return hashlib.sha256("\0".join((subject, *key)).encode()).hexdigest()
+    return clock_hash(subject, *key)
 
 
 def row_key(row: Row[Any]) -> RowKey:

@@ -1,5 +1,6 @@
 """What the API tells the notifier on ``gallring.notification-commands.v1``: a recipient confirmed
-a notification, or an operator asked for a failed one to be delivered again.
+a notification, an operator asked for a failed one to be delivered again, or closed one that
+cannot be delivered (its recipient inactive, or failed) with a reason.
 
 The notifier owns notifications; the API records what it learns about them here, through its
 outbox, and the notifier applies it. Keyed by notification id; no personal data.
@@ -14,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 SCHEMA_VERSION = 1
 NOTIFICATION_CONFIRMED = "notification.confirmed"
 REDELIVERY_REQUESTED = "notification.redelivery_requested"
+NOTIFICATION_CLOSED = "notification.closed"
+#: The longest reason an admin may give for closing a notification (the column's width).
+CLOSE_REASON_LENGTH = 500
 
 
 class _NotificationCommand(BaseModel):
@@ -38,7 +42,16 @@ class RedeliveryRequested(_NotificationCommand):
     by: str
 
 
+class NotificationClosed(_NotificationCommand):
+    """An operator (``by``: the API key's name) ends a notification that waits for an inactive
+    recipient, or failed, without delivering it; ``reason`` says why, for the record."""
+
+    type: Literal["notification.closed"] = NOTIFICATION_CLOSED
+    by: str
+    reason: str = Field(min_length=1, max_length=CLOSE_REASON_LENGTH)
+
+
 NotificationCommand = Annotated[
-    NotificationConfirmed | RedeliveryRequested, Field(discriminator="type")
+    NotificationConfirmed | RedeliveryRequested | NotificationClosed, Field(discriminator="type")
 ]
 NOTIFICATION_COMMAND: TypeAdapter[NotificationCommand] = TypeAdapter(NotificationCommand)

@@ -13,7 +13,11 @@ from shared.contract.erasure_messages import (
     ErasureExecuted,
 )
 from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
+from shared.contract.notification_messages import (
+    NotificationClosed,
+    NotificationConfirmed,
+    RedeliveryRequested,
+)
 
 #: Per topic: what its key is, and the models its values take (told apart by ``type``).
 TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
@@ -26,7 +30,7 @@ TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
     topics.ERASURE_CONFIRMATIONS: ("the erasure id", (ConfirmationReported,)),
     topics.NOTIFICATION_COMMANDS: (
         "the notification id",
-        (NotificationConfirmed, RedeliveryRequested),
+        (NotificationConfirmed, RedeliveryRequested, NotificationClosed),
     ),
 }
 

@@ -24,6 +24,15 @@ UNDELIVERED = text("state IN ('pending', 'delivering')")
 #: Finished notifications that still hold their particulars: the prune's candidates (a partial
 #: index's predicate and the prune's condition, written alike). Few: those within the window.
 PARTICULARS_KEPT = text("state IN ('delivered', 'failed') AND particulars_erased_at IS NULL")
+#: A notification whose recipient is inactive: it waits, neither sent nor failed, until the
+#: recipient is active again (then pending) or an admin closes it (closed).
+AWAITING_RECIPIENT = "awaiting_recipient"
+#: An admin ended it without delivery, with a reason (``close_reason``).
+CLOSED = "closed"
+#: The states an admin may close a notification in: nobody is delivering it.
+CLOSABLE_STATES = (AWAITING_RECIPIENT, "failed")
+#: SQL text for the waiting notifications' partial index and the queries it serves.
+AWAITING = text("state = 'awaiting_recipient'")
 
 
 def _utc(*, nullable: bool = False, index: bool = False) -> Column:
@@ -43,7 +52,7 @@ class Disclosure(SQLModel, table=True):
 
     event_id: UUID = Field(primary_key=True)
     subject_pseudonym: str = Field(max_length=64, index=True)
-    recipient_id: str = Field(max_length=128)
+    recipient_id: str = Field(max_length=128, index=True)  # GET /v1/unregistered-recipients
     category: str = Field(max_length=40)
     scope_key: str = Field(max_length=20, description='"" when subject-wide')
     scope_value: str = Field(max_length=128)
@@ -85,6 +94,13 @@ class Notification(SQLModel, table=True):
             postgresql_where=PARTICULARS_KEPT,
             sqlite_where=PARTICULARS_KEPT,
         ),
+        # Few notifications wait for their recipient; housekeeping and the metrics find them.
+        Index(
+            "ix_notification_awaiting",
+            "recipient_id",
+            postgresql_where=AWAITING,
+            sqlite_where=AWAITING,
+        ),
     )
 
     # Derived from what caused it, the recipient and the recipient's reference: made twice, it
@@ -107,7 +123,8 @@ class Notification(SQLModel, table=True):
     state: str = Field(
         max_length=20,
         description="pending (never tried), delivering (tried, or in flight: see lease_until), "
-        "delivered, failed; confirmed is delivered with confirmed_at set",
+        "delivered, failed, awaiting_recipient (its recipient is inactive), closed (by an admin, "
+        "undelivered); confirmed is delivered with confirmed_at set",
     )
     attempts: int = 0
     next_attempt_at: datetime = Field(sa_column=_utc())
@@ -122,6 +139,11 @@ class Notification(SQLModel, table=True):
         sa_column=_utc(nullable=True),
         description="when the scope's values and recipient_ref were blanked: it cannot be "
         "redelivered after",
+    )
+    closed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    closed_by: str | None = Field(default=None, max_length=100, description="the API key's name")
+    close_reason: str | None = Field(
+        default=None, sa_column=Column(String(500), nullable=True), description="the admin's words"
     )
 
 

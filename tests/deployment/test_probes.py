@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 
 from services.api.health import router
-from shared.status_server import Readiness, status_app
+from shared.status_server import Heartbeat, Readiness, status_app
 from tests.deployment import files
 from tests.deployment.workloads import default_command, is_gallring_image
 
@@ -59,7 +59,7 @@ def worker_status(path: str, database_answers: bool = True) -> int:
             environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": path}
             setup_testing_defaults(environ)
             statuses: list[str] = []
-            body = status_app(CollectorRegistry(), Readiness(db))(
+            body = status_app(CollectorRegistry(), Readiness(db), Heartbeat())(
                 environ, lambda status, headers, exc_info=None: statuses.append(status)
             )
             b"".join(body)

@@ -169,3 +169,22 @@ def test_proofs_are_found_by_subject_through_a_hash_index_on_postgresql(database
     finally:
         engine.dispose()
     assert "USING hash (subject_hash)" in definition
+
+
+def test_disclosures_are_found_by_recipient_and_waiting_notifications_by_a_partial_index(
+    migrated_url,
+) -> None:
+    # GET /v1/unregistered-recipients pages disclosures by recipient; the notifier's
+    # housekeeping and metrics look up the few notifications that wait for their recipient.
+    engine = make_engine(migrated_url)
+    try:
+        inspector = inspect(engine)
+        disclosure = {i["name"]: i["column_names"] for i in inspector.get_indexes("disclosure")}
+        notification = {i["name"]: i for i in inspector.get_indexes("notification")}
+    finally:
+        engine.dispose()
+    assert disclosure["ix_disclosure_recipient_id"] == ["recipient_id"]
+    awaiting = notification["ix_notification_awaiting"]
+    assert awaiting["column_names"] == ["recipient_id"]
+    where = awaiting.get("dialect_options", {})
+    assert "awaiting_recipient" in str(where.get("postgresql_where", where.get("sqlite_where")))

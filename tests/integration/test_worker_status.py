@@ -1,6 +1,11 @@
 """The purger's and notifier's status port as probes and Prometheus see it: metrics for the
-scrape, and cheap health and readiness answers that run none of the metrics' queries."""
+scrape, cheap health and readiness answers that run none of the metrics' queries, and a
+liveness answer that tells whether the event loop still turns.
 
+The status server is entered from an event loop (the one it watches); the tests ask it from
+threads, as a probe asks from outside, so that the loop keeps turning meanwhile."""
+
+import asyncio
 import json
 import socket
 import threading
@@ -13,6 +18,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
+from shared import status_server as status_module
 from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.status_server import status_server
@@ -29,7 +35,7 @@ class CountingCollector:
         yield GaugeMetricFamily("gallring_rows", "rows counted", value=1)
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get_blocking(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
             return answer.status, answer.read().decode()
@@ -37,7 +43,11 @@ def get(port: int, path: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def test_probes_answer_without_running_the_metrics_queries(tmp_path: Path) -> None:
+async def get(port: int, path: str) -> tuple[int, str]:
+    return await asyncio.to_thread(get_blocking, port, path)
+
+
+async def test_probes_answer_without_running_the_metrics_queries(tmp_path: Path) -> None:
     registry, collector = CollectorRegistry(), CountingCollector()
     registry.register(collector)
     collector.collected = 0  # registering collects once, to learn the names
@@ -45,30 +55,30 @@ def test_probes_answer_without_running_the_metrics_queries(tmp_path: Path) -> No
     port = free_loopback_port()
     try:
         with status_server("127.0.0.1", port, registry, db):
-            assert get(port, "/healthz") == (200, '{"status":"ok"}')
-            assert get(port, "/readyz") == (200, '{"status":"ready"}')
+            assert await get(port, "/healthz") == (200, '{"status":"ok"}')
+            assert await get(port, "/readyz") == (200, '{"status":"ready"}')
             assert collector.collected == 0
-            status, page = get(port, "/metrics")
+            status, page = await get(port, "/metrics")
             assert status == 200 and "gallring_rows 1.0" in page
             assert collector.collected == 1
-            assert get(port, "/anything")[0] == 404
+            assert (await get(port, "/anything"))[0] == 404
     finally:
         db.dispose()
 
 
-def test_a_worker_whose_database_is_away_is_alive_but_not_ready() -> None:
+async def test_a_worker_whose_database_is_away_is_alive_but_not_ready() -> None:
     refusing = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_loopback_port()}/x")
     port = free_loopback_port()
     try:
         with status_server("127.0.0.1", port, CollectorRegistry(), refusing):
-            assert get(port, "/healthz")[0] == 200
-            status, body = get(port, "/readyz")
+            assert (await get(port, "/healthz"))[0] == 200
+            status, body = await get(port, "/readyz")
             assert (status, json.loads(body)) == (503, {"status": "database unreachable"})
     finally:
         refusing.dispose()
 
 
-def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_wait() -> None:
+async def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_wait() -> None:
     """Probes (or anyone reaching the port) keep asking; they must not pile up connections."""
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
     silent.listen(64)
@@ -83,9 +93,11 @@ def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_w
         with status_server("127.0.0.1", port, CollectorRegistry(), db):
             started = time.monotonic()
             with ThreadPoolExecutor(8) as probes:
-                answers = list(probes.map(lambda _: get(port, "/readyz")[0], range(8)))
+                answers = await asyncio.to_thread(
+                    lambda: list(probes.map(lambda _: get_blocking(port, "/readyz")[0], range(8)))
+                )
             took = time.monotonic() - started
-            assert get(port, "/healthz")[0] == 200
+            assert (await get(port, "/healthz"))[0] == 200
     finally:
         db.dispose()
         silent.close()
@@ -94,3 +106,38 @@ def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_w
     assert answers == [503] * 8
     assert took < 5
     assert len(attempts) == 1
+
+
+async def test_a_wedged_event_loop_is_not_live_and_one_that_turns_again_is(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The status server's thread answers while the loop is blocked: /healthz must not say
+    live then."""
+    monkeypatch.setattr(status_module, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(status_module, "LIVENESS_STALE_SECONDS", 0.5)
+    db = make_engine(f"sqlite:///{tmp_path / 'gallring.db'}")
+    port = free_loopback_port()
+    answers: list[int] = []
+
+    def probe_until_refused() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answers.append(get_blocking(port, "/healthz")[0])
+            if answers[-1] == 503:
+                return
+            time.sleep(0.05)
+
+    try:
+        with status_server("127.0.0.1", port, CollectorRegistry(), db):
+            assert await get(port, "/healthz") == (200, '{"status":"ok"}')
+            prober = threading.Thread(target=probe_until_refused)
+            prober.start()
+            prober.join()  # on the loop's thread: the loop is wedged until the prober ends
+            assert answers[-1] == 503
+            assert get_blocking(port, "/readyz")[0] == 200  # the database still answers
+            deadline = time.monotonic() + 30
+            while (status := (await get(port, "/healthz"))[0]) != 200:
+                assert time.monotonic() < deadline, status
+                await asyncio.sleep(0.05)
+    finally:
+        db.dispose()

@@ -1,7 +1,8 @@
 """``/v1/notifications``: what each recipient was told of each erasure, and when it answered.
 
-Operators list and inspect notifications (scope ``erasures:read``) and ask for a failed one to
-be tried again (``admin``). Recipients confirm an erasure without an API key: the request is
+Operators list and inspect notifications (scope ``erasures:read``), ask for a failed one to
+be tried again, or close one that waits for an inactive recipient, or failed, with a reason
+(``admin``). Recipients confirm an erasure without an API key: the request is
 signed with their own webhook secret, per Standard Webhooks, like the notification they got.
 """
 
@@ -21,6 +22,7 @@ from services.api.auth import require
 from services.api.notifications import service
 from services.api.notifications.schemas import (
     Accepted,
+    Closing,
     NotificationPage,
     NotificationState,
     NotificationView,
@@ -110,6 +112,37 @@ async def redeliver(notification_id: UUID, request: Request, principal: Admin) -
         service.request_redelivery, db, notification_id, principal, datetime.now(UTC)
     )
     return Accepted(notification_id=notification_id, status="redelivery requested")
+
+
+@router.post(
+    "/{notification_id}/close",
+    status_code=202,
+    response_model=Accepted,
+    summary="Close a notification undelivered, with a reason: one that waits for an inactive "
+    "recipient, or failed",
+    description="The notifier records the close with the reason and the key's name "
+    "(`closed_at`, `closed_by`, `close_reason`); if the recipient is active again before it "
+    "applies it, the notification is delivered instead. 409 in any other state.",
+    responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
+)
+async def close(
+    notification_id: UUID, closing: Closing, request: Request, principal: Admin
+) -> Accepted:
+    db = request.app.state.db_engine
+    view = await run_in_threadpool(service.one, db, notification_id)
+    if view is None:
+        raise _not_found(notification_id)
+    if view.state not in (NotificationState.AWAITING_RECIPIENT, NotificationState.FAILED):
+        raise Problem(
+            409,
+            "notification-not-closable",
+            "Only a notification that waits for its recipient, or failed, is closed",
+            f"Notification {notification_id} is {view.state.value}.",
+        )
+    await run_in_threadpool(
+        service.request_close, db, notification_id, closing.reason, principal, datetime.now(UTC)
+    )
+    return Accepted(notification_id=notification_id, status="close requested")
 
 
 @signed_router.post(

@@ -3,9 +3,13 @@ are the proof a DPO shows, and need neither."""
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from shared.contract.notification_messages import CLOSE_REASON_LENGTH
+from shared.contract.vocabulary import NoNationalId
 
 
 class NotificationState(StrEnum):
@@ -13,7 +17,9 @@ class NotificationState(StrEnum):
     DELIVERING = "delivering"  # tried, not answered with 2xx yet
     DELIVERED = "delivered"  # the recipient answered 2xx
     CONFIRMED = "confirmed"  # and later confirmed it erased the data
-    FAILED = "failed"  # no 2xx within the retry horizon; redeliverable
+    FAILED = "failed"  # no 2xx within the retry horizon; redeliverable, or an admin closes it
+    AWAITING_RECIPIENT = "awaiting_recipient"  # its recipient is inactive: waits for it
+    CLOSED = "closed"  # an admin ended it undelivered, with a reason
 
 
 class AttemptView(BaseModel):
@@ -43,6 +49,9 @@ class NotificationView(BaseModel):
     # Once confirmed, or delivered or failed longer than GALLRING_NOTIFIER_KEEP_PARTICULARS_DAYS
     # ago, the scope keeps its keys only (``{"case_id": ""}``) and it cannot be redelivered.
     particulars_erased_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None  # the admin key's name
+    close_reason: str | None
     attempt_log: list[AttemptView]  # every attempt, oldest first: what an auditor asks for
 
 
@@ -54,3 +63,16 @@ class NotificationPage(BaseModel):
 class Accepted(BaseModel):
     notification_id: UUID
     status: str
+
+
+class Closing(BaseModel):
+    """Why an admin closes a notification undelivered: kept with it as the record. Say why in
+    words about the recipient or the contract, never about the person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=CLOSE_REASON_LENGTH),
+        *NoNationalId,
+    ]

@@ -15,7 +15,11 @@ from services.api.api_keys import Principal
 from services.api.notifications.schemas import AttemptView, NotificationState, NotificationView
 from services.api.passing_on import pass_on
 from shared import topics
-from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
+from shared.contract.notification_messages import (
+    NotificationClosed,
+    NotificationConfirmed,
+    RedeliveryRequested,
+)
 from shared.database import one_of
 from shared.tables.api import Recipient
 from shared.tables.notifier import DeliveryAttempt, Notification
@@ -146,9 +150,20 @@ def request_redelivery(db: Engine, notification_id: UUID, actor: Principal, now:
     _publish(db, message, actor, "notifications.redelivery_requested", now)
 
 
+def request_close(
+    db: Engine, notification_id: UUID, reason: str, actor: Principal, now: datetime
+) -> None:
+    """Pass the admin's close on to the notifier, which records it with the reason (the audit
+    entry names the notification, not the reason: the admin's words stay with the notifier)."""
+    message = NotificationClosed(
+        event_id=uuid4(), notification_id=notification_id, at=now, by=actor.name, reason=reason
+    )
+    _publish(db, message, actor, "notifications.close_requested", now)
+
+
 def _publish(
     db: Engine,
-    message: NotificationConfirmed | RedeliveryRequested,
+    message: NotificationConfirmed | RedeliveryRequested | NotificationClosed,
     actor: Principal,
     action: str,
     now: datetime,
@@ -206,5 +221,8 @@ def _view(row: Any, attempts: list[AttemptView]) -> NotificationView:
         failed_at=row.failed_at,
         confirmed_at=row.confirmed_at,
         particulars_erased_at=row.particulars_erased_at,
+        closed_at=row.closed_at,
+        closed_by=row.closed_by,
+        close_reason=row.close_reason,
         attempt_log=attempts,
     )

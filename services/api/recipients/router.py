@@ -4,7 +4,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
@@ -18,7 +18,7 @@ from services.api.recipients.schemas import (
     RecipientView,
     RotatedSecret,
     SecretRotation,
-    UnregisteredRecipient,
+    UnregisteredRecipientPage,
 )
 from shared.contract.errors import FieldError
 from shared.contract.vocabulary import Identifier
@@ -68,13 +68,28 @@ async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
 
 @unregistered_router.get(
     "",
-    response_model=list[UnregisteredRecipient],
+    response_model=UnregisteredRecipientPage,
     summary="Recipients that disclosures name but nobody registered; their notifications wait",
     responses=_ERRORS,
 )
-async def list_unregistered(request: Request, _: Admin) -> list[UnregisteredRecipient]:
+async def list_unregistered(
+    request: Request,
+    _: Admin,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> UnregisteredRecipientPage:
+    try:
+        after = service.decode_cursor(cursor) if cursor else None
+    except service.CursorError as error:
+        raise validation_problem([FieldError("cursor", str(error))]) from None
     db = request.app.state.db_engine
-    return await run_in_threadpool(lambda: service.unregistered(db))
+    listed, more = await run_in_threadpool(
+        lambda: service.unregistered(db, after=after, limit=limit)
+    )
+    return UnregisteredRecipientPage(
+        unregistered_recipients=listed,
+        next_cursor=service.encode_cursor(listed[-1]) if more else None,
+    )
 
 
 @router.get(
@@ -113,22 +128,36 @@ async def change_recipient(
     status_code=201,
     response_model=RotatedSecret,
     summary="A new signing secret; the old one keeps signing for a grace period",
-    responses=_NOT_FOUND,
+    description="While a previous rotation's grace period lasts, a rotation with a grace "
+    "period is refused (409, saying until when): it would end the previous secret at once. "
+    "`grace_hours: 0` ends every secret but the new one at once, at any time.",
+    responses={**_NOT_FOUND, 409: PROBLEM_RESPONSE},
 )
 async def rotate_secret(
     recipient_id: RecipientId, rotation: SecretRotation, request: Request, principal: Admin
 ) -> RotatedSecret:
     state = request.app.state
-    rotated = await run_in_threadpool(
-        lambda: service.rotate_secret(
-            state.db_engine,
-            recipient_id,
-            timedelta(hours=rotation.grace_hours),
-            state.secret_box,
-            actor=principal,
-            now=datetime.now(UTC),
+    try:
+        rotated = await run_in_threadpool(
+            lambda: service.rotate_secret(
+                state.db_engine,
+                recipient_id,
+                timedelta(hours=rotation.grace_hours),
+                state.secret_box,
+                actor=principal,
+                now=datetime.now(UTC),
+            )
         )
-    )
+    except service.RotationInGrace as rotating:
+        until = rotating.previous_secret_valid_until.isoformat()
+        raise Problem(
+            409,
+            "secret-rotation-in-grace",
+            "The previous secret is still in its grace period",
+            f"Recipient {recipient_id}'s previous secret still signs until {until}; a rotation "
+            "with a grace period now would end it at once. Rotate again after then, or with "
+            '{"grace_hours": 0} to end every secret but the new one at once.',
+        ) from None
     if rotated is None:
         raise _not_found(recipient_id)
     return rotated

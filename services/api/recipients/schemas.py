@@ -87,6 +87,11 @@ class UnregisteredRecipient(BaseModel):
     notifications_waiting: int = Field(description="owed to it, sent once it is registered")
 
 
+class UnregisteredRecipientPage(BaseModel):
+    unregistered_recipients: list[UnregisteredRecipient]
+    next_cursor: str | None  # pass as ?cursor= for the next page; None: this was the last
+
+
 class CreatedRecipient(RecipientView):
     signing_secret: str = Field(description="Shown once: verify Gallring's webhooks with it.")
 

@@ -1,10 +1,12 @@
 """The recipient registry in the database. Secrets are sealed before they are stored and only
 ever returned at creation and rotation; the audit log gets ids, never secrets or URLs' queries."""
 
+import base64
+import binascii
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, insert, select, update
+from sqlalchemy import Engine, exists, func, insert, select, union, update
 from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
@@ -30,6 +32,19 @@ _NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
 class RecipientExists(Exception):
     pass
+
+
+class CursorError(ValueError):
+    """The cursor was not one this API handed out."""
+
+
+class RotationInGrace(Exception):
+    """A rotation with a grace period while the previous secret's has not ended: it would end
+    that secret at once, under a recipient that may still verify with it."""
+
+    def __init__(self, previous_secret_valid_until: datetime) -> None:
+        super().__init__(previous_secret_valid_until)
+        self.previous_secret_valid_until = previous_secret_valid_until
 
 
 def create(
@@ -85,30 +100,56 @@ def one(db: Engine, recipient_id: str, *, now: datetime) -> RecipientView | None
     return _view(row, now) if row is not None else None
 
 
-def unregistered(db: Engine) -> list[UnregisteredRecipient]:
+def encode_cursor(recipient: UnregisteredRecipient) -> str:
+    return base64.urlsafe_b64encode(recipient.recipient_id.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        after = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise CursorError("not a cursor from a previous page") from error
+    if not after:
+        raise CursorError("not a cursor from a previous page")
+    return after
+
+
+def unregistered(
+    db: Engine, *, after: str | None, limit: int
+) -> tuple[list[UnregisteredRecipient], bool]:
     """Recipient ids named by disclosures, or owed undelivered notifications, that are not
     registered: what was disclosed to them is kept, and their notifications wait for the
     registration (until their retry horizon). Usually a typo upstream, or a registration
-    forgotten."""
+    forgotten. Up to ``limit`` of them by id, after ``after``; and whether more follow."""
     disclosures, notifications = _DISCLOSURES.c, _NOTIFICATIONS.c
+    named = union(
+        select(disclosures.recipient_id).where(~_registered(disclosures.recipient_id)),
+        select(notifications.recipient_id).where(
+            notifications.state.in_(UNDELIVERED_STATES), ~_registered(notifications.recipient_id)
+        ),
+    ).subquery()
+    query = select(named.c.recipient_id).order_by(named.c.recipient_id).limit(limit + 1)
+    if after is not None:
+        query = query.where(named.c.recipient_id > after)
     with db.connect() as connection:
+        ids = list(connection.execute(query).scalars())
+        shown = ids[:limit]
         disclosed = connection.execute(
             select(disclosures.recipient_id, func.count(), func.min(disclosures.disclosed_at))
-            .where(~_registered(disclosures.recipient_id))
+            .where(disclosures.recipient_id.in_(shown))
             .group_by(disclosures.recipient_id)
         ).all()
         waiting = connection.execute(
             select(notifications.recipient_id, func.count())
             .where(
-                notifications.state.in_(UNDELIVERED_STATES),
-                ~_registered(notifications.recipient_id),
+                notifications.state.in_(UNDELIVERED_STATES), notifications.recipient_id.in_(shown)
             )
             .group_by(notifications.recipient_id)
         ).all()
     kept = {recipient_id: (count, first) for recipient_id, count, first in disclosed}
     owed = dict(waiting)
     listed = []
-    for recipient_id in sorted(kept.keys() | owed.keys()):
+    for recipient_id in shown:
         count, first = kept.get(recipient_id, (0, None))
         listed.append(
             UnregisteredRecipient(
@@ -118,7 +159,7 @@ def unregistered(db: Engine) -> list[UnregisteredRecipient]:
                 notifications_waiting=owed.get(recipient_id, 0),
             )
         )
-    return listed
+    return listed, len(ids) > limit
 
 
 def _registered(recipient_id: Any) -> Any:
@@ -162,14 +203,24 @@ def rotate_secret(
     now: datetime,
 ) -> RotatedSecret | None:
     """A new secret signs from now on; the current one also signs until ``now + grace``, so
-    that the recipient can switch without rejecting a delivery."""
+    that the recipient can switch without rejecting a delivery.
+
+    Two secrets sign at most (a recipient verifies against the ones it knows): while the
+    previous secret's grace lasts, a rotation with a grace of its own is refused
+    (:class:`RotationInGrace`) rather than ending it at once. A grace of zero is the way to end
+    every secret but the new one now (a leaked secret), and is always taken."""
     secret = new_signing_secret()
     with db.begin() as connection:
-        current = connection.execute(
-            select(_RECIPIENTS.c.secret).where(_RECIPIENTS.c.recipient_id == recipient_id)
-        ).scalar_one_or_none()
-        if current is None:
+        found = connection.execute(
+            select(_RECIPIENTS.c.secret, _RECIPIENTS.c.previous_secret_expires_at)
+            .where(_RECIPIENTS.c.recipient_id == recipient_id)
+            .with_for_update()
+        ).first()
+        if found is None:
             return None
+        current, previous_until = found
+        if grace and previous_until is not None and previous_until > now:
+            raise RotationInGrace(previous_until)
         connection.execute(
             update(_RECIPIENTS)
             .where(_RECIPIENTS.c.recipient_id == recipient_id)

@@ -2,15 +2,17 @@
 rotatable with a grace period."""
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from services.api.api_keys import Scope
 from shared.database import make_engine
 from shared.recipient_secrets import SecretBox
 from shared.tables.api import Recipient
+from shared.tables.notifier import Disclosure
 from tests.integration.conftest import RunningApi
 
 
@@ -121,6 +123,103 @@ async def test_a_recipient_is_changed_deactivated_and_its_secret_rotated(api: Ru
 
     missing = await api.client.patch("/v1/recipients/nobody", json={}, headers=admin)
     assert missing.status_code == 404
+
+
+async def test_a_second_rotation_within_the_grace_period_is_refused_saying_until_when(
+    api: RunningApi, migrated_url: str
+) -> None:
+    """Ending the first secret at once would make the recipient reject deliveries it was told
+    it could verify for the whole grace period; a grace of zero still ends everything now."""
+    admin = api.key(Scope.ADMIN)
+    recipient_id = (await api.client.post("/v1/recipients", json=_new(), headers=admin)).json()[
+        "recipient_id"
+    ]
+    path = f"/v1/recipients/{recipient_id}/secret-rotations"
+    first = await api.client.post(path, json={"grace_hours": 24}, headers=admin)
+    assert first.status_code == 201, first.text
+    until = first.json()["previous_secret_valid_until"]
+    db = make_engine(migrated_url)
+    try:
+
+        def stored() -> tuple:
+            with db.connect() as connection:
+                return connection.execute(
+                    select(Recipient.secret, Recipient.previous_secret).where(
+                        Recipient.recipient_id == recipient_id
+                    )
+                ).one()
+
+        before = stored()
+        second = await api.client.post(path, json={"grace_hours": 1}, headers=admin)
+        assert second.status_code == 409
+        assert second.headers["content-type"] == "application/problem+json"
+        assert second.json()["type"] == "urn:gallring:problem:secret-rotation-in-grace"
+        assert until.replace("Z", "+00:00") in second.json()["detail"]
+        assert stored() == before  # both secrets still sign
+        shown = await api.client.get(f"/v1/recipients/{recipient_id}", headers=admin)
+        assert shown.json()["previous_secret_valid_until"] == until
+
+        at_once = await api.client.post(path, json={"grace_hours": 0}, headers=admin)
+        assert at_once.status_code == 201, at_once.text
+        assert stored()[1] == before[0]  # ends now, and the first secret is gone
+        shown = await api.client.get(f"/v1/recipients/{recipient_id}", headers=admin)
+        assert shown.json()["previous_secret_valid_until"] is None
+        after = await api.client.post(path, json={"grace_hours": 1}, headers=admin)
+        assert after.status_code == 201, after.text  # no grace left to cut short
+    finally:
+        db.dispose()
+
+
+async def test_unregistered_recipients_come_in_pages_that_a_cursor_chains(
+    api: RunningApi, migrated_url: str
+) -> None:
+    prefix = f"ghost-{uuid.uuid4().hex[:8]}"
+    ghosts = [f"{prefix}-{n}" for n in range(3)]
+    db = make_engine(migrated_url)
+    try:
+        with db.begin() as connection:
+            connection.execute(
+                insert(Disclosure.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "event_id": uuid.uuid4(),
+                        "subject_pseudonym": "ab" * 32,
+                        "recipient_id": ghost,
+                        "category": "collection_case",
+                        "scope_key": "",
+                        "scope_value": "",
+                        "recipient_ref": "X-1",
+                        "disclosed_at": datetime.now(UTC),
+                    }
+                    for ghost in ghosts
+                    for _ in range(2)
+                ],
+            )
+    finally:
+        db.dispose()
+    admin = api.key(Scope.ADMIN)
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:  # other tests' unregistered recipients share the database: every page
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = await api.client.get("/v1/unregistered-recipients", params=params, headers=admin)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["unregistered_recipients"]) <= 2
+        seen += page["unregistered_recipients"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+        assert len(page["unregistered_recipients"]) == 2
+    ids = [entry["recipient_id"] for entry in seen]
+    assert ids == sorted(set(ids))  # each once, in order
+    mine = [entry for entry in seen if entry["recipient_id"].startswith(prefix)]
+    assert [entry["recipient_id"] for entry in mine] == ghosts
+    assert {entry["disclosures_kept"] for entry in mine} == {2}
+    bad = await api.client.get(
+        "/v1/unregistered-recipients", params={"cursor": "%%%"}, headers=admin
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "cursor"
 
 
 async def test_a_405_names_every_method_the_path_takes(api: RunningApi) -> None:

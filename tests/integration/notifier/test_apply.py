@@ -28,7 +28,9 @@ def db(migrated_url: str):
     engine.dispose()
 
 
-def disclosed(subject: Subject, recipient: str, at: datetime, ref: str = "R-1") -> LifecycleMessage:
+def disclosed(
+    subject: Subject, recipient: str, at: datetime, ref: str = "R-1", case_id: str = "C-1"
+) -> LifecycleMessage:
     return LifecycleMessage.model_validate(
         {
             "event_id": uuid4(),
@@ -36,7 +38,7 @@ def disclosed(subject: Subject, recipient: str, at: datetime, ref: str = "R-1") 
             "occurred_at": at,
             "subject": subject.pseudonym,
             "role": "debtor",
-            "scope": {"case_id": "C-1"},
+            "scope": {"case_id": case_id},
             "data": {
                 "recipient_id": recipient,
                 "category": "collection_case",
