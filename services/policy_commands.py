@@ -50,9 +50,12 @@ def evaluate_file(
             for pseudonym, subject_events in by_subject.items()
             for clock in engine.evaluate(pseudonym, subject_events, evaluated_at)
         ]
-    except (OverflowError, ValueError):
+    except (OverflowError, ValueError) as error:
         # The events' dates are bounded by the contract, but --now and a policy's periods are
-        # not: a due date past the year 9999 cannot be counted. Said in a line, not a traceback.
+        # not: a due date past the year 9999 cannot be counted (datetime raises OverflowError, or
+        # ValueError "year … is out of range"). Said in a line, not a traceback.
+        if isinstance(error, ValueError) and "out of range" not in str(error):
+            raise
         print(
             "gallring: a due date falls outside the calendar (years 1 to 9999); "
             "check --now and the retention periods of the policy",
