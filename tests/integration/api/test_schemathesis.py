@@ -117,6 +117,12 @@ def running_api(
 
 def test_schemathesis_finds_nothing(running_api: tuple[str, str], tmp_path: Path) -> None:
     base, key = running_api
+    # With a key the API refused, every operation would answer 401 and test nothing.
+    listing = urllib.request.Request(
+        f"{base}/v1/recipients", headers={"Authorization": f"Bearer {key}"}
+    )
+    with urllib.request.urlopen(listing, timeout=10) as response:
+        assert response.status == 200
     command = [
         SCHEMATHESIS,
         "run",
