@@ -44,11 +44,24 @@ def evaluate_file(
 
     engine = RetentionEngine(policy)
     evaluated_at = now or datetime.now(UTC)
-    rows = [
-        _clock_row(clock, subjects[pseudonym])
-        for pseudonym, subject_events in by_subject.items()
-        for clock in engine.evaluate(pseudonym, subject_events, evaluated_at)
-    ]
+    try:
+        rows = [
+            _clock_row(clock, subjects[pseudonym])
+            for pseudonym, subject_events in by_subject.items()
+            for clock in engine.evaluate(pseudonym, subject_events, evaluated_at)
+        ]
+    except (OverflowError, ValueError) as error:
+        # The events' dates are bounded by the contract, but --now and a policy's periods are
+        # not: a due date past the year 9999 cannot be counted (datetime raises OverflowError, or
+        # ValueError "year … is out of range"). Said in a line, not a traceback.
+        if isinstance(error, ValueError) and "out of range" not in str(error):
+            raise
+        print(
+            "gallring: a due date falls outside the calendar (years 1 to 9999); "
+            "check --now and the retention periods of the policy",
+            file=err,
+        )
+        return EXIT_INVALID_INPUT
     rows.sort(
         key=lambda row: (_canonical(row["subject"]), row["category"], _canonical(row["scope"]))
     )
@@ -75,6 +88,12 @@ def _parse_lines(
             document = json.loads(text)
         except json.JSONDecodeError as error:
             problems.append(f"line {number}: not valid JSON: {error.msg} (column {error.colno})")
+            continue
+        except ValueError:  # a number past Python's limit on digits (int_max_str_digits)
+            problems.append(f"line {number}: not valid JSON: a number has too many digits")
+            continue
+        except RecursionError:
+            problems.append(f"line {number}: not valid JSON: nested too deeply")
             continue
         if not isinstance(document, dict):
             problems.append(f"line {number}: expected a JSON object, one event per line")

@@ -10,11 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func, select
 
-from services.api.problems import PROBLEM_JSON
+from services.api.problems import PROBLEM_JSON, PROBLEM_RESPONSE
 from shared.database import database_answers
 from shared.kafka import make_client
 from shared.settings import KafkaSettings
@@ -32,7 +32,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database and broker reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: database and broker reachable",
+    responses={
+        503: {"description": "The database or the broker cannot be reached", **PROBLEM_RESPONSE}
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     database_ok = await run_in_threadpool(database_answers, state.db_engine)
@@ -54,7 +60,12 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The Prometheus text format"}},
+)
 async def metrics(request: Request) -> Response:
     state = request.app.state
     state.metrics.outbox_backlog.set(await state.outbox_backlog.count())

@@ -66,6 +66,32 @@ def _sender_location(detail: dict[str, Any]) -> tuple[Any, ...]:
     return location[1:] if location[:1] == ("body",) else location
 
 
+def _sender_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's error detail as :func:`describe_errors` takes it; a JSON syntax error says
+    what is wrong and where, as the event intake's do (its ``msg`` is only "JSON decode
+    error"; its ``ctx`` has the decoder's message, which never repeats the body)."""
+    if detail["type"] == "json_invalid" and "error" in detail.get("ctx", {}):
+        position = detail["loc"][-1]
+        message = f"Invalid JSON: {detail['ctx']['error']} at character {position}"
+        return {**detail, "loc": (), "msg": message}
+    return {**detail, "loc": _sender_location(detail)}
+
+
+def unreadable_body(cause: BaseException | None) -> Problem | None:
+    """422 for a body FastAPI could not read as JSON for a reason other than its syntax, which
+    it answers 400 ("There was an error parsing the body"); the API answers every body that is
+    not JSON alike, 422, as its OpenAPI document says. ``None`` if ``cause`` is not that."""
+    if isinstance(cause, UnicodeDecodeError):
+        message = f"Invalid JSON: not UTF-8 at byte {cause.start}"
+    elif isinstance(cause, RecursionError):
+        message = "Invalid JSON: nested too deeply"
+    elif isinstance(cause, ValueError):  # a number past Python's limit on digits
+        message = "Invalid JSON: a number has too many digits"
+    else:
+        return None
+    return validation_problem([FieldError("", message)])
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route takes on the request's path. Starlette's own 405 names only the
     first route matching the path, and a path such as /v1/recipients has two (GET and POST)."""
@@ -88,11 +114,13 @@ def install(app: FastAPI) -> None:
 
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        details = [{**detail, "loc": _sender_location(detail)} for detail in error.errors()]
+        details = [_sender_detail(detail) for detail in error.errors()]
         return problem_response(validation_problem(describe_errors(details)), request)
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 400 and (unreadable := unreadable_body(error.__cause__)):
+            return problem_response(unreadable, request)
         slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         title = str(error.detail) if isinstance(error.detail, str) else "HTTP error"
         problem = Problem(error.status_code, slug, title, title)

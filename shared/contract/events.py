@@ -4,13 +4,11 @@ Each type says which ``scope`` keys it takes and validates its own ``data``; eve
 unknown fields, so free text (a name, an address) cannot ride along in an event.
 """
 
-import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 from uuid import UUID
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
 from shared.contract.examples import EXAMPLES
 from shared.contract.scope import Scope
 from shared.contract.subject import Subject
@@ -27,7 +26,6 @@ from shared.contract.vocabulary import Category, Identifier, Role
 
 CONTRACT_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _type_of(model: type[BaseModel]) -> str:
@@ -53,7 +51,11 @@ class NoticeData(_Data):
 
 class BookkeepingData(_Data):
     fiscal_year_end: Annotated[
-        date, Field(description="Last day of the financial year the records belong to.")
+        ContractDate,
+        Field(
+            description="Last day of the financial year the records belong to: YYYY-MM-DD, "
+            f"{RANGE_TEXT}."
+        ),
     ]
 
 
@@ -95,22 +97,15 @@ class _Event(BaseModel):
 
     event_id: Annotated[UUID, Field(description="Unique per event; resending it is harmless.")]
     occurred_at: Annotated[
-        AwareDatetime,
-        Field(description="When it happened, with a UTC offset; at most 5 minutes in the future."),
+        ContractInstant,
+        Field(
+            description="When it happened: ISO 8601 with a UTC offset, at most 5 minutes in the "
+            f"future and {RANGE_TEXT} (UTC)."
+        ),
     ]
     subject: Subject
     role: Role | None = None
     scope: Scope = Scope()
-
-    @field_validator("occurred_at", mode="before")
-    @classmethod
-    def _iso_8601_text(cls, value: object) -> object:
-        # Pydantic would also read numbers (and digit strings) as Unix time, in UTC by assumption.
-        if isinstance(value, datetime) or (isinstance(value, str) and _ISO_8601.match(value)):
-            return value
-        raise ValueError(
-            "expected an ISO-8601 date and time with a UTC offset, e.g. 2023-03-15T10:00:00+01:00"
-        )
 
     @field_validator("occurred_at")
     @classmethod

@@ -6,8 +6,9 @@ This is also what the API stores per event, and what consumers hand to the engin
 from typing import Annotated, Any, Literal, Self, get_args
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from shared.contract.dates import ContractInstant
 from shared.contract.events import EVENT_TYPES, LifecycleEvent
 from shared.contract.scope import Scope
 from shared.contract.vocabulary import WRITTEN_BY_GALLRING, Role
@@ -29,7 +30,7 @@ class LifecycleMessage(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: UUID
     type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
-    occurred_at: AwareDatetime
+    occurred_at: ContractInstant  # in the contract's range: the engine counts periods from it
     subject: Pseudonym
     role: Role | None = None
     scope: Scope = Scope()

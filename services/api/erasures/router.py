@@ -1,7 +1,7 @@
 """``GET /v1/erasures``, ``GET /v1/erasures/{id}`` and
 ``POST /v1/erasures/{id}/confirmations``."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from services.api.erasures.schemas import (
     ForecastRow,
 )
 from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from shared.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
 from shared.contract.errors import FieldError
 from shared.contract.vocabulary import Category
 from shared.forecast import forecast
@@ -36,14 +37,15 @@ async def list_erasures(
     _: Reader,
     state: ErasureState | None = None,
     category: Category | None = None,
-    due_before: Annotated[datetime | None, Query(description="ISO 8601 with an offset")] = None,
+    due_before: Annotated[
+        ContractInstant | None,
+        Query(description=f"ISO 8601 with a UTC offset, {RANGE_TEXT} (UTC)"),
+    ] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ErasurePage:
     """Scheduled and held erasures come from the clocks, executed and confirmed ones from the
     proofs; every page is ordered by due time."""
-    if due_before is not None and due_before.tzinfo is None:
-        raise validation_problem([FieldError("due_before", "give a time zone offset")])
     try:
         after = service.decode_cursor(cursor) if cursor else None
     except service.CursorError as error:
@@ -64,7 +66,9 @@ async def list_erasures(
     responses=_ERRORS,
 )
 async def get_forecast(
-    request: Request, _: Reader, until: Annotated[date, Query(description="a day, YYYY-MM-DD")]
+    request: Request,
+    _: Reader,
+    until: Annotated[ContractDate, Query(description=f"a day, YYYY-MM-DD, {RANGE_TEXT}")],
 ) -> list[ForecastRow]:
     """Scheduled erasures (not held) due up to the end of ``until``, by the month they fall due
     in the policy's time zone; overdue ones in the month they fell due."""

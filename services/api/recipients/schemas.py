@@ -18,6 +18,8 @@ WebhookUrl = Annotated[
     ),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200), *NoNationalId]
+#: true or false, nothing else: Pydantic alone would read 0, 1, "no" and "off" as booleans.
+Active = Annotated[bool, Field(strict=True)]
 
 
 class RecipientKind(StrEnum):
@@ -40,7 +42,7 @@ class NewRecipient(BaseModel):
     categories: Annotated[
         list[Category], Field(min_length=1, description="the categories it may receive")
     ]
-    active: bool = True
+    active: Active = True
 
 
 class RecipientChange(BaseModel):
@@ -53,7 +55,7 @@ class RecipientChange(BaseModel):
     country: Country | None = None
     webhook_url: WebhookUrl | None = None
     categories: Annotated[list[Category] | None, Field(min_length=1)] = None
-    active: bool | None = None
+    active: Active | None = None
 
 
 class RecipientHealthView(BaseModel):
@@ -99,9 +101,16 @@ class CreatedRecipient(RecipientView):
 class SecretRotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Strict: a JSON number only. Pydantic alone reads false as 0 (the old secret would end at
+    # once) and "24" as 24.
     grace_hours: Annotated[
         float,
-        Field(ge=0, le=24 * 30, description="how long the previous secret still signs too"),
+        Field(
+            strict=True,
+            ge=0,
+            le=24 * 30,
+            description="how long the previous secret still signs too: a number of hours, 0 to 720",
+        ),
     ] = 24.0
 
 
