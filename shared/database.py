@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 #: log's shared-memory index. Each holds rows, erased ones too until they are overwritten.
 SQLITE_FILE_SUFFIXES = ("", "-wal", "-shm")
 PRIVATE_FILE_MODE = 0o600
+SQLITE_BUSY_TIMEOUT_S = 30
+CHECKPOINT_WAIT_MS = 5_000
 
 
 def make_engine(url: str) -> Engine:
@@ -42,7 +44,9 @@ def make_engine(url: str) -> Engine:
             _private_sqlite_files(Path(database))
         # Writers that decide on what they read hold the write lock for a whole batch
         # (begin_deciding): the others wait for it longer than the driver's 5 s.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +118,15 @@ def checkpoint_wal(engine: Engine) -> bool:
     if engine.dialect.name != "sqlite":
         return True
     with engine.connect() as connection:
-        busy, _frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        # It holds writers off while it waits for readers: a few seconds, not the 30 s writers
+        # wait for one another; the connection goes back to the pool as it came.
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _frames, _copied = connection.exec_driver_sql(
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            ).one()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
     return busy == 0
 
 
