@@ -59,6 +59,7 @@ def main() -> None:
             **os.environ,
             "GALLRING_DATABASE_URL": database_url,
             "GALLRING_PSEUDONYM_SECRET": "bench-secret-bench-secret-bench-secret",
+            "GALLRING_SECRET_SEALING_KEY": "bench-sealing-key-bench-sealing-key",
             "GALLRING_KAFKA_BOOTSTRAP": broker.bootstrap_servers,
             "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
         }

@@ -41,6 +41,7 @@ from shared.recipient_secrets import new_signing_secret
 from shared.worker_process import run_event_loop
 
 SECRET = "bench-secret-bench-secret-bench-secret"
+SEALING_KEY = "bench-sealing-key-bench-sealing-key"
 DELIVERER = """
 from services.notifier.deliverer import Deliverer
 from services.notifier.metrics import NotifierMetrics
@@ -85,6 +86,7 @@ def main() -> None:
             upgrade(url)
             settings = NotifierSettings(
                 pseudonym_secret=SECRET,
+                secret_sealing_key=SEALING_KEY,
                 database_url=url,
                 webhook_allow_loopback=True,
                 notifier_retry_base_seconds=0.05,
@@ -174,6 +176,7 @@ def run_notifier(settings: NotifierSettings) -> tuple[float, float]:
     env = {
         **os.environ,
         "GALLRING_PSEUDONYM_SECRET": SECRET,
+        "GALLRING_SECRET_SEALING_KEY": SEALING_KEY,
         "GALLRING_DATABASE_URL": settings.database_url,
         "GALLRING_WEBHOOK_ALLOW_LOOPBACK": "true",
         "GALLRING_NOTIFIER_RETRY_BASE_SECONDS": str(settings.notifier_retry_base_seconds),

@@ -50,6 +50,7 @@ async def measure(database_url: str, requests: int, repeats: int) -> tuple[float
         {
             "GALLRING_DATABASE_URL": database_url,
             "GALLRING_PSEUDONYM_SECRET": "bench-secret-bench-secret-bench-secret",
+            "GALLRING_SECRET_SEALING_KEY": "bench-sealing-key-bench-sealing-key",
             "GALLRING_RELAY_ENABLED": "false",
         }
     )

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Writes the secret files docker-compose.yml mounts, those that are missing, into deploy/secrets/
-# (git-ignored): the pseudonym secret, PostgreSQL's password and the database URL carrying it.
+# (git-ignored): the pseudonym secret, the key that seals recipients' webhook signing secrets,
+# PostgreSQL's password and the database URL carrying it.
 # An existing file is never replaced: a new pseudonym secret would change every pseudonym, and
 # PostgreSQL keeps the password its data volume was initialised with.
 set -eu
@@ -36,5 +37,6 @@ create_unless_present() {
 }
 
 create_unless_present gallring_pseudonym_secret random_token 48
+create_unless_present gallring_secret_sealing_key random_token 48
 create_unless_present postgres_password random_token 32
 create_unless_present gallring_database_url database_url

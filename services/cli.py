@@ -14,7 +14,7 @@ from services import forecast_command, key_commands, policy_commands
 from services.api.api_keys import Scope
 from shared.contract import event_json_schema
 from shared.contract.topic_messages import topic_json_schema
-from shared.settings import DatabaseSettings, SettingsInvalid, load_settings
+from shared.settings import DatabaseSettings, GallringSettings, SettingsInvalid, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(run=lambda a: key_commands.revoke(_database_url(), a.name, out=sys.stdout))
     listing = key_actions.add_parser("list", help="list keys (names and scopes, no secrets)")
     listing.set_defaults(run=lambda _: key_commands.list_keys(_database_url(), out=sys.stdout))
+    reseal = key_actions.add_parser(
+        "reseal",
+        help="seal recipients' webhook signing secrets again under GALLRING_SECRET_SEALING_KEY "
+        "(once, after setting it)",
+    )
+    reseal.set_defaults(
+        run=lambda _: key_commands.reseal(load_settings(GallringSettings), out=sys.stdout)
+    )
 
     forecast = commands.add_parser(
         "forecast", help="how many erasures fall due per month and category"
@@ -155,7 +163,9 @@ def _serve_api(_: argparse.Namespace) -> int:
     from services.api.main import serve  # imported here: `gallring policy` needs no web stack
     from services.api.settings import ApiSettings
 
-    serve(load_settings(ApiSettings))
+    settings = load_settings(ApiSettings)
+    settings.secret_box()  # refused before anything starts without the sealing key
+    serve(settings)
     return 0
 
 
@@ -171,7 +181,9 @@ def _run_notifier(_: argparse.Namespace) -> int:
     from services.notifier.main import serve
     from services.notifier.settings import NotifierSettings
 
-    serve(load_settings(NotifierSettings))
+    settings = load_settings(NotifierSettings)
+    settings.secret_box()  # refused before anything starts without the sealing key
+    serve(settings)
     return 0
 
 

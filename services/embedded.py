@@ -2,8 +2,9 @@
 
 The API, the purger and the notifier on SQLite under ``./var/``, a Tansu broker on
 127.0.0.1:9092 (``GALLRING_EMBEDDED_BROKER_PORT``) unless ``GALLRING_KAFKA_BOOTSTRAP`` names a
-real one, a pseudonym secret generated
-once into ``./var/``, and an admin API key made on the first run and printed once. Recipients'
+real one, a pseudonym secret and a key that seals recipients' signing secrets, each generated
+once into ``./var/`` (readable by its owner alone, as the database), and an admin API key made
+on the first run and printed once. Recipients'
 webhooks may go to loopback receivers here (development), unless
 ``GALLRING_WEBHOOK_ALLOW_LOOPBACK`` says otherwise, and the purger sweeps every 5 s (not 60).
 Production sets every ``GALLRING_…`` variable instead.
@@ -19,6 +20,7 @@ from pathlib import Path
 from services.api.api_keys import KeyStore, Scope
 from services.api.main import serve
 from services.api.settings import ApiSettings
+from services.key_commands import reseal_signing_secrets
 from services.notifier.settings import NotifierSettings
 from services.purger.settings import PurgerSettings
 from shared.child_process import end_with_parent
@@ -41,8 +43,9 @@ def up() -> int:
     # started is stopped below (the defaults would end this process and leave it running).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGINT))
-    STATE_DIR.mkdir(exist_ok=True)
-    os.environ.setdefault("GALLRING_PSEUDONYM_SECRET", _local_secret())
+    _private_state_dir()
+    os.environ.setdefault("GALLRING_PSEUDONYM_SECRET", _local_secret("pseudonym-secret"))
+    os.environ.setdefault("GALLRING_SECRET_SEALING_KEY", _local_secret("secret-sealing-key"))
     os.environ.setdefault("GALLRING_DATABASE_URL", f"sqlite:///{STATE_DIR / 'gallring.db'}")
     os.environ.setdefault("GALLRING_WEBHOOK_ALLOW_LOOPBACK", "true")
     broker, workers = None, []
@@ -69,6 +72,7 @@ def up() -> int:
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         os.environ.setdefault("GALLRING_NOTIFIER_PUBLIC_API_URL", api_url)
         upgrade(settings.database_url)
+        _reseal_signing_secrets(settings)
         print(_where_to_look(api_url, _first_run_admin_key(settings)), flush=True)
         # The purger and the notifier in processes of their own, as in production; they stop
         # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
@@ -104,12 +108,29 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
             worker.wait()
 
 
-def _local_secret() -> str:
-    path = STATE_DIR / "pseudonym-secret"
+def _private_state_dir() -> None:
+    """``./var/`` holds the secrets and the database: only its owner may enter it (one made by
+    an older release, with the umask's mode, is narrowed)."""
+    STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+    STATE_DIR.chmod(0o700)
+
+
+def _local_secret(name: str) -> str:
+    path = STATE_DIR / name
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def _reseal_signing_secrets(settings: ApiSettings) -> None:
+    """Signing secrets an older release sealed with the key derived from the pseudonym secret,
+    sealed again under the sealing key (``gallring keys reseal``, done here at every start)."""
+    engine = make_engine(settings.database_url)
+    try:
+        reseal_signing_secrets(engine, settings.secret_box())
+    finally:
+        engine.dispose()
 
 
 def _first_run_admin_key(settings: ApiSettings) -> str | None:

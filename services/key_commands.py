@@ -1,12 +1,21 @@
-"""``gallring keys …``: API keys for machine clients, from the command line."""
+"""``gallring keys …``: API keys for machine clients, and the key that seals recipients'
+signing secrets, from the command line."""
 
 import sys
+from dataclasses import dataclass
 from typing import TextIO
+
+from sqlalchemy import Engine, select, update
 
 from services.api.api_keys import KeyStore, Scope
 from shared.database import make_engine
 from shared.migrate import upgrade
 from shared.national_id import contains_national_id
+from shared.recipient_secrets import SecretBox, SecretUnreadable
+from shared.settings import GallringSettings
+from shared.tables.api import Recipient
+
+_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
 
 
 def create(database_url: str, name: str, scopes: list[str], *, out: TextIO) -> int:
@@ -59,3 +68,81 @@ def list_keys(database_url: str, *, out: TextIO) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def reseal(settings: GallringSettings, *, out: TextIO) -> int:
+    """``gallring keys reseal``: every signing secret sealed again under
+    ``GALLRING_SECRET_SEALING_KEY``; run once after setting it (running it again finds nothing)."""
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        resealed = reseal_signing_secrets(engine, settings.secret_box())
+    finally:
+        engine.dispose()
+    print(
+        f"resealed {resealed.secrets} signing secret(s) of {resealed.recipients} recipient(s) "
+        "under GALLRING_SECRET_SEALING_KEY",
+        file=out,
+    )
+    if resealed.unreadable:
+        print(
+            f"gallring: {len(resealed.unreadable)} recipient(s) have a signing secret no key "
+            f"opens, left as they are: {', '.join(resealed.unreadable)}; {SecretUnreadable()}",
+            file=sys.stderr,
+        )
+        return 1
+    print("none is left sealed with the key derived from the pseudonym secret", file=out)
+    return 0
+
+
+@dataclass(frozen=True)
+class Resealed:
+    recipients: int
+    secrets: int
+    unreadable: list[str]  # recipient ids
+
+
+def reseal_signing_secrets(engine: Engine, box: SecretBox) -> Resealed:
+    """Seal again under the sealing key each recipient's current and previous signing secret
+    that older releases sealed with the key derived from the pseudonym secret. Each row is
+    written only if it still holds what was read, so that a rotation meanwhile is not undone
+    (such a row is read again); the API and the notifier open either seal meanwhile."""
+    recipients = secrets = 0
+    while True:
+        changed_meanwhile = False
+        unreadable: list[str] = []
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    _RECIPIENTS.c.recipient_id, _RECIPIENTS.c.secret, _RECIPIENTS.c.previous_secret
+                )
+            ).all()
+        for row in rows:
+            try:
+                changes = {
+                    column: box.reseal(sealed)
+                    for column in ("secret", "previous_secret")
+                    if (sealed := getattr(row, column)) is not None and box.needs_resealing(sealed)
+                }
+            except SecretUnreadable:
+                unreadable.append(row.recipient_id)
+                continue
+            if not changes:
+                continue
+            with engine.begin() as connection:
+                written = connection.execute(
+                    update(_RECIPIENTS)
+                    .where(
+                        _RECIPIENTS.c.recipient_id == row.recipient_id,
+                        _RECIPIENTS.c.secret == row.secret,
+                        _RECIPIENTS.c.previous_secret.is_not_distinct_from(row.previous_secret),
+                    )
+                    .values(changes)
+                ).rowcount
+            if written:
+                recipients += 1
+                secrets += len(changes)
+            else:
+                changed_meanwhile = True
+        if not changed_meanwhile:
+            return Resealed(recipients, secrets, unreadable)

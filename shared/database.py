@@ -1,7 +1,11 @@
 """Database engines for PostgreSQL (production) and SQLite (the embedded default)."""
 
+import logging
+import os
+import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from psycopg.types.array import ListBinaryDumper
@@ -21,19 +25,38 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
+log = logging.getLogger(__name__)
+
+#: The files SQLite keeps a database in, in WAL mode: the database, its write-ahead log and the
+#: log's shared-memory index. Each holds rows, erased ones too until they are overwritten.
+SQLITE_FILE_SUFFIXES = ("", "-wal", "-shm")
+PRIVATE_FILE_MODE = 0o600
+SQLITE_BUSY_TIMEOUT_S = 30
+CHECKPOINT_WAIT_MS = 5_000
+
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server."""
+    """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server,
+    files only their owner can read, and erased rows overwritten (``secure_delete``)."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_sqlite_files(Path(database))
         # Writers that decide on what they read hold the write lock for a whole batch
         # (begin_deciding): the others wait for it longer than the driver's 5 s.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Deleted rows are overwritten with zeros, not left in free pages for anyone who
+            # reads the file: an erasure must not leave the data behind. Some builds have it
+            # on by default (Debian's), the upstream default is off: say it, every connection.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -85,6 +108,43 @@ def begin_deciding(engine: Engine) -> Iterator[Connection]:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
+
+
+def checkpoint_wal(engine: Engine) -> bool:
+    """Copy SQLite's write-ahead log into the database and truncate it to nothing, so that the
+    log keeps no page image of rows just erased; whether it could (a reader of an older
+    snapshot holds it back, past the busy timeout). Nothing to do on PostgreSQL (its WAL is the
+    operator's: deploy/README.md)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as connection:
+        # It holds writers off while it waits for readers: a few seconds, not the 30 s writers
+        # wait for one another; the connection goes back to the pool as it came.
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy, _frames, _copied = connection.exec_driver_sql(
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            ).one()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    return busy == 0
+
+
+def _private_sqlite_files(database: Path) -> None:
+    """The database created empty with mode 0600 before SQLite opens it: SQLite gives its WAL
+    and shared-memory files the database file's mode, and would create the database with 0644
+    (umask permitting) next to the pseudonym secret. Files of an older run are narrowed."""
+    if not database.exists() and database.parent.is_dir():
+        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+    for suffix in SQLITE_FILE_SUFFIXES:
+        path = database.with_name(database.name + suffix)
+        try:
+            if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                path.chmod(PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # not ours to change: say so, and go on
+            log.warning("cannot make %s readable by its owner alone (%s)", path, error.strerror)
 
 
 def database_answers(engine: Engine) -> bool:

@@ -259,6 +259,12 @@ class GallringSettings(DatabaseSettings):
     policy_file: Path | None = Field(
         default=None, description="A retention policy file; the built-in default if unset."
     )
+    secret_sealing_key: SecretStr | None = Field(
+        default=None,
+        description="Key that seals recipients' webhook signing secrets in the database: at "
+        "least 32 characters, not the pseudonym secret, never logged. The API and the notifier "
+        "need it.",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     webhook_allow_loopback: bool = Field(
@@ -266,22 +272,46 @@ class GallringSettings(DatabaseSettings):
         description="Development only: let recipients' webhooks go to loopback, over plain http.",
     )
 
-    @field_validator("pseudonym_secret")
+    @field_validator("pseudonym_secret", "secret_sealing_key")
     @classmethod
-    def _long_enough(cls, secret: SecretStr) -> SecretStr:
-        if len(secret.get_secret_value()) < 32:
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 32:
             raise ValueError(
                 "must be at least 32 characters; generate one with "
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
         return secret
 
+    @model_validator(mode="after")
+    def _sealing_key_of_its_own(self) -> "GallringSettings":
+        """The sealing key is there so that a stolen pseudonym secret opens no signing secret."""
+        key = self.secret_sealing_key
+        if key is not None and key.get_secret_value() == self.pseudonym_secret.get_secret_value():
+            raise ValueError(
+                "GALLRING_SECRET_SEALING_KEY must not be GALLRING_PSEUDONYM_SECRET: one stolen "
+                "secret would then open the other's data too"
+            )
+        return self
+
     def pseudonymiser(self) -> Pseudonymiser:
         return Pseudonymiser(self.pseudonym_secret.get_secret_value().encode())
 
     def secret_box(self) -> SecretBox:
-        """Seals recipients' signing secrets for the database (key derived from ours)."""
-        return SecretBox(self.pseudonym_secret.get_secret_value().encode())
+        """Seals recipients' signing secrets for the database with the sealing key, and opens
+        those older releases sealed with a key derived from the pseudonym secret (until
+        ``gallring keys reseal``); ``SettingsInvalid`` without a sealing key."""
+        if self.secret_sealing_key is None:
+            raise SettingsInvalid(
+                "GALLRING_SECRET_SEALING_KEY is not set (nor the file gallring_secret_sealing_key "
+                f"in {SECRETS_DIR_VARIABLE}): recipients' webhook signing secrets are sealed with "
+                "it. Generate one with `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`, keep it apart from the pseudonym secret, and "
+                "run `gallring keys reseal` once (deploy/README.md)"
+            )
+        return SecretBox(
+            self.secret_sealing_key.get_secret_value().encode(),
+            legacy_secret=self.pseudonym_secret.get_secret_value().encode(),
+        )
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file) if self.policy_file else load_default_policy()

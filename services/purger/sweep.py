@@ -33,7 +33,7 @@ from shared import topics
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import begin_deciding, one_of
+from shared.database import begin_deciding, checkpoint_wal, one_of
 from shared.engine import RetentionClock, RetentionEngine
 from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
@@ -48,7 +48,18 @@ _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
-    """Erase every clock due at ``now``, batch by batch; how many were erased."""
+    """Erase every clock due at ``now``, batch by batch; how many were erased. After an erasure,
+    SQLite's write-ahead log is emptied: it would keep the erased rows' pages otherwise."""
+    erased = _sweep_batches(db, retention, now, batch_size)
+    if erased and not checkpoint_wal(db):
+        log.info(
+            "purger: readers held SQLite's write-ahead log back; the next sweep that erases "
+            "empties it"
+        )
+    return erased
+
+
+def _sweep_batches(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
     erased = 0
     while True:
         try:

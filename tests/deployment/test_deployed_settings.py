@@ -66,10 +66,14 @@ class Needs:
 SECRETS = ("GALLRING_PSEUDONYM_SECRET", "GALLRING_DATABASE_URL")
 #: Secrets a deployment may do without (a cluster without SASL), but never writes out.
 OPTIONAL_SECRETS = ("GALLRING_KAFKA_SASL_PASSWORD",)
+#: The API and the notifier seal and open recipients' signing secrets; the purger does not.
+SIGNING_SECRETS = (*SECRETS, "GALLRING_SECRET_SEALING_KEY")
 NEEDS = {
     "migrate": Needs(secrets=("GALLRING_DATABASE_URL",)),
     "api": Needs(
-        SECRETS, ("GALLRING_KAFKA_BOOTSTRAP",), Listener(ApiSettings, "api_host", "api_port")
+        SIGNING_SECRETS,
+        ("GALLRING_KAFKA_BOOTSTRAP",),
+        Listener(ApiSettings, "api_host", "api_port"),
     ),
     "purger": Needs(
         SECRETS,
@@ -77,7 +81,7 @@ NEEDS = {
         Listener(PurgerSettings, "purger_metrics_host", "purger_metrics_port"),
     ),
     "notifier": Needs(
-        SECRETS,
+        SIGNING_SECRETS,
         ("GALLRING_KAFKA_BOOTSTRAP", "GALLRING_NOTIFIER_PUBLIC_API_URL"),
         Listener(NotifierSettings, "notifier_metrics_host", "notifier_metrics_port"),
     ),
@@ -123,7 +127,7 @@ def _missing(workload: Workload, needs: Needs) -> list[str]:
     if not secrets_dir:
         problems.append(f"{SECRETS_DIR_VARIABLE} is not set")
     files_there = workload.secret_file_names_in(secrets_dir) if secrets_dir else set()
-    for variable in SECRETS + OPTIONAL_SECRETS:
+    for variable in SIGNING_SECRETS + OPTIONAL_SECRETS:
         if variable in environment:
             problems.append(f"{variable} is written out; it belongs in {SECRETS_DIR_VARIABLE}")
     for variable in needs.secrets:
@@ -322,6 +326,25 @@ def test_a_misspelt_variable_is_caught(
             "                path: gallring_pseudonym_secret\n",
             "",
             "no secret file gallring_pseudonym_secret",
+        ),
+        (
+            "deploy/kubernetes/notifier-deployment.yaml",
+            "              - key: gallring_secret_sealing_key\n"
+            "                path: gallring_secret_sealing_key\n",
+            "",
+            "no secret file gallring_secret_sealing_key",
+        ),
+        (
+            files.COMPOSE_FILE,
+            "      - gallring_secret_sealing_key # seals and opens",
+            "      # seals and opens",
+            "no secret file gallring_secret_sealing_key",
+        ),
+        (
+            files.COMPOSE_FILE,
+            "  GALLRING_SECRETS_DIR: /run/secrets\n",
+            "  GALLRING_SECRETS_DIR: /run/secrets\n  GALLRING_SECRET_SEALING_KEY: s3cr3t\n",
+            "GALLRING_SECRET_SEALING_KEY is written out",
         ),
     ],
 )

@@ -231,6 +231,8 @@ def overlay_problems(root: Path, work: Path) -> list[str]:
     release = yaml.safe_load(overlay.get(f"{OVERLAY}/release/kustomization.yaml", "{}")) or {}
     images = release.get("images") or [{}]
     expected = f"{images[0].get('newName')}:{images[0].get('newTag')}"
+    if images[0].get("digest"):
+        expected += f"@{images[0]['digest']}"
     patch = yaml.safe_load(overlay.get(f"{OVERLAY}/configmap.yaml", "{}")) or {}
     problems = []
     builds = {}

@@ -25,6 +25,9 @@ def test_it_writes_every_secret_the_compose_file_mounts(deployment_copy: Path) -
     database_url = (secrets_dir / "gallring_database_url").read_text().strip()
     assert database_url == f"postgresql+psycopg://gallring:{password}@postgres:5432/gallring"
     assert len((secrets_dir / "gallring_pseudonym_secret").read_text().strip()) >= 32
+    sealing_key = (secrets_dir / "gallring_secret_sealing_key").read_text().strip()
+    assert len(sealing_key) >= 32
+    assert sealing_key != (secrets_dir / "gallring_pseudonym_secret").read_text().strip()
     assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((secrets_dir / "postgres_password").stat().st_mode) == 0o644
 

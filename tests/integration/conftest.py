@@ -22,6 +22,7 @@ from shared.settings import KafkaSettings, RelaySettings
 from tests.conftest import new_postgres_database
 
 SECRET = "test-pseudonym-secret-of-32-chars-or-more"
+SEALING_KEY = "test-secret-sealing-key-of-32-chars-or-more"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,6 +50,7 @@ def make_api(
     async def running(root_path: str = "", **changes: object) -> AsyncIterator[RunningApi]:
         fields: dict = {
             "pseudonym_secret": SECRET,
+            "secret_sealing_key": SEALING_KEY,
             "database_url": migrated_url,
             "kafka": kafka_settings,
             "relay": relay_settings(),
@@ -100,6 +102,7 @@ def start_worker(
         **os.environ,
         "GALLRING_DATABASE_URL": database_url,
         "GALLRING_PSEUDONYM_SECRET": SECRET,
+        "GALLRING_SECRET_SEALING_KEY": SEALING_KEY,
         "GALLRING_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
         "GALLRING_KAFKA_SESSION_TIMEOUT_MS": "2000",

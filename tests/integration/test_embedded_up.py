@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -116,14 +117,14 @@ def run_once(
 def kill_session(session: int) -> None:
     """SIGKILL to every process of ``session``: ``gallring up`` leads it, and its broker and
     workers stay in it (in process groups of their own)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for process_stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = process_stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # ended meanwhile
         if int(fields[3]) == session:  # after the command: state, ppid, pgrp, session
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(stat.parent.name), signal.SIGKILL)
+                os.kill(int(process_stat.parent.name), signal.SIGKILL)
 
 
 def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses_the_data(
@@ -139,6 +140,14 @@ def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses
         f"http://127.0.0.1:{ports['notifier_metrics']}/metrics (notifier)"
     ) in first_run
     assert FIRST_KEY in first_run
+    # Its secrets and its database readable by their owner alone, two secrets apart.
+    state = tmp_path / "var"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    kept = ("pseudonym-secret", "secret-sealing-key", "gallring.db")
+    assert {name: stat.S_IMODE((state / name).stat().st_mode) for name in kept} == dict.fromkeys(
+        kept, 0o600
+    )
+    assert (state / "pseudonym-secret").read_text() != (state / "secret-sealing-key").read_text()
     # Again on the same data (the same database, its key kept); Ctrl-C as soon as the API
     # answers, while the workers may still be starting.
     assert FIRST_KEY not in run_once(tmp_path, ports, signal.SIGINT, workers_running=False)

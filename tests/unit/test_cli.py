@@ -170,6 +170,23 @@ def test_a_service_without_its_settings_says_which_to_set_and_exits_2(
     )
 
 
+@pytest.mark.parametrize("service", ["api", "notifier"])
+def test_a_service_that_signs_refuses_to_start_without_the_sealing_key(
+    service, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", "p" * 40)
+    monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{tmp_path / 'gallring.db'}")
+    monkeypatch.delenv("GALLRING_SECRET_SEALING_KEY", raising=False)
+    monkeypatch.delenv("GALLRING_SECRETS_DIR", raising=False)
+    code, _, err = run(capsys, service)
+    assert code == 2
+    assert err.startswith(
+        "gallring: GALLRING_SECRET_SEALING_KEY is not set (nor the file "
+        "gallring_secret_sealing_key in GALLRING_SECRETS_DIR)"
+    )
+    assert not (tmp_path / "gallring.db").exists()  # refused before it migrated anything
+
+
 def test_migrate_brings_the_named_database_up_to_date(tmp_path, monkeypatch, capsys) -> None:
     database = tmp_path / "gallring.db"
     monkeypatch.setenv("GALLRING_DATABASE_URL", f"sqlite:///{database}")

@@ -3,12 +3,11 @@
 from datetime import UTC, datetime
 
 import pytest
-from cryptography.fernet import InvalidToken
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.notifier.webhook import signed_headers
-from shared.recipient_secrets import SecretBox, new_signing_secret
+from shared.recipient_secrets import SecretBox, SecretUnreadable, new_signing_secret
 
 
 def test_during_a_rotation_both_secrets_verify_and_no_other_does() -> None:
@@ -29,5 +28,5 @@ def test_secrets_are_sealed_for_the_database_and_open_only_with_the_same_key() -
     sealed = box.seal(secret)
     assert secret not in sealed
     assert box.open(sealed) == secret
-    with pytest.raises(InvalidToken):
+    with pytest.raises(SecretUnreadable, match="GALLRING_SECRET_SEALING_KEY"):
         SecretBox(b"another-settings-secret-another-one").open(sealed)

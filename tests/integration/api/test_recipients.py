@@ -10,10 +10,10 @@ from sqlalchemy import insert, select
 
 from services.api.api_keys import Scope
 from shared.database import make_engine
-from shared.recipient_secrets import SecretBox
+from shared.recipient_secrets import SecretBox, SecretUnreadable
 from shared.tables.api import Recipient
 from shared.tables.notifier import Disclosure
-from tests.integration.conftest import RunningApi
+from tests.integration.conftest import SEALING_KEY, SECRET, RunningApi
 
 
 def _new(**changes: Any) -> dict[str, Any]:
@@ -52,10 +52,9 @@ async def test_an_admin_registers_a_recipient_and_sees_its_secret_once(api: Runn
         ).one()
     db.dispose()
     assert body["signing_secret"] not in stored.secret
-    assert (
-        SecretBox(api.settings.pseudonym_secret.get_secret_value().encode()).open(stored.secret)
-        == body["signing_secret"]
-    )
+    assert SecretBox(SEALING_KEY.encode()).open(stored.secret) == body["signing_secret"]
+    with pytest.raises(SecretUnreadable):  # the pseudonym secret alone opens none
+        SecretBox(SECRET.encode()).open(stored.secret)
 
     again = await api.client.post(
         "/v1/recipients", json=_new(recipient_id=body["recipient_id"]), headers=admin

@@ -30,7 +30,7 @@ from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.migrate import upgrade
 from shared.settings import KafkaSettings, RelaySettings
-from tests.integration.conftest import SECRET
+from tests.integration.conftest import SEALING_KEY, SECRET
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "st")
 SEED = 19  # the issue that asked for this run
@@ -104,6 +104,7 @@ def running_api(
         engine.dispose()
     settings = ApiSettings(
         pseudonym_secret=SECRET,
+        secret_sealing_key=SEALING_KEY,
         database_url=database_url,
         kafka=kafka_settings,
         api_port=free_loopback_port(),

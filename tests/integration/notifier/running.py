@@ -10,7 +10,7 @@ from services.notifier.service import Notifier
 from services.notifier.settings import NotifierSettings
 from shared.database import make_engine
 from shared.settings import KafkaSettings
-from tests.integration.conftest import SECRET
+from tests.integration.conftest import SEALING_KEY, SECRET
 
 
 def notifier_settings(
@@ -18,6 +18,7 @@ def notifier_settings(
 ) -> NotifierSettings:
     fields: dict = {
         "pseudonym_secret": SECRET,
+        "secret_sealing_key": SEALING_KEY,
         "database_url": database_url,
         "kafka": kafka,
         "webhook_allow_loopback": True,
