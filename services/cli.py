@@ -8,11 +8,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import OperationalError
 
 from services import forecast_command, key_commands, policy_commands
 from services.api.api_keys import Scope
 from shared.contract import event_json_schema
+from shared.contract.dates import RANGE_TEXT, ContractDate
 from shared.contract.topic_messages import topic_json_schema
 from shared.settings import DatabaseSettings, GallringSettings, SettingsInvalid, load_settings
 
@@ -143,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     forecast = commands.add_parser(
         "forecast", help="how many erasures fall due per month and category"
     )
-    forecast.add_argument("--until", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    forecast.add_argument("--until", type=_contract_date, required=True, metavar="YYYY-MM-DD")
     forecast.set_defaults(
         run=lambda a: forecast_command.print_forecast(_database_url(), a.until, out=sys.stdout)
     )
@@ -229,6 +231,18 @@ def _aware_datetime(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError("give a UTC offset, e.g. 2026-01-01T00:00:00Z")
     return value
+
+
+_CONTRACT_DATE: TypeAdapter[date] = TypeAdapter(ContractDate)
+
+
+def _contract_date(text: str) -> date:
+    """A day as the API takes it (``YYYY-MM-DD``, in the contract's range): a day past it, such
+    as 9999-12-31, would overflow the forecast's month arithmetic."""
+    try:
+        return _CONTRACT_DATE.validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"expected a day, YYYY-MM-DD, {RANGE_TEXT}") from None
 
 
 if __name__ == "__main__":

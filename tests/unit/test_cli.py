@@ -258,3 +258,14 @@ def test_a_database_without_its_schema_says_so(tmp_path, monkeypatch, capsys) ->
         1,
         "gallring: the database failed: OperationalError: no such table: api_key\n",
     )
+
+
+@pytest.mark.parametrize("until", ["9999-12-31", "0", "1899-12-31", "2030-13-01"])
+def test_forecast_until_a_day_out_of_range_is_refused_before_counting(until, capsys) -> None:
+    """9999-12-31 overflowed the month arithmetic with a traceback; 0 is no day."""
+    with pytest.raises(SystemExit) as exited:
+        main(["forecast", "--until", until])
+    assert exited.value.code == 2
+    assert (
+        "expected a day, YYYY-MM-DD, between 1900-01-01 and 2199-12-31" in capsys.readouterr().err
+    )
