@@ -39,9 +39,7 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server,
     files only their owner can read, and erased rows overwritten (``secure_delete``)."""
     if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            _private_sqlite_files(Path(database))
+        private_sqlite_files(url)
         # Writers that decide on what they read hold the write lock for a whole batch
         # (begin_deciding): the others wait for it longer than the driver's 5 s.
         engine = create_engine(
@@ -130,10 +128,15 @@ def checkpoint_wal(engine: Engine) -> bool:
     return busy == 0
 
 
-def _private_sqlite_files(database: Path) -> None:
-    """The database created empty with mode 0600 before SQLite opens it: SQLite gives its WAL
-    and shared-memory files the database file's mode, and would create the database with 0644
-    (umask permitting) next to the pseudonym secret. Files of an older run are narrowed."""
+def private_sqlite_files(url: str) -> None:
+    """For a SQLite file database, before anything opens it (an engine, the migrations): the
+    database created empty with mode 0600, as SQLite then gives its WAL and shared-memory files
+    the database file's mode, and would create the database with 0644 (umask permitting) next to
+    the pseudonym secret. Files of an older run are narrowed. Anything else is left alone."""
+    name = make_url(url).database
+    if not url.startswith("sqlite") or not name or name == ":memory:" or name.startswith("file:"):
+        return
+    database = Path(name)
     if not database.exists() and database.parent.is_dir():
         os.close(os.open(database, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
     for suffix in SQLITE_FILE_SUFFIXES:

@@ -6,6 +6,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
 
+from shared.database import private_sqlite_files
+
 log = logging.getLogger("gallring.migrate")
 #: The advisory lock migrations take on PostgreSQL: any number, the same in every release.
 MIGRATION_LOCK = 7_346_201_905_118
@@ -19,6 +21,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    private_sqlite_files(database_url)  # Alembic's own engine would create it world-readable
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -34,7 +34,8 @@ def test_a_fresh_database_and_its_write_ahead_log_are_readable_by_their_owner_al
     tmp_path: Path, loose_umask: None
 ) -> None:
     database = tmp_path / "gallring.db"
-    upgrade(f"sqlite:///{database}")
+    upgrade(f"sqlite:///{database}")  # `gallring migrate` alone: Alembic's engine creates it
+    assert mode(database) == 0o600
     engine = make_engine(f"sqlite:///{database}")
     try:
         with engine.begin() as connection:  # the log and its index exist while it is open
