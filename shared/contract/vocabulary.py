@@ -40,6 +40,12 @@ class Role(StrEnum):
 #: written before a check was added still reads.
 WRITTEN_BY_GALLRING: dict[str, Any] = {"written_by_gallring": True}
 
+
+def written_by_gallring(info: ValidationInfo) -> bool:
+    """Whether what is validated is a message Gallring wrote (:data:`WRITTEN_BY_GALLRING`)."""
+    return bool(info.context and info.context.get("written_by_gallring"))
+
+
 NATIONAL_ID_REFUSED = (
     "must not be or contain a personal identity or coordination number: this field is published "
     "and logged, where only pseudonyms may go; the person belongs in subject, so give this an "
@@ -52,7 +58,7 @@ def refuse_national_id(value: str, info: ValidationInfo) -> str:
 
     The one check every id field and free text of the API goes through (events, recipients,
     confirmations): its message names no value."""
-    if info.context and info.context.get("written_by_gallring"):
+    if written_by_gallring(info):
         return value
     if contains_national_id(value):
         raise ValueError(NATIONAL_ID_REFUSED)

@@ -1,5 +1,6 @@
 """Every date and instant of the contract: ISO-8601 text, from 1900-01-01 to 2199-12-31."""
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -86,7 +87,7 @@ def test_the_range_is_in_the_json_schema_descriptions() -> None:
 def test_a_lifecycle_message_out_of_range_is_refused_by_its_consumers(
     changes: dict[str, Any], field: str
 ) -> None:
-    """Consumers dead-letter such a message with the reason, rather than overflow on it."""
+    """A lifecycle message holds the range like an event (the intake writes none outside it)."""
     message = {
         "schema_version": 1,
         "event_id": "c0a8012e-7f3a-4b8e-9d2a-1b2c3d4e5f60",
@@ -101,3 +102,21 @@ def test_a_lifecycle_message_out_of_range_is_refused_by_its_consumers(
     [problem] = describe(refused.value)
     assert problem.field.endswith(field)
     assert "between 1900-01-01 and 2199-12-31" in problem.message
+
+
+def test_a_message_stored_before_the_range_was_set_still_reads() -> None:
+    """The purger reloads every stored fact of a subject for each new event: one accepted before
+    the range (a pre-1900 bookkeeping year, say) must not make the subject unreadable."""
+    stored = {
+        "schema_version": 1,
+        "event_id": "c0a8012e-7f3a-4b8e-9d2a-1b2c3d4e5f60",
+        "type": "bookkeeping.recorded",
+        "occurred_at": "1899-12-31T10:00:00+01:00",
+        "subject": PSEUDONYM,
+        "data": {"fiscal_year_end": "1899-12-31"},
+    }
+    message = LifecycleMessage.from_json(json.dumps(stored))
+    assert message.occurred_at.year == 1899
+    assert message.data.fiscal_year_end == date(1899, 12, 31)
+    with pytest.raises(ValidationError):
+        LifecycleMessage.model_validate(stored)  # anyone else's message: refused
