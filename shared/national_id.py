@@ -15,9 +15,11 @@ _SHAPE = re.compile(
     r"^(?P<century>\d{2})?(?P<yymmdd>\d{6})(?P<sep>[-+]?)(?P<serial>\d{4})$", re.ASCII
 )
 #: A personnummer or samordningsnummer inside other text: ten or twelve digits, a separator
-#: allowed before the last four, and no digit on either side (a longer run of digits is another
-#: number; reading every window of it would refuse one long numeric id in twenty).
-_EMBEDDED = re.compile(r"(?<![0-9])(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}(?![0-9])", re.ASCII)
+#: allowed before the last four (in free text also a space or an en dash, as people type it),
+#: and no digit on either side (a longer run of digits is another number; reading every window
+#: of it would refuse one long numeric id in twenty).
+_EMBEDDED = re.compile(r"(?<![0-9])(?:[0-9]{2})?[0-9]{6}[-+ \u2013]?[0-9]{4}(?![0-9])")
+_TYPED_SEPARATORS = str.maketrans({" ": "-", "\u2013": "-"})
 _COORDINATION_DAY_OFFSET = 60
 # Each digit to the digit sum of its double, as ASCII bytes.
 _LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
@@ -78,7 +80,7 @@ def redact_national_ids(text: str, replacement: str = "[personal number removed]
 
 def _is_national_id(candidate: str) -> bool:
     try:
-        normalise_national_id(candidate)
+        normalise_national_id(candidate.translate(_TYPED_SEPARATORS))
     except InvalidNationalIdError:
         return False
     return True

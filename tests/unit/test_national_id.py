@@ -119,6 +119,8 @@ COORDINATION = "19" + with_check_digit("811278987")  # a samordningsnummer: day 
         "C-198112189876",  # a case numbered by the debtor's personnummer
         "case:811218-9876/2",
         "x8112189876y",
+        "Ombud för 811218 9876",  # free text: typed with a space
+        "19811218\u20139876",  # or an en dash
         COORDINATION,
         "PV-" + COORDINATION[2:],
     ],

@@ -16,6 +16,7 @@ WebhookUrl = Annotated[
         description="https; must not resolve to a link-local or cloud metadata address",
         examples=["https://hooks.print-vendor.example/gallring"],
     ),
+    *NoNationalId,
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200), *NoNationalId]
 #: true or false, nothing else: Pydantic alone would read 0, 1, "no" and "off" as booleans.

@@ -67,7 +67,12 @@ def new_recipient(**changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("recipient_id", PERSONAL_NUMBER), ("name", f"Debtor {PERSONAL_NUMBER} Inkasso")],
+    [
+        ("recipient_id", PERSONAL_NUMBER),
+        ("name", f"Debtor {PERSONAL_NUMBER} Inkasso"),
+        ("name", "Ombud för 811218 9876"),  # typed with a space, as people do
+        ("webhook_url", f"https://93.184.215.14/hooks/{PERSONAL_NUMBER}"),
+    ],
 )
 async def test_a_recipient_is_not_registered_under_a_personal_number(
     api: RunningApi, field: str, value: str
