@@ -89,8 +89,10 @@ async def test_the_periodic_pruner_counts_what_each_table_lost() -> None:
     registry = CollectorRegistry()
     pruner: PeriodicPruner
 
+    loop = asyncio.get_running_loop()
+
     def prune(halt: threading.Event) -> Mapping[str, int]:
-        pruner.stop()  # one turn
+        loop.call_soon_threadsafe(pruner.stop)  # one turn (this runs in a worker thread)
         return {"consumed_event": 7, "heard_erasure": 0}
 
     pruner = PeriodicPruner(prune, PruneMetrics(registry, "purger"), service="purger")
