@@ -253,8 +253,9 @@ def give_back(db: Engine, unsent: list[Claimed]) -> None:
 
 def housekeep(db: Engine, now: datetime) -> int:
     """Fail what outlived its horizon undelivered (a recipient never registered, or never
-    claimed; an inactive recipient's notifications wait instead, ``awaiting.py``). Returns how many notifications failed. (Erasures past the late-disclosure
-    window are forgotten by the prune, ``prune.py``.)"""
+    claimed; an inactive recipient's notifications wait instead, ``awaiting.py``). Returns how
+    many notifications failed. (Erasures past the late-disclosure window are forgotten by the
+    prune, ``prune.py``.)"""
     table = _NOTIFICATIONS
     with db.begin() as connection:
         failed = connection.execute(

@@ -1,6 +1,8 @@
 """``GALLRING_PURGER_…``: settings only the purger reads."""
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from shared.settings import GallringSettings
 
@@ -27,3 +29,15 @@ class PurgerSettings(GallringSettings):
         description="how long a consumed event's id is kept for the dedupe; at least the "
         "lifecycle topic's retention",
     )
+
+    @model_validator(mode="after")
+    def _dedupe_outlasts_the_lifecycle_topic(self) -> Self:
+        """A consumer group reset to the topic's start reads every message the topic keeps
+        again: the dedupe must remember at least as long, or events about subjects still kept
+        would count twice (a hold placed again, with nothing left to release it)."""
+        if self.purger_consumed_event_days * 24 < self.kafka.lifecycle_retention_hours:
+            raise ValueError(
+                "GALLRING_PURGER_CONSUMED_EVENT_DAYS must be at least the lifecycle topic's "
+                "retention, GALLRING_KAFKA_LIFECYCLE_RETENTION_HOURS, in days"
+            )
+        return self

@@ -3,6 +3,7 @@ from pydantic import ValidationError
 
 from services.api.settings import ApiSettings
 from services.notifier.settings import NotifierSettings
+from services.purger.settings import PurgerSettings
 from shared.settings import DatabaseSettings, GallringSettings, SettingsInvalid, load_settings
 
 SECRET = "s" * 32
@@ -116,3 +117,15 @@ def test_a_rule_across_settings_is_told_by_the_variables_it_concerns(monkeypatch
         "the settings are invalid:\n  Value error, GALLRING_NOTIFIER_RETRY_BASE_SECONDS exceeds "
         "GALLRING_NOTIFIER_RETRY_MAX_SECONDS"
     )
+
+
+def test_the_purgers_dedupe_must_remember_as_long_as_the_lifecycle_topic_keeps(
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", SECRET)
+    monkeypatch.setenv("GALLRING_KAFKA_LIFECYCLE_RETENTION_HOURS", str(14 * 24))
+    monkeypatch.setenv("GALLRING_PURGER_CONSUMED_EVENT_DAYS", "7")
+    with pytest.raises(SettingsInvalid, match="GALLRING_PURGER_CONSUMED_EVENT_DAYS must be at"):
+        load_settings(PurgerSettings)
+    monkeypatch.setenv("GALLRING_PURGER_CONSUMED_EVENT_DAYS", "14")
+    assert load_settings(PurgerSettings).purger_consumed_event_days == 14
