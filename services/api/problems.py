@@ -85,8 +85,9 @@ def unreadable_body(cause: BaseException | None) -> Problem | None:
         message = f"Invalid JSON: not UTF-8 at byte {cause.start}"
     elif isinstance(cause, RecursionError):
         message = "Invalid JSON: nested too deeply"
-    elif isinstance(cause, ValueError):  # a number past Python's limit on digits
-        message = "Invalid JSON: a number has too many digits"
+    elif isinstance(cause, ValueError):  # a number past Python's limit on digits, mostly
+        digits = "digits" in str(cause)
+        message = f"Invalid JSON: {'a number has too many digits' if digits else 'unreadable'}"
     else:
         return None
     return validation_problem([FieldError("", message)])

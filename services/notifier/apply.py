@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, text, upd
 
 from services.notifier import awaiting
 from services.notifier.proven_erasures import proven_erasures
-from services.notifier.prune import blank_scope
+from services.notifier.prune import without_particulars
 from services.notifier.settings import NotifierSettings
 from shared.bulk_insert import insert_rows
 from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
@@ -373,9 +373,7 @@ def _confirm(connection: Connection, command: NotificationConfirmed, now: dateti
             delivered_at=func.coalesce(table.c.delivered_at, command.at),
             failed_at=None,
             lease_until=None,
-            scope=blank_scope(scope),
-            recipient_ref="",
-            particulars_erased_at=now,
+            **without_particulars(scope, now),
         )
     )
 

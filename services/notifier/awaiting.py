@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, or_, select, update
 
-from services.notifier.prune import blank_scope
+from services.notifier.prune import without_particulars
 from services.notifier.settings import NotifierSettings
 from shared.contract.notification_messages import NotificationClosed
 from shared.tables.api import Recipient
@@ -106,9 +106,7 @@ def close(connection: Connection, command: NotificationClosed) -> None:
                 closed_by=command.by,
                 close_reason=command.reason,
                 lease_until=None,
-                scope=blank_scope(scope),
-                recipient_ref="",
-                particulars_erased_at=command.at,
+                **without_particulars(scope, command.at),
             )
         ).rowcount
     if closed:

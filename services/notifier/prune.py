@@ -15,6 +15,7 @@ The service runs :func:`prune` at start and hourly (``shared.pruning.PeriodicPru
 import json
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, or_, select, update
 
@@ -49,6 +50,12 @@ def prune(
 def blank_scope(scope_json: str) -> str:
     """The scope with its keys and without their values: ``{"case_id": ""}``."""
     return json.dumps(dict.fromkeys(json.loads(scope_json), ""))
+
+
+def without_particulars(scope_json: str, at: datetime) -> dict[str, Any]:
+    """The column values of a notification whose particulars go at ``at`` (confirmed, closed):
+    its scope's values and the recipient's reference blanked, and when."""
+    return {"scope": blank_scope(scope_json), "recipient_ref": "", "particulars_erased_at": at}
 
 
 #: One notification's particulars blanked, if nobody has changed its state since it was chosen.
