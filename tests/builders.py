@@ -37,3 +37,16 @@ def utc(text: str) -> datetime:
     """An instant written as ISO-8601; naive text is taken as UTC."""
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def recipient_body(**changes: Any) -> dict[str, Any]:
+    """The body of ``POST /v1/recipients`` for a new processor, with ``changes``."""
+    return {
+        "recipient_id": f"agent-{uuid.uuid4().hex[:8]}",
+        "name": "Inkasso GmbH",
+        "kind": "processor",
+        "country": "DE",
+        "webhook_url": "https://93.184.215.14/gallring",
+        "categories": ["collection_case", "aml"],
+        **changes,
+    }

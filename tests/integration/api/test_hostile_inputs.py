@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from services.api.api_keys import Scope
+from tests.builders import recipient_body
 from tests.integration.api.test_events import fresh
 from tests.integration.conftest import RunningApi
 
@@ -101,19 +102,9 @@ async def test_erasure_queries_in_the_range_are_answered(api: RunningApi) -> Non
 
 async def test_a_boolean_is_not_a_number_of_grace_hours(api: RunningApi) -> None:
     admin = api.key(Scope.ADMIN)
-    recipient_id = f"agent-{uuid.uuid4().hex[:8]}"
-    created = await api.client.post(
-        "/v1/recipients",
-        json={
-            "recipient_id": recipient_id,
-            "name": "Inkasso GmbH",
-            "kind": "processor",
-            "country": "DE",
-            "webhook_url": "https://93.184.215.14/gallring",
-            "categories": ["collection_case"],
-        },
-        headers=admin,
-    )
+    body = recipient_body()
+    recipient_id = body["recipient_id"]
+    created = await api.client.post("/v1/recipients", json=body, headers=admin)
     assert created.status_code == 201, created.text
     rotations = f"/v1/recipients/{recipient_id}/secret-rotations"
     for grace_hours in (False, True, "24"):

@@ -9,6 +9,7 @@ import pytest
 from services.api.api_keys import Scope
 from shared.contract.examples import EXAMPLES
 from shared.contract.vocabulary import NATIONAL_ID_REFUSED
+from tests.builders import recipient_body
 from tests.integration.conftest import RunningApi
 
 PERSONAL_NUMBER = "19811218-9876"
@@ -53,18 +54,6 @@ async def test_a_batch_marks_just_that_event_invalid(api: RunningApi) -> None:
     assert not any(shape in response.text for shape in SHAPES)
 
 
-def new_recipient(**changes: Any) -> dict[str, Any]:
-    return {
-        "recipient_id": f"agent-{uuid.uuid4().hex[:8]}",
-        "name": "Inkasso GmbH",
-        "kind": "processor",
-        "country": "DE",
-        "webhook_url": "https://93.184.215.14/gallring",
-        "categories": ["collection_case"],
-        **changes,
-    }
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -79,17 +68,17 @@ async def test_a_recipient_is_not_registered_under_a_personal_number(
 ) -> None:
     admin = api.key(Scope.ADMIN)
     response = await api.client.post(
-        "/v1/recipients", json=new_recipient(**{field: value}), headers=admin
+        "/v1/recipients", json=recipient_body(**{field: value}), headers=admin
     )
     refused(response, field)
 
 
 async def test_a_recipient_is_not_renamed_to_a_personal_number(api: RunningApi) -> None:
     admin = api.key(Scope.ADMIN)
-    recipient = new_recipient()
-    assert (await api.client.post("/v1/recipients", json=recipient, headers=admin)).is_success
+    new = recipient_body()
+    assert (await api.client.post("/v1/recipients", json=new, headers=admin)).is_success
     response = await api.client.patch(
-        f"/v1/recipients/{recipient['recipient_id']}", json={"name": PERSONAL_NUMBER}, headers=admin
+        f"/v1/recipients/{new['recipient_id']}", json={"name": PERSONAL_NUMBER}, headers=admin
     )
     refused(response, "name")
 

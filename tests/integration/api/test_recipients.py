@@ -13,24 +13,13 @@ from shared.database import make_engine
 from shared.recipient_secrets import SecretBox, SecretUnreadable
 from shared.tables.api import Recipient
 from shared.tables.notifier import Disclosure
+from tests.builders import recipient_body
 from tests.integration.conftest import SEALING_KEY, SECRET, RunningApi
-
-
-def _new(**changes: Any) -> dict[str, Any]:
-    return {
-        "recipient_id": f"agent-{uuid.uuid4().hex[:8]}",
-        "name": "Inkasso GmbH",
-        "kind": "processor",
-        "country": "DE",
-        "webhook_url": "https://93.184.215.14/gallring",
-        "categories": ["collection_case", "aml"],
-        **changes,
-    }
 
 
 async def test_an_admin_registers_a_recipient_and_sees_its_secret_once(api: RunningApi) -> None:
     admin = api.key(Scope.ADMIN)
-    created = await api.client.post("/v1/recipients", json=_new(), headers=admin)
+    created = await api.client.post("/v1/recipients", json=recipient_body(), headers=admin)
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["signing_secret"].startswith("whsec_")
@@ -57,7 +46,7 @@ async def test_an_admin_registers_a_recipient_and_sees_its_secret_once(api: Runn
         SecretBox(SECRET.encode()).open(stored.secret)
 
     again = await api.client.post(
-        "/v1/recipients", json=_new(recipient_id=body["recipient_id"]), headers=admin
+        "/v1/recipients", json=recipient_body(recipient_id=body["recipient_id"]), headers=admin
     )
     assert again.status_code == 409
     assert again.json()["type"].endswith("recipient-exists")
@@ -75,7 +64,7 @@ async def test_an_unsafe_webhook_url_is_refused_with_the_reason(
     api: RunningApi, url: str, says: str
 ) -> None:
     response = await api.client.post(
-        "/v1/recipients", json=_new(webhook_url=url), headers=api.key(Scope.ADMIN)
+        "/v1/recipients", json=recipient_body(webhook_url=url), headers=api.key(Scope.ADMIN)
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
@@ -85,7 +74,7 @@ async def test_an_unsafe_webhook_url_is_refused_with_the_reason(
 
 async def test_only_admins_manage_recipients(api: RunningApi) -> None:
     response = await api.client.post(
-        "/v1/recipients", json=_new(), headers=api.key(Scope.EVENTS_WRITE)
+        "/v1/recipients", json=recipient_body(), headers=api.key(Scope.EVENTS_WRITE)
     )
     assert response.status_code == 403
     assert (await api.client.get("/v1/recipients")).status_code == 401
@@ -93,9 +82,9 @@ async def test_only_admins_manage_recipients(api: RunningApi) -> None:
 
 async def test_a_recipient_is_changed_deactivated_and_its_secret_rotated(api: RunningApi) -> None:
     admin = api.key(Scope.ADMIN)
-    recipient_id = (await api.client.post("/v1/recipients", json=_new(), headers=admin)).json()[
-        "recipient_id"
-    ]
+    recipient_id = (
+        await api.client.post("/v1/recipients", json=recipient_body(), headers=admin)
+    ).json()["recipient_id"]
     changed = await api.client.patch(
         f"/v1/recipients/{recipient_id}",
         json={"active": False, "categories": ["marketing"]},
@@ -130,9 +119,9 @@ async def test_a_second_rotation_within_the_grace_period_is_refused_saying_until
     """Ending the first secret at once would make the recipient reject deliveries it was told
     it could verify for the whole grace period; a grace of zero still ends everything now."""
     admin = api.key(Scope.ADMIN)
-    recipient_id = (await api.client.post("/v1/recipients", json=_new(), headers=admin)).json()[
-        "recipient_id"
-    ]
+    recipient_id = (
+        await api.client.post("/v1/recipients", json=recipient_body(), headers=admin)
+    ).json()["recipient_id"]
     path = f"/v1/recipients/{recipient_id}/secret-rotations"
     first = await api.client.post(path, json={"grace_hours": 24}, headers=admin)
     assert first.status_code == 201, first.text
