@@ -142,6 +142,7 @@ def test_a_personal_number_in_any_shape_is_found_inside_other_text(text: str) ->
         "51981121898761",
         "811218-98",
         "print-vendor",
+        "19811218-9876-4abc-8def-0123456789ab",  # a UUID: a machine's id, whatever its digits
     ],
 )
 def test_ids_without_a_personal_number_pass_unchanged(text: str) -> None:
