@@ -61,6 +61,8 @@ def _date_in_range(value: date, info: ValidationInfo) -> date:
 
 
 def _instant_in_range(value: datetime, info: ValidationInfo) -> datetime:
+    if EARLIEST_INSTANT.year < value.year < LATEST_INSTANT.year:
+        return value  # nearly every instant, told by its year alone: the intake's hot path
     if written_by_gallring(info):
         return value
     # Aware datetimes compare by their UTC instants, without converting (which could overflow).
