@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import ColumnElement, Engine, Table, delete, select
 
-from shared.database import begin_deciding, one_of
+from shared.database import begin_deciding, checkpoint_wal, one_of
 
 log = logging.getLogger(__name__)
 #: Rows per transaction: small enough that a backlog of millions never holds a long lock.
@@ -38,7 +38,8 @@ def delete_in_batches(
 
     Each batch is chosen by an index on ``order_by`` and deleted by primary key. On PostgreSQL
     rows another pruner (a replica) holds are skipped, not waited for. ``halt`` set (the
-    service stops) ends it after the batch under way.
+    service stops) ends it after the batch under way. On SQLite the write-ahead log is emptied
+    after, as after an erasing sweep: it would keep page images of the rows that went.
     """
     (key,) = table.primary_key.columns
     deleted = 0
@@ -53,6 +54,8 @@ def delete_in_batches(
         deleted += len(ids)
         if len(ids) < batch_size:
             break
+    if deleted:
+        checkpoint_wal(db)
     return deleted
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, or_, select, update
 
 from services.notifier.settings import NotifierSettings
-from shared.database import begin_deciding
+from shared.database import begin_deciding, checkpoint_wal
 from shared.pruning import BATCH_SIZE, delete_in_batches
 from shared.tables.notifier import PARTICULARS_KEPT, HeardErasure, Notification
 
@@ -106,4 +106,6 @@ def blank_particulars(
         blanked += len(rows)
         if len(rows) < batch_size:
             break
+    if blanked:
+        checkpoint_wal(db)  # the log would keep the values blanked
     return blanked

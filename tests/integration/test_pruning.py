@@ -103,3 +103,18 @@ async def test_the_periodic_pruner_counts_what_each_table_lost() -> None:
 
     assert pruned("consumed_event") == 7
     assert pruned("heard_erasure") == 0
+
+
+def test_on_sqlite_a_prune_that_deleted_leaves_nothing_in_the_write_ahead_log(
+    tmp_path, fresh_db: Engine
+) -> None:
+    """The log would keep page images of the rows that went, as after an erasing sweep."""
+    if fresh_db.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's write-ahead log is the operator's (deploy/README.md)")
+    seed(fresh_db, old=5, new=0)
+    wal = tmp_path / "gallring.db-wal"
+    assert wal.stat().st_size > 0
+    delete_in_batches(
+        fresh_db, _CONSUMED, _CONSUMED.c.consumed_at < CUTOFF, order_by=_CONSUMED.c.consumed_at
+    )
+    assert wal.stat().st_size == 0
