@@ -74,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser(
         "up", help="start Gallring on the embedded default (SQLite, a local broker)"
     )
-    up.set_defaults(run=lambda _: _embedded_up())
+    up.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also the access log and the scheduler's line per run (GALLRING_QUIET_LIBRARIES)",
+    )
+    up.set_defaults(run=lambda a: _embedded_up(verbose=a.verbose))
 
     migrate = commands.add_parser(
         "migrate", help="bring the database schema up to date and exit (GALLRING_DATABASE_URL)"
@@ -207,10 +212,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _embedded_up() -> int:
+def _embedded_up(*, verbose: bool) -> int:
     from services.embedded import up
 
-    return up()
+    return up(verbose=verbose)
 
 
 def _database_url() -> str:

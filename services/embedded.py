@@ -26,6 +26,7 @@ from services.purger.settings import PurgerSettings
 from shared.child_process import end_with_parent
 from shared.database import make_engine
 from shared.embedded_broker import BrokerStartError, EmbeddedBroker
+from shared.logs import QUIET_VARIABLE, quiet_libraries
 from shared.migrate import upgrade
 from shared.settings import load_settings
 
@@ -34,9 +35,10 @@ EMBEDDED_BROKER_PORT = 9092
 WORKER_STOP_SECONDS = 30  # the workers' own stop takes up to 15 s
 WORKERS = ("purger", "notifier")
 FIRST_KEY_NAME = "first-run-admin"
+FIRST_KEY_FILE = STATE_DIR / "first-admin-key"
 
 
-def up() -> int:
+def up(*, verbose: bool = False) -> int:
     # SIGTERM (kill, docker stop) and a closed terminal's SIGHUP stop it as Ctrl-C does, from
     # the start: while the API serves, uvicorn shuts it down gracefully and then raises the
     # signal again under these handlers, which end serve() as Ctrl-C does; either way what was
@@ -48,6 +50,8 @@ def up() -> int:
     os.environ.setdefault("GALLRING_SECRET_SEALING_KEY", _local_secret("secret-sealing-key"))
     os.environ.setdefault("GALLRING_DATABASE_URL", f"sqlite:///{STATE_DIR / 'gallring.db'}")
     os.environ.setdefault("GALLRING_WEBHOOK_ALLOW_LOOPBACK", "true")
+    # A line per request and per sweep would scroll the first admin key away within a minute.
+    os.environ.setdefault(QUIET_VARIABLE, "false" if verbose else "true")
     broker, workers = None, []
     try:
         if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
@@ -134,13 +138,20 @@ def _reseal_signing_secrets(settings: ApiSettings) -> None:
 
 
 def _first_run_admin_key(settings: ApiSettings) -> str | None:
-    """An admin key on the first run, when the database has none; None after."""
+    """An admin key on the first run, when the database has none, kept in :data:`FIRST_KEY_FILE`
+    (readable by its owner alone) as well as printed; None after."""
     engine = make_engine(settings.database_url)
     try:
         keys = KeyStore(engine)
-        return None if keys.list_keys() else keys.create(FIRST_KEY_NAME, {Scope.ADMIN})
+        if keys.list_keys():
+            return None
+        key = keys.create(FIRST_KEY_NAME, {Scope.ADMIN})
     finally:
         engine.dispose()
+    FIRST_KEY_FILE.unlink(missing_ok=True)
+    FIRST_KEY_FILE.touch(mode=0o600)
+    FIRST_KEY_FILE.write_text(key + "\n")
+    return key
 
 
 def _where_to_look(api: str, first_key: str | None) -> str:
@@ -149,17 +160,25 @@ def _where_to_look(api: str, first_key: str | None) -> str:
     notifier_metrics = _metrics_url(notifier.notifier_metrics_host, notifier.notifier_metrics_port)
     if first_key:
         key = (
-            f"{first_key}\n             (shown this once: store it; "
-            f"`gallring keys revoke --name {FIRST_KEY_NAME}` revokes it)"
+            f"{first_key}\n             (shown this once: store it; it is in {FIRST_KEY_FILE} "
+            f"too; `gallring keys revoke --name {FIRST_KEY_NAME}` revokes it)"
         )
     else:
-        key = "made on the first run; `gallring keys create --name … --scope admin` makes another"
+        key = (
+            f"made on the first run (in {FIRST_KEY_FILE} unless deleted); "
+            "`gallring keys create --name … --scope admin` makes another"
+        )
     return (
         "\nGallring is starting:\n"
         f"  API docs   {api}/docs\n"
         f"  metrics    {api}/metrics, {purger_metrics} (purger), {notifier_metrics} (notifier)\n"
         f"  admin key  {key}\n"
         "  try        `make demo` in another terminal; Ctrl-C here stops everything\n"
+        + (
+            "  quiet      no access log, no scheduler lines (`gallring up --verbose` shows them)\n"
+            if quiet_libraries()
+            else ""
+        )
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from shared.database import make_engine
 from shared.heap import tune_garbage_collection
+from shared.logs import configure_logging
 from shared.migrate import upgrade
 
 STOP_SECONDS = 15.0
@@ -27,9 +28,7 @@ class Worker(Protocol):
 
 def serve(database_url: str, build: Callable[[Engine], Worker], started: str) -> None:
     """Run the worker ``build`` makes until a signal; ``started`` is logged once it runs."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     upgrade(database_url)
     run_event_loop(_run(database_url, build, started))
 

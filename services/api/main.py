@@ -6,6 +6,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from shared.logs import configure_logging, quiet_libraries
 from shared.migrate import upgrade
 
 log = logging.getLogger("gallring.api")
@@ -13,9 +14,7 @@ log = logging.getLogger("gallring.api")
 
 def serve(settings: ApiSettings) -> None:
     """Bring the database schema up to date, then serve until interrupted."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     upgrade(settings.database_url)
     log.info(
         "API on http://%s:%d (OpenAPI docs at /docs); Kafka at %s",
@@ -28,5 +27,6 @@ def serve(settings: ApiSettings) -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level="info",
+        access_log=not quiet_libraries(),
         proxy_headers=True,
     )

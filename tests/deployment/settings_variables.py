@@ -25,6 +25,7 @@ ENVIRONMENT_VARIABLES = {
     SECRETS_DIR_VARIABLE: "shared/settings.py",
     "GALLRING_EMBEDDED_BROKER_PORT": "services/embedded.py",  # `gallring up` only
     "GALLRING_DEMO_API_KEY": "services/cli.py",  # `gallring demo` only
+    "GALLRING_QUIET_LIBRARIES": "shared/logs.py",  # every process, at its entry point
     "GALLRING_TEST_POSTGRES_URL": "tests/conftest.py",  # the test suite only
 }
 

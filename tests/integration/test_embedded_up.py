@@ -140,6 +140,12 @@ def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses
         f"http://127.0.0.1:{ports['notifier_metrics']}/metrics (notifier)"
     ) in first_run
     assert FIRST_KEY in first_run
+    # The key kept beside the secrets, for whoever lost it off the screen; and nothing on it
+    # that scrolls: no access log, no scheduler line per sweep (`--verbose` for those).
+    key_file = tmp_path / "var" / "first-admin-key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() in first_run
+    assert ' HTTP/1.1" ' not in first_run and "apscheduler" not in first_run, first_run
     # Its secrets and its database readable by their owner alone, two secrets apart.
     state = tmp_path / "var"
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
