@@ -7,7 +7,10 @@ class OutboxMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.published = Counter(
             "gallring_outbox_published_total",
-            "Outbox messages the broker acknowledged.",
+            "Outbox messages this process's relay published (the broker acknowledged), by "
+            "topic. The relay holding the lease publishes every service's outbox: the API's "
+            "may count the purger's erasure messages, and the purger's nothing.",
+            ["topic"],
             registry=registry,
         )
         self.publish_failures = Counter(

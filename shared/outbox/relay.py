@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,7 +143,8 @@ class OutboxRelay:
             if isinstance(result, BaseException)
             for message in messages
         }
-        acknowledged = [message.id for message in pending if message.key not in failed_keys]
+        published = [message for message in pending if message.key not in failed_keys]
+        acknowledged = [message.id for message in published]
         log.debug(
             "outbox relay: %d sent, %d acknowledged, %d key(s) failed",
             len(pending),
@@ -151,7 +153,8 @@ class OutboxRelay:
         )
         if acknowledged:
             await asyncio.to_thread(self._delete_published, acknowledged)
-            self._metrics.published.inc(len(acknowledged))
+            for topic, count in Counter(message.topic for message in published).items():
+                self._metrics.published.labels(topic).inc(count)
         if failed_keys:
             raise PublishError(f"{len(pending) - len(acknowledged)} message(s) not acknowledged")
         return len(pending)

@@ -129,9 +129,11 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
     engine = make_engine(migrated_url)
     pseudonymiser = Pseudonymiser(SECRET.encode())
     settings = relay_settings(lease_seconds=1.0, batch_size=50)
+    metrics = [ApiMetrics() for _ in (1, 2)]
+    registries = [m.registry for m in metrics]
     relays = [
-        OutboxRelay(engine, kafka_settings, settings, ApiMetrics().outbox, holder=f"relay-{n}")
-        for n in (1, 2)
+        OutboxRelay(engine, kafka_settings, settings, m.outbox, holder=f"relay-{n}")
+        for n, m in enumerate(metrics, start=1)
     ]
     tasks = [asyncio.create_task(relay.run()) for relay in relays]
     try:
@@ -165,6 +167,14 @@ async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_se
             key = pseudonymiser.pseudonym("ref", subject).encode()
             expected = [e["event_id"] for e in first + second if e["subject"]["ref"] == subject]
             assert published[key] == expected  # each exactly once, in order
+        # Each relay says what it published itself, by topic: both did, the first most.
+        counts = [
+            registry.get_sample_value(
+                "gallring_outbox_published_total", {"topic": topics.LIFECYCLE}
+            )
+            for registry in registries
+        ]
+        assert all(counts) and sum(counts) >= len(wanted)  # (the database holds others' too)
     finally:
         for relay in relays:
             relay.stop()
