@@ -27,6 +27,7 @@ from services.api.events.writer import IntakeWriter
 from services.api.metrics import ApiMetrics, MetricsMiddleware
 from services.api.notifications.router import router as notifications_router
 from services.api.notifications.router import signed_router as signed_notifications_router
+from services.api.operation_ids import operation_id
 from services.api.recipients.router import router as recipients_router
 from services.api.recipients.router import unregistered_router
 from services.api.settings import ApiSettings
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         version="1",
         summary="Lifecycle events in; retention clocks and erasure proofs out.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.metrics = metrics

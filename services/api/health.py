@@ -66,7 +66,7 @@ async def readyz(request: Request) -> JSONResponse:
     response_class=PlainTextResponse,
     responses={200: {"description": "The Prometheus text format"}},
 )
-async def metrics(request: Request) -> Response:
+async def get_metrics(request: Request) -> Response:
     state = request.app.state
     state.metrics.outbox_backlog.set(await state.outbox_backlog.count())
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -65,7 +65,7 @@ async def list_erasures(
     summary="How many erasures fall due per month and category",
     responses=_ERRORS,
 )
-async def get_forecast(
+async def get_erasure_forecast(
     request: Request,
     _: Reader,
     until: Annotated[ContractDate, Query(description=f"a day, YYYY-MM-DD, {RANGE_TEXT}")],
@@ -107,7 +107,7 @@ async def get_erasure(erasure_id: UUID, request: Request, _: Reader) -> ErasureV
         409: {"description": "The erasure is not executed yet", **PROBLEM_RESPONSE},
     },
 )
-async def confirm(
+async def confirm_erasure(
     erasure_id: UUID,
     confirmation: Confirmation,
     request: Request,

@@ -15,7 +15,8 @@ from starlette import types as asgi
 from services.api.api_keys import Principal, Scope
 from services.api.auth import authorize
 from services.api.events import service
-from services.api.events.schemas import Accepted, BatchResult
+from services.api.events.schemas import BatchResult, EventAccepted
+from services.api.operation_ids import operation_id
 from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
 from shared.contract import LifecycleEvent, parse_event, parse_events
 from shared.contract.errors import FieldError, describe
@@ -37,7 +38,13 @@ class _RequestRoute(APIRoute):
         await response(scope, receive, send)
 
 
-router = APIRouter(prefix="/v1/events", tags=["events"], route_class=_RequestRoute)
+# Its routes go into the application's own list (app.py), so they take their operation ids here.
+router = APIRouter(
+    prefix="/v1/events",
+    tags=["events"],
+    route_class=_RequestRoute,
+    generate_unique_id_function=operation_id,
+)
 
 _EVENT_BODY = {
     "requestBody": {
@@ -80,7 +87,7 @@ _BATCH_BODY = {
 @router.post(
     "",
     status_code=202,
-    response_model=Accepted,
+    response_model=EventAccepted,
     summary="Report one lifecycle event",
     openapi_extra=_EVENT_BODY,
     responses={
@@ -114,7 +121,7 @@ async def post_event(request: Request) -> Response:
     if outcome.status == "accepted":
         state.metrics.events_accepted[event.type].inc()
     assert outcome.accepted_at is not None
-    answer = Accepted(event_id=outcome.event_id, accepted_at=outcome.accepted_at)
+    answer = EventAccepted(event_id=outcome.event_id, accepted_at=outcome.accepted_at)
     return Response(
         answer.model_dump_json(),
         status_code=202 if outcome.status == "accepted" else 200,
@@ -134,7 +141,7 @@ async def post_event(request: Request) -> Response:
         422: PROBLEM_RESPONSE,
     },
 )
-async def post_batch(request: Request) -> Response:
+async def post_event_batch(request: Request) -> Response:
     """Every event is validated first; the valid new ones are stored in one transaction. The
     answer says per event ``accepted``, ``duplicate``, ``conflict`` or ``invalid`` (with why).
 

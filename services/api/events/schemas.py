@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 
-class Accepted(BaseModel):
+class EventAccepted(BaseModel):
     event_id: UUID
     status: Literal["accepted"] = "accepted"
     accepted_at: datetime

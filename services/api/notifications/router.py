@@ -21,8 +21,8 @@ from services.api.api_keys import Principal, Scope
 from services.api.auth import require
 from services.api.notifications import service
 from services.api.notifications.schemas import (
-    Accepted,
     Closing,
+    NotificationAccepted,
     NotificationPage,
     NotificationState,
     NotificationView,
@@ -82,11 +82,13 @@ async def get_notification(notification_id: UUID, request: Request, _: Reader) -
 @router.post(
     "/{notification_id}/redeliver",
     status_code=202,
-    response_model=Accepted,
+    response_model=NotificationAccepted,
     summary="Try a failed notification again, with a fresh retry horizon",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
 )
-async def redeliver(notification_id: UUID, request: Request, principal: Admin) -> Accepted:
+async def redeliver_notification(
+    notification_id: UUID, request: Request, principal: Admin
+) -> NotificationAccepted:
     db = request.app.state.db_engine
     view = await run_in_threadpool(service.one, db, notification_id)
     if view is None:
@@ -111,13 +113,13 @@ async def redeliver(notification_id: UUID, request: Request, principal: Admin) -
     await run_in_threadpool(
         service.request_redelivery, db, notification_id, principal, datetime.now(UTC)
     )
-    return Accepted(notification_id=notification_id, status="redelivery requested")
+    return NotificationAccepted(notification_id=notification_id, status="redelivery requested")
 
 
 @router.post(
     "/{notification_id}/close",
     status_code=202,
-    response_model=Accepted,
+    response_model=NotificationAccepted,
     summary="Close a notification undelivered, with a reason: one that waits for an inactive "
     "recipient, or failed",
     description="The notifier records the close with the reason and the key's name "
@@ -125,9 +127,9 @@ async def redeliver(notification_id: UUID, request: Request, principal: Admin) -
     "applies it, the notification is delivered instead. 409 in any other state.",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
 )
-async def close(
+async def close_notification(
     notification_id: UUID, closing: Closing, request: Request, principal: Admin
-) -> Accepted:
+) -> NotificationAccepted:
     db = request.app.state.db_engine
     view = await run_in_threadpool(service.one, db, notification_id)
     if view is None:
@@ -142,20 +144,20 @@ async def close(
     await run_in_threadpool(
         service.request_close, db, notification_id, closing.reason, principal, datetime.now(UTC)
     )
-    return Accepted(notification_id=notification_id, status="close requested")
+    return NotificationAccepted(notification_id=notification_id, status="close requested")
 
 
 @signed_router.post(
     "/{notification_id}/confirm",
     status_code=202,
-    response_model=Accepted,
+    response_model=NotificationAccepted,
     summary="The recipient confirms it erased the data (signed with its webhook secret)",
     description="Sign the request as Gallring signs its webhooks (Standard Webhooks headers "
     "`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the recipient's secret. The "
     'body is JSON naming the notification: `{"notification_id": "…"}`.',
     responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
-async def confirm(notification_id: UUID, request: Request) -> Accepted:
+async def confirm_notification(notification_id: UUID, request: Request) -> NotificationAccepted:
     state = request.app.state
     now = datetime.now(UTC)
     signers = await run_in_threadpool(service.signers, state.db_engine, notification_id, now)
@@ -169,11 +171,11 @@ async def confirm(notification_id: UUID, request: Request) -> Accepted:
             [FieldError("notification_id", f"the signed body must name {notification_id}")]
         )
     if signers.confirmed:  # a repeat (or a replay within the timestamp tolerance)
-        return Accepted(notification_id=notification_id, status="confirmation recorded")
+        return NotificationAccepted(notification_id=notification_id, status="confirmation recorded")
     await run_in_threadpool(
         service.request_confirmation, state.db_engine, notification_id, signers.recipient_id, now
     )
-    return Accepted(notification_id=notification_id, status="confirmation recorded")
+    return NotificationAccepted(notification_id=notification_id, status="confirmation recorded")
 
 
 def _verified(body: bytes, headers: dict[str, str], secrets: list[str]) -> Any:

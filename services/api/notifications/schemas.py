@@ -60,7 +60,7 @@ class NotificationPage(BaseModel):
     next_cursor: str | None
 
 
-class Accepted(BaseModel):
+class NotificationAccepted(BaseModel):
     notification_id: UUID
     status: str
 

@@ -72,7 +72,7 @@ async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
     summary="Recipients that disclosures name but nobody registered; their notifications wait",
     responses=_ERRORS,
 )
-async def list_unregistered(
+async def list_unregistered_recipients(
     request: Request,
     _: Admin,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -133,7 +133,7 @@ async def change_recipient(
     "`grace_hours: 0` ends every secret but the new one at once, at any time.",
     responses={**_NOT_FOUND, 409: PROBLEM_RESPONSE},
 )
-async def rotate_secret(
+async def rotate_recipient_secret(
     recipient_id: RecipientId, rotation: SecretRotation, request: Request, principal: Admin
 ) -> RotatedSecret:
     state = request.app.state

@@ -23,7 +23,7 @@ Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
     summary="A subject's pseudonym, retention clocks and executed erasures",
     responses={401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
-async def lookup(
+async def lookup_subject(
     subject: Subject,
     request: Request,
     principal: Reader,

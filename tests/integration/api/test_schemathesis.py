@@ -4,32 +4,27 @@ methods, missing credentials and sequences of calls, checked for server errors a
 the document does not describe.
 
 The API is served by uvicorn on the embedded default (SQLite, the session's Tansu broker), in
-this process so that webhook host names are resolved offline (below). A fixed seed and a fixed
-number of examples per operation make the run the same each time; about 30 s on a 2-core
-machine.
+this process so that webhook host names are resolved offline (tests/integration/api/serving.py).
+A fixed seed and a fixed number of examples per operation make the run the same each time; about
+30 s on a 2-core machine.
 """
 
-import contextlib
-import ipaddress
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from services.api.api_keys import KeyStore, Scope
-from services.api.app import create_app
 from services.api.settings import ApiSettings
 from shared import webhook_url
 from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.migrate import upgrade
 from shared.settings import KafkaSettings, RelaySettings
+from tests.integration.api.serving import offline_resolve, serving
 from tests.integration.conftest import SEALING_KEY, SECRET
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "st")
@@ -44,57 +39,12 @@ EXCLUDED_CHECKS = ["positive_data_acceptance"]
 RUN_LIMIT_SECONDS = 600  # a guard against a hung run only; the run itself is bounded by its size
 
 
-def _offline_resolve(
-    host: str, port: int | None
-) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The webhook URL check's resolver, without the network: an address is itself, a name
-    does not resolve (tests send traffic to loopback only)."""
-    try:
-        return [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        raise webhook_url.UnsafeWebhookUrl(f"the webhook host {host} does not resolve") from None
-
-
-@contextlib.contextmanager
-def serving(settings: ApiSettings) -> Iterator[str]:
-    """The API under uvicorn on a loopback port, in a thread; its base URL once it is ready."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=settings.api_port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="api-under-schemathesis", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{settings.api_port}"
-    try:
-        _wait_until_ready(f"{base}/readyz", thread)
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-def _wait_until_ready(url: str, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert thread.is_alive(), "the API stopped while starting"
-        assert time.monotonic() < deadline, f"{url} never answered 200"
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def running_api(
     tmp_path: Path, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[str, str]]:
     """The API's base URL and an admin key (admin has every scope)."""
-    monkeypatch.setattr(webhook_url, "_resolve", _offline_resolve)
+    monkeypatch.setattr(webhook_url, "_resolve", offline_resolve)
     database_url = f"sqlite:///{tmp_path / 'gallring.db'}"
     upgrade(database_url)
     engine = make_engine(database_url)
