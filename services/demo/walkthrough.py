@@ -64,6 +64,9 @@ class Walkthrough:
         self.tolds: list[Told] = []
         self.people: list[Person] = []
         self.erased: dict[str, set[str]] = {}  # label -> categories whose erasure was seen
+        # Webhooks that arrive while the clocks are still being shown are told after them,
+        # under "Waiting for…", where a reader looks for them; None once that is printed.
+        self.held_webhook_lines: list[str] | None = []
 
     async def run(self) -> int:
         await self.endpoint.start()
@@ -110,6 +113,9 @@ class Walkthrough:
             "\nWaiting for the purger's sweep to erase what is due, and for the notifier to tell "
             "the recipients who had the data:"
         )
+        for line in self.held_webhook_lines or []:
+            self._say(line)
+        self.held_webhook_lines = None
         while not self._late():
             for person in self.people:
                 if self._still_due(person):
@@ -168,10 +174,14 @@ class Walkthrough:
         outcome = "confirmed" if told.confirmed else f"confirming at {data['confirm_url']} failed"
         if data["recipient_ref"] not in self._references():
             outcome += " (an earlier demo's, sent now that the recipient is active again)"
-        self._say(
+        line = (
             f"  {self._clock()}  {told.recipient_id} verified a signed deletion webhook: erase "
             f"{data['category']} ({scope}; their ref {data['recipient_ref']}); {outcome}"
         )
+        if self.held_webhook_lines is None:
+            self._say(line)
+        else:
+            self.held_webhook_lines.append(line)
         self.tolds.append(told)
 
     def _still_due(self, person: Person) -> bool:

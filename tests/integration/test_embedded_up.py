@@ -345,6 +345,37 @@ def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_aga
             assert "pending until" in demo.stdout  # the case closed today
             for erased in ("collection_case", "customer_relationship", "marketing", "aml"):
                 assert f"erased: {erased} " in demo.stdout
+            assert where_the_demo_tells(demo.stdout) == where_the_demo_tells(readme_sample())
         stop(tmp_path, ports, process, signal.SIGINT)
     finally:
         kill_session(process.pid)
+
+
+#: The demo's sections, by the start of their headings.
+DEMO_SECTIONS = ("Their retention clocks", "Waiting for the purger's sweep", "In ")
+
+
+def where_the_demo_tells(output: str) -> dict[str, set[str]]:
+    """Which kinds of line (a clock, a webhook) stand under which of the demo's sections: the
+    shape that the demo's output and README's sample of it must share."""
+    kinds: dict[str, set[str]] = {}
+    section = None
+    for line in output.splitlines():
+        heading = next((h for h in DEMO_SECTIONS if line.strip().startswith(h)), None)
+        if heading:
+            section = heading
+            continue
+        if section is None:
+            continue
+        if "verified a signed deletion webhook" in line:
+            kinds.setdefault(section, set()).add("webhook")
+        elif "pending until" in line or " held " in line:
+            kinds.setdefault(section, set()).add("clock")
+    return kinds
+
+
+def readme_sample() -> str:
+    """The demo's output as README's tour shows it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    tour = readme[readme.index("## A five-minute tour") :]
+    return tour[tour.index("```\n") + 4 : tour.index("\n   ```", tour.index("```\n"))]
