@@ -346,6 +346,33 @@ def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_aga
             for erased in ("collection_case", "customer_relationship", "marketing", "aml"):
                 assert f"erased: {erased} " in demo.stdout
             assert where_the_demo_tells(demo.stdout) == where_the_demo_tells(readme_sample())
+        # Then the tour's next step, its commands word for word: the debtor's case held, the
+        # bookkeeping pending, as `gallring policy evaluate` tells of the same file offline.
+        (tmp_path / "docs").symlink_to(Path(__file__).parents[2] / "docs")
+        offline = json.loads(
+            subprocess.run(
+                [GALLRING, "policy", "evaluate", "docs/examples/events.jsonl"],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        told_offline = {
+            (c["category"], c["state"])
+            for c in offline
+            if c["subject"] == {"national_id": "19811218-9876"}
+        }
+        assert told_offline == {("collection_case", "held"), ("bookkeeping", "pending")}
+        deadline = time.monotonic() + 30
+        while True:  # the purger reads the batch within a second or so
+            batch, lookup = run_the_tours_commands(tmp_path, ports["api"])
+            assert batch["rejected"] == 0, batch
+            told = {(c["category"], c["state"]) for c in lookup["clocks"]}
+            if told == told_offline or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert told == told_offline
         stop(tmp_path, ports, process, signal.SIGINT)
     finally:
         kill_session(process.pid)
@@ -379,3 +406,21 @@ def readme_sample() -> str:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     tour = readme[readme.index("## A five-minute tour") :]
     return tour[tour.index("```\n") + 4 : tour.index("\n   ```", tour.index("```\n"))]
+
+
+def run_the_tours_commands(workdir: Path, port: int) -> list[dict]:
+    """README's tour's shell commands, as written but for the API's port, where `make run`
+    runs: the answers of the two calls."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    tour = readme[readme.index("## A five-minute tour") :]
+    start = tour.index("```sh\n") + len("```sh\n")
+    commands = tour[start : tour.index("```", start)].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    output = subprocess.run(
+        ["bash", "-c", commands], cwd=workdir, capture_output=True, text=True, check=True
+    ).stdout
+    decoder, answers, at = json.JSONDecoder(), [], 0
+    while output[at:].strip():
+        at += len(output[at:]) - len(output[at:].lstrip())
+        answer, at = decoder.raw_decode(output, at)
+        answers.append(answer)
+    return answers
