@@ -128,6 +128,9 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         public=_public_routes(),
         public_paths=_document_paths(app),
     )
+    # Outside authentication, which reads keys from the database: a request that fails for
+    # want of the database, wherever, is answered 503 with Retry-After, its outage logged once.
+    app.add_middleware(problems.StoreUnavailableMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
