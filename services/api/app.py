@@ -53,7 +53,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access_log.install()
-        engine = db_engine or make_engine(settings.database_url)
+        engine = db_engine or make_engine(settings.database_url, settings.pool_limits())
         app.state.db_engine = engine
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
         app.state.outbox_backlog = health.OutboxBacklog(engine)

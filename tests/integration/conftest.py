@@ -59,7 +59,7 @@ def make_api(
         }
         fields.update(changes)
         settings = ApiSettings(**fields)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.pool_limits())
         app = create_app(settings, db_engine=engine)
         try:
             async with app.router.lifespan_context(app):

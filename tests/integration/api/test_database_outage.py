@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
-from services.api.api_keys import Scope
+from services.api.api_keys import KeyStore, Scope
 from shared.contract.examples import EXAMPLES
+from shared.database import make_engine
 from shared.tables.api import IdempotencyRecord
 from tests.integration.conftest import relay_settings
 
@@ -168,4 +169,33 @@ async def test_the_intake_connects_again_when_its_first_reconnect_is_refused(
         response = await api.client.post("/v1/events", json=event, headers=headers)
         assert response.status_code == 202, response.text
         assert proxy.refuse_next == 0
+        assert stored(api.engine, event["event_id"]) == 1
+
+
+async def test_a_request_that_finds_no_free_connection_is_answered_503(make_api) -> None:
+    # One connection, and not long to wait for it: the test holds it.
+    async with make_api(
+        database_pool_size=1,
+        database_max_overflow=0,
+        database_pool_timeout_seconds=2,
+        relay=relay_settings(enabled=False),
+    ) as api:
+        # The key made on an engine of its own: the API's pruner may be using the one
+        # connection at start.
+        keys_engine = make_engine(api.settings.database_url)
+        try:
+            key = KeyStore(keys_engine).create(
+                "test-client", {Scope.EVENTS_WRITE, Scope.ERASURES_READ}
+            )
+        finally:
+            keys_engine.dispose()
+        headers = {"Authorization": f"Bearer {key}"}
+        event = fresh_event()
+        with api.engine.connect():
+            assert_store_unavailable(
+                await api.client.post("/v1/events", json=event, headers=headers)
+            )
+            assert_store_unavailable(await api.client.get("/v1/erasures", headers=headers))
+        response = await api.client.post("/v1/events", json=event, headers=headers)
+        assert response.status_code == 202, response.text
         assert stored(api.engine, event["event_id"]) == 1
