@@ -5,6 +5,7 @@ import os
 import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,39 @@ SQLITE_BUSY_TIMEOUT_S = 30
 CHECKPOINT_WAIT_MS = 5_000
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys and WAL so that it behaves like a server,
-    files only their owner can read, and erased rows overwritten (``secure_delete``)."""
+@dataclass(frozen=True)
+class PoolLimits:
+    """How many connections an engine keeps open (``size``), how many more it may open at a
+    peak (``overflow``), and how long a caller waits for one when all are in use before
+    ``sqlalchemy.exc.TimeoutError`` (the API answers that 503 with ``Retry-After``).
+
+    Every process has one engine; its ``size + overflow`` is what it may ask PostgreSQL for
+    (deploy/README.md, *Connection pools*, adds them up over the replicas)."""
+
+    size: int = 5
+    overflow: int = 5
+    timeout_seconds: float = 10.0
+
+
+def make_engine(url: str, pool: PoolLimits = PoolLimits()) -> Engine:
+    """An engine for ``url`` with at most ``pool``'s connections; SQLite gets foreign keys and
+    WAL so that it behaves like a server, files only their owner can read, and erased rows
+    overwritten (``secure_delete``)."""
+    pooling = {
+        "pool_size": pool.size,
+        "max_overflow": pool.overflow,
+        "pool_timeout": pool.timeout_seconds,
+    }
     if url.startswith("sqlite"):
         private_sqlite_files(url)
+        name = make_url(url).database
+        in_memory = not name or name == ":memory:" or "mode=memory" in url
         # Writers that decide on what they read hold the write lock for a whole batch
         # (begin_deciding): the others wait for it longer than the driver's 5 s.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            **({} if in_memory else pooling),  # a memory database lives in one connection
         )
 
         @event.listens_for(engine, "connect")
@@ -58,7 +83,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    # As many connections as request threads may want at once, recycled before servers or
+    # As many connections as the settings allow (PoolLimits), recycled before servers or
     # proxies drop them, and tried before use, so that a database restart costs no request
     # (the round trip is paid per transaction; the event intake keeps its own connections).
     # A database that accepts connections but never answers must not hold a request, a probe
@@ -66,8 +91,7 @@ def make_engine(url: str) -> Engine:
     connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10}
     engine = create_engine(
         url,
-        pool_size=20,
-        max_overflow=20,
+        **pooling,
         pool_recycle=1800,
         pool_pre_ping=True,
         connect_args=connect_args,

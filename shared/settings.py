@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from shared import topics
+from shared.database import PoolLimits
 from shared.policy import Policy, load_default_policy, load_policy
 from shared.pseudonym import Pseudonymiser
 from shared.recipient_secrets import SecretBox
@@ -228,13 +229,33 @@ class RelaySettings(GallringEnvironment):
 
 
 class DatabaseSettings(GallringEnvironment):
-    """``GALLRING_DATABASE_URL``: all that ``gallring migrate`` and ``gallring keys`` need."""
+    """``GALLRING_DATABASE_…``: all that ``gallring migrate`` and ``gallring keys`` need."""
 
     model_config = SettingsConfigDict(env_prefix="GALLRING_")
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL, description="SQLAlchemy URL; may carry a password"
     )
+    # Each process may open size + overflow connections: summed over every replica, that
+    # must stay under PostgreSQL's max_connections (deploy/README.md, Connection pools).
+    database_pool_size: int = Field(
+        default=PoolLimits.size, ge=1, description="connections a process keeps open"
+    )
+    database_max_overflow: int = Field(
+        default=PoolLimits.overflow, ge=0, description="more it may open at a peak"
+    )
+    database_pool_timeout_seconds: float = Field(
+        default=PoolLimits.timeout_seconds,
+        gt=0,
+        description="how long a request waits for a free connection before a 503",
+    )
+
+    def pool_limits(self) -> PoolLimits:
+        return PoolLimits(
+            self.database_pool_size,
+            self.database_max_overflow,
+            self.database_pool_timeout_seconds,
+        )
 
     @model_validator(mode="after")
     def _deployed_names_its_database(self) -> "DatabaseSettings":

@@ -15,6 +15,7 @@ from shared.database import make_engine
 from shared.heap import tune_garbage_collection
 from shared.logs import configure_logging
 from shared.migrate import upgrade
+from shared.settings import DatabaseSettings
 
 STOP_SECONDS = 15.0
 _Result = TypeVar("_Result")
@@ -26,11 +27,11 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
-def serve(database_url: str, build: Callable[[Engine], Worker], started: str) -> None:
+def serve(database: DatabaseSettings, build: Callable[[Engine], Worker], started: str) -> None:
     """Run the worker ``build`` makes until a signal; ``started`` is logged once it runs."""
     configure_logging()
-    upgrade(database_url)
-    run_event_loop(_run(database_url, build, started))
+    upgrade(database.database_url)
+    run_event_loop(_run(database, build, started))
 
 
 def run_event_loop(main: Coroutine[Any, Any, _Result]) -> _Result:
@@ -44,8 +45,8 @@ def run_event_loop(main: Coroutine[Any, Any, _Result]) -> _Result:
     return uvloop.run(main)
 
 
-async def _run(database_url: str, build: Callable[[Engine], Worker], started: str) -> None:
-    db = make_engine(database_url)
+async def _run(database: DatabaseSettings, build: Callable[[Engine], Worker], started: str) -> None:
+    db = make_engine(database.database_url, database.pool_limits())
     worker = build(db)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

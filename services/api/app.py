@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access_log.install()
-        engine = db_engine or make_engine(settings.database_url)
+        engine = db_engine or make_engine(settings.database_url, settings.pool_limits())
         app.state.db_engine = engine
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
         app.state.outbox_backlog = health.OutboxBacklog(engine)
@@ -130,6 +130,9 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         public=_public_routes(),
         public_paths=_document_paths(app),
     )
+    # Outside authentication, which reads keys from the database: a request that fails for
+    # want of the database, wherever, is answered 503 with Retry-After, its outage logged once.
+    app.add_middleware(problems.StoreUnavailableMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,14 +1,18 @@
 """RFC 9457 problem details: every error the API returns has this one shape, made here."""
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sqlalchemy_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contract.errors import FieldError, describe_errors
 from shared.national_id import redact_national_ids
@@ -19,6 +23,8 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_RESPONSE = {"content": {PROBLEM_JSON: {}}}
 _TYPE_BASE = "urn:gallring:problem:"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+#: What a 503 for an unavailable database asks the client to wait before sending again.
+STORE_RETRY_AFTER_SECONDS = 5
 
 
 class Problem(Exception):
@@ -104,6 +110,96 @@ def _allowed_methods(request: Request) -> list[str]:
             route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
         )
     ]
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached or used just now, rather than
+    that the request or the code is wrong: a refused, dropped or timed-out connection, a server
+    shutting down or out of connections, SQLite's lock held past its busy timeout
+    (``OperationalError``, from SQLAlchemy or from the intake writer's own psycopg connection),
+    a connection SQLAlchemy found broken, or no free connection in the pool in time."""
+    if isinstance(error, sqlalchemy_errors.DBAPIError):
+        return error.connection_invalidated or isinstance(error, sqlalchemy_errors.OperationalError)
+    return isinstance(error, sqlalchemy_errors.TimeoutError | psycopg.OperationalError)
+
+
+STORE_UNAVAILABLE = Problem(
+    503,
+    "store-unavailable",
+    "The database is unavailable",
+    "The database could not be reached just now, so nothing was stored for this request. It "
+    "is safe to send it again, unchanged, after the time Retry-After gives.",
+)
+
+
+class StoreOutages:
+    """Says once when the database becomes unavailable and once when it answers again, with
+    how many requests were answered 503 meanwhile: during an outage every request fails alike,
+    and a line (or traceback) per request would bury everything else in the log.
+
+    The outage ends with the first request that got past authentication, which reads the
+    database or trusts a key it read recently, and was answered without a database error;
+    public requests (health, metrics) may not touch the database and do not count."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # time.monotonic() at the outage's first failure
+        self.refused = 0
+
+    def failed(self, error: BaseException) -> None:
+        if self.since is None:
+            self.since, self.refused = time.monotonic(), 0
+            log.warning(
+                "database unavailable (%s); answering 503 with Retry-After until it answers",
+                type(error).__name__,
+            )
+        self.refused += 1
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "database back after %.1f s; %d request(s) were answered 503 meanwhile",
+                time.monotonic() - self.since,
+                self.refused,
+            )
+            self.since = None
+
+
+class StoreUnavailableMiddleware:
+    """Answers a request that failed for want of the database (:func:`store_unavailable`) with
+    503, ``Retry-After`` and :data:`STORE_UNAVAILABLE`, whichever route or middleware inside it
+    met the error, and logs the outage once (:class:`StoreOutages`), without a traceback.
+
+    Added outside :class:`~services.api.auth.Authentication`, which reads API keys from the
+    database before any route runs. Starlette's handler for ``Exception`` would answer and
+    then re-raise, so that the server logs the traceback again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.outages = StoreOutages()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            if started or not store_unavailable(error):
+                raise
+            self.outages.failed(error)
+            headers = {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+            response = problem_response(STORE_UNAVAILABLE, Request(scope), headers)
+            await response(scope, receive, send)
+            return
+        if "principal" in scope.get("state", {}):
+            self.outages.answered()
 
 
 def install(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from shared import worker_process
 def serve(settings: NotifierSettings) -> None:
     """Bring the database schema up to date, then run until SIGINT or SIGTERM."""
     worker_process.serve(
-        settings.database_url,
+        settings,
         lambda db: Notifier(settings, db),
         f"notifier: consuming {', '.join(TOPICS)} as group {settings.notifier_consumer_group}; "
         f"Kafka at {settings.kafka.bootstrap}",

@@ -9,7 +9,7 @@ from shared import worker_process
 def serve(settings: PurgerSettings) -> None:
     """Bring the database schema up to date, then run until SIGINT or SIGTERM."""
     worker_process.serve(
-        settings.database_url,
+        settings,
         lambda db: Purger(settings, db),
         f"purger: consuming {', '.join(TOPICS)} as group {settings.purger_consumer_group}, "
         f"sweeping every {settings.purger_sweep_interval_seconds:.0f}s; "

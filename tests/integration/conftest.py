@@ -31,6 +31,7 @@ class RunningApi:
     client: httpx.AsyncClient
     settings: ApiSettings
     keys: KeyStore
+    engine: Engine  #: the application's, pooled as its settings say
 
     def key(self, *scopes: Scope) -> dict[str, str]:
         """Authorization headers for a fresh key with these scopes."""
@@ -58,14 +59,14 @@ def make_api(
         }
         fields.update(changes)
         settings = ApiSettings(**fields)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.pool_limits())
         app = create_app(settings, db_engine=engine)
         try:
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app, root_path=root_path)
                 base_url = f"http://api{root_path}"
                 async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-                    yield RunningApi(client, settings, app.state.key_store)
+                    yield RunningApi(client, settings, app.state.key_store, engine)
         finally:
             engine.dispose()
 

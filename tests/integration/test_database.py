@@ -2,9 +2,11 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select, text
 
-from shared.database import make_engine, one_of
+from shared.database import PoolLimits, make_engine, one_of
+from shared.settings import DatabaseSettings
 from shared.tables.types import UtcDateTime
 
 # Not on the schema's metadata: this table exists only for the test.
@@ -70,3 +72,26 @@ def test_one_of_matches_whole_values_only(database_url: str) -> None:
     finally:
         probe_metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_a_process_opens_no_more_connections_than_its_settings_allow(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALLRING_DATABASE_POOL_SIZE", "1")
+    monkeypatch.setenv("GALLRING_DATABASE_MAX_OVERFLOW", "1")
+    monkeypatch.setenv("GALLRING_DATABASE_POOL_TIMEOUT_SECONDS", "0.1")
+    settings = DatabaseSettings(database_url=database_url)
+    engine = make_engine(settings.database_url, settings.pool_limits())
+    try:
+        # A third caller waits, then hears TimeoutError: the API answers it 503, Retry-After.
+        with engine.connect(), engine.connect(), pytest.raises(exc.TimeoutError):
+            engine.connect()
+    finally:
+        engine.dispose()
+
+
+def test_by_default_a_process_asks_for_at_most_ten_connections() -> None:
+    # Six replicas of 40 each asked for 240 of PostgreSQL's default 100 (deploy/README.md).
+    limits = DatabaseSettings().pool_limits()
+    assert limits == PoolLimits(size=5, overflow=5, timeout_seconds=10.0)
+    assert make_engine("postgresql+psycopg://gallring@127.0.0.1/unused").pool.size() == 5

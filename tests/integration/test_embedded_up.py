@@ -187,7 +187,7 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
         wait_until_running(tmp_path, ports, process)
         engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'gallring.db'}")
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}")
-        api = RunningApi(client, None, KeyStore(engine))  # type: ignore[arg-type]
+        api = RunningApi(client, None, KeyStore(engine), engine)  # type: ignore[arg-type]
         async with client, webhook_receiver() as receiver:
             vendor = await register(api, receiver)
             subject = Subject()

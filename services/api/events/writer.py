@@ -30,6 +30,8 @@ _Submission = tuple[Sequence[service.Intake], "asyncio.Future[list[service.Outco
 _STOP = None  # one per writer task on the queue: store what came before, then leave
 _ATTEMPTS_ON_POSTGRESQL = 3
 _CONNECT_TIMEOUT_SECONDS = 10
+#: A pause before connecting again (times the attempt): a server restarting is given a moment.
+_RECONNECT_PAUSE_SECONDS = 0.1
 
 
 class IntakeWriter:
@@ -106,8 +108,8 @@ class _PostgresStore:
     """A writer task's own autocommit connection and cursor, opened when first needed.
 
     A group the database rolled back (deadlock victim) is stored again. So is one whose
-    connection broke, on a new connection: should the lost statement have committed, its events
-    then answer as replays (200), which is still true.
+    connection broke, or could not be made, on a new connection: should the lost statement have
+    committed, its events then answer as replays (200), which is still true.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -120,23 +122,31 @@ class _PostgresStore:
         self, intakes: Sequence[service.Intake], *, now: datetime
     ) -> list[service.Outcome]:
         for attempt in range(1, _ATTEMPTS_ON_POSTGRESQL + 1):
-            if self._cursor is None or self._cursor.connection.closed:
-                connection = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
-                )
-                self._cursor = connection.cursor()
-            cursor = self._cursor
+            cursor = None
             try:
+                cursor = await self._connected()
                 return await service.accept_on_postgresql(cursor, intakes, now=now)
             except psycopg.OperationalError as error:
+                # No connection (refused, or the server not accepting them yet) or a broken
+                # one: connected again on the next attempt. The last attempt's error reaches
+                # the requests, which the API answers 503 (services/api/problems.py).
                 rolled_back = error.sqlstate in service.ROLLED_BACK
-                broken = cursor.connection.broken
+                broken = cursor is None or cursor.connection.broken
                 if not (rolled_back or broken) or attempt == _ATTEMPTS_ON_POSTGRESQL:
                     raise
                 if broken:
                     await self.close()
+                    await asyncio.sleep(_RECONNECT_PAUSE_SECONDS * attempt)
                 log.warning("intake writer: %s; storing the group again", type(error).__name__)
         raise AssertionError("unreachable")
+
+    async def _connected(self) -> psycopg.AsyncCursor[Any]:
+        if self._cursor is None or self._cursor.connection.closed:
+            connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
+            )
+            self._cursor = connection.cursor()
+        return self._cursor
 
     async def close(self) -> None:
         cursor, self._cursor = self._cursor, None
