@@ -17,20 +17,13 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
-from services.api.api_keys import KeyStore, Scope
 from services.api.settings import ApiSettings
 from services.purger.apply import apply_messages
-from shared import webhook_url
 from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import make_engine
-from shared.embedded_broker import free_loopback_port
-from shared.migrate import upgrade
-from shared.settings import KafkaSettings, RelaySettings
 from shared.tables.purger import StoredClock
 from tests.builders import event
-from tests.integration.api.serving import offline_resolve, serving
-from tests.integration.conftest import SEALING_KEY, SECRET
 from tests.integration.purger.helpers import RETENTION
 
 GENERATOR = str(Path(sys.executable).parent / "openapi-python-client")
@@ -39,30 +32,9 @@ GENERATE_LIMIT_SECONDS = 120  # a guard against a hung run only; it takes a few 
 
 
 @pytest.fixture
-def running_api(
-    tmp_path: Path, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, str, ApiSettings]]:
-    """The API's base URL, an admin key (admin has every scope) and its settings."""
-    monkeypatch.setattr(webhook_url, "_resolve", offline_resolve)
-    database_url = f"sqlite:///{tmp_path / 'gallring.db'}"
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    try:
-        key = KeyStore(engine).create("generated-client", {Scope.ADMIN})
-    finally:
-        engine.dispose()
-    settings = ApiSettings(
-        pseudonym_secret=SECRET,
-        secret_sealing_key=SEALING_KEY,
-        database_url=database_url,
-        kafka=kafka_settings,
-        api_port=free_loopback_port(),
-        # Accepted events stay in the outbox: published, they would reach the other tests'
-        # consumers of the session broker's lifecycle topic.
-        relay=RelaySettings(enabled=False),
-    )
-    with serving(settings) as base:
-        yield base, key, settings
+def running_api(served_api: tuple[str, str, ApiSettings]) -> tuple[str, str, ApiSettings]:
+    """The API's base URL, an admin key and its settings (``served_api``)."""
+    return served_api
 
 
 @pytest.fixture

@@ -12,20 +12,11 @@ A fixed seed and a fixed number of examples per operation make the run the same 
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from services.api.api_keys import KeyStore, Scope
 from services.api.settings import ApiSettings
-from shared import webhook_url
-from shared.database import make_engine
-from shared.embedded_broker import free_loopback_port
-from shared.migrate import upgrade
-from shared.settings import KafkaSettings, RelaySettings
-from tests.integration.api.serving import offline_resolve, serving
-from tests.integration.conftest import SEALING_KEY, SECRET
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "st")
 SEED = 19  # the issue that asked for this run
@@ -40,30 +31,10 @@ RUN_LIMIT_SECONDS = 600  # a guard against a hung run only; the run itself is bo
 
 
 @pytest.fixture
-def running_api(
-    tmp_path: Path, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[str, str]]:
+def running_api(served_api: tuple[str, str, ApiSettings]) -> tuple[str, str]:
     """The API's base URL and an admin key (admin has every scope)."""
-    monkeypatch.setattr(webhook_url, "_resolve", offline_resolve)
-    database_url = f"sqlite:///{tmp_path / 'gallring.db'}"
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    try:
-        key = KeyStore(engine).create("schemathesis", {Scope.ADMIN})
-    finally:
-        engine.dispose()
-    settings = ApiSettings(
-        pseudonym_secret=SECRET,
-        secret_sealing_key=SEALING_KEY,
-        database_url=database_url,
-        kafka=kafka_settings,
-        api_port=free_loopback_port(),
-        # Accepted events stay in the outbox: published, they would reach the other tests'
-        # consumers of the session broker's lifecycle topic. The relay is tested on its own.
-        relay=RelaySettings(enabled=False),
-    )
-    with serving(settings) as base:
-        yield base, key
+    base, key, _ = served_api
+    return base, key
 
 
 def test_schemathesis_finds_nothing(running_api: tuple[str, str], tmp_path: Path) -> None:
