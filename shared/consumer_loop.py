@@ -8,16 +8,26 @@ A batch whose work fails is read again after a pause: nothing is committed, noth
 partition's batches fail again and again, and not because the database is away, the messages
 are applied one at a time and the one that cannot be applied goes to the dead-letter topic too;
 a message set aside is not sent there again when its batch is read once more.
+
+A broker can lose what it held (the embedded broker forgets everything at a restart; a cluster
+after an unclean leader election): a partition that ends before the position reached is read
+again from its beginning (the dedupe skips what was applied; the relay publishes again what the
+broker lost), and a commit the broker does not take within ``COMMIT_SECONDS`` (its topics gone)
+ends the consumer: a new one starts, with the topics created again. A loop that has messages
+waiting and applies none for ``KafkaSettings.consumer_stall_seconds`` says so (:meth:`stalled`),
+and the process is then not ready. A stop is prompt: a commit or a dead letter under way is
+given up (the batch is read again at the next start), the clients get ``CLIENT_STOP_SECONDS``.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -32,7 +42,18 @@ HEADER_REASON = "reason"
 HEADER_SOURCE = "source"  # topic/partition/offset of the original
 RETRY_SECONDS = 1.0
 MAX_BATCH_FAILURES = 3  # then the batch is applied a message at a time to find the bad one
+COMMIT_SECONDS = 10.0  # a commit that takes longer: the broker lost the topics or the group
+CLIENT_STOP_SECONDS = 5.0  # a client leaving a broker that is gone waits no longer
 Parsed = TypeVar("Parsed")
+_Result = TypeVar("_Result")
+
+
+class _ConsumerLost(Exception):
+    """The broker would not take what this consumer asked: a new consumer starts."""
+
+
+class _Stopped(BaseException):  # not an Exception: no handler of failures takes it
+    """A stop came while waiting for the broker."""
 
 
 class ConsumerLoop(Generic[Parsed]):
@@ -64,27 +85,110 @@ class ConsumerLoop(Generic[Parsed]):
         # Per partition: its batches failed in a row, not counting outages.
         self._failures: dict[TopicPartition, int] = {}
         self._dead_lettered: set[tuple[str, int, int]] = set()  # not yet committed past
+        # When it last applied a batch or found nothing waiting (monotonic seconds).
+        self._progressed_at = time.monotonic()
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave :meth:`run`."""
         self._stopping.set()
 
+    def stalled(self) -> bool:
+        """Whether messages have waited ``consumer_stall_seconds`` without one applied."""
+        return time.monotonic() - self._progressed_at > self._kafka.consumer_stall_seconds
+
     async def run(self) -> None:
-        await ensure_topics(self._kafka, topics.ALL_TOPICS)
+        """Consume until :meth:`stop`, with a new consumer whenever the broker lost track."""
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+            except (_ConsumerLost, KafkaError, OSError) as error:
+                log.warning(
+                    "%s: the broker lost track of this consumer (%s); starting another in %.0fs",
+                    self._name,
+                    error,
+                    RETRY_SECONDS,
+                )
+                await self._pause(RETRY_SECONDS)
+            except _Stopped:
+                return
+
+    async def _consume(self) -> None:
+        await self._until_stopped(ensure_topics(self._kafka, topics.ALL_TOPICS), None)
         consumer = make_consumer(self._kafka, *self._topic_names, group_id=self._group_id)
         producer = make_producer(self._kafka)
-        await consumer.start()
         try:
-            await producer.start()
-            try:
-                while not self._stopping.is_set():
-                    batch = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
-                    if batch:
-                        await self._handle(consumer, producer, batch)
-            finally:
-                await producer.stop()
+            await self._until_stopped(consumer.start(), None)
+            await self._until_stopped(producer.start(), None)
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+                if batch:
+                    await self._handle(consumer, producer, batch)
+                else:
+                    await self._note_idle(consumer)
         finally:
-            await consumer.stop()
+            # Both at once, bounded: leaving a group whose coordinator is gone can take long.
+            stopping = [asyncio.ensure_future(client.stop()) for client in (producer, consumer)]
+            _, unfinished = await asyncio.wait(stopping, timeout=CLIENT_STOP_SECONDS)
+            for task in unfinished:
+                task.cancel()
+                task.add_done_callback(lambda task: task.cancelled() or task.exception())
+            if unfinished:
+                log.info("%s: left the broker without waiting for its answer", self._name)
+
+    async def _note_idle(self, consumer: AIOKafkaConsumer) -> None:
+        """After a poll that brought nothing: read again from the beginning any partition that
+        now ends before the position reached (the broker lost messages), and count the loop as
+        moving if nothing waits."""
+        waiting = False
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            try:
+                position = await asyncio.wait_for(consumer.position(partition), 1.0)
+            except (TimeoutError, KafkaError):
+                waiting = True  # its position is still being reset
+                continue
+            if end is None:
+                waiting = True  # not fetched yet
+            elif position > end:
+                log.warning(
+                    "%s: %s partition %d ends at %d, before the position %d reached: the broker "
+                    "lost messages; reading the partition again from its beginning",
+                    self._name,
+                    partition.topic,
+                    partition.partition,
+                    end,
+                    position,
+                )
+                await consumer.seek_to_beginning(partition)
+                waiting = True
+            elif position < end:
+                waiting = True
+        if not waiting:
+            self._progressed_at = time.monotonic()
+
+    async def _until_stopped(self, awaitable: Awaitable[_Result], seconds: float | None) -> _Result:
+        """``awaitable``'s result; :class:`_Stopped` if a stop comes first (it is given up),
+        TimeoutError after ``seconds``."""
+        work = asyncio.ensure_future(awaitable)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {work, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+        if work in done:
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(BaseException):
+            await work
+        if self._stopping.is_set():
+            raise _Stopped
+        raise TimeoutError
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _handle(
         self,
@@ -129,11 +233,15 @@ class ConsumerLoop(Generic[Parsed]):
             self._failures.pop(partition, None)
         committed = {partition: records[-1].offset + 1 for partition, records in batch.items()}
         try:
-            await consumer.commit(committed)
+            await self._until_stopped(consumer.commit(committed), COMMIT_SECONDS)
         except CommitFailedError:
             # A rebalance took the partitions away; their next owner reads the batch again and
             # the dedupe skips what we applied.
             log.info("%s: offsets not committed after a rebalance; redelivered", self._name)
+        except (TimeoutError, KafkaError) as error:
+            # Applied but not committed: read again by the next consumer, skipped by the dedupe.
+            raise _ConsumerLost(f"offsets not committed: {type(error).__name__}") from error
+        self._progressed_at = time.monotonic()
         self._dead_lettered = {
             (topic, partition, offset)
             for topic, partition, offset in self._dead_lettered
@@ -172,8 +280,7 @@ class ConsumerLoop(Generic[Parsed]):
         )
         for partition, records in batch.items():
             consumer.seek(partition, records[0].offset)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), RETRY_SECONDS)
+        await self._pause(RETRY_SECONDS)
 
     async def _parse_or_dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord
@@ -196,14 +303,16 @@ class ConsumerLoop(Generic[Parsed]):
     ) -> None:
         source = f"{record.topic}/{record.partition}/{record.offset}"
         # Awaited: the bad message must be on the DLQ before its offset is committed.
-        await (
-            await producer.send(
+        sent = await self._until_stopped(
+            producer.send(
                 topics.DEAD_LETTERS,
                 value=record.value,
                 key=record.key,
                 headers=[(HEADER_REASON, reason.encode()), (HEADER_SOURCE, source.encode())],
-            )
+            ),
+            None,
         )
+        await self._until_stopped(sent, None)
         log.warning(
             "%s: message %s is not valid (%s); sent to %s",
             self._name,

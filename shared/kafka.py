@@ -72,6 +72,17 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKa
     )
 
 
+def make_offsets_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
+    """A consumer in no group that reads nothing: it asks where partitions begin and end."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-offsets",
+        **security_options(settings),
+        enable_auto_commit=False,
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+
+
 def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap,

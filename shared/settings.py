@@ -76,6 +76,12 @@ class KafkaSettings(GallringEnvironment):
         description="largest batch a producer sends to one partition; keep it below the "
         "broker's message.max.bytes (about 1 MB by default)",
     )
+    consumer_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a consumer with messages waiting that applies none for this long is not "
+        "ready (/readyz)",
+    )
     topic_partitions: int = Field(default=6, ge=1, description="for topics Gallring creates")
     topic_replication_factor: int = Field(default=1, ge=1, description="use 3 in production")
     # How long each topic keeps its messages (its retention.ms): the broker's default may be
@@ -226,6 +232,19 @@ class RelaySettings(GallringEnvironment):
     poll_interval_seconds: float = Field(default=0.2, gt=0)
     lease_seconds: float = Field(default=15.0, gt=0, description="a dead relay's lease lapses")
     max_backoff_seconds: float = Field(default=10.0, gt=0)
+    keep_published_seconds: float = Field(
+        default=3_600.0,
+        ge=0,
+        description="how long a published message is kept, to publish it again should the broker "
+        "lose it (an unclean leader election; the embedded broker's restart): longer than your "
+        "consumers may lag",
+    )
+    loss_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often the relay compares the broker's partitions with what it "
+        "acknowledged",
+    )
 
 
 class DatabaseSettings(GallringEnvironment):

@@ -10,6 +10,8 @@ loop that stalls for that long is stuck, not busy.
 
 Anyone who reaches the port may ask ``/readyz`` as often as they like: one database check runs
 at a time, each bounded by the engine's connect timeout, and the others get the last answer.
+``/readyz`` is also 503 while the worker's consumer is stalled (messages wait, none is applied):
+a process that says ready while it consumes nothing hides the fault from its orchestrator.
 """
 
 import asyncio
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import orjson
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy import Engine
@@ -33,9 +36,15 @@ LIVENESS_STALE_SECONDS = 10.0  # a heartbeat older than this: the loop is wedged
 
 
 @contextlib.contextmanager
-def status_server(host: str, port: int, registry: CollectorRegistry, db: Engine) -> Iterator[None]:
+def status_server(
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    db: Engine,
+    stalled: Callable[[], bool] = lambda: False,
+) -> Iterator[None]:
     """Serves on ``host:port`` (IPv4 or IPv6; port 0: nothing) while inside; entered from the
-    event loop whose liveness ``/healthz`` tells."""
+    event loop whose liveness ``/healthz`` tells; ``stalled`` tells whether its consumer is."""
     if not port:
         yield
         return
@@ -45,7 +54,8 @@ def status_server(host: str, port: int, registry: CollectorRegistry, db: Engine)
 
     heartbeat = Heartbeat()
     beating = asyncio.get_running_loop().create_task(heartbeat.beat(), name="heartbeat")
-    server = make_server(host, port, status_app(registry, Readiness(db), heartbeat), Server, _Quiet)
+    readiness = Readiness(db, stalled)
+    server = make_server(host, port, status_app(registry, readiness, heartbeat), Server, _Quiet)
     threading.Thread(target=server.serve_forever, name="status-server", daemon=True).start()
     try:
         yield
@@ -71,14 +81,24 @@ class Heartbeat:
 
 
 class Readiness:
-    """Whether the database answers, asked at most once at a time and once per TTL."""
+    """Whether the database answers, asked at most once at a time and once per TTL, and the
+    consumer is not stalled."""
 
-    def __init__(self, db: Engine) -> None:
+    def __init__(self, db: Engine, stalled: Callable[[], bool] = lambda: False) -> None:
         self._db = db
+        self._stalled = stalled
         self._checking = threading.Lock()
         self._answer = (-READINESS_TTL, False)  # (when, ready): not ready until shown
 
-    def ready(self) -> bool:
+    def problem(self) -> str | None:
+        """Why the worker is not ready, or None."""
+        if not self._database_answers():
+            return "database unreachable"
+        if self._stalled():
+            return "consumer stalled: messages wait and none is applied"
+        return None
+
+    def _database_answers(self) -> bool:
         checked_at, ready = self._answer
         if time.monotonic() - checked_at < READINESS_TTL:
             return ready
@@ -104,10 +124,12 @@ def status_app(
             status, body = "200 OK", b'{"status":"ok"}'
         elif path == "/healthz":
             status, body = "503 Service Unavailable", b'{"status":"event loop stalled"}'
-        elif path == "/readyz" and readiness.ready():
-            status, body = "200 OK", b'{"status":"ready"}'
         elif path == "/readyz":
-            status, body = "503 Service Unavailable", b'{"status":"database unreachable"}'
+            problem = readiness.problem()
+            if problem is None:
+                status, body = "200 OK", b'{"status":"ready"}'
+            else:
+                status, body = "503 Service Unavailable", orjson.dumps({"status": problem})
         else:
             status, body = "404 Not Found", b'{"status":"no such path"}'
         start_response(status, [("Content-Type", "application/json")])

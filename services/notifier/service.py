@@ -43,6 +43,7 @@ class Notifier:
             settings.notifier_metrics_port,
             self.metrics.registry,
             self._db,
+            stalled=self.consumer.stalled,
         ):
             tasks = [
                 asyncio.create_task(self.consumer.run(), name="notifier-consumer"),

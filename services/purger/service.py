@@ -95,6 +95,7 @@ class Purger:
                 settings.purger_metrics_port,
                 self.metrics.registry,
                 self._db,
+                stalled=self.consumer.stalled,
             ):
                 tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
                 if settings.relay.enabled:

@@ -13,6 +13,13 @@ class OutboxMetrics:
             ["topic"],
             registry=registry,
         )
+        self.republished = Counter(
+            "gallring_outbox_republished_total",
+            "Published outbox messages this process's relay marked to publish again because the "
+            "broker lost them after acknowledging them, by topic.",
+            ["topic"],
+            registry=registry,
+        )
         self.publish_failures = Counter(
             "gallring_outbox_publish_failures_total",
             "Outbox publishing rounds that failed (the broker unreachable or refusing).",

@@ -3,9 +3,19 @@
 Runs as a task in every process that writes the outbox (API and purger), but only the holder of
 a lease in the database publishes: parallel relays would each send their share of a subject's
 events and reorder them. A relay that dies lets its lease lapse (``lease_seconds``) and another
-takes over, sending again what is still in the outbox: consumers dedupe by event id. A row is
-deleted only after the broker acknowledged it (acks=all); while the broker is away
-the relay backs off and retries, and the services keep writing to the outbox.
+takes over, sending again what is still in the outbox: consumers dedupe by event id. While the
+broker is away the relay backs off and retries, and the services keep writing to the outbox.
+
+A row is marked published once the broker acknowledged it (acks=all), and kept for
+``keep_published_seconds`` before it is deleted: a broker can lose what it acknowledged (the
+embedded broker keeps nothing on disk and forgets all at a restart; a real cluster after an
+unclean leader election). The relay knows, per partition, the offset of a message the broker
+acknowledged (``relay_watermark``: the first of the last batch); a partition that ends at or
+before it, a topic that is gone, or a new batch put at or below it means the broker lost
+messages, and the relay publishes the kept rows of that partition again, oldest first, ahead of
+newer ones. Consumers see some
+twice and skip them by event id. What the broker lost that was older than the window is not
+kept: choose it longer than consumers may lag.
 """
 
 import asyncio
@@ -14,6 +24,8 @@ import itertools
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -21,24 +33,34 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata
 from sqlalchemy import Engine, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
 from shared.database import one_of
-from shared.kafka import TopicsNotCreated, ensure_topics, make_producer, partition_for
+from shared.kafka import (
+    TopicsNotCreated,
+    ensure_topics,
+    make_offsets_reader,
+    make_producer,
+    partition_for,
+)
 from shared.outbox.metrics import OutboxMetrics
+from shared.pruning import delete_in_batches
 from shared.settings import KafkaSettings, RelaySettings
-from shared.tables.outbox import OutboxMessage, RelayLease
+from shared.tables.outbox import OutboxMessage, RelayLease, RelayWatermark
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "outbox"
 PRODUCER_STOP_SECONDS = 5.0
 _outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
 _lease = RelayLease.__table__  # type: ignore[attr-defined]
+_watermark = RelayWatermark.__table__  # type: ignore[attr-defined]
+PRUNE_EVERY_SECONDS = 60.0  # published rows past the window go, by the lease holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +92,15 @@ class OutboxRelay:
         self._metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._producer: AIOKafkaProducer | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # asks the broker where partitions end
+        # Per partition, the offset of a message the broker acknowledged (as in
+        # relay_watermark); read from the database whenever this relay starts publishing.
+        self._acknowledged: dict[TopicPartition, int] = {}
+        self._next_loss_check = 0.0
+        self._next_prune = 0.0
+        self._pruning: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._prune_halt = threading.Event()  # read by the prune's thread
 
     async def run(self) -> None:
         """Publish until :meth:`stop`, backing off while the broker cannot be reached."""
@@ -92,6 +122,7 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self._settings.max_backoff_seconds)
                     continue
                 backoff = self._settings.poll_interval_seconds
+                await self._prune_when_due()
                 if published < self._settings.batch_size:
                     await self._pause(self._settings.poll_interval_seconds)
         finally:
@@ -104,6 +135,9 @@ class OutboxRelay:
     async def close(self) -> None:
         """Stop the producer and hand the lease on, as :meth:`run` does when it leaves (for a
         relay driven by :meth:`publish_once`; a running :meth:`run` is stopped by :meth:`stop`)."""
+        self._prune_halt.set()
+        if self._pruning is not None:
+            await asyncio.gather(self._pruning, return_exceptions=True)
         await self._drop_producer()
         await asyncio.to_thread(self._release_lease)
 
@@ -123,12 +157,18 @@ class OutboxRelay:
             if not await asyncio.to_thread(self._hold_lease):
                 await self._drop_producer()  # a relay without the lease holds no connection
                 return 0
-        pending = await asyncio.to_thread(self._next_batch)
-        if not pending:
-            return 0
+            # Another relay may have published since this one last did: its watermarks count.
+            self._acknowledged = await asyncio.to_thread(self._read_watermarks)
+            self._next_loss_check = 0.0  # a new connection: has the broker lost anything?
         # A round must end well within the lease, or another relay could take over and send
         # the same rows while ours are still in flight.
         async with asyncio.timeout(self._settings.lease_seconds / 2):
+            if time.monotonic() >= self._next_loss_check:
+                await self._republish_what_the_broker_lost(producer)
+                self._next_loss_check = time.monotonic() + self._settings.loss_check_seconds
+            pending = await asyncio.to_thread(self._next_batch)
+            if not pending:
+                return 0
             return await self._publish(producer, pending)
 
     async def _publish(self, producer: AIOKafkaProducer, pending: list[_Pending]) -> int:
@@ -144,20 +184,83 @@ class OutboxRelay:
             for message in messages
         }
         published = [message for message in pending if message.key not in failed_keys]
-        acknowledged = [message.id for message in published]
+        # Per partition, the ids the broker took and the offset of its last batch.
+        placed: dict[TopicPartition, list[int]] = {}
+        offsets: dict[TopicPartition, int] = {}
+        lost: dict[TopicPartition, int] = {}
+        for (messages, _), result in zip(sends, results, strict=True):
+            if not isinstance(result, RecordMetadata) or messages[0].key in failed_keys:
+                continue
+            where = TopicPartition(result.topic, result.partition)
+            if result.offset <= self._acknowledged.get(where, -1):
+                # The broker put this batch where it had put one it acknowledged: it lost that.
+                lost[where] = result.offset
+            placed.setdefault(where, []).extend(message.id for message in messages)
+            offsets[where] = max(offsets.get(where, -1), result.offset)
         log.debug(
             "outbox relay: %d sent, %d acknowledged, %d key(s) failed",
             len(pending),
-            len(acknowledged),
+            len(published),
             len(failed_keys),
         )
-        if acknowledged:
-            await asyncio.to_thread(self._delete_published, acknowledged)
+        if placed:
+            await asyncio.to_thread(self._mark_published, placed, offsets)
             for topic, count in Counter(message.topic for message in published).items():
                 self._metrics.published.labels(topic).inc(count)
+        if lost:
+            await self._publish_again(lost)
         if failed_keys:
-            raise PublishError(f"{len(pending) - len(acknowledged)} message(s) not acknowledged")
+            raise PublishError(f"{len(pending) - len(published)} message(s) not acknowledged")
         return len(pending)
+
+    async def _republish_what_the_broker_lost(self, producer: AIOKafkaProducer) -> None:
+        """Ask the broker where each partition the relays published to ends; mark the kept rows
+        of those that end at or before a message it acknowledged to be published again."""
+        if not self._acknowledged:
+            return
+        # All topics, without naming any: asking for a topic by name creates it where the
+        # broker creates topics on demand (Tansu does, with its own partition count).
+        cluster = await producer.client.fetch_all_metadata()
+        present = {
+            where
+            for where in self._acknowledged
+            if where.partition in (cluster.partitions_for_topic(where.topic) or ())
+        }
+        if any(where.topic not in cluster.topics() for where in self._acknowledged):
+            await ensure_topics(self._kafka, topics.ALL_TOPICS)  # as Gallring makes them
+        ends: dict[TopicPartition, int] = {}
+        if present:
+            if self._offsets is None:
+                self._offsets = make_offsets_reader(self._kafka)
+                await self._offsets.start()
+            ends = await self._offsets.end_offsets(sorted(present))
+        lost = {
+            where: ends.get(where, 0)
+            for where, acknowledged in self._acknowledged.items()
+            if ends.get(where, 0) <= acknowledged
+        }
+        if lost:
+            await self._publish_again(lost)
+
+    async def _publish_again(self, lost: dict[TopicPartition, int]) -> None:
+        """The broker lost acknowledged messages of the partitions ``lost`` (the offset where it
+        stands now in each): their kept rows are published again, and with a fresh producer,
+        whose idea of the topics' partitions is the broker's of now."""
+        again = await asyncio.to_thread(self._mark_unpublished, list(lost))
+        for topic in sorted({where.topic for where in lost}):
+            partitions = sorted(where.partition for where in lost if where.topic == topic)
+            count = sum(again[where] for where in lost if where.topic == topic)
+            log.warning(
+                "outbox relay: the broker lost messages of %s it had acknowledged (partition(s) "
+                "%s end at or before them); publishing again the %d message(s) the outbox kept",
+                topic,
+                ", ".join(map(str, partitions)),
+                count,
+            )
+            self._metrics.republished.labels(topic).inc(count)
+        for where in lost:
+            self._acknowledged.pop(where, None)
+        await self._drop_producer()
 
     async def _start_producer(self) -> AIOKafkaProducer:
         producer = make_producer(self._kafka)
@@ -168,11 +271,13 @@ class OutboxRelay:
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await asyncio.wait_for(producer.stop(), timeout=PRODUCER_STOP_SECONDS)
-            except Exception:  # noqa: BLE001 - it is being thrown away
-                log.debug("outbox relay: stopping a failed producer failed too")
+        offsets, self._offsets = self._offsets, None
+        for client in (producer, offsets):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), timeout=PRODUCER_STOP_SECONDS)
+                except Exception:  # noqa: BLE001 - it is being thrown away
+                    log.debug("outbox relay: stopping a failed client failed too")
 
     def _hold_lease(self) -> bool:
         now = datetime.now(UTC)
@@ -219,15 +324,90 @@ class OutboxRelay:
                     _outbox.c.value,
                     _outbox.c.headers,
                 )
+                .where(_outbox.c.published_at.is_(None))
                 .order_by(_outbox.c.id)
                 .limit(self._settings.batch_size)
             ).all()
             return [_Pending(*row) for row in rows]
 
-    def _delete_published(self, ids: list[int]) -> None:
-        """Published rows go: they carry event payloads, which must not outlive their use."""
+    def _mark_published(
+        self, placed: dict[TopicPartition, list[int]], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Rows the broker acknowledged are kept, marked, with their partition; each
+        partition's watermark moves to its last batch's offset."""
+        now = datetime.now(UTC)
         with self._db.begin() as connection:
-            connection.execute(delete(_outbox).where(one_of(connection, _outbox.c.id, ids)))
+            for where, ids in placed.items():
+                connection.execute(
+                    update(_outbox)
+                    .where(one_of(connection, _outbox.c.id, ids))
+                    .values(published_at=now, kafka_partition=where.partition)
+                )
+            for where, offset in offsets.items():
+                mark = max(offset, self._acknowledged.get(where, -1))
+                _set_watermark(connection, where, mark)
+                self._acknowledged[where] = mark
+
+    def _mark_unpublished(self, lost: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The kept rows of the ``lost`` partitions, to publish again; how many per partition."""
+        again = {}
+        with self._db.begin() as connection:
+            for where in lost:
+                marked = connection.execute(
+                    update(_outbox)
+                    .where(
+                        _outbox.c.topic == where.topic,
+                        _outbox.c.kafka_partition == where.partition,
+                        _outbox.c.published_at.is_not(None),
+                    )
+                    .values(published_at=None, kafka_partition=None)
+                )
+                again[where] = marked.rowcount
+                connection.execute(
+                    delete(_watermark).where(
+                        _watermark.c.topic == where.topic,
+                        _watermark.c.kafka_partition == where.partition,
+                    )
+                )
+        return again
+
+    def _read_watermarks(self) -> dict[TopicPartition, int]:
+        with self._db.connect() as connection:
+            rows = connection.execute(select(_watermark)).all()
+        return {TopicPartition(topic, partition): end for topic, partition, end in rows}
+
+    async def _prune_when_due(self) -> None:
+        """The lease holder deletes published rows past the window (they carry event payloads,
+        which must not outlive their use), beside its rounds: after a back-fill that can be
+        a million rows."""
+        if self._producer is None or time.monotonic() < self._next_prune:
+            return
+        if self._pruning is not None and not self._pruning.done():
+            return
+        # Every minute, or as often as the window if it is shorter.
+        every = min(PRUNE_EVERY_SECONDS, max(self._settings.keep_published_seconds, 0.1))
+        self._next_prune = time.monotonic() + every
+        self._pruning = asyncio.create_task(self._prune(), name="outbox-prune")
+
+    async def _prune(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.keep_published_seconds)
+        try:
+            pruned = await asyncio.to_thread(
+                delete_in_batches,
+                self._db,
+                _outbox,
+                _outbox.c.published_at.is_not(None),
+                _outbox.c.published_at < cutoff,
+                order_by=_outbox.c.published_at,
+                halt=self._prune_halt,
+            )
+        except Exception as error:  # noqa: BLE001 - the next prune tries again
+            log.warning(
+                "outbox relay: pruning published messages failed (%s)", type(error).__name__
+            )
+            return
+        if pruned:
+            log.debug("outbox relay: deleted %d published message(s) past the window", pruned)
 
 
 @dataclass(slots=True)
@@ -295,3 +475,15 @@ def _record(message: _Pending) -> dict[str, Any]:
 
 def _insert_ignoring_conflict(dialect: str):
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _set_watermark(connection: Any, where: TopicPartition, offset: int) -> None:
+    upsert = _insert_ignoring_conflict(connection.dialect.name)(_watermark).values(
+        topic=where.topic, kafka_partition=where.partition, acknowledged_offset=offset
+    )
+    connection.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[_watermark.c.topic, _watermark.c.kafka_partition],
+            set_={"acknowledged_offset": offset},
+        )
+    )

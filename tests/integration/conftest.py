@@ -40,7 +40,13 @@ class RunningApi:
 
 
 def relay_settings(**changes: object) -> RelaySettings:
-    return RelaySettings(poll_interval_seconds=0.05, max_backoff_seconds=0.5, **changes)
+    """Quick rounds and retries; published rows kept a second (an hour in production)."""
+    fields: dict = {
+        "poll_interval_seconds": 0.05,
+        "max_backoff_seconds": 0.5,
+        "keep_published_seconds": 1.0,
+    }
+    return RelaySettings(**(fields | changes))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared import topics
 from shared.consumer_loop import HEADER_REASON, ConsumerLoop
+from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import make_producer
 from shared.settings import KafkaSettings
 from tests.kafka_reading import read_topic
@@ -168,3 +169,62 @@ async def test_each_bad_message_reaches_the_dlq_once_even_when_an_outage_interru
     await _run_until(_loop(kafka_settings, topic, apply, dead), lambda: "good-2" in applied)
     assert set(applied) == {"good-1", "flaky", "good-2"}
     assert len(dead) == 2  # "unparseable" and "poison", each once
+
+
+async def test_a_loop_with_messages_waiting_that_applies_none_says_it_is_stalled(
+    kafka_settings: KafkaSettings,
+) -> None:
+    kafka = kafka_settings.model_copy(update={"consumer_stall_seconds": 1.0})
+    waiting, idle = f"loop-test-{uuid.uuid4().hex[:8]}", f"loop-test-{uuid.uuid4().hex[:8]}"
+    await _produce(kafka, waiting, [b"m-1"])
+    await _produce(kafka, idle, [b"m-1"])
+    applied: list[str] = []
+
+    async def stuck(messages: list[str]) -> None:
+        await asyncio.Event().wait()  # a transaction that never ends
+
+    async def apply(messages: list[str]) -> None:
+        applied.extend(messages)
+
+    stalled_loop, idle_loop = _loop(kafka, waiting, stuck, []), _loop(kafka, idle, apply, [])
+    tasks = [asyncio.create_task(stalled_loop.run()), asyncio.create_task(idle_loop.run())]
+    try:
+        async with asyncio.timeout(30):
+            while not (stalled_loop.stalled() and applied):
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(kafka.consumer_stall_seconds + 0.5)  # nothing more to read
+        assert stalled_loop.stalled() and not idle_loop.stalled()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_loop_stops_promptly_while_its_broker_is_gone(
+    kafka_settings: KafkaSettings,
+) -> None:
+    broker = EmbeddedBroker()
+    broker.start()
+    kafka = kafka_settings.model_copy(update={"bootstrap": broker.bootstrap_servers})
+    topic = f"loop-test-{uuid.uuid4().hex[:8]}"
+    await _produce(kafka, topic, [b"m-1", b"m-2"])
+    applied: list[str] = []
+
+    async def apply(messages: list[str]) -> None:
+        applied.extend(messages)
+
+    loop = _loop(kafka, topic, apply, [])
+    task = asyncio.create_task(loop.run())
+    try:
+        async with asyncio.timeout(30):
+            while len(applied) < 2:
+                await asyncio.sleep(0.05)
+        broker.stop()  # gone, and with it the group's coordinator
+        await asyncio.sleep(2.0)
+        loop.stop()
+        # Within the ten seconds an orchestrator gives before it kills (STOP_SECONDS is 15).
+        async with asyncio.timeout(10):
+            await task
+    finally:
+        task.cancel()
+        broker.stop()
