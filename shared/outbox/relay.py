@@ -1,10 +1,10 @@
 """The outbox relay: publishes accepted events to Kafka, at least once, in order per subject.
 
 Runs as a task in every process that writes the outbox (API and purger), but only the holder of
-a lease in the database publishes: parallel relays would each send their share of a subject's
-events and reorder them. A relay that dies lets its lease lapse (``lease_seconds``) and another
-takes over, sending again what is still in the outbox: consumers dedupe by event id. A row is
-deleted only after the broker acknowledged it (acks=all); while the broker is away
+a lease publishes: parallel relays would each send their share of a subject's events and
+reorder them. A relay that dies loses its lease with it (:mod:`shared.outbox.lease`) and another
+takes over within a round, sending again what is still in the outbox: consumers dedupe by event
+id. A row is deleted only after the broker acknowledged it (acks=all); while the broker is away
 the relay backs off and retries, and the services keep writing to the outbox.
 """
 
@@ -17,28 +17,25 @@ import socket
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
-from sqlalchemy import Engine, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, delete, select
 
 from shared import topics
 from shared.database import one_of
 from shared.kafka import TopicsNotCreated, ensure_topics, make_producer, partition_for
+from shared.outbox.lease import PublishingLease
 from shared.outbox.metrics import OutboxMetrics
 from shared.settings import KafkaSettings, RelaySettings
-from shared.tables.outbox import OutboxMessage, RelayLease
+from shared.tables.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
-LEASE_NAME = "outbox"
 PRODUCER_STOP_SECONDS = 5.0
 _outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
-_lease = RelayLease.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +66,7 @@ class OutboxRelay:
         self._settings = settings
         self._metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease = PublishingLease(db_engine, self.holder, settings.lease_seconds)
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
 
@@ -175,39 +173,10 @@ class OutboxRelay:
                 log.debug("outbox relay: stopping a failed producer failed too")
 
     def _hold_lease(self) -> bool:
-        now = datetime.now(UTC)
-        until = now + timedelta(seconds=self._settings.lease_seconds)
-        with self._db.begin() as connection:
-            renewed = connection.execute(
-                update(_lease)
-                .where(
-                    _lease.c.name == LEASE_NAME,
-                    or_(_lease.c.holder == self.holder, _lease.c.expires_at < now),
-                )
-                .values(holder=self.holder, expires_at=until)
-            )
-            if renewed.rowcount == 1:
-                return True
-        with self._db.begin() as connection:
-            dialect = connection.dialect.name
-            claim = _insert_ignoring_conflict(dialect)(_lease).values(
-                name=LEASE_NAME, holder=self.holder, expires_at=until
-            )
-            # Whether it was inserted, by what it returns: the rowcount of an INSERT is -1 on
-            # PostgreSQL here, which once made every new relay's first round think it lost.
-            created = connection.execute(claim.on_conflict_do_nothing().returning(_lease.c.name))
-            return created.first() is not None  # None: another relay holds it
+        return self._lease.hold()
 
     def _release_lease(self) -> None:
-        try:
-            with self._db.begin() as connection:
-                connection.execute(
-                    update(_lease)
-                    .where(_lease.c.name == LEASE_NAME, _lease.c.holder == self.holder)
-                    .values(expires_at=datetime.now(UTC))
-                )
-        except Exception:  # noqa: BLE001 - the lease then lapses by itself
-            log.warning("outbox relay: could not hand the lease on; it lapses by itself")
+        self._lease.release()
 
     def _next_batch(self) -> list[_Pending]:
         with self._db.connect() as connection:
@@ -291,7 +260,3 @@ def _record(message: _Pending) -> dict[str, Any]:
         "timestamp": None,
         "headers": [(name, value.encode()) for name, value in headers.items()],
     }
-
-
-def _insert_ignoring_conflict(dialect: str):
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
