@@ -230,7 +230,14 @@ class RelaySettings(GallringEnvironment):
     enabled: bool = True
     batch_size: int = Field(default=2_000, ge=1, le=10_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0)
-    lease_seconds: float = Field(default=15.0, gt=0, description="a dead relay's lease lapses")
+    # The lease itself ends with its holder (shared/outbox/lease.py); this bounds a round and
+    # dates the lease row, which relays of older releases go by.
+    lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="a publishing round ends within half of it; the lease row, renewed every "
+        "third of it, names the holder until then",
+    )
     max_backoff_seconds: float = Field(default=10.0, gt=0)
     keep_published_seconds: float = Field(
         default=3_600.0,

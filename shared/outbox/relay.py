@@ -1,10 +1,11 @@
 """The outbox relay: publishes accepted events to Kafka, at least once, in order per subject.
 
 Runs as a task in every process that writes the outbox (API and purger), but only the holder of
-a lease in the database publishes: parallel relays would each send their share of a subject's
-events and reorder them. A relay that dies lets its lease lapse (``lease_seconds``) and another
-takes over, sending again what is still in the outbox: consumers dedupe by event id. While the
-broker is away the relay backs off and retries, and the services keep writing to the outbox.
+a lease publishes: parallel relays would each send their share of a subject's events and
+reorder them. A relay that dies loses its lease with it (:mod:`shared.outbox.lease`) and another
+takes over within a round, sending again what is still in the outbox: consumers dedupe by event
+id. While the broker is away the relay backs off and retries, and the services keep writing to
+the outbox.
 
 A row is marked published once the broker acknowledged it (acks=all), and kept for
 ``keep_published_seconds`` before it is deleted: a broker can lose what it acknowledged (the
@@ -13,9 +14,8 @@ unclean leader election). The relay knows, per partition, the offset of a messag
 acknowledged (``relay_watermark``: the first of the last batch); a partition that ends at or
 before it, a topic that is gone, or a new batch put at or below it means the broker lost
 messages, and the relay publishes the kept rows of that partition again, oldest first, ahead of
-newer ones. Consumers see some
-twice and skip them by event id. What the broker lost that was older than the window is not
-kept: choose it longer than consumers may lag.
+newer ones. Consumers see some twice and skip them by event id. What the broker lost that was
+older than the window is not kept: choose it longer than consumers may lag.
 """
 
 import asyncio
@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
-from sqlalchemy import Engine, delete, or_, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
@@ -49,16 +49,15 @@ from shared.kafka import (
     make_producer,
     partition_for,
 )
+from shared.outbox.lease import PublishingLease
 from shared.outbox.metrics import OutboxMetrics
 from shared.pruning import delete_in_batches
 from shared.settings import KafkaSettings, RelaySettings
-from shared.tables.outbox import OutboxMessage, RelayLease, RelayWatermark
+from shared.tables.outbox import OutboxMessage, RelayWatermark
 
 log = logging.getLogger(__name__)
-LEASE_NAME = "outbox"
 PRODUCER_STOP_SECONDS = 5.0
 _outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
-_lease = RelayLease.__table__  # type: ignore[attr-defined]
 _watermark = RelayWatermark.__table__  # type: ignore[attr-defined]
 PRUNE_EVERY_SECONDS = 60.0  # published rows past the window go, by the lease holder
 
@@ -91,12 +90,14 @@ class OutboxRelay:
         self._settings = settings
         self._metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease = PublishingLease(db_engine, self.holder, settings.lease_seconds)
         self._producer: AIOKafkaProducer | None = None
         self._offsets: AIOKafkaConsumer | None = None  # asks the broker where partitions end
         # Per partition, the offset of a message the broker acknowledged (as in
         # relay_watermark); read from the database whenever this relay starts publishing.
         self._acknowledged: dict[TopicPartition, int] = {}
         self._next_loss_check = 0.0
+        self._holding = False  # held the lease at the last round
         self._next_prune = 0.0
         self._pruning: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -148,20 +149,24 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """One round: publish the next batch if this relay holds the lease; how many were sent."""
         if not await asyncio.to_thread(self._hold_lease):
+            self._holding = False
             return 0
         producer = self._producer
         if producer is None:
             producer = await self._start_producer()  # and create missing topics
-            # That may have taken longer than the lease (a slow broker): another relay may hold
-            # it now, and the round below must start with the lease fresh.
+            # The lease may have gone while the producer started (its connection broke): the
+            # round below must start with it held.
             if not await asyncio.to_thread(self._hold_lease):
+                self._holding = False
                 await self._drop_producer()  # a relay without the lease holds no connection
                 return 0
+            self._holding = False  # a new connection: read the watermarks, check for losses
+        if not self._holding:
             # Another relay may have published since this one last did: its watermarks count.
             self._acknowledged = await asyncio.to_thread(self._read_watermarks)
-            self._next_loss_check = 0.0  # a new connection: has the broker lost anything?
-        # A round must end well within the lease, or another relay could take over and send
-        # the same rows while ours are still in flight.
+            self._next_loss_check = 0.0
+            self._holding = True
+        # A round ends within a bound, so that a relay whose lease went meanwhile stops soon.
         async with asyncio.timeout(self._settings.lease_seconds / 2):
             if time.monotonic() >= self._next_loss_check:
                 await self._republish_what_the_broker_lost(producer)
@@ -280,39 +285,10 @@ class OutboxRelay:
                     log.debug("outbox relay: stopping a failed client failed too")
 
     def _hold_lease(self) -> bool:
-        now = datetime.now(UTC)
-        until = now + timedelta(seconds=self._settings.lease_seconds)
-        with self._db.begin() as connection:
-            renewed = connection.execute(
-                update(_lease)
-                .where(
-                    _lease.c.name == LEASE_NAME,
-                    or_(_lease.c.holder == self.holder, _lease.c.expires_at < now),
-                )
-                .values(holder=self.holder, expires_at=until)
-            )
-            if renewed.rowcount == 1:
-                return True
-        with self._db.begin() as connection:
-            dialect = connection.dialect.name
-            claim = _insert_ignoring_conflict(dialect)(_lease).values(
-                name=LEASE_NAME, holder=self.holder, expires_at=until
-            )
-            # Whether it was inserted, by what it returns: the rowcount of an INSERT is -1 on
-            # PostgreSQL here, which once made every new relay's first round think it lost.
-            created = connection.execute(claim.on_conflict_do_nothing().returning(_lease.c.name))
-            return created.first() is not None  # None: another relay holds it
+        return self._lease.hold()
 
     def _release_lease(self) -> None:
-        try:
-            with self._db.begin() as connection:
-                connection.execute(
-                    update(_lease)
-                    .where(_lease.c.name == LEASE_NAME, _lease.c.holder == self.holder)
-                    .values(expires_at=datetime.now(UTC))
-                )
-        except Exception:  # noqa: BLE001 - the lease then lapses by itself
-            log.warning("outbox relay: could not hand the lease on; it lapses by itself")
+        self._lease.release()
 
     def _next_batch(self) -> list[_Pending]:
         with self._db.connect() as connection:
@@ -380,7 +356,7 @@ class OutboxRelay:
         """The lease holder deletes published rows past the window (they carry event payloads,
         which must not outlive their use), beside its rounds: after a back-fill that can be
         a million rows."""
-        if self._producer is None or time.monotonic() < self._next_prune:
+        if not self._holding or time.monotonic() < self._next_prune:
             return
         if self._pruning is not None and not self._pruning.done():
             return
@@ -473,12 +449,9 @@ def _record(message: _Pending) -> dict[str, Any]:
     }
 
 
-def _insert_ignoring_conflict(dialect: str):
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 def _set_watermark(connection: Any, where: TopicPartition, offset: int) -> None:
-    upsert = _insert_ignoring_conflict(connection.dialect.name)(_watermark).values(
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(_watermark).values(
         topic=where.topic, kafka_partition=where.partition, acknowledged_offset=offset
     )
     connection.execute(
