@@ -7,15 +7,16 @@ takes over within a round, sending again what is still in the outbox: consumers 
 id. While the broker is away the relay backs off and retries, and the services keep writing to
 the outbox.
 
-A row is marked published once the broker acknowledged it (acks=all), and kept for
-``keep_published_seconds`` before it is deleted: a broker can lose what it acknowledged (the
-embedded broker keeps nothing on disk and forgets all at a restart; a real cluster after an
-unclean leader election). The relay knows, per partition, the offset of a message the broker
-acknowledged (``relay_watermark``: the first of the last batch); a partition that ends at or
-before it, a topic that is gone, or a new batch put at or below it means the broker lost
-messages, and the relay publishes the kept rows of that partition again, oldest first, ahead of
-newer ones. Consumers see some twice and skip them by event id. What the broker lost that was
-older than the window is not kept: choose it longer than consumers may lag.
+A row the broker acknowledged (acks=all) moves from the outbox to ``published_message``, where
+it is kept for ``keep_published_seconds`` before it is deleted: a broker can lose what it
+acknowledged (the embedded broker keeps nothing on disk and forgets all at a restart; a real
+cluster after an unclean leader election). The relay knows, per partition, the offset of a
+message the broker acknowledged (``relay_watermark``: the first of the last batch); a partition
+that ends at or before it, a topic that is gone, or a new batch put at or below it means the
+broker lost messages, and the relay moves the kept rows of that topic back into the outbox under
+their own ids, so that they are published again, oldest first, ahead of newer ones. Consumers
+see some twice and skip them by event id. What the broker lost that was older than the window
+is not kept: choose it longer than consumers may lag.
 """
 
 import asyncio
@@ -37,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared import topics
@@ -53,12 +54,16 @@ from shared.outbox.lease import PublishingLease
 from shared.outbox.metrics import OutboxMetrics
 from shared.pruning import delete_in_batches
 from shared.settings import KafkaSettings, RelaySettings
-from shared.tables.outbox import OutboxMessage, RelayWatermark
+from shared.tables.outbox import OutboxMessage, PublishedMessage, RelayWatermark
+from shared.tables.types import UtcDateTime
 
 log = logging.getLogger(__name__)
 PRODUCER_STOP_SECONDS = 5.0
 _outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+_published = PublishedMessage.__table__  # type: ignore[attr-defined]
 _watermark = RelayWatermark.__table__  # type: ignore[attr-defined]
+#: What moves between the outbox and the kept published messages.
+_MOVED = ["id", "event_id", "topic", "message_key", "value", "headers", "created_at"]
 PRUNE_EVERY_SECONDS = 60.0  # published rows past the window go, by the lease holder
 
 
@@ -189,8 +194,8 @@ class OutboxRelay:
             for message in messages
         }
         published = [message for message in pending if message.key not in failed_keys]
-        # Per partition, the ids the broker took and the offset of its last batch.
-        placed: dict[TopicPartition, list[int]] = {}
+        # Per partition, the messages the broker took and the offset of its last batch.
+        placed: dict[TopicPartition, list[_Pending]] = {}
         offsets: dict[TopicPartition, int] = {}
         lost: dict[TopicPartition, int] = {}
         for (messages, _), result in zip(sends, results, strict=True):
@@ -200,7 +205,7 @@ class OutboxRelay:
             if result.offset <= self._acknowledged.get(where, -1):
                 # The broker put this batch where it had put one it acknowledged: it lost that.
                 lost[where] = result.offset
-            placed.setdefault(where, []).extend(message.id for message in messages)
+            placed.setdefault(where, []).extend(messages)
             offsets[where] = max(offsets.get(where, -1), result.offset)
         log.debug(
             "outbox relay: %d sent, %d acknowledged, %d key(s) failed",
@@ -252,19 +257,22 @@ class OutboxRelay:
         stands now in each): their kept rows are published again, and with a fresh producer,
         whose idea of the topics' partitions is the broker's of now."""
         again = await asyncio.to_thread(self._mark_unpublished, list(lost))
-        for topic in sorted({where.topic for where in lost}):
+        for topic, count in again.items():
             partitions = sorted(where.partition for where in lost if where.topic == topic)
-            count = sum(again[where] for where in lost if where.topic == topic)
             log.warning(
                 "outbox relay: the broker lost messages of %s it had acknowledged (partition(s) "
-                "%s end at or before them); publishing again the %d message(s) the outbox kept",
+                "%s end at or before them); publishing again the %d message(s) of the topic the "
+                "relay kept",
                 topic,
                 ", ".join(map(str, partitions)),
                 count,
             )
             self._metrics.republished.labels(topic).inc(count)
-        for where in lost:
-            self._acknowledged.pop(where, None)
+        self._acknowledged = {
+            where: offset
+            for where, offset in self._acknowledged.items()
+            if where.topic not in again
+        }
         await self._drop_producer()
 
     async def _start_producer(self) -> AIOKafkaProducer:
@@ -300,51 +308,54 @@ class OutboxRelay:
                     _outbox.c.value,
                     _outbox.c.headers,
                 )
-                .where(_outbox.c.published_at.is_(None))
                 .order_by(_outbox.c.id)
                 .limit(self._settings.batch_size)
             ).all()
             return [_Pending(*row) for row in rows]
 
     def _mark_published(
-        self, placed: dict[TopicPartition, list[int]], offsets: dict[TopicPartition, int]
+        self, placed: dict[TopicPartition, list[_Pending]], offsets: dict[TopicPartition, int]
     ) -> None:
-        """Rows the broker acknowledged are kept, marked, with their partition; each
-        partition's watermark moves to its last batch's offset."""
+        """Rows the broker acknowledged move from the outbox to the kept published messages
+        (in the database, not through here); each partition's watermark moves to its last
+        batch's offset."""
+        ids = [message.id for messages in placed.values() for message in messages]
         now = datetime.now(UTC)
         with self._db.begin() as connection:
-            for where, ids in placed.items():
-                connection.execute(
-                    update(_outbox)
-                    .where(one_of(connection, _outbox.c.id, ids))
-                    .values(published_at=now, kafka_partition=where.partition)
+            chosen = one_of(connection, _outbox.c.id, ids)
+            outbox_columns = [_outbox.c[column] for column in _MOVED]
+            connection.execute(
+                insert(_published).from_select(
+                    [*_MOVED, "published_at"],
+                    select(*outbox_columns, literal(now, UtcDateTime())).where(chosen),
                 )
+            )
+            connection.execute(delete(_outbox).where(chosen))
             for where, offset in offsets.items():
                 mark = max(offset, self._acknowledged.get(where, -1))
                 _set_watermark(connection, where, mark)
                 self._acknowledged[where] = mark
 
-    def _mark_unpublished(self, lost: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """The kept rows of the ``lost`` partitions, to publish again; how many per partition."""
+    def _mark_unpublished(self, lost: list[TopicPartition]) -> dict[str, int]:
+        """The kept messages of the topics of the ``lost`` partitions go back into the outbox
+        under their own ids (ahead of newer rows), to be published again; how many per topic.
+        Whole topics: which partition a kept message went to is not recorded (it would cost
+        every round a write per partition), and consumers skip what they had by event id."""
         again = {}
         with self._db.begin() as connection:
-            for where in lost:
-                marked = connection.execute(
-                    update(_outbox)
-                    .where(
-                        _outbox.c.topic == where.topic,
-                        _outbox.c.kafka_partition == where.partition,
-                        _outbox.c.published_at.is_not(None),
-                    )
-                    .values(published_at=None, kafka_partition=None)
-                )
-                again[where] = marked.rowcount
+            for topic in sorted({where.topic for where in lost}):
+                of_topic = _published.c.topic == topic
                 connection.execute(
-                    delete(_watermark).where(
-                        _watermark.c.topic == where.topic,
-                        _watermark.c.kafka_partition == where.partition,
+                    insert(_outbox).from_select(
+                        _MOVED,
+                        select(*(_published.c[column] for column in _MOVED))
+                        .where(of_topic)
+                        .order_by(_published.c.id),
                     )
                 )
+                # Counted by the delete: an INSERT … SELECT's rowcount is -1 with psycopg.
+                again[topic] = connection.execute(delete(_published).where(of_topic)).rowcount
+                connection.execute(delete(_watermark).where(_watermark.c.topic == topic))
         return again
 
     def _read_watermarks(self) -> dict[TopicPartition, int]:
@@ -371,10 +382,9 @@ class OutboxRelay:
             pruned = await asyncio.to_thread(
                 delete_in_batches,
                 self._db,
-                _outbox,
-                _outbox.c.published_at.is_not(None),
-                _outbox.c.published_at < cutoff,
-                order_by=_outbox.c.published_at,
+                _published,
+                _published.c.published_at < cutoff,
+                order_by=_published.c.published_at,
                 halt=self._prune_halt,
             )
         except Exception as error:  # noqa: BLE001 - the next prune tries again

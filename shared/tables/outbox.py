@@ -5,37 +5,20 @@ broker acknowledged, so that messages a broker loses after acknowledging them ar
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, text
+from sqlalchemy import BigInteger, Column, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from shared.tables.types import UtcDateTime
 
-_UNPUBLISHED = text("published_at IS NULL")
-_PUBLISHED = text("published_at IS NOT NULL")
-
 
 class OutboxMessage(SQLModel, table=True):
-    """A message to publish, written in the same transaction as the change it reports. Once the
-    broker acknowledged it, it is kept for ``GALLRING_RELAY_KEEP_PUBLISHED_SECONDS`` (with the
-    partition it went to), in case the broker loses it, and then deleted."""
+    """A message to publish, written in the same transaction as the change it reports; moved to
+    :class:`PublishedMessage` once the broker acknowledged it."""
 
     __tablename__ = "outbox_message"
-    __table_args__ = (
-        # The relay's next batch: the unpublished rows in order, however many are kept.
-        Index(
-            "ix_outbox_message_unpublished",
-            "id",
-            postgresql_where=_UNPUBLISHED,
-            sqlite_where=_UNPUBLISHED,
-        ),
-        # The prune: the published rows, oldest first.
-        Index(
-            "ix_outbox_message_published_at",
-            "published_at",
-            postgresql_where=_PUBLISHED,
-            sqlite_where=_PUBLISHED,
-        ),
-    )
+    # Ids never used again, on SQLite too (which would otherwise give an emptied table's next
+    # row id 1): a published message keeps its id, and may come back under it.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(
         default=None,
@@ -49,14 +32,29 @@ class OutboxMessage(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
     headers: str = Field(sa_column=Column(Text, nullable=False), description="JSON object")
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
-    published_at: datetime | None = Field(
-        default=None,
-        sa_column=Column(UtcDateTime(), nullable=True),
-        description="when the broker acknowledged it; None: still to publish",
+
+
+class PublishedMessage(SQLModel, table=True):
+    """An outbox message the broker acknowledged, kept ``GALLRING_RELAY_KEEP_PUBLISHED_SECONDS``
+    in case the broker loses it: then it moves back into the outbox under its own id, so it is
+    published again ahead of newer messages. (A table of its own: the outbox stays a queue whose
+    rows are all to publish, read in id order at no cost.)"""
+
+    __tablename__ = "published_message"
+
+    id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+        ),
+        description="its id in the outbox",
     )
-    kafka_partition: int | None = Field(
-        default=None, description="the partition it was published to"
-    )
+    event_id: UUID
+    topic: str = Field(max_length=200)
+    message_key: str = Field(max_length=200)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    headers: str = Field(sa_column=Column(Text, nullable=False), description="JSON object")
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    published_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
 
 
 class RelayLease(SQLModel, table=True):

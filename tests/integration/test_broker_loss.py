@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
+from sqlalchemy import Engine
 
 from services.api.api_keys import Scope
 from shared.embedded_broker import EmbeddedBroker
@@ -111,8 +112,11 @@ class Load:
 
 
 async def test_a_broker_that_forgets_what_it_acknowledged_loses_nothing(
-    make_api, migrated_url: str, kafka_settings: KafkaSettings
+    make_api, fresh_db: Engine, kafka_settings: KafkaSettings
 ) -> None:
+    # A database of its own: what other tests published to the session's broker is no concern
+    # of this broker's.
+    migrated_url = fresh_db.url.render_as_string(hide_password=False)
     broker = EmbeddedBroker()
     broker.start()
     kafka = kafka_settings.model_copy(
@@ -122,6 +126,7 @@ async def test_a_broker_that_forgets_what_it_acknowledged_loses_nothing(
     try:
         async with (
             make_api(
+                database_url=migrated_url,
                 kafka=kafka,
                 relay=relay_settings(keep_published_seconds=300),
                 webhook_allow_loopback=True,

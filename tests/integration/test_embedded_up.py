@@ -276,10 +276,10 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
     assert not any(raw in tables for raw in identifiers)
     # The erased case's id and the vendor's reference are left only where README's "What Gallring
     # keeps" says: the notifier's memory of the erasure, for late disclosures (7 days), and the
-    # published messages the outbox keeps an hour, to publish again should the broker lose them
+    # published messages the relay keeps an hour, to publish again should the broker lose them
     # (the topics hold the same for days). The confirmed notification keeps its scope's key alone.
     left = [line for line in tables.splitlines() if "C-2023-0001" in line or "PV-88" in line]
-    assert {line.split('"')[1] for line in left} == {"heard_erasure", "outbox_message"}, left
+    assert {line.split('"')[1] for line in left} == {"heard_erasure", "published_message"}, left
     assert [line.split('"')[1] for line in left].count("heard_erasure") == 1, left
     assert not any(raw in output for raw in identifiers)
     assert not any(raw in metrics for raw in identifiers)

@@ -1,10 +1,10 @@
-"""Published outbox rows are kept for a while, with the partition they went to, and the end of
-what the broker acknowledged per partition is recorded.
+"""Published outbox messages are kept for a while, and the offset of a message the broker
+acknowledged is recorded per partition.
 
 A broker can lose messages it acknowledged (the embedded broker keeps nothing on disk; a real
 cluster after an unclean leader election): the relay then sees a partition end at or before the
-offset of a message it had acknowledged there, and publishes the kept rows of that partition
-again.
+recorded offset, and moves the kept messages of that topic back into the outbox, under their
+own ids: on SQLite the outbox's ids are therefore never used again (AUTOINCREMENT).
 
 Revision ID: 0013
 Revises: 0012
@@ -24,27 +24,30 @@ down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_UNPUBLISHED = sa.text("published_at IS NULL")
-_PUBLISHED = sa.text("published_at IS NOT NULL")
-
 
 def upgrade() -> None:
-    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("published_at", shared.tables.types.UtcDateTime(timezone=True), nullable=True)
-        )
-        batch_op.add_column(sa.Column("kafka_partition", sa.Integer(), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite gives an emptied table's next row id 1 again unless AUTOINCREMENT says
+        # otherwise; a kept message moves back into the outbox under its own id.
+        with op.batch_alter_table(
+            "outbox_message", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        ):
+            pass
+    op.create_table(
+        "published_message",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("topic", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("message_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("headers", sa.Text(), nullable=False),
+        sa.Column("created_at", shared.tables.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("published_at", shared.tables.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_published_message")),
+    )
+    with op.batch_alter_table("published_message", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_outbox_message_unpublished",
-            ["id"],
-            postgresql_where=_UNPUBLISHED,
-            sqlite_where=_UNPUBLISHED,
-        )
-        batch_op.create_index(
-            "ix_outbox_message_published_at",
-            ["published_at"],
-            postgresql_where=_PUBLISHED,
-            sqlite_where=_PUBLISHED,
+            batch_op.f("ix_published_message_published_at"), ["published_at"], unique=False
         )
     op.create_table(
         "relay_watermark",
@@ -57,10 +60,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("relay_watermark")
-    # Before this revision a published row was deleted at once.
-    op.execute("DELETE FROM outbox_message WHERE published_at IS NOT NULL")
-    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_message_published_at")
-        batch_op.drop_index("ix_outbox_message_unpublished")
-        batch_op.drop_column("kafka_partition")
-        batch_op.drop_column("published_at")
+    with op.batch_alter_table("published_message", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_published_message_published_at"))
+    op.drop_table("published_message")

@@ -20,7 +20,7 @@ from shared.embedded_broker import EmbeddedBroker, free_loopback_port
 from shared.outbox import OutboxRelay
 from shared.outbox.lease import LOCK_FILE_SUFFIX, RELAY_LOCK
 from shared.pseudonym import Pseudonymiser
-from shared.tables.outbox import OutboxMessage, RelayLease
+from shared.tables.outbox import PublishedMessage, RelayLease
 from tests.integration.conftest import SECRET, RunningApi, relay_settings
 from tests.kafka_reading import event_id_of, read_topic
 
@@ -61,7 +61,7 @@ async def backlog(api: RunningApi) -> float:
 
 
 _LEASE = RelayLease.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_PUBLISHED = PublishedMessage.__table__  # type: ignore[attr-defined]
 
 
 def lease_holder(engine) -> str:
@@ -155,13 +155,15 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
 
 
 async def test_what_a_broker_forgets_after_acknowledging_it_is_published_again(
-    make_api, kafka_settings
+    make_api, fresh_db, kafka_settings
 ) -> None:
     broker = EmbeddedBroker()
     broker.start()
     kafka = kafka_settings.model_copy(update={"bootstrap": broker.bootstrap_servers})
+    database_url = fresh_db.url.render_as_string(hide_password=False)
+    relay = relay_settings(keep_published_seconds=300)
     try:
-        async with make_api(kafka=kafka, relay=relay_settings(keep_published_seconds=300)) as api:
+        async with make_api(database_url=database_url, kafka=kafka, relay=relay) as api:
             subjects = [f"crm:{uuid.uuid4().hex[:8]}" for _ in range(3)]
             before = contacts(subjects, 30)
             await post_all(api, before)
@@ -186,7 +188,7 @@ async def test_what_a_broker_forgets_after_acknowledging_it_is_published_again(
             republished = await metric_of(
                 api, "gallring_outbox_republished_total", topics.LIFECYCLE
             )
-            assert republished >= len(before)
+            assert republished >= len(before)  # some twice, should it see the loss twice
     finally:
         broker.stop()
 
@@ -206,9 +208,7 @@ async def test_published_messages_are_kept_for_the_window_then_deleted(
 
         def kept() -> set[str]:
             with api.engine.connect() as connection:
-                rows = connection.execute(
-                    select(_OUTBOX.c.event_id).where(_OUTBOX.c.published_at.is_not(None))
-                )
+                rows = connection.execute(select(_PUBLISHED.c.event_id))
                 return {str(event_id) for event_id in rows.scalars()} & wanted
 
         async with asyncio.timeout(5):  # published, and still there to publish again

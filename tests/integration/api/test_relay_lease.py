@@ -63,8 +63,7 @@ def waiting(engine: Engine, event_ids: list[str]) -> int:
     with engine.connect() as connection:
         rows = connection.execute(
             select(_OUTBOX.c.id).where(
-                one_of(connection, _OUTBOX.c.event_id, [uuid.UUID(e) for e in event_ids]),
-                _OUTBOX.c.published_at.is_(None),
+                one_of(connection, _OUTBOX.c.event_id, [uuid.UUID(e) for e in event_ids])
             )
         )
         return len(rows.all())
