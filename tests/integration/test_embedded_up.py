@@ -360,6 +360,35 @@ async def test_its_broker_killed_is_started_again_and_what_is_posted_after_reach
     assert output.count(restarted) == 1
 
 
+def test_a_broker_that_keeps_dying_stops_it_with_a_reason(tmp_path: Path) -> None:
+    """Started again five times within a minute, the sixth death is one too many: it says so and
+    stops everything, with an exit code that tells a script it did not end well."""
+    ports = {name: free_loopback_port() for name in PORTS}
+    process = start(tmp_path, ports)
+    try:
+        wait_until_running(tmp_path, ports, process)
+        for deaths in range(1, 7):
+            os.kill(broker_of(process.pid), signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while log_of(tmp_path).count("started it again") < min(deaths, 5):
+                assert time.monotonic() < deadline, log_of(tmp_path)
+                time.sleep(0.05)
+        process.wait(timeout=60)
+        output = log_of(tmp_path)
+        assert process.returncode == 1, output
+        assert (
+            "gallring: the embedded broker stopped (killed by SIGKILL) 6 times within 60 s; not "
+            "starting it again. Stopping Gallring: run `gallring up` again, or set "
+            "GALLRING_KAFKA_BOOTSTRAP to a broker of your own."
+        ) in output
+        assert "Traceback" not in output, output
+        for port in ports.values():
+            with socket.socket() as probe:
+                assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still taken"
+    finally:
+        kill_session(process.pid)
+
+
 def broker_of(up: int) -> int:
     """The process id of the embedded broker that ``gallring up`` (process ``up``) started:
     its child whose command line is Tansu's."""
