@@ -92,9 +92,10 @@ def up(*, verbose: bool = False) -> int:
                 )
             )
         if broker is not None:
-            # From here on a thread watches the broker (so no preexec_fn above this line), and
-            # should it die starts it again while the API serves; past a few deaths a minute it
-            # gives up and stops everything as Ctrl-C does.
+            # From here on a thread watches the broker (the workers' preexec_fn above ran while
+            # there was none; no preexec_fn may follow), and should it die starts it again while
+            # the API serves; past a few deaths a minute it gives up and stops everything as
+            # Ctrl-C does.
             keeper = BrokerKeeper(broker, settings.kafka, on_give_up=_interrupt_ourselves)
             keeper.start()
         serve(settings)
