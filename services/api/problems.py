@@ -25,6 +25,24 @@ _TYPE_BASE = "urn:gallring:problem:"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 #: What a 503 for an unavailable database asks the client to wait before sending again.
 STORE_RETRY_AFTER_SECONDS = 5
+#: For a router's ``responses`` (``APIRouter(responses=...)``), so that each of its routes, now
+#: and later, declares it: the 503 :class:`StoreUnavailableMiddleware` answers on any route that
+#: reads or writes the database (every authenticated one: keys are read from it) when it cannot
+#: be reached or no connection is free in time. A generated client then knows to wait and retry.
+STORE_UNAVAILABLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The database is unavailable just now (store-unavailable): nothing was "
+        "stored for this request; send it again, unchanged, after the time Retry-After gives",
+        "headers": {
+            "Retry-After": {
+                "description": "How many seconds to wait before sending the request again",
+                "required": True,
+                "schema": {"type": "integer"},
+            }
+        },
+        **PROBLEM_RESPONSE,
+    }
+}
 
 
 class Problem(Exception):

@@ -88,15 +88,27 @@ def wait_until_running(
         time.sleep(3)
 
 
-def stop(workdir: Path, ports: dict[str, int], process: subprocess.Popen[str], signum: int) -> str:
+def stop(
+    workdir: Path,
+    ports: dict[str, int],
+    process: subprocess.Popen[str],
+    signum: int,
+    *,
+    broker_was_away: bool = False,
+) -> str:
     """``signum`` to the process group, as a terminal sends Ctrl-C (SIGINT) or its hang-up
     (SIGHUP), or as kill sends SIGTERM; what it printed. Everything it started is gone after
-    it, and nothing went wrong."""
+    it, and nothing went wrong (but for the Kafka client's complaints, if ``broker_was_away``)."""
     os.killpg(process.pid, signum)
     process.wait(timeout=60)
     output = log_of(workdir)
     assert process.returncode == 0, output
-    assert " ERROR " not in output and "Traceback" not in output, output
+    errors = [
+        line
+        for line in output.splitlines()
+        if " ERROR " in line and not (broker_was_away and " ERROR aiokafka" in line)
+    ]
+    assert not errors and "Traceback" not in output, output
     for port in ports.values():
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still taken"
@@ -162,10 +174,16 @@ def test_ctrl_c_a_hang_up_or_kill_stop_everything_cleanly_and_a_new_start_reuses
 
 
 def test_killed_it_takes_its_broker_and_workers_with_it(tmp_path: Path) -> None:
+    """Even a broker it started again, from another thread than its main one."""
     ports = {name: free_loopback_port() for name in PORTS}
     process = start(tmp_path, ports)
     try:
         wait_until_running(tmp_path, ports, process)
+        os.kill(broker_of(process.pid), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while "started it again" not in log_of(tmp_path):
+            assert time.monotonic() < deadline, log_of(tmp_path)
+            time.sleep(0.1)
         process.kill()  # SIGKILL to it alone: no chance to stop anything itself
         process.wait(timeout=10)
         deadline = time.monotonic() + 30
@@ -284,6 +302,109 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
     assert not any(raw in output for raw in identifiers)
     assert not any(raw in metrics for raw in identifiers)
     assert webhooks and not any(raw.encode() in webhooks for raw in identifiers)
+
+
+async def test_its_broker_killed_is_started_again_and_what_is_posted_after_reaches_the_purger(
+    tmp_path: Path,
+) -> None:
+    """The embedded broker's process killed (the OOM killer, a stray ``kill -9``): ``gallring
+    up`` says it started it again, on the same port, and an unsubscribe posted after it is
+    erased by the purger. Stopped, it leaves no broker behind."""
+    ports = {name: free_loopback_port() for name in PORTS}
+    process = start(tmp_path, ports, pseudonym_secret=SECRET, purger_sweep_interval_seconds="1")
+    restarted = (
+        "gallring: the embedded broker stopped (killed by SIGKILL); started it again on "
+        f"127.0.0.1:{ports['broker']} — it keeps nothing on disk, so Gallring republishes what "
+        "it still holds"
+    )
+    try:
+        wait_until_running(tmp_path, ports, process)
+        killed = broker_of(process.pid)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while restarted not in log_of(tmp_path):
+            assert process.poll() is None, log_of(tmp_path)
+            assert time.monotonic() < deadline, log_of(tmp_path)
+            time.sleep(0.1)
+        assert broker_of(process.pid) != killed
+
+        engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'gallring.db'}")
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}")
+        api = RunningApi(client, None, KeyStore(engine), engine)  # type: ignore[arg-type]
+        subject = Subject()
+        async with client:
+            for event_type in ("marketing.contact", "newsletter.unsubscribed"):
+                event = {
+                    **EXAMPLES[event_type],
+                    "event_id": str(uuid.uuid4()),
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "subject": {"ref": subject.ref},
+                }
+                posted = await client.post(
+                    "/v1/events", json=event, headers=api.key(Scope.EVENTS_WRITE)
+                )
+                assert posted.status_code == 202, posted.text
+
+            async def erased() -> bool:
+                lookup = await client.post(
+                    "/v1/subjects/lookup",
+                    json={"ref": subject.ref},
+                    headers=api.key(Scope.SUBJECTS_READ, Scope.ERASURES_READ),
+                )
+                return [e["rule"] for e in lookup.json()["erasures"]] == ["marketing.immediate"]
+
+            await eventually(erased, timeout=30)
+        engine.dispose()
+        # The broker's port free too; the Kafka clients said (ERROR) that it was away.
+        output = stop(tmp_path, ports, process, signal.SIGINT, broker_was_away=True)
+    finally:
+        kill_session(process.pid)
+    assert output.count(restarted) == 1
+
+
+def test_a_broker_that_keeps_dying_stops_it_with_a_reason(tmp_path: Path) -> None:
+    """Started again five times within a minute, the sixth death is one too many: it says so and
+    stops everything, with an exit code that tells a script it did not end well."""
+    ports = {name: free_loopback_port() for name in PORTS}
+    process = start(tmp_path, ports)
+    try:
+        wait_until_running(tmp_path, ports, process)
+        for deaths in range(1, 7):
+            os.kill(broker_of(process.pid), signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while log_of(tmp_path).count("started it again") < min(deaths, 5):
+                assert time.monotonic() < deadline, log_of(tmp_path)
+                time.sleep(0.05)
+        process.wait(timeout=60)
+        output = log_of(tmp_path)
+        assert process.returncode == 1, output
+        assert (
+            "gallring: the embedded broker stopped (killed by SIGKILL) 6 times within 60 s; not "
+            "starting it again. Stopping Gallring: run `gallring up` again, or set "
+            "GALLRING_KAFKA_BOOTSTRAP to a broker of your own."
+        ) in output
+        assert "Traceback" not in output, output
+        for port in ports.values():
+            with socket.socket() as probe:
+                assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still taken"
+    finally:
+        kill_session(process.pid)
+
+
+def broker_of(up: int) -> int:
+    """The process id of the embedded broker that ``gallring up`` (process ``up``) started:
+    its child whose command line is Tansu's."""
+    found = []
+    for process_stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(process_stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (process_stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile
+        if parent == up and b"--storage-engine" in command:
+            found.append(int(process_stat.parent.name))
+    [broker] = found
+    return broker
 
 
 async def try_a_personal_number_where_an_id_belongs(api: RunningApi, recipient_id: str) -> None:

@@ -80,3 +80,35 @@ def test_the_calls_a_client_makes_most_are_named_for_what_they_do(
     assert ids[("GET", "/v1/erasures/{erasure_id}")] == "get_erasure"
     assert ids[("POST", "/v1/erasures/{erasure_id}/confirmations")] == "confirm_erasure"
     assert ids[("POST", "/v1/notifications/{notification_id}/confirm")] == "confirm_notification"
+
+
+#: The operations that never need the database: liveness, metrics (its backlog figure is NaN
+#: when the database is away) and readiness (it says itself, 503 not-ready, what it cannot reach).
+WITHOUT_THE_DATABASE = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/readyz")}
+
+
+def test_every_operation_that_needs_the_database_declares_its_503_with_retry_after(
+    document: dict[str, Any],
+) -> None:
+    # Any route that reads or writes the database (every authenticated one: the API key is read
+    # from it) answers 503 store-unavailable with Retry-After when it cannot be reached, or
+    # when no connection is free in time: a client generated from the document must expect it,
+    # and know when to send again.
+    undeclared = []
+    for method, path, operation in _operations(document):
+        if (method, path) in WITHOUT_THE_DATABASE:
+            continue
+        declared = operation["responses"].get("503", {})
+        retry_after = declared.get("headers", {}).get("Retry-After", {})
+        if not (
+            list(declared.get("content", {})) == ["application/problem+json"]
+            and "Retry-After" in declared.get("description", "")
+            and retry_after.get("required") is True
+            and retry_after.get("schema") == {"type": "integer"}
+            and "seconds" in retry_after.get("description", "")
+        ):
+            undeclared.append(f"{method} {path}")
+    assert undeclared == []
+    # As every problem the API declares: the media type, and no JSON body beside it.
+    lookup = document["paths"]["/v1/subjects/lookup"]["post"]["responses"]
+    assert set(lookup["503"]["content"]) == set(lookup["401"]["content"])

@@ -19,13 +19,18 @@ from services.api.erasures.schemas import (
     ErasureView,
     ForecastRow,
 )
-from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from services.api.problems import (
+    PROBLEM_RESPONSE,
+    STORE_UNAVAILABLE_RESPONSES,
+    Problem,
+    validation_problem,
+)
 from shared.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
 from shared.contract.errors import FieldError
 from shared.contract.vocabulary import Category
 from shared.forecast import forecast
 
-router = APIRouter(prefix="/v1/erasures", tags=["erasures"])
+router = APIRouter(prefix="/v1/erasures", tags=["erasures"], responses=STORE_UNAVAILABLE_RESPONSES)
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
 Confirmer = Annotated[Principal, Depends(require(Scope.ERASURES_CONFIRM))]
 _ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}

@@ -17,7 +17,12 @@ from services.api.auth import authorize
 from services.api.events import service
 from services.api.events.schemas import BatchResult, EventAccepted
 from services.api.operation_ids import operation_id
-from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from services.api.problems import (
+    PROBLEM_RESPONSE,
+    STORE_UNAVAILABLE_RESPONSES,
+    Problem,
+    validation_problem,
+)
 from shared.contract import LifecycleEvent, parse_event, parse_events
 from shared.contract.errors import FieldError, describe
 from shared.contract.examples import EXAMPLES
@@ -44,6 +49,7 @@ router = APIRouter(
     tags=["events"],
     route_class=_RequestRoute,
     generate_unique_id_function=operation_id,
+    responses=STORE_UNAVAILABLE_RESPONSES,
 )
 
 _EVENT_BODY = {

@@ -27,13 +27,22 @@ from services.api.notifications.schemas import (
     NotificationState,
     NotificationView,
 )
-from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from services.api.problems import (
+    PROBLEM_RESPONSE,
+    STORE_UNAVAILABLE_RESPONSES,
+    Problem,
+    validation_problem,
+)
 from shared.contract.errors import FieldError
 from shared.contract.vocabulary import Identifier
 
-router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+router = APIRouter(
+    prefix="/v1/notifications", tags=["notifications"], responses=STORE_UNAVAILABLE_RESPONSES
+)
 #: Routes recipients call; authenticated by signature, not by an API key.
-signed_router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+signed_router = APIRouter(
+    prefix="/v1/notifications", tags=["notifications"], responses=STORE_UNAVAILABLE_RESPONSES
+)
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 _ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}

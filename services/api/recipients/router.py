@@ -9,7 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
-from services.api.problems import PROBLEM_RESPONSE, Problem, validation_problem
+from services.api.problems import (
+    PROBLEM_RESPONSE,
+    STORE_UNAVAILABLE_RESPONSES,
+    Problem,
+    validation_problem,
+)
 from services.api.recipients import service
 from services.api.recipients.schemas import (
     CreatedRecipient,
@@ -24,9 +29,13 @@ from shared.contract.errors import FieldError
 from shared.contract.vocabulary import Identifier
 from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
 
-router = APIRouter(prefix="/v1/recipients", tags=["recipients"])
+router = APIRouter(
+    prefix="/v1/recipients", tags=["recipients"], responses=STORE_UNAVAILABLE_RESPONSES
+)
 # Beside /v1/recipients/{recipient_id}, where it would shadow a recipient of that name.
-unregistered_router = APIRouter(prefix="/v1/unregistered-recipients", tags=["recipients"])
+unregistered_router = APIRouter(
+    prefix="/v1/unregistered-recipients", tags=["recipients"], responses=STORE_UNAVAILABLE_RESPONSES
+)
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 _ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 _NOT_FOUND = {**_ERRORS, 404: PROBLEM_RESPONSE}

@@ -8,12 +8,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
-from services.api.problems import PROBLEM_RESPONSE
+from services.api.problems import PROBLEM_RESPONSE, STORE_UNAVAILABLE_RESPONSES
 from services.api.subjects import service
 from services.api.subjects.schemas import ClockView, SubjectClocks
 from shared.contract import Subject
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], responses=STORE_UNAVAILABLE_RESPONSES)
 Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
 
 
