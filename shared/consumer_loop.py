@@ -166,9 +166,11 @@ class ConsumerLoop(Generic[Parsed]):
         if not waiting:
             self._progressed_at = time.monotonic()
 
-    async def _until_stopped(self, awaitable: Awaitable[_Result], seconds: float | None) -> _Result:
-        """``awaitable``'s result; :class:`_Stopped` if a stop comes first (it is given up),
-        TimeoutError after ``seconds``."""
+    async def _until_stopped(
+        self, awaitable: Awaitable[_Result], seconds: float | None, *, grace: float = 0.0
+    ) -> _Result:
+        """``awaitable``'s result; :class:`_Stopped` if a stop comes first (it is given up
+        ``grace`` seconds later if still not done), TimeoutError after ``seconds``."""
         work = asyncio.ensure_future(awaitable)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -177,6 +179,8 @@ class ConsumerLoop(Generic[Parsed]):
             )
         finally:
             stopping.cancel()
+        if work not in done and self._stopping.is_set() and grace:
+            done, _ = await asyncio.wait({work}, timeout=grace)
         if work in done:
             return work.result()
         work.cancel()
@@ -233,7 +237,10 @@ class ConsumerLoop(Generic[Parsed]):
             self._failures.pop(partition, None)
         committed = {partition: records[-1].offset + 1 for partition, records in batch.items()}
         try:
-            await self._until_stopped(consumer.commit(committed), COMMIT_SECONDS)
+            # A stop lets a commit under way finish (fewer messages read twice), for a while.
+            await self._until_stopped(
+                consumer.commit(committed), COMMIT_SECONDS, grace=CLIENT_STOP_SECONDS
+            )
         except CommitFailedError:
             # A rebalance took the partitions away; their next owner reads the batch again and
             # the dedupe skips what we applied.
