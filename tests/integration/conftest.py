@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from services.api.api_keys import KeyStore, Scope
 from services.api.app import create_app
@@ -47,6 +47,18 @@ def relay_settings(**changes: object) -> RelaySettings:
         "keep_published_seconds": 1.0,
     }
     return RelaySettings(**(fields | changes))
+
+
+def forget_the_session_broker(database_url: str) -> None:
+    """For a test with a broker of its own on the session's shared database: what the relays
+    published to the other broker is no concern of this one (it would be published again)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM published_message"))
+            connection.execute(text("DELETE FROM relay_watermark"))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -16,12 +16,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import Engine
 
 from services.api.api_keys import Scope
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import KafkaSettings
-from tests.integration.conftest import RunningApi, relay_settings
+from tests.integration.conftest import RunningApi, forget_the_session_broker, relay_settings
 from tests.integration.notifier.helpers import (
     Subject,
     confirm,
@@ -112,11 +111,9 @@ class Load:
 
 
 async def test_a_broker_that_forgets_what_it_acknowledged_loses_nothing(
-    make_api, fresh_db: Engine, kafka_settings: KafkaSettings
+    make_api, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
-    # A database of its own: what other tests published to the session's broker is no concern
-    # of this broker's.
-    migrated_url = fresh_db.url.render_as_string(hide_password=False)
+    forget_the_session_broker(migrated_url)
     broker = EmbeddedBroker()
     broker.start()
     kafka = kafka_settings.model_copy(
@@ -126,7 +123,6 @@ async def test_a_broker_that_forgets_what_it_acknowledged_loses_nothing(
     try:
         async with (
             make_api(
-                database_url=migrated_url,
                 kafka=kafka,
                 relay=relay_settings(keep_published_seconds=300),
                 webhook_allow_loopback=True,
@@ -181,6 +177,7 @@ async def test_a_broker_that_forgets_what_it_acknowledged_loses_nothing(
             assert not p.consumer.stalled() and not notifier.consumer.stalled()
     finally:
         broker.stop()
+        forget_the_session_broker(migrated_url)  # nor this broker's of the session's
 
     assert len(load.accepted) >= 100 and load.refused == 0
     told = [payload["data"]["recipient_ref"] for payload in endpoint.acted_on.values()]

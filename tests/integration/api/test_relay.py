@@ -21,7 +21,12 @@ from shared.outbox import OutboxRelay
 from shared.outbox.lease import LOCK_FILE_SUFFIX, RELAY_LOCK
 from shared.pseudonym import Pseudonymiser
 from shared.tables.outbox import PublishedMessage, RelayLease
-from tests.integration.conftest import SECRET, RunningApi, relay_settings
+from tests.integration.conftest import (
+    SECRET,
+    RunningApi,
+    forget_the_session_broker,
+    relay_settings,
+)
 from tests.kafka_reading import event_id_of, read_topic
 
 
@@ -99,8 +104,9 @@ def ids_by_key(records, wanted: set[str]) -> dict[bytes, list[str]]:
 
 
 async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
-    make_api, kafka_settings
+    make_api, migrated_url, kafka_settings
 ) -> None:
+    forget_the_session_broker(migrated_url)
     port = free_loopback_port()
     kafka = kafka_settings.model_copy(
         update={"bootstrap": f"127.0.0.1:{port}", "request_timeout_ms": 2_000}
@@ -152,18 +158,19 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
             assert await backlog(api) == 0
     finally:
         broker.stop()
+        forget_the_session_broker(migrated_url)
 
 
 async def test_what_a_broker_forgets_after_acknowledging_it_is_published_again(
-    make_api, fresh_db, kafka_settings
+    make_api, migrated_url, kafka_settings
 ) -> None:
+    forget_the_session_broker(migrated_url)
     broker = EmbeddedBroker()
     broker.start()
     kafka = kafka_settings.model_copy(update={"bootstrap": broker.bootstrap_servers})
-    database_url = fresh_db.url.render_as_string(hide_password=False)
     relay = relay_settings(keep_published_seconds=300)
     try:
-        async with make_api(database_url=database_url, kafka=kafka, relay=relay) as api:
+        async with make_api(kafka=kafka, relay=relay) as api:
             subjects = [f"crm:{uuid.uuid4().hex[:8]}" for _ in range(3)]
             before = contacts(subjects, 30)
             await post_all(api, before)
@@ -191,6 +198,7 @@ async def test_what_a_broker_forgets_after_acknowledging_it_is_published_again(
             assert republished >= len(before)  # some twice, should it see the loss twice
     finally:
         broker.stop()
+        forget_the_session_broker(migrated_url)
 
 
 async def test_published_messages_are_kept_for_the_window_then_deleted(
