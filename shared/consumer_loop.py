@@ -2,8 +2,13 @@
 transaction, and its offsets are committed only after that transaction committed.
 
 A crash between the two redelivers the batch, which the consumer's dedupe absorbs; a rebalance
-does the same. A message that cannot be parsed goes to ``gallring.dlq.v1`` (the original bytes,
-the reason and the source in headers) before its offset is committed, and consumption goes on.
+does the same: what a loop held for a partition the group took from it (its failures, the
+messages it set aside) is dropped, and a batch in hand commits no offset of such a partition
+(its new owner reads it again from the last commit; a late commit would skip messages under
+the new owner's feet).
+
+A message that cannot be parsed goes to ``gallring.dlq.v1`` (the original bytes, the reason and
+the source in headers) before its offset is committed, and consumption goes on.
 A batch whose work fails is read again after a pause: nothing is committed, nothing lost. If a
 partition's batches fail again and again, and not because the database is away, the messages
 are applied one at a time and the one that cannot be applied goes to the dead-letter topic too;
@@ -24,9 +29,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -85,6 +91,8 @@ class ConsumerLoop(Generic[Parsed]):
         # Per partition: its batches failed in a row, not counting outages.
         self._failures: dict[TopicPartition, int] = {}
         self._dead_lettered: set[tuple[str, int, int]] = set()  # not yet committed past
+        # The partitions of the batch in hand that the group has not taken away meanwhile.
+        self._in_hand: set[TopicPartition] = set()
         # When it last applied a batch or found nothing waiting (monotonic seconds).
         self._progressed_at = time.monotonic()
 
@@ -114,7 +122,9 @@ class ConsumerLoop(Generic[Parsed]):
 
     async def _consume(self) -> None:
         await self._until_stopped(ensure_topics(self._kafka, topics.ALL_TOPICS), None)
-        consumer = make_consumer(self._kafka, *self._topic_names, group_id=self._group_id)
+        consumer = make_consumer(
+            self._kafka, *self._topic_names, group_id=self._group_id, listener=_Rebalances(self)
+        )
         producer = make_producer(self._kafka)
         try:
             await self._until_stopped(consumer.start(), None)
@@ -134,6 +144,20 @@ class ConsumerLoop(Generic[Parsed]):
                 task.add_done_callback(lambda task: task.cancelled() or task.exception())
             if unfinished:
                 log.info("%s: left the broker without waiting for its answer", self._name)
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        """Drop what was held for ``partitions``: their failures and the messages set aside.
+        Called for partitions revoked (another member reads them now, from the last commit)
+        and for partitions assigned (whatever was held for them is from an older owner's
+        time: they are read again from the last commit)."""
+        self._in_hand -= partitions
+        for partition in partitions:
+            self._failures.pop(partition, None)
+        self._dead_lettered = {
+            position
+            for position in self._dead_lettered
+            if TopicPartition(position[0], position[1]) not in partitions
+        }
 
     async def _note_idle(self, consumer: AIOKafkaConsumer) -> None:
         """After a poll that brought nothing: read again from the beginning any partition that
@@ -201,6 +225,7 @@ class ConsumerLoop(Generic[Parsed]):
         batch: dict[TopicPartition, list[ConsumerRecord]],
     ) -> None:
         parsed: list[tuple[ConsumerRecord, Parsed]] = []
+        self._in_hand = set(batch)  # shrinks if a rebalance revokes partitions meanwhile
         try:
             for records in batch.values():
                 for record in records:
@@ -220,9 +245,10 @@ class ConsumerLoop(Generic[Parsed]):
                 self._failures.clear()
                 await self._read_again(consumer, batch, error)
                 return
-            for partition in batch:
+            for partition in self._in_hand:
                 self._failures[partition] = self._failures.get(partition, 0) + 1
-            if max(self._failures[partition] for partition in batch) < MAX_BATCH_FAILURES:
+            failures = (self._failures[partition] for partition in self._in_hand)
+            if max(failures, default=0) < MAX_BATCH_FAILURES:
                 await self._read_again(consumer, batch, error)
                 return
             # Batches keep failing, and not for want of a database: find the message that
@@ -235,12 +261,17 @@ class ConsumerLoop(Generic[Parsed]):
                 return
         for partition in batch:
             self._failures.pop(partition, None)
-        committed = {partition: records[-1].offset + 1 for partition, records in batch.items()}
+        committed = {
+            partition: records[-1].offset + 1
+            for partition, records in batch.items()
+            if partition in self._in_hand
+        }
         try:
             # A stop lets a commit under way finish (fewer messages read twice), for a while.
-            await self._until_stopped(
-                consumer.commit(committed), COMMIT_SECONDS, grace=CLIENT_STOP_SECONDS
-            )
+            if committed:
+                await self._until_stopped(
+                    consumer.commit(committed), COMMIT_SECONDS, grace=CLIENT_STOP_SECONDS
+                )
         except CommitFailedError:
             # A rebalance took the partitions away; their next owner reads the batch again and
             # the dedupe skips what we applied.
@@ -286,7 +317,8 @@ class ConsumerLoop(Generic[Parsed]):
             RETRY_SECONDS,
         )
         for partition, records in batch.items():
-            consumer.seek(partition, records[0].offset)
+            if partition in self._in_hand:  # a revoked one is read again by its new owner
+                consumer.seek(partition, records[0].offset)
         await self._pause(RETRY_SECONDS)
 
     async def _parse_or_dead_letter(
@@ -327,8 +359,22 @@ class ConsumerLoop(Generic[Parsed]):
             reason,
             topics.DEAD_LETTERS,
         )
-        self._dead_lettered.add(_position(record))
+        if TopicPartition(record.topic, record.partition) in self._in_hand:
+            self._dead_lettered.add(_position(record))  # else: dropped with its partition
         self._on_dead_letter()
+
+
+class _Rebalances(ConsumerRebalanceListener):
+    """Tells the loop of the partitions the group takes from its consumer and gives it."""
+
+    def __init__(self, loop: ConsumerLoop[Any]) -> None:
+        self._loop = loop
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._loop._forget(set(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._loop._forget(set(assigned))
 
 
 def _position(record: ConsumerRecord) -> tuple[str, int, int]:

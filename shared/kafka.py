@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, RequestTimedOutError, TopicAlreadyExistsError, for_code
@@ -58,9 +59,16 @@ def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     return partitions[(murmurhash2(key, _MURMUR2_SEED) & 0x7FFFFFFF) % len(partitions)]
 
 
-def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        *topics,
+def make_consumer(
+    settings: KafkaSettings,
+    *topics: str,
+    group_id: str,
+    listener: ConsumerRebalanceListener | None = None,
+) -> AIOKafkaConsumer:
+    """A consumer of ``topics`` in ``group_id``; ``listener`` hears of the partitions the group
+    takes from it and gives it (a consumer that commits by hand must drop what it held for a
+    partition another member now reads)."""
+    consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         client_id=settings.client_id,
         **security_options(settings),
@@ -70,6 +78,10 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str) -> AIOKa
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
     )
+    if topics:
+        # Subscribed after construction: the constructor takes no listener.
+        consumer.subscribe(topics=list(topics), listener=listener)
+    return consumer
 
 
 def make_offsets_reader(settings: KafkaSettings) -> AIOKafkaConsumer:

@@ -5,13 +5,15 @@ import asyncio
 import contextlib
 import uuid
 
-from aiokafka import ConsumerRecord
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import NewTopic
 from sqlalchemy.exc import OperationalError
 
 from shared import topics
 from shared.consumer_loop import HEADER_REASON, ConsumerLoop
 from shared.embedded_broker import EmbeddedBroker
-from shared.kafka import make_producer
+from shared.kafka import make_admin, make_producer
 from shared.settings import KafkaSettings
 from tests.kafka_reading import read_topic
 
@@ -228,3 +230,90 @@ async def test_a_loop_stops_promptly_while_its_broker_is_gone(
     finally:
         task.cancel()
         broker.stop()
+
+
+async def test_a_loop_that_loses_partitions_to_a_rebalance_drops_their_state_and_commits_none(
+    kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first loop holds failures and a dead letter for every partition, with a batch in
+    hand, when a second loop of its group takes some partitions away."""
+    topic, group = f"loop-test-{uuid.uuid4().hex[:8]}", f"loop-test-{uuid.uuid4().hex[:8]}"
+    partitions = range(4)
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, len(partitions), 1)])
+    finally:
+        await admin.close()
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        for p in partitions:
+            for value in (f"unparseable-{p}", f"m-{p}-1", f"m-{p}-2"):
+                await producer.send_and_wait(topic, value.encode(), partition=p)
+    finally:
+        await producer.stop()
+    expected = {f"m-{p}-{i}" for p in partitions for i in (1, 2)}
+
+    asked: list[tuple[str, set[TopicPartition]]] = []  # (client id, partitions) per commit
+    commit = AIOKafkaConsumer.commit
+
+    async def spied_commit(self: AIOKafkaConsumer, offsets=None):  # type: ignore[no-untyped-def]
+        asked.append((self._client._client_id, set(offsets or ())))
+        return await commit(self, offsets)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", spied_commit)
+
+    applied: set[str] = set()
+    first_calls, holding, release = 0, asyncio.Event(), asyncio.Event()
+
+    async def first_apply(messages: list[str]) -> None:
+        nonlocal first_calls
+        first_calls += 1
+        if first_calls <= 2:  # fewer failures than MAX_BATCH_FAILURES: held, not dead-lettered
+            raise ValueError("cannot be stored yet")
+        if first_calls == 3:
+            holding.set()
+            await release.wait()  # the batch in hand while the rebalance takes partitions
+        applied.update(messages)
+
+    async def second_apply(messages: list[str]) -> None:
+        applied.update(messages)
+
+    first = _loop(
+        kafka_settings.model_copy(update={"client_id": "first"}), topic, first_apply, [], group
+    )
+    second = _loop(
+        kafka_settings.model_copy(update={"client_id": "second"}), topic, second_apply, [], group
+    )
+    everything = {TopicPartition(topic, p) for p in partitions}
+    tasks = [asyncio.create_task(first.run())]
+    try:
+        async with asyncio.timeout(30):
+            await holding.wait()
+        # What the first loop holds (read directly: no behaviour shows it before it goes wrong).
+        assert set(first._failures) == everything
+        assert {TopicPartition(t, p) for t, p, _ in first._dead_lettered} == everything
+
+        since = len(asked)
+        tasks.append(asyncio.create_task(second.run()))
+        async with asyncio.timeout(30):  # the second loop commits: the rebalance is done
+            while not any(client == "second" for client, _ in asked[since:]):
+                await asyncio.sleep(0.05)
+        lost = set().union(*(parts for client, parts in asked[since:] if client == "second"))
+        assert lost and lost < everything
+        assert not lost & set(first._failures)
+        assert not lost & {TopicPartition(t, p) for t, p, _ in first._dead_lettered}
+
+        release.set()
+        async with asyncio.timeout(30):
+            while not expected <= applied:  # no message lost: each applied by one or the other
+                await asyncio.sleep(0.05)
+        committed_by_first = [parts for client, parts in asked[since:] if client == "first"]
+        assert not any(parts & lost for parts in committed_by_first)
+    finally:
+        first.stop()
+        second.stop()
+        release.set()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
