@@ -13,8 +13,9 @@ from services.api.api_keys import Principal
 from shared.bulk_insert import insert_rows
 from shared.outbox import outbox_row
 from shared.tables.outbox import OutboxMessage
+from shared.tables.table import table_of
 
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OUTBOX = table_of(OutboxMessage)
 
 
 class Message(Protocol):

@@ -16,10 +16,11 @@ from shared.database import begin_deciding, one_of
 from shared.engine import RetentionEngine
 from shared.pseudonym import subject_hash
 from shared.tables.purger import ConsumedEvent, ErasureProof
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
-_CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
+_CONSUMED = table_of(ConsumedEvent)
+_PROOFS = table_of(ErasureProof)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,12 @@ from shared.database import one_of
 from shared.outbox import outbox_row
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import ErasureConfirmation, ErasureProof
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
-_CONFIRMATIONS = ErasureConfirmation.__table__  # type: ignore[attr-defined]
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_CONFIRMATIONS = table_of(ErasureConfirmation)
+_PROOFS = table_of(ErasureProof)
+_OUTBOX = table_of(OutboxMessage)
 
 
 def record_confirmations(db: Engine, reports: list[ConfirmationReported], now: datetime) -> int:

@@ -39,12 +39,13 @@ from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import SWEPT, ErasureProof
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS
 _FACTS = subject_clocks.FACTS
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_PROOFS = table_of(ErasureProof)
+_OUTBOX = table_of(OutboxMessage)
 
 
 def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:

@@ -21,10 +21,11 @@ from shared import topics
 from shared.contract.erasure_messages import ConfirmationReported
 from shared.pseudonym import subject_hash
 from shared.tables.purger import SWEPT_STATES, ErasureConfirmation, ErasureProof, StoredClock
+from shared.tables.table import table_of
 
-_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_CONFIRMATIONS = ErasureConfirmation.__table__  # type: ignore[attr-defined]
+_CLOCKS = table_of(StoredClock)
+_PROOFS = table_of(ErasureProof)
+_CONFIRMATIONS = table_of(ErasureConfirmation)
 _CLOCK_STATES = {
     ErasureState.SCHEDULED: SWEPT_STATES,
     ErasureState.HELD: ("held",),

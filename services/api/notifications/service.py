@@ -23,10 +23,11 @@ from shared.contract.notification_messages import (
 from shared.database import one_of
 from shared.tables.api import Recipient
 from shared.tables.notifier import DeliveryAttempt, Notification
+from shared.tables.table import table_of
 
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_ATTEMPTS = table_of(DeliveryAttempt)
+_RECIPIENTS = table_of(Recipient)
 
 
 class CursorError(ValueError):
