@@ -19,9 +19,13 @@ _OUTBOX = table_of(OutboxMessage)
 
 
 class Message(Protocol):
-    event_id: UUID
-    type: str
-    schema_version: int
+    # Read-only, as the (frozen) contract messages are: their ``type`` is a Literal.
+    @property
+    def event_id(self) -> UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
 
     def model_dump_json(self) -> str: ...
 

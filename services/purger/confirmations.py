@@ -6,7 +6,7 @@ keeps no pseudonym). A repeat, or a redelivered report, records nothing new."""
 import logging
 from datetime import datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from sqlalchemy import Engine, select
 
@@ -36,7 +36,7 @@ def record_confirmations(db: Engine, reports: list[ConfirmationReported], now: d
                 )
             ).scalars()
         )
-        known = set(
+        known: set[tuple[UUID, str]] = set(
             connection.execute(
                 select(_CONFIRMATIONS.c.erasure_id, _CONFIRMATIONS.c.system).where(
                     one_of(connection, _CONFIRMATIONS.c.erasure_id, erasure_ids)

@@ -142,7 +142,7 @@ def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str
     if connection.dialect.name != "postgresql" or not subjects:
         return set()  # SQLite: one writer at a time anyway
     subject = _CLOCKS.c.subject_pseudonym
-    totals = dict(
+    totals: dict[str, int] = dict(
         connection.execute(
             select(subject, func.count())
             .where(one_of(connection, subject, subjects))
@@ -227,7 +227,7 @@ def _forget_unneeded_facts(
         ).where(one_of(connection, _CLOCKS.c.subject_pseudonym, facts))
     )
     for subject, *key in rows:
-        live[subject].add(tuple(key))  # type: ignore[arg-type]
+        live[subject].add(tuple(key))
     unneeded: list[UUID] = []
     for subject, messages in facts.items():
         if subject not in live:

@@ -154,7 +154,7 @@ def _common_filters(table: Any, filters: Filters, after: tuple[datetime, UUID] |
 def _scheduled(
     connection: Connection, filters: Filters, after: tuple[datetime, UUID] | None, limit: int
 ) -> list[ErasureView]:
-    states = _CLOCK_STATES.get(filters.state) if filters.state else (*SWEPT_STATES, "held")  # type: ignore[arg-type]
+    states = _CLOCK_STATES[filters.state] if filters.state else (*SWEPT_STATES, "held")
     rows = connection.execute(
         select(_CLOCKS)
         .where(_CLOCKS.c.state.in_(states), *_common_filters(_CLOCKS, filters, after))

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select
 
 from services.api.api_keys import Principal
 from services.api.notifications.schemas import AttemptView, NotificationState, NotificationView
@@ -67,7 +67,7 @@ def page(
     """Up to ``limit`` notifications, oldest first, after ``after``, each with its attempts;
     and whether more follow."""
     table = _NOTIFICATIONS
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if state is NotificationState.CONFIRMED:
         conditions.append(table.c.confirmed_at.is_not(None))
     elif state is not None:

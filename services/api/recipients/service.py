@@ -148,7 +148,7 @@ def unregistered(
             .group_by(notifications.recipient_id)
         ).all()
     kept = {recipient_id: (count, first) for recipient_id, count, first in disclosed}
-    owed = dict(waiting)
+    owed: dict[str, int] = dict(waiting)
     listed = []
     for recipient_id in shown:
         count, first = kept.get(recipient_id, (0, None))
