@@ -26,6 +26,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any, LiteralString
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -193,20 +194,27 @@ class bench_database:  # noqa: N801 - used as a context manager, reads as a phra
 def drain_outbox(database_url: str, timeout_seconds: float = 300.0) -> int:
     """Wait until the API's relay has published the whole outbox; how many rows it held."""
     with psycopg.connect(_conninfo(database_url), autocommit=True) as connection:
-        left = count = connection.execute("SELECT count(*) FROM outbox_message").fetchone()[0]
+        left = count = _count(connection, "SELECT count(*) FROM outbox_message")
         deadline = time.monotonic() + timeout_seconds
         while count:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the relay left {count} outbox rows unpublished")
             time.sleep(0.2)
-            count = connection.execute("SELECT count(*) FROM outbox_message").fetchone()[0]
+            count = _count(connection, "SELECT count(*) FROM outbox_message")
     return left
 
 
 def stored_events(database_url: str) -> int:
     """Events the API has stored so far (each has its idempotency record)."""
     with psycopg.connect(_conninfo(database_url)) as connection:
-        return connection.execute("SELECT count(*) FROM idempotency_record").fetchone()[0]
+        return _count(connection, "SELECT count(*) FROM idempotency_record")
+
+
+def _count(connection: psycopg.Connection[Any], query: LiteralString) -> int:
+    """The one number a ``SELECT count(*)`` answers."""
+    row = connection.execute(query).fetchone()
+    assert row is not None  # an aggregate without GROUP BY answers one row
+    return int(row[0])
 
 
 def _conninfo(database_url: str) -> str:

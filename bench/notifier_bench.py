@@ -189,12 +189,14 @@ def run_notifier(settings: NotifierSettings) -> tuple[float, float]:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             while connection.execute(
                 "SELECT count(*) FROM notification WHERE state <> 'delivered'"
-            ).fetchone()[0]:  # type: ignore[index]
+            ).fetchone() != (0,):
                 time.sleep(0.2)
-            first, last, delivered = connection.execute(
+            row = connection.execute(
                 "SELECT (SELECT min(attempted_at) FROM delivery_attempt), max(delivered_at), "
                 "count(*) FROM notification"
-            ).fetchone()  # type: ignore[misc]
+            ).fetchone()
+            assert row is not None  # an aggregate without GROUP BY answers one row
+            first, last, delivered = row
             cpu_seconds = _cpu_seconds(deliverer.pid)
     finally:
         deliverer.terminate()

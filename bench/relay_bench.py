@@ -60,7 +60,7 @@ async def one_round(broker: EmbeddedBroker, messages: int) -> tuple[float, float
         task = asyncio.create_task(relay.run())
         started, cpu_started = time.monotonic(), time.process_time()
         with psycopg.connect(POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}") as watch:
-            while watch.execute("SELECT count(*) FROM outbox_message").fetchone()[0]:
+            while watch.execute("SELECT count(*) FROM outbox_message").fetchone() != (0,):
                 watch.commit()
                 await asyncio.sleep(0.05)
         elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started

@@ -5,11 +5,17 @@ random and 204 to the rest, and does nothing else, so that it costs both contend
 """
 
 import random
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 FAILING_SHARE = 0.01
 
 
-async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
     if scope["type"] != "http":
         return
     more = True

@@ -2,6 +2,7 @@
 
 import os
 from datetime import date
+from pathlib import Path
 from typing import TextIO
 
 from shared.database import make_engine
@@ -11,7 +12,7 @@ from shared.policy import load_default_policy, load_policy
 
 def print_forecast(database_url: str, until: date, *, out: TextIO) -> int:
     policy_file = os.environ.get("GALLRING_POLICY_FILE")
-    policy = load_policy(policy_file) if policy_file else load_default_policy()
+    policy = load_policy(Path(policy_file)) if policy_file else load_default_policy()
     engine = make_engine(database_url)
     try:
         counts = forecast(engine, until, policy.zone)

@@ -14,8 +14,9 @@ from shared.national_id import contains_national_id
 from shared.recipient_secrets import SecretBox, SecretUnreadable
 from shared.settings import GallringSettings
 from shared.tables.api import Recipient
+from shared.tables.table import table_of
 
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_RECIPIENTS = table_of(Recipient)
 
 
 def create(database_url: str, name: str, scopes: list[str], *, out: TextIO) -> int:

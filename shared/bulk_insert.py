@@ -1,7 +1,7 @@
 """Inserting many rows at once: PostgreSQL's COPY for large groups (several times faster than
 row-by-row inserts, even pipelined), plain inserts otherwise and on SQLite."""
 
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy import Connection, Table, insert
@@ -19,12 +19,13 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
         connection.execute(insert(table), rows)
         return
     columns = list(rows[0])
-    psycopg_connection = connection.connection.driver_connection
+    # On PostgreSQL the driver's connection is psycopg's (SQLAlchemy types it Any | None).
+    psycopg_connection = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     names = ", ".join(f'"{column}"' for column in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     try:
         with (
-            psycopg_connection.cursor() as cursor,  # type: ignore[union-attr]
+            psycopg_connection.cursor() as cursor,
             cursor.copy(statement) as copy,
         ):
             for row in rows:

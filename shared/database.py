@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sqlite3
 import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import (
     ColumnElement,
@@ -72,7 +74,7 @@ def make_engine(url: str, pool: PoolLimits = PoolLimits()) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(connection: sqlite3.Connection, _record: object) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -98,7 +100,7 @@ def make_engine(url: str, pool: PoolLimits = PoolLimits()) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _binary_arrays(connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _binary_arrays(connection: psycopg.Connection[Any], _record: object) -> None:
         # Arrays (one_of's) in binary: psycopg's text format escapes each element with a
         # regular expression, which made a 500-id ANY(...) seven times slower to send.
         connection.adapters.register_dumper(list, ListBinaryDumper)

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 
 from shared.tables.purger import SWEPT_STATES, StoredClock
+from shared.tables.table import table_of
 
-_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+_CLOCKS = table_of(StoredClock)
 STREAM_ROWS = 10_000
 
 

@@ -97,7 +97,7 @@ def _resolve(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipaddr
         raise UnsafeWebhookUrl("the webhook URL's host name is not valid") from None
     addresses = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         addresses.append(address)

@@ -69,8 +69,9 @@ async def supervise(
         done, _ = await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         for task in done:
-            if task is not waiting and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            error = None if task is waiting else task.exception()
+            if error is not None:
+                raise error
     finally:
         stop_tasks()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):

@@ -22,10 +22,11 @@ class RequestLineRedaction(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+        if isinstance(args, tuple) and len(args) == 5:
             client, method, path, version, status = args
-            readable = _ENCODED_SEPARATOR.sub(lambda escape: unquote(escape[0]), path)
-            record.args = (client, method, redact_national_ids(readable), version, status)
+            if isinstance(path, str):
+                readable = _ENCODED_SEPARATOR.sub(lambda escape: unquote(escape[0]), path)
+                record.args = (client, method, redact_national_ids(readable), version, status)
         return True
 
 

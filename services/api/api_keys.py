@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from shared.tables.api import ApiKey
 
@@ -77,7 +78,7 @@ class KeyStore:
         """Revoke every live key with this name; returns how many."""
         with Session(self._engine) as session:
             keys = session.exec(
-                select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+                select(ApiKey).where(ApiKey.name == name, col(ApiKey.revoked_at).is_(None))
             ).all()
             for key in keys:
                 key.revoked_at = datetime.now(UTC)
@@ -87,7 +88,7 @@ class KeyStore:
 
     def list_keys(self) -> list[ApiKey]:
         with Session(self._engine) as session:
-            return list(session.exec(select(ApiKey).order_by(ApiKey.created_at)).all())
+            return list(session.exec(select(ApiKey).order_by(col(ApiKey.created_at))).all())
 
     def verify(self, presented: str) -> Principal | None:
         """The principal a presented key stands for, or None if it is unknown or revoked."""
@@ -103,7 +104,7 @@ class KeyStore:
             self._cache[key_id] = cached
         return _check(secret, cached)
 
-    def verify_from_cache(self, presented: str) -> Principal | bool | None:
+    def verify_from_cache(self, presented: str) -> Principal | Literal[False] | None:
         """Like :meth:`verify` without touching the database: False when it would have to."""
         parts = _parts(presented)
         if parts is None:

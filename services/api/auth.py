@@ -98,9 +98,9 @@ async def _authenticated(scope: Scope) -> Principal:
         )
     key = match.group(1)
     store: KeyStore = scope["app"].state.key_store
-    principal = store.verify_from_cache(key)
-    if principal is False:  # not cached: read it, off the event loop
-        principal = await run_in_threadpool(store.verify, key)
+    cached = store.verify_from_cache(key)
+    # False: not cached, so read it, off the event loop.
+    principal = await run_in_threadpool(store.verify, key) if cached is False else cached
     if principal is None:
         raise Problem(
             401, "unauthenticated", "The API key is not valid", "The key is unknown or revoked."

@@ -19,6 +19,7 @@ from shared.database import database_answers
 from shared.kafka import make_client
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
+from shared.tables.table import table_of
 
 router = APIRouter(tags=["health"])
 BROKER_CHECK_SECONDS = 3.0
@@ -122,7 +123,7 @@ async def _broker_reachable(settings: KafkaSettings) -> bool:
 
 
 def _outbox_rows(engine: Engine) -> int:
-    outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+    outbox = table_of(OutboxMessage)
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(outbox)).scalar_one()
 

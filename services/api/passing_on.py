@@ -13,14 +13,19 @@ from services.api.api_keys import Principal
 from shared.bulk_insert import insert_rows
 from shared.outbox import outbox_row
 from shared.tables.outbox import OutboxMessage
+from shared.tables.table import table_of
 
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OUTBOX = table_of(OutboxMessage)
 
 
 class Message(Protocol):
-    event_id: UUID
-    type: str
-    schema_version: int
+    # Read-only, as the (frozen) contract messages are: their ``type`` is a Literal.
+    @property
+    def event_id(self) -> UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
 
     def model_dump_json(self) -> str: ...
 

@@ -20,7 +20,9 @@ from shared.national_id import redact_national_ids
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 #: For a route's ``responses``: says in the OpenAPI document that errors are problem+json.
-PROBLEM_RESPONSE = {"content": {PROBLEM_JSON: {}}}
+#: A route's or router's ``responses`` as FastAPI types them (status code -> OpenAPI response).
+Responses = dict[int | str, dict[str, Any]]
+PROBLEM_RESPONSE: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 _TYPE_BASE = "urn:gallring:problem:"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 #: What a 503 for an unavailable database asks the client to wait before sending again.
@@ -29,7 +31,7 @@ STORE_RETRY_AFTER_SECONDS = 5
 #: and later, declares it: the 503 :class:`StoreUnavailableMiddleware` answers on any route that
 #: reads or writes the database (every authenticated one: keys are read from it) when it cannot
 #: be reached or no connection is free in time. A generated client then knows to wait and retry.
-STORE_UNAVAILABLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+STORE_UNAVAILABLE_RESPONSES: Responses = {
     503: {
         "description": "The database is unavailable just now (store-unavailable): nothing was "
         "stored for this request; send it again, unchanged, after the time Retry-After gives",

@@ -17,9 +17,10 @@ from sqlalchemy import Engine
 from services.api.settings import ApiSettings
 from shared.pruning import delete_in_batches
 from shared.tables.api import AuditEntry, IdempotencyRecord
+from shared.tables.table import table_of
 
-_RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
-_AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
+_RECORDS = table_of(IdempotencyRecord)
+_AUDIT = table_of(AuditEntry)
 
 
 def prune(

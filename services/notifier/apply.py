@@ -38,12 +38,13 @@ from shared.database import one_of
 from shared.pseudonym import subject_hash
 from shared.tables.api import Recipient
 from shared.tables.notifier import AWAITING_RECIPIENT, Disclosure, HeardErasure, Notification
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
-_DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
-_ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_DISCLOSURES = table_of(Disclosure)
+_ERASURES = table_of(HeardErasure)
+_NOTIFICATIONS = table_of(Notification)
+_RECIPIENTS = table_of(Recipient)
 ERASURE_REQUESTED = "erasure.requested"
 #: Lifecycle events every recipient of the data hears of too (GDPR art. 19), and how.
 NOTICES = {

@@ -28,10 +28,11 @@ from shared.tables.notifier import (
     UNDELIVERED,
     Notification,
 )
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_RECIPIENTS = table_of(Recipient)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ def retry_delay(
     max_seconds: float,
     retry_after: str | None,
     now: datetime,
-    rng: random.Random = random._inst,  # type: ignore[attr-defined]
+    rng: random.Random = random._inst,
 ) -> timedelta:
     """The wait after the ``attempts``-th failed attempt. ``Retry-After`` (seconds or an HTTP
     date) wins when given: the recipient knows best when it is back (the retry horizon still

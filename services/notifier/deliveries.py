@@ -39,11 +39,12 @@ from shared.tables.notifier import (
     Notification,
     RecipientHealth,
 )
+from shared.tables.table import table_of
 
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
-_HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_ATTEMPTS = table_of(DeliveryAttempt)
+_HEALTH = table_of(RecipientHealth)
+_RECIPIENTS = table_of(Recipient)
 CANDIDATES_PER_SLOT = 4  # rows looked at per free slot, so busy recipients can be passed over
 ERROR_LENGTH = 300  # the attempt log's error column
 

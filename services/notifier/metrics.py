@@ -19,11 +19,12 @@ from shared.tables.notifier import (
     Notification,
     RecipientHealth,
 )
+from shared.tables.table import table_of
 
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
-_DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_HEALTH = table_of(RecipientHealth)
+_DISCLOSURES = table_of(Disclosure)
+_RECIPIENTS = table_of(Recipient)
 
 
 class NotifierMetrics:

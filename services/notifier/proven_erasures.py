@@ -21,8 +21,9 @@ from sqlalchemy import Connection, select
 from shared.database import one_of
 from shared.pseudonym import clock_hash
 from shared.tables.purger import ErasureProof
+from shared.tables.table import table_of
 
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
+_PROOFS = table_of(ErasureProof)
 
 
 class ProvenErasure:

@@ -23,9 +23,10 @@ from services.notifier.settings import NotifierSettings
 from shared.database import begin_deciding, checkpoint_wal
 from shared.pruning import BATCH_SIZE, delete_in_batches
 from shared.tables.notifier import PARTICULARS_KEPT, HeardErasure, Notification
+from shared.tables.table import table_of
 
-_ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_ERASURES = table_of(HeardErasure)
+_NOTIFICATIONS = table_of(Notification)
 
 
 def prune(

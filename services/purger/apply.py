@@ -16,10 +16,11 @@ from shared.database import begin_deciding, one_of
 from shared.engine import RetentionEngine
 from shared.pseudonym import subject_hash
 from shared.tables.purger import ConsumedEvent, ErasureProof
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
-_CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
+_CONSUMED = table_of(ConsumedEvent)
+_PROOFS = table_of(ErasureProof)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +43,10 @@ def apply_messages(
         # Consumed lately, or kept as a fact: consumed_event is pruned after a while
         # (prune.py), a fact is not while a clock needs it. An event whose fact went with an
         # erasure is recognised by the erasure's proof (_about_erased_data).
-        facts = subject_clocks.FACTS
+        fact_table = subject_clocks.FACTS
         already = union(
             select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids)),
-            select(facts.c.event_id).where(one_of(connection, facts.c.event_id, ids)),
+            select(fact_table.c.event_id).where(one_of(connection, fact_table.c.event_id, ids)),
         )
         known = set(connection.execute(already).scalars().all())
         fresh: dict = {}

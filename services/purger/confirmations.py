@@ -6,7 +6,7 @@ keeps no pseudonym). A repeat, or a redelivered report, records nothing new."""
 import logging
 from datetime import datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from sqlalchemy import Engine, select
 
@@ -17,11 +17,12 @@ from shared.database import one_of
 from shared.outbox import outbox_row
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import ErasureConfirmation, ErasureProof
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
-_CONFIRMATIONS = ErasureConfirmation.__table__  # type: ignore[attr-defined]
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_CONFIRMATIONS = table_of(ErasureConfirmation)
+_PROOFS = table_of(ErasureProof)
+_OUTBOX = table_of(OutboxMessage)
 
 
 def record_confirmations(db: Engine, reports: list[ConfirmationReported], now: datetime) -> int:
@@ -35,7 +36,7 @@ def record_confirmations(db: Engine, reports: list[ConfirmationReported], now: d
                 )
             ).scalars()
         )
-        known = set(
+        known: set[tuple[UUID, str]] = set(
             connection.execute(
                 select(_CONFIRMATIONS.c.erasure_id, _CONFIRMATIONS.c.system).where(
                     one_of(connection, _CONFIRMATIONS.c.erasure_id, erasure_ids)

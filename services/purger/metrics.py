@@ -12,8 +12,9 @@ from sqlalchemy import Engine, func, select
 from shared.outbox import OutboxMetrics
 from shared.pruning import PruneMetrics
 from shared.tables.purger import SWEPT_STATES, StoredClock
+from shared.tables.table import table_of
 
-_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+_CLOCKS = table_of(StoredClock)
 
 
 class PurgerMetrics:

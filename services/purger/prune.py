@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from services.purger.settings import PurgerSettings
 from shared.pruning import delete_in_batches
 from shared.tables.purger import ConsumedEvent
+from shared.tables.table import table_of
 
-_CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
+_CONSUMED = table_of(ConsumedEvent)
 
 
 def prune(

@@ -19,12 +19,13 @@ from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
 from shared.pseudonym import clock_hash
 from shared.tables.purger import HOLD_EVENT_TYPES, StoredClock, SubjectFact
+from shared.tables.table import table_of
 
 RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
 ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
-CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
-FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
+CLOCKS = table_of(StoredClock)
+FACTS = table_of(SubjectFact)
 
 
 class ClockChanged(Exception):

@@ -39,12 +39,13 @@ from shared.outbox import outbox_row
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import SWEPT, ErasureProof
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS
 _FACTS = subject_clocks.FACTS
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_PROOFS = table_of(ErasureProof)
+_OUTBOX = table_of(OutboxMessage)
 
 
 def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
@@ -141,7 +142,7 @@ def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str
     if connection.dialect.name != "postgresql" or not subjects:
         return set()  # SQLite: one writer at a time anyway
     subject = _CLOCKS.c.subject_pseudonym
-    totals = dict(
+    totals: dict[str, int] = dict(
         connection.execute(
             select(subject, func.count())
             .where(one_of(connection, subject, subjects))
@@ -226,7 +227,7 @@ def _forget_unneeded_facts(
         ).where(one_of(connection, _CLOCKS.c.subject_pseudonym, facts))
     )
     for subject, *key in rows:
-        live[subject].add(tuple(key))  # type: ignore[arg-type]
+        live[subject].add(tuple(key))
     unneeded: list[UUID] = []
     for subject, messages in facts.items():
         if subject not in live:

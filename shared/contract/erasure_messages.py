@@ -5,18 +5,18 @@ the company's systems confirms an erasure (``gallring.erasure-confirmations.v1``
 erasure id). No personal data in any of them, only ids, categories, system names and times."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.contract.vocabulary import Category
 
-SCHEMA_VERSION = 1
-ERASURE_COMMAND = "erasure.command"
-ERASURE_EXECUTED = "erasure.executed"
-ERASURE_CONFIRMED = "erasure.confirmed"
-CONFIRMATION_REPORTED = "erasure.confirmation_reported"
+SCHEMA_VERSION: Final = 1
+ERASURE_COMMAND: Final = "erasure.command"
+ERASURE_EXECUTED: Final = "erasure.executed"
+ERASURE_CONFIRMED: Final = "erasure.confirmed"
+CONFIRMATION_REPORTED: Final = "erasure.confirmation_reported"
 
 
 class _ErasureMessage(BaseModel):

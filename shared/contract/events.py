@@ -30,7 +30,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 def _type_of(model: type[BaseModel]) -> str:
     """The ``type`` literal an event model is told apart by."""
-    return get_args(model.model_fields["type"].annotation)[0]
+    literal: str = get_args(model.model_fields["type"].annotation)[0]
+    return literal
 
 
 class _Data(BaseModel):

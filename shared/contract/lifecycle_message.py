@@ -3,7 +3,7 @@
 This is also what the API stores per event, and what consumers hand to the engine.
 """
 
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Final, Literal, Self, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -13,7 +13,7 @@ from shared.contract.events import EVENT_TYPES, LifecycleEvent
 from shared.contract.scope import Scope
 from shared.contract.vocabulary import WRITTEN_BY_GALLRING, Role
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 _SUBJECT = {"subject"}
 Pseudonym = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="HMAC-SHA256, hex")]
 
@@ -54,7 +54,7 @@ class LifecycleMessage(BaseModel):
         return cls.model_validate_json(raw, context=WRITTEN_BY_GALLRING)
 
     @classmethod
-    def from_event(cls, event: LifecycleEvent, pseudonym: str) -> Self:
+    def from_event(cls, event: LifecycleEvent, pseudonym: str) -> "LifecycleMessage":
         """The message of a parsed (so already valid) event: built without validating it again,
         for this is the intake's hot path."""
         return cls.model_construct(

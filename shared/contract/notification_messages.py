@@ -7,15 +7,15 @@ outbox, and the notifier applies it. Keyed by notification id; no personal data.
 """
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-SCHEMA_VERSION = 1
-NOTIFICATION_CONFIRMED = "notification.confirmed"
-REDELIVERY_REQUESTED = "notification.redelivery_requested"
-NOTIFICATION_CLOSED = "notification.closed"
+SCHEMA_VERSION: Final = 1
+NOTIFICATION_CONFIRMED: Final = "notification.confirmed"
+REDELIVERY_REQUESTED: Final = "notification.redelivery_requested"
+NOTIFICATION_CLOSED: Final = "notification.closed"
 #: The longest reason an admin may give for closing a notification (the column's width).
 CLOSE_REASON_LENGTH = 500
 

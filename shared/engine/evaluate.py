@@ -441,5 +441,6 @@ def _due_last(retention: Retention, events: list[EngineEvent], zone: ZoneInfo) -
 
 def _anchor(retention: Retention, event: EngineEvent) -> datetime | date:
     if retention.anchor == "fiscal_year_end":
-        return event.data.fiscal_year_end
+        fiscal_year_end: date = event.data.fiscal_year_end
+        return fiscal_year_end
     return event.occurred_at

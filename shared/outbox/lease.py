@@ -45,6 +45,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.tables.outbox import RelayLease
+from shared.tables.table import table_of
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "outbox"
@@ -62,7 +63,7 @@ KEEPALIVE = {
     "tcp_keepalives_count": "3",
     "tcp_user_timeout": "10000",  # milliseconds
 }
-_lease = RelayLease.__table__  # type: ignore[attr-defined]
+_lease = table_of(RelayLease)
 
 
 class _Lock(Protocol):

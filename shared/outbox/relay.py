@@ -55,13 +55,14 @@ from shared.outbox.metrics import OutboxMetrics
 from shared.pruning import delete_in_batches
 from shared.settings import KafkaSettings, RelaySettings
 from shared.tables.outbox import OutboxMessage, PublishedMessage, RelayWatermark
+from shared.tables.table import table_of
 from shared.tables.types import UtcDateTime
 
 log = logging.getLogger(__name__)
 PRODUCER_STOP_SECONDS = 5.0
-_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
-_published = PublishedMessage.__table__  # type: ignore[attr-defined]
-_watermark = RelayWatermark.__table__  # type: ignore[attr-defined]
+_outbox = table_of(OutboxMessage)
+_published = table_of(PublishedMessage)
+_watermark = table_of(RelayWatermark)
 #: What moves between the outbox and the kept published messages.
 _MOVED = ["id", "event_id", "topic", "message_key", "value", "headers", "created_at"]
 PRUNE_EVERY_SECONDS = 60.0  # published rows past the window go, by the lease holder

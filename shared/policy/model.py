@@ -214,7 +214,9 @@ class Policy(_Strict):
 
     @field_validator("categories")
     @classmethod
-    def _every_category(cls, value: dict[Category, CategoryPolicy]) -> dict:
+    def _every_category(
+        cls, value: dict[Category, CategoryPolicy]
+    ) -> dict[Category, CategoryPolicy]:
         missing = [c.value for c in Category if c not in value]
         if missing:
             raise ValueError(f"every category needs a row; missing: {', '.join(missing)}")

@@ -11,10 +11,11 @@ from shared.database import make_engine
 from shared.migrate import upgrade
 from shared.recipient_secrets import SecretBox, new_signing_secret
 from shared.tables.api import Recipient
+from shared.tables.table import table_of
 from tests.integration.conftest import SEALING_KEY, SECRET
 from tests.unit.test_secret_sealing import sealed_by_an_older_release
 
-RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+RECIPIENTS = table_of(Recipient)
 
 
 def test_a_key_is_shown_once_works_and_can_be_revoked(tmp_path, monkeypatch, capsys) -> None:

@@ -19,6 +19,7 @@ from shared.database import make_engine
 from shared.migrate import MIGRATION_LOCK, downgrade, upgrade
 from shared.tables import metadata
 from shared.tables.notifier import Notification
+from shared.tables.table import table_of
 from tests.conftest import new_postgres_database
 
 
@@ -139,7 +140,7 @@ def test_confirmed_notifications_of_one_erasure_and_recipient_survive_a_downgrad
         **dict.fromkeys(("respond_by", "next_attempt_at", "give_up_at", "created_at"), now),
         **dict.fromkeys(("delivered_at", "confirmed_at"), now),
     }
-    notifications = Notification.__table__  # type: ignore[attr-defined]
+    notifications = table_of(Notification)
     try:
         with engine.begin() as connection:
             for _ in range(2):

@@ -13,8 +13,9 @@ from sqlalchemy import Engine, event, func, insert, select
 
 from shared.pruning import PeriodicPruner, PruneMetrics, delete_in_batches
 from shared.tables.purger import ConsumedEvent
+from shared.tables.table import table_of
 
-_CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
+_CONSUMED = table_of(ConsumedEvent)
 NOW = datetime.now(UTC)
 CUTOFF = NOW - timedelta(days=30)
 

@@ -23,6 +23,7 @@ from services.api.problems import (
     PROBLEM_RESPONSE,
     STORE_UNAVAILABLE_RESPONSES,
     Problem,
+    Responses,
     validation_problem,
 )
 from shared.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
@@ -33,7 +34,7 @@ from shared.forecast import forecast
 router = APIRouter(prefix="/v1/erasures", tags=["erasures"], responses=STORE_UNAVAILABLE_RESPONSES)
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
 Confirmer = Annotated[Principal, Depends(require(Scope.ERASURES_CONFIRM))]
-_ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+_ERRORS: Responses = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 
 
 @router.get("", response_model=ErasurePage, summary="Erasures by due time", responses=_ERRORS)

@@ -21,10 +21,11 @@ from shared import topics
 from shared.contract.erasure_messages import ConfirmationReported
 from shared.pseudonym import subject_hash
 from shared.tables.purger import SWEPT_STATES, ErasureConfirmation, ErasureProof, StoredClock
+from shared.tables.table import table_of
 
-_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
-_PROOFS = ErasureProof.__table__  # type: ignore[attr-defined]
-_CONFIRMATIONS = ErasureConfirmation.__table__  # type: ignore[attr-defined]
+_CLOCKS = table_of(StoredClock)
+_PROOFS = table_of(ErasureProof)
+_CONFIRMATIONS = table_of(ErasureConfirmation)
 _CLOCK_STATES = {
     ErasureState.SCHEDULED: SWEPT_STATES,
     ErasureState.HELD: ("held",),
@@ -153,7 +154,7 @@ def _common_filters(table: Any, filters: Filters, after: tuple[datetime, UUID] |
 def _scheduled(
     connection: Connection, filters: Filters, after: tuple[datetime, UUID] | None, limit: int
 ) -> list[ErasureView]:
-    states = _CLOCK_STATES.get(filters.state) if filters.state else (*SWEPT_STATES, "held")  # type: ignore[arg-type]
+    states = _CLOCK_STATES[filters.state] if filters.state else (*SWEPT_STATES, "held")
     rows = connection.execute(
         select(_CLOCKS)
         .where(_CLOCKS.c.state.in_(states), *_common_filters(_CLOCKS, filters, after))

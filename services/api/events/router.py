@@ -36,7 +36,7 @@ class _RequestRoute(APIRoute):
     document still describes the route as declared."""
 
     async def handle(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
-        if scope["method"] not in self.methods:
+        if scope["method"] not in (self.methods or ()):
             await super().handle(scope, receive, send)  # 405, as on any route
             return
         response = await self.endpoint(Request(scope, receive, send))
@@ -202,8 +202,9 @@ def _validate_batch(
     document by document; only a batch with an invalid one is gone through one by one, to say
     which and why."""
     try:
-        events: list[LifecycleEvent] | None = parse_events(body)
-        count = len(events)
+        parsed = parse_events(body)
+        events: list[LifecycleEvent] | None = parsed
+        count = len(parsed)
     except ValidationError:
         events, documents = None, _json_array(body)
         count = len(documents)

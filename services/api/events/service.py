@@ -31,11 +31,12 @@ from shared.outbox.message import message_headers
 from shared.pseudonym import Pseudonymiser
 from shared.tables.api import IdempotencyRecord
 from shared.tables.outbox import OutboxMessage
+from shared.tables.table import table_of
 
 MAX_ATTEMPTS = 3
 #: SQLSTATEs of a transaction the database rolled back to let others on: run it again.
 ROLLED_BACK = ("40P01", "40001")  # deadlock victim, serialization failure
-_RECORDS = IdempotencyRecord.__table__.c  # type: ignore[attr-defined]
+_RECORDS = table_of(IdempotencyRecord).c
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +228,8 @@ def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> Non
     # Unique keys in id order (so overlapping transactions queue instead of deadlocking); the
     # outbox in the order the events came, which is the order they are published in.
     by_id = itemgetter("event_id")
-    insert_rows(connection, IdempotencyRecord.__table__, sorted(records, key=by_id))  # type: ignore[attr-defined]
-    insert_rows(connection, OutboxMessage.__table__, [_outbox_row(i, now) for i in new])  # type: ignore[attr-defined]
+    insert_rows(connection, table_of(IdempotencyRecord), sorted(records, key=by_id))
+    insert_rows(connection, table_of(OutboxMessage), [_outbox_row(i, now) for i in new])
     by_actor: dict[str, list[Intake]] = {}  # by key name, as on PostgreSQL
     for intake in new:
         by_actor.setdefault(intake.actor.name, []).append(intake)

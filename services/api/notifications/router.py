@@ -31,6 +31,7 @@ from services.api.problems import (
     PROBLEM_RESPONSE,
     STORE_UNAVAILABLE_RESPONSES,
     Problem,
+    Responses,
     validation_problem,
 )
 from shared.contract.errors import FieldError
@@ -45,7 +46,7 @@ signed_router = APIRouter(
 )
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
-_ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+_ERRORS: Responses = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 
 
 @router.get("", response_model=NotificationPage, summary="Notifications", responses=_ERRORS)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select
 
 from services.api.api_keys import Principal
 from services.api.notifications.schemas import AttemptView, NotificationState, NotificationView
@@ -23,10 +23,11 @@ from shared.contract.notification_messages import (
 from shared.database import one_of
 from shared.tables.api import Recipient
 from shared.tables.notifier import DeliveryAttempt, Notification
+from shared.tables.table import table_of
 
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_ATTEMPTS = DeliveryAttempt.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_ATTEMPTS = table_of(DeliveryAttempt)
+_RECIPIENTS = table_of(Recipient)
 
 
 class CursorError(ValueError):
@@ -66,7 +67,7 @@ def page(
     """Up to ``limit`` notifications, oldest first, after ``after``, each with its attempts;
     and whether more follow."""
     table = _NOTIFICATIONS
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if state is NotificationState.CONFIRMED:
         conditions.append(table.c.confirmed_at.is_not(None))
     elif state is not None:

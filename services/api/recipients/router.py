@@ -13,6 +13,7 @@ from services.api.problems import (
     PROBLEM_RESPONSE,
     STORE_UNAVAILABLE_RESPONSES,
     Problem,
+    Responses,
     validation_problem,
 )
 from services.api.recipients import service
@@ -37,8 +38,8 @@ unregistered_router = APIRouter(
     prefix="/v1/unregistered-recipients", tags=["recipients"], responses=STORE_UNAVAILABLE_RESPONSES
 )
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
-_ERRORS = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
-_NOT_FOUND = {**_ERRORS, 404: PROBLEM_RESPONSE}
+_ERRORS: Responses = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+_NOT_FOUND: Responses = {**_ERRORS, 404: PROBLEM_RESPONSE}
 RecipientId = Annotated[Identifier, Path(description="as it was registered")]
 
 

@@ -23,11 +23,12 @@ from services.api.recipients.schemas import (
 from shared.recipient_secrets import SecretBox, new_signing_secret
 from shared.tables.api import Recipient
 from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
+from shared.tables.table import table_of
 
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
-_HEALTH = RecipientHealth.__table__  # type: ignore[attr-defined]
-_DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_RECIPIENTS = table_of(Recipient)
+_HEALTH = table_of(RecipientHealth)
+_DISCLOSURES = table_of(Disclosure)
+_NOTIFICATIONS = table_of(Notification)
 
 
 class RecipientExists(Exception):
@@ -147,7 +148,7 @@ def unregistered(
             .group_by(notifications.recipient_id)
         ).all()
     kept = {recipient_id: (count, first) for recipient_id, count, first in disclosed}
-    owed = dict(waiting)
+    owed: dict[str, int] = dict(waiting)
     listed = []
     for recipient_id in shown:
         count, first = kept.get(recipient_id, (0, None))

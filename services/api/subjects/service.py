@@ -11,6 +11,7 @@ from services.api.erasures.schemas import ErasureView
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionClock, RetentionEngine
 from shared.tables.purger import SubjectFact
+from shared.tables.table import table_of
 
 
 def clocks_of(
@@ -23,7 +24,7 @@ def clocks_of(
     The lookup is audited by who asked and how much they saw, not by whom it was about: the
     audit log outlives erasures and must not link back to a person.
     """
-    facts = SubjectFact.__table__.c  # type: ignore[attr-defined]
+    facts = table_of(SubjectFact).c
     with engine.begin() as connection:
         payloads = connection.execute(
             select(facts.message).where(facts.subject_pseudonym == pseudonym)

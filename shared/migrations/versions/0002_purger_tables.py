@@ -11,7 +11,7 @@ Create Date: 2026-11-25 06:12:51.739216
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import shared.tables.types

@@ -8,7 +8,7 @@ Create Date: 2026-11-25 06:22:41.824003
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import shared.tables.types

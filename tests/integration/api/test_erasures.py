@@ -13,6 +13,7 @@ from shared.contract.erasure_messages import ErasureConfirmed
 from shared.database import make_engine
 from shared.settings import KafkaSettings
 from shared.tables.purger import StoredClock
+from shared.tables.table import table_of
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import eventually
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
@@ -23,7 +24,7 @@ CASE = {"case_id": "C-1"}
 
 
 def erasure_id_of(db, person: Subject) -> str:
-    clocks = StoredClock.__table__  # type: ignore[attr-defined]
+    clocks = table_of(StoredClock)
     with db.connect() as connection:
         found = connection.execute(
             select(clocks.c.erasure_id).where(clocks.c.subject_pseudonym == person.pseudonym)

@@ -17,6 +17,7 @@ from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.pseudonym import Pseudonymiser
 from shared.tables.api import IdempotencyRecord
+from shared.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 from tests.kafka_reading import event_id_of, read_topic
 
@@ -260,7 +261,7 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
     engine = make_engine(api.settings.database_url)
     try:
         with engine.connect() as connection:
-            records = IdempotencyRecord.__table__
+            records = table_of(IdempotencyRecord)
             stored = connection.execute(
                 select(func.count())
                 .select_from(records)

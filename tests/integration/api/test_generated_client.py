@@ -23,6 +23,7 @@ from shared.contract import LifecycleEvent
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import make_engine
 from shared.tables.purger import StoredClock
+from shared.tables.table import table_of
 from tests.builders import event
 from tests.integration.purger.helpers import RETENTION
 
@@ -120,7 +121,7 @@ def _consumed_by_the_purger(database_url: str, closed: LifecycleEvent, pseudonym
     try:
         message = LifecycleMessage.from_event(closed, pseudonym)
         apply_messages(db, RETENTION, [message], datetime.now(UTC))
-        clocks = StoredClock.__table__  # type: ignore[attr-defined]
+        clocks = table_of(StoredClock)
         with db.connect() as connection:
             return str(
                 connection.execute(

@@ -14,10 +14,11 @@ from services.api.settings import ApiSettings
 from shared.contract.examples import EXAMPLES
 from shared.database import make_engine
 from shared.tables.api import AuditEntry, IdempotencyRecord
+from shared.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 
-_RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
-_AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
+_RECORDS = table_of(IdempotencyRecord)
+_AUDIT = table_of(AuditEntry)
 
 
 def closed_case(**changes: Any) -> dict[str, Any]:

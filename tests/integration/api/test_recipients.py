@@ -13,6 +13,7 @@ from shared.database import make_engine
 from shared.recipient_secrets import SecretBox, SecretUnreadable
 from shared.tables.api import Recipient
 from shared.tables.notifier import Disclosure
+from shared.tables.table import table_of
 from tests.builders import recipient_body
 from tests.integration.conftest import SEALING_KEY, SECRET, RunningApi
 
@@ -33,7 +34,7 @@ async def test_an_admin_registers_a_recipient_and_sees_its_secret_once(api: Runn
     assert body["recipient_id"] in [r["recipient_id"] for r in listed.json()]
 
     # Stored sealed: the database alone does not give the secret away.
-    table = Recipient.__table__  # type: ignore[attr-defined]
+    table = table_of(Recipient)
     db = make_engine(api.settings.database_url)
     with db.connect() as connection:
         stored = connection.execute(
@@ -167,7 +168,7 @@ async def test_unregistered_recipients_come_in_pages_that_a_cursor_chains(
     try:
         with db.begin() as connection:
             connection.execute(
-                insert(Disclosure.__table__),  # type: ignore[attr-defined]
+                insert(table_of(Disclosure)),
                 [
                     {
                         "event_id": uuid.uuid4(),

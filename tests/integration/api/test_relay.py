@@ -21,6 +21,7 @@ from shared.outbox import OutboxRelay
 from shared.outbox.lease import LOCK_FILE_SUFFIX, RELAY_LOCK
 from shared.pseudonym import Pseudonymiser
 from shared.tables.outbox import PublishedMessage, RelayLease
+from shared.tables.table import table_of
 from tests.integration.conftest import (
     SECRET,
     RunningApi,
@@ -65,8 +66,8 @@ async def backlog(api: RunningApi) -> float:
     return await metric(api, "gallring_outbox_backlog")
 
 
-_LEASE = RelayLease.__table__  # type: ignore[attr-defined]
-_PUBLISHED = PublishedMessage.__table__  # type: ignore[attr-defined]
+_LEASE = table_of(RelayLease)
+_PUBLISHED = table_of(PublishedMessage)
 
 
 def lease_holder(engine) -> str:

@@ -22,6 +22,7 @@ from shared.outbox.lease import PublishingLease
 from shared.pseudonym import Pseudonymiser
 from shared.settings import RelaySettings
 from shared.tables.outbox import OutboxMessage, RelayLease
+from shared.tables.table import table_of
 from tests.integration.api.test_relay import contacts, take_the_lease_away
 from tests.integration.conftest import ROOT, SECRET
 from tests.integration.notifier.helpers import eventually
@@ -48,8 +49,8 @@ asyncio.run(relay.run())
 #: Well under the lease's default 15 s, and ample for a relay that takes over to publish.
 TAKEOVER_SECONDS = 5.0
 
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_LEASE = RelayLease.__table__  # type: ignore[attr-defined]
+_OUTBOX = table_of(OutboxMessage)
+_LEASE = table_of(RelayLease)
 
 
 def holder_named(engine: Engine) -> str | None:

@@ -15,6 +15,7 @@ from shared.contract.vocabulary import Category
 from shared.database import make_engine
 from shared.settings import KafkaSettings
 from shared.tables.notifier import Disclosure, Notification
+from shared.tables.table import table_of
 from tests.integration.notifier.helpers import Subject
 from tests.integration.notifier.running import notifier_settings
 
@@ -65,7 +66,7 @@ def erased(subject: Subject, at: datetime = NOW) -> HeardExecuted:
 
 
 def notified(db: Engine, recipient: str) -> list[str]:
-    table = Notification.__table__  # type: ignore[attr-defined]
+    table = table_of(Notification)
     with db.connect() as connection:
         return list(
             connection.execute(
@@ -86,7 +87,7 @@ def test_either_order_makes_one_notification_and_replays_make_none(
     assert created == [0, 1]
     assert apply_incoming(db, settings, [disclosure, erasure], NOW) == 0  # replayed together
     assert notified(db, recipient) == ["R-1"]
-    table = Disclosure.__table__  # type: ignore[attr-defined]
+    table = table_of(Disclosure)
     with db.connect() as connection:  # the erasure covered the disclosure: it is gone
         assert not connection.execute(
             select(table).where(table.c.subject_pseudonym == subject.pseudonym)
@@ -131,7 +132,7 @@ def test_a_recipient_confirms_each_of_its_notifications_of_one_erasure(
         erased(subject),
     ]
     assert apply_incoming(db, settings, items, NOW) == 2
-    table = Notification.__table__  # type: ignore[attr-defined]
+    table = table_of(Notification)
     with db.connect() as connection:
         ids = connection.execute(
             select(table.c.notification_id).where(table.c.recipient_id == recipient)

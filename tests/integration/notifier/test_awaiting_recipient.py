@@ -21,6 +21,7 @@ from shared.settings import KafkaSettings
 from shared.tables.api import Recipient
 from shared.tables.notifier import Notification
 from shared.tables.outbox import OutboxMessage
+from shared.tables.table import table_of
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
     Subject,
@@ -35,8 +36,8 @@ from tests.integration.notifier.test_apply import disclosed, erased
 from tests.webhook_receiver import webhook_receiver
 
 NOW = datetime.now(UTC)
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_RECIPIENTS = Recipient.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_RECIPIENTS = table_of(Recipient)
 
 
 def _url(db: Engine) -> str:
@@ -258,7 +259,7 @@ async def test_the_close_goes_to_the_notifier_as_a_command_through_the_outbox(
             headers=api.key(Scope.ADMIN),
         )
         assert response.status_code == 202, response.text
-        outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+        outbox = table_of(OutboxMessage)
         with db.connect() as connection:
             [value] = connection.execute(
                 select(outbox.c.value).where(

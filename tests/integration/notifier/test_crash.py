@@ -20,6 +20,7 @@ from shared.contract.vocabulary import Category
 from shared.database import make_engine
 from shared.settings import KafkaSettings
 from shared.tables.notifier import Notification
+from shared.tables.table import table_of
 from tests.integration.conftest import start_worker
 from tests.integration.notifier.helpers import Subject, eventually
 from tests.integration.notifier.running import notifier_settings
@@ -81,7 +82,7 @@ async def test_a_notifier_killed_mid_delivery_loses_nothing(
         second = notifier_process(migrated_url, kafka_settings)
         try:
             await eventually(lambda: len(endpoint.acted_on) == NOTIFICATIONS, timeout=60)
-            table = Notification.__table__  # type: ignore[attr-defined]
+            table = table_of(Notification)
 
             async def all_recorded() -> bool:
                 with db.connect() as connection:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, insert
 
 from services.notifier.metrics import NotifierMetrics
 from shared.tables.notifier import Disclosure, Notification, RecipientHealth
+from shared.tables.table import table_of
 
 
 def notification(recipient_id: str, state: str, now: datetime, **changes: Any) -> dict[str, Any]:
@@ -53,16 +54,16 @@ def test_the_figures_count_what_the_database_holds(fresh_db: Engine) -> None:
         ),
     ]
     with fresh_db.begin() as connection:
-        connection.execute(insert(Notification.__table__), rows)  # type: ignore[attr-defined]
+        connection.execute(insert(table_of(Notification)), rows)
         connection.execute(
-            insert(RecipientHealth.__table__),  # type: ignore[attr-defined]
+            insert(table_of(RecipientHealth)),
             [
                 {"recipient_id": "print-vendor", "consecutive_failures": 5, "failing_since": now},
                 {"recipient_id": "agent-abroad", "consecutive_failures": 0, "failing_since": None},
             ],
         )
         connection.execute(
-            insert(Disclosure.__table__),  # type: ignore[attr-defined]
+            insert(table_of(Disclosure)),
             [
                 {
                     "event_id": uuid.uuid4(),

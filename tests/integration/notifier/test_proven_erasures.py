@@ -14,13 +14,14 @@ from shared.pseudonym import clock_hash, subject_hash
 from shared.settings import KafkaSettings
 from shared.tables.notifier import Disclosure, HeardErasure, Notification
 from shared.tables.purger import ErasureProof
+from shared.tables.table import table_of
 from tests.integration.notifier.helpers import Subject
 from tests.integration.notifier.running import notifier_settings
 from tests.integration.notifier.test_apply import NOW, disclosed, erased
 from tests.integration.notifier.test_awaiting_recipient import _url
 
-_DISCLOSURES = Disclosure.__table__  # type: ignore[attr-defined]
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_DISCLOSURES = table_of(Disclosure)
+_NOTIFICATIONS = table_of(Notification)
 
 
 def _prove(db: Engine, subject: Subject, erasure, scope: tuple[str, str]) -> None:
@@ -28,7 +29,7 @@ def _prove(db: Engine, subject: Subject, erasure, scope: tuple[str, str]) -> Non
     message = erasure.message
     with db.begin() as connection:
         connection.execute(
-            insert(ErasureProof.__table__).values(  # type: ignore[attr-defined]
+            insert(table_of(ErasureProof)).values(
                 erasure_id=message.erasure_id,
                 subject_hash=subject_hash(subject.pseudonym),
                 clock_hash=clock_hash(subject.pseudonym, message.category.value, *scope),
@@ -75,7 +76,7 @@ def test_a_disclosure_read_after_its_erasure_was_forgotten_is_matched_through_th
     later = NOW + timedelta(days=settings.notifier_late_disclosure_days + 1)
     prune(db, settings, later)
     with db.connect() as connection:
-        assert not connection.execute(select(HeardErasure.__table__)).all()  # type: ignore[attr-defined]
+        assert not connection.execute(select(table_of(HeardErasure))).all()
 
     # The same disclosure replayed: the recipient was told already, nothing is kept.
     assert apply_incoming(db, settings, [disclosure], later) == 0

@@ -18,11 +18,12 @@ from services.notifier.settings import NotifierSettings
 from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
 from shared.database import make_engine
 from shared.tables.notifier import HeardErasure, Notification
+from shared.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 from tests.integration.notifier import test_metrics
 
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-_ERASURES = HeardErasure.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = table_of(Notification)
+_ERASURES = table_of(HeardErasure)
 NOW = datetime.now(UTC)
 SETTINGS = NotifierSettings(pseudonym_secret=SECRET, notifier_keep_particulars_days=30)
 LONG_AGO, LATELY = NOW - timedelta(days=31), NOW - timedelta(days=29)

@@ -12,6 +12,7 @@ from shared.engine import RetentionEngine
 from shared.policy import load_default_policy
 from shared.pseudonym import Pseudonymiser, subject_hash
 from shared.tables.purger import ErasureProof, StoredClock, SubjectFact
+from shared.tables.table import table_of
 from tests.builders import event
 
 RETENTION = RetentionEngine(load_default_policy())
@@ -45,7 +46,7 @@ def ago(**period: int) -> datetime:
 
 def clocks_of(db: Engine, subject: Subject) -> dict[tuple[str, str], str]:
     """``(category, scope value) -> state`` of the subject's stored clocks."""
-    table = StoredClock.__table__  # type: ignore[attr-defined]
+    table = table_of(StoredClock)
     with db.connect() as connection:
         rows = connection.execute(
             select(table.c.category, table.c.scope_value, table.c.state).where(
@@ -56,7 +57,7 @@ def clocks_of(db: Engine, subject: Subject) -> dict[tuple[str, str], str]:
 
 
 def facts_of(db: Engine, subject: Subject) -> int:
-    table = SubjectFact.__table__  # type: ignore[attr-defined]
+    table = table_of(SubjectFact)
     with db.connect() as connection:
         return connection.execute(
             select(func.count()).where(table.c.subject_pseudonym == subject.pseudonym)
@@ -64,7 +65,7 @@ def facts_of(db: Engine, subject: Subject) -> int:
 
 
 def proofs_of(db: Engine, subject: Subject) -> list[Any]:
-    table = ErasureProof.__table__  # type: ignore[attr-defined]
+    table = table_of(ErasureProof)
     with db.connect() as connection:
         return connection.execute(
             select(table).where(table.c.subject_hash == subject_hash(subject.pseudonym))

@@ -15,6 +15,7 @@ from shared import topics
 from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
 from shared.database import make_engine
 from shared.tables.outbox import OutboxMessage
+from shared.tables.table import table_of
 from tests.integration.purger.helpers import (
     RETENTION,
     Subject,
@@ -36,7 +37,7 @@ def sweep_now(db: Engine) -> None:
 
 
 def outbox_of(db: Engine, subject: Subject) -> list:
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    table = table_of(OutboxMessage)
     with db.connect() as connection:
         return connection.execute(
             select(table).where(table.c.message_key == subject.pseudonym).order_by(table.c.id)

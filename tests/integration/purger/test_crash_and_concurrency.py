@@ -18,6 +18,7 @@ from shared.pseudonym import subject_hash
 from shared.settings import KafkaSettings
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import ErasureProof
+from shared.tables.table import table_of
 from tests.integration.conftest import start_worker
 from tests.integration.purger.helpers import RETENTION, Subject, ago, clocks_of
 
@@ -80,7 +81,7 @@ def wait_for_erasures(db: Engine, subjects: list[Subject], at_least: int) -> Non
 def erasures_per_subject(db: Engine, subjects: list[Subject]) -> tuple[Counter, Counter]:
     """(proofs, erasure commands in the outbox) per subject."""
     hashes = {subject_hash(s.pseudonym): s.pseudonym for s in subjects}
-    proofs, outbox = ErasureProof.__table__, OutboxMessage.__table__  # type: ignore[attr-defined]
+    proofs, outbox = table_of(ErasureProof), table_of(OutboxMessage)
     with db.connect() as connection:
         proof_rows = connection.execute(
             select(proofs.c.subject_hash).where(proofs.c.subject_hash.in_(hashes))

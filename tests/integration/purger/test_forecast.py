@@ -2,8 +2,10 @@
 
 from collections import Counter
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import shared.policy
 from services.api.api_keys import Scope
 from services.cli import main
 from services.purger.apply import apply_messages
@@ -63,3 +65,24 @@ async def test_the_api_forecast_counts_what_falls_due(api: RunningApi) -> None:
     assert response.status_code == 200
     after = Counter({(r["month"], r["category"]): r["erasures"] for r in response.json()})
     assert after - before == Counter({("2028-06", "collection_case"): 2})
+
+
+def test_the_cli_counts_months_in_the_zone_of_the_policy_file(tmp_path, monkeypatch, capsys):
+    """With GALLRING_POLICY_FILE set, the forecast failed ('str' has no 'read_text')."""
+    url = f"sqlite:///{tmp_path / 'forecast.db'}"
+    upgrade(url)
+    db = make_engine(url)
+    try:
+        closed_cases(db, "2025-03-31T23:30:00+00:00")  # already April in Stockholm, not in UTC
+    finally:
+        db.dispose()
+    default = (Path(shared.policy.__file__).parent / "default_policy.yaml").read_text()
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(default.replace("timezone: Europe/Stockholm", "timezone: UTC"))
+    monkeypatch.setenv("GALLRING_DATABASE_URL", url)
+    monkeypatch.setenv("GALLRING_POLICY_FILE", str(policy_file))
+
+    assert main(["forecast", "--until", "2028-04-30"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["2028-03", "collection_case", "1"]

@@ -20,10 +20,11 @@ from shared.engine import RetentionEngine
 from shared.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
 from shared.settings import KafkaSettings
 from shared.tables.purger import StoredClock
+from shared.tables.table import table_of
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 from tests.integration.purger.running import running_purger
 
-_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
+_CLOCKS = table_of(StoredClock)
 CASE = {"case_id": "C-1"}
 
 

@@ -10,10 +10,11 @@ from services.purger import prune
 from services.purger.apply import apply_messages
 from services.purger.settings import PurgerSettings
 from shared.tables.purger import ConsumedEvent
+from shared.tables.table import table_of
 from tests.integration.conftest import SECRET
 from tests.integration.purger.helpers import RETENTION, Subject, ago, facts_of
 
-_CONSUMED = ConsumedEvent.__table__  # type: ignore[attr-defined]
+_CONSUMED = table_of(ConsumedEvent)
 SETTINGS = PurgerSettings(pseudonym_secret=SECRET, purger_consumed_event_days=30)
 
 

@@ -20,6 +20,7 @@ from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
 from shared.pseudonym import subject_hash
 from shared.tables.outbox import OutboxMessage
 from shared.tables.purger import HOLD_FACTS, SWEPT, StoredClock
+from shared.tables.table import table_of
 from tests.integration.purger.helpers import (
     RETENTION,
     Subject,
@@ -30,8 +31,8 @@ from tests.integration.purger.helpers import (
 )
 
 CASE = {"case_id": "C-1"}
-_CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_CLOCKS = table_of(StoredClock)
+_OUTBOX = table_of(OutboxMessage)
 
 
 @pytest.fixture
