@@ -12,13 +12,14 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Row, delete, insert, select, text, tuple_, update
 
+from shared.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
 from shared.pseudonym import clock_hash
-from shared.tables.purger import HOLD_EVENT_TYPES, StoredClock, SubjectFact
+from shared.tables.purger import StoredClock, SubjectFact
 
 RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
@@ -211,7 +212,7 @@ def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]
     placement has not arrived yet stays: events come late and out of order."""
     standing = standing_hold_events(facts)
     holds = [m for m in facts if m.type in HOLD_EVENT_TYPES]
-    placed = {m.data.hold_id for m in holds if m.type == "legal_hold.placed"}
+    placed = {m.data.hold_id for m in holds if m.type == LEGAL_HOLD_PLACED}
     released = [
         m.event_id for m in holds if m.data.hold_id in placed and m.event_id not in standing
     ]

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from shared.contract.events import HOLD_EVENT_TYPES
 from shared.contract.scope import Scope
 from shared.contract.vocabulary import Category
 from shared.engine import periods
@@ -130,7 +131,7 @@ class RetentionEngine:
             if event.occurred_at > now:
                 continue
             event_type = event.type
-            if event_type == "legal_hold.placed" or event_type == "legal_hold.released":
+            if event_type in HOLD_EVENT_TYPES:
                 holds = holds or Holds()
                 holds.add(event)
                 continue
@@ -183,7 +184,7 @@ class RetentionEngine:
 
     def _routes(self, event: EngineEvent) -> Iterator[tuple[ClockKey | None, Category, Role, int]]:
         """The clocks ``event`` concerns; key None: every clock of the category (a broadcast)."""
-        if event.type in ("legal_hold.placed", "legal_hold.released"):
+        if event.type in HOLD_EVENT_TYPES:
             return
         scope = event.scope.item
         memberships = self._roles.get(event.type) or self._data_memberships(event)
