@@ -1,11 +1,13 @@
 """One subject's stored facts and clocks, read and written inside a caller's transaction.
 
 The consumer, the sweep and the policy refresh all re-evaluate subjects from their facts with the
-engine; this is the code they share. Clock rows are keyed by ``(category, scope key, scope
-value)``, with ``""`` for a subject-wide scope.
+engine; this is the code they share. They read the facts by way of this module's
+``load_facts``/``load_facts_of`` (written in :mod:`shared.subject_facts`, for the API reads them
+too), so that the purger's tests can stand in for the reading in one place. Clock rows are keyed
+by ``(category, scope key, scope value)``, with ``""`` for a subject-wide scope.
 """
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,13 +21,15 @@ from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
 from shared.pseudonym import clock_hash
-from shared.tables.purger import StoredClock, SubjectFact
+from shared.subject_facts import FACTS
+from shared.subject_facts import load_facts as load_facts
+from shared.subject_facts import load_facts_of as load_facts_of
+from shared.tables.purger import StoredClock
 
 RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
 ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 CLOCKS = StoredClock.__table__  # type: ignore[attr-defined]
-FACTS = SubjectFact.__table__  # type: ignore[attr-defined]
 
 
 class ClockChanged(Exception):
@@ -61,27 +65,6 @@ def routed_key(key: ClockKey) -> RowKey:
 def clock_key(clock: RetentionClock) -> RowKey:
     scope_key, scope_value = clock.scope if clock.scope is not None else ("", "")
     return (clock.category.value, scope_key, scope_value)
-
-
-def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
-    rows = connection.execute(select(FACTS.c.message).where(FACTS.c.subject_pseudonym == subject))
-    return [LifecycleMessage.from_json(message) for (message,) in rows]
-
-
-def load_facts_of(
-    connection: Connection, subjects: Collection[str]
-) -> dict[str, list[LifecycleMessage]]:
-    """The facts of many subjects, read at once."""
-    facts: dict[str, list[LifecycleMessage]] = {subject: [] for subject in subjects}
-    if subjects:
-        rows = connection.execute(
-            select(FACTS.c.subject_pseudonym, FACTS.c.message).where(
-                one_of(connection, FACTS.c.subject_pseudonym, subjects)
-            )
-        )
-        for subject, message in rows:
-            facts[subject].append(LifecycleMessage.from_json(message))
-    return facts
 
 
 def lock_subjects(
