@@ -9,7 +9,7 @@ from shared.engine.evaluate import ENGINE_REVISION
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The engine's and the policy model's source as of the last decision on ENGINE_REVISION.
-DECIDED_FOR = "50b12aaf4006b0434a0e4e1e1d2e59a4008d4252c9c704cd72dd41c9688f9c33"
+DECIDED_FOR = "9f39ae88c06abfb5f0fc8c09208b95bb0a41f5b83c7c0faf9e7358452cc45197"
 
 
 def test_a_change_to_the_engine_comes_with_a_decision_on_its_revision() -> None:
