@@ -30,6 +30,7 @@ from shared.contract.erasure_messages import (
     ERASURE_EXECUTED,
     SCHEMA_VERSION,
 )
+from shared.tables.purger import HOLD_FACTS
 
 _UTC_MICROSECONDS = "%Y-%m-%dT%H:%M:%S.%fZ"  # as to_char(..., 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 
@@ -93,9 +94,11 @@ WITH due AS MATERIALIZED (
            (SELECT count(*) FROM retention_clock AS other
             WHERE other.subject_pseudonym = retention_clock.subject_pseudonym)
                AS clocks_of_subject,
-           EXISTS (SELECT FROM subject_fact  -- the holds index's, as HOLD_FACTS writes it
+           EXISTS (SELECT FROM subject_fact  -- the holds index's own predicate
                    WHERE subject_fact.subject_pseudonym = retention_clock.subject_pseudonym
-                     AND event_type IN ('legal_hold.placed', 'legal_hold.released'))
+                     AND """  # noqa: S608 - HOLD_FACTS is a constant, not input
+    + HOLD_FACTS.text
+    + r""")
                AS subject_has_holds
     FROM retention_clock
     WHERE id = ANY(CAST(:ids AS bigint[]))

@@ -1,31 +1,36 @@
 """One subject's stored facts and clocks, read and written inside a caller's transaction.
 
 The consumer, the sweep and the policy refresh all re-evaluate subjects from their facts with the
-engine; this is the code they share. Clock rows are keyed by ``(category, scope key, scope
-value)``, with ``""`` for a subject-wide scope.
+engine; this is the code they share. They read the facts by way of this module's
+``load_facts``/``load_facts_of`` (written in :mod:`shared.subject_facts`, for the API reads them
+too), so that the purger's tests can stand in for the reading in one place. Clock rows are keyed
+by ``(category, scope key, scope value)``, with ``""`` for a subject-wide scope.
 """
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Row, delete, insert, select, text, tuple_, update
 
+from shared.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
 from shared.contract.lifecycle_message import LifecycleMessage
 from shared.database import one_of
 from shared.engine import ClockState, RetentionClock, RetentionEngine
 from shared.engine.evaluate import ClockKey
 from shared.engine.holds import Holds
 from shared.pseudonym import clock_hash
-from shared.tables.purger import HOLD_EVENT_TYPES, StoredClock, SubjectFact
+from shared.subject_facts import FACTS
+from shared.subject_facts import load_facts as load_facts
+from shared.subject_facts import load_facts_of as load_facts_of
+from shared.tables.purger import StoredClock
 from shared.tables.table import table_of
 
 RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
 ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 CLOCKS = table_of(StoredClock)
-FACTS = table_of(SubjectFact)
 
 
 class ClockChanged(Exception):
@@ -61,27 +66,6 @@ def routed_key(key: ClockKey) -> RowKey:
 def clock_key(clock: RetentionClock) -> RowKey:
     scope_key, scope_value = clock.scope if clock.scope is not None else ("", "")
     return (clock.category.value, scope_key, scope_value)
-
-
-def load_facts(connection: Connection, subject: str) -> list[LifecycleMessage]:
-    rows = connection.execute(select(FACTS.c.message).where(FACTS.c.subject_pseudonym == subject))
-    return [LifecycleMessage.from_json(message) for (message,) in rows]
-
-
-def load_facts_of(
-    connection: Connection, subjects: Collection[str]
-) -> dict[str, list[LifecycleMessage]]:
-    """The facts of many subjects, read at once."""
-    facts: dict[str, list[LifecycleMessage]] = {subject: [] for subject in subjects}
-    if subjects:
-        rows = connection.execute(
-            select(FACTS.c.subject_pseudonym, FACTS.c.message).where(
-                one_of(connection, FACTS.c.subject_pseudonym, subjects)
-            )
-        )
-        for subject, message in rows:
-            facts[subject].append(LifecycleMessage.from_json(message))
-    return facts
 
 
 def lock_subjects(
@@ -212,7 +196,7 @@ def _forget_released_holds(connection: Connection, facts: list[LifecycleMessage]
     placement has not arrived yet stays: events come late and out of order."""
     standing = standing_hold_events(facts)
     holds = [m for m in facts if m.type in HOLD_EVENT_TYPES]
-    placed = {m.data.hold_id for m in holds if m.type == "legal_hold.placed"}
+    placed = {m.data.hold_id for m in holds if m.type == LEGAL_HOLD_PLACED}
     released = [
         m.event_id for m in holds if m.data.hold_id in placed and m.event_id not in standing
     ]

@@ -3,6 +3,9 @@
 from shared.contract.events import (
     CONTRACT_VERSION,
     EVENT_TYPES,
+    HOLD_EVENT_TYPES,
+    LEGAL_HOLD_PLACED,
+    LEGAL_HOLD_RELEASED,
     LifecycleEvent,
     event_json_schema,
     parse_event,
@@ -15,6 +18,9 @@ from shared.contract.vocabulary import Category, Role
 __all__ = [
     "CONTRACT_VERSION",
     "EVENT_TYPES",
+    "HOLD_EVENT_TYPES",
+    "LEGAL_HOLD_PLACED",
+    "LEGAL_HOLD_RELEASED",
     "Category",
     "LifecycleEvent",
     "Role",

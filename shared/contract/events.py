@@ -263,6 +263,13 @@ class LegalHoldReleased(_HoldEvent):
     data: HoldReleasedData
 
 
+#: The event types of legal holds, spelled once (in the models above): the engine, the purger's
+#: tables and its SQL tell holds from other events by these.
+LEGAL_HOLD_PLACED = _type_of(LegalHoldPlaced)
+LEGAL_HOLD_RELEASED = _type_of(LegalHoldReleased)
+HOLD_EVENT_TYPES: tuple[str, str] = (LEGAL_HOLD_PLACED, LEGAL_HOLD_RELEASED)
+
+
 class DataDisclosed(_Event):
     """The subject's data in one category went to a recipient, who must hear of its erasure."""
 

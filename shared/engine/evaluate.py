@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from shared.contract.events import HOLD_EVENT_TYPES
 from shared.contract.scope import Scope
 from shared.contract.vocabulary import Category
 from shared.engine import periods
@@ -130,7 +131,7 @@ class RetentionEngine:
             if event.occurred_at > now:
                 continue
             event_type = event.type
-            if event_type == "legal_hold.placed" or event_type == "legal_hold.released":
+            if event_type in HOLD_EVENT_TYPES:
                 holds = holds or Holds()
                 holds.add(event)
                 continue
@@ -183,7 +184,7 @@ class RetentionEngine:
 
     def _routes(self, event: EngineEvent) -> Iterator[tuple[ClockKey | None, Category, Role, int]]:
         """The clocks ``event`` concerns; key None: every clock of the category (a broadcast)."""
-        if event.type in ("legal_hold.placed", "legal_hold.released"):
+        if event.type in HOLD_EVENT_TYPES:
             return
         scope = event.scope.item
         memberships = self._roles.get(event.type) or self._data_memberships(event)
@@ -222,6 +223,8 @@ class RetentionEngine:
         entries: list[_Entry],
         now: datetime,
     ) -> RetentionClock:
+        """One clock from its events, sorted: what they come to as of ``now`` (its state, due
+        time and rule, and the event that decided them). The words are :meth:`explain`'s."""
         plan = self._plans[category]
         client_id = scope[1] if scope is not None and scope[0] == "client_id" else None
         if client_id is None:
@@ -255,13 +258,11 @@ class RetentionEngine:
             event_type: events[0] if len(events) == 1 else _due_last(retention, events, self.zone)
             for event_type, events in triggered.items()
         }
-        what = plan.what
         trigger_types = plan.trigger_types[scope[0] if scope is not None else None]
         state: ClockState
         due: datetime | None = None
         decided_by: EngineEvent | None = None
         rule = "retention" if client is None else f"retention.client:{client}"
-        reason = ""
         if (
             erasure is None
             and triggers
@@ -273,41 +274,24 @@ class RetentionEngine:
                 else _due_last(retention, list(triggers.values()), self.zone)
             )
             due = periods.due_at(retention, _anchor(retention, decided_by), self.zone)
-            period = plan.period if client is None else retention.describe()
-            reason = f"{what} is kept {period} {self._anchor_phrase(retention, triggers)}"
-            if client is not None:
-                reason += f" as client {client} instructed"
         if outdated is not None and (due is None or outdated.occurred_at < due):
             due, decided_by, rule = outdated.occurred_at.astimezone(UTC), outdated, "outdated"
-            reason = f"{what} became outdated for its purpose on {self._day(due)}"
 
         if erasure is not None:
             state, rule, decided_by = ClockState.ERASE_NOW, "immediate", erasure
             due = erasure.occurred_at.astimezone(UTC)
-            reason = f"{what} is erased at once because of {erasure.type} on {self._day(due)}."
         elif due is not None:
             state = ClockState.DUE if due <= now else ClockState.PENDING
-            when = "fell due" if state is ClockState.DUE else "falls due"
-            reason = f"{reason}; it {when} on {self._moment(due)}."
         elif reset_cancelled:
-            assert reset is not None
             state, rule, decided_by = ClockState.CANCELLED, "cancelled", reset
-            reason = (
-                f"{what} is not erased: {reset.type} on {self._day(reset.occurred_at)} undid "
-                f"the trigger; a later {' or '.join(trigger_types)} starts the clock again."
-            )
         elif triggers:  # start: later_of, with a trigger type still missing
             state, rule = ClockState.PENDING, "waiting"
             decided_by = max(triggers.values(), key=lambda e: (e.occurred_at, e.event_id))
-            have = ", ".join(f"{t} on {self._day(e.occurred_at)}" for t, e in triggers.items())
-            missing = " and ".join(t for t in trigger_types if t not in triggers)
-            reason = f"{what} is kept: {have}; its clock starts once {missing} has happened too."
         else:
             state, rule, decided_by = ClockState.PENDING, "ongoing", reset
-            since = f"{reset.type} on {self._day(reset.occurred_at)}" if reset else "no trigger yet"
-            reason = (
-                f"{what} is in use ({since}); its clock starts with {' or '.join(trigger_types)}."
-            )
+        reason = self.explain(
+            plan, state, due, rule, decided_by, retention, client, trigger_types, triggers
+        )
         return RetentionClock(
             subject,
             category,
@@ -319,6 +303,51 @@ class RetentionEngine:
             decided_by.event_id if decided_by is not None else None,
             reason,
         )
+
+    def explain(
+        self,
+        plan: _CategoryPlan,
+        state: ClockState,
+        due: datetime | None,
+        rule: str,
+        decided_by: EngineEvent | None,
+        retention: Retention,
+        client: str | None,
+        trigger_types: tuple[str, ...],
+        triggers: dict[str, EngineEvent],
+    ) -> str:
+        """Why a clock is in its state, in English, from what :meth:`_fold` made of its events:
+        ``rule`` (without the category's prefix) tells which road the fold took; ``retention``
+        is the category's or ``client``'s own; ``triggers`` has, of each of ``trigger_types``
+        that happened, the event that falls due last. Holds and erasure requests add their own
+        words later."""
+        what = plan.what
+        if rule == "immediate":
+            assert decided_by is not None and due is not None
+            return f"{what} is erased at once because of {decided_by.type} on {self._day(due)}."
+        if due is not None:
+            if rule == "outdated":
+                why = f"{what} became outdated for its purpose on {self._day(due)}"
+            else:
+                period = plan.period if client is None else retention.describe()
+                why = f"{what} is kept {period} {self._anchor_phrase(retention, triggers)}"
+                if client is not None:
+                    why += f" as client {client} instructed"
+            when = "fell due" if state is ClockState.DUE else "falls due"
+            return f"{why}; it {when} on {self._moment(due)}."
+        if rule == "cancelled":
+            assert decided_by is not None
+            return (
+                f"{what} is not erased: {decided_by.type} on {self._day(decided_by.occurred_at)} "
+                f"undid the trigger; a later {' or '.join(trigger_types)} starts the clock again."
+            )
+        if rule == "waiting":
+            have = ", ".join(f"{t} on {self._day(e.occurred_at)}" for t, e in triggers.items())
+            missing = " and ".join(t for t in trigger_types if t not in triggers)
+            return f"{what} is kept: {have}; its clock starts once {missing} has happened too."
+        reset = decided_by  # ongoing: the latest sign of use, if any
+        since = f"{reset.type} on {self._day(reset.occurred_at)}" if reset else "no trigger yet"
+        return f"{what} is in use ({since}); its clock starts with {' or '.join(trigger_types)}."
 
     def _apply_holds(self, clock: RetentionClock, holds: Holds) -> RetentionClock:
         standing = holds.covering(clock.category, clock.scope)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.contract.events import LEGAL_HOLD_PLACED
 from shared.contract.vocabulary import Category
 from shared.engine.clock import ScopeItem
 
@@ -52,7 +53,7 @@ class Holds:
     def add(self, event: Any) -> None:
         """Record a ``legal_hold.placed`` or ``legal_hold.released`` event."""
         data = event.data
-        placed = event.type == "legal_hold.placed"
+        placed = event.type == LEGAL_HOLD_PLACED
         case_id = data.case_id if placed else None
         self._changes[data.hold_id].append(
             _HoldChange(event.occurred_at, placed, case_id, data.category)

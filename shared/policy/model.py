@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.contract.events import EVENT_TYPES
+from shared.contract.events import EVENT_TYPES, HOLD_EVENT_TYPES
 from shared.contract.scope import SCOPE_KEYS
 from shared.contract.vocabulary import IDENTIFIER_PATTERN, Category, NoNationalId
 
@@ -33,8 +33,7 @@ ImmediateEventType = Literal[IMMEDIATE_EVENT_TYPES]  # type: ignore[valid-type]
 #: a category's trigger, cancellation or sign of use.
 SPECIAL_EVENT_TYPES = frozenset(
     {
-        "legal_hold.placed",
-        "legal_hold.released",
+        *HOLD_EVENT_TYPES,
         "data.outdated",
         "data.disclosed",
         "data.rectified",

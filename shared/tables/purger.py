@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from shared.contract.events import HOLD_EVENT_TYPES
 from shared.tables.types import UtcDateTime
 
 #: Clock states the sweep looks at: whatever is not held, cancelled or erased.
@@ -20,10 +21,11 @@ SWEPT_STATES = ("pending", "due", "erase_now")
 #: The same as SQL text: the sweep index's predicate, and the sweep's own condition (written
 #: alike, so that SQLite, which does not look into bound parameters, uses the index).
 SWEPT = text("state IN ('pending', 'due', 'erase_now')")
-#: The event types of legal holds, and the facts that are holds as SQL text (a partial index's
-#: predicate and the sweep's condition, written alike): few facts are, so the index is small.
-HOLD_EVENT_TYPES = ("legal_hold.placed", "legal_hold.released")
-HOLD_FACTS = text("event_type IN ('legal_hold.placed', 'legal_hold.released')")
+#: The facts that are holds as SQL text (a partial index's predicate and the sweep's condition,
+#: written alike): few facts are, so the index is small. Literals, not bound parameters, for
+#: SQLite to match the index; the contract's type names hold no quote to escape.
+_HOLD_EVENT_TYPES_SQL = ", ".join(f"'{type_}'" for type_ in HOLD_EVENT_TYPES)
+HOLD_FACTS = text(f"event_type IN ({_HOLD_EVENT_TYPES_SQL})")
 
 
 class ConsumedEvent(SQLModel, table=True):

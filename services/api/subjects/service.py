@@ -2,16 +2,14 @@
 
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from services.api import audit
 from services.api.api_keys import Principal, Scope
 from services.api.erasures import service as erasures
 from services.api.erasures.schemas import ErasureView
-from shared.contract.lifecycle_message import LifecycleMessage
 from shared.engine import RetentionClock, RetentionEngine
-from shared.tables.purger import SubjectFact
-from shared.tables.table import table_of
+from shared.subject_facts import load_facts
 
 
 def clocks_of(
@@ -24,12 +22,8 @@ def clocks_of(
     The lookup is audited by who asked and how much they saw, not by whom it was about: the
     audit log outlives erasures and must not link back to a person.
     """
-    facts = table_of(SubjectFact).c
     with engine.begin() as connection:
-        payloads = connection.execute(
-            select(facts.message).where(facts.subject_pseudonym == pseudonym)
-        ).scalars()
-        messages = [LifecycleMessage.from_json(payload) for payload in payloads]
+        messages = load_facts(connection, pseudonym)
         clocks = retention.evaluate(pseudonym, messages, now)
         erased = (
             erasures.of_subject(connection, pseudonym) if actor.may(Scope.ERASURES_READ) else None
