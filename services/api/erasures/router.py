@@ -89,7 +89,9 @@ def get_erasure_forecast(
     summary="One erasure",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE},
 )
-def get_erasure(erasure_id: UUID, _: Reader, erasure: ExistingErasure) -> ErasureView:
+def get_erasure(_: Reader, erasure: ExistingErasure) -> ErasureView:
+    # The path's erasure_id is declared by the dependency alone: declared twice, a malformed one
+    # would be reported twice. (A comment, not a docstring: that would describe the operation.)
     return erasure
 
 

@@ -74,9 +74,8 @@ def list_notifications(
     summary="One notification with every delivery attempt",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE},
 )
-def get_notification(
-    notification_id: UUID, _: Reader, notification: ExistingNotification
-) -> NotificationView:
+def get_notification(_: Reader, notification: ExistingNotification) -> NotificationView:
+    # The path's notification_id is declared by the dependency alone, as in get_erasure.
     return notification
 
 
@@ -88,8 +87,9 @@ def get_notification(
     responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
 )
 def redeliver_notification(
-    notification_id: UUID, db: DbEngine, principal: Admin, view: ExistingNotification
+    db: DbEngine, principal: Admin, view: ExistingNotification
 ) -> NotificationAccepted:
+    notification_id = view.notification_id  # the path's, declared by the dependency
     if view.state is not NotificationState.FAILED:
         raise Problem(
             409,

@@ -125,6 +125,22 @@ async def test_every_time_query_parameter_takes_iso_8601_text_only(
         assert _TIME_FORMATS[time_format] in message, (path, name, message)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/v1/erasures/nonsense", "erasure_id"),
+        ("GET", "/v1/notifications/nonsense", "notification_id"),
+        ("POST", "/v1/notifications/nonsense/redeliver", "notification_id"),
+    ],
+)
+async def test_a_malformed_id_in_a_path_is_one_error(
+    api: RunningApi, method: str, path: str, field: str
+) -> None:
+    response = await api.client.request(method, path, headers=api.key(Scope.ADMIN))
+    [error] = assert_validation_problem(response)
+    assert error["field"] == f"path.{field}"
+
+
 async def test_erasure_queries_in_the_range_are_answered(api: RunningApi) -> None:
     reader = api.key(Scope.ERASURES_READ)
     forecast = await api.client.get(
