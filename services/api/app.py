@@ -6,11 +6,12 @@ per process, and handed to the routes on ``app.state``.
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
@@ -101,10 +102,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.state.retention_engine = RetentionEngine(settings.policy())
 
     problems.install(app)
-    # The event intake is the hot path: its routes are the application's own, matched directly,
-    # where an included router's layers cost as much as a tenth of a single event; and first,
-    # ahead of the API documents' routes FastAPI adds, each a regular expression to try.
-    app.router.routes[:0] = events_router.routes
+    _add_intake_routes(app)
     for router in (
         health.router,
         subjects_router,
@@ -141,6 +139,35 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
 def app_from_environment() -> FastAPI:
     """For ``uvicorn --factory services.api.app:app_from_environment``: GALLRING_* settings."""
     return create_app(load_settings(ApiSettings))
+
+
+def _add_intake_routes(app: FastAPI) -> None:
+    """The event intake is the hot path: its routes are the application's own, matched directly,
+    where an included router's layers cost as much as a tenth of a single event; and first,
+    ahead of the API documents' routes FastAPI adds, each a regular expression to try.
+
+    They are added as ``app.post`` would add them, not copied into the list: so they take the
+    application's dependencies (``FastAPI(dependencies=...)``) and ``dependency_overrides`` as
+    every other route does, where copied ones would silently go without.
+    """
+    start = len(app.router.routes)
+    for route in events_router.routes:
+        assert isinstance(route, APIRoute)
+        options = {name: getattr(route, name) for name in _ROUTE_OPTIONS}
+        app.router.add_api_route(
+            route.path, route.endpoint, route_class_override=type(route), **options
+        )
+    intake = app.router.routes[start:]
+    del app.router.routes[start:]
+    app.router.routes[:0] = intake
+
+
+# What a route was declared with, to declare it again on the application (_add_intake_routes).
+_ROUTE_OPTIONS = [
+    name
+    for name, parameter in inspect.signature(APIRouter.add_api_route).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY and name != "route_class_override"
+]
 
 
 def _public_routes() -> list[APIRoute]:

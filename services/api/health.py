@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func, select
 
+from services.api.dependencies import DbEngine
 from services.api.problems import PROBLEM_JSON, PROBLEM_RESPONSE
 from shared.database import database_answers
 from shared.kafka import make_client
@@ -40,9 +41,9 @@ async def healthz() -> dict[str, str]:
         503: {"description": "The database or the broker cannot be reached", **PROBLEM_RESPONSE}
     },
 )
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request, db: DbEngine) -> JSONResponse:
     state = request.app.state
-    database_ok = await run_in_threadpool(database_answers, state.db_engine)
+    database_ok = await run_in_threadpool(database_answers, db)
     broker_ok = await _broker_reachable_cached(state)
     checks = {"database": _word(database_ok), "broker": _word(broker_ok)}
     if database_ok and broker_ok:

@@ -33,7 +33,16 @@ class _RequestRoute(APIRoute):
     """A route whose endpoint takes the request and answers it itself, as both intake routes
     do. FastAPI's parameter solving and per-request exit stacks, a fifth of a single event's
     cost, are skipped: errors still reach the application's exception handlers, and the OpenAPI
-    document still describes the route as declared."""
+    document still describes the route as declared.
+
+    A route given dependencies (its router's, or the application's: app.py) is handled as any
+    route is, so that they run; decided once here, not per request.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.dependant.dependencies:
+            self.handle = super().handle  # type: ignore[method-assign]
 
     async def handle(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         if scope["method"] not in (self.methods or ()):

@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
+from services.api.dependencies import DbEngine, ExistingNotification, existing_notification
 from services.api.notifications import service
 from services.api.notifications.schemas import (
     Closing,
@@ -50,8 +51,8 @@ _ERRORS: Responses = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM
 
 
 @router.get("", response_model=NotificationPage, summary="Notifications", responses=_ERRORS)
-async def list_notifications(
-    request: Request,
+def list_notifications(
+    db: DbEngine,
     _: Reader,
     state: NotificationState | None = None,
     recipient_id: Identifier | None = None,
@@ -62,15 +63,7 @@ async def list_notifications(
         after = service.decode_cursor(cursor) if cursor else None
     except service.CursorError as error:
         raise validation_problem([FieldError("cursor", str(error))]) from None
-    views, more = await run_in_threadpool(
-        lambda: service.page(
-            request.app.state.db_engine,
-            state=state,
-            recipient_id=recipient_id,
-            after=after,
-            limit=limit,
-        )
-    )
+    views, more = service.page(db, state=state, recipient_id=recipient_id, after=after, limit=limit)
     return NotificationPage(
         notifications=views, next_cursor=service.encode_cursor(views[-1]) if more else None
     )
@@ -82,11 +75,9 @@ async def list_notifications(
     summary="One notification with every delivery attempt",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE},
 )
-async def get_notification(notification_id: UUID, request: Request, _: Reader) -> NotificationView:
-    view = await run_in_threadpool(service.one, request.app.state.db_engine, notification_id)
-    if view is None:
-        raise _not_found(notification_id)
-    return view
+def get_notification(_: Reader, notification: ExistingNotification) -> NotificationView:
+    # The path's notification_id is declared by the dependency alone, as in get_erasure.
+    return notification
 
 
 @router.post(
@@ -96,13 +87,10 @@ async def get_notification(notification_id: UUID, request: Request, _: Reader) -
     summary="Try a failed notification again, with a fresh retry horizon",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
 )
-async def redeliver_notification(
-    notification_id: UUID, request: Request, principal: Admin
+def redeliver_notification(
+    db: DbEngine, principal: Admin, view: ExistingNotification
 ) -> NotificationAccepted:
-    db = request.app.state.db_engine
-    view = await run_in_threadpool(service.one, db, notification_id)
-    if view is None:
-        raise _not_found(notification_id)
+    notification_id = view.notification_id  # the path's, declared by the dependency
     if view.state is not NotificationState.FAILED:
         raise Problem(
             409,
@@ -120,9 +108,7 @@ async def redeliver_notification(
             "GALLRING_NOTIFIER_KEEP_PARTICULARS_DAYS: its scope and the recipient's reference "
             "are no longer kept, so there is nothing right to send.",
         )
-    await run_in_threadpool(
-        service.request_redelivery, db, notification_id, principal, datetime.now(UTC)
-    )
+    service.request_redelivery(db, notification_id, principal, datetime.now(UTC))
     return NotificationAccepted(notification_id=notification_id, status="redelivery requested")
 
 
@@ -137,13 +123,11 @@ async def redeliver_notification(
     "applies it, the notification is delivered instead. 409 in any other state.",
     responses={**_ERRORS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE},
 )
-async def close_notification(
-    notification_id: UUID, closing: Closing, request: Request, principal: Admin
+def close_notification(
+    notification_id: UUID, closing: Closing, db: DbEngine, principal: Admin
 ) -> NotificationAccepted:
-    db = request.app.state.db_engine
-    view = await run_in_threadpool(service.one, db, notification_id)
-    if view is None:
-        raise _not_found(notification_id)
+    # Looked up here, not as a dependency: an invalid body is answered 422 before a 404.
+    view = existing_notification(notification_id, db)
     if view.state not in (NotificationState.AWAITING_RECIPIENT, NotificationState.FAILED):
         raise Problem(
             409,
@@ -151,9 +135,7 @@ async def close_notification(
             "Only a notification that waits for its recipient, or failed, is closed",
             f"Notification {notification_id} is {view.state.value}.",
         )
-    await run_in_threadpool(
-        service.request_close, db, notification_id, closing.reason, principal, datetime.now(UTC)
-    )
+    service.request_close(db, notification_id, closing.reason, principal, datetime.now(UTC))
     return NotificationAccepted(notification_id=notification_id, status="close requested")
 
 
@@ -167,10 +149,13 @@ async def close_notification(
     'body is JSON naming the notification: `{"notification_id": "…"}`.',
     responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
-async def confirm_notification(notification_id: UUID, request: Request) -> NotificationAccepted:
+async def confirm_notification(
+    notification_id: UUID, request: Request, db: DbEngine
+) -> NotificationAccepted:
+    """``async``, unlike its neighbours: it awaits the body, which it must verify as sent."""
     state = request.app.state
     now = datetime.now(UTC)
-    signers = await run_in_threadpool(service.signers, state.db_engine, notification_id, now)
+    signers = await run_in_threadpool(service.signers, db, notification_id, now)
     body = await request.body()
     # An unknown notification gets the same 401 as a bad signature: ids are not for probing.
     secrets = [state.secret_box.open(sealed) for sealed in signers.secrets] if signers else []
@@ -183,7 +168,7 @@ async def confirm_notification(notification_id: UUID, request: Request) -> Notif
     if signers.confirmed:  # a repeat (or a replay within the timestamp tolerance)
         return NotificationAccepted(notification_id=notification_id, status="confirmation recorded")
     await run_in_threadpool(
-        service.request_confirmation, state.db_engine, notification_id, signers.recipient_id, now
+        service.request_confirmation, db, notification_id, signers.recipient_id, now
     )
     return NotificationAccepted(notification_id=notification_id, status="confirmation recorded")
 
@@ -205,13 +190,4 @@ def _verified(body: bytes, headers: dict[str, str], secrets: list[str]) -> Any:
         "The signature does not verify",
         "Sign the request with the recipient's webhook secret (Standard Webhooks: webhook-id, "
         "webhook-timestamp within 5 minutes of now, webhook-signature).",
-    )
-
-
-def _not_found(notification_id: UUID) -> Problem:
-    return Problem(
-        404,
-        "notification-not-found",
-        "No such notification",
-        f"There is no notification {notification_id}.",
     )

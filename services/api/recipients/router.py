@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
+from services.api.dependencies import DbEngine
 from services.api.problems import (
     PROBLEM_RESPONSE,
     STORE_UNAVAILABLE_RESPONSES,
@@ -50,17 +50,13 @@ RecipientId = Annotated[Identifier, Path(description="as it was registered")]
     summary="Register a recipient; its signing secret is shown once",
     responses={**_ERRORS, 409: PROBLEM_RESPONSE},
 )
-async def create_recipient(
-    new: NewRecipient, request: Request, principal: Admin
+def create_recipient(
+    new: NewRecipient, request: Request, db: DbEngine, principal: Admin
 ) -> CreatedRecipient:
-    await _check_url(request, new.webhook_url)
+    _check_url(request, new.webhook_url)
     state = request.app.state
     try:
-        return await run_in_threadpool(
-            lambda: service.create(
-                state.db_engine, new, state.secret_box, actor=principal, now=datetime.now(UTC)
-            )
-        )
+        return service.create(db, new, state.secret_box, actor=principal, now=datetime.now(UTC))
     except service.RecipientExists:
         raise Problem(
             409,
@@ -71,9 +67,8 @@ async def create_recipient(
 
 
 @router.get("", response_model=list[RecipientView], summary="Every recipient", responses=_ERRORS)
-async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
-    db = request.app.state.db_engine
-    return await run_in_threadpool(lambda: service.all_recipients(db, now=datetime.now(UTC)))
+def list_recipients(db: DbEngine, _: Admin) -> list[RecipientView]:
+    return service.all_recipients(db, now=datetime.now(UTC))
 
 
 @unregistered_router.get(
@@ -82,8 +77,8 @@ async def list_recipients(request: Request, _: Admin) -> list[RecipientView]:
     summary="Recipients that disclosures name but nobody registered; their notifications wait",
     responses=_ERRORS,
 )
-async def list_unregistered_recipients(
-    request: Request,
+def list_unregistered_recipients(
+    db: DbEngine,
     _: Admin,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -92,10 +87,7 @@ async def list_unregistered_recipients(
         after = service.decode_cursor(cursor) if cursor else None
     except service.CursorError as error:
         raise validation_problem([FieldError("cursor", str(error))]) from None
-    db = request.app.state.db_engine
-    listed, more = await run_in_threadpool(
-        lambda: service.unregistered(db, after=after, limit=limit)
-    )
+    listed, more = service.unregistered(db, after=after, limit=limit)
     return UnregisteredRecipientPage(
         unregistered_recipients=listed,
         next_cursor=service.encode_cursor(listed[-1]) if more else None,
@@ -105,9 +97,8 @@ async def list_unregistered_recipients(
 @router.get(
     "/{recipient_id}", response_model=RecipientView, summary="One recipient", responses=_NOT_FOUND
 )
-async def get_recipient(recipient_id: RecipientId, request: Request, _: Admin) -> RecipientView:
-    db = request.app.state.db_engine
-    view = await run_in_threadpool(lambda: service.one(db, recipient_id, now=datetime.now(UTC)))
+def get_recipient(recipient_id: RecipientId, db: DbEngine, _: Admin) -> RecipientView:
+    view = service.one(db, recipient_id, now=datetime.now(UTC))
     if view is None:
         raise _not_found(recipient_id)
     return view
@@ -119,15 +110,16 @@ async def get_recipient(recipient_id: RecipientId, request: Request, _: Admin) -
     summary="Change a recipient (deactivate it with active: false)",
     responses=_NOT_FOUND,
 )
-async def change_recipient(
-    recipient_id: RecipientId, change: RecipientChange, request: Request, principal: Admin
+def change_recipient(
+    recipient_id: RecipientId,
+    change: RecipientChange,
+    request: Request,
+    db: DbEngine,
+    principal: Admin,
 ) -> RecipientView:
     if change.webhook_url is not None:
-        await _check_url(request, change.webhook_url)
-    db = request.app.state.db_engine
-    view = await run_in_threadpool(
-        lambda: service.change(db, recipient_id, change, actor=principal, now=datetime.now(UTC))
-    )
+        _check_url(request, change.webhook_url)
+    view = service.change(db, recipient_id, change, actor=principal, now=datetime.now(UTC))
     if view is None:
         raise _not_found(recipient_id)
     return view
@@ -143,20 +135,21 @@ async def change_recipient(
     "`grace_hours: 0` ends every secret but the new one at once, at any time.",
     responses={**_NOT_FOUND, 409: PROBLEM_RESPONSE},
 )
-async def rotate_recipient_secret(
-    recipient_id: RecipientId, rotation: SecretRotation, request: Request, principal: Admin
+def rotate_recipient_secret(
+    recipient_id: RecipientId,
+    rotation: SecretRotation,
+    request: Request,
+    db: DbEngine,
+    principal: Admin,
 ) -> RotatedSecret:
-    state = request.app.state
     try:
-        rotated = await run_in_threadpool(
-            lambda: service.rotate_secret(
-                state.db_engine,
-                recipient_id,
-                timedelta(hours=rotation.grace_hours),
-                state.secret_box,
-                actor=principal,
-                now=datetime.now(UTC),
-            )
+        rotated = service.rotate_secret(
+            db,
+            recipient_id,
+            timedelta(hours=rotation.grace_hours),
+            request.app.state.secret_box,
+            actor=principal,
+            now=datetime.now(UTC),
         )
     except service.RotationInGrace as rotating:
         until = rotating.previous_secret_valid_until.isoformat()
@@ -173,10 +166,11 @@ async def rotate_recipient_secret(
     return rotated
 
 
-async def _check_url(request: Request, url: str) -> None:
+def _check_url(request: Request, url: str) -> None:
+    """Resolves the host name: called from plain ``def`` routes, in FastAPI's thread pool."""
     allow_loopback = request.app.state.settings.webhook_allow_loopback
     try:
-        await run_in_threadpool(check_webhook_url, url, allow_loopback=allow_loopback)
+        check_webhook_url(url, allow_loopback=allow_loopback)
     except UnsafeWebhookUrl as error:
         raise validation_problem([FieldError("webhook_url", str(error))]) from None
 

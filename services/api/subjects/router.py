@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
+from services.api.dependencies import DbEngine
 from services.api.problems import PROBLEM_RESPONSE, STORE_UNAVAILABLE_RESPONSES
 from services.api.subjects import service
 from services.api.subjects.schemas import ClockView, SubjectClocks
@@ -23,19 +23,18 @@ Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]
     summary="A subject's pseudonym, retention clocks and executed erasures",
     responses={401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE},
 )
-async def lookup_subject(
+def lookup_subject(
     subject: Subject,
     request: Request,
+    db: DbEngine,
     principal: Reader,
 ) -> SubjectClocks:
     """Evaluated now by the engine from the events Gallring holds; nothing is stored."""
     state = request.app.state
     pseudonym = subject.pseudonym(state.pseudonymiser)
     now = datetime.now(UTC)
-    count, clocks, erased = await run_in_threadpool(
-        lambda: service.clocks_of(
-            state.db_engine, state.retention_engine, pseudonym, actor=principal, now=now
-        )
+    count, clocks, erased = service.clocks_of(
+        db, state.retention_engine, pseudonym, actor=principal, now=now
     )
     return SubjectClocks(
         subject=pseudonym,

@@ -88,6 +88,59 @@ async def test_erasure_queries_take_iso_8601_text_in_the_range(
     assert error["field"] == f"query.{field}"
 
 
+#: How the OpenAPI document describes a time, and what the 422 must say is expected.
+_TIME_FORMATS = {"date-time": "ISO-8601 date and time with a UTC offset", "date": "ISO-8601 date"}
+
+
+def _time_query_parameters(document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(path, parameter, format) of every query parameter the document describes as a time."""
+    found = []
+    for path, item in document["paths"].items():
+        for parameter in item.get("get", {}).get("parameters", []):
+            schema = parameter["schema"]
+            for option in [schema, *schema.get("anyOf", [])]:
+                if parameter["in"] == "query" and option.get("format") in _TIME_FORMATS:
+                    found.append((path, parameter["name"], option["format"]))
+    return found
+
+
+@pytest.mark.parametrize("number", ["0.5", "1700000000", "-1"])
+async def test_every_time_query_parameter_takes_iso_8601_text_only(
+    api: RunningApi, number: str
+) -> None:
+    """Pydantic would read a number as Unix time; every time in a query is refused unless it is
+    ISO 8601 text, with a 422 naming the parameter and the form expected. The parameters are
+    found in the OpenAPI document, which must go on describing them as strings of a date
+    format."""
+    document = (await api.client.get("/openapi.json")).json()
+    parameters = _time_query_parameters(document)
+    assert {(path, name) for path, name, _ in parameters} >= {
+        ("/v1/erasures", "due_before"),
+        ("/v1/erasures/forecast", "until"),
+    }
+    for path, name, time_format in parameters:
+        response = await api.client.get(path, params={name: number}, headers=api.key(Scope.ADMIN))
+        errors = assert_validation_problem(response)
+        [message] = [e["message"] for e in errors if e["field"] == f"query.{name}"]
+        assert _TIME_FORMATS[time_format] in message, (path, name, message)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/v1/erasures/nonsense", "erasure_id"),
+        ("GET", "/v1/notifications/nonsense", "notification_id"),
+        ("POST", "/v1/notifications/nonsense/redeliver", "notification_id"),
+    ],
+)
+async def test_a_malformed_id_in_a_path_is_one_error(
+    api: RunningApi, method: str, path: str, field: str
+) -> None:
+    response = await api.client.request(method, path, headers=api.key(Scope.ADMIN))
+    [error] = assert_validation_problem(response)
+    assert error["field"] == f"path.{field}"
+
+
 async def test_erasure_queries_in_the_range_are_answered(api: RunningApi) -> None:
     reader = api.key(Scope.ERASURES_READ)
     forecast = await api.client.get(
