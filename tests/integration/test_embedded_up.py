@@ -463,7 +463,7 @@ def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_aga
             # The story: four subjects' due data erased (one of them at once, on unsubscribe),
             # one held, two kept; the print vendor and the agent abroad told and confirming.
             summary = "4 erasures executed, 2 deletion webhooks verified by their recipients, 2 "
-            assert summary + "confirmed" in demo.stdout
+            assert summary + "confirmed" in demo.stdout, demo.stdout
             assert "collection_case.legal_hold" in demo.stdout  # the held clock's rule
             assert "pending until" in demo.stdout  # the case closed today
             for erased in ("collection_case", "customer_relationship", "marketing", "aml"):
