@@ -202,6 +202,41 @@ async def test_a_loop_with_messages_waiting_that_applies_none_says_it_is_stalled
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_every_loop_of_a_group_joins_it_even_one_given_no_partition(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """Two loops of one group on a topic of one partition: one reads it, the other is given
+    nothing, and both say they joined (the one given nothing must not look unready forever)."""
+    topic, group = f"loop-test-{uuid.uuid4().hex[:8]}", f"loop-test-{uuid.uuid4().hex[:8]}"
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    applied: list[str] = []
+
+    async def apply(messages: list[str]) -> None:
+        applied.extend(messages)
+
+    loops = [_loop(kafka_settings, topic, apply, [], group) for _ in range(2)]
+    assert not any(loop.joined() for loop in loops)  # not before its consumer joined
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+    try:
+        async with asyncio.timeout(30):
+            while not all(loop.joined() for loop in loops):
+                await asyncio.sleep(0.05)
+        await _produce(kafka_settings, topic, [b"m-1"])
+        async with asyncio.timeout(30):  # and the one partition is read by one of them
+            while applied != ["m-1"]:
+                await asyncio.sleep(0.05)
+    finally:
+        for loop in loops:
+            loop.stop()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
+
+
 async def test_a_loop_stops_promptly_while_its_broker_is_gone(
     kafka_settings: KafkaSettings,
 ) -> None:

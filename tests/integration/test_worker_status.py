@@ -96,6 +96,23 @@ async def test_a_worker_whose_consumer_is_stalled_is_not_ready_until_it_moves(
         db.dispose()
 
 
+async def test_a_worker_whose_consumer_has_not_joined_its_group_is_not_ready_until_it_has(
+    tmp_path: Path,
+) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'gallring.db'}")
+    port = free_loopback_port()
+    joined = False
+    try:
+        with status_server("127.0.0.1", port, CollectorRegistry(), db, joined=lambda: joined):
+            assert (await get(port, "/healthz"))[0] == 200
+            status, body = await get(port, "/readyz")
+            assert (status, json.loads(body)) == (503, {"status": "consumer not yet in its group"})
+            joined = True
+            assert await get(port, "/readyz") == (200, '{"status":"ready"}')
+    finally:
+        db.dispose()
+
+
 async def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_wait() -> None:
     """Probes (or anyone reaching the port) keep asking; they must not pile up connections."""
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
