@@ -28,8 +28,9 @@ from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.settings import KafkaSettings
 from tests.integration.conftest import SECRET, RunningApi
-from tests.integration.notifier.helpers import Subject, confirm, disclose, eventually, register
+from tests.integration.notifier.helpers import Subject, confirm, disclose, register
 from tests.kafka_reading import read_to_the_end, read_topic
+from tests.polling import eventually
 from tests.webhook_receiver import webhook_receiver
 
 GALLRING = str(Path(sys.executable).parent / "gallring")
