@@ -10,9 +10,13 @@ from typing import Any
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]] | Callable[[], Any], *, timeout: float = 20.0
+    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.05,
 ) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``check`` every ``interval`` seconds until it returns something truthy, and return
+    that; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -22,4 +26,4 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {getattr(check, '__name__', check)}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
