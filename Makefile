@@ -39,4 +39,4 @@ schema: $(INSTALLED)
 	$(BIN)/gallring contract topics > docs/topics.v1.schema.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis .schemathesis

@@ -95,6 +95,7 @@ class ConsumerLoop(Generic[Parsed]):
         self._in_hand: set[TopicPartition] = set()
         # When it last applied a batch or found nothing waiting (monotonic seconds).
         self._progressed_at = time.monotonic()
+        self._joined = False  # the current consumer has been given its share of the group
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave :meth:`run`."""
@@ -103,6 +104,12 @@ class ConsumerLoop(Generic[Parsed]):
     def stalled(self) -> bool:
         """Whether messages have waited ``consumer_stall_seconds`` without one applied."""
         return time.monotonic() - self._progressed_at > self._kafka.consumer_stall_seconds
+
+    def joined(self) -> bool:
+        """Whether the current consumer has joined its group and been given its partitions:
+        before that it reads nothing. Its share may be none (more members than partitions):
+        joined all the same, since the group has decided."""
+        return self._joined
 
     async def run(self) -> None:
         """Consume until :meth:`stop`, with a new consumer whenever the broker lost track."""
@@ -121,6 +128,7 @@ class ConsumerLoop(Generic[Parsed]):
                 return
 
     async def _consume(self) -> None:
+        self._joined = False  # a new consumer joins the group anew
         await self._until_stopped(ensure_topics(self._kafka, topics.ALL_TOPICS), None)
         consumer = make_consumer(
             self._kafka, *self._topic_names, group_id=self._group_id, listener=_Rebalances(self)
@@ -375,6 +383,7 @@ class _Rebalances(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._loop._forget(set(assigned))
+        self._loop._joined = True  # called after every join, with an empty set too
 
 
 def _position(record: ConsumerRecord) -> tuple[str, int, int]:

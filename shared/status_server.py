@@ -12,6 +12,9 @@ Anyone who reaches the port may ask ``/readyz`` as often as they like: one datab
 at a time, each bounded by the engine's connect timeout, and the others get the last answer.
 ``/readyz`` is also 503 while the worker's consumer is stalled (messages wait, none is applied):
 a process that says ready while it consumes nothing hides the fault from its orchestrator.
+For the same reason it is 503 until the consumer has joined its group (after a start, and after
+the broker lost track of it): a worker given no partitions (more replicas than partitions) has
+joined too, and is ready.
 """
 
 import asyncio
@@ -42,9 +45,11 @@ def status_server(
     registry: CollectorRegistry,
     db: Engine,
     stalled: Callable[[], bool] = lambda: False,
+    joined: Callable[[], bool] = lambda: True,
 ) -> Iterator[None]:
     """Serves on ``host:port`` (IPv4 or IPv6; port 0: nothing) while inside; entered from the
-    event loop whose liveness ``/healthz`` tells; ``stalled`` tells whether its consumer is."""
+    event loop whose liveness ``/healthz`` tells; ``stalled`` tells whether its consumer is,
+    ``joined`` whether it has joined its group."""
     if not port:
         yield
         return
@@ -54,7 +59,7 @@ def status_server(
 
     heartbeat = Heartbeat()
     beating = asyncio.get_running_loop().create_task(heartbeat.beat(), name="heartbeat")
-    readiness = Readiness(db, stalled)
+    readiness = Readiness(db, stalled, joined)
     server = make_server(host, port, status_app(registry, readiness, heartbeat), Server, _Quiet)
     threading.Thread(target=server.serve_forever, name="status-server", daemon=True).start()
     try:
@@ -82,11 +87,17 @@ class Heartbeat:
 
 class Readiness:
     """Whether the database answers, asked at most once at a time and once per TTL, and the
-    consumer is not stalled."""
+    consumer has joined its group and is not stalled."""
 
-    def __init__(self, db: Engine, stalled: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        db: Engine,
+        stalled: Callable[[], bool] = lambda: False,
+        joined: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._db = db
         self._stalled = stalled
+        self._joined = joined
         self._checking = threading.Lock()
         self._answer = (-READINESS_TTL, False)  # (when, ready): not ready until shown
 
@@ -94,6 +105,8 @@ class Readiness:
         """Why the worker is not ready, or None."""
         if not self._database_answers():
             return "database unreachable"
+        if not self._joined():
+            return "consumer not yet in its group"
         if self._stalled():
             return "consumer stalled: messages wait and none is applied"
         return None

@@ -44,6 +44,7 @@ class Notifier:
             self.metrics.registry,
             self._db,
             stalled=self.consumer.stalled,
+            joined=self.consumer.joined,
         ):
             tasks = [
                 asyncio.create_task(self.consumer.run(), name="notifier-consumer"),

@@ -96,6 +96,7 @@ class Purger:
                 self.metrics.registry,
                 self._db,
                 stalled=self.consumer.stalled,
+                joined=self.consumer.joined,
             ):
                 tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
                 if settings.relay.enabled:

@@ -21,14 +21,10 @@ from services.api.api_keys import Scope
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi, forget_the_session_broker, relay_settings
-from tests.integration.notifier.helpers import (
-    Subject,
-    confirm,
-    eventually,
-    register,
-)
+from tests.integration.notifier.helpers import Subject, confirm, register
 from tests.integration.notifier.running import running_notifier
 from tests.integration.purger.running import running_purger
+from tests.polling import eventually
 from tests.webhook_receiver import WebhookReceiver, webhook_receiver
 
 SUBJECTS_PER_BATCH = 10

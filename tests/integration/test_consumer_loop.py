@@ -16,6 +16,7 @@ from shared.embedded_broker import EmbeddedBroker
 from shared.kafka import make_admin, make_producer
 from shared.settings import KafkaSettings
 from tests.kafka_reading import read_topic
+from tests.polling import eventually
 
 
 async def _produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> None:
@@ -31,9 +32,7 @@ async def _produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> Non
 async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
     task = asyncio.create_task(loop.run())
     try:
-        async with asyncio.timeout(timeout):
-            while not done():
-                await asyncio.sleep(0.05)
+        await eventually(done, timeout=timeout)
     finally:
         loop.stop()
         await task
@@ -191,15 +190,45 @@ async def test_a_loop_with_messages_waiting_that_applies_none_says_it_is_stalled
     stalled_loop, idle_loop = _loop(kafka, waiting, stuck, []), _loop(kafka, idle, apply, [])
     tasks = [asyncio.create_task(stalled_loop.run()), asyncio.create_task(idle_loop.run())]
     try:
-        async with asyncio.timeout(30):
-            while not (stalled_loop.stalled() and applied):
-                await asyncio.sleep(0.1)
+        await eventually(lambda: stalled_loop.stalled() and applied, timeout=30, interval=0.1)
         await asyncio.sleep(kafka.consumer_stall_seconds + 0.5)  # nothing more to read
         assert stalled_loop.stalled() and not idle_loop.stalled()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_every_loop_of_a_group_joins_it_even_one_given_no_partition(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """Two loops of one group on a topic of one partition: one reads it, the other is given
+    nothing, and both say they joined (the one given nothing must not look unready forever)."""
+    topic, group = f"loop-test-{uuid.uuid4().hex[:8]}", f"loop-test-{uuid.uuid4().hex[:8]}"
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    applied: list[str] = []
+
+    async def apply(messages: list[str]) -> None:
+        applied.extend(messages)
+
+    loops = [_loop(kafka_settings, topic, apply, [], group) for _ in range(2)]
+    assert not any(loop.joined() for loop in loops)  # not before its consumer joined
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+    try:
+        await eventually(lambda: all(loop.joined() for loop in loops), timeout=30)
+        await _produce(kafka_settings, topic, [b"m-1"])
+        # And the one partition is read by one of them.
+        await eventually(lambda: applied == ["m-1"], timeout=30)
+    finally:
+        for loop in loops:
+            loop.stop()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
 
 
 async def test_a_loop_stops_promptly_while_its_broker_is_gone(
@@ -218,9 +247,7 @@ async def test_a_loop_stops_promptly_while_its_broker_is_gone(
     loop = _loop(kafka, topic, apply, [])
     task = asyncio.create_task(loop.run())
     try:
-        async with asyncio.timeout(30):
-            while len(applied) < 2:
-                await asyncio.sleep(0.05)
+        await eventually(lambda: len(applied) >= 2, timeout=30)
         broker.stop()  # gone, and with it the group's coordinator
         await asyncio.sleep(2.0)
         loop.stop()
@@ -297,18 +324,17 @@ async def test_a_loop_that_loses_partitions_to_a_rebalance_drops_their_state_and
 
         since = len(asked)
         tasks.append(asyncio.create_task(second.run()))
-        async with asyncio.timeout(30):  # the second loop commits: the rebalance is done
-            while not any(client == "second" for client, _ in asked[since:]):
-                await asyncio.sleep(0.05)
+        await eventually(  # the second loop commits: the rebalance is done
+            lambda: any(client == "second" for client, _ in asked[since:]), timeout=30
+        )
         lost = set().union(*(parts for client, parts in asked[since:] if client == "second"))
         assert lost and lost < everything
         assert not lost & set(first._failures)
         assert not lost & {TopicPartition(t, p) for t, p, _ in first._dead_lettered}
 
         release.set()
-        async with asyncio.timeout(30):
-            while not expected <= applied:  # no message lost: each applied by one or the other
-                await asyncio.sleep(0.05)
+        # No message lost: each applied by one or the other.
+        await eventually(lambda: expected <= applied, timeout=30)
         committed_by_first = [parts for client, parts in asked[since:] if client == "first"]
         assert not any(parts & lost for parts in committed_by_first)
     finally:

@@ -28,8 +28,9 @@ from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.settings import KafkaSettings
 from tests.integration.conftest import SECRET, RunningApi
-from tests.integration.notifier.helpers import Subject, confirm, disclose, eventually, register
+from tests.integration.notifier.helpers import Subject, confirm, disclose, register
 from tests.kafka_reading import read_to_the_end, read_topic
+from tests.polling import eventually
 from tests.webhook_receiver import webhook_receiver
 
 GALLRING = str(Path(sys.executable).parent / "gallring")
@@ -69,11 +70,11 @@ def log_of(workdir: Path) -> str:
 def wait_until_running(
     workdir: Path, ports: dict[str, int], process: subprocess.Popen[str], *, workers: bool = True
 ) -> None:
-    """The API ready and, with ``workers``, both workers serving their metrics and a moment more
-    for their consumers to join their groups."""
+    """The API ready and, with ``workers``, both workers ready: their consumers have joined
+    their groups (a worker's ``/readyz`` is 503 until then)."""
     paths = [(ports["api"], "/readyz")]
     if workers:
-        paths += [(ports["purger_metrics"], "/metrics"), (ports["notifier_metrics"], "/metrics")]
+        paths += [(ports["purger_metrics"], "/readyz"), (ports["notifier_metrics"], "/readyz")]
     deadline = time.monotonic() + 60
     for port, path in paths:
         while True:
@@ -84,8 +85,6 @@ def wait_until_running(
                     break
             except OSError:
                 time.sleep(0.3)
-    if workers:
-        time.sleep(3)
 
 
 def stop(

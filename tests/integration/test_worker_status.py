@@ -22,6 +22,7 @@ from shared import status_server as status_module
 from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.status_server import status_server
+from tests.polling import eventually
 
 
 class CountingCollector:
@@ -96,6 +97,23 @@ async def test_a_worker_whose_consumer_is_stalled_is_not_ready_until_it_moves(
         db.dispose()
 
 
+async def test_a_worker_whose_consumer_has_not_joined_its_group_is_not_ready_until_it_has(
+    tmp_path: Path,
+) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'gallring.db'}")
+    port = free_loopback_port()
+    joined = False
+    try:
+        with status_server("127.0.0.1", port, CollectorRegistry(), db, joined=lambda: joined):
+            assert (await get(port, "/healthz"))[0] == 200
+            status, body = await get(port, "/readyz")
+            assert (status, json.loads(body)) == (503, {"status": "consumer not yet in its group"})
+            joined = True
+            assert await get(port, "/readyz") == (200, '{"status":"ready"}')
+    finally:
+        db.dispose()
+
+
 async def test_a_database_that_never_answers_costs_one_check_at_a_time_and_a_bounded_wait() -> None:
     """Probes (or anyone reaching the port) keep asking; they must not pile up connections."""
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
@@ -153,9 +171,10 @@ async def test_a_wedged_event_loop_is_not_live_and_one_that_turns_again_is(
             prober.join()  # on the loop's thread: the loop is wedged until the prober ends
             assert answers[-1] == 503
             assert get_blocking(port, "/readyz")[0] == 200  # the database still answers
-            deadline = time.monotonic() + 30
-            while (status := (await get(port, "/healthz"))[0]) != 200:
-                assert time.monotonic() < deadline, status
-                await asyncio.sleep(0.05)
+
+            async def live_again() -> bool:
+                return (await get(port, "/healthz"))[0] == 200
+
+            await eventually(live_again, timeout=30)
     finally:
         db.dispose()

@@ -15,10 +15,10 @@ from shared.settings import KafkaSettings
 from shared.tables.purger import StoredClock
 from shared.tables.table import table_of
 from tests.integration.conftest import RunningApi
-from tests.integration.notifier.helpers import eventually
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 from tests.integration.purger.running import running_purger
 from tests.kafka_reading import read_topic
+from tests.polling import eventually
 
 CASE = {"case_id": "C-1"}
 

@@ -29,6 +29,7 @@ from tests.integration.conftest import (
     relay_settings,
 )
 from tests.kafka_reading import event_id_of, read_topic
+from tests.polling import eventually
 
 
 def contacts(subjects: list[str], count: int) -> list[dict]:
@@ -132,10 +133,11 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
             # Once the relay has seen the outage, bring the broker back (same port, empty: the
             # relay creates the topics again, as it does at every new connection).
             failures = "gallring_outbox_publish_failures_total"
-            for _ in range(200):
-                if await metric(api, failures) >= 1:
-                    break
-                await asyncio.sleep(0.1)
+
+            async def relay_failed() -> bool:
+                return await metric(api, failures) >= 1
+
+            await eventually(relay_failed, timeout=20, interval=0.1)
             assert await metric(api, failures) >= 1
             assert await backlog(api) >= len(during)
             broker.start()
@@ -152,10 +154,11 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
                 key = pseudonymiser.pseudonym("ref", subject).encode()
                 in_posting_order = [e["event_id"] for e in during if e["subject"]["ref"] == subject]
                 assert published[key] == in_posting_order  # each once, in order
-            for _ in range(50):
-                if await backlog(api) == 0:
-                    break
-                await asyncio.sleep(0.1)
+
+            async def outbox_empty() -> bool:
+                return await backlog(api) == 0
+
+            await eventually(outbox_empty, timeout=5, interval=0.1)
             assert await backlog(api) == 0
     finally:
         broker.stop()
@@ -220,12 +223,9 @@ async def test_published_messages_are_kept_for_the_window_then_deleted(
                 rows = connection.execute(select(_PUBLISHED.c.event_id))
                 return {str(event_id) for event_id in rows.scalars()} & wanted
 
-        async with asyncio.timeout(5):  # published, and still there to publish again
-            while kept() != wanted:
-                await asyncio.sleep(0.05)
-        async with asyncio.timeout(10):
-            while kept():
-                await asyncio.sleep(0.1)
+        # Published, and still there to publish again; then deleted.
+        await eventually(lambda: kept() == wanted, timeout=5)
+        await eventually(lambda: not kept(), timeout=10, interval=0.1)
 
 
 async def test_two_relays_at_once_publish_each_event_once(migrated_url, kafka_settings) -> None:
@@ -341,10 +341,11 @@ async def test_the_topics_are_created_at_start(make_api, kafka_settings) -> None
             admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
             await admin.start()
             try:
-                for _ in range(100):
-                    if set(topics.ALL_TOPICS) <= set(await admin.list_topics()):
-                        break
-                    await asyncio.sleep(0.1)
+
+                async def all_created() -> bool:
+                    return set(topics.ALL_TOPICS) <= set(await admin.list_topics())
+
+                await eventually(all_created, timeout=10, interval=0.1)
                 assert set(topics.ALL_TOPICS) <= set(await admin.list_topics())
                 described = await admin.describe_topics([topics.LIFECYCLE])
                 assert len(described[0]["partitions"]) == kafka.topic_partitions

@@ -25,8 +25,8 @@ from shared.tables.outbox import OutboxMessage, RelayLease
 from shared.tables.table import table_of
 from tests.integration.api.test_relay import contacts, take_the_lease_away
 from tests.integration.conftest import ROOT, SECRET
-from tests.integration.notifier.helpers import eventually
 from tests.kafka_reading import event_id_of, read_topic
+from tests.polling import eventually
 
 #: A relay as the API and the purger run it, with the default settings, in a process of its own.
 RELAY_PROCESS = """

@@ -12,6 +12,7 @@ from shared.contract.examples import EXAMPLES
 from shared.embedded_broker import free_loopback_port
 from tests.integration.conftest import RunningApi, relay_settings
 from tests.integration.purger.running import running_purger
+from tests.polling import eventually
 
 
 async def test_lookup_evaluates_the_subjects_clocks_from_its_events(
@@ -30,16 +31,15 @@ async def test_lookup_evaluates_the_subjects_clocks_from_its_events(
         assert (await api.client.post("/v1/events", json=event, headers=writer)).status_code == 202
 
     reader = api.key(Scope.SUBJECTS_READ)
-    body: dict = {}
+
+    async def both_consumed() -> dict | None:  # until the purger has consumed both
+        response = await api.client.post("/v1/subjects/lookup", json=subject, headers=reader)
+        assert response.status_code == 200
+        body = response.json()
+        return body if body.get("events") == 2 else None
+
     async with running_purger(api.settings.database_url, kafka_settings):
-        async with asyncio.timeout(30):
-            while body.get("events") != 2:  # until the purger has consumed both
-                await asyncio.sleep(0.2)
-                response = await api.client.post(
-                    "/v1/subjects/lookup", json=subject, headers=reader
-                )
-                assert response.status_code == 200
-                body = response.json()
+        body = await eventually(both_consumed, timeout=30, interval=0.2)
     assert len(body["subject"]) == 64 and subject["ref"] not in body["subject"]
     [clock] = body["clocks"]
     assert (clock["category"], clock["state"], clock["rule"]) == (

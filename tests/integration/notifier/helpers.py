@@ -1,10 +1,7 @@
 """The notifier's inputs as tests make them: recipients registered through the API, disclosures
 posted as v1 events, and erasure-executed messages put on the topic as the purger would."""
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,22 +115,6 @@ async def announce_erasure(
     finally:
         await producer.stop()
     return message.erasure_id
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]] | Callable[[], Any], *, timeout: float = 20.0
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {getattr(check, '__name__', check)}")
-        await asyncio.sleep(0.05)
 
 
 async def notifications_of(api: RunningApi, recipient_id: str) -> list[dict[str, Any]]:

@@ -27,12 +27,12 @@ from tests.integration.notifier.helpers import (
     Subject,
     announce_erasure,
     disclose,
-    eventually,
     notification,
     register,
 )
 from tests.integration.notifier.running import notifier_settings, running_notifier
 from tests.integration.notifier.test_apply import disclosed, erased
+from tests.polling import eventually
 from tests.webhook_receiver import webhook_receiver
 
 NOW = datetime.now(UTC)

@@ -22,8 +22,9 @@ from shared.settings import KafkaSettings
 from shared.tables.notifier import Notification
 from shared.tables.table import table_of
 from tests.integration.conftest import start_worker
-from tests.integration.notifier.helpers import Subject, eventually
+from tests.integration.notifier.helpers import Subject
 from tests.integration.notifier.running import notifier_settings
+from tests.polling import eventually
 from tests.webhook_receiver import HANG, webhook_receiver
 
 NOTIFICATIONS = 30

@@ -28,12 +28,12 @@ from tests.integration.notifier.helpers import (
     announce_erasure,
     confirm,
     disclose,
-    eventually,
     notification,
     notifications_of,
     register,
 )
 from tests.integration.notifier.running import running_notifier
+from tests.polling import eventually
 from tests.webhook_receiver import HANG, WebhookReceiver, webhook_receiver
 
 

@@ -15,9 +15,10 @@ from shared.database import make_engine
 from shared.embedded_broker import free_loopback_port
 from shared.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
-from tests.integration.notifier.helpers import Subject, confirm, disclose, eventually, register
+from tests.integration.notifier.helpers import Subject, confirm, disclose, register
 from tests.integration.notifier.running import running_notifier
 from tests.integration.purger.running import running_purger
+from tests.polling import eventually
 from tests.webhook_receiver import webhook_receiver
 
 NOTIFIER_TABLES = ("disclosure", "heard_erasure", "notification", "delivery_attempt")

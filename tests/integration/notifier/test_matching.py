@@ -16,12 +16,12 @@ from tests.integration.notifier.helpers import (
     Subject,
     announce_erasure,
     disclose,
-    eventually,
     notifications_of,
     register,
 )
 from tests.integration.notifier.running import running_notifier
 from tests.kafka_reading import read_topic
+from tests.polling import eventually
 from tests.webhook_receiver import HANG, webhook_receiver
 
 

@@ -20,6 +20,7 @@ from shared.settings import KafkaSettings
 from tests.integration.conftest import SECRET, RunningApi
 from tests.integration.purger.running import running_purger
 from tests.kafka_reading import read_topic
+from tests.polling import eventually
 
 PSEUDONYMS = Pseudonymiser(SECRET.encode())
 
@@ -75,11 +76,11 @@ async def test_a_case_closed_37_months_ago_is_erased_end_to_end(
         try:
             # Until the relay has published the erasure's messages and pruned its copies (kept
             # a second here, an hour by default, for a broker that loses them).
-            async with asyncio.timeout(10):
-                while any(
-                    rows_naming(db, pseudonym)[t] for t in ("outbox_message", "published_message")
-                ):
-                    await asyncio.sleep(0.1)
+            def relayed_and_pruned() -> bool:
+                rows = rows_naming(db, pseudonym)
+                return not any(rows[t] for t in ("outbox_message", "published_message"))
+
+            await eventually(relayed_and_pruned, timeout=10, interval=0.1)
             assert rows_naming(db, pseudonym) == {
                 "subject_fact": 0,
                 "retention_clock": 0,
@@ -112,9 +113,8 @@ async def test_an_unsubscribe_is_erased_at_once_not_at_the_next_sweep_tick(
         api.settings.database_url, kafka_settings, purger_sweep_interval_seconds=3600
     ) as purger:
         sweeps = "gallring_purger_sweep_duration_seconds_count"
-        async with asyncio.timeout(10):  # the sweep at start; the next tick is an hour away
-            while not purger.metrics.registry.get_sample_value(sweeps):
-                await asyncio.sleep(0.05)
+        # The sweep at start; the next tick is an hour away.
+        await eventually(lambda: purger.metrics.registry.get_sample_value(sweeps), timeout=10)
         response = await api.client.post(
             "/v1/events", json=unsubscribe, headers=api.key(Scope.EVENTS_WRITE)
         )
@@ -157,14 +157,13 @@ async def test_a_poison_message_goes_to_the_dlq_and_the_next_one_is_applied(
     reader = api.key(Scope.SUBJECTS_READ)
     async with running_purger(api.settings.database_url, kafka_settings) as purger:
         [poison] = await keyed(kafka_settings, topics.DEAD_LETTERS, poison_key)
-        body: dict = {}
-        async with asyncio.timeout(30):
-            while not body.get("clocks"):
-                await asyncio.sleep(0.2)
-                response = await api.client.post(
-                    "/v1/subjects/lookup", json=subject, headers=reader
-                )
-                body = response.json()
+
+        async def clocks_stored() -> dict | None:
+            response = await api.client.post("/v1/subjects/lookup", json=subject, headers=reader)
+            body = response.json()
+            return body if body.get("clocks") else None
+
+        body = await eventually(clocks_stored, timeout=30, interval=0.2)
 
         dead_letters = purger.metrics.registry.get_sample_value(
             "gallring_purger_dead_letters_total"

@@ -1,7 +1,6 @@
 """What ops see of the purger on /metrics: every figure is there, and the clock figures count
 what the database holds."""
 
-import asyncio
 from datetime import UTC, datetime
 
 import httpx
@@ -13,6 +12,7 @@ from services.purger.metrics import PurgerMetrics
 from shared.embedded_broker import free_loopback_port
 from tests.integration.purger.helpers import RETENTION, Subject, ago
 from tests.integration.purger.running import running_purger
+from tests.polling import eventually
 
 CASE = {"case_id": "C-1"}
 
@@ -24,13 +24,13 @@ async def test_the_purger_reports_clocks_backlog_and_sweeps_on_metrics(
     async with (
         running_purger(migrated_url, kafka_settings, purger_metrics_port=port),
         httpx.AsyncClient() as client,
-        asyncio.timeout(10),
     ):
-        while True:  # the first sweep runs at start
+
+        async def swept_once() -> str | None:  # the first sweep runs at start
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-            if "gallring_purger_sweep_duration_seconds_count 1" in text:
-                break
-            await asyncio.sleep(0.1)
+            return text if "gallring_purger_sweep_duration_seconds_count 1" in text else None
+
+        text = await eventually(swept_once, timeout=10, interval=0.1)
     for family in (
         "gallring_purger_clocks gauge",
         "gallring_purger_due_backlog gauge",
