@@ -20,8 +20,9 @@ again from its beginning (the dedupe skips what was applied; the relay publishes
 broker lost), and a commit the broker does not take within ``COMMIT_SECONDS`` (its topics gone)
 ends the consumer: a new one starts, with the topics created again. A loop that has messages
 waiting and applies none for ``KafkaSettings.consumer_stall_seconds`` says so (:meth:`stalled`),
-and the process is then not ready. A stop is prompt: a commit or a dead letter under way is
-given up (the batch is read again at the next start), the clients get ``CLIENT_STOP_SECONDS``.
+and the process is then not ready. A stop is prompt: a commit under way gets
+``CLIENT_STOP_SECONDS`` to finish and a dead letter under way is given up (the batch is then
+read again at the next start); the clients get ``CLIENT_STOP_SECONDS`` to leave the broker.
 """
 
 import asyncio
