@@ -32,10 +32,10 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from services.api.api_keys import KeyStore, Scope
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.embedded_broker import EmbeddedBroker, free_loopback_port
-from shared.migrate import upgrade
+from shared.domain.contract.examples import EXAMPLES
+from shared.messaging.embedded_broker import EmbeddedBroker, free_loopback_port
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(

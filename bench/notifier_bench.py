@@ -33,26 +33,26 @@ from services.api.recipients import service as recipients
 from services.api.recipients.schemas import NewRecipient
 from services.notifier.settings import NotifierSettings
 from services.notifier.webhook import notification_body, signed_headers
-from shared.contract.vocabulary import Category
-from shared.database import make_engine
-from shared.embedded_broker import free_loopback_port
-from shared.migrate import upgrade
-from shared.recipient_secrets import new_signing_secret
-from shared.worker_process import run_event_loop
+from shared.domain.contract.vocabulary import Category
+from shared.messaging.embedded_broker import free_loopback_port
+from shared.runtime.worker_process import run_event_loop
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
+from shared.webhooks.signing_secrets import new_signing_secret
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 SEALING_KEY = "bench-sealing-key-bench-sealing-key"
 DELIVERER = """
-from services.notifier.deliverer import Deliverer
+from services.notifier.delivery_loop import DeliveryLoop
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
-from shared.database import make_engine
-from shared.heap import tune_garbage_collection
-from shared.worker_process import run_event_loop
+from shared.storage.database import make_engine
+from shared.runtime.gc_tuning import tune_garbage_collection
+from shared.runtime.worker_process import run_event_loop
 settings = NotifierSettings()
 db = make_engine(settings.database_url)
 tune_garbage_collection()  # as `gallring notifier` does once started
-run_event_loop(Deliverer(db, settings, NotifierMetrics(db)).run())  # as `gallring notifier`
+run_event_loop(DeliveryLoop(db, settings, NotifierMetrics(db)).run())  # as `gallring notifier`
 """
 
 

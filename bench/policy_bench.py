@@ -15,9 +15,9 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared.contract import LifecycleEvent, parse_event
-from shared.engine import RetentionEngine
-from shared.policy import load_default_policy
+from shared.domain.contract import LifecycleEvent, parse_event
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy import load_default_policy
 
 TARGET_SINGLE_EVENT_PER_SECOND = 100_000
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

@@ -14,10 +14,10 @@ import time
 from bench.api_bench import bench_database
 from bench.sweep_bench import seed
 from services.purger.policy_refresh import refresh_stale_verdicts
-from shared.database import make_engine
-from shared.engine import RetentionEngine
-from shared.migrate import upgrade
-from shared.policy import load_default_policy
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy import load_default_policy
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
 
 
 def main() -> None:

@@ -19,13 +19,13 @@ import orjson
 import psycopg
 from prometheus_client import CollectorRegistry
 
-from shared import topics
-from shared.database import make_engine
-from shared.embedded_broker import EmbeddedBroker
-from shared.migrate import upgrade
-from shared.outbox import OutboxRelay
-from shared.outbox.metrics import OutboxMetrics
-from shared.settings import KafkaSettings, RelaySettings
+from shared.messaging import topics
+from shared.messaging.embedded_broker import EmbeddedBroker
+from shared.messaging.outbox import OutboxRelay
+from shared.messaging.outbox.metrics import OutboxMetrics
+from shared.runtime.settings import KafkaSettings, RelaySettings
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
 
 POSTGRES_ADMIN = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

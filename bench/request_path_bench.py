@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message
 
 from bench.api_bench import bench_database, create_key, event_json
 from services.api.events import service
-from shared.migrate import upgrade
+from shared.storage.migrate import upgrade
 
 
 class _StoringNothing:

@@ -27,12 +27,12 @@ import psycopg
 from dateutil.relativedelta import relativedelta
 
 from bench.api_bench import bench_database
-from shared.contract.examples import EXAMPLES
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.engine import RetentionEngine
-from shared.migrate import upgrade
-from shared.policy import load_default_policy
-from shared.pseudonym import Pseudonymiser
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy import load_default_policy
+from shared.domain.pseudonym import Pseudonymiser
+from shared.storage.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPER = """
@@ -42,10 +42,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from services.purger.sweep import sweep
-from shared.database import make_engine
-from shared.engine import RetentionEngine
-from shared.heap import tune_garbage_collection
-from shared.policy import load_default_policy
+from shared.storage.database import make_engine
+from shared.domain.engine import RetentionEngine
+from shared.runtime.gc_tuning import tune_garbage_collection
+from shared.domain.policy import load_default_policy
 engine, retention = make_engine(sys.argv[1]), RetentionEngine(load_default_policy())
 tune_garbage_collection()  # as `gallring purger` does once started
 started = time.perf_counter()

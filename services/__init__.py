@@ -1,1 +1,1 @@
-"""Gallring's three services and the one command that composes them (``cli.py``)."""
+"""Gallring's three services and the command that composes them (``cli/``)."""

@@ -1,4 +1,6 @@
-"""Code the three Gallring services share: contract, policy engine, plumbing, settings.
+"""Code the Gallring services share, by kind: ``domain/`` (contract, policy, engine),
+``storage/`` (tables, migrations, database), ``messaging/`` (Kafka, outbox), ``runtime/``
+(settings, processes) and ``webhooks/``.
 
 Nothing here starts anything at import time, and nothing here imports a service.
 """

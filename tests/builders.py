@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.contract import LifecycleEvent, parse_event
+from shared.domain.contract import LifecycleEvent, parse_event
 
 #: Lets tests use any occurrence time; the future check itself is tested in test_contract.
 FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from shared.embedded_broker import EmbeddedBroker
-from shared.migrate import upgrade
-from shared.settings import KafkaSettings
+from shared.messaging.embedded_broker import EmbeddedBroker
+from shared.runtime.settings import KafkaSettings
+from shared.storage.migrate import upgrade
 
 #: The machine's PostgreSQL cluster (trust auth); each session creates and drops its own database.
 POSTGRES_ADMIN_URL = os.environ.get(

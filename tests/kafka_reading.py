@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.settings import KafkaSettings
+from shared.runtime.settings import KafkaSettings
 
 
 async def read_topic(

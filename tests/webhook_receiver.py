@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared.embedded_broker import free_loopback_port
+from shared.messaging.embedded_broker import free_loopback_port
 
 HANG = "hang"  # a scripted answer: never answer (the sender's timeout ends it)
 

@@ -9,7 +9,7 @@ import logging
 import re
 from urllib.parse import unquote
 
-from shared.national_id import redact_national_ids
+from shared.domain.national_id import redact_national_ids
 
 ACCESS_LOGGER = "uvicorn.access"
 # uvicorn percent-encodes the path: a '+' separator arrives as %2B, a '-' sometimes as %2D.

@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from shared.tables.api import ApiKey
+from shared.storage.tables.api import ApiKey
 
 KEY_PREFIX = "gal"
 

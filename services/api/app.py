@@ -33,13 +33,13 @@ from services.api.recipients.router import router as recipients_router
 from services.api.recipients.router import unregistered_router
 from services.api.settings import ApiSettings
 from services.api.subjects.router import router as subjects_router
-from shared.contract import LifecycleEvent
-from shared.database import make_engine
-from shared.engine import RetentionEngine
-from shared.heap import tune_garbage_collection
-from shared.outbox import OutboxRelay
-from shared.pruning import PeriodicPruner
-from shared.settings import load_settings
+from shared.domain.contract import LifecycleEvent
+from shared.domain.engine import RetentionEngine
+from shared.messaging.outbox import OutboxRelay
+from shared.runtime.gc_tuning import tune_garbage_collection
+from shared.runtime.settings import load_settings
+from shared.storage.database import make_engine
+from shared.storage.pruning import PeriodicPruner
 
 BATCH_PATH = "/v1/events/batch"
 BATCH_BODY_FACTOR = 64  # a batch may be this many times a single event's limit

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from services.api.api_keys import Principal
-from shared.tables.api import AuditEntry
+from shared.storage.tables.api import AuditEntry
 
 
 def record(

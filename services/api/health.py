@@ -16,11 +16,11 @@ from sqlalchemy import Engine, func, select
 
 from services.api.dependencies import DbEngine
 from services.api.problems import PROBLEM_JSON, PROBLEM_RESPONSE
-from shared.database import database_answers
-from shared.kafka import make_client
-from shared.settings import KafkaSettings
-from shared.tables.outbox import OutboxMessage
-from shared.tables.table import table_of
+from shared.messaging.kafka import make_client
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import database_answers
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.table import table_of
 
 router = APIRouter(tags=["health"])
 BROKER_CHECK_SECONDS = 3.0

@@ -6,8 +6,8 @@ import uvicorn
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.logs import configure_logging, quiet_libraries
-from shared.migrate import upgrade
+from shared.runtime.logs import configure_logging, quiet_libraries
+from shared.storage.migrate import upgrade
 
 log = logging.getLogger("gallring.api")
 

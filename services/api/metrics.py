@@ -6,9 +6,9 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.contract import EVENT_TYPES
-from shared.outbox import OutboxMetrics
-from shared.pruning import PruneMetrics
+from shared.domain.contract import EVENT_TYPES
+from shared.messaging.outbox import OutboxMetrics
+from shared.storage.pruning import PruneMetrics
 
 
 class ApiMetrics:

@@ -10,10 +10,10 @@ from sqlalchemy import Engine
 
 from services.api import audit
 from services.api.api_keys import Principal
-from shared.bulk_insert import insert_rows
-from shared.outbox import outbox_row
-from shared.tables.outbox import OutboxMessage
-from shared.tables.table import table_of
+from shared.messaging.outbox import outbox_row
+from shared.storage.bulk_insert import insert_rows
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.table import table_of
 
 _OUTBOX = table_of(OutboxMessage)
 

@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.contract.errors import FieldError, describe_errors
-from shared.national_id import redact_national_ids
+from shared.domain.contract.errors import FieldError, describe_errors
+from shared.domain.national_id import redact_national_ids
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"

@@ -1,7 +1,7 @@
 """The API's retention of its own leftovers: idempotency records (an event id and a keyed digest
 of its body) after ``api_idempotency_days``, audit entries (key names, counts, event ids) after
 ``api_audit_days``. The lifespan runs :func:`prune` at start and hourly
-(``shared.pruning.PeriodicPruner``).
+(``shared.storage.pruning.PeriodicPruner``).
 
 An idempotency record must outlive any retry of its event: within the window a retried request
 is still answered 200 (the same body) or 409 (another body); after it, the same event id is taken
@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from services.api.settings import ApiSettings
-from shared.pruning import delete_in_batches
-from shared.tables.api import AuditEntry, IdempotencyRecord
-from shared.tables.table import table_of
+from shared.storage.pruning import delete_in_batches
+from shared.storage.tables.api import AuditEntry, IdempotencyRecord
+from shared.storage.tables.table import table_of
 
 _RECORDS = table_of(IdempotencyRecord)
 _AUDIT = table_of(AuditEntry)

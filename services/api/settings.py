@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from shared.settings import GallringSettings
+from shared.runtime.settings import GallringSettings
 
 
 class ApiSettings(GallringSettings):

@@ -26,19 +26,24 @@ from services.notifier import awaiting
 from services.notifier.proven_erasures import proven_erasures
 from services.notifier.prune import without_particulars
 from services.notifier.settings import NotifierSettings
-from shared.bulk_insert import insert_rows
-from shared.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.notification_messages import (
+from shared.domain.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.notification_messages import (
     NotificationClosed,
     NotificationConfirmed,
     RedeliveryRequested,
 )
-from shared.database import one_of
-from shared.pseudonym import subject_hash
-from shared.tables.api import Recipient
-from shared.tables.notifier import AWAITING_RECIPIENT, Disclosure, HeardErasure, Notification
-from shared.tables.table import table_of
+from shared.domain.pseudonym import subject_hash
+from shared.storage.bulk_insert import insert_rows
+from shared.storage.database import one_of
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import (
+    AWAITING_RECIPIENT,
+    Disclosure,
+    HeardErasure,
+    Notification,
+)
+from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _DISCLOSURES = table_of(Disclosure)

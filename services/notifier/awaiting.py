@@ -18,9 +18,9 @@ from sqlalchemy import Connection, Engine, or_, select, update
 
 from services.notifier.prune import without_particulars
 from services.notifier.settings import NotifierSettings
-from shared.contract.notification_messages import NotificationClosed
-from shared.tables.api import Recipient
-from shared.tables.notifier import (
+from shared.domain.contract.notification_messages import NotificationClosed
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import (
     AWAITING,
     AWAITING_RECIPIENT,
     CLOSABLE_STATES,
@@ -28,7 +28,7 @@ from shared.tables.notifier import (
     UNDELIVERED,
     Notification,
 )
-from shared.tables.table import table_of
+from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _NOTIFICATIONS = table_of(Notification)

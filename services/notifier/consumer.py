@@ -12,11 +12,11 @@ from sqlalchemy import Engine
 
 from services.notifier.apply import HeardExecuted, Incoming, apply_incoming
 from services.notifier.settings import NotifierSettings
-from shared import topics
-from shared.consumer_loop import ConsumerLoop
-from shared.contract.erasure_messages import ERASURE_EVENT, ErasureConfirmed
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.notification_messages import NOTIFICATION_COMMAND
+from shared.domain.contract.erasure_messages import ERASURE_EVENT, ErasureConfirmed
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.notification_messages import NOTIFICATION_COMMAND
+from shared.messaging import topics
+from shared.messaging.consumer_loop import ConsumerLoop
 
 _PSEUDONYM = re.compile(rb"^[0-9a-f]{64}$")
 TOPICS = (topics.LIFECYCLE, topics.ERASURES, topics.NOTIFICATION_COMMANDS)

@@ -1,9 +1,9 @@
 """Running the notifier: ``gallring notifier`` (settings from the environment)."""
 
+from services.notifier.bootstrap import Notifier
 from services.notifier.consumer import TOPICS
-from services.notifier.service import Notifier
 from services.notifier.settings import NotifierSettings
-from shared import worker_process
+from shared.runtime import worker_process
 
 
 def serve(settings: NotifierSettings) -> None:

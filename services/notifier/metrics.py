@@ -10,16 +10,16 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, exists, func, select, union
 
-from shared.pruning import PruneMetrics
-from shared.tables.api import Recipient
-from shared.tables.notifier import (
+from shared.storage.pruning import PruneMetrics
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import (
     AWAITING,
     UNDELIVERED_STATES,
     Disclosure,
     Notification,
     RecipientHealth,
 )
-from shared.tables.table import table_of
+from shared.storage.tables.table import table_of
 
 _NOTIFICATIONS = table_of(Notification)
 _HEALTH = table_of(RecipientHealth)

@@ -18,10 +18,10 @@ from uuid import UUID
 
 from sqlalchemy import Connection, select
 
-from shared.database import one_of
-from shared.pseudonym import clock_hash
-from shared.tables.purger import ErasureProof
-from shared.tables.table import table_of
+from shared.domain.pseudonym import clock_hash
+from shared.storage.database import one_of
+from shared.storage.tables.purger import ErasureProof
+from shared.storage.tables.table import table_of
 
 _PROOFS = table_of(ErasureProof)
 

@@ -9,7 +9,7 @@
   body; a failed one keeps them through the window, for an admin to redeliver it. The scope keeps
   its keys (``{"case_id": ""}``): what kind of data went stays in the proof.
 
-The service runs :func:`prune` at start and hourly (``shared.pruning.PeriodicPruner``).
+The service runs :func:`prune` at start and hourly (``shared.storage.pruning.PeriodicPruner``).
 """
 
 import json
@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, or_, select, update
 
 from services.notifier.settings import NotifierSettings
-from shared.database import begin_deciding, checkpoint_wal
-from shared.pruning import BATCH_SIZE, delete_in_batches
-from shared.tables.notifier import PARTICULARS_KEPT, HeardErasure, Notification
-from shared.tables.table import table_of
+from shared.storage.database import begin_deciding, checkpoint_wal
+from shared.storage.pruning import BATCH_SIZE, delete_in_batches
+from shared.storage.tables.notifier import PARTICULARS_KEPT, HeardErasure, Notification
+from shared.storage.tables.table import table_of
 
 _ERASURES = table_of(HeardErasure)
 _NOTIFICATIONS = table_of(Notification)

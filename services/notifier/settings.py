@@ -2,7 +2,7 @@
 
 from pydantic import Field, model_validator
 
-from shared.settings import GallringSettings
+from shared.runtime.settings import GallringSettings
 
 DAY = 24 * 3600.0
 

@@ -11,12 +11,12 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, func, insert, select, union
 
 from services.purger import subject_clocks
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import begin_deciding, one_of
-from shared.engine import RetentionEngine
-from shared.pseudonym import subject_hash
-from shared.tables.purger import ConsumedEvent, ErasureProof
-from shared.tables.table import table_of
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import RetentionEngine
+from shared.domain.pseudonym import subject_hash
+from shared.storage.database import begin_deciding, one_of
+from shared.storage.tables.purger import ConsumedEvent, ErasureProof
+from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CONSUMED = table_of(ConsumedEvent)

@@ -10,14 +10,18 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Engine, select
 
-from shared import topics
-from shared.bulk_insert import insert_rows
-from shared.contract.erasure_messages import SCHEMA_VERSION, ConfirmationReported, ErasureConfirmed
-from shared.database import one_of
-from shared.outbox import outbox_row
-from shared.tables.outbox import OutboxMessage
-from shared.tables.purger import ErasureConfirmation, ErasureProof
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import (
+    SCHEMA_VERSION,
+    ConfirmationReported,
+    ErasureConfirmed,
+)
+from shared.messaging import topics
+from shared.messaging.outbox import outbox_row
+from shared.storage.bulk_insert import insert_rows
+from shared.storage.database import one_of
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.purger import ErasureConfirmation, ErasureProof
+from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CONFIRMATIONS = table_of(ErasureConfirmation)

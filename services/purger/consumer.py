@@ -13,11 +13,11 @@ from sqlalchemy import Engine
 from services.purger.apply import apply_messages
 from services.purger.confirmations import record_confirmations
 from services.purger.settings import PurgerSettings
-from shared import topics
-from shared.consumer_loop import ConsumerLoop
-from shared.contract.erasure_messages import ConfirmationReported
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.engine import RetentionEngine
+from shared.domain.contract.erasure_messages import ConfirmationReported
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import RetentionEngine
+from shared.messaging import topics
+from shared.messaging.consumer_loop import ConsumerLoop
 
 Incoming = LifecycleMessage | ConfirmationReported
 TOPICS = (topics.LIFECYCLE, topics.ERASURE_CONFIRMATIONS)

@@ -1,9 +1,9 @@
 """Running the purger: ``gallring purger`` (settings from the environment)."""
 
+from services.purger.bootstrap import Purger
 from services.purger.consumer import TOPICS
-from services.purger.service import Purger
 from services.purger.settings import PurgerSettings
-from shared import worker_process
+from shared.runtime import worker_process
 
 
 def serve(settings: PurgerSettings) -> None:

@@ -9,10 +9,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
-from shared.outbox import OutboxMetrics
-from shared.pruning import PruneMetrics
-from shared.tables.purger import SWEPT_STATES, StoredClock
-from shared.tables.table import table_of
+from shared.messaging.outbox import OutboxMetrics
+from shared.storage.pruning import PruneMetrics
+from shared.storage.tables.purger import SWEPT_STATES, StoredClock
+from shared.storage.tables.table import table_of
 
 _CLOCKS = table_of(StoredClock)
 

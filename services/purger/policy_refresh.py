@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, select
 
 from services.purger import subject_clocks
-from shared.database import begin_deciding
-from shared.engine import RetentionEngine
+from shared.domain.engine import RetentionEngine
+from shared.storage.database import begin_deciding
 
 log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS

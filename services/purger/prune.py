@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from services.purger.settings import PurgerSettings
-from shared.pruning import delete_in_batches
-from shared.tables.purger import ConsumedEvent
-from shared.tables.table import table_of
+from shared.storage.pruning import delete_in_batches
+from shared.storage.tables.purger import ConsumedEvent
+from shared.storage.tables.table import table_of
 
 _CONSUMED = table_of(ConsumedEvent)
 

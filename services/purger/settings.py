@@ -4,7 +4,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from shared.settings import GallringSettings
+from shared.runtime.settings import GallringSettings
 
 
 class PurgerSettings(GallringSettings):

@@ -24,13 +24,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
-from shared import topics
-from shared.contract.erasure_messages import (
+from shared.domain.contract.erasure_messages import (
     ERASURE_COMMAND,
     ERASURE_EXECUTED,
     SCHEMA_VERSION,
 )
-from shared.tables.purger import HOLD_FACTS
+from shared.messaging import topics
+from shared.storage.tables.purger import HOLD_FACTS
 
 _UTC_MICROSECONDS = "%Y-%m-%dT%H:%M:%S.%fZ"  # as to_char(..., 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 

@@ -2,9 +2,9 @@
 
 The consumer, the sweep and the policy refresh all re-evaluate subjects from their facts with the
 engine; this is the code they share. They read the facts by way of this module's
-``load_facts``/``load_facts_of`` (written in :mod:`shared.subject_facts`, for the API reads them
-too), so that the purger's tests can stand in for the reading in one place. Clock rows are keyed
-by ``(category, scope key, scope value)``, with ``""`` for a subject-wide scope.
+``load_facts``/``load_facts_of`` (written in :mod:`shared.storage.subject_facts`, for the API
+reads them too), so that the purger's tests can stand in for the reading in one place. Clock rows
+are keyed by ``(category, scope key, scope value)``, with ``""`` for a subject-wide scope.
 """
 
 from collections.abc import Iterable
@@ -14,18 +14,18 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Row, delete, insert, select, text, tuple_, update
 
-from shared.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import one_of
-from shared.engine import ClockState, RetentionClock, RetentionEngine
-from shared.engine.evaluate import ClockKey
-from shared.engine.holds import Holds
-from shared.pseudonym import clock_hash
-from shared.subject_facts import FACTS
-from shared.subject_facts import load_facts as load_facts
-from shared.subject_facts import load_facts_of as load_facts_of
-from shared.tables.purger import StoredClock
-from shared.tables.table import table_of
+from shared.domain.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import ClockState, RetentionClock, RetentionEngine
+from shared.domain.engine.evaluate import ClockKey
+from shared.domain.engine.holds import Holds
+from shared.domain.pseudonym import clock_hash
+from shared.storage.database import one_of
+from shared.storage.subject_facts import FACTS
+from shared.storage.subject_facts import load_facts as load_facts
+from shared.storage.subject_facts import load_facts_of as load_facts_of
+from shared.storage.tables.purger import StoredClock
+from shared.storage.tables.table import table_of
 
 RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.

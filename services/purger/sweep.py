@@ -29,17 +29,17 @@ from uuid import UUID, uuid4
 from sqlalchemy import Connection, Engine, Row, delete, func, select
 
 from services.purger import settled_erasure, subject_clocks
-from shared import topics
-from shared.bulk_insert import insert_rows
-from shared.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import begin_deciding, checkpoint_wal, one_of
-from shared.engine import RetentionClock, RetentionEngine
-from shared.outbox import outbox_row
-from shared.pseudonym import subject_hash
-from shared.tables.outbox import OutboxMessage
-from shared.tables.purger import SWEPT, ErasureProof
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import RetentionClock, RetentionEngine
+from shared.domain.pseudonym import subject_hash
+from shared.messaging import topics
+from shared.messaging.outbox import outbox_row
+from shared.storage.bulk_insert import insert_rows
+from shared.storage.database import begin_deciding, checkpoint_wal, one_of
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.purger import SWEPT, ErasureProof
+from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CLOCKS = subject_clocks.CLOCKS

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings
 
 #: Where the settings classes live (see the README's settings section).
 SETTINGS_MODULES = (
-    "shared.settings",
+    "shared.runtime.settings",
     "services.api.settings",
     "services.purger.settings",
     "services.notifier.settings",
@@ -22,10 +22,10 @@ SECRETS_DIR_VARIABLE = "GALLRING_SECRETS_DIR"
 
 #: Read with os.environ, not as a settings field. Each is checked to appear in its file.
 ENVIRONMENT_VARIABLES = {
-    SECRETS_DIR_VARIABLE: "shared/settings.py",
-    "GALLRING_EMBEDDED_BROKER_PORT": "services/embedded.py",  # `gallring up` only
-    "GALLRING_DEMO_API_KEY": "services/cli.py",  # `gallring demo` only
-    "GALLRING_QUIET_LIBRARIES": "shared/logs.py",  # every process, at its entry point
+    SECRETS_DIR_VARIABLE: "shared/runtime/settings.py",
+    "GALLRING_EMBEDDED_BROKER_PORT": "services/cli/up.py",  # `gallring up` only
+    "GALLRING_DEMO_API_KEY": "services/cli/main.py",  # `gallring demo` only
+    "GALLRING_QUIET_LIBRARIES": "shared/runtime/logs.py",  # every process, at its entry point
     "GALLRING_TEST_POSTGRES_URL": "tests/conftest.py",  # the test suite only
 }
 

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings
 from services.api.settings import ApiSettings
 from services.notifier.settings import NotifierSettings
 from services.purger.settings import PurgerSettings
-from shared.settings import KafkaSettings
+from shared.runtime.settings import KafkaSettings
 from tests.deployment import files
 from tests.deployment.settings_variables import (
     ENVIRONMENT_VARIABLES,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from services.cli import _parser
-from shared.migrate import alembic_config
+from services.cli.main import _parser
+from shared.storage.migrate import alembic_config
 from tests.deployment import files
 from tests.deployment.image_build import (
     build_context,
@@ -45,16 +45,16 @@ PRIVATE_PATHS = (
     "tests/conftest.py",
     "bench/api_bench.py",
     "deploy/secrets/gallring_pseudonym_secret",
-    "shared/__pycache__/settings.cpython-311.pyc",
+    "shared/runtime/__pycache__/settings.cpython-311.pyc",
     ".pytest_cache/README.md",
     ".ruff_cache/CACHEDIR.TAG",
 )
 #: What the services read from their installed package at run time.
 RUNTIME_FILES = (
-    "services/cli.py",
-    "shared/policy/default_policy.yaml",
-    "shared/migrations/env.py",
-    "shared/migrations/script.py.mako",
+    "services/cli/main.py",
+    "shared/domain/policy/default_policy.yaml",
+    "shared/storage/migrations/env.py",
+    "shared/storage/migrations/script.py.mako",
 )
 
 
@@ -160,13 +160,13 @@ def wheel_problems(root: Path, work: Path, wheels: Path, sources: Path = files.R
     problems += [
         f"the wheel lacks {name}" for name in [*RUNTIME_FILES, *migrations] if name not in names
     ]
-    if console_scripts(wheel).get("gallring") != "services.cli:main":
-        problems.append("the wheel has no console script gallring = services.cli:main")
+    if console_scripts(wheel).get("gallring") != "services.cli.main:main":
+        problems.append("the wheel has no console script gallring = services.cli.main:main")
     return problems
 
 
 def _migration_files(sources: Path) -> list[Path]:
-    return sorted((sources / "shared/migrations/versions").glob("*.py"))
+    return sorted((sources / "shared/storage/migrations/versions").glob("*.py"))
 
 
 def test_the_dockerfile_parses_and_its_final_stage_is_right() -> None:
@@ -206,7 +206,7 @@ def test_the_installed_package_alone_migrates_a_database(tmp_path: Path, wheel_c
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GALLRING_")}
     environment["GALLRING_DATABASE_URL"] = f"sqlite:///{database}"
     run_from_wheel = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import services.cli as cli; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import services.cli.main as cli; "
         "assert cli.__file__.startswith(sys.argv[1]), cli.__file__; sys.exit(cli.main(['migrate']))"
     )
     subprocess.run(
@@ -290,7 +290,12 @@ def test_test_extras_in_the_image_are_caught(deployment_copy: Path) -> None:
     ("path", "old", "new", "expected"),
     [
         (files.DOCKERIGNORE, "!services\n", "", "COPY services: not in the build context"),
-        (files.DOCKERFILE, "COPY services ./services\n", "", "the wheel lacks services/cli.py"),
+        (
+            files.DOCKERFILE,
+            "COPY services ./services\n",
+            "",
+            "the wheel lacks services/cli/main.py",
+        ),
         (files.DOCKERFILE, "COPY pyproject.toml README.md ./\n", "", "does not build"),
     ],
 )

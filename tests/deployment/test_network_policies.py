@@ -134,7 +134,7 @@ def allowed(
 
 
 # The notifier's webhooks: public addresses over https, and none of the addresses an attacker
-# would aim a registered webhook URL at (shared/webhook_url.py refuses them too).
+# would aim a registered webhook URL at (shared/webhooks/url_vetting.py refuses them too).
 NOTIFIER_EGRESS = [
     (internet("93.184.215.14"), 443, True),
     (internet("2606:2800:21f:cb07:6820:80da:af6b:8b2c"), 443, True),

@@ -1,5 +1,5 @@
 """What the health checks and probes ask for: the API's own probe routes (read from its health
-router), and of the purger and the notifier their status server's (shared/status_server.py,
+router), and of the purger and the notifier their status server's (shared/runtime/status_server.py,
 asked in-process), so that a renamed route or a misspelt path is caught. Never /metrics: it is for
 Prometheus, and the workers' counts rows in the database at every request. Each worker's
 readiness check asks a route that follows its database."""
@@ -18,14 +18,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 
 from services.api.health import router
-from shared.status_server import Heartbeat, Readiness, status_app
+from shared.runtime.status_server import Heartbeat, Readiness, status_app
 from tests.deployment import files
 from tests.deployment.workloads import default_command, is_gallring_image
 
 METRICS_PATH = "/metrics"
 #: The API's routes a probe may ask: its health router's, but the metrics.
 PROBE_ROUTES = frozenset(route.path for route in router.routes) - {METRICS_PATH}
-#: The subcommands whose status port (shared/status_server.py, status_server) is probed.
+#: The subcommands whose status port (shared/runtime/status_server.py, status_server) is probed.
 WORKERS = frozenset({"purger", "notifier"})
 #: A worker's readiness check: Kubernetes' readinessProbe, and the Compose health check (which
 #: `depends_on: condition: service_healthy` and `docker compose ps` read as readiness).
@@ -178,7 +178,7 @@ def _worker_probe_problems(probe: Probe) -> list[str]:
         elif worker_status(path) != 200:
             problems.append(
                 f"{probe.where}: asks {path}, which the {probe.serves}'s status server "
-                f"(shared/status_server.py) answers with {worker_status(path)}"
+                f"(shared/runtime/status_server.py) answers with {worker_status(path)}"
             )
         elif readiness and worker_status(path, database_answers=False) != 503:
             problems.append(

@@ -16,9 +16,9 @@ from sqlalchemy import Engine, text
 from services.api.api_keys import KeyStore, Scope
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.database import make_engine
-from shared.migrate import upgrade
-from shared.settings import KafkaSettings, RelaySettings
+from shared.runtime.settings import KafkaSettings, RelaySettings
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
 from tests.conftest import new_postgres_database
 
 SECRET = "test-pseudonym-secret-of-32-chars-or-more"
@@ -128,7 +128,7 @@ def start_worker(
         **{f"GALLRING_{name.upper()}": value for name, value in settings.items()},
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", command],
+        [sys.executable, "-m", "services.cli.main", command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

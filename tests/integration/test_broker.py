@@ -5,8 +5,8 @@ import uuid
 
 from aiokafka import TopicPartition
 
-from shared.kafka import make_consumer, make_producer
-from shared.settings import KafkaSettings
+from shared.messaging.kafka import make_consumer, make_producer
+from shared.runtime.settings import KafkaSettings
 
 
 async def test_a_message_goes_through_the_broker_to_a_consumer_group(

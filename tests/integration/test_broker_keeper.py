@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared import topics
-from shared.broker_keeper import BrokerKeeper
-from shared.embedded_broker import EmbeddedBroker
-from shared.kafka import make_admin
-from shared.settings import KafkaSettings
+from shared.messaging import topics
+from shared.messaging.broker_keeper import BrokerKeeper
+from shared.messaging.embedded_broker import EmbeddedBroker
+from shared.messaging.kafka import make_admin
+from shared.runtime.settings import KafkaSettings
 
 WAIT_SECONDS = 20
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from dateutil.relativedelta import relativedelta
 
 from services.api.api_keys import Scope
-from shared.embedded_broker import EmbeddedBroker
-from shared.settings import KafkaSettings
+from shared.messaging.embedded_broker import EmbeddedBroker
+from shared.runtime.settings import KafkaSettings
 from tests.integration.conftest import RunningApi, forget_the_session_broker, relay_settings
 from tests.integration.notifier.helpers import Subject, confirm, register
 from tests.integration.notifier.running import running_notifier

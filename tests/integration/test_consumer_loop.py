@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import NewTopic
 from sqlalchemy.exc import OperationalError
 
-from shared import topics
-from shared.consumer_loop import HEADER_REASON, ConsumerLoop
-from shared.embedded_broker import EmbeddedBroker
-from shared.kafka import make_admin, make_producer
-from shared.settings import KafkaSettings
+from shared.messaging import topics
+from shared.messaging.consumer_loop import HEADER_REASON, ConsumerLoop
+from shared.messaging.embedded_broker import EmbeddedBroker
+from shared.messaging.kafka import make_admin, make_producer
+from shared.runtime.settings import KafkaSettings
 from tests.kafka_reading import read_topic
 from tests.polling import eventually
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select, text
 
-from shared.database import PoolLimits, make_engine, one_of
-from shared.settings import DatabaseSettings
-from shared.tables.types import UtcDateTime
+from shared.runtime.settings import DatabaseSettings
+from shared.storage.database import PoolLimits, make_engine, one_of
+from shared.storage.tables.types import UtcDateTime
 
 # Not on the schema's metadata: this table exists only for the test.
 probe_metadata = MetaData()

@@ -5,13 +5,13 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 
 from services.api.api_keys import KeyStore, Scope
-from services.cli import main
-from services.key_commands import Resealed, reseal_signing_secrets
-from shared.database import make_engine
-from shared.migrate import upgrade
-from shared.recipient_secrets import SecretBox, new_signing_secret
-from shared.tables.api import Recipient
-from shared.tables.table import table_of
+from services.cli.keys import Resealed, reseal_signing_secrets
+from services.cli.main import main
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.table import table_of
+from shared.webhooks.signing_secrets import SecretBox, new_signing_secret
 from tests.integration.conftest import SEALING_KEY, SECRET
 from tests.unit.test_secret_sealing import sealed_by_an_older_release
 

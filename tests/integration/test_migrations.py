@@ -14,12 +14,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect, text
 
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.migrate import MIGRATION_LOCK, downgrade, upgrade
-from shared.tables import metadata
-from shared.tables.notifier import Notification
-from shared.tables.table import table_of
+from shared.domain.contract.examples import EXAMPLES
+from shared.storage.database import make_engine
+from shared.storage.migrate import MIGRATION_LOCK, downgrade, upgrade
+from shared.storage.tables import metadata
+from shared.storage.tables.notifier import Notification
+from shared.storage.tables.table import table_of
 from tests.conftest import new_postgres_database
 
 

@@ -1,4 +1,4 @@
-"""Pruning in batches (``shared.pruning``): rows past their window go, a bounded number per
+"""Pruning in batches (``shared.storage.pruning``): rows past their window go, a bounded number per
 transaction; newer rows stay; a stopping service ends it; what went is counted."""
 
 import asyncio
@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, event, func, insert, select
 
-from shared.pruning import PeriodicPruner, PruneMetrics, delete_in_batches
-from shared.tables.purger import ConsumedEvent
-from shared.tables.table import table_of
+from shared.storage.pruning import PeriodicPruner, PruneMetrics, delete_in_batches
+from shared.storage.tables.purger import ConsumedEvent
+from shared.storage.tables.table import table_of
 
 _CONSUMED = table_of(ConsumedEvent)
 NOW = datetime.now(UTC)

@@ -7,10 +7,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
-from shared import topics
-from shared.kafka import ensure_topics
-from shared.outbox.relay import _Pending, _send_in_batches
-from shared.settings import KafkaSettings
+from shared.messaging import topics
+from shared.messaging.kafka import ensure_topics
+from shared.messaging.outbox.relay import _Pending, _send_in_batches
+from shared.runtime.settings import KafkaSettings
 
 
 class RefusingProducer(AIOKafkaProducer):

@@ -13,8 +13,8 @@ from sqlalchemy.pool import Pool
 
 from services.purger.apply import apply_messages
 from services.purger.sweep import sweep
-from shared.database import make_engine
-from shared.migrate import upgrade
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 
 

@@ -9,10 +9,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shared import topics
-from shared.embedded_broker import EmbeddedBroker
-from shared.kafka import ensure_topics, make_admin
-from shared.settings import KafkaSettings
+from shared.messaging import topics
+from shared.messaging.embedded_broker import EmbeddedBroker
+from shared.messaging.kafka import ensure_topics, make_admin
+from shared.runtime.settings import KafkaSettings
 
 HOUR_MS = 3_600_000
 
@@ -72,7 +72,7 @@ async def test_a_topic_that_exists_and_keeps_longer_than_its_setting_is_warned_o
             NewTopic(topics.ERASURE_COMMANDS, 1, 1, topic_configs={"retention.ms": str(HOUR_MS)}),
         ]
     )
-    with caplog.at_level(logging.WARNING, logger="shared.kafka"):
+    with caplog.at_level(logging.WARNING, logger="shared.messaging.kafka"):
         await ensure_topics(own_broker, topics.ALL_TOPICS)
 
     warnings = [record.getMessage() for record in caplog.records]

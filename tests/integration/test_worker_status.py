@@ -18,10 +18,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from shared import status_server as status_module
-from shared.database import make_engine
-from shared.embedded_broker import free_loopback_port
-from shared.status_server import status_server
+from shared.messaging.embedded_broker import free_loopback_port
+from shared.runtime import status_server as status_module
+from shared.runtime.status_server import status_server
+from shared.storage.database import make_engine
 from tests.polling import eventually
 
 

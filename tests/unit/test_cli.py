@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import main
-from shared.contract.examples import EXAMPLES
-from shared.embedded_broker import free_loopback_port
+from services.cli.main import main
+from shared.domain.contract.examples import EXAMPLES
+from shared.messaging.embedded_broker import free_loopback_port
 
 REPO = Path(__file__).parents[2]
 EXAMPLE_EVENTS = REPO / "docs" / "examples" / "events.jsonl"
@@ -67,7 +67,7 @@ def test_now_decides_whether_a_clock_is_pending_or_due(tmp_path, capsys) -> None
 
 def test_evaluate_reads_a_custom_policy(tmp_path, capsys) -> None:
     policy = (
-        (REPO / "shared/policy/default_policy.yaml")
+        (REPO / "shared/domain/policy/default_policy.yaml")
         .read_text()
         .replace(
             "retention: {months: 36}\n    triggers: [collection_case.closed]",
@@ -116,7 +116,9 @@ def test_now_without_an_offset_is_refused(capsys) -> None:
 
 
 def test_policy_check_accepts_the_default_and_refuses_a_broken_file(tmp_path, capsys) -> None:
-    code, out, _ = run(capsys, "policy", "check", str(REPO / "shared/policy/default_policy.yaml"))
+    code, out, _ = run(
+        capsys, "policy", "check", str(REPO / "shared/domain/policy/default_policy.yaml")
+    )
     assert code == 0 and "valid" in out
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: 2\n")

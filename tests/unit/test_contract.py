@@ -8,13 +8,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
-from shared import topics
-from shared.contract import EVENT_TYPES, event_json_schema, parse_event
-from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
-from shared.contract.errors import describe
-from shared.contract.examples import EXAMPLES
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.topic_messages import topic_json_schema
+from shared.domain.contract import EVENT_TYPES, event_json_schema, parse_event
+from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.domain.contract.errors import describe
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.topic_messages import topic_json_schema
+from shared.messaging import topics
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "event-contract.v1.schema.json"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.contract import parse_event
-from shared.contract.errors import describe
-from shared.contract.examples import EXAMPLES
-from shared.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract import parse_event
+from shared.domain.contract.errors import describe
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.contract.lifecycle_message import LifecycleMessage
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PSEUDONYM = "ab" * 32
@@ -68,7 +68,7 @@ def test_a_fiscal_year_end_is_a_date_in_text_not_unix_time(fiscal_year_end: obje
 
 
 def test_the_range_is_in_the_json_schema_descriptions() -> None:
-    from shared.contract import event_json_schema
+    from shared.domain.contract import event_json_schema
 
     text = str(event_json_schema())
     assert "between 1900-01-01 and 2199-12-31" in text

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.contract import LifecycleEvent
-from shared.engine import ClockState, RetentionClock, RetentionEngine, evaluate
-from shared.policy import load_default_policy, load_policy
+from shared.domain.contract import LifecycleEvent
+from shared.domain.engine import ClockState, RetentionClock, RetentionEngine, evaluate
+from shared.domain.policy import load_default_policy, load_policy
 from tests.builders import event, utc
 
 SUBJECT = "pseudonym-of-the-subject"
@@ -344,7 +344,7 @@ def test_the_controllers_instruction_erases_that_clients_data_at_once() -> None:
 
 
 def test_a_clients_own_retention_overrides_the_default(tmp_path: Path) -> None:
-    text = (Path(__file__).parents[2] / "shared/policy/default_policy.yaml").read_text()
+    text = (Path(__file__).parents[2] / "shared/domain/policy/default_policy.yaml").read_text()
     path = tmp_path / "policy.yaml"
     path.write_text(
         text.replace(

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.contract import LifecycleEvent
-from shared.engine import ClockState, RetentionEngine
-from shared.policy import load_default_policy
+from shared.domain.contract import LifecycleEvent
+from shared.domain.engine import ClockState, RetentionEngine
+from shared.domain.policy import load_default_policy
 from tests.builders import event
 
 ENGINE = RetentionEngine(load_default_policy())

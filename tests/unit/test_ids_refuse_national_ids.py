@@ -9,11 +9,11 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from shared.contract import parse_event
-from shared.contract.errors import describe
-from shared.contract.examples import EXAMPLES
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.vocabulary import NATIONAL_ID_REFUSED
+from shared.domain.contract import parse_event
+from shared.domain.contract.errors import describe
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.vocabulary import NATIONAL_ID_REFUSED
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 #: As upstream systems write them: with and without century and separator, and inside an id.

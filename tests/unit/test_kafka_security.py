@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.kafka import make_admin, make_client, make_consumer, make_producer
-from shared.settings import GallringSettings, KafkaSettings, SettingsInvalid, load_settings
+from shared.messaging.kafka import make_admin, make_client, make_consumer, make_producer
+from shared.runtime.settings import GallringSettings, KafkaSettings, SettingsInvalid, load_settings
 
 PASSWORD = "kafka-password-never-shown"
 

@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from shared.national_id import (
+from shared.domain.national_id import (
     InvalidNationalIdError,
     contains_national_id,
     normalise_national_id,

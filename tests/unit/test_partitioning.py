@@ -6,7 +6,7 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from shared.kafka import partition_for
+from shared.messaging.kafka import partition_for
 
 
 @pytest.mark.parametrize("partition_count", [1, 3, 6, 12, 100])

@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.engine.periods import add_months, due_at
-from shared.policy import Retention
+from shared.domain.engine.periods import add_months, due_at
+from shared.domain.policy import Retention
 from tests.builders import utc
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.contract.vocabulary import Category
-from shared.policy import PolicyError, load_default_policy, load_policy
-from shared.policy.loader import DEFAULT_POLICY_RESOURCE
+from shared.domain.contract.vocabulary import Category
+from shared.domain.policy import PolicyError, load_default_policy, load_policy
+from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE
 
 DEFAULT_TEXT = (
-    Path(__file__).parents[2] / "shared" / "policy" / DEFAULT_POLICY_RESOURCE
+    Path(__file__).parents[2] / "shared" / "domain" / "policy" / DEFAULT_POLICY_RESOURCE
 ).read_text()
 
 

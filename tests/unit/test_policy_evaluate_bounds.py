@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import main
-from shared.contract.examples import EXAMPLES
+from services.cli.main import main
+from shared.domain.contract.examples import EXAMPLES
 
 REPO = Path(__file__).parents[2]
 GALLRING = str(Path(sys.executable).parent / "gallring")
@@ -42,7 +42,7 @@ def test_a_due_date_past_the_calendar_is_one_line_not_a_traceback(
 ) -> None:
     """The events' dates are bounded, a policy's periods and --now are not."""
     policy = (
-        (REPO / "shared/policy/default_policy.yaml")
+        (REPO / "shared/domain/policy/default_policy.yaml")
         .read_text()
         .replace(
             "retention: {months: 36}\n    triggers: [collection_case.closed]",

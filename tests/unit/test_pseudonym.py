@@ -3,8 +3,8 @@ import hmac
 
 import pytest
 
-from shared.contract import Subject
-from shared.pseudonym import Pseudonymiser
+from shared.domain.contract import Subject
+from shared.domain.pseudonym import Pseudonymiser
 
 SECRET = b"k" * 32
 

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import ValidationError
 
-from shared.recipient_secrets import SecretBox, SecretUnreadable, new_signing_secret
-from shared.settings import GallringSettings, SettingsInvalid
+from shared.runtime.settings import GallringSettings, SettingsInvalid
+from shared.webhooks.signing_secrets import SecretBox, SecretUnreadable, new_signing_secret
 
 PSEUDONYM_SECRET = "p" * 40
 SEALING_KEY = "k" * 40

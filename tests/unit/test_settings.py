@@ -4,7 +4,12 @@ from pydantic import ValidationError
 from services.api.settings import ApiSettings
 from services.notifier.settings import NotifierSettings
 from services.purger.settings import PurgerSettings
-from shared.settings import DatabaseSettings, GallringSettings, SettingsInvalid, load_settings
+from shared.runtime.settings import (
+    DatabaseSettings,
+    GallringSettings,
+    SettingsInvalid,
+    load_settings,
+)
 
 SECRET = "s" * 32
 

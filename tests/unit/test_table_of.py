@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy import Table
 from sqlmodel import SQLModel
 
-from shared.tables.api import ApiKey
-from shared.tables.table import table_of
+from shared.storage.tables.api import ApiKey
+from shared.storage.tables.table import table_of
 
 
 class _NotATable(SQLModel):

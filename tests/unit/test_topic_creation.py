@@ -4,9 +4,9 @@ topics that were there already, some of which may keep their messages too long."
 
 from aiokafka.protocol.admin import CreateTopicsResponse_v3, DescribeConfigsResponse_v2
 
-from shared import topics
-from shared.kafka import retention_warnings, topics_refused
-from shared.settings import KafkaSettings
+from shared.messaging import topics
+from shared.messaging.kafka import retention_warnings, topics_refused
+from shared.runtime.settings import KafkaSettings
 
 
 def answer(*topic_errors: tuple[str, int, str | None]) -> CreateTopicsResponse_v3:

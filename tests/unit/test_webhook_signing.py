@@ -7,7 +7,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.notifier.webhook import signed_headers
-from shared.recipient_secrets import SecretBox, SecretUnreadable, new_signing_secret
+from shared.webhooks.signing_secrets import SecretBox, SecretUnreadable, new_signing_secret
 
 
 def test_during_a_rotation_both_secrets_verify_and_no_other_does() -> None:

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from services.notifier.checked_addresses import CheckedResolver, checked_socket_factory
-from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+from shared.webhooks.url_vetting import UnsafeWebhookUrl, check_webhook_url
 
 
 @pytest.mark.parametrize(

@@ -26,10 +26,10 @@ from services.api.problems import (
     Responses,
     validation_problem,
 )
-from shared.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
-from shared.contract.errors import FieldError
-from shared.contract.vocabulary import Category
-from shared.forecast import forecast
+from shared.domain.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
+from shared.domain.contract.errors import FieldError
+from shared.domain.contract.vocabulary import Category
+from shared.storage.clock_forecast import forecast
 
 router = APIRouter(prefix="/v1/erasures", tags=["erasures"], responses=STORE_UNAVAILABLE_RESPONSES)
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]

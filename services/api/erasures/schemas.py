@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.api.notifications.schemas import NotificationView
-from shared.contract.vocabulary import IDENTIFIER_PATTERN, NoNationalId
+from shared.domain.contract.vocabulary import IDENTIFIER_PATTERN, NoNationalId
 
 
 class ErasureState(StrEnum):

@@ -17,11 +17,16 @@ from services.api.api_keys import Principal
 from services.api.erasures.schemas import ErasureState, ErasureView
 from services.api.notifications import service as notifications
 from services.api.passing_on import pass_on
-from shared import topics
-from shared.contract.erasure_messages import ConfirmationReported
-from shared.pseudonym import subject_hash
-from shared.tables.purger import SWEPT_STATES, ErasureConfirmation, ErasureProof, StoredClock
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import ConfirmationReported
+from shared.domain.pseudonym import subject_hash
+from shared.messaging import topics
+from shared.storage.tables.purger import (
+    SWEPT_STATES,
+    ErasureConfirmation,
+    ErasureProof,
+    StoredClock,
+)
+from shared.storage.tables.table import table_of
 
 _CLOCKS = table_of(StoredClock)
 _PROOFS = table_of(ErasureProof)

@@ -23,10 +23,10 @@ from services.api.problems import (
     Problem,
     validation_problem,
 )
-from shared.contract import LifecycleEvent, parse_event, parse_events
-from shared.contract.errors import FieldError, describe
-from shared.contract.examples import EXAMPLES
-from shared.pseudonym import Pseudonymiser
+from shared.domain.contract import LifecycleEvent, parse_event, parse_events
+from shared.domain.contract.errors import FieldError, describe
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.pseudonym import Pseudonymiser
 
 
 class _RequestRoute(APIRoute):

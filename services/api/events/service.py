@@ -21,17 +21,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.api import audit
 from services.api.api_keys import Principal
-from shared import topics
-from shared.bulk_insert import insert_rows
-from shared.contract import LifecycleEvent
-from shared.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
-from shared.database import one_of
-from shared.outbox import outbox_row
-from shared.outbox.message import message_headers
-from shared.pseudonym import Pseudonymiser
-from shared.tables.api import IdempotencyRecord
-from shared.tables.outbox import OutboxMessage
-from shared.tables.table import table_of
+from shared.domain.contract import LifecycleEvent
+from shared.domain.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
+from shared.domain.pseudonym import Pseudonymiser
+from shared.messaging import topics
+from shared.messaging.outbox import outbox_row
+from shared.messaging.outbox.message import message_headers
+from shared.storage.bulk_insert import insert_rows
+from shared.storage.database import one_of
+from shared.storage.tables.api import IdempotencyRecord
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.table import table_of
 
 MAX_ATTEMPTS = 3
 #: SQLSTATEs of a transaction the database rolled back to let others on: run it again.

@@ -35,8 +35,8 @@ from services.api.problems import (
     Responses,
     validation_problem,
 )
-from shared.contract.errors import FieldError
-from shared.contract.vocabulary import Identifier
+from shared.domain.contract.errors import FieldError
+from shared.domain.contract.vocabulary import Identifier
 
 router = APIRouter(
     prefix="/v1/notifications", tags=["notifications"], responses=STORE_UNAVAILABLE_RESPONSES

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from shared.contract.notification_messages import CLOSE_REASON_LENGTH
-from shared.contract.vocabulary import NoNationalId
+from shared.domain.contract.notification_messages import CLOSE_REASON_LENGTH
+from shared.domain.contract.vocabulary import NoNationalId
 
 
 class NotificationState(StrEnum):

@@ -14,16 +14,16 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select
 from services.api.api_keys import Principal
 from services.api.notifications.schemas import AttemptView, NotificationState, NotificationView
 from services.api.passing_on import pass_on
-from shared import topics
-from shared.contract.notification_messages import (
+from shared.domain.contract.notification_messages import (
     NotificationClosed,
     NotificationConfirmed,
     RedeliveryRequested,
 )
-from shared.database import one_of
-from shared.tables.api import Recipient
-from shared.tables.notifier import DeliveryAttempt, Notification
-from shared.tables.table import table_of
+from shared.messaging import topics
+from shared.storage.database import one_of
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import DeliveryAttempt, Notification
+from shared.storage.tables.table import table_of
 
 _NOTIFICATIONS = table_of(Notification)
 _ATTEMPTS = table_of(DeliveryAttempt)

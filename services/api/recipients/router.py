@@ -26,9 +26,9 @@ from services.api.recipients.schemas import (
     SecretRotation,
     UnregisteredRecipientPage,
 )
-from shared.contract.errors import FieldError
-from shared.contract.vocabulary import Identifier
-from shared.webhook_url import UnsafeWebhookUrl, check_webhook_url
+from shared.domain.contract.errors import FieldError
+from shared.domain.contract.vocabulary import Identifier
+from shared.webhooks.url_vetting import UnsafeWebhookUrl, check_webhook_url
 
 router = APIRouter(
     prefix="/v1/recipients", tags=["recipients"], responses=STORE_UNAVAILABLE_RESPONSES

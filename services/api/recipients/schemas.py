@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contract.vocabulary import Category, Identifier, NoNationalId
+from shared.domain.contract.vocabulary import Category, Identifier, NoNationalId
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. SE")]
 WebhookUrl = Annotated[

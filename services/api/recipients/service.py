@@ -20,10 +20,15 @@ from services.api.recipients.schemas import (
     RotatedSecret,
     UnregisteredRecipient,
 )
-from shared.recipient_secrets import SecretBox, new_signing_secret
-from shared.tables.api import Recipient
-from shared.tables.notifier import UNDELIVERED_STATES, Disclosure, Notification, RecipientHealth
-from shared.tables.table import table_of
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import (
+    UNDELIVERED_STATES,
+    Disclosure,
+    Notification,
+    RecipientHealth,
+)
+from shared.storage.tables.table import table_of
+from shared.webhooks.signing_secrets import SecretBox, new_signing_secret
 
 _RECIPIENTS = table_of(Recipient)
 _HEALTH = table_of(RecipientHealth)

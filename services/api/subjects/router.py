@@ -11,7 +11,7 @@ from services.api.dependencies import DbEngine
 from services.api.problems import PROBLEM_RESPONSE, STORE_UNAVAILABLE_RESPONSES
 from services.api.subjects import service
 from services.api.subjects.schemas import ClockView, SubjectClocks
-from shared.contract import Subject
+from shared.domain.contract import Subject
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"], responses=STORE_UNAVAILABLE_RESPONSES)
 Reader = Annotated[Principal, Depends(require(Scope.SUBJECTS_READ))]

@@ -6,7 +6,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from services.api.erasures.schemas import ErasureView
-from shared.engine import ClockState, RetentionClock
+from shared.domain.engine import ClockState, RetentionClock
 
 
 class ClockView(BaseModel):

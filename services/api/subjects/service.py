@@ -8,8 +8,8 @@ from services.api import audit
 from services.api.api_keys import Principal, Scope
 from services.api.erasures import service as erasures
 from services.api.erasures.schemas import ErasureView
-from shared.engine import RetentionClock, RetentionEngine
-from shared.subject_facts import load_facts
+from shared.domain.engine import RetentionClock, RetentionEngine
+from shared.storage.subject_facts import load_facts
 
 
 def clocks_of(

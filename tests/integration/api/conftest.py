@@ -7,11 +7,11 @@ import pytest
 
 from services.api.api_keys import KeyStore, Scope
 from services.api.settings import ApiSettings
-from shared import webhook_url
-from shared.database import make_engine
-from shared.embedded_broker import free_loopback_port
-from shared.migrate import upgrade
-from shared.settings import KafkaSettings, RelaySettings
+from shared.messaging.embedded_broker import free_loopback_port
+from shared.runtime.settings import KafkaSettings, RelaySettings
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
+from shared.webhooks import url_vetting
 from tests.integration.api.serving import offline_resolve, serving
 from tests.integration.conftest import SEALING_KEY, SECRET
 
@@ -22,7 +22,7 @@ def served_api(
 ) -> Iterator[tuple[str, str, ApiSettings]]:
     """The API served by uvicorn on the embedded default (SQLite, the session's broker): its
     base URL, an admin key (admin has every scope) and its settings."""
-    monkeypatch.setattr(webhook_url, "_resolve", offline_resolve)
+    monkeypatch.setattr(url_vetting, "_resolve", offline_resolve)
     database_url = f"sqlite:///{tmp_path / 'gallring.db'}"
     upgrade(database_url)
     engine = make_engine(database_url)

@@ -12,7 +12,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared import webhook_url
+from shared.webhooks import url_vetting
 
 
 def offline_resolve(
@@ -23,7 +23,7 @@ def offline_resolve(
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
-        raise webhook_url.UnsafeWebhookUrl(f"the webhook host {host} does not resolve") from None
+        raise url_vetting.UnsafeWebhookUrl(f"the webhook host {host} does not resolve") from None
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 import pytest
 
 from services.api.api_keys import Scope
-from shared.contract.examples import EXAMPLES
+from shared.domain.contract.examples import EXAMPLES
 from tests.integration.conftest import RunningApi
 
 EVENT = EXAMPLES["marketing.contact"]

@@ -14,9 +14,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from services.api.api_keys import KeyStore, Scope
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.tables.api import IdempotencyRecord
+from shared.domain.contract.examples import EXAMPLES
+from shared.storage.database import make_engine
+from shared.storage.tables.api import IdempotencyRecord
 from tests.integration.conftest import relay_settings
 
 PROBLEMS_LOGGER = "services.api.problems"

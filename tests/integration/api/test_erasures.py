@@ -8,12 +8,12 @@ from sqlalchemy import select
 from services.api.api_keys import Scope
 from services.purger.apply import apply_messages
 from services.purger.sweep import sweep
-from shared import topics
-from shared.contract.erasure_messages import ErasureConfirmed
-from shared.database import make_engine
-from shared.settings import KafkaSettings
-from shared.tables.purger import StoredClock
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import ErasureConfirmed
+from shared.messaging import topics
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
+from shared.storage.tables.purger import StoredClock
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import RunningApi
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 from tests.integration.purger.running import running_purger

@@ -12,12 +12,12 @@ from sqlalchemy.engine import make_url
 
 from services.api.api_keys import Scope
 from services.api.events.schemas import BatchResult
-from shared import topics
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.pseudonym import Pseudonymiser
-from shared.tables.api import IdempotencyRecord
-from shared.tables.table import table_of
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.pseudonym import Pseudonymiser
+from shared.messaging import topics
+from shared.storage.database import make_engine
+from shared.storage.tables.api import IdempotencyRecord
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 from tests.kafka_reading import event_id_of, read_topic
 

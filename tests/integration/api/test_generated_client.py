@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from services.api.settings import ApiSettings
 from services.purger.apply import apply_messages
-from shared.contract import LifecycleEvent
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.database import make_engine
-from shared.tables.purger import StoredClock
-from shared.tables.table import table_of
+from shared.domain.contract import LifecycleEvent
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.storage.database import make_engine
+from shared.storage.tables.purger import StoredClock
+from shared.storage.tables.table import table_of
 from tests.builders import event
 from tests.integration.purger.helpers import RETENTION
 

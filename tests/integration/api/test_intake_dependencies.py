@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from services.api import app as app_module
 from services.api.api_keys import Scope
 from services.api.events.router import router as events_router
-from shared.contract.examples import EXAMPLES
+from shared.domain.contract.examples import EXAMPLES
 
 _EVENT_TYPE = next(iter(EXAMPLES))
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from services.api.api_keys import Scope
-from shared.contract.examples import EXAMPLES
-from shared.contract.vocabulary import NATIONAL_ID_REFUSED
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.contract.vocabulary import NATIONAL_ID_REFUSED
 from tests.builders import recipient_body
 from tests.integration.conftest import RunningApi
 

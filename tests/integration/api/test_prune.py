@@ -11,10 +11,10 @@ from sqlalchemy import Engine, insert, select, update
 from services.api import prune
 from services.api.api_keys import Scope
 from services.api.settings import ApiSettings
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.tables.api import AuditEntry, IdempotencyRecord
-from shared.tables.table import table_of
+from shared.domain.contract.examples import EXAMPLES
+from shared.storage.database import make_engine
+from shared.storage.tables.api import AuditEntry, IdempotencyRecord
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 
 _RECORDS = table_of(IdempotencyRecord)

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import insert, select
 
 from services.api.api_keys import Scope
-from shared.database import make_engine
-from shared.recipient_secrets import SecretBox, SecretUnreadable
-from shared.tables.api import Recipient
-from shared.tables.notifier import Disclosure
-from shared.tables.table import table_of
+from shared.storage.database import make_engine
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import Disclosure
+from shared.storage.tables.table import table_of
+from shared.webhooks.signing_secrets import SecretBox, SecretUnreadable
 from tests.builders import recipient_body
 from tests.integration.conftest import SEALING_KEY, SECRET, RunningApi
 

@@ -12,16 +12,16 @@ from sqlalchemy import Engine, select, text
 from services.api.api_keys import Principal, Scope
 from services.api.events import service
 from services.api.metrics import ApiMetrics
-from shared import topics
-from shared.contract import parse_event
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.embedded_broker import EmbeddedBroker, free_loopback_port
-from shared.outbox import OutboxRelay
-from shared.outbox.lease import LOCK_FILE_SUFFIX, RELAY_LOCK
-from shared.pseudonym import Pseudonymiser
-from shared.tables.outbox import PublishedMessage, RelayLease
-from shared.tables.table import table_of
+from shared.domain.contract import parse_event
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.pseudonym import Pseudonymiser
+from shared.messaging import topics
+from shared.messaging.embedded_broker import EmbeddedBroker, free_loopback_port
+from shared.messaging.outbox import OutboxRelay
+from shared.messaging.outbox.lease import LOCK_FILE_SUFFIX, RELAY_LOCK
+from shared.storage.database import make_engine
+from shared.storage.tables.outbox import PublishedMessage, RelayLease
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import (
     SECRET,
     RunningApi,

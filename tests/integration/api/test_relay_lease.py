@@ -14,15 +14,15 @@ from sqlalchemy import Engine, select
 from services.api.api_keys import Principal, Scope
 from services.api.events import service
 from services.api.metrics import ApiMetrics
-from shared import topics
-from shared.contract import parse_event
-from shared.database import make_engine, one_of
-from shared.outbox import OutboxRelay
-from shared.outbox.lease import PublishingLease
-from shared.pseudonym import Pseudonymiser
-from shared.settings import RelaySettings
-from shared.tables.outbox import OutboxMessage, RelayLease
-from shared.tables.table import table_of
+from shared.domain.contract import parse_event
+from shared.domain.pseudonym import Pseudonymiser
+from shared.messaging import topics
+from shared.messaging.outbox import OutboxRelay
+from shared.messaging.outbox.lease import PublishingLease
+from shared.runtime.settings import RelaySettings
+from shared.storage.database import make_engine, one_of
+from shared.storage.tables.outbox import OutboxMessage, RelayLease
+from shared.storage.tables.table import table_of
 from tests.integration.api.test_relay import contacts, take_the_lease_away
 from tests.integration.conftest import ROOT, SECRET
 from tests.kafka_reading import event_id_of, read_topic
@@ -32,9 +32,9 @@ from tests.polling import eventually
 RELAY_PROCESS = """
 import asyncio, sys
 from prometheus_client import CollectorRegistry
-from shared.database import make_engine
-from shared.outbox import OutboxMetrics, OutboxRelay
-from shared.settings import KafkaSettings, RelaySettings
+from shared.storage.database import make_engine
+from shared.messaging.outbox import OutboxMetrics, OutboxRelay
+from shared.runtime.settings import KafkaSettings, RelaySettings
 
 url, kafka = sys.argv[1:]
 relay = OutboxRelay(

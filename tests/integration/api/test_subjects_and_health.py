@@ -8,8 +8,8 @@ import pytest
 from opentelemetry import trace
 
 from services.api.api_keys import Scope
-from shared.contract.examples import EXAMPLES
-from shared.embedded_broker import free_loopback_port
+from shared.domain.contract.examples import EXAMPLES
+from shared.messaging.embedded_broker import free_loopback_port
 from tests.integration.conftest import RunningApi, relay_settings
 from tests.integration.purger.running import running_purger
 from tests.polling import eventually

@@ -11,11 +11,11 @@ from standardwebhooks import Webhook
 
 from services.api.api_keys import Scope
 from services.notifier.webhook import signed_headers
-from shared import topics
-from shared.contract.erasure_messages import ErasureExecuted
-from shared.contract.vocabulary import Category
-from shared.pseudonym import Pseudonymiser
-from shared.settings import KafkaSettings
+from shared.domain.contract.erasure_messages import ErasureExecuted
+from shared.domain.contract.vocabulary import Category
+from shared.domain.pseudonym import Pseudonymiser
+from shared.messaging import topics
+from shared.runtime.settings import KafkaSettings
 from tests.integration.conftest import SECRET, RunningApi
 from tests.webhook_receiver import WebhookReceiver
 

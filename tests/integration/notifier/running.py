@@ -6,10 +6,10 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-from services.notifier.service import Notifier
+from services.notifier.bootstrap import Notifier
 from services.notifier.settings import NotifierSettings
-from shared.database import make_engine
-from shared.settings import KafkaSettings
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
 from tests.integration.conftest import SEALING_KEY, SECRET
 
 

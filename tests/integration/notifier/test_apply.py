@@ -8,14 +8,14 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.notifier.apply import HeardExecuted, apply_incoming
-from shared.contract.erasure_messages import ErasureExecuted
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.contract.notification_messages import NotificationConfirmed
-from shared.contract.vocabulary import Category
-from shared.database import make_engine
-from shared.settings import KafkaSettings
-from shared.tables.notifier import Disclosure, Notification
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import ErasureExecuted
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.notification_messages import NotificationConfirmed
+from shared.domain.contract.vocabulary import Category
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
+from shared.storage.tables.notifier import Disclosure, Notification
+from shared.storage.tables.table import table_of
 from tests.integration.notifier.helpers import Subject
 from tests.integration.notifier.running import notifier_settings
 

@@ -10,18 +10,18 @@ from uuid import uuid4
 from sqlalchemy import Engine, insert, select, update
 
 from services.api.api_keys import Scope
-from services.notifier import awaiting, deliverer
+from services.notifier import awaiting, delivery_loop
 from services.notifier.apply import apply_incoming
-from services.notifier.deliveries import housekeep
+from services.notifier.delivery_store import housekeep
 from services.notifier.metrics import NotifierMetrics
-from shared import topics
-from shared.contract.notification_messages import NotificationClosed
-from shared.database import make_engine
-from shared.settings import KafkaSettings
-from shared.tables.api import Recipient
-from shared.tables.notifier import Notification
-from shared.tables.outbox import OutboxMessage
-from shared.tables.table import table_of
+from shared.domain.contract.notification_messages import NotificationClosed
+from shared.messaging import topics
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
+from shared.storage.tables.api import Recipient
+from shared.storage.tables.notifier import Notification
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
     Subject,
@@ -161,7 +161,7 @@ def test_a_close_is_recorded_with_its_reason_only_on_a_waiting_or_failed_notific
 async def test_an_inactive_recipient_is_told_once_active_again_and_an_admin_closes_another(
     api: RunningApi, migrated_url: str, kafka_settings: KafkaSettings, monkeypatch
 ) -> None:
-    monkeypatch.setattr(deliverer, "HOUSEKEEPING_SECONDS", 0.1)
+    monkeypatch.setattr(delivery_loop, "HOUSEKEEPING_SECONDS", 0.1)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         paused = await register(api, receiver, active=False)
         gone = await register(api, receiver, active=False)

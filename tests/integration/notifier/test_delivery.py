@@ -17,11 +17,11 @@ from standardwebhooks import Webhook
 
 from services.api.api_keys import Scope
 from services.notifier.webhook import signed_headers
-from shared import webhook_url
-from shared.database import make_engine
-from shared.recipient_secrets import new_signing_secret
-from shared.settings import KafkaSettings
-from shared.tables.notifier import Notification
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
+from shared.storage.tables.notifier import Notification
+from shared.webhooks import url_vetting
+from shared.webhooks.signing_secrets import new_signing_secret
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
     Subject,
@@ -155,12 +155,12 @@ async def test_a_webhook_host_name_is_resolved_once_and_the_checked_address_used
 ) -> None:
     """A name only Gallring's check can resolve stands for one that is repointed after the
     check (DNS rebinding): the delivery must go to the address the check vetted."""
-    resolve = webhook_url._resolve
+    resolve = url_vetting._resolve
 
     def only_the_check_knows(host: str, port: int | None):  # type: ignore[no-untyped-def]
         return resolve("127.0.0.1" if host == "vendor.gallring.test" else host, port)
 
-    monkeypatch.setattr(webhook_url, "_resolve", only_the_check_knows)
+    monkeypatch.setattr(url_vetting, "_resolve", only_the_check_knows)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver, host="vendor.gallring.test")
         subject = Subject()
@@ -179,7 +179,7 @@ async def test_a_webhook_name_that_takes_too_long_to_resolve_is_an_attempt_timed
 ) -> None:
     """The check before a delivery resolves the name again; a resolver that hangs must not keep
     the attempt past its timeout (and the claim's lease)."""
-    resolve, hang_once = webhook_url._resolve, threading.Event()
+    resolve, hang_once = url_vetting._resolve, threading.Event()
 
     def hangs_once(host: str, port: int | None):  # type: ignore[no-untyped-def]
         if host == "slow.gallring.test" and hang_once.is_set():
@@ -187,7 +187,7 @@ async def test_a_webhook_name_that_takes_too_long_to_resolve_is_an_attempt_timed
             time.sleep(2)  # longer than the notifier's 1 s timeout
         return resolve("127.0.0.1" if host == "slow.gallring.test" else host, port)
 
-    monkeypatch.setattr(webhook_url, "_resolve", hangs_once)
+    monkeypatch.setattr(url_vetting, "_resolve", hangs_once)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver, host="slow.gallring.test")
         hang_once.set()  # the notifier's check before the first delivery, not the API's
@@ -210,7 +210,7 @@ async def test_deliveries_to_a_url_in_flight_together_wait_for_one_check_of_it(
 ) -> None:
     """A resolver that hangs for one recipient holds one check, not a thread per delivery (the
     threads that claim and record deliveries for everyone else would run out)."""
-    resolve, hanging, released = webhook_url._resolve, threading.Event(), threading.Event()
+    resolve, hanging, released = url_vetting._resolve, threading.Event(), threading.Event()
     lookups: list[str] = []
 
     def hangs_until_released(host: str, port: int | None):  # type: ignore[no-untyped-def]
@@ -219,7 +219,7 @@ async def test_deliveries_to_a_url_in_flight_together_wait_for_one_check_of_it(
             released.wait(timeout=30)
         return resolve("127.0.0.1" if host == "stuck.gallring.test" else host, port)
 
-    monkeypatch.setattr(webhook_url, "_resolve", hangs_until_released)
+    monkeypatch.setattr(url_vetting, "_resolve", hangs_until_released)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver, host="stuck.gallring.test")
         hanging.set()
@@ -240,14 +240,14 @@ async def test_a_webhook_name_repointed_at_a_metadata_address_is_refused_before_
     kafka_settings: KafkaSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    resolve, repointed = webhook_url._resolve, threading.Event()
+    resolve, repointed = url_vetting._resolve, threading.Event()
 
     def rebinding(host: str, port: int | None):  # type: ignore[no-untyped-def]
         if host != "rebind.gallring.test":
             return resolve(host, port)
         return resolve("169.254.169.254" if repointed.is_set() else "127.0.0.1", port)
 
-    monkeypatch.setattr(webhook_url, "_resolve", rebinding)
+    monkeypatch.setattr(url_vetting, "_resolve", rebinding)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver, host="rebind.gallring.test")
         repointed.set()  # after the check at registration
@@ -270,12 +270,12 @@ async def test_a_delivery_connects_to_no_address_but_the_checked_ones_even_for_a
 ) -> None:
     """The HTTP client does not resolve an address written in the URL; the connection itself
     must still go only where the check allowed (here the check vetted another address)."""
-    resolve = webhook_url._resolve
+    resolve = url_vetting._resolve
 
     def elsewhere(host: str, port: int | None):  # type: ignore[no-untyped-def]
         return resolve("127.0.0.2" if host == "127.0.0.1" else host, port)
 
-    monkeypatch.setattr(webhook_url, "_resolve", elsewhere)
+    monkeypatch.setattr(url_vetting, "_resolve", elsewhere)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver)
         subject = Subject()
@@ -293,14 +293,14 @@ async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_nex
     kafka_settings: KafkaSettings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    resolve = webhook_url._resolve
+    resolve = url_vetting._resolve
 
     def dead_address_first(host: str, port: int | None):  # type: ignore[no-untyped-def]
         if host == "two.gallring.test":  # 127.0.0.2 is loopback, but nobody listens there
             return resolve("127.0.0.2", port) + resolve("127.0.0.1", port)
         return resolve(host, port)
 
-    monkeypatch.setattr(webhook_url, "_resolve", dead_address_first)
+    monkeypatch.setattr(url_vetting, "_resolve", dead_address_first)
     async with webhook_receiver() as receiver, running_notifier(migrated_url, kafka_settings):
         vendor = await register(api, receiver, host="two.gallring.test")
         subject = Subject()

@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from services.api.api_keys import Scope
-from shared.database import make_engine
-from shared.embedded_broker import free_loopback_port
-from shared.settings import KafkaSettings
+from shared.messaging.embedded_broker import free_loopback_port
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import Subject, confirm, disclose, register
 from tests.integration.notifier.running import running_notifier

@@ -5,12 +5,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.api.api_keys import Scope
-from shared import topics
-from shared.consumer_loop import HEADER_REASON, HEADER_SOURCE
-from shared.contract.erasure_messages import ErasureExecuted
-from shared.contract.vocabulary import Category
-from shared.kafka import make_producer
-from shared.settings import KafkaSettings
+from shared.domain.contract.erasure_messages import ErasureExecuted
+from shared.domain.contract.vocabulary import Category
+from shared.messaging import topics
+from shared.messaging.consumer_loop import HEADER_REASON, HEADER_SOURCE
+from shared.messaging.kafka import make_producer
+from shared.runtime.settings import KafkaSettings
 from tests.integration.conftest import RunningApi
 from tests.integration.notifier.helpers import (
     Subject,

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from services.notifier.metrics import NotifierMetrics
-from shared.tables.notifier import Disclosure, Notification, RecipientHealth
-from shared.tables.table import table_of
+from shared.storage.tables.notifier import Disclosure, Notification, RecipientHealth
+from shared.storage.tables.table import table_of
 
 
 def notification(recipient_id: str, state: str, now: datetime, **changes: Any) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from sqlalchemy import Engine, insert, select
 
 from services.notifier.apply import apply_incoming
 from services.notifier.prune import prune
-from shared.pseudonym import clock_hash, subject_hash
-from shared.settings import KafkaSettings
-from shared.tables.notifier import Disclosure, HeardErasure, Notification
-from shared.tables.purger import ErasureProof
-from shared.tables.table import table_of
+from shared.domain.pseudonym import clock_hash, subject_hash
+from shared.runtime.settings import KafkaSettings
+from shared.storage.tables.notifier import Disclosure, HeardErasure, Notification
+from shared.storage.tables.purger import ErasureProof
+from shared.storage.tables.table import table_of
 from tests.integration.notifier.helpers import Subject
 from tests.integration.notifier.running import notifier_settings
 from tests.integration.notifier.test_apply import NOW, disclosed, erased

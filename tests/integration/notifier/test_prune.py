@@ -15,10 +15,10 @@ from services.api.api_keys import Scope
 from services.notifier import prune
 from services.notifier.apply import apply_incoming
 from services.notifier.settings import NotifierSettings
-from shared.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
-from shared.database import make_engine
-from shared.tables.notifier import HeardErasure, Notification
-from shared.tables.table import table_of
+from shared.domain.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
+from shared.storage.database import make_engine
+from shared.storage.tables.notifier import HeardErasure, Notification
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 from tests.integration.notifier import test_metrics
 

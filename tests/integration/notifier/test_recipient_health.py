@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from services.notifier import deliveries
-from services.notifier.deliveries import Claimed, Outcome
+from services.notifier import delivery_store
+from services.notifier.delivery_store import Claimed, Outcome
 from services.notifier.settings import NotifierSettings
-from shared.database import make_engine
-from shared.tables.notifier import RecipientHealth
+from shared.storage.database import make_engine
+from shared.storage.tables.notifier import RecipientHealth
 from tests.integration.conftest import SECRET
 
 FAILING_AFTER = 3
@@ -59,7 +59,7 @@ def record_round(db: Engine, minute: int, answers: dict[str, list[int]]) -> date
     settings = NotifierSettings(
         pseudonym_secret=SECRET, database_url="sqlite://", notifier_failing_after=FAILING_AFTER
     )
-    deliveries.record(db, outcomes, settings, now)
+    delivery_store.record(db, outcomes, settings, now)
     return now
 
 

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from shared.database import make_engine
+from shared.storage.database import make_engine
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, func, select
 
-from shared.contract.lifecycle_message import LifecycleMessage
-from shared.engine import RetentionEngine
-from shared.policy import load_default_policy
-from shared.pseudonym import Pseudonymiser, subject_hash
-from shared.tables.purger import ErasureProof, StoredClock, SubjectFact
-from shared.tables.table import table_of
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy import load_default_policy
+from shared.domain.pseudonym import Pseudonymiser, subject_hash
+from shared.storage.tables.purger import ErasureProof, StoredClock, SubjectFact
+from shared.storage.tables.table import table_of
 from tests.builders import event
 
 RETENTION = RetentionEngine(load_default_policy())

@@ -5,10 +5,10 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-from services.purger.service import Purger
+from services.purger.bootstrap import Purger
 from services.purger.settings import PurgerSettings
-from shared.database import make_engine
-from shared.settings import KafkaSettings
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
 from tests.integration.conftest import SECRET, relay_settings
 
 

@@ -11,11 +11,11 @@ from sqlalchemy import Engine, select
 from services.purger import subject_clocks
 from services.purger.apply import apply_messages
 from services.purger.sweep import sweep
-from shared import topics
-from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
-from shared.database import make_engine
-from shared.tables.outbox import OutboxMessage
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.messaging import topics
+from shared.storage.database import make_engine
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.table import table_of
 from tests.integration.purger.helpers import (
     RETENTION,
     Subject,

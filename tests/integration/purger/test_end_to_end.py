@@ -9,14 +9,14 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, text
 
 from services.api.api_keys import Scope
-from shared import topics
-from shared.consumer_loop import HEADER_REASON
-from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
-from shared.contract.examples import EXAMPLES
-from shared.database import make_engine
-from shared.kafka import make_producer
-from shared.pseudonym import Pseudonymiser
-from shared.settings import KafkaSettings
+from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.pseudonym import Pseudonymiser
+from shared.messaging import topics
+from shared.messaging.consumer_loop import HEADER_REASON
+from shared.messaging.kafka import make_producer
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
 from tests.integration.conftest import SECRET, RunningApi
 from tests.integration.purger.running import running_purger
 from tests.kafka_reading import read_topic

@@ -5,13 +5,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import shared.policy
+import shared.domain.policy
 from services.api.api_keys import Scope
-from services.cli import main
+from services.cli.main import main
 from services.purger.apply import apply_messages
-from shared.database import make_engine
-from shared.forecast import forecast
-from shared.migrate import upgrade
+from shared.storage.clock_forecast import forecast
+from shared.storage.database import make_engine
+from shared.storage.migrate import upgrade
 from tests.integration.conftest import RunningApi
 from tests.integration.purger.helpers import RETENTION, Subject, utc_at
 
@@ -76,7 +76,7 @@ def test_the_cli_counts_months_in_the_zone_of_the_policy_file(tmp_path, monkeypa
         closed_cases(db, "2025-03-31T23:30:00+00:00")  # already April in Stockholm, not in UTC
     finally:
         db.dispose()
-    default = (Path(shared.policy.__file__).parent / "default_policy.yaml").read_text()
+    default = (Path(shared.domain.policy.__file__).parent / "default_policy.yaml").read_text()
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(default.replace("timezone: Europe/Stockholm", "timezone: UTC"))
     monkeypatch.setenv("GALLRING_DATABASE_URL", url)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from services.purger.apply import apply_messages
 from services.purger.metrics import PurgerMetrics
-from shared.embedded_broker import free_loopback_port
+from shared.messaging.embedded_broker import free_loopback_port
 from tests.integration.purger.helpers import RETENTION, Subject, ago
 from tests.integration.purger.running import running_purger
 from tests.polling import eventually

@@ -14,11 +14,11 @@ from services.purger.apply import apply_messages
 from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.sweep import sweep
-from shared.engine import RetentionEngine
-from shared.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
-from shared.settings import KafkaSettings
-from shared.tables.purger import StoredClock
-from shared.tables.table import table_of
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
+from shared.runtime.settings import KafkaSettings
+from shared.storage.tables.purger import StoredClock
+from shared.storage.tables.table import table_of
 from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
 from tests.integration.purger.running import running_purger
 from tests.polling import eventually
@@ -29,7 +29,9 @@ CASE = {"case_id": "C-1"}
 
 def shorter_policy() -> str:
     """The default policy file with collection-case data kept 24 months instead of 36."""
-    text = resources.files("shared.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+    text = (
+        resources.files("shared.domain.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+    )
     case_rule = "retention: {months: 36}\n    triggers: [collection_case.closed]"
     assert text.count(case_rule) == 1
     return text.replace(case_rule, case_rule.replace("36", "24"))

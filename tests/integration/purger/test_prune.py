@@ -9,8 +9,8 @@ from sqlalchemy import Engine, insert, select, update
 from services.purger import prune
 from services.purger.apply import apply_messages
 from services.purger.settings import PurgerSettings
-from shared.tables.purger import ConsumedEvent
-from shared.tables.table import table_of
+from shared.storage.tables.purger import ConsumedEvent
+from shared.storage.tables.table import table_of
 from tests.integration.conftest import SECRET
 from tests.integration.purger.helpers import RETENTION, Subject, ago, facts_of
 

@@ -4,9 +4,9 @@ APScheduler holds one sweep job, one policy-refresh job and one prune job."""
 from datetime import UTC, datetime
 
 from services.purger.apply import apply_messages
-from services.purger.service import PRUNE_JOB, REFRESH_JOB, SWEEP_JOB
-from shared.database import make_engine
-from shared.settings import KafkaSettings
+from services.purger.bootstrap import PRUNE_JOB, REFRESH_JOB, SWEEP_JOB
+from shared.runtime.settings import KafkaSettings
+from shared.storage.database import make_engine
 from tests.integration.purger.helpers import RETENTION, Subject, ago
 from tests.integration.purger.running import running_purger
 from tests.polling import eventually

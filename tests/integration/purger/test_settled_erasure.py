@@ -15,12 +15,12 @@ from services.purger import settled_erasure, subject_clocks
 from services.purger.apply import apply_messages
 from services.purger.subject_clocks import key_hash
 from services.purger.sweep import sweep
-from shared import topics
-from shared.contract.erasure_messages import ErasureCommand, ErasureExecuted
-from shared.pseudonym import subject_hash
-from shared.tables.outbox import OutboxMessage
-from shared.tables.purger import HOLD_FACTS, SWEPT, StoredClock
-from shared.tables.table import table_of
+from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
+from shared.domain.pseudonym import subject_hash
+from shared.messaging import topics
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.purger import HOLD_FACTS, SWEPT, StoredClock
+from shared.storage.tables.table import table_of
 from tests.integration.purger.helpers import (
     RETENTION,
     Subject,

@@ -1,0 +1,261 @@
+"""The ``gallring`` command: the one composition root that knows every service."""
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import OperationalError
+
+from services.api.api_keys import Scope
+from services.cli import forecast as forecast_command
+from services.cli import keys as key_commands
+from services.cli import policy as policy_commands
+from shared.domain.contract import event_json_schema
+from shared.domain.contract.dates import RANGE_TEXT, ContractDate
+from shared.domain.contract.topic_messages import topic_json_schema
+from shared.runtime.settings import (
+    DatabaseSettings,
+    GallringSettings,
+    SettingsInvalid,
+    load_settings,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except SettingsInvalid as error:
+        print(f"gallring: {error}", file=sys.stderr)
+        return 2
+    except OperationalError as error:
+        # The driver's own first line: it names host and port, never the password; the whole
+        # error would add the statement and its parameters.
+        cause = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        print(
+            f"gallring: the database failed: {type(error.orig).__name__}: {cause}", file=sys.stderr
+        )
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gallring", description="Keeps a privacy notice's erasure promises automatically."
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    policy = commands.add_parser("policy", help="try the retention policy offline")
+    policy_commands_ = policy.add_subparsers(metavar="ACTION", required=True)
+
+    evaluate = policy_commands_.add_parser(
+        "evaluate", help="print the retention clocks for a JSON-lines file of v1 events"
+    )
+    evaluate.add_argument("events", type=Path, help="JSON lines, one v1 event each; - for stdin")
+    evaluate.add_argument(
+        "--now",
+        type=_aware_datetime,
+        help="evaluate as of this ISO-8601 instant with a UTC offset (default: now)",
+    )
+    evaluate.add_argument("--policy", type=Path, help="a policy file (default: the built-in one)")
+    evaluate.set_defaults(
+        run=lambda a: policy_commands.evaluate_file(
+            a.events, now=a.now, policy_path=a.policy, out=sys.stdout, err=sys.stderr
+        )
+    )
+
+    check = policy_commands_.add_parser("check", help="validate a policy file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(
+        run=lambda a: policy_commands.check_file(a.file, out=sys.stdout, err=sys.stderr)
+    )
+
+    up = commands.add_parser(
+        "up", help="start Gallring on the embedded default (SQLite, a local broker)"
+    )
+    up.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also the access log and the scheduler's line per run (GALLRING_QUIET_LIBRARIES)",
+    )
+    up.set_defaults(run=lambda a: _embedded_up(verbose=a.verbose))
+
+    migrate = commands.add_parser(
+        "migrate", help="bring the database schema up to date and exit (GALLRING_DATABASE_URL)"
+    )
+    migrate.set_defaults(run=_migrate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="post a day of events to a running Gallring (`gallring up`) and watch erasures "
+        "executed and recipients told",
+    )
+    demo.add_argument(
+        "--api",
+        default=f"http://127.0.0.1:{os.environ.get('GALLRING_API_PORT', '8000')}",
+        help="the API's address (default: http://127.0.0.1:8000, or GALLRING_API_PORT)",
+    )
+    demo.add_argument(
+        "--api-key",
+        default=os.environ.get("GALLRING_DEMO_API_KEY"),
+        help="an admin key (default: GALLRING_DEMO_API_KEY, else a new key named gallring-demo "
+        "in gallring up's SQLite database, GALLRING_DATABASE_URL)",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the erasures (120)"
+    )
+    demo.set_defaults(run=_run_demo)
+
+    api = commands.add_parser("api", help="run the API service (settings from GALLRING_*)")
+    api.set_defaults(run=_serve_api)
+
+    purger = commands.add_parser(
+        "purger", help="run the purger: clocks from Kafka, sweeps, erasures (GALLRING_*)"
+    )
+    purger.set_defaults(run=_run_purger)
+
+    notifier = commands.add_parser(
+        "notifier", help="run the notifier: signed deletion webhooks to recipients (GALLRING_*)"
+    )
+    notifier.set_defaults(run=_run_notifier)
+
+    keys = commands.add_parser("keys", help="API keys for machine clients")
+    key_actions = keys.add_subparsers(metavar="ACTION", required=True)
+    create = key_actions.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--name", required=True, help="who uses it, e.g. collection-system")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help=f"one of {', '.join(scope.value for scope in Scope)}; repeat for several",
+    )
+    create.set_defaults(
+        run=lambda a: key_commands.create(_database_url(), a.name, a.scope, out=sys.stdout)
+    )
+    revoke = key_actions.add_parser("revoke", help="revoke every live key with this name")
+    revoke.add_argument("--name", required=True)
+    revoke.set_defaults(run=lambda a: key_commands.revoke(_database_url(), a.name, out=sys.stdout))
+    listing = key_actions.add_parser("list", help="list keys (names and scopes, no secrets)")
+    listing.set_defaults(run=lambda _: key_commands.list_keys(_database_url(), out=sys.stdout))
+    reseal = key_actions.add_parser(
+        "reseal",
+        help="seal recipients' webhook signing secrets again under GALLRING_SECRET_SEALING_KEY "
+        "(once, after setting it)",
+    )
+    reseal.set_defaults(
+        run=lambda _: key_commands.reseal(load_settings(GallringSettings), out=sys.stdout)
+    )
+
+    forecast = commands.add_parser(
+        "forecast", help="how many erasures fall due per month and category"
+    )
+    forecast.add_argument("--until", type=_contract_date, required=True, metavar="YYYY-MM-DD")
+    forecast.set_defaults(
+        run=lambda a: forecast_command.print_forecast(_database_url(), a.until, out=sys.stdout)
+    )
+
+    contract = commands.add_parser("contract", help="the v1 event contract")
+    contract_commands = contract.add_subparsers(metavar="ACTION", required=True)
+    schema = contract_commands.add_parser("schema", help="print the contract's JSON Schema")
+    schema.set_defaults(run=lambda _: _print_json(event_json_schema()))
+    topic_schema = contract_commands.add_parser(
+        "topics", help="print the JSON Schema of every Kafka topic's messages"
+    )
+    topic_schema.set_defaults(run=lambda _: _print_json(topic_json_schema()))
+    return parser
+
+
+def _serve_api(_: argparse.Namespace) -> int:
+    from services.api.main import serve  # imported here: `gallring policy` needs no web stack
+    from services.api.settings import ApiSettings
+
+    settings = load_settings(ApiSettings)
+    settings.secret_box()  # refused before anything starts without the sealing key
+    serve(settings)
+    return 0
+
+
+def _run_purger(_: argparse.Namespace) -> int:
+    from services.purger.main import serve
+    from services.purger.settings import PurgerSettings
+
+    serve(load_settings(PurgerSettings))
+    return 0
+
+
+def _run_notifier(_: argparse.Namespace) -> int:
+    from services.notifier.main import serve
+    from services.notifier.settings import NotifierSettings
+
+    settings = load_settings(NotifierSettings)
+    settings.secret_box()  # refused before anything starts without the sealing key
+    serve(settings)
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    """Run by a deployment once before the services start (they also migrate, finding nothing
+    to do then), so that a failing migration stops the rollout before any service changes."""
+    from shared.storage.migrate import upgrade
+
+    upgrade(_database_url())
+    print("gallring: the database schema is up to date", flush=True)
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from services.cli.demo.command import run_demo  # imported here: aiohttp for the demo alone
+
+    return run_demo(
+        args.api, args.api_key, _database_url, timeout=args.timeout, out=sys.stdout, err=sys.stderr
+    )
+
+
+def _embedded_up(*, verbose: bool) -> int:
+    from services.cli.up import up
+
+    return up(verbose=verbose)
+
+
+def _database_url() -> str:
+    """Key commands and migrations need only the database, not the pseudonym secret."""
+    return load_settings(DatabaseSettings).database_url
+
+
+def _print_json(document: dict[str, Any]) -> int:
+    print(json.dumps(document, indent=2, sort_keys=True))
+    return 0
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a UTC offset, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+_CONTRACT_DATE: TypeAdapter[date] = TypeAdapter(ContractDate)
+
+
+def _contract_date(text: str) -> date:
+    """A day as the API takes it (``YYYY-MM-DD``, in the contract's range): a day past it, such
+    as 9999-12-31, would overflow the forecast's month arithmetic."""
+    try:
+        return _CONTRACT_DATE.validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"expected a day, YYYY-MM-DD, {RANGE_TEXT}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The fixed words of the domain: purpose categories and data-subject roles (rules page)."""
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo
+
+from shared.domain.national_id import contains_national_id
+
+
+class Category(StrEnum):
+    """Why data is kept; each category runs on its own retention clock."""
+
+    COLLECTION_CASE = "collection_case"
+    CUSTOMER_RELATIONSHIP = "customer_relationship"
+    AML = "aml"
+    MARKETING = "marketing"
+    BOOKKEEPING = "bookkeeping"
+    INVOICE_ADMINISTRATION = "invoice_administration"
+
+
+class Role(StrEnum):
+    """Who the data is about, as the privacy notice lists them."""
+
+    DEBTOR = "debtor"
+    DEBTOR_REPRESENTATIVE = "debtor_representative"
+    OBLIGOR = "obligor"
+    JOINTLY_LIABLE = "jointly_liable"
+    CLIENT_CONTACT = "client_contact"
+    CLIENT_PARTNER = "client_partner"
+    CLIENT_GUARANTOR = "client_guarantor"
+    PROSPECT_CONTACT = "prospect_contact"
+    AUTHORITY_CONTACT = "authority_contact"
+    SUPPLIER_CONTACT = "supplier_contact"
+    NEWSLETTER_RECIPIENT = "newsletter_recipient"
+
+
+#: The validation context for messages Gallring wrote itself, on its topics and in its tables: what
+#: only the intake refuses (see :func:`refuse_national_id`) is not checked again, so that history
+#: written before a check was added still reads.
+WRITTEN_BY_GALLRING: dict[str, Any] = {"written_by_gallring": True}
+
+
+def written_by_gallring(info: ValidationInfo) -> bool:
+    """Whether what is validated is a message Gallring wrote (:data:`WRITTEN_BY_GALLRING`)."""
+    return bool(info.context and info.context.get("written_by_gallring"))
+
+
+NATIONAL_ID_REFUSED = (
+    "must not be or contain a personal identity or coordination number: this field is published "
+    "and logged, where only pseudonyms may go; the person belongs in subject, so give this an "
+    "id of its own"
+)
+
+
+def refuse_national_id(value: str, info: ValidationInfo) -> str:
+    """Refuse an id or a free text that is or contains a personnummer or samordningsnummer.
+
+    The one check every id field and free text of the API goes through (events, recipients,
+    confirmations): its message names no value."""
+    if written_by_gallring(info):
+        return value
+    if contains_national_id(value):
+        raise ValueError(NATIONAL_ID_REFUSED)
+    return value
+
+
+def _document_the_refusal(schema: dict[str, Any]) -> None:
+    """Say it in the JSON Schema and the OpenAPI, after whatever the field itself says."""
+    note = "Never a personal identity or coordination number, nor containing one."
+    schema["description"] = f"{schema['description']} {note}" if "description" in schema else note
+
+
+#: Add to any ``str`` field that is published or logged: ``Annotated[str, *NoNationalId]``.
+NoNationalId = (AfterValidator(refuse_national_id), Field(json_schema_extra=_document_the_refusal))
+
+#: An upstream system's identifier for a case, client, hold, recipient…: short, no spaces, so that
+#: free text (a name, an address) cannot be smuggled in where only an id belongs, and no
+#: personal identity number.
+#: A shorter one is ``Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1,
+#: max_length=N), *NoNationalId]``: a ``max_length`` put around ``Identifier`` would be checked
+#: after the refusal, and told as "items".
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/#-]*$"
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128),
+    *NoNationalId,
+]

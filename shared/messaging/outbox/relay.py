@@ -1,0 +1,473 @@
+"""The outbox relay: publishes accepted events to Kafka, at least once, in order per subject.
+
+Runs as a task in every process that writes the outbox (API and purger), but only the holder of
+a lease publishes: parallel relays would each send their share of a subject's events and
+reorder them. A relay that dies loses its lease with it (:mod:`shared.messaging.outbox.lease`)
+and another takes over within a round, sending again what is still in the outbox: consumers
+dedupe by event id. While the broker is away the relay backs off and retries, and the services
+keep writing to the outbox.
+
+A row the broker acknowledged (acks=all) moves from the outbox to ``published_message``, where
+it is kept for ``keep_published_seconds`` before it is deleted: a broker can lose what it
+acknowledged (the embedded broker keeps nothing on disk and forgets all at a restart; a real
+cluster after an unclean leader election). The relay knows, per partition, the offset of a
+message the broker acknowledged (``relay_watermark``: the first of the last batch); a partition
+that ends at or before it, a topic that is gone, or a new batch put at or below it means the
+broker lost messages, and the relay moves the kept rows of that topic back into the outbox under
+their own ids, so that they are published again, oldest first, ahead of newer ones. Consumers
+see some twice and skip them by event id. What the broker lost that was older than the window
+is not kept: choose it longer than consumers may lag.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata
+from sqlalchemy import Engine, delete, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from shared.messaging import topics
+from shared.messaging.kafka import (
+    TopicsNotCreated,
+    ensure_topics,
+    make_offsets_reader,
+    make_producer,
+    partition_for,
+)
+from shared.messaging.outbox.lease import PublishingLease
+from shared.messaging.outbox.metrics import OutboxMetrics
+from shared.runtime.settings import KafkaSettings, RelaySettings
+from shared.storage.database import one_of
+from shared.storage.pruning import delete_in_batches
+from shared.storage.tables.outbox import OutboxMessage, PublishedMessage, RelayWatermark
+from shared.storage.tables.table import table_of
+from shared.storage.tables.types import UtcDateTime
+
+log = logging.getLogger(__name__)
+PRODUCER_STOP_SECONDS = 5.0
+_outbox = table_of(OutboxMessage)
+_published = table_of(PublishedMessage)
+_watermark = table_of(RelayWatermark)
+#: What moves between the outbox and the kept published messages.
+_MOVED = ["id", "event_id", "topic", "message_key", "value", "headers", "created_at"]
+PRUNE_EVERY_SECONDS = 60.0  # published rows past the window go, by the lease holder
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    id: int
+    topic: str
+    key: str
+    value: str
+    headers: str
+
+
+class PublishError(Exception):
+    """Some messages of a round were not acknowledged; they are sent again later."""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db_engine: Engine,
+        kafka: KafkaSettings,
+        settings: RelaySettings,
+        metrics: OutboxMetrics,
+        *,
+        holder: str | None = None,
+    ) -> None:
+        self._db = db_engine
+        self._kafka = kafka
+        self._settings = settings
+        self._metrics = metrics
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease = PublishingLease(db_engine, self.holder, settings.lease_seconds)
+        self._producer: AIOKafkaProducer | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # asks the broker where partitions end
+        # Per partition, the offset of a message the broker acknowledged (as in
+        # relay_watermark); read from the database whenever this relay starts publishing.
+        self._acknowledged: dict[TopicPartition, int] = {}
+        self._next_loss_check = 0.0
+        self._holding = False  # held the lease at the last round
+        self._next_prune = 0.0
+        self._pruning: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._prune_halt = threading.Event()  # read by the prune's thread
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`, backing off while the broker cannot be reached."""
+        backoff = self._settings.poll_interval_seconds
+        try:
+            while not self._stopping.is_set():
+                try:
+                    published = await self.publish_once()
+                except Exception as error:  # noqa: BLE001 - the relay must outlive any failure
+                    self._metrics.publish_failures.inc()
+                    log.warning(
+                        "outbox relay: publishing failed (%s); retrying in %.1fs",
+                        # Only the type of an error that could carry a message's content.
+                        error if isinstance(error, TopicsNotCreated) else type(error).__name__,
+                        backoff,
+                    )
+                    await self._drop_producer()
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, self._settings.max_backoff_seconds)
+                    continue
+                backoff = self._settings.poll_interval_seconds
+                await self._prune_when_due()
+                if published < self._settings.batch_size:
+                    await self._pause(self._settings.poll_interval_seconds)
+        finally:
+            await self.close()
+
+    def stop(self) -> None:
+        """Finish the current round, then leave :meth:`run`, handing the lease on."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Stop the producer and hand the lease on, as :meth:`run` does when it leaves (for a
+        relay driven by :meth:`publish_once`; a running :meth:`run` is stopped by :meth:`stop`)."""
+        self._prune_halt.set()
+        if self._pruning is not None:
+            await asyncio.gather(self._pruning, return_exceptions=True)
+        await self._drop_producer()
+        await asyncio.to_thread(self._release_lease)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def publish_once(self) -> int:
+        """One round: publish the next batch if this relay holds the lease; how many were sent."""
+        if not await asyncio.to_thread(self._hold_lease):
+            self._holding = False
+            return 0
+        producer = self._producer
+        if producer is None:
+            producer = await self._start_producer()  # and create missing topics
+            # The lease may have gone while the producer started (its connection broke): the
+            # round below must start with it held.
+            if not await asyncio.to_thread(self._hold_lease):
+                self._holding = False
+                await self._drop_producer()  # a relay without the lease holds no connection
+                return 0
+            self._holding = False  # a new connection: read the watermarks, check for losses
+        if not self._holding:
+            # Another relay may have published since this one last did: its watermarks count.
+            self._acknowledged = await asyncio.to_thread(self._read_watermarks)
+            self._next_loss_check = 0.0
+            self._holding = True
+        # A round ends within a bound, so that a relay whose lease went meanwhile stops soon.
+        async with asyncio.timeout(self._settings.lease_seconds / 2):
+            if time.monotonic() >= self._next_loss_check:
+                await self._republish_what_the_broker_lost(producer)
+                self._next_loss_check = time.monotonic() + self._settings.loss_check_seconds
+            pending = await asyncio.to_thread(self._next_batch)
+            if not pending:
+                return 0
+            return await self._publish(producer, pending)
+
+    async def _publish(self, producer: AIOKafkaProducer, pending: list[_Pending]) -> int:
+        sends = await _send_in_batches(producer, pending)
+        results = await asyncio.gather(*(sent for _, sent in sends), return_exceptions=True)
+        # No message of a key in a failed batch is marked, not even one acknowledged, so they are
+        # all sent again, in order. (Without idempotence a retried batch may still land after a
+        # later one of the same partition; with it, as on a real cluster, Kafka keeps the order.)
+        failed_keys = {
+            message.key
+            for (messages, _), result in zip(sends, results, strict=True)
+            if isinstance(result, BaseException)
+            for message in messages
+        }
+        published = [message for message in pending if message.key not in failed_keys]
+        # Per partition, the messages the broker took and the offset of its last batch.
+        placed: dict[TopicPartition, list[_Pending]] = {}
+        offsets: dict[TopicPartition, int] = {}
+        lost: dict[TopicPartition, int] = {}
+        for (messages, _), result in zip(sends, results, strict=True):
+            if not isinstance(result, RecordMetadata) or messages[0].key in failed_keys:
+                continue
+            where = TopicPartition(result.topic, result.partition)
+            if result.offset <= self._acknowledged.get(where, -1):
+                # The broker put this batch where it had put one it acknowledged: it lost that.
+                lost[where] = result.offset
+            placed.setdefault(where, []).extend(messages)
+            offsets[where] = max(offsets.get(where, -1), result.offset)
+        log.debug(
+            "outbox relay: %d sent, %d acknowledged, %d key(s) failed",
+            len(pending),
+            len(published),
+            len(failed_keys),
+        )
+        if placed:
+            await asyncio.to_thread(self._mark_published, placed, offsets)
+            for topic, count in Counter(message.topic for message in published).items():
+                self._metrics.published.labels(topic).inc(count)
+        if lost:
+            await self._publish_again(lost)
+        if failed_keys:
+            raise PublishError(f"{len(pending) - len(published)} message(s) not acknowledged")
+        return len(pending)
+
+    async def _republish_what_the_broker_lost(self, producer: AIOKafkaProducer) -> None:
+        """Ask the broker where each partition the relays published to ends; mark the kept rows
+        of those that end at or before a message it acknowledged to be published again."""
+        if not self._acknowledged:
+            return
+        # All topics, without naming any: asking for a topic by name creates it where the
+        # broker creates topics on demand (Tansu does, with its own partition count).
+        cluster = await producer.client.fetch_all_metadata()
+        present = {
+            where
+            for where in self._acknowledged
+            if where.partition in (cluster.partitions_for_topic(where.topic) or ())
+        }
+        if any(where.topic not in cluster.topics() for where in self._acknowledged):
+            await ensure_topics(self._kafka, topics.ALL_TOPICS)  # as Gallring makes them
+        ends: dict[TopicPartition, int] = {}
+        if present:
+            if self._offsets is None:
+                self._offsets = make_offsets_reader(self._kafka)
+                await self._offsets.start()
+            ends = await self._offsets.end_offsets(sorted(present))
+        lost = {
+            where: ends.get(where, 0)
+            for where, acknowledged in self._acknowledged.items()
+            if ends.get(where, 0) <= acknowledged
+        }
+        if lost:
+            await self._publish_again(lost)
+
+    async def _publish_again(self, lost: dict[TopicPartition, int]) -> None:
+        """The broker lost acknowledged messages of the partitions ``lost`` (the offset where it
+        stands now in each): their kept rows are published again, and with a fresh producer,
+        whose idea of the topics' partitions is the broker's of now."""
+        again = await asyncio.to_thread(self._mark_unpublished, list(lost))
+        for topic, count in again.items():
+            partitions = sorted(where.partition for where in lost if where.topic == topic)
+            log.warning(
+                "outbox relay: the broker lost messages of %s it had acknowledged (partition(s) "
+                "%s end at or before them); publishing again the %d message(s) of the topic the "
+                "relay kept",
+                topic,
+                ", ".join(map(str, partitions)),
+                count,
+            )
+            self._metrics.republished.labels(topic).inc(count)
+        self._acknowledged = {
+            where: offset
+            for where, offset in self._acknowledged.items()
+            if where.topic not in again
+        }
+        await self._drop_producer()
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = make_producer(self._kafka)
+        await producer.start()
+        self._producer = producer
+        await ensure_topics(self._kafka, topics.ALL_TOPICS)
+        return producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        offsets, self._offsets = self._offsets, None
+        for client in (producer, offsets):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), timeout=PRODUCER_STOP_SECONDS)
+                except Exception:  # noqa: BLE001 - it is being thrown away
+                    log.debug("outbox relay: stopping a failed client failed too")
+
+    def _hold_lease(self) -> bool:
+        return self._lease.hold()
+
+    def _release_lease(self) -> None:
+        self._lease.release()
+
+    def _next_batch(self) -> list[_Pending]:
+        with self._db.connect() as connection:
+            rows = connection.execute(
+                select(
+                    _outbox.c.id,
+                    _outbox.c.topic,
+                    _outbox.c.message_key,
+                    _outbox.c.value,
+                    _outbox.c.headers,
+                )
+                .order_by(_outbox.c.id)
+                .limit(self._settings.batch_size)
+            ).all()
+            return [_Pending(*row) for row in rows]
+
+    def _mark_published(
+        self, placed: dict[TopicPartition, list[_Pending]], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Rows the broker acknowledged move from the outbox to the kept published messages
+        (in the database, not through here); each partition's watermark moves to its last
+        batch's offset."""
+        ids = [message.id for messages in placed.values() for message in messages]
+        now = datetime.now(UTC)
+        with self._db.begin() as connection:
+            chosen = one_of(connection, _outbox.c.id, ids)
+            outbox_columns = [_outbox.c[column] for column in _MOVED]
+            connection.execute(
+                insert(_published).from_select(
+                    [*_MOVED, "published_at"],
+                    select(*outbox_columns, literal(now, UtcDateTime())).where(chosen),
+                )
+            )
+            connection.execute(delete(_outbox).where(chosen))
+            for where, offset in offsets.items():
+                mark = max(offset, self._acknowledged.get(where, -1))
+                _set_watermark(connection, where, mark)
+                self._acknowledged[where] = mark
+
+    def _mark_unpublished(self, lost: list[TopicPartition]) -> dict[str, int]:
+        """The kept messages of the topics of the ``lost`` partitions go back into the outbox
+        under their own ids (ahead of newer rows), to be published again; how many per topic.
+        Whole topics: which partition a kept message went to is not recorded (it would cost
+        every round a write per partition), and consumers skip what they had by event id."""
+        again = {}
+        with self._db.begin() as connection:
+            for topic in sorted({where.topic for where in lost}):
+                of_topic = _published.c.topic == topic
+                connection.execute(
+                    insert(_outbox).from_select(
+                        _MOVED,
+                        select(*(_published.c[column] for column in _MOVED))
+                        .where(of_topic)
+                        .order_by(_published.c.id),
+                    )
+                )
+                # Counted by the delete: an INSERT … SELECT's rowcount is -1 with psycopg.
+                again[topic] = connection.execute(delete(_published).where(of_topic)).rowcount
+                connection.execute(delete(_watermark).where(_watermark.c.topic == topic))
+        return again
+
+    def _read_watermarks(self) -> dict[TopicPartition, int]:
+        with self._db.connect() as connection:
+            rows = connection.execute(select(_watermark)).all()
+        return {TopicPartition(topic, partition): end for topic, partition, end in rows}
+
+    async def _prune_when_due(self) -> None:
+        """The lease holder deletes published rows past the window (they carry event payloads,
+        which must not outlive their use), beside its rounds: after a back-fill that can be
+        a million rows."""
+        if not self._holding or time.monotonic() < self._next_prune:
+            return
+        if self._pruning is not None and not self._pruning.done():
+            return
+        # Every minute, or as often as the window if it is shorter.
+        every = min(PRUNE_EVERY_SECONDS, max(self._settings.keep_published_seconds, 0.1))
+        self._next_prune = time.monotonic() + every
+        self._pruning = asyncio.create_task(self._prune(), name="outbox-prune")
+
+    async def _prune(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.keep_published_seconds)
+        try:
+            pruned = await asyncio.to_thread(
+                delete_in_batches,
+                self._db,
+                _published,
+                _published.c.published_at < cutoff,
+                order_by=_published.c.published_at,
+                halt=self._prune_halt,
+            )
+        except Exception as error:  # noqa: BLE001 - the next prune tries again
+            log.warning(
+                "outbox relay: pruning published messages failed (%s)", type(error).__name__
+            )
+            return
+        if pruned:
+            log.debug("outbox relay: deleted %d published message(s) past the window", pruned)
+
+
+@dataclass(slots=True)
+class _Batch:
+    topic: str
+    partition: int
+    builder: BatchBuilder
+    messages: list[_Pending]
+
+
+async def _send_in_batches(
+    producer: AIOKafkaProducer, pending: list[_Pending]
+) -> list[tuple[list[_Pending], "asyncio.Future[object]"]]:
+    """Hand ``pending`` to the producer as whole batches rather than message by message (a
+    message then costs a tenth as much), in outbox order within each partition. Keys go to the
+    partitions the producer's own partitioner would pick."""
+    batches: dict[tuple[str, int], list[_Batch]] = {}
+    partitions_of: dict[str, list[int]] = {}
+    for message in pending:
+        if message.topic not in partitions_of:
+            partitions_of[message.topic] = sorted(await producer.partitions_for(message.topic))
+        partitions = partitions_of[message.topic]
+        partition = partition_for(message.key.encode(), partitions)
+        queue = batches.setdefault((message.topic, partition), [])
+        record = _record(message)
+        if not queue or queue[-1].builder.append(**record) is None:  # none yet, or full
+            queue.append(_Batch(message.topic, partition, producer.create_batch(), []))
+            queue[-1].builder.append(**record)  # the first record of a batch always fits
+        queue[-1].messages.append(message)
+    # A partition's next batch is taken only once its last one is acknowledged: the first
+    # batch of every partition goes first, so that those waits overlap. A batch the producer
+    # refuses (an earlier one of its partition failed) fails with the rest of its partition,
+    # unsent: a later batch must not overtake it.
+    sends = []
+    refused: dict[tuple[str, int], Exception] = {}
+    for wave in itertools.zip_longest(*batches.values()):
+        for batch in wave:
+            if batch is None:
+                continue
+            where = (batch.topic, batch.partition)
+            sent: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            if where in refused:
+                sent.set_exception(refused[where])
+            else:
+                try:
+                    sent = await producer.send_batch(
+                        batch.builder, batch.topic, partition=batch.partition
+                    )
+                except KafkaError as error:
+                    refused[where] = error
+                    sent.set_exception(error)
+            sends.append((batch.messages, sent))
+    return sends
+
+
+def _record(message: _Pending) -> dict[str, Any]:
+    headers = orjson.loads(message.headers)
+    return {
+        "key": message.key.encode(),
+        "value": message.value.encode(),
+        "timestamp": None,
+        "headers": [(name, value.encode()) for name, value in headers.items()],
+    }
+
+
+def _set_watermark(connection: Any, where: TopicPartition, offset: int) -> None:
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(_watermark).values(
+        topic=where.topic, kafka_partition=where.partition, acknowledged_offset=offset
+    )
+    connection.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[_watermark.c.topic, _watermark.c.kafka_partition],
+            set_={"acknowledged_offset": offset},
+        )
+    )

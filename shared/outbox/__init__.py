@@ -1,8 +1,0 @@
-"""The transactional outbox: what a service stores for Kafka in the same transaction as its own
-changes (:func:`outbox_row`), and the relay that publishes it (:class:`OutboxRelay`)."""
-
-from shared.outbox.message import outbox_row
-from shared.outbox.metrics import OutboxMetrics
-from shared.outbox.relay import OutboxRelay
-
-__all__ = ["OutboxMetrics", "OutboxRelay", "outbox_row"]

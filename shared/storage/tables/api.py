@@ -1,0 +1,82 @@
+"""Tables the API service owns. None holds a raw personal identifier: subjects appear only as
+keyed pseudonyms, request bodies only as keyed digests."""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, Integer, String
+from sqlmodel import Field, SQLModel
+
+from shared.storage.tables.types import UtcDateTime
+
+
+def _utc(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """Tells a replay (same id, same body) from a conflict (same id, other body); kept for
+    ``api_idempotency_days``, pruned by ``accepted_at``."""
+
+    __tablename__ = "idempotency_record"
+
+    event_id: UUID = Field(primary_key=True)
+    body_digest: str = Field(max_length=64, description="keyed HMAC of the canonical body")
+    accepted_at: datetime = Field(sa_column=_utc(index=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A machine client's credential: only a hash of the secret part is kept."""
+
+    __tablename__ = "api_key"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100, index=True)
+    scopes: str = Field(max_length=200, description="space-separated")
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_utc())
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who (a key's name) did what, when. Never personal data: ids and counts only; kept for
+    ``api_audit_days``."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    at: datetime = Field(sa_column=_utc(index=True))
+    actor: str = Field(max_length=100)
+    action: str = Field(max_length=100)
+    detail: str = Field(sa_column=Column(String(2000), nullable=False))
+
+
+class Recipient(SQLModel, table=True):
+    """Someone the company shares data with, who must hear of erasures (GDPR art. 19).
+
+    Signing secrets are kept encrypted (``shared.webhooks.signing_secrets``): Gallring must sign
+    with them, so a hash would not do. During a rotation's grace period the previous secret signs
+    too.
+    """
+
+    __tablename__ = "recipient"
+
+    recipient_id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=20, description="processor, controller, authority, internal")
+    country: str = Field(max_length=2, description="ISO 3166-1 alpha-2")
+    webhook_url: str = Field(max_length=2000)
+    categories: str = Field(max_length=500, description="space-separated categories")
+    active: bool = True
+    secret: str = Field(sa_column=Column(String(500), nullable=False), description="encrypted")
+    previous_secret: str | None = Field(
+        default=None, sa_column=Column(String(500), nullable=True), description="encrypted"
+    )
+    previous_secret_expires_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    created_at: datetime = Field(sa_column=_utc())
+    updated_at: datetime = Field(sa_column=_utc())

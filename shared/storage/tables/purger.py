@@ -1,0 +1,142 @@
+"""Tables the purger owns: the facts its clocks need, the clocks, the proofs of erasures and
+the confirmations of the company's systems.
+
+Facts and clocks hold subject pseudonyms and go when the subject's data is erased; what remains of
+an erasure (``erasure``) names no subject, only a hash of the pseudonym. The ids of consumed
+events (``consumed_event``), the dedupe, stay for ``purger_consumed_event_days``; after that a
+redelivered event is still known by its fact, or, once its data was erased, by the proof.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from shared.domain.contract.events import HOLD_EVENT_TYPES
+from shared.storage.tables.types import UtcDateTime
+
+#: Clock states the sweep looks at: whatever is not held, cancelled or erased.
+SWEPT_STATES = ("pending", "due", "erase_now")
+#: The same as SQL text: the sweep index's predicate, and the sweep's own condition (written
+#: alike, so that SQLite, which does not look into bound parameters, uses the index).
+SWEPT = text("state IN ('pending', 'due', 'erase_now')")
+#: The facts that are holds as SQL text (a partial index's predicate and the sweep's condition,
+#: written alike): few facts are, so the index is small. Literals, not bound parameters, for
+#: SQLite to match the index; the contract's type names hold no quote to escape.
+_HOLD_EVENT_TYPES_SQL = ", ".join(f"'{type_}'" for type_ in HOLD_EVENT_TYPES)
+HOLD_FACTS = text(f"event_type IN ({_HOLD_EVENT_TYPES_SQL})")
+
+
+class ConsumedEvent(SQLModel, table=True):
+    """An event the purger has applied, by id only: the dedupe record, pruned by
+    ``consumed_at``."""
+
+    __tablename__ = "consumed_event"
+
+    event_id: UUID = Field(primary_key=True)
+    consumed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+
+
+class SubjectFact(SQLModel, table=True):
+    """A lifecycle message (pseudonymised) kept while one of its subject's clocks needs it."""
+
+    __tablename__ = "subject_fact"
+    __table_args__ = (
+        Index(
+            "ix_subject_fact_holds",
+            "subject_pseudonym",
+            postgresql_where=HOLD_FACTS,
+            sqlite_where=HOLD_FACTS,
+        ),
+    )
+
+    event_id: UUID = Field(primary_key=True)
+    subject_pseudonym: str = Field(max_length=64, index=True)
+    event_type: str = Field(max_length=50, description="the message's type, for SQL to see holds")
+    message: str = Field(sa_column=Column(Text, nullable=False), description="the Kafka value")
+
+
+class StoredClock(SQLModel, table=True):
+    """The engine's latest verdict for one subject × category × scope, for the sweep to act on.
+
+    ``erasure_id`` is fixed when the clock is first stored: the erasure it will become goes by
+    it from then on (scheduled, held, executed).
+    """
+
+    __tablename__ = "retention_clock"
+    __table_args__ = (
+        UniqueConstraint(
+            "subject_pseudonym",
+            "category",
+            "scope_key",
+            "scope_value",
+            name="uq_retention_clock_key",
+        ),
+        Index("ix_retention_clock_sweep", "due_at", postgresql_where=SWEPT, sqlite_where=SWEPT),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    erasure_id: UUID = Field(unique=True)
+    subject_pseudonym: str = Field(max_length=64)
+    category: str = Field(max_length=40, index=True)
+    scope_key: str = Field(max_length=20, description="'' for subject-wide")
+    scope_value: str = Field(max_length=200)
+    state: str = Field(max_length=20)
+    due_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    rule: str = Field(max_length=100)
+    legal_basis: str = Field(max_length=300)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    policy_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the policy the verdict was reached under; None: evaluate it again before "
+        "acting on it (one of the subject's events lay in the future then)",
+    )
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ErasureProof(SQLModel, table=True):
+    """What is left after an erasure: when, what and why, and no way back to the person."""
+
+    __tablename__ = "erasure"
+    # Every index is written by every erasure, so each must earn its place. The API pages
+    # erasures in due order, by (due_at, erasure_id) after a cursor, and filters them by
+    # category. The consumer looks erased clocks up by clock_hash, and knows their subject,
+    # which has few: an index on subject_hash serves it, and an auditor's query for a subject.
+    # On PostgreSQL a hash index: it keeps 4 bytes of each 64-character key, where a B-tree of
+    # these random keys outgrew memory at a million proofs and slowed the sweep.
+    __table_args__ = (
+        Index("ix_erasure_due_at_erasure_id", "due_at", "erasure_id"),
+        Index("ix_erasure_subject_hash", "subject_hash", postgresql_using="hash"),
+    )
+
+    erasure_id: UUID = Field(primary_key=True)
+    subject_hash: str = Field(max_length=64, description="SHA-256 of the pseudonym")
+    clock_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        description="SHA-256 of pseudonym, category and scope: a late event about the erased "
+        "data is recognised by it and not kept",
+    )
+    category: str = Field(max_length=40, index=True)
+    rule: str = Field(max_length=100)
+    legal_basis: str = Field(max_length=300)
+    due_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    executed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ErasureConfirmation(SQLModel, table=True):
+    """One of the company's systems confirmed it erased what an erasure command asked for (the
+    API passes the confirmation on; the purger records it and publishes ``erasure.confirmed``)."""
+
+    __tablename__ = "erasure_confirmation"
+
+    erasure_id: UUID = Field(primary_key=True)
+    system: str = Field(primary_key=True, max_length=100)
+    confirmed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
