@@ -1,6 +1,7 @@
-"""Applying what the notifier consumes, a batch per transaction: disclosures (from
-``data.disclosed`` lifecycle events), executed erasures, rectification and restriction notices
-(``data.rectified``, ``processing.restricted``), and the API's notification commands.
+"""The notifier's matching: the handlers of disclosures (``data.disclosed`` lifecycle events),
+executed erasures and rectification and restriction notices (``data.rectified``,
+``processing.restricted``), and the notifications they owe, worked out once the batch's handlers
+ran (``handlers.py``; the API's notification commands are ``commands.py``'s).
 
 An erasure becomes one notification per recipient that was disclosed the subject's data in that
 category, in an overlapping scope, before the erasure; a rectification or restriction likewise.
@@ -20,19 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
+from sqlalchemy import Connection, delete, select
 
-from services.notifier import awaiting
+from services.notifier.batch import NotifierBatch
 from services.notifier.proven_erasures import proven_erasures
-from services.notifier.prune import without_particulars
 from services.notifier.settings import NotifierSettings
-from shared.domain.contract.erasure_messages import ErasureConfirmed, ErasureExecuted
+from shared.domain.contract.erasure_messages import ErasureExecuted
 from shared.domain.contract.lifecycle_message import LifecycleMessage
-from shared.domain.contract.notification_messages import (
-    NotificationClosed,
-    NotificationConfirmed,
-    RedeliveryRequested,
-)
 from shared.domain.pseudonym import subject_hash
 from shared.storage.bulk_insert import insert_rows
 from shared.storage.database import one_of
@@ -65,46 +60,35 @@ class HeardExecuted:
     subject: str
     message: ErasureExecuted
 
-
-Incoming = (
-    LifecycleMessage
-    | HeardExecuted
-    | ErasureConfirmed  # read from gallring.erasures.v1 and left alone
-    | NotificationConfirmed
-    | RedeliveryRequested
-    | NotificationClosed
-)
+    @property
+    def type(self) -> str:
+        return self.message.type
 
 
-def apply_incoming(
-    db: Engine, settings: NotifierSettings, items: list[Incoming], now: datetime
-) -> int:
-    """Store the batch; how many notifications it created."""
-    lifecycle = [item for item in items if isinstance(item, LifecycleMessage)]
-    disclosures = [message for message in lifecycle if message.type == "data.disclosed"]
-    notices = [message for message in lifecycle if message.type in NOTICES]
-    erasures = [item for item in items if isinstance(item, HeardExecuted)]
-    subjects = sorted({m.subject for m in disclosures + notices} | {e.subject for e in erasures})
-    with db.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # A disclosure and its erasure may be applied by two replicas at once (different
-            # topics, different partitions): serialise per subject so neither misses the other.
-            for subject in subjects:
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtextextended(:subject, 0))"),
-                    {"subject": subject},
-                )
-        _store_disclosures(connection, disclosures)
-        _store_erasures(connection, settings, erasures, now)
-        created = _notify(connection, settings, subjects, notices, now) if subjects else 0
-        for item in items:
-            if isinstance(item, NotificationConfirmed):
-                _confirm(connection, item, now)
-            elif isinstance(item, RedeliveryRequested):
-                _redeliver(connection, settings, item, now)
-            elif isinstance(item, NotificationClosed):
-                awaiting.close(connection, item)
-    return created
+def store_disclosures(batch: NotifierBatch, messages: list[LifecycleMessage]) -> None:
+    """``data.disclosed``: who received which of a subject's data, kept until told."""
+    batch.subjects.update(message.subject for message in messages)
+    _store_disclosures(batch.connection, messages)
+
+
+def store_erasures(batch: NotifierBatch, heard: list[HeardExecuted]) -> None:
+    """``erasure.executed``: remembered a while, so that a disclosure read later still matches."""
+    batch.subjects.update(item.subject for item in heard)
+    _store_erasures(batch.connection, batch.settings, heard, batch.now)
+
+
+def hear_notices(batch: NotifierBatch, messages: list[LifecycleMessage]) -> None:
+    """``data.rectified``, ``processing.restricted``: told to every recipient of the data."""
+    batch.subjects.update(message.subject for message in messages)
+    batch.notices.extend(messages)
+
+
+def notify(batch: NotifierBatch) -> None:
+    """After the batch's handlers: the notifications its subjects now owe."""
+    if batch.subjects:
+        batch.created += _notify(
+            batch.connection, batch.settings, sorted(batch.subjects), batch.notices, batch.now
+        )
 
 
 def _store_disclosures(connection: Connection, messages: list[LifecycleMessage]) -> None:
@@ -356,68 +340,3 @@ def _notification(
         "failed_at": None,
         "confirmed_at": None,
     }
-
-
-def _confirm(connection: Connection, command: NotificationConfirmed, now: datetime) -> None:
-    """The recipient confirmed: it evidently got the notification, whatever we had recorded.
-    Its particulars — the scope's values and its reference for the subject's data — are no
-    longer needed, and go (the scope keeps its keys: what kind of data went)."""
-    table = _NOTIFICATIONS
-    scope = connection.execute(
-        select(table.c.scope).where(
-            table.c.notification_id == command.notification_id, table.c.confirmed_at.is_(None)
-        )
-    ).scalar()
-    if scope is None:
-        return  # unknown, or confirmed before
-    connection.execute(
-        update(table)
-        .where(table.c.notification_id == command.notification_id, table.c.confirmed_at.is_(None))
-        .values(
-            confirmed_at=command.at,
-            state="delivered",
-            delivered_at=func.coalesce(table.c.delivered_at, command.at),
-            failed_at=None,
-            lease_until=None,
-            **without_particulars(scope, now),
-        )
-    )
-
-
-def _redeliver(
-    connection: Connection, settings: NotifierSettings, command: RedeliveryRequested, now: datetime
-) -> None:
-    """A failed notification starts over with a fresh horizon; in any other state the request
-    has nothing to do (the API accepts it only for failed ones, but it may arrive late), nor
-    once its particulars were blanked: there is nothing right to send."""
-    table = _NOTIFICATIONS
-    redelivered = connection.execute(
-        update(table)
-        .where(
-            and_(
-                table.c.notification_id == command.notification_id,
-                table.c.state == "failed",
-                table.c.particulars_erased_at.is_(None),
-            )
-        )
-        .values(
-            state="pending",
-            next_attempt_at=now,
-            give_up_at=now + timedelta(seconds=settings.notifier_retry_horizon_seconds),
-            failed_at=None,
-            lease_until=None,
-        )
-    ).rowcount
-    if redelivered:
-        log.info(
-            "notifier: notification %s redelivered at %s's request",
-            command.notification_id,
-            command.by,
-        )
-    else:
-        log.warning(
-            "notifier: notification %s not redelivered at %s's request: it is not failed, or "
-            "its scope and reference are no longer kept",
-            command.notification_id,
-            command.by,
-        )

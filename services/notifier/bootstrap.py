@@ -1,5 +1,7 @@
-"""The notifier process: the consumer that turns erasures into notifications, the delivery
-loop that sends them, and the prune of what they leave behind. ``gallring notifier`` runs it."""
+"""The notifier process's composition root: it builds the consumer that turns erasures into
+notifications, the delivery loop that sends them, the prune of what they leave behind and the
+status server, and runs them. ``gallring notifier`` runs it (``main.py``); a test may hand it a
+delivery loop of its own."""
 
 import asyncio
 from datetime import UTC, datetime
@@ -17,11 +19,17 @@ from shared.storage.pruning import PeriodicPruner
 
 
 class Notifier:
-    def __init__(self, settings: NotifierSettings, db: Engine) -> None:
+    def __init__(
+        self,
+        settings: NotifierSettings,
+        db: Engine,
+        *,
+        delivery_loop: DeliveryLoop | None = None,
+    ) -> None:
         self._settings = settings
         self._db = db
         self.metrics = NotifierMetrics(db)
-        self.delivery_loop = DeliveryLoop(db, settings, self.metrics)
+        self.delivery_loop = delivery_loop or DeliveryLoop(db, settings, self.metrics)
         self.consumer = notifier_consumer(
             db,
             settings,
@@ -48,7 +56,7 @@ class Notifier:
         ):
             tasks = [
                 asyncio.create_task(self.consumer.run(), name="notifier-consumer"),
-                asyncio.create_task(self.delivery_loop.run(), name="notifier-deliverer"),
+                asyncio.create_task(self.delivery_loop.run(), name="notifier-delivery-loop"),
                 asyncio.create_task(self.pruner.run(), name="notifier-pruner"),
             ]
             await supervise(tasks, self._stopping, self._stop_tasks)

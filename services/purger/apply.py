@@ -1,20 +1,19 @@
 """Applying lifecycle messages: store each new event as a fact of its subject and re-evaluate the
-subject's clocks, all in one transaction, so that a message is either applied (and its id
-recorded) or not at all. Redelivered messages are recognised by their event id and skipped."""
+subject's clocks, in the batch's transaction (``handlers.py``), so that a message is either
+applied (and its id recorded) or not at all. Redelivered messages are recognised by their event
+id and skipped."""
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, func, insert, select, union
+from sqlalchemy import Connection, func, insert, select, union
 
 from services.purger import subject_clocks
+from services.purger.batch import PurgerBatch
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.pseudonym import subject_hash
-from shared.storage.database import begin_deciding, one_of
+from shared.storage.database import one_of
 from shared.storage.tables.purger import ConsumedEvent, ErasureProof
 from shared.storage.tables.table import table_of
 
@@ -23,66 +22,59 @@ _CONSUMED = table_of(ConsumedEvent)
 _PROOFS = table_of(ErasureProof)
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    new_events: int
-    erasable_clocks: int  # clocks now due or to erase at once: worth a sweep right away
-
-
-def apply_messages(
-    db: Engine, retention: RetentionEngine, messages: Sequence[LifecycleMessage], now: datetime
-) -> Applied:
-    with begin_deciding(db) as connection:
-        # Before anything is read or stored: a sweep erasing one of these subjects finishes
-        # first, and what follows sees its proofs; one that comes later sees these events; and
-        # another consumer handed the same events (a rebalance) has recorded them.
-        clocks_of = subject_clocks.lock_subjects(
-            connection, {message.subject for message in messages}
+def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> None:
+    """The purger's handler of every lifecycle message: new events become facts, and their
+    subjects' clocks are evaluated again."""
+    connection, retention, now = batch.connection, batch.retention, batch.now
+    # Before anything is read or stored: a sweep erasing one of these subjects finishes first,
+    # and what follows sees its proofs; one that comes later sees these events; and another
+    # consumer handed the same events (a rebalance) has recorded them.
+    clocks_of = subject_clocks.lock_subjects(connection, {message.subject for message in messages})
+    ids = {message.event_id for message in messages}
+    # Consumed lately, or kept as a fact: consumed_event is pruned after a while
+    # (prune.py), a fact is not while a clock needs it. An event whose fact went with an
+    # erasure is recognised by the erasure's proof (_about_erased_data).
+    fact_table = subject_clocks.FACTS
+    already = union(
+        select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids)),
+        select(fact_table.c.event_id).where(one_of(connection, fact_table.c.event_id, ids)),
+    )
+    known = set(connection.execute(already).scalars().all())
+    fresh: dict[UUID, LifecycleMessage] = {}
+    for message in messages:
+        if message.event_id not in known:
+            fresh.setdefault(message.event_id, message)
+    if not fresh:
+        return
+    connection.execute(
+        insert(_CONSUMED), [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
+    )
+    about_erased = _about_erased_data(connection, retention, list(fresh.values()))
+    for event_id in about_erased:
+        del fresh[event_id]
+    if not fresh:
+        return
+    connection.execute(
+        insert(subject_clocks.FACTS),
+        [
+            {
+                "event_id": message.event_id,
+                "subject_pseudonym": message.subject,
+                "event_type": message.type,
+                "message": message.to_json(),
+            }
+            for message in fresh.values()
+        ],
+    )
+    erasable = 0
+    for subject in sorted({message.subject for message in fresh.values()}):
+        facts = subject_clocks.load_facts(connection, subject)
+        clocks = subject_clocks.reevaluate(
+            connection, retention, subject, facts, clocks_of[subject], now
         )
-        ids = {message.event_id for message in messages}
-        # Consumed lately, or kept as a fact: consumed_event is pruned after a while
-        # (prune.py), a fact is not while a clock needs it. An event whose fact went with an
-        # erasure is recognised by the erasure's proof (_about_erased_data).
-        fact_table = subject_clocks.FACTS
-        already = union(
-            select(_CONSUMED.c.event_id).where(one_of(connection, _CONSUMED.c.event_id, ids)),
-            select(fact_table.c.event_id).where(one_of(connection, fact_table.c.event_id, ids)),
-        )
-        known = set(connection.execute(already).scalars().all())
-        fresh: dict = {}
-        for message in messages:
-            if message.event_id not in known:
-                fresh.setdefault(message.event_id, message)
-        if not fresh:
-            return Applied(0, 0)
-        connection.execute(
-            insert(_CONSUMED), [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
-        )
-        about_erased = _about_erased_data(connection, retention, list(fresh.values()))
-        for event_id in about_erased:
-            del fresh[event_id]
-        if not fresh:
-            return Applied(0, 0)
-        connection.execute(
-            insert(subject_clocks.FACTS),
-            [
-                {
-                    "event_id": message.event_id,
-                    "subject_pseudonym": message.subject,
-                    "event_type": message.type,
-                    "message": message.to_json(),
-                }
-                for message in fresh.values()
-            ],
-        )
-        erasable = 0
-        for subject in sorted({message.subject for message in fresh.values()}):
-            facts = subject_clocks.load_facts(connection, subject)
-            clocks = subject_clocks.reevaluate(
-                connection, retention, subject, facts, clocks_of[subject], now
-            )
-            erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
-        return Applied(len(fresh), erasable)
+        erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
+    batch.new_events += len(fresh)
+    batch.erasable_clocks += erasable
 
 
 def _about_erased_data(

@@ -1,5 +1,7 @@
-"""The purger process: the lifecycle consumer, the sweep on an APScheduler interval, and the
-outbox relay that publishes the erasures. ``gallring purger`` runs it.
+"""The purger process's composition root: it builds the retention engine, the lifecycle
+consumer, the sweep on an APScheduler interval, the outbox relay that publishes the erasures,
+and the status server, and runs them. ``gallring purger`` runs it (``main.py``); a test may hand
+it parts of its own (an engine with another policy, a relay of its own).
 
 One interval job sweeps every due clock, however many there are: clocks live in the database,
 never as scheduler jobs. An immediate erasure asks for a sweep at once instead of at the next
@@ -35,10 +37,17 @@ PRUNE_JOB = "prune"
 
 
 class Purger:
-    def __init__(self, settings: PurgerSettings, db: Engine) -> None:
+    def __init__(
+        self,
+        settings: PurgerSettings,
+        db: Engine,
+        *,
+        retention: RetentionEngine | None = None,
+        relay: OutboxRelay | None = None,
+    ) -> None:
         self._settings = settings
         self._db = db
-        self._retention = RetentionEngine(settings.policy())
+        self._retention = retention or RetentionEngine(settings.policy())
         self.metrics = PurgerMetrics(db, self._retention.digest)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._sweeping = False
@@ -51,7 +60,7 @@ class Purger:
             on_erasable=self.sweep_soon,
             on_dead_letter=self.metrics.dead_letters.inc,
         )
-        self.relay = OutboxRelay(db, settings.kafka, settings.relay, self.metrics.outbox)
+        self.relay = relay or OutboxRelay(db, settings.kafka, settings.relay, self.metrics.outbox)
         self._stopping = asyncio.Event()
         self._refresh_stopping = threading.Event()  # read by the refresh's thread
         self._prune_stopping = threading.Event()  # and the prune's

@@ -4,12 +4,12 @@ passes on (``gallring.erasure-confirmations.v1``), and telling ops and the notif
 keeps no pseudonym). A repeat, or a redelivered report, records nothing new."""
 
 import logging
-from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
+from services.purger.batch import PurgerBatch
 from shared.domain.contract.erasure_messages import (
     SCHEMA_VERSION,
     ConfirmationReported,
@@ -29,62 +29,63 @@ _PROOFS = table_of(ErasureProof)
 _OUTBOX = table_of(OutboxMessage)
 
 
-def record_confirmations(db: Engine, reports: list[ConfirmationReported], now: datetime) -> int:
-    """Record the new confirmations of executed erasures; how many there were."""
+def record_confirmations(batch: PurgerBatch, reports: list[ConfirmationReported]) -> None:
+    """The purger's handler of confirmation reports: record the new confirmations of executed
+    erasures."""
+    connection = batch.connection
     erasure_ids = {report.erasure_id for report in reports}
-    with db.begin() as connection:
-        executed = set(
-            connection.execute(
-                select(_PROOFS.c.erasure_id).where(
-                    one_of(connection, _PROOFS.c.erasure_id, erasure_ids)
-                )
-            ).scalars()
+    executed = set(
+        connection.execute(
+            select(_PROOFS.c.erasure_id).where(
+                one_of(connection, _PROOFS.c.erasure_id, erasure_ids)
+            )
+        ).scalars()
+    )
+    known: set[tuple[UUID, str]] = set(
+        connection.execute(
+            select(_CONFIRMATIONS.c.erasure_id, _CONFIRMATIONS.c.system).where(
+                one_of(connection, _CONFIRMATIONS.c.erasure_id, erasure_ids)
+            )
+        ).all()
+    )
+    confirmations: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for report in reports:
+        key = (report.erasure_id, report.system)
+        if report.erasure_id not in executed:
+            log.warning(
+                "purger: %s confirmed erasure %s, which is not executed; ignored",
+                report.system,
+                report.erasure_id,
+            )
+            continue
+        if key in known:
+            continue
+        known.add(key)
+        confirmations.append(
+            {
+                "erasure_id": report.erasure_id,
+                "system": report.system,
+                "confirmed_at": report.reported_at,
+            }
         )
-        known: set[tuple[UUID, str]] = set(
-            connection.execute(
-                select(_CONFIRMATIONS.c.erasure_id, _CONFIRMATIONS.c.system).where(
-                    one_of(connection, _CONFIRMATIONS.c.erasure_id, erasure_ids)
-                )
-            ).all()
+        message = ErasureConfirmed(
+            event_id=uuid4(),
+            erasure_id=report.erasure_id,
+            system=report.system,
+            confirmed_at=report.reported_at,
         )
-        confirmations: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
-        for report in reports:
-            key = (report.erasure_id, report.system)
-            if report.erasure_id not in executed:
-                log.warning(
-                    "purger: %s confirmed erasure %s, which is not executed; ignored",
-                    report.system,
-                    report.erasure_id,
-                )
-                continue
-            if key in known:
-                continue
-            known.add(key)
-            confirmations.append(
-                {
-                    "erasure_id": report.erasure_id,
-                    "system": report.system,
-                    "confirmed_at": report.reported_at,
-                }
+        outbox.append(
+            outbox_row(
+                topics.ERASURES,
+                key=str(report.erasure_id),
+                value=message.model_dump_json(),
+                event_type=message.type,
+                event_id=message.event_id,
+                schema_version=SCHEMA_VERSION,
+                now=batch.now,
             )
-            message = ErasureConfirmed(
-                event_id=uuid4(),
-                erasure_id=report.erasure_id,
-                system=report.system,
-                confirmed_at=report.reported_at,
-            )
-            outbox.append(
-                outbox_row(
-                    topics.ERASURES,
-                    key=str(report.erasure_id),
-                    value=message.model_dump_json(),
-                    event_type=message.type,
-                    event_id=message.event_id,
-                    schema_version=SCHEMA_VERSION,
-                    now=now,
-                )
-            )
-        insert_rows(connection, _CONFIRMATIONS, confirmations)
-        insert_rows(connection, _OUTBOX, outbox)
-    return len(confirmations)
+        )
+    insert_rows(connection, _CONFIRMATIONS, confirmations)
+    insert_rows(connection, _OUTBOX, outbox)
+    batch.confirmations += len(confirmations)

@@ -1,7 +1,8 @@
-"""The purger's consumer: ``gallring.lifecycle.v1`` messages become facts and clocks (see
-``apply``), and systems' confirmations from ``gallring.erasure-confirmations.v1`` are recorded
-(see ``confirmations``), a batch per transaction, through the shared :class:`ConsumerLoop`
-(offsets committed after the transaction, invalid messages to the dead-letter topic)."""
+"""The purger's consumer: ``gallring.lifecycle.v1`` messages become facts and clocks, and
+systems' confirmations from ``gallring.erasure-confirmations.v1`` are recorded, a batch per
+transaction through the shared :class:`ConsumerLoop` (offsets committed after the transaction,
+invalid messages to the dead-letter topic). A record is decoded by its topic's schema; what is
+done with it is the handler table's (``handlers.py``)."""
 
 import asyncio
 from collections.abc import Callable
@@ -10,8 +11,7 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 from sqlalchemy import Engine
 
-from services.purger.apply import apply_messages
-from services.purger.confirmations import record_confirmations
+from services.purger.handlers import Incoming, handle_batch
 from services.purger.settings import PurgerSettings
 from shared.domain.contract.erasure_messages import ConfirmationReported
 from shared.domain.contract.lifecycle_message import LifecycleMessage
@@ -19,14 +19,16 @@ from shared.domain.engine import RetentionEngine
 from shared.messaging import topics
 from shared.messaging.consumer_loop import ConsumerLoop
 
-Incoming = LifecycleMessage | ConfirmationReported
-TOPICS = (topics.LIFECYCLE, topics.ERASURE_CONFIRMATIONS)
+#: What each topic's records are.
+DECODERS: dict[str, Callable[[bytes], Incoming]] = {
+    topics.LIFECYCLE: LifecycleMessage.from_json,
+    topics.ERASURE_CONFIRMATIONS: ConfirmationReported.model_validate_json,
+}
+TOPICS = tuple(DECODERS)
 
 
 def parse(record: ConsumerRecord) -> Incoming:
-    if record.topic == topics.ERASURE_CONFIRMATIONS:
-        return ConfirmationReported.model_validate_json(record.value)
-    return LifecycleMessage.from_json(record.value)
+    return DECODERS[record.topic](record.value)
 
 
 def lifecycle_consumer(
@@ -40,15 +42,9 @@ def lifecycle_consumer(
     """``on_erasable`` is called when a batch made a clock due or erasable at once."""
 
     async def apply(items: list[Incoming]) -> None:
-        now = datetime.now(UTC)
-        messages = [item for item in items if isinstance(item, LifecycleMessage)]
-        reports = [item for item in items if isinstance(item, ConfirmationReported)]
-        if reports:
-            await asyncio.to_thread(record_confirmations, db, reports, now)
-        if messages:
-            applied = await asyncio.to_thread(apply_messages, db, retention, messages, now)
-            if applied.erasable_clocks:
-                on_erasable()
+        applied = await asyncio.to_thread(handle_batch, db, retention, items, datetime.now(UTC))
+        if applied.erasable_clocks:
+            on_erasable()
 
     return ConsumerLoop(
         "purger",

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from services.api.api_keys import Principal
 from services.api.recipients import service as recipients
 from services.api.recipients.schemas import NewRecipient
-from services.notifier.apply import HeardExecuted, apply_incoming
+from services.notifier.apply import HeardExecuted
+from services.notifier.handlers import handle_batch
 from shared.domain.contract.erasure_messages import ErasureExecuted
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.contract.vocabulary import Category
@@ -69,7 +70,7 @@ async def test_a_notifier_killed_mid_delivery_loses_nothing(
         endpoint = receiver.endpoints[recipient_id]
         endpoint.secret = created.signing_secret
         endpoint.script = [HANG] * 4  # four deliveries (all its slots) in flight at the kill
-        apply_incoming(db, settings, _disclosed_and_erased(recipient_id), datetime.now(UTC))
+        handle_batch(db, settings, _disclosed_and_erased(recipient_id), datetime.now(UTC))
 
         first = notifier_process(migrated_url, kafka_settings)
         try:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from shared.domain.pseudonym import subject_hash
 from shared.messaging import topics
 from shared.messaging.embedded_broker import free_loopback_port
@@ -31,7 +31,7 @@ def due_subjects(db: Engine, count: int) -> list[Subject]:
     messages = [
         s.message("collection_case.closed", ago(months=37), {"case_id": "C-1"}) for s in subjects
     ]
-    apply_messages(db, RETENTION, messages, datetime.now(UTC))
+    handle_batch(db, RETENTION, messages, datetime.now(UTC))
     return subjects
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.pool import Pool
 
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.sweep import sweep
 from shared.storage.database import make_engine
 from shared.storage.migrate import upgrade
@@ -80,7 +80,7 @@ def test_a_sweep_that_erased_empties_the_write_ahead_log(tmp_path: Path) -> None
     try:
         person = Subject()
         closed = person.message("collection_case.closed", ago(months=37), {"case_id": "C-1"})
-        apply_messages(engine, RETENTION, [closed], datetime.now(UTC))
+        handle_batch(engine, RETENTION, [closed], datetime.now(UTC))
         wal = tmp_path / "gallring.db-wal"
         assert wal.stat().st_size > 0  # the subject's facts and clock, among others
 

@@ -6,7 +6,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from services.api.api_keys import Scope
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.sweep import sweep
 from shared.domain.contract.erasure_messages import ErasureConfirmed
 from shared.messaging import topics
@@ -38,7 +38,7 @@ async def test_erasures_are_seen_scheduled_held_executed_and_confirmed(
     db = make_engine(api.settings.database_url)
     executed, held, scheduled = Subject(), Subject(), Subject()
     try:
-        apply_messages(
+        handle_batch(
             db,
             RETENTION,
             [

@@ -18,7 +18,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from services.api.settings import ApiSettings
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from shared.domain.contract import LifecycleEvent
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.storage.database import make_engine
@@ -120,7 +120,7 @@ def _consumed_by_the_purger(database_url: str, closed: LifecycleEvent, pseudonym
     db = make_engine(database_url)
     try:
         message = LifecycleMessage.from_event(closed, pseudonym)
-        apply_messages(db, RETENTION, [message], datetime.now(UTC))
+        handle_batch(db, RETENTION, [message], datetime.now(UTC))
         clocks = table_of(StoredClock)
         with db.connect() as connection:
             return str(

@@ -2,15 +2,20 @@
 order, once however often they are replayed, and only for what was disclosed before."""
 
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
-from services.notifier.apply import HeardExecuted, apply_incoming
+from services.notifier.apply import HeardExecuted
+from services.notifier.handlers import handle_batch
 from shared.domain.contract.erasure_messages import ErasureExecuted
 from shared.domain.contract.lifecycle_message import LifecycleMessage
-from shared.domain.contract.notification_messages import NotificationConfirmed
+from shared.domain.contract.notification_messages import (
+    NotificationClosed,
+    NotificationConfirmed,
+    RedeliveryRequested,
+)
 from shared.domain.contract.vocabulary import Category
 from shared.runtime.settings import KafkaSettings
 from shared.storage.database import make_engine
@@ -83,9 +88,9 @@ def test_either_order_makes_one_notification_and_replays_make_none(
     subject, recipient = Subject(), f"r-{uuid4().hex[:8]}"
     disclosure, erasure = disclosed(subject, recipient, NOW - timedelta(days=9)), erased(subject)
     batches = [[erasure], [disclosure]] if erasure_first else [[disclosure], [erasure]]
-    created = [apply_incoming(db, settings, batch, NOW) for batch in batches]
+    created = [handle_batch(db, settings, batch, NOW) for batch in batches]
     assert created == [0, 1]
-    assert apply_incoming(db, settings, [disclosure, erasure], NOW) == 0  # replayed together
+    assert handle_batch(db, settings, [disclosure, erasure], NOW) == 0  # replayed together
     assert notified(db, recipient) == ["R-1"]
     table = table_of(Disclosure)
     with db.connect() as connection:  # the erasure covered the disclosure: it is gone
@@ -100,7 +105,7 @@ def test_a_disclosure_after_the_erasure_is_not_notified_of_it(
     settings = notifier_settings(migrated_url, kafka_settings)
     subject, recipient = Subject(), f"r-{uuid4().hex[:8]}"
     erasure = erased(subject, at=NOW - timedelta(days=1))
-    assert apply_incoming(db, settings, [erasure, disclosed(subject, recipient, NOW)], NOW) == 0
+    assert handle_batch(db, settings, [erasure, disclosed(subject, recipient, NOW)], NOW) == 0
     assert notified(db, recipient) == []
 
 
@@ -115,7 +120,7 @@ def test_recipient_and_reference_are_kept_apart_in_notification_ids(
         disclosed(subject, prefix, before, ref="a/b"),
         erased(subject),
     ]
-    assert apply_incoming(db, settings, items, NOW) == 2
+    assert handle_batch(db, settings, items, NOW) == 2
 
 
 def test_a_recipient_confirms_each_of_its_notifications_of_one_erasure(
@@ -131,7 +136,7 @@ def test_a_recipient_confirms_each_of_its_notifications_of_one_erasure(
         disclosed(subject, recipient, before, ref="R-2"),
         erased(subject),
     ]
-    assert apply_incoming(db, settings, items, NOW) == 2
+    assert handle_batch(db, settings, items, NOW) == 2
     table = table_of(Notification)
     with db.connect() as connection:
         ids = connection.execute(
@@ -142,7 +147,7 @@ def test_a_recipient_confirms_each_of_its_notifications_of_one_erasure(
             for notification_id in ids
         ]
     for confirmation in confirmations:
-        apply_incoming(db, settings, [confirmation], NOW)
+        handle_batch(db, settings, [confirmation], NOW)
     with db.connect() as connection:
         rows = connection.execute(
             select(table.c.confirmed_at, table.c.recipient_ref).where(
@@ -150,3 +155,46 @@ def test_a_recipient_confirms_each_of_its_notifications_of_one_erasure(
             )
         ).all()
     assert [(confirmed_at is not None, ref) for confirmed_at, ref in rows] == [(True, "")] * 2
+
+
+def test_commands_of_one_batch_apply_in_the_order_they_came(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """A redelivery then a close of one failed notification: the redelivery wins (the close
+    finds it pending again), as it would in two batches; grouped by type, the close would."""
+    settings = notifier_settings(migrated_url, kafka_settings)
+    subject, recipient = Subject(), f"r-{uuid4().hex[:8]}"
+    items = [
+        disclosed(subject, recipient, NOW - timedelta(days=9), ref="R-1"),
+        disclosed(subject, recipient, NOW - timedelta(days=9), ref="R-2"),
+        erased(subject),
+    ]
+    assert handle_batch(db, settings, items, NOW) == 2
+    table = table_of(Notification)
+    with db.begin() as connection:
+        first, second = connection.execute(
+            select(table.c.notification_id)
+            .where(table.c.recipient_id == recipient)
+            .order_by(table.c.recipient_ref)
+        ).scalars()
+        connection.execute(
+            update(table).where(table.c.recipient_id == recipient).values(state="failed")
+        )
+
+    def close(notification_id: UUID) -> NotificationClosed:
+        reason = "the vendor erased everything at the contract's end"
+        return NotificationClosed(
+            event_id=uuid4(), notification_id=notification_id, at=NOW, by="dpo", reason=reason
+        )
+
+    redeliver = RedeliveryRequested(event_id=uuid4(), notification_id=second, at=NOW, by="ops")
+    handle_batch(db, settings, [close(first), redeliver, close(second)], NOW)
+    with db.connect() as connection:
+        states = dict(
+            connection.execute(
+                select(table.c.notification_id, table.c.state).where(
+                    table.c.recipient_id == recipient
+                )
+            ).all()
+        )
+    assert states == {first: "closed", second: "pending"}

@@ -11,8 +11,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from services.api.api_keys import Scope
 from services.notifier import awaiting, delivery_loop
-from services.notifier.apply import apply_incoming
 from services.notifier.delivery_store import housekeep
+from services.notifier.handlers import handle_batch
 from services.notifier.metrics import NotifierMetrics
 from shared.domain.contract.notification_messages import NotificationClosed
 from shared.messaging import topics
@@ -87,7 +87,7 @@ def test_a_notification_waits_for_its_inactive_recipient_past_its_horizon_and_go
     settings = notifier_settings(_url(db), kafka_settings, notifier_retry_horizon_seconds=60.0)
     recipient, subject = _recipient(db, active=False), Subject()
     items = [disclosed(subject, recipient, NOW - timedelta(days=9)), erased(subject)]
-    assert apply_incoming(db, settings, items, NOW) == 1
+    assert handle_batch(db, settings, items, NOW) == 1
     [row] = _rows(db, recipient)
     assert row.state == "awaiting_recipient"
 
@@ -132,7 +132,7 @@ def test_a_close_is_recorded_with_its_reason_only_on_a_waiting_or_failed_notific
         disclosed(subject, active, NOW - timedelta(days=9)),
         erased(subject),
     ]
-    assert apply_incoming(db, settings, items, NOW) == 2
+    assert handle_batch(db, settings, items, NOW) == 2
     [owed], [pending] = _rows(db, waiting), _rows(db, active)
 
     def closing(notification_id: uuid.UUID) -> NotificationClosed:
@@ -144,8 +144,8 @@ def test_a_close_is_recorded_with_its_reason_only_on_a_waiting_or_failed_notific
             reason="the contract ended; the vendor erased all our data at its end",
         )
 
-    apply_incoming(db, settings, [closing(owed.notification_id)], NOW)
-    apply_incoming(db, settings, [closing(pending.notification_id)], NOW)  # being delivered
+    handle_batch(db, settings, [closing(owed.notification_id)], NOW)
+    handle_batch(db, settings, [closing(pending.notification_id)], NOW)  # being delivered
     [owed], [pending] = _rows(db, waiting), _rows(db, active)
     assert (owed.state, owed.closed_at, owed.closed_by) == ("closed", NOW, "dpo")
     assert owed.close_reason.startswith("the contract ended")

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from sqlalchemy import Engine, insert, select
 
-from services.notifier.apply import apply_incoming
+from services.notifier.handlers import handle_batch
 from services.notifier.prune import prune
 from shared.domain.pseudonym import clock_hash, subject_hash
 from shared.runtime.settings import KafkaSettings
@@ -69,7 +69,7 @@ def test_a_disclosure_read_after_its_erasure_was_forgotten_is_matched_through_th
     before = NOW - timedelta(days=30)
     disclosure, erasure = disclosed(subject, vendor, before), erased(subject)
     _prove(db, subject, erasure, ("case_id", "C-1"))
-    assert apply_incoming(db, settings, [disclosure, erasure], NOW) == 1
+    assert handle_batch(db, settings, [disclosure, erasure], NOW) == 1
     assert _kept(db, subject) == []
 
     # Past the late-disclosure window the notifier forgets the erasure; the proof stays.
@@ -79,12 +79,12 @@ def test_a_disclosure_read_after_its_erasure_was_forgotten_is_matched_through_th
         assert not connection.execute(select(table_of(HeardErasure))).all()
 
     # The same disclosure replayed: the recipient was told already, nothing is kept.
-    assert apply_incoming(db, settings, [disclosure], later) == 0
+    assert handle_batch(db, settings, [disclosure], later) == 0
     assert _kept(db, subject) == []
     assert len(_notified(db, vendor)) == 1
 
     # A disclosure first read now, made before the erasure: told at once, of that case.
-    assert apply_incoming(db, settings, [disclosed(subject, late, before)], later) == 1
+    assert handle_batch(db, settings, [disclosed(subject, late, before)], later) == 1
     [(erasure_id, scope)] = _notified(db, late)
     assert (erasure_id, scope) == (erasure.message.erasure_id, '{"case_id": "C-1"}')
     assert _kept(db, subject) == []
@@ -92,7 +92,7 @@ def test_a_disclosure_read_after_its_erasure_was_forgotten_is_matched_through_th
     # Another case's data, or data disclosed after the erasure, is no concern of that proof.
     other_case = disclosed(subject, late, before, case_id="C-2")
     after = disclosed(subject, f"a-{uuid4().hex[:8]}", later)
-    assert apply_incoming(db, settings, [other_case, after], later) == 0
+    assert handle_batch(db, settings, [other_case, after], later) == 0
     assert sorted(_kept(db, subject)) == [("C-1",), ("C-2",)]
 
 
@@ -106,8 +106,7 @@ def test_a_subject_wide_proof_covers_a_disclosure_of_any_scope_of_its_category(
     _prove(db, subject, erasure, ("", ""))
     prune(db, settings, NOW)  # nothing remembered: the notifier never heard this erasure
     assert (
-        apply_incoming(db, settings, [disclosed(subject, vendor, NOW - timedelta(days=3))], NOW)
-        == 1
+        handle_batch(db, settings, [disclosed(subject, vendor, NOW - timedelta(days=3))], NOW) == 1
     )
     [(erasure_id, scope)] = _notified(db, vendor)
     assert (erasure_id, scope) == (erasure.message.erasure_id, "{}")

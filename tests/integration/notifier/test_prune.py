@@ -13,7 +13,7 @@ from sqlalchemy import Engine, insert, select
 
 from services.api.api_keys import Scope
 from services.notifier import prune
-from services.notifier.apply import apply_incoming
+from services.notifier.handlers import handle_batch
 from services.notifier.settings import NotifierSettings
 from shared.domain.contract.notification_messages import NotificationConfirmed, RedeliveryRequested
 from shared.storage.database import make_engine
@@ -62,7 +62,7 @@ def test_a_confirmation_blanks_the_scope_and_the_reference(fresh_db: Engine) -> 
     (delivered,) = store(fresh_db, notification("vendor", "delivered", NOW, delivered_at=NOW))
     confirmation = NotificationConfirmed(event_id=uuid.uuid4(), notification_id=delivered, at=NOW)
 
-    apply_incoming(fresh_db, SETTINGS, [confirmation], NOW)
+    handle_batch(fresh_db, SETTINGS, [confirmation], NOW)
 
     assert particulars(fresh_db, delivered) == BLANKED
 
@@ -116,7 +116,7 @@ def test_a_failed_notification_without_its_particulars_is_not_redelivered(
         for i in (old, recent)
     ]
 
-    apply_incoming(fresh_db, SETTINGS, requests, NOW)
+    handle_batch(fresh_db, SETTINGS, requests, NOW)
 
     with fresh_db.connect() as connection:
         states = dict(

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.purger import subject_clocks
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.sweep import sweep
 from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
 from shared.messaging import topics
@@ -29,7 +29,7 @@ CASE = {"case_id": "C-1"}
 
 
 def apply(db: Engine, *messages) -> None:
-    apply_messages(db, RETENTION, messages, datetime.now(UTC))
+    handle_batch(db, RETENTION, messages, datetime.now(UTC))
 
 
 def sweep_now(db: Engine) -> None:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import shared.domain.policy
 from services.api.api_keys import Scope
 from services.cli.main import main
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from shared.storage.clock_forecast import forecast
 from shared.storage.database import make_engine
 from shared.storage.migrate import upgrade
@@ -25,7 +25,7 @@ def closed_cases(db, *closings: str, held: bool = False) -> None:
         messages.append(person.message("collection_case.closed", utc_at(at), {"case_id": "C-1"}))
         if held:
             messages.append(person.message("legal_hold.placed", utc_at(at), data={"hold_id": "H"}))
-    apply_messages(db, RETENTION, messages, datetime.now(UTC))
+    handle_batch(db, RETENTION, messages, datetime.now(UTC))
 
 
 def test_the_cli_prints_erasures_due_per_month_and_category(tmp_path, monkeypatch, capsys):

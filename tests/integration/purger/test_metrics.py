@@ -7,7 +7,7 @@ import httpx
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine
 
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.metrics import PurgerMetrics
 from shared.messaging.embedded_broker import free_loopback_port
 from tests.integration.purger.helpers import RETENTION, Subject, ago
@@ -49,7 +49,7 @@ def test_the_clock_figures_count_what_the_database_holds(fresh_db: Engine) -> No
         Subject().message("collection_case.closed", closed_long_ago, CASE) for _ in range(2)
     ]
     messages.append(Subject().message("collection_case.closed", ago(months=1), CASE))
-    apply_messages(fresh_db, RETENTION, messages, datetime.now(UTC))
+    handle_batch(fresh_db, RETENTION, messages, datetime.now(UTC))
 
     registry = PurgerMetrics(fresh_db, RETENTION.digest).registry
 

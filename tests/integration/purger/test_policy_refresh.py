@@ -10,7 +10,7 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, select
 
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.sweep import sweep
@@ -53,7 +53,7 @@ def test_a_shortened_period_makes_clocks_stored_under_the_old_one_due(
     fresh_db: Engine, shorter_retention: RetentionEngine
 ) -> None:
     person, closed = Subject(), ago(months=30)
-    apply_messages(
+    handle_batch(
         fresh_db, RETENTION, [person.message("collection_case.closed", closed, CASE)], ago()
     )
     assert case_clock(fresh_db, person).due_at == closed + relativedelta(months=36)
@@ -74,7 +74,7 @@ def test_every_stale_subject_is_refreshed_batch_by_batch_and_current_ones_are_le
     under_old, under_new = [Subject() for _ in range(3)], Subject()
     for person, retention in [*((p, RETENTION) for p in under_old), (under_new, shorter_retention)]:
         closing = person.message("collection_case.closed", ago(months=3), CASE)
-        apply_messages(fresh_db, retention, [closing], ago())
+        handle_batch(fresh_db, retention, [closing], ago())
     untouched = case_clock(fresh_db, under_new)
 
     refreshed = refresh_stale_verdicts(fresh_db, shorter_retention, batch_size=1)
@@ -90,7 +90,7 @@ def test_a_refresh_told_to_stop_leaves_the_rest_to_the_next_run(
 ) -> None:
     person = Subject()
     closing = person.message("collection_case.closed", ago(months=30), CASE)
-    apply_messages(fresh_db, RETENTION, [closing], ago())
+    handle_batch(fresh_db, RETENTION, [closing], ago())
     stopping = threading.Event()
     stopping.set()
 
@@ -103,7 +103,7 @@ async def test_a_purger_started_with_a_shortened_policy_erases_what_it_made_due(
 ) -> None:
     person = Subject()
     closing = person.message("collection_case.closed", ago(months=30), CASE)
-    apply_messages(fresh_db, RETENTION, [closing], ago())  # due in six months, as stored
+    handle_batch(fresh_db, RETENTION, [closing], ago())  # due in six months, as stored
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(shorter_policy())
     url = fresh_db.url.render_as_string(hide_password=False)
@@ -121,7 +121,7 @@ def test_ops_see_how_many_clocks_wait_for_the_refresh(
 ) -> None:
     person = Subject()
     closing = person.message("collection_case.closed", ago(months=30), CASE)
-    apply_messages(fresh_db, RETENTION, [closing], ago())
+    handle_batch(fresh_db, RETENTION, [closing], ago())
     registry = PurgerMetrics(fresh_db, shorter_retention.digest).registry
     waiting = "gallring_purger_clocks_under_another_policy"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert, select, update
 
 from services.purger import prune
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.settings import PurgerSettings
 from shared.storage.tables.purger import ConsumedEvent
 from shared.storage.tables.table import table_of
@@ -48,7 +48,7 @@ def test_a_message_redelivered_after_its_record_went_is_still_known_by_its_fact(
     subject = Subject()
     closed = subject.message("collection_case.closed", ago(months=1), {"case_id": "C-1"})
     now = datetime.now(UTC)
-    assert apply_messages(db, RETENTION, [closed], now).new_events == 1
+    assert handle_batch(db, RETENTION, [closed], now).new_events == 1
     with db.begin() as connection:
         connection.execute(
             update(_CONSUMED)
@@ -58,7 +58,7 @@ def test_a_message_redelivered_after_its_record_went_is_still_known_by_its_fact(
     prune.prune(db, SETTINGS, now)
     assert consumed(db, [closed.event_id]) == set()
 
-    again = apply_messages(db, RETENTION, [closed], now)  # a consumer group starting over
+    again = handle_batch(db, RETENTION, [closed], now)  # a consumer group starting over
 
     assert again.new_events == 0
     assert facts_of(db, subject) == 1

@@ -3,8 +3,8 @@ APScheduler holds one sweep job, one policy-refresh job and one prune job."""
 
 from datetime import UTC, datetime
 
-from services.purger.apply import apply_messages
 from services.purger.bootstrap import PRUNE_JOB, REFRESH_JOB, SWEEP_JOB
+from services.purger.handlers import handle_batch
 from shared.runtime.settings import KafkaSettings
 from shared.storage.database import make_engine
 from tests.integration.purger.helpers import RETENTION, Subject, ago
@@ -23,7 +23,7 @@ async def test_many_clocks_are_still_one_sweep_job(
             Subject().message("collection_case.closed", ago(months=1), {"case_id": "C-1"})
             for _ in range(CLOCKS)
         ]
-        apply_messages(db, RETENTION, closed, datetime.now(UTC))
+        handle_batch(db, RETENTION, closed, datetime.now(UTC))
     finally:
         db.dispose()
 

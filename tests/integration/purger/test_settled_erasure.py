@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from services.purger import settled_erasure, subject_clocks
-from services.purger.apply import apply_messages
+from services.purger.handlers import handle_batch
 from services.purger.subject_clocks import key_hash
 from services.purger.sweep import sweep
 from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
@@ -98,8 +98,8 @@ def test_both_roads_leave_the_same_proofs_and_messages(
     closed, unsubscribed = ago(months=37), ago(days=1)
     by_sql, evaluated = Subject(), Subject()
     now = datetime.now(UTC)
-    apply_messages(db, RETENTION, history(by_sql, closed, unsubscribed), now)
-    apply_messages(db, RETENTION, history(evaluated, closed, unsubscribed), now)
+    handle_batch(db, RETENTION, history(by_sql, closed, unsubscribed), now)
+    handle_batch(db, RETENTION, history(evaluated, closed, unsubscribed), now)
     with db.begin() as connection:  # as stored by a release before policy digests
         connection.execute(
             update(_CLOCKS)
@@ -145,7 +145,7 @@ def test_both_roads_leave_the_same_proofs_and_messages(
 
 def test_a_verdict_reached_under_another_policy_is_reached_again(db: Engine) -> None:
     person = Subject()
-    apply_messages(
+    handle_batch(
         db,
         RETENTION,
         [person.message("collection_case.closed", ago(months=35), {"case_id": "C-1"})],
@@ -168,7 +168,7 @@ def test_an_event_that_lay_in_the_future_counts_once_its_time_has_come(db: Engin
     person = Subject()
     now = datetime.now(UTC)
     reopened = now + timedelta(minutes=2)  # senders' clocks run a little ahead
-    apply_messages(
+    handle_batch(
         db,
         RETENTION,
         [
@@ -198,7 +198,7 @@ def test_an_event_that_comes_while_the_sweep_holds_the_subject_waits_and_then_se
         pytest.skip("SQLite has one writer at a time")
     person = Subject()
     closed = ago(months=37)
-    apply_messages(
+    handle_batch(
         db, RETENTION, [person.message("collection_case.closed", closed, CASE)], datetime.now(UTC)
     )
     # Sent late: the same case closed a day earlier. It changes no clock.
@@ -211,7 +211,7 @@ def test_an_event_that_comes_while_the_sweep_holds_the_subject_waits_and_then_se
         locked = lock_due(*args, **kwargs)
         if applying:  # once
             return locked
-        applying.append(consumer.submit(apply_messages, db, RETENTION, [late], datetime.now(UTC)))
+        applying.append(consumer.submit(handle_batch, db, RETENTION, [late], datetime.now(UTC)))
         time.sleep(0.5)  # time enough to store the event, were it not made to wait
         return locked
 
@@ -226,7 +226,7 @@ def test_an_event_that_comes_while_the_sweep_holds_the_subject_waits_and_then_se
         1,
     )
     # Nor does a later event bring the erased case back through it.
-    apply_messages(
+    handle_batch(
         db, RETENTION, [person.message("marketing.contact", ago(hours=1))], datetime.now(UTC)
     )
     sweep(db, RETENTION, datetime.now(UTC), batch_size=50)
@@ -264,7 +264,7 @@ def test_two_consumers_of_one_subject_take_turns_even_before_it_has_clocks(
     monkeypatch.setattr(subject_clocks, "store", storing_then_pausing)
     monkeypatch.setattr(subject_clocks, "load_facts", signalling)
     consumers = [
-        Thread(name=name, target=apply_messages, args=(db, RETENTION, [message], ago(seconds=0)))
+        Thread(name=name, target=handle_batch, args=(db, RETENTION, [message], ago(seconds=0)))
         for name, message in (("first", first), ("second", late))
     ]
     consumers[0].start()
