@@ -17,6 +17,7 @@ from shared.messaging.broker_keeper import BrokerKeeper
 from shared.messaging.embedded_broker import EmbeddedBroker
 from shared.messaging.kafka import make_admin
 from shared.runtime.settings import KafkaSettings
+from tests.polling import wait_until
 
 WAIT_SECONDS = 20
 
@@ -42,10 +43,11 @@ def kill_and_wait_for_the_next(broker: EmbeddedBroker) -> int:
     killed = broker.pid
     assert killed is not None
     os.kill(killed, signal.SIGKILL)
-    deadline = time.monotonic() + WAIT_SECONDS
-    while broker.pid == killed or broker.poll() is not None or not listening(broker.port):
-        assert time.monotonic() < deadline, "the broker was not started again"
-        time.sleep(0.05)
+
+    def started_again() -> bool:
+        return broker.pid != killed and broker.poll() is None and listening(broker.port)
+
+    wait_until(started_again, timeout=WAIT_SECONDS)
     assert broker.pid is not None
     return broker.pid
 
@@ -76,10 +78,7 @@ def test_a_killed_broker_listens_again_on_its_port_with_gallrings_topics(
         port = broker.port
         kill_and_wait_for_the_next(broker)
         assert broker.port == port
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not said:  # said once the topics are made
-            assert time.monotonic() < deadline, "nothing said of the restart"
-            time.sleep(0.05)
+        wait_until(lambda: said, timeout=WAIT_SECONDS)  # said once the topics are made
         assert said == [
             "gallring: the embedded broker stopped (killed by SIGKILL); started it again on "
             f"127.0.0.1:{port} — it keeps nothing on disk, so Gallring republishes what it still "
@@ -103,10 +102,7 @@ def test_a_broker_that_keeps_dying_is_given_up_on(broker: EmbeddedBroker) -> Non
     try:
         kill_and_wait_for_the_next(broker)
         os.kill(broker.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        deadline = time.monotonic() + WAIT_SECONDS
-        while not gave_up.is_set():
-            assert time.monotonic() < deadline, "the keeper did not give up"
-            time.sleep(0.05)
+        wait_until(gave_up.is_set, timeout=WAIT_SECONDS)
         assert keeper.gave_up
         assert said[-1] == (
             "gallring: the embedded broker stopped (killed by SIGKILL) 2 times within 60 s; not "

@@ -4,7 +4,6 @@ import json
 import logging
 import multiprocessing
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -21,6 +20,7 @@ from shared.storage.tables import metadata
 from shared.storage.tables.notifier import Notification
 from shared.storage.tables.table import table_of
 from tests.conftest import new_postgres_database
+from tests.polling import wait_until
 
 
 @pytest.fixture
@@ -75,10 +75,12 @@ def test_a_service_waiting_for_another_ones_migration_says_so(caplog) -> None:
                 other.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
                 waiting = threading.Thread(target=upgrade, args=(url,))
                 waiting.start()
-                deadline = time.monotonic() + 30
-                while "waiting for it to finish" not in caplog.text:
-                    assert time.monotonic() < deadline and waiting.is_alive()
-                    time.sleep(0.05)
+
+                def says_it_waits() -> bool:
+                    assert waiting.is_alive(), "the migration did not wait"
+                    return "waiting for it to finish" in caplog.text
+
+                wait_until(says_it_waits, timeout=30)
                 other.commit()  # the other migration is done
                 waiting.join(timeout=60)
             assert not waiting.is_alive()
