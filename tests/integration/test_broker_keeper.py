@@ -101,7 +101,7 @@ def test_a_broker_that_keeps_dying_is_given_up_on(broker: EmbeddedBroker) -> Non
     keeper.start()
     try:
         kill_and_wait_for_the_next(broker)
-        os.kill(broker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        os.kill(broker.pid, signal.SIGKILL)
         wait_until(gave_up.is_set, timeout=WAIT_SECONDS)
         assert keeper.gave_up
         assert said[-1] == (

@@ -29,7 +29,7 @@ async def _produce(kafka: KafkaSettings, topic: str, values: list[bytes]) -> Non
         await producer.stop()
 
 
-async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:
     task = asyncio.create_task(loop.run())
     try:
         await eventually(done, timeout=timeout)
@@ -38,7 +38,7 @@ async def _run_until(loop: ConsumerLoop, done, timeout: float = 30) -> None:  # 
         await task
 
 
-def _loop(  # type: ignore[no-untyped-def]
+def _loop(
     kafka: KafkaSettings, topic: str, apply, dead: list[int], group_id: str | None = None
 ) -> ConsumerLoop[str]:
     def parse(record: ConsumerRecord) -> str:
@@ -285,7 +285,7 @@ async def test_a_loop_that_loses_partitions_to_a_rebalance_drops_their_state_and
     asked: list[tuple[str, set[TopicPartition]]] = []  # (client id, partitions) per commit
     commit = AIOKafkaConsumer.commit
 
-    async def spied_commit(self: AIOKafkaConsumer, offsets=None):  # type: ignore[no-untyped-def]
+    async def spied_commit(self: AIOKafkaConsumer, offsets=None):
         asked.append((self._client._client_id, set(offsets or ())))
         return await commit(self, offsets)
 

@@ -46,7 +46,7 @@ def deletes(fresh_db: Engine) -> Iterator[list[int]]:
     """The row count of every DELETE statement run on ``fresh_db``."""
     counts: list[int] = []
 
-    def count(connection, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+    def count(connection, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("DELETE"):
             counts.append(cursor.rowcount)
 

@@ -19,7 +19,7 @@ class RefusingProducer(AIOKafkaProducer):
     victim = -1
     handed_over: list[int]
 
-    async def send_batch(self, batch, topic, *, partition):  # type: ignore[no-untyped-def]
+    async def send_batch(self, batch, topic, *, partition):
         if partition == self.victim and self.handed_over.count(partition) == 1:
             raise KafkaTimeoutError()
         self.handed_over.append(partition)

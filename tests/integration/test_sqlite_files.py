@@ -60,7 +60,7 @@ def test_deleted_rows_are_overwritten_even_where_sqlite_is_built_otherwise(
     """Upstream SQLite leaves deleted rows in free pages (``secure_delete`` off); some builds
     (Debian's) turn it on. Here a build with it off is imitated by a listener that runs first."""
 
-    def built_without_secure_delete(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def built_without_secure_delete(dbapi_connection, _record) -> None:
         dbapi_connection.execute("PRAGMA secure_delete=OFF")
 
     event.listen(Pool, "connect", built_without_secure_delete)

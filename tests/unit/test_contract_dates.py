@@ -57,7 +57,7 @@ def test_a_fiscal_year_end_outside_the_range_is_refused(fiscal_year_end: str) ->
 @pytest.mark.parametrize("fiscal_year_end", ["1900-01-01", "2199-12-31"])
 def test_a_fiscal_year_end_at_either_end_of_the_range_is_taken(fiscal_year_end: str) -> None:
     event = parse_event(bookkeeping(fiscal_year_end), now=NOW)
-    assert event.data.fiscal_year_end == date.fromisoformat(fiscal_year_end)  # type: ignore[union-attr]
+    assert event.data.fiscal_year_end == date.fromisoformat(fiscal_year_end)
 
 
 @pytest.mark.parametrize("fiscal_year_end", [0, 1703980800, "0", "20231231", "2023-12-31T00:00:00"])

@@ -31,7 +31,7 @@ def decodable_types(incoming: object) -> set[str]:
 
 
 @pytest.mark.parametrize("worker", [purger, notifier], ids=["purger", "notifier"])
-def test_every_type_a_consumer_decodes_has_a_handler(worker) -> None:  # type: ignore[no-untyped-def]
+def test_every_type_a_consumer_decodes_has_a_handler(worker) -> None:
     decodable = decodable_types(worker.Incoming)
     assert len(decodable) > len(EVENT_TYPES)
     assert decodable - set(worker.HANDLERS) == set()
@@ -46,7 +46,7 @@ class Message:
 def test_each_handler_is_called_once_with_its_messages_in_order_first_come_first() -> None:
     calls: list[tuple[str, list[int]]] = []
 
-    def handler(name: str):  # type: ignore[no-untyped-def]
+    def handler(name: str):
         return lambda batch, messages: calls.append((name, [m.n for m in messages]))
 
     a, b = handler("a"), handler("b")

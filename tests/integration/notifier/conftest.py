@@ -8,6 +8,6 @@ from tests.integration.conftest import RunningApi
 
 
 @pytest.fixture
-async def api(make_api) -> AsyncIterator[RunningApi]:  # type: ignore[no-untyped-def]
+async def api(make_api) -> AsyncIterator[RunningApi]:
     async with make_api(webhook_allow_loopback=True) as running:
         yield running

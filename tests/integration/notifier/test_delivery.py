@@ -157,7 +157,7 @@ async def test_a_webhook_host_name_is_resolved_once_and_the_checked_address_used
     check (DNS rebinding): the delivery must go to the address the check vetted."""
     resolve = url_vetting._resolve
 
-    def only_the_check_knows(host: str, port: int | None):  # type: ignore[no-untyped-def]
+    def only_the_check_knows(host: str, port: int | None):
         return resolve("127.0.0.1" if host == "vendor.gallring.test" else host, port)
 
     monkeypatch.setattr(url_vetting, "_resolve", only_the_check_knows)
@@ -181,7 +181,7 @@ async def test_a_webhook_name_that_takes_too_long_to_resolve_is_an_attempt_timed
     the attempt past its timeout (and the claim's lease)."""
     resolve, hang_once = url_vetting._resolve, threading.Event()
 
-    def hangs_once(host: str, port: int | None):  # type: ignore[no-untyped-def]
+    def hangs_once(host: str, port: int | None):
         if host == "slow.gallring.test" and hang_once.is_set():
             hang_once.clear()
             time.sleep(2)  # longer than the notifier's 1 s timeout
@@ -213,7 +213,7 @@ async def test_deliveries_to_a_url_in_flight_together_wait_for_one_check_of_it(
     resolve, hanging, released = url_vetting._resolve, threading.Event(), threading.Event()
     lookups: list[str] = []
 
-    def hangs_until_released(host: str, port: int | None):  # type: ignore[no-untyped-def]
+    def hangs_until_released(host: str, port: int | None):
         if host == "stuck.gallring.test" and hanging.is_set():
             lookups.append(host)
             released.wait(timeout=30)
@@ -242,7 +242,7 @@ async def test_a_webhook_name_repointed_at_a_metadata_address_is_refused_before_
 ) -> None:
     resolve, repointed = url_vetting._resolve, threading.Event()
 
-    def rebinding(host: str, port: int | None):  # type: ignore[no-untyped-def]
+    def rebinding(host: str, port: int | None):
         if host != "rebind.gallring.test":
             return resolve(host, port)
         return resolve("169.254.169.254" if repointed.is_set() else "127.0.0.1", port)
@@ -272,7 +272,7 @@ async def test_a_delivery_connects_to_no_address_but_the_checked_ones_even_for_a
     must still go only where the check allowed (here the check vetted another address)."""
     resolve = url_vetting._resolve
 
-    def elsewhere(host: str, port: int | None):  # type: ignore[no-untyped-def]
+    def elsewhere(host: str, port: int | None):
         return resolve("127.0.0.2" if host == "127.0.0.1" else host, port)
 
     monkeypatch.setattr(url_vetting, "_resolve", elsewhere)
@@ -295,7 +295,7 @@ async def test_an_address_that_refuses_the_connection_is_passed_over_for_the_nex
 ) -> None:
     resolve = url_vetting._resolve
 
-    def dead_address_first(host: str, port: int | None):  # type: ignore[no-untyped-def]
+    def dead_address_first(host: str, port: int | None):
         if host == "two.gallring.test":  # 127.0.0.2 is loopback, but nobody listens there
             return resolve("127.0.0.2", port) + resolve("127.0.0.1", port)
         return resolve(host, port)

@@ -41,7 +41,7 @@ class Subject:
 
 
 def ago(**period: int) -> datetime:
-    return datetime.now(UTC) - relativedelta(**period)  # type: ignore[arg-type]
+    return datetime.now(UTC) - relativedelta(**period)
 
 
 def clocks_of(db: Engine, subject: Subject) -> dict[tuple[str, str], str]:

@@ -215,7 +215,7 @@ def test_on_sqlite_an_event_that_comes_while_the_sweep_works_waits_for_it(
     consumer = ThreadPoolExecutor(max_workers=1)
     applying: list[Future] = []
 
-    def facts_read_then_an_event_arrives(connection, subjects):  # type: ignore[no-untyped-def]
+    def facts_read_then_an_event_arrives(connection, subjects):
         facts = facts_of_subjects(connection, subjects)
         if not applying:
             applying.append(consumer.submit(apply, consumer_db, event))
