@@ -162,8 +162,14 @@ class DeliveryLoop:
 
     async def _give_back(self) -> None:
         if self._slots.unsent:
-            await asyncio.to_thread(delivery_store.give_back, self._db, self._slots.unsent)
-            self._slots.unsent = []
+            # Taken before the thread runs: a claim set aside meanwhile waits for the next call
+            # rather than being forgotten (its lease would lapse first).
+            unsent, self._slots.unsent = self._slots.unsent, []
+            try:
+                await asyncio.to_thread(delivery_store.give_back, self._db, unsent)
+            except BaseException:
+                self._slots.unsent[:0] = unsent  # given back at the next try
+                raise
 
     async def _housekeep(self) -> None:
         if time.monotonic() - self._last_housekeeping < HOUSEKEEPING_SECONDS:
