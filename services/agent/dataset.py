@@ -36,8 +36,10 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     model_validator,
 )
 
@@ -80,14 +82,14 @@ class DatabaseSource(_Strict):
     def _no_url_here(cls, value: Any) -> Any:
         if isinstance(value, str) or (isinstance(value, dict) and "url" in value):
             raise ValueError(URL_REFUSED)
+        if isinstance(value, dict) and "://" in str(value.get("url_file", "")):
+            raise ValueError(URL_REFUSED)
         return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.url_env is None) == (self.url_file is None):
             raise ValueError("give exactly one of url_env (a variable's name) or url_file")
-        if self.url_file is not None and "://" in str(self.url_file):
-            raise ValueError(URL_REFUSED)
         return self
 
     def url(self, environ: dict[str, str] | None = None) -> str:
@@ -191,7 +193,12 @@ class TableErasure(_Strict):
     of their columns."""
 
     table: SqlName
-    erase: Literal["delete"] | ColumnErasure
+    # One branch chosen by the value's shape, so that a mistake gets one message, not one per
+    # branch; the tags are bracketed so that error locations leave them out, as validators' names.
+    erase: Annotated[
+        Annotated[Literal["delete"], Tag("[delete]")] | Annotated[ColumnErasure, Tag("[columns]")],
+        Discriminator(lambda value: "[delete]" if isinstance(value, str) else "[columns]"),
+    ]
 
     @model_validator(mode="before")
     @classmethod
@@ -266,7 +273,9 @@ def cross_problems(dataset: Dataset) -> list[tuple[list[str | int], str]]:
         while reference is not None:
             if reference.table not in dataset.tables:
                 where: list[str | int] = ["tables", seen[-1], "references", "table"]
-                problems.append((where, f"{reference.table} is not declared under tables"))
+                problem = (where, f"{reference.table} is not declared under tables")
+                if problem not in problems:  # once, not for every table whose way passes it
+                    problems.append(problem)
                 break
             if reference.table in seen:
                 problems.append(
