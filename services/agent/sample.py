@@ -8,6 +8,7 @@ Nothing here is real: the personal identity numbers are made up (valid in form o
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -146,49 +147,37 @@ def drop_sample(connection: Connection) -> None:
 
 
 def seed(connection: Connection, story: SampleStory = STORY) -> None:
-    """The story's rows, each ``updated_at`` at :data:`SEEDED_AT` or a second after."""
-    at = [SEEDED_AT + timedelta(seconds=n) for n in range(3)]
-    connection.execute(
-        insert(DEBTORS),
-        [
-            dict(id=1, national_id=story.debtor_national_id, name="Ada Andersson",
-                 address="Storgatan 1, Lund", phone="+46 70 111 11 11", updated_at=at[0]),
-            dict(id=2, national_id=story.other_national_id, name="Bo Berg",
-                 address="Lillgatan 2, Malmö", phone=None, updated_at=at[0]),
-        ],
-    )  # fmt: skip
-    connection.execute(
-        insert(CASES),
-        [
-            dict(id=11, case_number=story.overdue_case, debtor_id=1, amount_ore=125_000,
-                 status="closed", updated_at=at[1]),
-            dict(id=12, case_number=story.open_case, debtor_id=1, amount_ore=49_900,
-                 status="open", updated_at=at[1]),
-            dict(id=21, case_number=story.other_case, debtor_id=2, amount_ore=80_000,
-                 status="closed", updated_at=at[1]),
-        ],
-    )  # fmt: skip
-    connection.execute(
-        insert(LETTERS),
-        [
-            dict(id=101, case_id=11, kind="demand", body="Dear Ada, ...", updated_at=at[2]),
-            dict(id=102, case_id=11, kind="reminder", body="Dear Ada, again", updated_at=at[2]),
-            dict(id=103, case_id=12, kind="demand", body="Dear Ada, a new one", updated_at=at[2]),
-            dict(id=201, case_id=21, kind="demand", body="Dear Bo, ...", updated_at=at[2]),
-        ],
-    )
-    connection.execute(
-        insert(PAYMENTS),
-        [
-            dict(id=1001, case_id=11, amount_ore=50_000, payer_name="Ada Andersson",
-                 updated_at=at[2]),
-            dict(id=2001, case_id=21, amount_ore=80_000, payer_name="Bo Berg", updated_at=at[2]),
-        ],
-    )  # fmt: skip
-    connection.execute(
-        insert(NEWSLETTER_SUBSCRIBERS),
-        [
-            dict(id=1, crm_id=4711, email="reader@example.com", updated_at=at[0]),
-            dict(id=2, crm_id=4712, email="other.reader@example.com", updated_at=at[0]),
-        ],
-    )
+    """The story's rows, each ``updated_at`` as many seconds after :data:`SEEDED_AT` as its id
+    (each table's rows written in the order of their ids, as a system's would be)."""
+    _insert(connection, DEBTORS, [
+        dict(id=1, national_id=story.debtor_national_id, name="Ada Andersson",
+             address="Storgatan 1, Lund", phone="+46 70 111 11 11"),
+        dict(id=2, national_id=story.other_national_id, name="Bo Berg",
+             address="Lillgatan 2, Malmö", phone=None),
+    ])  # fmt: skip
+    _insert(connection, CASES, [
+        dict(id=11, case_number=story.overdue_case, debtor_id=1, amount_ore=125_000,
+             status="closed"),
+        dict(id=12, case_number=story.open_case, debtor_id=1, amount_ore=49_900, status="open"),
+        dict(id=21, case_number=story.other_case, debtor_id=2, amount_ore=80_000,
+             status="closed"),
+    ])  # fmt: skip
+    _insert(connection, LETTERS, [
+        dict(id=101, case_id=11, kind="demand", body="Dear Ada, ..."),
+        dict(id=102, case_id=11, kind="reminder", body="Dear Ada, again"),
+        dict(id=103, case_id=12, kind="demand", body="Dear Ada, a new one"),
+        dict(id=201, case_id=21, kind="demand", body="Dear Bo, ..."),
+    ])  # fmt: skip
+    _insert(connection, PAYMENTS, [
+        dict(id=1001, case_id=11, amount_ore=50_000, payer_name="Ada Andersson"),
+        dict(id=2001, case_id=21, amount_ore=80_000, payer_name="Bo Berg"),
+    ])  # fmt: skip
+    _insert(connection, NEWSLETTER_SUBSCRIBERS, [
+        dict(id=1, crm_id=4711, email="reader@example.com"),
+        dict(id=2, crm_id=4712, email="other.reader@example.com"),
+    ])  # fmt: skip
+
+
+def _insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    stamped = [row | {"updated_at": SEEDED_AT + timedelta(seconds=row["id"])} for row in rows]
+    connection.execute(insert(table), stamped)
