@@ -1,0 +1,144 @@
+"""The dataset bound to the database: erasure order from the foreign keys, a cycle refused,
+what the file names and the schema lacks; the index in a database of the agent's own, built
+in small batches."""
+
+import pytest
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, select
+
+from services.agent import index
+from services.agent.dataset_file import DatasetError
+from services.agent.erase import SubjectScope, erase
+from services.agent.sample import SAMPLE_DATASET, STORY
+from services.agent.schema import bind
+from shared.domain.contract.subject import Subject
+from tests.integration.agent.conftest import (
+    PSEUDONYMISER,
+    Agent,
+    bound_on,
+    company_engine,
+    sample_dataset,
+)
+
+ADA = Subject(national_id=STORY.debtor_national_id).pseudonym(PSEUDONYMISER)
+
+
+def test_the_order_read_from_the_foreign_keys_erases_children_first(company_db) -> None:
+    parents_first = SAMPLE_DATASET.replace(
+        "  collection_case:\n    tables:                       # children first\n"
+        "      - {table: letters, erase: delete}\n",
+        "  collection_case:\n    order: foreign_keys\n    tables:\n"
+        '      - {table: debtors, erase: {"null": [phone]}}\n'
+        "      - {table: cases, erase: delete}\n"
+        "      - {table: letters, erase: delete}\n",
+    ).replace(
+        "      - {table: cases, erase: delete}\n      - table: debtors            # only by a "
+        "subject-wide erasure (no case scope reaches it)\n"
+        '        erase: {mask: [national_id], "null": [name, address, phone]}\n',
+        "",
+    )
+    bound = bound_on(company_db, sample_dataset(parents_first))
+
+    steps = [table.name for table, _ in bound.categories["collection_case"].steps]
+
+    assert steps == ["letters", "payments", "cases", "debtors"]
+    agent = Agent(bound, company_db, company_db)
+    agent.index_pass()
+    with company_db.begin() as connection:
+        counts = erase(
+            bound,
+            connection,
+            category="collection_case",
+            target=SubjectScope(ADA, {"case_id": STORY.overdue_case}),
+            pseudonymiser=PSEUDONYMISER,
+        )
+    assert counts.tables == {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}
+
+
+def test_foreign_keys_in_a_cycle_are_refused(tmp_path) -> None:
+    engine = company_engine(f"sqlite:///{tmp_path / 'cycle.db'}")
+    metadata = MetaData()
+    Table(
+        "people",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("national_id", String(13)),
+        Column("latest_note_id", Integer, ForeignKey("notes.id")),
+    )
+    Table(
+        "notes",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("person_id", Integer, ForeignKey("people.id")),
+    )
+    metadata.create_all(engine)
+    dataset = sample_dataset(
+        "system: crm\n"
+        "database: {url_env: CRM_DATABASE_URL}\n"
+        "tables:\n"
+        "  people: {identity: {column: national_id, kind: national_id}}\n"
+        "  notes: {references: {column: person_id, table: people, to: id}}\n"
+        "categories:\n"
+        "  customer_relationship:\n"
+        "    order: foreign_keys\n"
+        "    tables: [{table: notes, erase: delete}, {table: people, erase: delete}]\n"
+    )
+    with engine.connect() as connection, pytest.raises(DatasetError) as refused:
+        bind(dataset, connection)
+    assert refused.value.problems == [
+        "categories.customer_relationship: the foreign keys between notes, people form a "
+        "cycle; give the order (order: declared)"
+    ]
+    engine.dispose()
+
+
+def test_what_the_file_names_and_the_schema_lacks_is_listed(company_db) -> None:
+    text = (
+        SAMPLE_DATASET.replace("  letters:\n", "  letter:\n")
+        .replace("{table: letters, erase: delete}", "{table: letter, erase: delete}")
+        .replace("scope: {case_id: case_number}", "scope: {case_id: case_no}")
+        .replace('"null": [case_id, payer_name]', 'mask: [amount_ore], "null": [payer]')
+        .replace("mask: [national_id]", "mask: [id]")
+    )
+    with company_db.connect() as connection, pytest.raises(DatasetError) as refused:
+        bind(sample_dataset(text), connection)
+    assert refused.value.problems == [
+        "letter: no such table in the database",
+        "cases.case_no: no such column",
+        "payments.payer: no such column",
+        "payments.amount_ore: not a text column, so it cannot be masked",
+        "debtors.id: part of the row's key; delete the row instead",
+    ]
+
+
+def test_the_index_may_live_in_a_database_of_the_agents_own(company_db, tmp_path) -> None:
+    own = company_engine(f"sqlite:///{tmp_path / 'agent-index.db'}")
+    index.create_index_tables(own)
+    agent = Agent(bound_on(company_db), company_db, own)
+
+    first = agent.index_pass(batch_size=2)  # streamed, two rows a batch
+
+    assert first.read == {
+        "debtors": 2,
+        "cases": 3,
+        "letters": 4,
+        "payments": 2,
+        "newsletter_subscribers": 2,
+    }
+    with company_db.connect() as connection:  # nothing in the system's own index table
+        assert connection.scalar(select(func.count()).select_from(index.INDEX)) == 0
+    with company_db.begin() as connection, own.begin() as index_connection:
+        counts = erase(
+            agent.bound,
+            connection,
+            index_connection=index_connection,
+            category="collection_case",
+            target=SubjectScope(ADA, {"case_id": STORY.overdue_case}),
+            pseudonymiser=PSEUDONYMISER,
+        )
+    assert counts.tables == {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}
+    with own.connect() as connection:
+        left = set(connection.scalars(select(index.INDEX.c.row_key).where(
+            index.INDEX.c.table_name == "letters"
+        )))  # fmt: skip
+    assert left == {"[103]", "[201]"}
+    own.dispose()
