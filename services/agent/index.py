@@ -25,11 +25,12 @@ that write these tables short, or let a full pass (``full=True``) run now and th
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     Connection,
@@ -41,12 +42,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
     select,
     tuple_,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from services.agent.schema import BoundDataset, BoundTable
 from shared.domain.national_id import InvalidNationalIdError, normalise_national_id
@@ -126,14 +129,12 @@ def index_pass(
     for table in bound.tables.values():
         read = unnamed = 0
         for query in _queries(bound, table, marks):
-            with system.connect() as reading:
-                rows = reading.execution_options(stream_results=True, yield_per=batch_size)
-                for batch in rows.execute(query).partitions():
-                    entries, keys = _entries(bound, table, batch, pseudonymiser)
-                    read += len(keys)
-                    unnamed += len(keys) - len(entries)
-                    with index.begin() as writing:
-                        _replace(writing, table.name, keys, entries)
+            for batch in _batches(system, table, query, batch_size):
+                entries, keys = _entries(bound, table, batch, pseudonymiser)
+                read += len(keys)
+                unnamed += len(keys) - len(entries)
+                with index.begin() as writing:
+                    _replace(writing, table.name, keys, entries)
         result.read[table.name], result.unnamed[table.name] = read, unnamed
     with index.begin() as connection:
         for name, mark in new_marks.items():
@@ -210,7 +211,7 @@ def remove(connection: Connection, table_name: str, row_keys: Sequence[str]) -> 
 
 def row_key_text(values: Sequence[object]) -> str:
     """A row's key as the index keeps it: a JSON array (text for types JSON lacks)."""
-    return json.dumps(list(values), separators=(",", ":"), default=str)
+    return orjson.dumps(list(values), default=str).decode()
 
 
 def key_in(table: BoundTable, keys: Sequence[tuple[object, ...]]) -> Any:
@@ -218,6 +219,40 @@ def key_in(table: BoundTable, keys: Sequence[tuple[object, ...]]) -> Any:
     if len(table.key) == 1:
         return table.key[0].in_([key[0] for key in keys])
     return tuple_(*table.key).in_(keys)
+
+
+def _batches(
+    system: Engine, table: BoundTable, query: Select[Any], batch_size: int
+) -> Iterator[Sequence[Any]]:
+    """The query's rows, ``batch_size`` at a time. Streamed from a server-side cursor on
+    PostgreSQL and MariaDB; on SQLite, whose open read would keep the writer of each batch from
+    committing (unless in WAL mode), a page at a time in key order."""
+    if system.dialect.name != "sqlite":
+        with system.connect() as reading:
+            streaming = reading.execution_options(stream_results=True, yield_per=batch_size)
+            yield from streaming.execute(query).partitions()
+        return
+    page = query.order_by(*table.key).limit(batch_size)
+    after: tuple[object, ...] | None = None
+    while True:
+        with system.connect() as reading:
+            rows = reading.execute(page if after is None else page.where(_after(table, after)))
+            batch = rows.all()
+        if not batch:
+            return
+        yield batch
+        after = tuple(batch[-1][: len(table.key)])
+
+
+def _after(table: BoundTable, key: tuple[object, ...]) -> Any:
+    """A condition: the row's key comes after ``key``."""
+    if len(table.key) == 1:
+        return table.key[0] > key[0]
+    values = (
+        bindparam(None, value, type_=column.type)
+        for column, value in zip(table.key, key, strict=True)
+    )
+    return tuple_(*table.key) > tuple_(*values)
 
 
 def _marks(connection: Connection) -> dict[str, str]:
@@ -315,7 +350,7 @@ def _entries(
                 "row_key": key,
                 "subject_hash": subject_hash(pseudonym),
                 "pseudonym": pseudonym,
-                "scopes": json.dumps(scopes, separators=(",", ":"), sort_keys=True),
+                "scopes": orjson.dumps(scopes, option=orjson.OPT_SORT_KEYS).decode(),
             }
         )
     return entries, keys
@@ -337,7 +372,32 @@ def _pseudonym(kind: str, prefix: str, value: object, pseudonymiser: Pseudonymis
 def _replace(
     connection: Connection, table_name: str, keys: list[str], entries: list[dict[str, str]]
 ) -> None:
-    """Put these rows' entries in place of what the index had for them."""
-    remove(connection, table_name, keys)
+    """Put these rows' entries in place of what the index had for them: written over (an
+    upsert, found through the primary key), and removed for rows that name nobody now. Not a
+    delete of every key first: on a table that grew since the planner last looked, PostgreSQL
+    took the delete's thousand keys for a sequential scan, and a first build of 100,000 rows
+    ran at some 450 rows/s."""
     if entries:
-        connection.execute(insert(INDEX), entries)
+        connection.execute(_upsert(connection), entries)
+    named = {entry["row_key"] for entry in entries}
+    unnamed = [key for key in keys if key not in named]
+    if unnamed:
+        remove(connection, table_name, unnamed)
+
+
+def _upsert(connection: Connection) -> Any:
+    """``INSERT`` of index entries that writes over an entry of the same row, in each dialect."""
+    dialect = connection.dialect.name
+    if dialect == "mysql":  # MariaDB too
+        statement = mysql.insert(INDEX)
+        return statement.on_duplicate_key_update(
+            {name: statement.inserted[name] for name in _WRITTEN_OVER}
+        )
+    upsert = postgresql.insert(INDEX) if dialect == "postgresql" else sqlite.insert(INDEX)
+    return upsert.on_conflict_do_update(
+        index_elements=[INDEX.c.table_name, INDEX.c.row_key],
+        set_={name: upsert.excluded[name] for name in _WRITTEN_OVER},
+    )
+
+
+_WRITTEN_OVER = ("subject_hash", "pseudonym", "scopes")
