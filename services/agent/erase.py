@@ -87,6 +87,7 @@ def erase(
     plan = bound.categories.get(category)  # type: ignore[call-overload]
     if plan is None:
         return counts
+    _begin_at_once(connection)
     index_connection = index_connection if index_connection is not None else connection
     names = [table.name for table, _ in plan.steps]
     if isinstance(target, SubjectScope):
@@ -131,6 +132,18 @@ def erase(
     else:
         savepoint.commit()
     return counts
+
+
+def _begin_at_once(connection: Connection) -> None:
+    """On SQLite, begin the caller's transaction now, with the write lock (as
+    ``shared.storage.database.begin_deciding`` does): its driver begins one only at the first
+    write, so the savepoint below would otherwise be the outermost transaction, and its release
+    would commit the erasure before the caller did; and the rows looked up could change before
+    they are erased."""
+    if connection.dialect.name != "sqlite":
+        return
+    if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _scope_of_clock(

@@ -311,3 +311,22 @@ def everything_but_letters(engine: Engine) -> dict[str, list[dict[str, Any]]]:
 
 def _later():
     return SEEDED_AT.replace(year=2027)
+
+
+def test_the_erasure_is_the_callers_transaction_and_goes_back_with_it(agent) -> None:
+    """The consumer commits, then confirms; a transaction it rolls back erased nothing (on
+    SQLite too, whose driver would otherwise let the savepoint's release commit)."""
+    before = everything(agent.system)
+    with agent.system.connect() as connection:
+        transaction = connection.begin()
+        counts = erase(
+            agent.bound,
+            connection,
+            category="collection_case",
+            target=SubjectScope(ADA, OVERDUE),
+            pseudonymiser=PSEUDONYMISER,
+        )
+        transaction.rollback()
+    assert counts.total == 4
+    assert everything(agent.system) == before
+    assert ("cases", "[11]") in indexed(agent, ADA)

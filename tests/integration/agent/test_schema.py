@@ -3,12 +3,22 @@ what the file names and the schema lacks; the index in a database of the agent's
 in small batches."""
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+)
 
 from services.agent import index
 from services.agent.dataset_file import DatasetError
 from services.agent.erase import SubjectScope, erase
-from services.agent.sample import SAMPLE_DATASET, STORY
+from services.agent.sample import CASES, SAMPLE_DATASET, SEEDED_AT, STORY
 from services.agent.schema import bind
 from shared.domain.contract.subject import Subject
 from tests.integration.agent.conftest import (
@@ -142,3 +152,63 @@ def test_the_index_may_live_in_a_database_of_the_agents_own(company_db, tmp_path
         )))  # fmt: skip
     assert left == {"[103]", "[201]"}
     own.dispose()
+
+
+def test_a_table_keyed_by_two_columns_is_indexed_and_erased(company_db) -> None:
+    notes = Table(
+        "case_notes",
+        MetaData(),
+        Column("case_id", Integer, ForeignKey(CASES.c.id), primary_key=True),
+        Column("line", Integer, primary_key=True),
+        Column("note", String(40), nullable=False),
+        Column("updated_at", DateTime, nullable=False),
+    )
+    notes.create(company_db)
+    try:
+        with company_db.begin() as connection:
+            connection.execute(
+                notes.insert(),
+                [
+                    {"case_id": case, "line": line, "note": f"call {line}", "updated_at": SEEDED_AT}
+                    for case in (11, 12, 21)
+                    for line in (1, 2)
+                ],
+            )
+        text = SAMPLE_DATASET.replace(
+            "  newsletter_subscribers:\n",
+            "  case_notes:\n"
+            "    references: {column: case_id, table: cases, to: id}\n"
+            "    changed: updated_at\n"
+            "  newsletter_subscribers:\n",
+        ).replace(
+            "  marketing:\n",
+            "  customer_relationship:\n"  # the notes outlive the case (they keep its key)
+            "    tables: [{table: case_notes, erase: {mask: [note]}}]\n"
+            "  marketing:\n",
+        )
+        agent = Agent(bound_on(company_db, sample_dataset(text)), company_db, company_db)
+
+        assert agent.index_pass(batch_size=1).read["case_notes"] == 6
+        with company_db.begin() as connection:
+            counts = erase(
+                agent.bound,
+                connection,
+                category="customer_relationship",
+                target=SubjectScope(ADA, {"case_id": STORY.overdue_case}),
+                pseudonymiser=PSEUDONYMISER,
+            )
+
+        assert counts.tables == {"case_notes": 2}
+        with company_db.connect() as connection:
+            kept = {(row.case_id, row.line): row.note for row in connection.execute(select(notes))}
+        masked = [kept[(11, 1)], kept[(11, 2)]]
+        assert all(len(value) == 40 and not value.startswith("call") for value in masked)
+        assert masked[0] != masked[1]
+        assert {key: value for key, value in kept.items() if key[0] != 11} == {
+            (12, 1): "call 1",
+            (12, 2): "call 2",
+            (21, 1): "call 1",
+            (21, 2): "call 2",
+        }
+    finally:
+        notes.drop(company_db)
