@@ -1,7 +1,7 @@
 """The dataset bound to the database it describes: each table reflected, every column the file
 names found, each category's tables in the order they are erased (children first).
 
-Done once when the agent starts (and by ``gallring agent check --database``), so that a dataset
+Done once when the agent starts (and by ``gallring agent check --connect``), so that a dataset
 that names a column the schema does not have is refused before any command is taken, not
 half-way through one.
 """

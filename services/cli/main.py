@@ -87,8 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate a dataset file (which tables hold which category, and how)"
     )
     agent_check.add_argument("file", type=Path)
+    agent_check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check the tables and columns against the database the file names",
+    )
     agent_check.set_defaults(
-        run=lambda a: agent_commands.check_file(a.file, out=sys.stdout, err=sys.stderr)
+        run=lambda a: agent_commands.check_file(
+            a.file, connect=a.connect, out=sys.stdout, err=sys.stderr
+        )
     )
 
     up = commands.add_parser(

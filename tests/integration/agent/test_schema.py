@@ -18,8 +18,9 @@ from sqlalchemy import (
 from services.agent import index
 from services.agent.dataset_file import DatasetError
 from services.agent.erase import SubjectScope, erase
-from services.agent.sample import CASES, SAMPLE_DATASET, SEEDED_AT, STORY
+from services.agent.sample import CASES, SAMPLE_DATASET, SEEDED_AT, STORY, create_sample
 from services.agent.schema import bind
+from services.cli.main import main
 from shared.domain.contract.subject import Subject
 from tests.integration.agent.conftest import (
     PSEUDONYMISER,
@@ -212,3 +213,28 @@ def test_a_table_keyed_by_two_columns_is_indexed_and_erased(company_db) -> None:
         }
     finally:
         notes.drop(company_db)
+
+
+def test_agent_check_connect_checks_the_file_against_the_database(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    url = f"sqlite:///{tmp_path / 'collection.db'}"
+    engine = company_engine(url)
+    with engine.begin() as connection:
+        create_sample(connection)
+    engine.dispose()
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(SAMPLE_DATASET)
+    bad.write_text(SAMPLE_DATASET.replace("{case_id: case_number}", "{case_id: case_no}"))
+
+    monkeypatch.delenv("GALLRING_AGENT_DATABASE_URL", raising=False)
+    assert main(["agent", "check", str(good), "--connect"]) == 2
+    assert capsys.readouterr().err == (
+        f"gallring: {good}: database: the variable GALLRING_AGENT_DATABASE_URL is not set\n"
+    )
+    monkeypatch.setenv("GALLRING_AGENT_DATABASE_URL", url)
+    assert main(["agent", "check", str(good), "--connect"]) == 0
+    assert "valid, and as the database has it; system collection" in capsys.readouterr().out
+    assert main(["agent", "check", str(bad), "--connect"]) == 2
+    assert capsys.readouterr().err == f"invalid dataset {bad}:\n  cases.case_no: no such column\n"
+    assert main(["agent", "check", str(bad)]) == 0  # offline, the file alone is valid
