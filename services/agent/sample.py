@@ -73,11 +73,11 @@ NEWSLETTER_SUBSCRIBERS = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
-#: The dataset file for this schema (the URL from ``GALLRING_AGENT_DATABASE_URL``).
+#: The dataset file for this schema (the URL from ``COLLECTION_DATABASE_URL``).
 SAMPLE_DATASET = """\
 system: collection
 database:
-  url_env: GALLRING_AGENT_DATABASE_URL
+  url_env: COLLECTION_DATABASE_URL
 tables:
   debtors:
     identity: {column: national_id, kind: national_id}

@@ -25,7 +25,7 @@ def line_of(text: str, fragment: str, occurrence: int = 1) -> int:
 def test_the_sample_dataset_reads_with_its_ways_to_the_person() -> None:
     dataset = parse_dataset(SAMPLE_DATASET, source="sample")
     assert dataset.system == "collection"
-    assert dataset.database.url_env == "GALLRING_AGENT_DATABASE_URL"
+    assert dataset.database.url_env == "COLLECTION_DATABASE_URL"
     assert dataset.index_database is None
     assert dataset.path("letters") == ["letters", "cases", "debtors"]
     assert dataset.scope_keys(Category.COLLECTION_CASE) == {"case_id"}
@@ -46,7 +46,7 @@ def test_the_sample_dataset_reads_with_its_ways_to_the_person() -> None:
     ],
 )
 def test_a_database_url_written_in_the_file_is_refused_without_repeating_it(database) -> None:
-    text = SAMPLE_DATASET.replace("database:\n  url_env: GALLRING_AGENT_DATABASE_URL", database)
+    text = SAMPLE_DATASET.replace("database:\n  url_env: COLLECTION_DATABASE_URL", database)
     (problem,) = problems_of(text)
     assert problem.startswith("d.yaml:2: database: a database URL is not written")
     assert "hunter2" not in problem and "collector" not in problem
@@ -54,14 +54,14 @@ def test_a_database_url_written_in_the_file_is_refused_without_repeating_it(data
 
 def test_the_url_comes_from_the_variable_or_the_file_it_names(tmp_path) -> None:
     dataset = parse_dataset(SAMPLE_DATASET, source="sample")
-    assert dataset.database.url({"GALLRING_AGENT_DATABASE_URL": " sqlite:///x.db\n"}) == (
+    assert dataset.database.url({"COLLECTION_DATABASE_URL": " sqlite:///x.db\n"}) == (
         "sqlite:///x.db"
     )
-    with pytest.raises(LookupError, match="GALLRING_AGENT_DATABASE_URL is not set"):
+    with pytest.raises(LookupError, match="COLLECTION_DATABASE_URL is not set"):
         dataset.database.url({})
     secret = tmp_path / "url"
     secret.write_text("postgresql://u:p@h/db\n")
-    text = SAMPLE_DATASET.replace("url_env: GALLRING_AGENT_DATABASE_URL", f"url_file: {secret}")
+    text = SAMPLE_DATASET.replace("url_env: COLLECTION_DATABASE_URL", f"url_file: {secret}")
     assert parse_dataset(text, source="d").database.url({}) == "postgresql://u:p@h/db"
 
 
@@ -167,7 +167,7 @@ def test_agent_check_prints_what_is_valid_and_refuses_with_lines(tmp_path, capsy
         "marketing (1 table)\n"
     )
     bad = tmp_path / "bad.yaml"
-    bad.write_text(SAMPLE_DATASET.replace("url_env: GALLRING_AGENT_DATABASE_URL", "url: x://y"))
+    bad.write_text(SAMPLE_DATASET.replace("url_env: COLLECTION_DATABASE_URL", "url: x://y"))
     assert main(["agent", "check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:2: database: a database URL is not written in the dataset file" in err

@@ -227,12 +227,12 @@ def test_agent_check_connect_checks_the_file_against_the_database(
     good.write_text(SAMPLE_DATASET)
     bad.write_text(SAMPLE_DATASET.replace("{case_id: case_number}", "{case_id: case_no}"))
 
-    monkeypatch.delenv("GALLRING_AGENT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("COLLECTION_DATABASE_URL", raising=False)
     assert main(["agent", "check", str(good), "--connect"]) == 2
     assert capsys.readouterr().err == (
-        f"gallring: {good}: database: the variable GALLRING_AGENT_DATABASE_URL is not set\n"
+        f"gallring: {good}: database: the variable COLLECTION_DATABASE_URL is not set\n"
     )
-    monkeypatch.setenv("GALLRING_AGENT_DATABASE_URL", url)
+    monkeypatch.setenv("COLLECTION_DATABASE_URL", url)
     assert main(["agent", "check", str(good), "--connect"]) == 0
     assert "valid, and as the database has it; system collection" in capsys.readouterr().out
     assert main(["agent", "check", str(bad), "--connect"]) == 2
