@@ -64,6 +64,12 @@ class BoundDataset:
     def holds(self, category: str) -> bool:
         return category in self.categories
 
+    def erased_tables(self) -> list[BoundTable]:
+        """The tables some category erases: those the index keeps entries for (a table only on
+        the way to the person, such as a parent no category erases, needs none)."""
+        names = {table.name for plan in self.categories.values() for table, _ in plan.steps}
+        return [table for name, table in self.tables.items() if name in names]
+
 
 def bind(dataset: Dataset, connection: Connection, *, source: str = "dataset") -> BoundDataset:
     """Reflect the dataset's tables through ``connection`` and check the file against them;

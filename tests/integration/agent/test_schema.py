@@ -238,3 +238,25 @@ def test_agent_check_connect_checks_the_file_against_the_database(
     assert main(["agent", "check", str(bad), "--connect"]) == 2
     assert capsys.readouterr().err == f"invalid dataset {bad}:\n  cases.case_no: no such column\n"
     assert main(["agent", "check", str(bad)]) == 0  # offline, the file alone is valid
+
+
+def test_a_table_only_on_the_way_to_the_person_is_not_indexed(company_db) -> None:
+    text = SAMPLE_DATASET.replace(
+        "      - table: debtors            # only by a subject-wide erasure (no case scope "
+        "reaches it)\n"
+        '        erase: {mask: [national_id], "null": [name, address, phone]}\n',
+        "",
+    )
+    agent = Agent(bound_on(company_db, sample_dataset(text)), company_db, company_db)
+
+    assert set(agent.index_pass().read) == {
+        "cases",
+        "letters",
+        "payments",
+        "newsletter_subscribers",
+    }
+    with company_db.connect() as connection:
+        assert (
+            connection.scalar(select(func.count()).where(index.INDEX.c.table_name == "debtors"))
+            == 0
+        )
