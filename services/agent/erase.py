@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
 from services.agent import index
@@ -111,17 +111,23 @@ def erase(
         if entry.pseudonym == pseudonym
         and all(entry.scopes.get(key) == value for key, value in scope.items())
     ]
+    if not wanted:  # erased before, or never held: nothing to do (a repeated command)
+        counts.tables = dict.fromkeys(names, 0)
+        return counts
     savepoint = connection.begin_nested()
     same_index = index_connection is connection
     current = ""
+    unnamed: list[tuple[str, str]] = []  # (table, row key): entries that go
     try:
         for table, erasure in plan.steps:
             current = table.name
             keys = [entry.row_key for entry in wanted if entry.table_name == table.name]
-            erased, unnamed = _erase_table(table, erasure, connection, keys, pseudonymiser)
+            erased, gone = _erase_table(table, erasure, connection, keys, pseudonymiser)
             counts.tables[table.name] = erased
-            if unnamed and (same_index or not dry_run):
-                index.remove(index_connection, table.name, unnamed)
+            unnamed += [(table.name, key) for key in gone]
+        current = index.INDEX.name
+        if unnamed and (same_index or not dry_run):
+            index.remove_entries(index_connection, unnamed)
     except (IntegrityError, ProgrammingError, DataError, OperationalError) as error:
         savepoint.rollback()
         if isinstance(error, OperationalError) and not _schema_error(error):
@@ -185,6 +191,16 @@ def _erase_table(
         return deleted, row_keys
     assert isinstance(erasure, ColumnErasure)
     columns = [table.table.c[name] for name in erasure.columns]
+    names_nobody = table.naming_column in erasure.columns
+    if not erasure.mask:  # one statement: the rows with something left to null
+        nulled = 0
+        for chunk in _chunks(list(keys.values())):
+            nulled += connection.execute(
+                update(table.table)
+                .where(index.key_in(table, chunk), or_(*(c.is_not(None) for c in columns)))
+                .values(dict.fromkeys(erasure.null))
+            ).rowcount
+        return nulled, (row_keys if names_nobody else [])
     present: dict[tuple[object, ...], Any] = {}
     for chunk in _chunks(list(keys.values())):
         query = select(*table.key, *columns).where(index.key_in(table, chunk)).with_for_update()
@@ -212,7 +228,6 @@ def _erase_table(
             .values({name: bindparam(f"new_{name}") for name in erasure.columns})
         )
         connection.execute(statement, changes)
-    names_nobody = table.naming_column in erasure.columns
     gone = [text for text, key in keys.items() if key not in present]
     return len(changes), (row_keys if names_nobody else gone)
 

@@ -210,6 +210,15 @@ def remove(connection: Connection, table_name: str, row_keys: Sequence[str]) -> 
         )
 
 
+def remove_entries(connection: Connection, entries: Sequence[tuple[str, str]]) -> None:
+    """Remove these (table, row key) entries: one statement for a command's rows."""
+    for start in range(0, len(entries), DEFAULT_BATCH_SIZE // 2):
+        chunk = entries[start : start + DEFAULT_BATCH_SIZE // 2]
+        connection.execute(
+            delete(INDEX).where(tuple_(INDEX.c.table_name, INDEX.c.row_key).in_(chunk))
+        )
+
+
 def row_key_text(values: Sequence[object]) -> str:
     """A row's key as the index keeps it: a JSON array (text for types JSON lacks)."""
     return orjson.dumps(list(values), default=str).decode()
