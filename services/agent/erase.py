@@ -82,7 +82,9 @@ def erase(
 
     ``dry_run`` does all of it inside a savepoint it then rolls back: the counts are those
     of a real run (a constraint that would refuse it raises as it would), and nothing changes.
-    A category the dataset does not hold erases nothing (empty counts)."""
+    A category the dataset does not hold erases nothing (empty counts). A scoped command
+    erases the rows that carry its scope value; rows of tables no scope reaches (the debtor, for
+    a case) only a subject-wide one does."""
     counts = ErasureCounts(category=category, dry_run=dry_run)
     plan = bound.categories.get(category)  # type: ignore[call-overload]
     if plan is None:

@@ -4,9 +4,9 @@ policy check`` validates a policy; with ``--connect``, also against the database
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.agent.database import open_database
 from services.agent.dataset_file import DatasetError, load_dataset
 from services.agent.schema import bind
 
@@ -25,7 +25,7 @@ def check_file(path: Path, *, connect: bool = False, out: TextIO, err: TextIO) -
     )
     if connect:
         try:
-            engine = create_engine(dataset.database.url())
+            engine = open_database(dataset.database.url())
         except (LookupError, SQLAlchemyError) as error:
             # LookupError names the variable or file; SQLAlchemy's says the URL is malformed
             # without repeating it.

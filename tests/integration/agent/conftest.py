@@ -3,7 +3,6 @@ sample collection system (services/agent/sample.py), seeded and indexed afresh."
 
 import contextlib
 import os
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,9 +10,10 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, make_url
 
 from services.agent import index
+from services.agent.database import open_database
 from services.agent.dataset import Dataset
 from services.agent.dataset_file import parse_dataset
 from services.agent.sample import SAMPLE_DATASET, create_sample, drop_sample, seed
@@ -60,16 +60,8 @@ def agent_mariadb_url() -> Iterator[str]:
 
 
 def company_engine(url: str) -> Engine:
-    """An engine as a company's system would have one; SQLite with its foreign keys enforced."""
-    engine = create_engine(url)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _foreign_keys(connection: sqlite3.Connection, _record: object) -> None:
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.execute("PRAGMA journal_mode=WAL")
-
-    return engine
+    """The engine the agent opens (SQLite: foreign keys on, the journal left as it is)."""
+    return open_database(url)
 
 
 @pytest.fixture(params=["postgres", "mariadb", "sqlite"])
