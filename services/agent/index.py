@@ -58,14 +58,23 @@ from shared.domain.pseudonym import Pseudonymiser, subject_hash
 log = logging.getLogger(__name__)
 
 INDEX_METADATA = MetaData()
+
+
+def _exact_text(length: int) -> String:
+    """Text compared byte for byte: MariaDB's and MySQL's default collations ignore case, which
+    would make the keys ``["a"]`` and ``["A"]`` of two rows one entry."""
+    binary = mysql.VARCHAR(length, collation="utf8mb4_bin")
+    return String(length).with_variant(binary, "mysql", "mariadb")
+
+
 #: One entry per indexed row: which table, its key (a JSON array of the key columns' values),
 #: the pseudonym of the person it is about, its hash (looked up) and the scope values it carries
 #: (a JSON object, ``{"case_id": "C-1"}``).
 INDEX = Table(
     "gallring_agent_index",
     INDEX_METADATA,
-    Column("table_name", String(63), primary_key=True),
-    Column("row_key", String(255), primary_key=True),
+    Column("table_name", _exact_text(63), primary_key=True),
+    Column("row_key", _exact_text(255), primary_key=True),
     Column("subject_hash", String(64), nullable=False),
     Column("pseudonym", String(64), nullable=False),
     Column("scopes", Text, nullable=False),
@@ -76,7 +85,7 @@ INDEX = Table(
 MARKS = Table(
     "gallring_agent_index_mark",
     INDEX_METADATA,
-    Column("table_name", String(63), primary_key=True),
+    Column("table_name", _exact_text(63), primary_key=True),
     Column("changed_through", String(64), nullable=False),
     Column("passed_at", DateTime(), nullable=False),
 )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import mysql
 
 from services.agent import index
 from services.agent.dataset_file import DatasetError
@@ -260,3 +261,45 @@ def test_a_table_only_on_the_way_to_the_person_is_not_indexed(company_db) -> Non
             connection.scalar(select(func.count()).where(index.INDEX.c.table_name == "debtors"))
             == 0
         )
+
+
+def test_keys_that_differ_only_in_case_are_two_entries(company_db) -> None:
+    """MariaDB compares text without case by default; the index must not (a company's table
+    may well be case-sensitive)."""
+    binary = String(10).with_variant(mysql.VARCHAR(10, collation="utf8mb4_bin"), "mysql")
+    contacts = Table(
+        "contacts",
+        MetaData(),
+        Column("code", binary, primary_key=True),
+        Column("crm_id", Integer, nullable=False),
+    )
+    contacts.create(company_db)
+    try:
+        with company_db.begin() as connection:
+            connection.execute(
+                contacts.insert(), [{"code": "a", "crm_id": 4711}, {"code": "A", "crm_id": 4712}]
+            )
+        text = (
+            "system: crm\n"
+            "database: {url_env: CRM_DATABASE_URL}\n"
+            "tables:\n"
+            '  contacts: {identity: {column: crm_id, kind: ref, prefix: "crm:"}}\n'
+            "categories:\n"
+            "  marketing: {tables: [{table: contacts, erase: delete}]}\n"
+        )
+        agent = Agent(bound_on(company_db, sample_dataset(text)), company_db, company_db)
+        agent.index_pass()
+        reader = Subject(ref=STORY.reader_ref).pseudonym(PSEUDONYMISER)  # crm:4711
+        with company_db.begin() as connection:
+            counts = erase(
+                agent.bound,
+                connection,
+                category="marketing",
+                target=SubjectScope(reader, {}),
+                pseudonymiser=PSEUDONYMISER,
+            )
+        assert counts.tables == {"contacts": 1}
+        with company_db.connect() as connection:
+            assert connection.execute(select(contacts)).all() == [("A", 4712)]
+    finally:
+        contacts.drop(company_db)
