@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.domain.contract.scope import SCOPE_KEYS
 from shared.domain.contract.vocabulary import Category
 
 #: A table or column name as SQL writes it unquoted: what a dataset file may name. Nothing that
@@ -50,8 +51,9 @@ from shared.domain.contract.vocabulary import Category
 SqlName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$", min_length=1, max_length=63)
 ]
-#: Gallring's scope keys (``case_id``, ``client_id``…) as the events carry them.
-ScopeKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+#: Gallring's scope keys (``case_id``, ``client_id``…) as the events carry them: a typo would
+#: match no command's scope.
+ScopeKey = Literal[SCOPE_KEYS]  # type: ignore[valid-type]
 SystemId = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", min_length=1, max_length=64)
 ]

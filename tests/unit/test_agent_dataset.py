@@ -179,3 +179,11 @@ def test_load_dataset_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "d.yaml"
     path.write_text(SAMPLE_DATASET)
     assert load_dataset(path).system == "collection"
+
+
+def test_a_scope_key_must_be_one_of_gallrings() -> None:
+    text = SAMPLE_DATASET.replace("{case_id: case_number}", "{caseid: case_number}")
+    assert problems_of(text) == [
+        f"d.yaml:{line_of(text, 'caseid')}: tables.cases.scope.caseid: Input should be "
+        "'case_id', 'client_id', 'relationship_id', 'measure_id' or 'hold_id'"
+    ]
