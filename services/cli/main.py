@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import OperationalError
 
 from services.api.api_keys import Scope
+from services.cli import agent as agent_commands
 from services.cli import forecast as forecast_command
 from services.cli import keys as key_commands
 from services.cli import policy as policy_commands
@@ -76,6 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(
         run=lambda a: policy_commands.check_file(a.file, out=sys.stdout, err=sys.stderr)
+    )
+
+    agent = commands.add_parser(
+        "agent", help="the erasure agent beside one of the company's databases"
+    )
+    agent_actions = agent.add_subparsers(metavar="ACTION", required=True)
+    agent_check = agent_actions.add_parser(
+        "check", help="validate a dataset file (which tables hold which category, and how)"
+    )
+    agent_check.add_argument("file", type=Path)
+    agent_check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check the tables and columns against the database the file names",
+    )
+    agent_check.set_defaults(
+        run=lambda a: agent_commands.check_file(
+            a.file, connect=a.connect, out=sys.stdout, err=sys.stderr
+        )
     )
 
     up = commands.add_parser(

@@ -27,6 +27,7 @@ ENVIRONMENT_VARIABLES = {
     "GALLRING_DEMO_API_KEY": "services/cli/main.py",  # `gallring demo` only
     "GALLRING_QUIET_LIBRARIES": "shared/runtime/logs.py",  # every process, at its entry point
     "GALLRING_TEST_POSTGRES_URL": "tests/conftest.py",  # the test suite only
+    "GALLRING_TEST_MARIADB_URL": "tests/integration/agent/conftest.py",  # the agent's tests
 }
 
 #: A variable's whole name (not the start of a longer one, nor of a family: `GALLRING_API_…`).

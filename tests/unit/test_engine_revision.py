@@ -9,7 +9,7 @@ from shared.domain.engine.evaluate import ENGINE_REVISION
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The engine's and the policy model's source as of the last decision on ENGINE_REVISION.
-DECIDED_FOR = "c982ed08567589ef7c4fd64238c039cb8cd5ff11e14c61b9d989cc103540c701"
+DECIDED_FOR = "33ea5a4fa70b99ddee5f21d5a2c56c19a13f0a878ae11f0e7ee119e11b088dbf"
 
 
 def test_a_change_to_the_engine_comes_with_a_decision_on_its_revision() -> None:
