@@ -150,7 +150,7 @@ WITH due AS MATERIALIZED (
            '{"schema_version":' || CAST(:schema_version AS text)
                || ',"type":"' || message.type || '","event_id":"' || message.event_id || '",'
                || CASE message.position
-                      WHEN 1 THEN left(erased.members, -1) || ',"system":null,"subject_hash":"'
+                      WHEN 1 THEN left(erased.members, -1) || ',"system"\:null,"subject_hash":"'
                            || erased.subject_hash || '","clock_hash":"' || erased.clock_hash
                            || '"}'
                       ELSE left(erased.members, -1) || ',"executed_at":"'
