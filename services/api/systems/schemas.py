@@ -4,7 +4,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from shared.domain.contract.vocabulary import Category, NoNationalId, SystemId
 
@@ -28,12 +28,17 @@ def _iso_duration(value: Any) -> Any:
     return value
 
 
+def _within_bounds(value: timedelta) -> timedelta:
+    if not MIN_CONFIRM_WITHIN <= value <= MAX_CONFIRM_WITHIN:
+        raise ValueError("must be from PT1M (a minute) to P365D")
+    return value
+
+
 ConfirmWithin = Annotated[
     timedelta,
     BeforeValidator(_iso_duration),
+    AfterValidator(_within_bounds),
     Field(
-        ge=MIN_CONFIRM_WITHIN,
-        le=MAX_CONFIRM_WITHIN,
         description=f"how long after an erasure's execution the system has to confirm it: "
         f"{_DURATION_TEXT}",
         examples=["P7D"],
