@@ -5,7 +5,6 @@ owes. Each test has a database of its own: a system registered in the session's 
 change what every other test's erasures expect."""
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,10 +28,9 @@ CASE = {"case_id": "C-1"}
 
 
 @pytest.fixture
-async def api(make_api, fresh_db: Engine) -> AsyncIterator[RunningApi]:
-    """The API on a database of its own (PostgreSQL and SQLite in turn)."""
-    async with make_api(database_url=fresh_db.url.render_as_string(hide_password=False)) as api:
-        yield api
+def migrated_url(fresh_db: Engine) -> str:
+    """The API's database (``make_api``): one of its own, PostgreSQL and SQLite in turn."""
+    return fresh_db.url.render_as_string(hide_password=False)
 
 
 def system_body(**changes: object) -> dict:
