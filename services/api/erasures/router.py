@@ -64,7 +64,8 @@ def list_erasures(
     category when it was executed (`expected_systems`): it is `confirmed` once all of them
     confirmed, `partially_confirmed` while some did, `overdue` once one is past its `due_by`.
     With none expected (no system registered for the category), the first confirmation of any
-    system confirms it. `system` lists what that system still owes."""
+    system confirms it. `system` lists what that system still owes (with `state=overdue`, what it
+    is itself late with)."""
     try:
         after = service.decode_cursor(cursor) if cursor else None
     except service.CursorError as error:

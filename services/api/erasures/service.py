@@ -227,14 +227,14 @@ def _executed(
     conditions = _common_filters(_PROOFS, filters, after)
     if filters.state is not None:
         conditions.append(_in_state(filters.state, now))
-    if filters.system is not None:
-        conditions.append(
-            exists().where(
-                _EXPECTED.c.erasure_id == _PROOFS.c.erasure_id,
-                _EXPECTED.c.system == filters.system,
-                UNCONFIRMED,
-            )
-        )
+    if filters.system is not None:  # what it owes; overdue: what it is itself late with
+        owes = [
+            _EXPECTED.c.erasure_id == _PROOFS.c.erasure_id,
+            _EXPECTED.c.system == filters.system,
+        ]
+        if filters.state is ErasureState.OVERDUE:
+            owes.append(_EXPECTED.c.due_by <= now)
+        conditions.append(exists().where(*owes, UNCONFIRMED))
     rows = connection.execute(
         select(_PROOFS)
         .where(*conditions)

@@ -167,11 +167,11 @@ async def test_an_erasure_waits_for_every_system_holding_its_category(
 ) -> None:
     admin, reader = api.key(Scope.ADMIN), api.key(Scope.ERASURES_READ)
     confirmer = api.key(Scope.ERASURES_CONFIRM)
-    for system_id in ("collection", "crm"):
-        body = system_body(system_id=system_id, name=system_id.upper())
+    for system_id, within in (("collection", "P7D"), ("crm", "P30D")):
+        body = system_body(system_id=system_id, name=system_id.upper(), confirm_within=within)
         assert (await api.client.post("/v1/systems", json=body, headers=admin)).status_code == 201
     now = datetime.now(UTC)
-    late = execute_a_case_erasure(fresh_db, now - timedelta(days=8))  # 7 days to confirm
+    late = execute_a_case_erasure(fresh_db, now - timedelta(days=8))  # collection: 7 days
     erasure = execute_a_case_erasure(fresh_db, now)
 
     async def view(erasure_id: str) -> dict:
@@ -195,11 +195,15 @@ async def test_an_erasure_waits_for_every_system_holding_its_category(
     assert await listed(state="overdue") == [late]
     assert await listed(state="executed") == [erasure]
     assert set(await listed(system="crm")) == {late, erasure}
+    # What one system is itself late with: collection is, crm (30 days to confirm) is not.
+    assert await listed(state="overdue", system="collection") == [late]
+    assert await listed(state="overdue", system="crm") == []
 
-    # Ops see what each system owes: two erasures each, one of them overdue, 8 days old.
+    # Ops see what each system owes: two erasures each, the oldest 8 days old, which is overdue
+    # for collection only.
     async def figures_known() -> dict | None:
         overdue = await system_figures(api, "gallring_api_overdue_erasures")
-        return overdue if overdue == {"collection": 1.0, "crm": 1.0} else None
+        return overdue if overdue == {"collection": 1.0, "crm": 0.0} else None
 
     await eventually(figures_known, timeout=5)
     assert await system_figures(api, "gallring_api_unconfirmed_erasures") == {
