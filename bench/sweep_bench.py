@@ -10,9 +10,11 @@ a year, one after the other. (Sequential pseudonyms would spare both loops the r
 real ones cost: the bare loop the more, as each of its updates adds an entry to the index on the
 subject's key.) With ``--general-road`` the clocks are seeded as a release before policy
 digests stored them, and every subject is evaluated again from its facts: the road subjects with
-holds or other clocks take.
+holds or other clocks take. With ``--systems N``, N systems of the register hold the category, so
+each erasure also records N expected confirmations (``erasure_expected_system``).
 
     .venv/bin/python -m bench.sweep_bench [--clocks 1000000] [--batch 500] [--general-road]
+                                          [--systems 2]
 """
 
 import argparse
@@ -71,12 +73,16 @@ def main() -> None:
     parser.add_argument("--clocks", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--general-road", action="store_true", help="no clock is settled")
+    parser.add_argument(
+        "--systems", type=int, default=0, help="systems of the register holding the category"
+    )
     args = parser.parse_args()
     policy_digest = None if args.general_road else RetentionEngine(load_default_policy()).digest
 
     with bench_database() as url:
         upgrade(url)
         conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+        register_systems(conninfo, args.systems)
         seed(conninfo, args.clocks, policy_digest)
         sweeper = subprocess.run(
             [sys.executable, "-c", SWEEPER, url, str(args.batch)],
@@ -94,11 +100,23 @@ def main() -> None:
 
     sweep_rate, bare_rate = erased / sweep_seconds, args.clocks / bare_seconds
     road = "general road: every subject evaluated" if args.general_road else "settled, in SQL"
-    print(f"due clocks:       {args.clocks:>12,}  ({road})")
+    print(f"due clocks:       {args.clocks:>12,}  ({road}; {args.systems} systems expected)")
     print(f"purger sweep:     {sweep_rate:>12,.0f} clocks/s  ({erased:,} erased)")
     print(f"bare UPDATE loop: {bare_rate:>12,.0f} clocks/s")
     print(f"  ratio: {sweep_rate / bare_rate:.2f} (target >= 0.50)")
     print(f"sweeper peak RSS: {peak_rss_mib:>12,.0f} MiB")
+
+
+def register_systems(conninfo: str, count: int) -> None:
+    """``count`` active systems holding collection_case, as ``POST /v1/systems`` stores them."""
+    now = datetime.now(UTC)
+    with psycopg.connect(conninfo) as connection:
+        for n in range(count):
+            connection.execute(
+                "INSERT INTO company_system (system_id, name, categories, confirm_within_seconds,"
+                " active, created_at, updated_at) VALUES (%s, %s, %s, %s, true, %s, %s)",
+                (f"system-{n}", f"System {n}", "collection_case", 7 * 86400, now, now),
+            )
 
 
 def seed(conninfo: str, count: int, policy_digest: str | None) -> None:

@@ -33,6 +33,7 @@ from services.api.recipients.router import router as recipients_router
 from services.api.recipients.router import unregistered_router
 from services.api.settings import ApiSettings
 from services.api.subjects.router import router as subjects_router
+from services.api.systems.router import router as systems_router
 from shared.domain.contract import LifecycleEvent
 from shared.domain.engine import RetentionEngine
 from shared.messaging.outbox import OutboxRelay
@@ -59,6 +60,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         app.state.db_engine = engine
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
         app.state.outbox_backlog = health.OutboxBacklog(engine)
+        app.state.system_debts = health.system_debts(engine)
         app.state.intake_writer = writer = IntakeWriter(engine)
         writer.start()
         relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics.outbox)
@@ -109,6 +111,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         erasures_router,
         recipients_router,
         unregistered_router,
+        systems_router,
         notifications_router,
         signed_notifications_router,
     ):

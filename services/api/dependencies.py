@@ -11,6 +11,7 @@ the body, so a dependency's 404 would come before the body's 422. Those routes c
 ``existing_erasure`` or ``existing_notification`` themselves, after validation, as they always did.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -37,7 +38,7 @@ DbEngine = Annotated[Engine, Depends(db_engine)]
 def existing_erasure(erasure_id: UUID, db: DbEngine) -> ErasureView:
     """The erasure ``erasure_id`` names, or 404. A plain ``def``: FastAPI runs it in its thread
     pool, as it reads the database."""
-    view = erasures.one(db, erasure_id)
+    view = erasures.one(db, erasure_id, datetime.now(UTC))
     if view is None:
         raise Problem(
             404, "erasure-not-found", "No such erasure", f"There is no erasure {erasure_id}."

@@ -6,7 +6,9 @@ These three need no credentials: they say nothing about anyone.
 import asyncio
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -16,9 +18,11 @@ from sqlalchemy import Engine, func, select
 
 from services.api.dependencies import DbEngine
 from services.api.problems import PROBLEM_JSON, PROBLEM_RESPONSE
+from services.api.systems.service import owed_by_system
 from shared.messaging.kafka import make_client
 from shared.runtime.settings import KafkaSettings
 from shared.storage.database import database_answers
+from shared.storage.tables.api import CompanySystem
 from shared.storage.tables.outbox import OutboxMessage
 from shared.storage.tables.table import table_of
 
@@ -27,6 +31,7 @@ BROKER_CHECK_SECONDS = 3.0
 BROKER_CHECK_TTL = 2.0
 BACKLOG_TTL_SECONDS = 1.0
 BACKLOG_WAIT_SECONDS = 1.0
+T = TypeVar("T")
 
 
 @router.get("/healthz", summary="Liveness")
@@ -71,36 +76,59 @@ async def readyz(request: Request, db: DbEngine) -> JSONResponse:
 async def get_metrics(request: Request) -> Response:
     state = request.app.state
     state.metrics.outbox_backlog.set(await state.outbox_backlog.count())
+    state.metrics.show_system_debts(await state.system_debts.value())
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class OutboxBacklog:
-    """The outbox's rows for ``/metrics``. Anyone may scrape it, so the table is counted at most
-    once per ``BACKLOG_TTL_SECONDS`` however many scrapes come, and a scrape waits for a count at
-    most ``BACKLOG_WAIT_SECONDS``: a database that cannot be reached (or answers slowly) makes
-    the figure unknown (NaN) rather than the scrape fail or hang, when ops need the other
-    figures most."""
+class ScrapedFigure(Generic[T]):
+    """A figure ``/metrics`` reads from the database. Anyone may scrape it, so it is read at
+    most once per ``BACKLOG_TTL_SECONDS`` however many scrapes come, and a scrape waits for it
+    at most ``BACKLOG_WAIT_SECONDS``: a database that cannot be reached (or answers slowly)
+    makes the figure unknown (``unknown``) rather than the scrape fail or hang, when ops need
+    the other figures most."""
+
+    def __init__(self, engine: Engine, read: Callable[[Engine], T], unknown: T) -> None:
+        self._engine = engine
+        self._read = read
+        self._unknown = unknown
+        self._reading: asyncio.Future[T] | None = None
+        self._read_at = -BACKLOG_TTL_SECONDS
+        self._value = unknown
+
+    async def value(self) -> T:
+        if self._reading is None and time.monotonic() - self._read_at >= BACKLOG_TTL_SECONDS:
+            self._reading = asyncio.ensure_future(run_in_threadpool(self._read, self._engine))
+            self._reading.add_done_callback(self._done)
+        if self._reading is not None:  # a read in progress: waited for, not cancelled
+            done, _ = await asyncio.wait({self._reading}, timeout=BACKLOG_WAIT_SECONDS)
+            if not done:
+                return self._unknown
+        return self._value
+
+    def _done(self, reading: "asyncio.Future[T]") -> None:
+        self._reading, self._read_at = None, time.monotonic()
+        failed = reading.cancelled() or reading.exception() is not None
+        self._value = self._unknown if failed else reading.result()
+
+
+class OutboxBacklog(ScrapedFigure[float]):
+    """The outbox's rows for ``/metrics`` (NaN: unknown)."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._counting: asyncio.Future[int] | None = None
-        self._counted_at = -BACKLOG_TTL_SECONDS
-        self._rows = math.nan
+        super().__init__(engine, _outbox_rows, math.nan)
 
     async def count(self) -> float:
-        if self._counting is None and time.monotonic() - self._counted_at >= BACKLOG_TTL_SECONDS:
-            self._counting = asyncio.ensure_future(run_in_threadpool(_outbox_rows, self._engine))
-            self._counting.add_done_callback(self._counted)
-        if self._counting is not None:  # a count in progress: waited for, not cancelled
-            done, _ = await asyncio.wait({self._counting}, timeout=BACKLOG_WAIT_SECONDS)
-            if not done:
-                return math.nan
-        return self._rows
+        return await self.value()
 
-    def _counted(self, counting: "asyncio.Future[int]") -> None:
-        self._counting, self._counted_at = None, time.monotonic()
-        failed = counting.cancelled() or counting.exception() is not None
-        self._rows = math.nan if failed else float(counting.result())
+
+#: Per system of the register: erasures it has not confirmed, how many of them are overdue, and
+#: the age in seconds of the oldest one (0: none).
+SystemDebts = dict[str, tuple[int, int, float]]
+
+
+def system_debts(engine: Engine) -> ScrapedFigure[SystemDebts | None]:
+    """What each system of the register owes, for ``/metrics`` (None: unknown)."""
+    return ScrapedFigure(engine, _system_debts, None)
 
 
 async def _broker_reachable_cached(state: Any) -> bool:
@@ -123,10 +151,25 @@ async def _broker_reachable(settings: KafkaSettings) -> bool:
     return True
 
 
-def _outbox_rows(engine: Engine) -> int:
+def _outbox_rows(engine: Engine) -> float:
     outbox = table_of(OutboxMessage)
     with engine.connect() as connection:
-        return connection.execute(select(func.count()).select_from(outbox)).scalar_one()
+        return float(connection.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+
+def _system_debts(engine: Engine) -> SystemDebts:
+    now = datetime.now(UTC)
+    systems = table_of(CompanySystem)
+    with engine.connect() as connection:
+        registered = list(connection.execute(select(systems.c.system_id)).scalars())
+        owed = owed_by_system(connection, now)
+    debts: SystemDebts = dict.fromkeys(registered, (0, 0, 0.0))
+    for system, (count, overdue, oldest) in owed.items():
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # SQLite's MIN() comes back naive
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        debts[system] = (count, overdue, max(age, 0.0))
+    return debts
 
 
 def _word(ok: bool) -> str:

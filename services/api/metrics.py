@@ -1,6 +1,7 @@
-"""Prometheus metrics of one API process. Labels are route templates and event types: never a
-URL with an id in it, never anything personal."""
+"""Prometheus metrics of one API process. Labels are route templates, event types and the ids of
+the register's systems: never a URL with an id in it, never anything personal."""
 
+import math
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,6 +43,41 @@ class ApiMetrics:
         )
         self.outbox = OutboxMetrics(self.registry)
         self.pruned = PruneMetrics(self.registry, "api")
+        # Read from the database at scrape time (services/api/health.py): every replica reports
+        # the same. One series per system of the register (admins register them: few).
+        self.unconfirmed_erasures = Gauge(
+            "gallring_api_unconfirmed_erasures",
+            "Executed erasures that expect the system's confirmation and have not had it.",
+            ["system"],
+            registry=self.registry,
+        )
+        self.overdue_erasures = Gauge(
+            "gallring_api_overdue_erasures",
+            "Of those, the ones past the time the system had to confirm them by.",
+            ["system"],
+            registry=self.registry,
+        )
+        self.oldest_unconfirmed = Gauge(
+            "gallring_api_oldest_unconfirmed_erasure_seconds",
+            "How long ago the oldest erasure the system has not confirmed was executed (0: none).",
+            ["system"],
+            registry=self.registry,
+        )
+
+    def show_system_debts(self, debts: dict[str, tuple[int, int, float]] | None) -> None:
+        """Per system, what it owes; ``None`` (the database did not answer): every system's
+        figures unknown (NaN), not zero."""
+        gauges = (self.unconfirmed_erasures, self.overdue_erasures, self.oldest_unconfirmed)
+        if debts is None:
+            for gauge in gauges:
+                for (system,) in list(gauge._metrics):
+                    gauge.labels(system).set(math.nan)
+            return
+        for gauge in gauges:
+            gauge.clear()
+        for system, figures in debts.items():
+            for gauge, figure in zip(gauges, figures, strict=True):
+                gauge.labels(system).set(figure)
 
 
 class MetricsMiddleware:

@@ -17,3 +17,4 @@ class PurgerBatch:
     new_events: int = 0  # lifecycle events stored as new facts
     erasable_clocks: int = 0  # clocks now due or to erase at once: worth a sweep right away
     confirmations: int = 0  # systems' confirmations newly recorded
+    unregistered_confirmations: int = 0  # of those, from systems not in the register

@@ -59,6 +59,7 @@ class Purger:
             settings,
             on_erasable=self.sweep_soon,
             on_dead_letter=self.metrics.dead_letters.inc,
+            on_unregistered_confirmations=self.metrics.unregistered_confirmations.inc,
         )
         self.relay = relay or OutboxRelay(db, settings.kafka, settings.relay, self.metrics.outbox)
         self._stopping = asyncio.Event()

@@ -1,13 +1,17 @@
 """Recording the company's systems' confirmations that they erased their copies, which the API
 passes on (``gallring.erasure-confirmations.v1``), and telling ops and the notifier with an
 ``erasure.confirmed`` message on ``gallring.erasures.v1`` (keyed by the erasure id: the proof
-keeps no pseudonym). A repeat, or a redelivered report, records nothing new."""
+keeps no pseudonym). A repeat, or a redelivered report, records nothing new.
+
+A confirmation also marks the system's row in ``erasure_expected_system`` confirmed, when the
+erasure expected it. One from a system the register (``company_system``) does not know is
+recorded all the same, and logged: the API flags it in the erasure's view and its metrics."""
 
 import logging
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from services.purger.batch import PurgerBatch
 from shared.domain.contract.erasure_messages import (
@@ -19,14 +23,32 @@ from shared.messaging import topics
 from shared.messaging.outbox import outbox_row
 from shared.storage.bulk_insert import insert_rows
 from shared.storage.database import one_of
+from shared.storage.tables.api import CompanySystem
 from shared.storage.tables.outbox import OutboxMessage
-from shared.storage.tables.purger import ErasureConfirmation, ErasureProof
+from shared.storage.tables.purger import (
+    UNCONFIRMED,
+    ErasureConfirmation,
+    ErasureExpectedSystem,
+    ErasureProof,
+)
 from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CONFIRMATIONS = table_of(ErasureConfirmation)
 _PROOFS = table_of(ErasureProof)
 _OUTBOX = table_of(OutboxMessage)
+_EXPECTED = table_of(ErasureExpectedSystem)
+_SYSTEMS = table_of(CompanySystem)
+#: An expected system's confirmation, once per (erasure, system): the first one stands.
+_MARK_CONFIRMED = (
+    update(_EXPECTED)
+    .where(
+        _EXPECTED.c.erasure_id == bindparam("erasure"),
+        _EXPECTED.c.system == bindparam("of_system"),
+        UNCONFIRMED,
+    )
+    .values(confirmed_at=bindparam("at"))
+)
 
 
 def record_confirmations(batch: PurgerBatch, reports: list[ConfirmationReported]) -> None:
@@ -88,4 +110,32 @@ def record_confirmations(batch: PurgerBatch, reports: list[ConfirmationReported]
         )
     insert_rows(connection, _CONFIRMATIONS, confirmations)
     insert_rows(connection, _OUTBOX, outbox)
+    if confirmations:
+        connection.execute(
+            _MARK_CONFIRMED,
+            [
+                {"erasure": c["erasure_id"], "of_system": c["system"], "at": c["confirmed_at"]}
+                for c in confirmations
+            ],
+        )
+        batch.unregistered_confirmations += _flag_unregistered(connection, confirmations)
     batch.confirmations += len(confirmations)
+
+
+def _flag_unregistered(connection: Any, confirmations: list[dict[str, Any]]) -> int:
+    """Log the confirmations from systems the register does not know; how many."""
+    systems = {c["system"] for c in confirmations}
+    registered = set(
+        connection.execute(
+            select(_SYSTEMS.c.system_id).where(one_of(connection, _SYSTEMS.c.system_id, systems))
+        ).scalars()
+    )
+    unregistered = [c for c in confirmations if c["system"] not in registered]
+    for confirmation in unregistered:
+        log.warning(
+            "purger: %s, which is not in the register of systems, confirmed erasure %s; "
+            "recorded, and flagged in the erasure's view (register it with POST /v1/systems)",
+            confirmation["system"],
+            confirmation["erasure_id"],
+        )
+    return len(unregistered)

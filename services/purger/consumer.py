@@ -1,7 +1,8 @@
-"""The purger's consumer: ``gallring.lifecycle.v1`` messages become facts and clocks, and
-systems' confirmations from ``gallring.erasure-confirmations.v1`` are recorded, a batch per
-transaction through the shared :class:`ConsumerLoop` (offsets committed after the transaction,
-invalid messages to the dead-letter topic). A record is decoded by its topic's schema; what is
+"""The purger's consumer: ``gallring.lifecycle.v1`` messages become facts and clocks, and what
+the API passes on through ``gallring.erasure-confirmations.v1`` (systems' confirmations, an
+admin's request for a command again) is applied, a batch per transaction through the shared
+:class:`ConsumerLoop` (offsets committed after the transaction, invalid messages to the
+dead-letter topic). A record is decoded by its topic's schema; what is
 done with it is the handler table's (``handlers.py``)."""
 
 import asyncio
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 
 from services.purger.handlers import Incoming, handle_batch
 from services.purger.settings import PurgerSettings
-from shared.domain.contract.erasure_messages import ConfirmationReported
+from shared.domain.contract.erasure_messages import ERASURE_REQUEST
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.messaging import topics
@@ -22,7 +23,7 @@ from shared.messaging.consumer_loop import ConsumerLoop
 #: What each topic's records are.
 DECODERS: dict[str, Callable[[bytes], Incoming]] = {
     topics.LIFECYCLE: LifecycleMessage.from_json,
-    topics.ERASURE_CONFIRMATIONS: ConfirmationReported.model_validate_json,
+    topics.ERASURE_CONFIRMATIONS: ERASURE_REQUEST.validate_json,
 }
 TOPICS = tuple(DECODERS)
 
@@ -38,13 +39,18 @@ def lifecycle_consumer(
     *,
     on_erasable: Callable[[], None],
     on_dead_letter: Callable[[], None] = lambda: None,
+    on_unregistered_confirmations: Callable[[int], None] = lambda _: None,
 ) -> ConsumerLoop[Incoming]:
-    """``on_erasable`` is called when a batch made a clock due or erasable at once."""
+    """``on_erasable`` is called when a batch made a clock due or erasable at once;
+    ``on_unregistered_confirmations`` with how many confirmations from systems the register does
+    not know a batch recorded, when it recorded any."""
 
     async def apply(items: list[Incoming]) -> None:
         applied = await asyncio.to_thread(handle_batch, db, retention, items, datetime.now(UTC))
         if applied.erasable_clocks:
             on_erasable()
+        if applied.unregistered_confirmations:
+            on_unregistered_confirmations(applied.unregistered_confirmations)
 
     return ConsumerLoop(
         "purger",

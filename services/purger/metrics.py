@@ -37,6 +37,12 @@ class PurgerMetrics:
             "Lifecycle messages that were not valid and went to the dead-letter topic.",
             registry=self.registry,
         )
+        self.unregistered_confirmations = Counter(
+            "gallring_purger_unregistered_system_confirmations_total",
+            "Confirmations of erasures recorded from systems the register (/v1/systems) does "
+            "not know: recorded all the same, and flagged in the erasure's view.",
+            registry=self.registry,
+        )
         self.registry.register(_ClockCollector(db, policy_digest))
 
 

@@ -15,8 +15,10 @@ the subject from its facts.
 For a settled subject the statement does on PostgreSQL what the general road does in Python: the
 clocks become proofs (the same hashes), an erasure command and an erasure-executed event per
 clock go to the outbox (the same messages as values: the keys come in another order, and times
-always have six fractional digits, where pydantic drops a zero fraction), and since no clock of the
-subject is left and it has no holds, all its facts go.
+always have six fractional digits, where pydantic drops a zero fraction), the active systems of
+the register that hold each clock's category are recorded as expected to confirm it
+(``expected_systems.py``), and since no clock of the subject is left and it has no holds, all its
+facts go.
 """
 
 from dataclasses import dataclass
@@ -117,6 +119,11 @@ WITH due AS MATERIALIZED (
     DELETE FROM retention_clock WHERE id = ANY(ARRAY(SELECT id FROM settled))
     RETURNING id, erasure_id, subject_pseudonym, category, scope_key, scope_value, rule,
               legal_basis, due_at,
+              encode(sha256(convert_to(subject_pseudonym, 'UTF8')), 'hex') AS subject_hash,
+              encode(sha256(convert_to(subject_pseudonym, 'UTF8') || decode('00', 'hex')
+                            || convert_to(category, 'UTF8') || decode('00', 'hex')
+                            || convert_to(scope_key, 'UTF8') || decode('00', 'hex')
+                            || convert_to(scope_value, 'UTF8')), 'hex') AS clock_hash,
               -- What both messages say of the erasure, as JSON members, "{" and "}" cut off.
               substr(json_build_object(
                   'erasure_id', erasure_id, 'category', category,
@@ -128,21 +135,24 @@ WITH due AS MATERIALIZED (
 ), proofs AS (
     INSERT INTO erasure (erasure_id, subject_hash, clock_hash, category, rule, legal_basis,
                          due_at, executed_at)
-    SELECT erasure_id,
-           encode(sha256(convert_to(subject_pseudonym, 'UTF8')), 'hex'),
-           encode(sha256(convert_to(subject_pseudonym, 'UTF8') || decode('00', 'hex')
-                         || convert_to(category, 'UTF8') || decode('00', 'hex')
-                         || convert_to(scope_key, 'UTF8') || decode('00', 'hex')
-                         || convert_to(scope_value, 'UTF8')), 'hex'),
-           category, rule, legal_basis, due_at, :now
+    SELECT erasure_id, subject_hash, clock_hash, category, rule, legal_basis, due_at, :now
     FROM erased
+), expected AS (
+    INSERT INTO erasure_expected_system (erasure_id, system, due_by)
+    SELECT erased.erasure_id, company_system.system_id,
+           :now + make_interval(secs => company_system.confirm_within_seconds)
+    FROM erased JOIN company_system
+         ON company_system.active
+            AND erased.category = ANY(string_to_array(company_system.categories, ' '))
 ), queued AS (
     INSERT INTO outbox_message (event_id, topic, message_key, value, headers, created_at)
     SELECT message.event_id, message.topic, erased.subject_pseudonym,
            '{"schema_version":' || CAST(:schema_version AS text)
                || ',"type":"' || message.type || '","event_id":"' || message.event_id || '",'
                || CASE message.position
-                      WHEN 1 THEN erased.members
+                      WHEN 1 THEN left(erased.members, -1) || ',"system"\:null,"subject_hash":"'
+                           || erased.subject_hash || '","clock_hash":"' || erased.clock_hash
+                           || '"}'
                       ELSE left(erased.members, -1) || ',"executed_at":"'
                            || CAST(:executed_at AS text) || '"}'
                   END,

@@ -13,9 +13,10 @@ evaluated again from its facts: a legal hold or a reopened case that arrived sin
 stored wins over the stored verdict.
 
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
-to the outbox, the clock becomes a proof that names no subject, and the facts no live clock of
-the subject needs any more are deleted. Each step is one statement for the whole batch, not one
-per clock.
+to the outbox, the clock becomes a proof that names no subject, the systems of the register that
+hold its category are recorded as expected to confirm it (``expected_systems.py``), and the facts
+no live clock of the subject needs any more are deleted. Each step is one statement for the whole
+batch, not one per clock.
 """
 
 import logging
@@ -28,7 +29,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Engine, Row, delete, func, select
 
-from services.purger import settled_erasure, subject_clocks
+from services.purger import expected_systems, settled_erasure, subject_clocks
 from shared.domain.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionClock, RetentionEngine
@@ -173,7 +174,13 @@ def _execute(
             "legal_basis": clock.legal_basis,
             "due_at": clock.due_at,
         }
-        command = ErasureCommand(event_id=uuid4(), **common)
+        hashes = {
+            "subject_hash": subject_hash(row.subject_pseudonym),
+            "clock_hash": subject_clocks.key_hash(
+                row.subject_pseudonym, subject_clocks.row_key(row)
+            ),
+        }
+        command = ErasureCommand(event_id=uuid4(), **common, **hashes)
         executed = ErasureExecuted(event_id=uuid4(), executed_at=now, **common)
         for topic, message in ((topics.ERASURE_COMMANDS, command), (topics.ERASURES, executed)):
             outbox.append(
@@ -190,10 +197,7 @@ def _execute(
         proofs.append(
             {
                 "erasure_id": row.erasure_id,
-                "subject_hash": subject_hash(row.subject_pseudonym),
-                "clock_hash": subject_clocks.key_hash(
-                    row.subject_pseudonym, subject_clocks.row_key(row)
-                ),
+                **hashes,
                 "category": clock.category.value,
                 "rule": clock.rule,
                 "legal_basis": clock.legal_basis,
@@ -203,6 +207,9 @@ def _execute(
         )
     insert_rows(connection, _OUTBOX, outbox)
     insert_rows(connection, _PROOFS, proofs)
+    expected_systems.record_expected(
+        connection, [(row.erasure_id, clock.category.value) for row, clock in erasing], now
+    )
     rows = [row for row, _ in erasing]
     erased = connection.execute(delete(_CLOCKS).where(subject_clocks.unchanged(connection, rows)))
     if erased.rowcount != len(rows):

@@ -80,6 +80,13 @@ def test_the_calls_a_client_makes_most_are_named_for_what_they_do(
     assert ids[("GET", "/v1/erasures/{erasure_id}")] == "get_erasure"
     assert ids[("POST", "/v1/erasures/{erasure_id}/confirmations")] == "confirm_erasure"
     assert ids[("POST", "/v1/notifications/{notification_id}/confirm")] == "confirm_notification"
+    assert ids[("POST", "/v1/erasures/{erasure_id}/commands/{system}")] == (
+        "request_erasure_command"
+    )
+    assert ids[("POST", "/v1/systems")] == "create_system"
+    assert ids[("GET", "/v1/systems")] == "list_systems"
+    assert ids[("GET", "/v1/systems/{system_id}")] == "get_system"
+    assert ids[("PATCH", "/v1/systems/{system_id}")] == "change_system"
 
 
 #: The operations that never need the database: liveness, metrics (its backlog figure is NaN

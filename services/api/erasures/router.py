@@ -1,17 +1,18 @@
-"""``GET /v1/erasures``, ``GET /v1/erasures/{id}`` and
-``POST /v1/erasures/{id}/confirmations``."""
+"""``GET /v1/erasures``, ``GET /v1/erasures/{id}``, ``POST /v1/erasures/{id}/confirmations`` and
+``POST /v1/erasures/{id}/commands/{system}``."""
 
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from services.api.api_keys import Principal, Scope
 from services.api.auth import require
 from services.api.dependencies import DbEngine, ExistingErasure, existing_erasure
 from services.api.erasures import service
 from services.api.erasures.schemas import (
+    CommandRequestAccepted,
     Confirmation,
     Confirmed,
     ErasurePage,
@@ -26,14 +27,17 @@ from services.api.problems import (
     Responses,
     validation_problem,
 )
+from services.api.systems import service as systems
+from services.api.systems.router import system_not_found
 from shared.domain.contract.dates import RANGE_TEXT, ContractDate, ContractInstant
 from shared.domain.contract.errors import FieldError
-from shared.domain.contract.vocabulary import Category
+from shared.domain.contract.vocabulary import Category, SystemId
 from shared.storage.clock_forecast import forecast
 
 router = APIRouter(prefix="/v1/erasures", tags=["erasures"], responses=STORE_UNAVAILABLE_RESPONSES)
 Reader = Annotated[Principal, Depends(require(Scope.ERASURES_READ))]
 Confirmer = Annotated[Principal, Depends(require(Scope.ERASURES_CONFIRM))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 _ERRORS: Responses = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 
 
@@ -47,17 +51,27 @@ def list_erasures(
         ContractInstant | None,
         Query(description=f"ISO 8601 with a UTC offset, {RANGE_TEXT} (UTC)"),
     ] = None,
+    system: Annotated[
+        SystemId | None,
+        Query(description="only the executed erasures this system has yet to confirm"),
+    ] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ErasurePage:
-    """Scheduled and held erasures come from the clocks, executed and confirmed ones from the
-    proofs; every page is ordered by due time."""
+    """Scheduled and held erasures come from the clocks, executed ones (`executed`,
+    `partially_confirmed`, `confirmed`, `overdue`) from the proofs; every page is ordered by due
+    time. An executed erasure expects a confirmation from every active system that held its
+    category when it was executed (`expected_systems`): it is `confirmed` once all of them
+    confirmed, `partially_confirmed` while some did, `overdue` once one is past its `due_by`.
+    With none expected (no system registered for the category), the first confirmation of any
+    system confirms it. `system` lists what that system still owes (with `state=overdue`, what it
+    is itself late with)."""
     try:
         after = service.decode_cursor(cursor) if cursor else None
     except service.CursorError as error:
         raise validation_problem([FieldError("cursor", str(error))]) from None
-    filters = service.Filters(state, category.value if category else None, due_before)
-    views, more = service.page(db, filters, after=after, limit=limit)
+    filters = service.Filters(state, category.value if category else None, due_before, system)
+    views, more = service.page(db, filters, after=after, limit=limit, now=datetime.now(UTC))
     return ErasurePage(
         erasures=views, next_cursor=service.encode_cursor(views[-1]) if more else None
     )
@@ -136,3 +150,40 @@ def confirm_erasure(
         )
     service.report_confirmation(db, erasure_id, system, actor=principal, now=datetime.now(UTC))
     return Confirmed(erasure_id=erasure_id, system=system, status="reported", confirmed_at=None)
+
+
+@router.post(
+    "/{erasure_id}/commands/{system}",
+    status_code=202,
+    response_model=CommandRequestAccepted,
+    summary="Publish an executed erasure's command again, for one system",
+    description="Passed on to the purger, which owns erasures and publishes their commands: it "
+    "puts an `erasure.command` addressed to the system (`system` set) on "
+    "`gallring.erasure-commands.v1`. The proof keeps neither scope nor pseudonym, so the command "
+    "has `scope: null`, is keyed by the subject hash, and carries the proof's `subject_hash` and "
+    "`clock_hash`, by which the system finds its rows.",
+    responses={
+        **_ERRORS,
+        404: {"description": "No such erasure, or no such system", **PROBLEM_RESPONSE},
+        409: {"description": "The erasure is not executed yet", **PROBLEM_RESPONSE},
+    },
+)
+def request_erasure_command(
+    erasure_id: UUID,
+    system: Annotated[SystemId, Path(description="a system of the register")],
+    db: DbEngine,
+    principal: Admin,
+) -> CommandRequestAccepted:
+    view = existing_erasure(erasure_id, db)
+    if view.state in (ErasureState.SCHEDULED, ErasureState.HELD):
+        raise Problem(
+            409,
+            "erasure-not-executed",
+            "The erasure has not been executed",
+            f"Erasure {erasure_id} is {view.state.value}; its command is published when it is "
+            "executed.",
+        )
+    if not systems.exists(db, system):
+        raise system_not_found(system)
+    service.request_command(db, erasure_id, system, actor=principal, now=datetime.now(UTC))
+    return CommandRequestAccepted(erasure_id=erasure_id, system=system, status="requested")

@@ -5,17 +5,29 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.notifications.schemas import NotificationView
-from shared.domain.contract.vocabulary import IDENTIFIER_PATTERN, NoNationalId
+from shared.domain.contract.vocabulary import SystemId
 
 
 class ErasureState(StrEnum):
+    """An executed erasure waits for the systems of the register that held its category when it
+    was executed (``expected_systems``). With none (no system registered for the category), the
+    first confirmation of any system confirms it, as before the register."""
+
     SCHEDULED = "scheduled"  # a clock with a due time, not held
     HELD = "held"  # a legal hold keeps it, whatever its due time
     EXECUTED = "executed"  # command published, Gallring's traces reduced to a proof
-    CONFIRMED = "confirmed"  # and at least one of the company's systems confirmed it
+    PARTIALLY_CONFIRMED = "partially_confirmed"  # some expected systems confirmed, in time
+    CONFIRMED = "confirmed"  # every expected system confirmed (none expected: any one did)
+    OVERDUE = "overdue"  # an expected system has not confirmed by its due time
+
+
+class ExpectedSystem(BaseModel):
+    system: str
+    due_by: datetime  # its confirmation is due by then: execution + its confirm_within
+    confirmed_at: datetime | None  # None: not yet
 
 
 class ErasureView(BaseModel):
@@ -28,6 +40,15 @@ class ErasureView(BaseModel):
     due_at: datetime | None
     executed_at: datetime | None = None
     confirmed_by: list[str] = []
+    expected_systems: list[ExpectedSystem] = Field(
+        default=[],
+        description="the systems of the register that held the category when it was executed",
+    )
+    unregistered_confirmations: list[str] = Field(
+        default=[],
+        description="systems in confirmed_by that the register does not know: recorded, and "
+        "flagged here (a typo upstream, or a system to register)",
+    )
     notifications: list[NotificationView] | None = None  # per recipient, in the view of one
 
 
@@ -39,12 +60,7 @@ class ErasurePage(BaseModel):
 class Confirmation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    system: Annotated[
-        str,
-        StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=100),
-        *NoNationalId,
-        Field(description="which of the company's systems erased its copy"),
-    ]
+    system: Annotated[SystemId, Field(description="which of the company's systems erased its copy")]
 
 
 class Confirmed(BaseModel):
@@ -58,3 +74,9 @@ class ForecastRow(BaseModel):
     month: str  # "2027-03", in the policy's time zone
     category: str
     erasures: int
+
+
+class CommandRequestAccepted(BaseModel):
+    erasure_id: UUID
+    system: str
+    status: str  # "requested": passed on to the purger, which publishes the command

@@ -26,7 +26,9 @@ def clocks_of(
         messages = load_facts(connection, pseudonym)
         clocks = retention.evaluate(pseudonym, messages, now)
         erased = (
-            erasures.of_subject(connection, pseudonym) if actor.may(Scope.ERASURES_READ) else None
+            erasures.of_subject(connection, pseudonym, now)
+            if actor.may(Scope.ERASURES_READ)
+            else None
         )
         audit.record(
             connection,

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from shared.domain.contract.erasure_messages import (
+    CommandRequested,
     ConfirmationReported,
     ErasureCommand,
     ErasureConfirmed,
@@ -22,12 +23,15 @@ from shared.messaging import topics
 #: Per topic: what its key is, and the models its values take (told apart by ``type``).
 TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
     topics.LIFECYCLE: ("the subject's pseudonym", (LifecycleMessage,)),
-    topics.ERASURE_COMMANDS: ("the subject's pseudonym", (ErasureCommand,)),
+    topics.ERASURE_COMMANDS: (
+        "the subject's pseudonym (a command published again for one system: the subject hash)",
+        (ErasureCommand,),
+    ),
     topics.ERASURES: (
         "the subject's pseudonym (erasure.confirmed: the erasure id)",
         (ErasureExecuted, ErasureConfirmed),
     ),
-    topics.ERASURE_CONFIRMATIONS: ("the erasure id", (ConfirmationReported,)),
+    topics.ERASURE_CONFIRMATIONS: ("the erasure id", (ConfirmationReported, CommandRequested)),
     topics.NOTIFICATION_COMMANDS: (
         "the notification id",
         (NotificationConfirmed, RedeliveryRequested, NotificationClosed),

@@ -86,3 +86,12 @@ Identifier = Annotated[
     StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128),
     *NoNationalId,
 ]
+
+#: One of the company's systems (``collection``, ``crm``, ``ledger``, ``newsletter``…): as the
+#: register (``/v1/systems``) and confirmations name it, and as an erasure command addresses it.
+#: Up to 100 characters, as the purger keeps them.
+SystemId = Annotated[
+    str,
+    StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=100),
+    *NoNationalId,
+]

@@ -80,3 +80,23 @@ class Recipient(SQLModel, table=True):
     previous_secret_expires_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     created_at: datetime = Field(sa_column=_utc())
     updated_at: datetime = Field(sa_column=_utc())
+
+
+class CompanySystem(SQLModel, table=True):
+    """One of the company's own systems that holds personal data (``collection``, ``crm``,
+    ``ledger``…): an erasure of a category it holds waits for its confirmation. The purger reads
+    the register when it executes an erasure, and records there which systems it expects
+    (``erasure_expected_system``), so that a later change here does not rewrite history."""
+
+    __tablename__ = "company_system"
+
+    system_id: str = Field(primary_key=True, max_length=100)
+    name: str = Field(max_length=200)
+    categories: str = Field(max_length=500, description="space-separated categories")
+    confirm_within_seconds: int = Field(
+        sa_column=Column(Integer, nullable=False),
+        description="how long after an erasure's execution its confirmation is due",
+    )
+    active: bool = True
+    created_at: datetime = Field(sa_column=_utc())
+    updated_at: datetime = Field(sa_column=_utc())

@@ -1,5 +1,5 @@
-"""Tables the purger owns: the facts its clocks need, the clocks, the proofs of erasures and
-the confirmations of the company's systems.
+"""Tables the purger owns: the facts its clocks need, the clocks, the proofs of erasures, the
+systems each erasure expects a confirmation from and the confirmations of the company's systems.
 
 Facts and clocks hold subject pseudonyms and go when the subject's data is erased; what remains of
 an erasure (``erasure``) names no subject, only a hash of the pseudonym. The ids of consumed
@@ -140,3 +140,37 @@ class ErasureConfirmation(SQLModel, table=True):
     erasure_id: UUID = Field(primary_key=True)
     system: str = Field(primary_key=True, max_length=100)
     confirmed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+#: An expected system that has not confirmed yet: the partial index's predicate, and the
+#: condition of every query for what a system still owes (written alike, for SQLite's sake).
+UNCONFIRMED = text("confirmed_at IS NULL")
+
+
+class ErasureExpectedSystem(SQLModel, table=True):
+    """A system of the company's register (``company_system``) that held the erasure's category
+    when the erasure was executed: the erasure is ``confirmed`` once every one of them confirmed,
+    and ``overdue`` while one has not by its ``due_by`` (execution + the system's
+    ``confirm_within`` then). Written with the proof, in its transaction, and never rewritten by
+    a change of the register; ``confirmed_at`` is set when the system's confirmation is recorded.
+    """
+
+    __tablename__ = "erasure_expected_system"
+    # What a system still owes (the API's ?system= and the per-system metrics) is found through
+    # a partial index of the unconfirmed rows: the confirmed ones, most of them, are left out.
+    __table_args__ = (
+        Index(
+            "ix_erasure_expected_system_unconfirmed",
+            "system",
+            "due_by",
+            postgresql_where=UNCONFIRMED,
+            sqlite_where=UNCONFIRMED,
+        ),
+    )
+
+    erasure_id: UUID = Field(primary_key=True)
+    system: str = Field(primary_key=True, max_length=100)
+    due_by: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    confirmed_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )

@@ -85,7 +85,11 @@ def what_was_said(rows: list) -> list[tuple]:
             topics.HEADER_EVENT_ID: str(message.event_id),
         }
         assert row.event_id == message.event_id
-        content = message.model_dump(exclude={"event_id", "erasure_id"})
+        # The ids are every erasure's own, the hashes every subject's own (compared with the
+        # proofs' by the caller).
+        content = message.model_dump(
+            exclude={"event_id", "erasure_id", "subject_hash", "clock_hash"}
+        )
         said.append((row.topic, sorted(content.items(), key=str)))
     return sorted(said, key=str)
 
@@ -132,6 +136,15 @@ def test_both_roads_leave_the_same_proofs_and_messages(
         assert all(
             t == [topics.ERASURE_COMMANDS, topics.ERASURES] for t in topics_by_erasure.values()
         )
+        # Every command carries its proof's hashes, by which a system finds the rows again.
+        commands = [
+            ErasureCommand.model_validate_json(row.value)
+            for row in rows
+            if row.topic == topics.ERASURE_COMMANDS
+        ]
+        assert {(c.erasure_id, c.subject_hash, c.clock_hash, c.system) for c in commands} == {
+            (p.erasure_id, p.subject_hash, p.clock_hash, None) for p in proofs
+        }
     assert what_was_said(published(db, by_sql)) == what_was_said(published(db, evaluated))
     proof_content = [
         sorted(
