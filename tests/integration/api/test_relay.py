@@ -25,6 +25,7 @@ from shared.storage.tables.table import table_of
 from tests.integration.conftest import (
     SECRET,
     RunningApi,
+    crash,
     forget_the_session_broker,
     relay_settings,
 )
@@ -126,7 +127,7 @@ async def test_a_broker_outage_loses_nothing_and_keeps_each_subjects_order(
                 until=lambda rs: {e["event_id"] for e in before} <= {event_id_of(r) for r in rs},
             )
 
-            broker.stop()
+            crash(broker)
             during = contacts(subjects, 12)
             await post_all(api, during)  # still 202: the outbox holds them
             assert await backlog(api) >= len(during)
@@ -183,7 +184,7 @@ async def test_what_a_broker_forgets_after_acknowledging_it_is_published_again(
                 kafka, topics.LIFECYCLE, until=lambda rs: wanted <= {event_id_of(r) for r in rs}
             )
 
-            broker.stop()  # the broker keeps nothing: what it acknowledged is gone
+            crash(broker)  # the broker keeps nothing: what it acknowledged is gone
             broker.start()
             records = await read_topic(
                 kafka, topics.LIFECYCLE, until=lambda rs: wanted <= {event_id_of(r) for r in rs}
