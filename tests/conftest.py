@@ -1,6 +1,7 @@
 """Session fixtures that every test layer reuses: real PostgreSQL, SQLite and a real broker."""
 
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -8,11 +9,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from shared.messaging.embedded_broker import EmbeddedBroker
 from shared.runtime.settings import KafkaSettings
-from shared.storage.migrate import upgrade
+from shared.storage.database import make_engine
+from shared.storage.migrate import alembic_config, upgrade
 
 #: The machine's PostgreSQL cluster (trust auth); each session creates and drops its own database.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -55,8 +60,29 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def migrated_url(database_url: str) -> str:
-    upgrade(database_url)
+    """The session's database at the current schema: upgraded unless it is there already (as
+    upgrade() would find, but without reading every migration script first, for each of some
+    340 tests; tests/integration/test_migrations.py takes it down to base and back)."""
+    if _revision_of(database_url) != _head_revision():
+        upgrade(database_url)
     return database_url
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def _revision_of(database_url: str) -> str | None:
+    """The database's Alembic revision; None before its first migration."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no alembic_version table
+        return None
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -139,7 +139,11 @@ class ConsumerLoop(Generic[Parsed]):
             await self._until_stopped(consumer.start(), None)
             await self._until_stopped(producer.start(), None)
             while not self._stopping.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+                # Bounded by a stop too: while the group rebalances, getmany waits for the new
+                # assignment past its timeout, for ever if the broker is gone.
+                batch = await self._until_stopped(
+                    consumer.getmany(timeout_ms=500, max_records=self._max_records), None
+                )
                 if batch:
                     await self._handle(consumer, producer, batch)
                 else:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from services.api.api_keys import KeyStore, Scope
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from shared.messaging.embedded_broker import EmbeddedBroker
 from shared.runtime.settings import KafkaSettings, RelaySettings
 from shared.storage.database import make_engine
 from shared.storage.migrate import upgrade
@@ -59,6 +60,18 @@ def forget_the_session_broker(database_url: str) -> None:
             connection.execute(text("DELETE FROM relay_watermark"))
     finally:
         engine.dispose()
+
+
+def crash(broker: EmbeddedBroker) -> None:
+    """The broker gone at once, as a crash or the OOM killer ends it (SIGKILL); ``start()``
+    starts it again, as empty as after a stop (it keeps nothing). A stop (SIGTERM) would first
+    let Tansu drain its clients' connections: about 5 s while the API or a consumer is
+    connected, an outage that begins 5 s late."""
+    process = broker._process
+    assert process is not None, "not started"
+    process.kill()
+    process.wait()
+    broker.stop()  # forgets the process (ended already: nothing to signal)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from shared.messaging.consumer_loop import HEADER_REASON, ConsumerLoop
 from shared.messaging.embedded_broker import EmbeddedBroker
 from shared.messaging.kafka import make_admin, make_producer
 from shared.runtime.settings import KafkaSettings
+from tests.integration.conftest import crash
 from tests.kafka_reading import read_topic
 from tests.polling import eventually
 
@@ -248,7 +249,7 @@ async def test_a_loop_stops_promptly_while_its_broker_is_gone(
     task = asyncio.create_task(loop.run())
     try:
         await eventually(lambda: len(applied) >= 2, timeout=30)
-        broker.stop()  # gone, and with it the group's coordinator
+        crash(broker)  # gone, and with it the group's coordinator
         await asyncio.sleep(2.0)
         loop.stop()
         # Within the ten seconds an orchestrator gives before it kills (STOP_SECONDS is 15).
