@@ -501,7 +501,19 @@ async def test_a_receiver_down_for_a_while_is_marked_failing_then_catches_up(
             health = response.json()["health"]
             return health is not None and health["failing"]
 
+        async def each_tried() -> bool:
+            """Every notification attempted while the receiver is down: on a slow machine the
+            recipient can be failing from one notification's retries before the others exist."""
+            response = await api.client.get(
+                "/v1/notifications",
+                params={"recipient_id": vendor},
+                headers=api.key(Scope.ERASURES_READ),
+            )
+            shown = response.json()["notifications"]
+            return len(shown) == 3 and all(n["attempt_log"] for n in shown)
+
         await eventually(failing)
+        await eventually(each_tried)
         await receiver.start()
         endpoint = receiver.endpoints[vendor]
         await eventually(lambda: _delivered(api, vendor, 3))
