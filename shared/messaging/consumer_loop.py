@@ -12,7 +12,10 @@ the source in headers) before its offset is committed, and consumption goes on.
 A batch whose work fails is read again after a pause: nothing is committed, nothing lost. If a
 partition's batches fail again and again, and not because the database is away, the messages
 are applied one at a time and the one that cannot be applied goes to the dead-letter topic too;
-a message set aside is not sent there again when its batch is read once more.
+a message set aside is not sent there again when its batch is read once more. ``apply`` may say
+at once that a message can never be applied, and why, by raising :class:`Unappliable`: the batch
+is then applied one message at a time straight away (no retry rounds), and the message that raises
+it alone goes to the dead-letter topic with that reason.
 
 A broker can lose what it held (the embedded broker forgets everything at a restart; a cluster
 after an unclean leader election): a partition that ends before the position reached is read
@@ -53,6 +56,16 @@ COMMIT_SECONDS = 10.0  # a commit that takes longer: the broker lost the topics 
 CLIENT_STOP_SECONDS = 5.0  # a client leaving a broker that is gone waits no longer
 Parsed = TypeVar("Parsed")
 _Result = TypeVar("_Result")
+
+
+class Unappliable(Exception):
+    """Raised by ``apply``: a message of the batch can never be applied, for :attr:`reason` (no
+    personal data: it goes into the dead-letter header). Raise it only for a message's own fault;
+    the messages applied before it in the batch are applied again, one at a time."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class _ConsumerLost(Exception):
@@ -261,7 +274,8 @@ class ConsumerLoop(Generic[Parsed]):
             for partition in self._in_hand:
                 self._failures[partition] = self._failures.get(partition, 0) + 1
             failures = (self._failures[partition] for partition in self._in_hand)
-            if max(failures, default=0) < MAX_BATCH_FAILURES:
+            unappliable = isinstance(error, Unappliable)  # no use trying the batch again
+            if not unappliable and max(failures, default=0) < MAX_BATCH_FAILURES:
                 await self._read_again(consumer, batch, error)
                 return
             # Batches keep failing, and not for want of a database: find the message that
@@ -303,7 +317,8 @@ class ConsumerLoop(Generic[Parsed]):
         self, producer: AIOKafkaProducer, parsed: list[tuple[ConsumerRecord, Parsed]]
     ) -> None:
         """Apply each message alone; one that fails for a reason other than an outage goes to
-        the dead-letter topic. An outage is raised: the batch is read again."""
+        the dead-letter topic (with :class:`Unappliable`'s reason when it raised one). An outage
+        is raised: the batch is read again."""
         for record, message in parsed:
             try:
                 await self._apply([message])
@@ -311,7 +326,9 @@ class ConsumerLoop(Generic[Parsed]):
                 if _transient(error):
                     raise
                 reason = (
-                    f"could not be applied ({type(error).__name__}), "
+                    error.reason
+                    if isinstance(error, Unappliable)
+                    else f"could not be applied ({type(error).__name__}), "
                     f"{MAX_BATCH_FAILURES} times in a row"
                 )
                 await self._dead_letter(producer, record, reason)

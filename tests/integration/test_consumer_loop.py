@@ -11,7 +11,7 @@ from aiokafka.admin import NewTopic
 from sqlalchemy.exc import OperationalError
 
 from shared.messaging import topics
-from shared.messaging.consumer_loop import HEADER_REASON, ConsumerLoop
+from shared.messaging.consumer_loop import HEADER_REASON, ConsumerLoop, Unappliable
 from shared.messaging.embedded_broker import EmbeddedBroker
 from shared.messaging.kafka import make_admin, make_producer
 from shared.runtime.settings import KafkaSettings
@@ -126,6 +126,37 @@ async def test_a_message_that_cannot_be_applied_goes_to_the_dlq_and_the_rest_are
     )
     [dead] = [r for r in records if r.value == poison.encode()]
     assert dict(dead.headers)[HEADER_REASON].startswith(b"could not be applied (ValueError)")
+
+
+async def test_a_message_apply_calls_unappliable_goes_to_the_dlq_at_once_with_its_reason(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = f"loop-test-{uuid.uuid4().hex[:8]}"
+    poison = f"poison-{uuid.uuid4()}"
+    await _produce(kafka_settings, topic, [b"good-1", poison.encode(), b"good-2"])
+    applied: list[str] = []
+    batches: list[list[str]] = []
+
+    async def apply(messages: list[str]) -> None:
+        batches.append(list(messages))
+        for message in messages:
+            if message == poison:
+                raise Unappliable("table letters is missing")
+        applied.extend(messages)
+
+    dead: list[int] = []
+    await _run_until(_loop(kafka_settings, topic, apply, dead), lambda: "good-2" in applied)
+    assert applied == ["good-1", "good-2"]
+    assert len(dead) == 1
+    # No retry rounds: the batch once, then each message alone.
+    assert [len(batch) for batch in batches] == [3, 1, 1, 1]
+    records = await read_topic(
+        kafka_settings,
+        topics.DEAD_LETTERS,
+        until=lambda rs: any(r.value == poison.encode() for r in rs),
+    )
+    [dead_letter] = [r for r in records if r.value == poison.encode()]
+    assert dict(dead_letter.headers)[HEADER_REASON] == b"table letters is missing"
 
 
 async def test_an_outage_is_waited_out_and_nothing_is_dead_lettered(
