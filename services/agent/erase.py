@@ -132,7 +132,7 @@ def erase(
             index.remove_entries(index_connection, unnamed)
     except (IntegrityError, ProgrammingError, DataError, OperationalError) as error:
         savepoint.rollback()
-        if isinstance(error, OperationalError) and not _schema_error(error):
+        if isinstance(error, OperationalError) and not schema_error(error):
             raise  # the database away, a lock timeout: not the command's fault, try again
         raise ErasureFailed(_reason(category, current, error)) from None
     if dry_run:
@@ -246,7 +246,7 @@ def _chunks(values: list[tuple[object, ...]], size: int = 500) -> list[list[tupl
     return [values[start : start + size] for start in range(0, len(values), size)]
 
 
-def _schema_error(error: OperationalError) -> bool:
+def schema_error(error: OperationalError) -> bool:
     """SQLite says a missing table or column with an OperationalError, as it says a locked
     database: told apart by its message."""
     text = str(error.orig).lower()
@@ -262,5 +262,13 @@ def _reason(category: str, table: str, error: Exception) -> str:
     elif isinstance(error, DataError):
         what = "a value did not fit"
     else:
-        what = "the table or a column is not as the dataset says"
+        return schema_reason(category, table, type(orig).__name__)
     return f"{category}: erasing from table {table} failed: {what} ({type(orig).__name__})"
+
+
+def schema_reason(category: str, table: str, error_type: str) -> str:
+    """The dead-letter reason of a table or column gone: ``error_type`` is the driver's."""
+    return (
+        f"{category}: erasing from table {table} failed: the table or a column is not as the "
+        f"dataset says ({error_type})"
+    )

@@ -1,5 +1,6 @@
 """``gallring agent check FILE``: validate an agent's dataset file offline, as ``gallring
-policy check`` validates a policy; with ``--connect``, also against the database it names."""
+policy check`` validates a policy; with ``--connect``, also against the database it names.
+``gallring agent run``: the agent's process (services/agent/main.py)."""
 
 from pathlib import Path
 from typing import TextIO
@@ -9,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.agent.database import open_database
 from services.agent.dataset_file import DatasetError, load_dataset
 from services.agent.schema import bind
+from shared.runtime.settings import load_settings
 
 EXIT_INVALID_INPUT = 2
 
@@ -41,6 +43,23 @@ def check_file(path: Path, *, connect: bool = False, out: TextIO, err: TextIO) -
             engine.dispose()
     checked = "valid, and as the database has it" if connect else "valid"
     print(f"{path}: {checked}; system {dataset.system}; categories: {categories}", file=out)
+    return 0
+
+
+def run_agent(*, dry_run: bool | None, err: TextIO) -> int:
+    """Run the agent until SIGINT or SIGTERM; 2 for a dataset file or database it cannot use."""
+    from services.agent.main import serve  # the process's imports, for this command only
+    from services.agent.settings import AgentSettings
+
+    settings = load_settings(AgentSettings)
+    try:
+        serve(settings, dry_run=dry_run)
+    except DatasetError as error:
+        print(str(error), file=err)
+        return EXIT_INVALID_INPUT
+    except LookupError as error:  # the dataset's database variable or file is missing
+        print(f"gallring: {settings.agent_dataset_file}: database: {error}", file=err)
+        return EXIT_INVALID_INPUT
     return 0
 
 

@@ -97,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
             a.file, connect=a.connect, out=sys.stdout, err=sys.stderr
         )
     )
+    agent_run = agent_actions.add_parser(
+        "run",
+        help="erase what the erasure commands name from the system's database, and confirm it "
+        "(GALLRING_AGENT_… settings)",
+    )
+    agent_run.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=None,
+        help="log the tables and row counts each command would erase; change nothing, confirm "
+        "nothing (GALLRING_AGENT_DRY_RUN)",
+    )
+    agent_run.set_defaults(
+        run=lambda a: agent_commands.run_agent(dry_run=a.dry_run, err=sys.stderr)
+    )
 
     up = commands.add_parser(
         "up", help="start Gallring on the embedded default (SQLite, a local broker)"
