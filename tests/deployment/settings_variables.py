@@ -15,6 +15,7 @@ SETTINGS_MODULES = (
     "services.api.settings",
     "services.purger.settings",
     "services.notifier.settings",
+    "services.agent.settings",
 )
 
 #: Where the secret settings' files are: read with os.environ by the settings classes.
