@@ -1,5 +1,6 @@
 """The agent's dataset file: what it accepts, and each mistake refused with its line."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,30 @@ def test_a_scope_key_must_be_one_of_gallrings() -> None:
         f"d.yaml:{line_of(text, 'caseid')}: tables.cases.scope.caseid: Input should be "
         "'case_id', 'client_id', 'relationship_id', 'measure_id' or 'hold_id'"
     ]
+
+
+def test_agent_run_names_the_settings_it_lacks_and_refuses_a_bad_dataset_file(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in [name for name in os.environ if name.startswith("GALLRING_")]:
+        monkeypatch.delenv(variable)
+    assert main(["agent", "run"]) == 2
+    err = capsys.readouterr().err
+    assert "GALLRING_AGENT_DATASET_FILE" in err and "GALLRING_AGENT_API_KEY" in err
+    assert "GALLRING_PSEUDONYM_SECRET" in err
+    key = "gallring_key_never_shown"
+    monkeypatch.setenv("GALLRING_AGENT_API_KEY", key)
+    monkeypatch.setenv("GALLRING_PSEUDONYM_SECRET", "s" * 40)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SAMPLE_DATASET.replace("url_env: COLLECTION_DATABASE_URL", "url: x://y"))
+    monkeypatch.setenv("GALLRING_AGENT_DATASET_FILE", str(bad))
+    assert main(["agent", "run", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: database: a database URL is not written in the dataset file" in err
+    assert key not in err
+    good = tmp_path / "good.yaml"
+    good.write_text(SAMPLE_DATASET)
+    monkeypatch.setenv("GALLRING_AGENT_DATASET_FILE", str(good))
+    monkeypatch.delenv("COLLECTION_DATABASE_URL", raising=False)
+    assert main(["agent", "run"]) == 2
+    assert "COLLECTION_DATABASE_URL" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from shared.messaging.kafka import make_producer
 from shared.runtime.settings import KafkaSettings
 from shared.storage.migrate import upgrade
 from tests.conftest import new_postgres_database
-from tests.integration.agent.running import ADA, Gallring, skip_to_the_end
+from tests.integration.agent.running import ADA, OVERDUE, Gallring, skip_to_the_end
 from tests.integration.agent.test_erase import everything
 from tests.integration.purger.running import running_purger
 from tests.kafka_reading import read_to_the_end, read_topic
@@ -253,3 +253,40 @@ async def test_a_dry_run_changes_nothing_and_confirms_nothing(
     assert erasure_id in line
     assert "'letters': 2" in line and "'cases': 1" in line
     assert ADA not in caplog.text and STORY.debtor_national_id not in caplog.text
+
+
+@pytest.mark.parametrize("company_url", ["sqlite"], indirect=True)
+async def test_a_confirmation_the_api_refuses_for_good_sends_the_command_to_the_dlq(
+    company_db: Engine, gallring: Gallring, dataset_file: Path
+) -> None:
+    """An erasure the API does not know (404) will not be known later: the command goes to the
+    dead-letter topic with the answer, rather than hold up the commands behind it."""
+    unknown = ErasureCommand(
+        event_id=uuid.uuid4(),
+        erasure_id=uuid.uuid4(),
+        category="collection_case",
+        rule="collection_case.retention",
+        legal_basis="test",
+        due_at=datetime.now(UTC),
+        scope=OVERDUE,
+    )
+    with gallring.api():
+        async with running_agent(gallring.agent_settings(dataset_file)) as agent:
+            await publish(gallring.kafka, ADA, unknown)
+            records = await read_topic(
+                gallring.kafka,
+                topics.DEAD_LETTERS,
+                until=lambda rs: any(r.key == ADA.encode() for r in rs),
+                timeout=60,
+            )
+    [dead] = [
+        r
+        for r in records
+        if r.key == ADA.encode()
+        and ErasureCommand.model_validate_json(r.value).erasure_id == unknown.erasure_id
+    ]
+    assert dict(dead.headers)[HEADER_REASON].decode() == (
+        "collection_case: erased, but the API refused the confirmation (404)"
+    )
+    assert count(agent, "gallring_agent_commands_total", outcome="failed") == 1
+    assert count(agent, "gallring_agent_commands_total", outcome="erased") == 0
