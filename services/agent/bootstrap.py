@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from services.agent import index
 from services.agent.confirm import Confirmer
-from services.agent.consumer import CommandApplier
+from services.agent.consumer import CommandApplier, Incoming
 from services.agent.database import open_database
 from services.agent.dataset import Dataset
 from services.agent.dataset_file import load_dataset
@@ -53,7 +53,7 @@ class Agent:
             metrics=self.metrics,
             dry_run=self.dry_run,
         )
-        self.consumer: ConsumerLoop = ConsumerLoop(
+        self.consumer: ConsumerLoop[Incoming] = ConsumerLoop(
             "agent",
             settings.kafka,
             TOPICS,
