@@ -29,15 +29,25 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def wait_until(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.05) -> Any:
+def wait_until(
+    check: Callable[[], Any],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    context: Callable[[], object] | None = None,
+) -> Any:
     """:func:`eventually` for tests that are not coroutines (a thread, a process, a log line):
     poll ``check`` until it returns something truthy and return that; fail after ``timeout``
-    seconds. A check may itself assert (a process that died while waited for)."""
+    seconds, with what ``context`` gives (a process's log). A check may itself assert (a process
+    that died while waited for)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {getattr(check, '__name__', check)}")
+            said = f"\n{context()}" if context else ""
+            raise AssertionError(
+                f"not within {timeout}s: {getattr(check, '__name__', check)}{said}"
+            )
         time.sleep(interval)

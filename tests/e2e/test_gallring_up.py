@@ -30,7 +30,7 @@ from shared.storage.database import make_engine
 from tests.integration.conftest import SECRET, RunningApi
 from tests.integration.notifier.helpers import Subject, confirm, disclose, register
 from tests.kafka_reading import read_to_the_end, read_topic
-from tests.polling import eventually
+from tests.polling import eventually, wait_until
 from tests.webhook_receiver import webhook_receiver
 
 GALLRING = str(Path(sys.executable).parent / "gallring")
@@ -75,16 +75,20 @@ def wait_until_running(
     paths = [(ports["api"], "/readyz")]
     if workers:
         paths += [(ports["purger_metrics"], "/readyz"), (ports["notifier_metrics"], "/readyz")]
-    deadline = time.monotonic() + 60
     for port, path in paths:
-        while True:
+
+        def answers(port: int = port, path: str = path) -> bool:
             assert process.poll() is None, log_of(workdir)
-            assert time.monotonic() < deadline, f"nothing answered on {port}{path}"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2):
-                    break
+                    return True
             except OSError:
-                time.sleep(0.1)  # the sooner a start is seen, the sooner the test goes on
+                return False
+
+        # Polled often: the sooner a start is seen, the sooner the test goes on.
+        wait_until(
+            answers, timeout=60, interval=0.1, context=lambda port=port, path=path: f"{port}{path}"
+        )
 
 
 def stop(
@@ -179,20 +183,22 @@ def test_killed_it_takes_its_broker_and_workers_with_it(tmp_path: Path) -> None:
     try:
         wait_until_running(tmp_path, ports, process)
         os.kill(broker_of(process.pid), signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while "started it again" not in log_of(tmp_path):
-            assert time.monotonic() < deadline, log_of(tmp_path)
-            time.sleep(0.1)
+        wait_until(
+            lambda: "started it again" in log_of(tmp_path),
+            interval=0.1,
+            context=lambda: log_of(tmp_path),
+        )
         process.kill()  # SIGKILL to it alone: no chance to stop anything itself
         process.wait(timeout=10)
-        deadline = time.monotonic() + 30
         for port in ports.values():
-            while True:
+
+            def free(port: int = port) -> bool:
                 with socket.socket() as probe:
-                    if probe.connect_ex(("127.0.0.1", port)) != 0:
-                        break
-                assert time.monotonic() < deadline, f"port {port} still taken"
-                time.sleep(0.2)
+                    return probe.connect_ex(("127.0.0.1", port)) != 0
+
+            wait_until(
+                free, timeout=30, interval=0.2, context=lambda port=port: f"port {port} taken"
+            )
     finally:
         kill_session(process.pid)
 
@@ -320,11 +326,12 @@ async def test_its_broker_killed_is_started_again_and_what_is_posted_after_reach
         wait_until_running(tmp_path, ports, process)
         killed = broker_of(process.pid)
         os.kill(killed, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while restarted not in log_of(tmp_path):
+
+        def said_restarted() -> bool:
             assert process.poll() is None, log_of(tmp_path)
-            assert time.monotonic() < deadline, log_of(tmp_path)
-            time.sleep(0.1)
+            return restarted in log_of(tmp_path)
+
+        wait_until(said_restarted, interval=0.1, context=lambda: log_of(tmp_path))
         assert broker_of(process.pid) != killed
 
         engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'gallring.db'}")
@@ -370,10 +377,11 @@ def test_a_broker_that_keeps_dying_stops_it_with_a_reason(tmp_path: Path) -> Non
         wait_until_running(tmp_path, ports, process)
         for deaths in range(1, 7):
             os.kill(broker_of(process.pid), signal.SIGKILL)
-            deadline = time.monotonic() + 20
-            while log_of(tmp_path).count("started it again") < min(deaths, 5):
-                assert time.monotonic() < deadline, log_of(tmp_path)
-                time.sleep(0.05)
+            restarts = min(deaths, 5)
+            wait_until(
+                lambda: log_of(tmp_path).count("started it again") >= restarts,  # noqa: B023
+                context=lambda: log_of(tmp_path),
+            )
         process.wait(timeout=60)
         output = log_of(tmp_path)
         assert process.returncode == 1, output

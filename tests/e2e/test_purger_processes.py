@@ -3,7 +3,6 @@ of a sweep, and two at once. Every due clock is erased exactly once either way; 
 two share the work."""
 
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -21,6 +20,7 @@ from shared.storage.tables.purger import ErasureProof
 from shared.storage.tables.table import table_of
 from tests.integration.conftest import start_worker
 from tests.integration.purger.helpers import RETENTION, Subject, ago, clocks_of
+from tests.polling import wait_until
 
 CLOCKS = 400
 SHARED_CLOCKS = 1_000
@@ -61,21 +61,21 @@ def erased_by(metrics_port: int) -> float:
 
 
 def wait_until_serving(metrics_port: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    def serving() -> bool:
         try:
             erased_by(metrics_port)
-            return
         except OSError:
-            assert time.monotonic() < deadline, "the purger did not start"
-            time.sleep(0.1)
+            return False
+        return True
+
+    wait_until(serving, timeout=60, interval=0.1)
 
 
 def wait_for_erasures(db: Engine, subjects: list[Subject], at_least: int) -> None:
-    deadline = time.monotonic() + 60
-    while sum(erasures_per_subject(db, subjects)[0].values()) < at_least:
-        assert time.monotonic() < deadline, "the purger did not erase in time"
-        time.sleep(0.01)
+    def erased_enough() -> bool:
+        return sum(erasures_per_subject(db, subjects)[0].values()) >= at_least
+
+    wait_until(erased_enough, timeout=60, interval=0.01)
 
 
 def erasures_per_subject(db: Engine, subjects: list[Subject]) -> tuple[Counter, Counter]:
@@ -137,10 +137,13 @@ def test_two_purgers_at_once_share_the_work_and_erase_each_clock_once(
         # Due only once both sweep every half second: more work than one gets through in that.
         subjects = due_subjects(db, SHARED_CLOCKS)
         wait_for_erasures(db, subjects, at_least=SHARED_CLOCKS)
-        deadline = time.monotonic() + 30
-        while sum(shares := [erased_by(port) for port in ports]) != proof_count(db):
-            assert time.monotonic() < deadline, shares  # a sweep counts once it is over
-            time.sleep(0.1)
+        shares: list[int] = []
+
+        def all_counted() -> bool:  # a sweep counts once it is over
+            shares[:] = [erased_by(port) for port in ports]
+            return sum(shares) == proof_count(db)
+
+        wait_until(all_counted, timeout=30, interval=0.1, context=lambda: shares)
     finally:
         for process in processes:
             process.terminate()
