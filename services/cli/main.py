@@ -112,6 +112,28 @@ def _parser() -> argparse.ArgumentParser:
     agent_run.set_defaults(
         run=lambda a: agent_commands.run_agent(dry_run=a.dry_run, err=sys.stderr)
     )
+    restore_check = agent_actions.add_parser(
+        "restore-check",
+        help="after the system's database was restored from a backup taken at --since, erase "
+        "again what Gallring erased since then (GALLRING_AGENT_… settings)",
+    )
+    restore_check.add_argument(
+        "--since",
+        type=_aware_datetime,
+        required=True,
+        help="when the backup was taken, an ISO-8601 instant with a UTC offset (take it early "
+        "rather than late: an erasure applied again erases nothing more)",
+    )
+    restore_check.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report what would be erased again; change nothing",
+    )
+    restore_check.set_defaults(
+        run=lambda a: agent_commands.restore_check(
+            since=a.since, dry_run=a.dry_run, out=sys.stdout, err=sys.stderr
+        )
+    )
 
     up = commands.add_parser(
         "up", help="start Gallring on the embedded default (SQLite, a local broker)"

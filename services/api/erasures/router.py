@@ -1,5 +1,5 @@
-"""``GET /v1/erasures``, ``GET /v1/erasures/{id}``, ``POST /v1/erasures/{id}/confirmations`` and
-``POST /v1/erasures/{id}/commands/{system}``."""
+"""``GET /v1/erasures``, ``GET /v1/erasures/proofs``, ``GET /v1/erasures/{id}``,
+``POST /v1/erasures/{id}/confirmations`` and ``POST /v1/erasures/{id}/commands/{system}``."""
 
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,6 +16,7 @@ from services.api.erasures.schemas import (
     Confirmation,
     Confirmed,
     ErasurePage,
+    ErasureProofPage,
     ErasureState,
     ErasureView,
     ForecastRow,
@@ -96,6 +97,43 @@ def get_erasure_forecast(
         ForecastRow(month=month, category=category, erasures=count)
         for (month, category), count in counts.items()
     ]
+
+
+@router.get(
+    "/proofs",
+    response_model=ErasureProofPage,
+    summary="Proofs of the erasures executed since a time, for re-applying after a restore",
+    responses=_ERRORS,
+)
+def list_erasure_proofs(
+    db: DbEngine,
+    _: Confirmer,
+    executed_since: Annotated[
+        ContractInstant,
+        Query(description=f"ISO 8601 with a UTC offset, {RANGE_TEXT} (UTC)"),
+    ],
+    category: Annotated[
+        list[Category] | None,
+        Query(description="only these categories (repeat the parameter); all if none"),
+    ] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> ErasureProofPage:
+    """The proofs of the erasures executed at or after `executed_since`, ordered by execution
+    time: what a system of the company re-applies after restoring a backup taken then (`gallring
+    agent restore-check`). A proof names the subject by the hash of the pseudonym and the erased
+    data by the clock hash (pseudonym, category and scope), never by an identifier or a scope:
+    a system finds its rows by them only if it holds the person's data. The scope
+    `erasures:confirm`, which an agent's key has, reads them."""
+    try:
+        after = service.decode_cursor(cursor) if cursor else None
+    except service.CursorError as error:
+        raise validation_problem([FieldError("cursor", str(error))]) from None
+    categories = sorted({item.value for item in category or []})
+    proofs, more = service.proofs_since(db, executed_since, categories, after=after, limit=limit)
+    return ErasureProofPage(
+        proofs=proofs, next_cursor=service.encode_proof_cursor(proofs[-1]) if more else None
+    )
 
 
 @router.get(

@@ -80,3 +80,21 @@ class CommandRequestAccepted(BaseModel):
     erasure_id: UUID
     system: str
     status: str  # "requested": passed on to the purger, which publishes the command
+
+
+class ErasureProofView(BaseModel):
+    """An executed erasure as its proof keeps it: no scope, no pseudonym; the hashes by which a
+    system that holds the data finds its rows again (after restoring a backup)."""
+
+    erasure_id: UUID
+    category: str
+    subject_hash: str = Field(description="SHA-256 of the subject's pseudonym")
+    clock_hash: str | None = Field(
+        description="SHA-256 of pseudonym, category and scope; None on proofs older than it"
+    )
+    executed_at: datetime
+
+
+class ErasureProofPage(BaseModel):
+    proofs: list[ErasureProofView]
+    next_cursor: str | None  # pass as ?cursor= for the next page; None: this was the last

@@ -20,7 +20,12 @@ from uuid import UUID, uuid4
 from sqlalchemy import Connection, Engine, and_, exists, not_, or_, select, tuple_
 
 from services.api.api_keys import Principal
-from services.api.erasures.schemas import ErasureState, ErasureView, ExpectedSystem
+from services.api.erasures.schemas import (
+    ErasureProofView,
+    ErasureState,
+    ErasureView,
+    ExpectedSystem,
+)
 from services.api.notifications import service as notifications
 from services.api.passing_on import pass_on
 from shared.domain.contract.erasure_messages import CommandRequested, ConfirmationReported
@@ -98,6 +103,46 @@ def page(
             views += _executed(connection, filters, after, limit + 1, now)
     views.sort(key=lambda view: (view.due_at, view.erasure_id))
     return views[:limit], len(views) > limit
+
+
+def encode_proof_cursor(view: ErasureProofView) -> str:
+    text = f"{view.executed_at.isoformat()}|{view.erasure_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def proofs_since(
+    db: Engine,
+    executed_since: datetime,
+    categories: Sequence[str],
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> tuple[list[ErasureProofView], bool]:
+    """Up to ``limit`` proofs of erasures executed at or after ``executed_since`` (of these
+    categories; all if none), in ``(executed_at, erasure_id)`` order after ``after``; and whether
+    more follow. No index serves ``executed_at``: it is read after a backup restore, rarely, and
+    an index would cost every erasure."""
+    conditions = [_PROOFS.c.executed_at >= executed_since]
+    if categories:
+        conditions.append(_PROOFS.c.category.in_(categories))
+    if after is not None:
+        conditions.append(tuple_(_PROOFS.c.executed_at, _PROOFS.c.erasure_id) > after)
+    query = (
+        select(
+            _PROOFS.c.erasure_id,
+            _PROOFS.c.category,
+            _PROOFS.c.subject_hash,
+            _PROOFS.c.clock_hash,
+            _PROOFS.c.executed_at,
+        )
+        .where(*conditions)
+        .order_by(_PROOFS.c.executed_at, _PROOFS.c.erasure_id)
+        .limit(limit + 1)
+    )
+    with db.connect() as connection:
+        rows = connection.execute(query).all()
+    views = [ErasureProofView.model_validate(row._mapping) for row in rows[:limit]]
+    return views, len(rows) > limit
 
 
 def one(db: Engine, erasure_id: UUID, now: datetime) -> ErasureView | None:
