@@ -22,4 +22,7 @@ The library, as the agent's process uses it::
             dry_run=False,
         )
     # then confirm through the API
+
+After a backup restore, ``restore.restore_check(bound, fetch_proofs(...), ...)`` erases again,
+by their proofs, the erasures executed since the backup (``gallring agent restore-check``).
 """
