@@ -217,3 +217,10 @@ def test_with_an_index_of_its_own_the_restored_rows_are_indexed_again(
     finally:
         system.dispose()
         own_index.dispose()
+
+
+def test_since_must_carry_an_offset(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["agent", "restore-check", "--since", "2026-11-01T00:00:00"])
+    assert exited.value.code == 2
+    assert "give a UTC offset" in capsys.readouterr().err
