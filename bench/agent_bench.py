@@ -3,7 +3,11 @@ PostgreSQL, in the same run; and the index's first build in rows/s. Target (issu
 at least 50 % of the bare loop.
 
 The sample collection system (``services/agent/sample.py``) is seeded by ``COPY``: per debtor two
-cases, each with two letters and a payment (nine rows a debtor). The first of every so many
+cases, each with two letters and a payment (nine rows a debtor), and the references indexed
+(``letters.case_id``, ``payments.case_id``, ``cases.debtor_id``), as a company would have them:
+the sample schema declares none, and without them each case deleted has PostgreSQL read every
+letter and payment to check the foreign keys, in both loops alike, which hides what the agent
+itself costs (``--unindexed-references`` measures it so). The first of every so many
 debtors' cases is due: one erasure command each, ``SubjectScope(pseudonym, {"case_id": …})``,
 applied as the consumer applies it (``services/agent/consumer.py``): one transaction on the
 system's database per command, the index in the same database, ``erase()`` as the consumer calls
@@ -17,6 +21,7 @@ own seeded with ``--index-rows`` rows (the agent's copy's first build is printed
 
     .venv/bin/python -m bench.agent_bench [--debtors 100000] [--commands 10000]
                                           [--index-rows 1000000] [--profile FILE]
+                                          [--unindexed-references]
 """
 
 import argparse
@@ -54,6 +59,7 @@ PSEUDONYMISER = Pseudonymiser(b"agent-bench-pseudonym-secret-of-32-bytes")
 CATEGORY = "collection_case"
 ROWS_PER_DEBTOR = 9  # a debtor, two cases, four letters, two payments
 FIRST_BIRTHDAY = date(1950, 1, 1)
+REFERENCES = (("letters", "case_id"), ("payments", "case_id"), ("cases", "debtor_id"))
 EXPECTED = {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}  # rows erased a command
 
 
@@ -63,6 +69,9 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=10_000)
     parser.add_argument("--index-rows", type=int, default=1_000_000)
     parser.add_argument("--profile", help="write the agent loop's cProfile stats to this file")
+    parser.add_argument(
+        "--unindexed-references", action="store_true", help="the sample schema as it is"
+    )
     args = parser.parse_args()
     if args.commands > args.debtors:
         parser.error("--commands must not exceed --debtors (one due case per debtor at most)")
@@ -74,7 +83,7 @@ def main() -> None:
     )
 
     with bench_database() as agent_url:
-        seed(agent_url, args.debtors)
+        seed(agent_url, args.debtors, index_references=not args.unindexed_references)
         with copy_of(agent_url) as bare_url:
             system = open_database(agent_url)
             try:
@@ -109,7 +118,7 @@ def national_id(debtor: int) -> str:
     return "19" + with_check_digit(f"{born:%y%m%d}{(debtor - 1) % 1000:03d}")
 
 
-def seed(url: str, debtors: int) -> None:
+def seed(url: str, debtors: int, *, index_references: bool = True) -> None:
     """The sample schema and, by COPY, ``debtors`` debtors with two cases each; each case two
     letters and a payment. Debtor d's cases are 2d-1 and 2d; case c's letters 2c-1 and 2c, its
     payment c."""
@@ -143,6 +152,9 @@ def seed(url: str, debtors: int) -> None:
         ) as copy:
             for c in range(1, 2 * debtors + 1):
                 copy.write_row((c, c, 5_000, f"Debtor {(c + 1) // 2}", stamp))
+        if index_references:
+            for table, column in REFERENCES:
+                cursor.execute(f"CREATE INDEX {table}_{column} ON {table} ({column})")
         seeding.commit()
         seeding.autocommit = True
         cursor.execute("ANALYZE")
