@@ -200,14 +200,22 @@ def forget_deleted_rows(
 
 
 def lookup(connection: Connection, hashed_subject: str, tables: Iterable[str]) -> list[Entry]:
-    """The entries of one subject (by the SHA-256 of its pseudonym) in these tables."""
+    """The entries of one subject (by the SHA-256 of its pseudonym) in these tables.
+
+    The tables are picked here, not in the query: with ``table_name IN (…)`` beside the hash,
+    PostgreSQL, before it had statistics of a freshly built index, also read the primary key
+    for every entry of those tables (a ``BitmapAnd``): 19 ms a lookup at 180,000 entries, not
+    0.06 ms (bench/agent_bench.py). A subject has few entries."""
+    wanted = set(tables)
     rows = connection.execute(
         select(INDEX.c.table_name, INDEX.c.row_key, INDEX.c.pseudonym, INDEX.c.scopes).where(
-            INDEX.c.subject_hash == hashed_subject, INDEX.c.table_name.in_(list(tables))
+            INDEX.c.subject_hash == hashed_subject
         )
     )
     return [
-        Entry(row.table_name, row.row_key, row.pseudonym, json.loads(row.scopes)) for row in rows
+        Entry(row.table_name, row.row_key, row.pseudonym, json.loads(row.scopes))
+        for row in rows
+        if row.table_name in wanted
     ]
 
 
