@@ -5,7 +5,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,12 @@ def make_engine(url: str, pool: PoolLimits = PoolLimits()) -> Engine:
         def _sqlite_pragmas(connection: sqlite3.Connection, _record: object) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL stays in the file once set: asking first spares every later connection the
+            # switch, which takes the write lock without waiting for it ("database is locked"
+            # while another connection writes).
+            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+            if mode not in ("wal", "memory"):
+                cursor.execute("PRAGMA journal_mode=WAL")
             # Deleted rows are overwritten with zeros, not left in free pages for anyone who
             # reads the file: an erasure must not leave the data behind. Some builds have it
             # on by default (Debian's), the upstream default is off: say it, every connection.
@@ -165,6 +170,10 @@ def private_sqlite_files(url: str) -> None:
     database = Path(name)
     if not database.exists() and database.parent.is_dir():
         os.close(os.open(database, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+        # Born in WAL mode: otherwise the first connections of the services that open it at
+        # once race to switch it, and a switch that finds another reader fails at once.
+        with closing(sqlite3.connect(database)) as born:
+            born.execute("PRAGMA journal_mode=WAL")
     for suffix in SQLITE_FILE_SUFFIXES:
         path = database.with_name(database.name + suffix)
         try:
