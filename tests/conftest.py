@@ -1,4 +1,8 @@
-"""Session fixtures that every test layer reuses: real PostgreSQL, SQLite and a real broker."""
+"""Session fixtures that every test layer reuses: real PostgreSQL, SQLite and a real broker.
+
+Each is a session's own (a database created under a fresh name, a file in the session's tmp
+directory, a broker on a free port), so that pytest-xdist's workers, each a session, share
+nothing (``make test`` runs a worker per CPU)."""
 
 import contextlib
 import functools
