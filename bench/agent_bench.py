@@ -240,6 +240,7 @@ def agent_loop(
                 target=target,
                 pseudonymiser=PSEUDONYMISER,
                 index_connection=connection,
+                alone_in_transaction=True,
             )
         assert counts.tables == {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}, (
             counts.tables

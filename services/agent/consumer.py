@@ -256,6 +256,7 @@ class CommandApplier:
             pseudonymiser=self._pseudonymiser,
             index_connection=index_connection,
             dry_run=self._dry_run,
+            alone_in_transaction=True,
         )
 
     def _failed(self, erasure_id: UUID, reason: str) -> None:

@@ -3,8 +3,9 @@
 The caller (the agent's consumer) gives a connection in a transaction on the system's
 database, and the index's connection (the same one when the index lives in that database, as by
 default: then the rows and their entries go in one transaction). :func:`erase` works inside a
-savepoint, so a command that fails leaves the transaction as it found it, and raises
-:class:`ErasureFailed`; the caller commits, then confirms.
+savepoint (unless the transaction is the command's alone), so a command that fails leaves the
+transaction as it found it, and raises :class:`ErasureFailed`; the caller commits, then
+confirms.
 
 Idempotent: the entries of erased rows go with them, so a repeated command finds nothing more;
 columns masked again get the same mask (a keyed hash of the row's key, not of its value).
@@ -77,6 +78,7 @@ def erase(
     pseudonymiser: Pseudonymiser,
     index_connection: Connection | None = None,
     dry_run: bool = False,
+    alone_in_transaction: bool = False,
 ) -> ErasureCounts:
     """Erase the rows of ``category`` that ``target`` names; per table, how many.
 
@@ -84,7 +86,11 @@ def erase(
     of a real run (a constraint that would refuse it raises as it would), and nothing changes.
     A category the dataset does not hold erases nothing (empty counts). A scoped command
     erases the rows that carry its scope value; rows of tables no scope reaches (the debtor, for
-    a case) only a subject-wide one does."""
+    a case) only a subject-wide one does.
+
+    ``alone_in_transaction``: the caller began its transaction for this command alone and rolls
+    it back when this raises (as the consumer does), so no savepoint is needed to keep its other
+    work: two round trips fewer per command. A dry run keeps its savepoint."""
     counts = ErasureCounts(category=category, dry_run=dry_run)
     plan = bound.categories.get(category)  # type: ignore[call-overload]
     if plan is None:
@@ -116,7 +122,7 @@ def erase(
     if not wanted:  # erased before, or never held: nothing to do (a repeated command)
         counts.tables = dict.fromkeys(names, 0)
         return counts
-    savepoint = connection.begin_nested()
+    savepoint = None if alone_in_transaction and not dry_run else connection.begin_nested()
     same_index = index_connection is connection
     current = ""
     unnamed: list[tuple[str, str]] = []  # (table, row key): entries that go
@@ -131,13 +137,14 @@ def erase(
         if unnamed and (same_index or not dry_run):
             index.remove_entries(index_connection, unnamed)
     except (IntegrityError, ProgrammingError, DataError, OperationalError) as error:
-        savepoint.rollback()
+        if savepoint is not None:
+            savepoint.rollback()
         if isinstance(error, OperationalError) and not schema_error(error):
             raise  # the database away, a lock timeout: not the command's fault, try again
         raise ErasureFailed(_reason(category, current, error)) from None
-    if dry_run:
+    if savepoint is not None and dry_run:
         savepoint.rollback()
-    else:
+    elif savepoint is not None:
         savepoint.commit()
     return counts
 

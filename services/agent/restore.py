@@ -212,6 +212,7 @@ def _erase(
                 target=target,
                 pseudonymiser=pseudonymiser,
                 dry_run=dry_run,
+                alone_in_transaction=True,
             )
     with index_engine.begin() as index_connection, system.begin() as connection:
         return erase(
@@ -222,4 +223,5 @@ def _erase(
             pseudonymiser=pseudonymiser,
             index_connection=index_connection,
             dry_run=dry_run,
+            alone_in_transaction=True,
         )
