@@ -1,6 +1,7 @@
 """``gallring up``: the whole system on the embedded default, for a newcomer's first run.
 
-The API, the purger and the notifier on SQLite under ``./var/``, a Tansu broker on
+The API, the purger and the notifier on SQLite under ``./var/``, with a sample collection
+system beside them and its erasure agent (:mod:`services.cli.collection_system`), a Tansu broker on
 127.0.0.1:9092 (``GALLRING_EMBEDDED_BROKER_PORT``) unless ``GALLRING_KAFKA_BOOTSTRAP`` names a
 real one, a pseudonym secret and a key that seals recipients' signing secrets, each generated
 once into ``./var/`` (readable by its owner alone, as the database), and an admin API key made
@@ -19,9 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from services.agent.settings import AgentSettings
 from services.api.api_keys import KeyStore, Scope
 from services.api.main import serve
 from services.api.settings import ApiSettings
+from services.cli import collection_system
 from services.cli.keys import reseal_signing_secrets
 from services.notifier.settings import NotifierSettings
 from services.purger.settings import PurgerSettings
@@ -36,7 +39,9 @@ from shared.storage.migrate import upgrade
 STATE_DIR = Path("var")
 EMBEDDED_BROKER_PORT = 9092
 WORKER_STOP_SECONDS = 30  # the workers' own stop takes up to 15 s
-WORKERS = ("purger", "notifier")
+WORKERS = (("purger",), ("notifier",))
+AGENT = ("agent", "run")
+COLLECTION_SYSTEM = collection_system.CollectionSystem(STATE_DIR)
 FIRST_KEY_NAME = "first-run-admin"
 FIRST_KEY_FILE = STATE_DIR / "first-admin-key"
 
@@ -80,14 +85,19 @@ def up(*, verbose: bool = False) -> int:
         os.environ.setdefault("GALLRING_NOTIFIER_PUBLIC_API_URL", api_url)
         upgrade(settings.database_url)
         _reseal_signing_secrets(settings)
-        print(_where_to_look(api_url, _first_run_admin_key(settings)), flush=True)
-        # The purger and the notifier in processes of their own, as in production; they stop
-        # when the API does, told by this process (SIGTERM), not by a terminal's Ctrl-C, which
-        # could come before they can take it cleanly; and with it, should it be killed.
-        for worker in WORKERS:
+        first_key = _first_run_admin_key(settings)
+        os.environ.setdefault("GALLRING_AGENT_API_URL", api_url)
+        agent_environment = collection_system.prepare(COLLECTION_SYSTEM, settings.database_url)
+        print(_where_to_look(api_url, first_key, agent_environment), flush=True)
+        # The purger, the notifier and the sample system's agent in processes of their own, as
+        # in production; they stop when the API does, told by this process (SIGTERM), not by a
+        # terminal's Ctrl-C, which could come before they can take it cleanly; and with it,
+        # should it be killed.
+        for command, environment in (*((w, None) for w in WORKERS), (AGENT, agent_environment)):
             workers.append(
                 subprocess.Popen(  # noqa: S603 - our own command
-                    [sys.executable, "-m", "services.cli.main", worker],
+                    [sys.executable, "-m", "services.cli.main", *command],
+                    env=environment,
                     process_group=0,
                     preexec_fn=end_with_parent,  # safe: no other threads here yet
                 )
@@ -171,10 +181,18 @@ def _first_run_admin_key(settings: ApiSettings) -> str | None:
     return key
 
 
-def _where_to_look(api: str, first_key: str | None) -> str:
+def _where_to_look(api: str, first_key: str | None, agent_environment: dict[str, str]) -> str:
     purger, notifier = load_settings(PurgerSettings), load_settings(NotifierSettings)
     purger_metrics = _metrics_url(purger.purger_metrics_host, purger.purger_metrics_port)
     notifier_metrics = _metrics_url(notifier.notifier_metrics_host, notifier.notifier_metrics_port)
+    agent = AgentSettings.model_validate(
+        {
+            name.removeprefix("GALLRING_").lower(): value
+            for name, value in agent_environment.items()
+            if name.startswith("GALLRING_AGENT_") or name == "GALLRING_PSEUDONYM_SECRET"
+        }
+    )
+    agent_metrics = _metrics_url(agent.agent_status_host, agent.agent_status_port)
     if first_key:
         key = (
             f"{first_key}\n             (shown this once: store it; it is in {FIRST_KEY_FILE} "
@@ -188,8 +206,11 @@ def _where_to_look(api: str, first_key: str | None) -> str:
     return (
         "\nGallring is starting:\n"
         f"  API docs   {api}/docs\n"
-        f"  metrics    {api}/metrics, {purger_metrics} (purger), {notifier_metrics} (notifier)\n"
+        f"  metrics    {api}/metrics, {purger_metrics} (purger), {notifier_metrics} (notifier),\n"
+        f"             {agent_metrics} (the collection system's agent)\n"
         f"  admin key  {key}\n"
+        f"  company    a sample collection system, {COLLECTION_SYSTEM.database}, described to its\n"
+        f"             agent by {COLLECTION_SYSTEM.dataset_file}\n"
         "  try        `make demo` in another terminal; Ctrl-C here stops everything\n"
         + (
             "  quiet      no access log, no scheduler lines (`gallring up --verbose` shows them)\n"

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import httpx
 from dateutil.relativedelta import relativedelta
+from sqlalchemy import Connection, func, insert, select
 
+from services.agent.database import open_database
+from services.agent.sample import CASES, DEBTORS, LETTERS, with_check_digit
 from services.api.api_keys import KeyStore, Scope
 from shared.domain.contract.examples import EXAMPLES
 from shared.messaging import topics
@@ -36,7 +39,8 @@ from tests.webhook_receiver import webhook_receiver
 GALLRING = str(Path(sys.executable).parent / "gallring")
 FIRST_KEY = "(shown this once: store it"
 NATIONAL_ID = "19811218-9876"  # a test personnummer, as upstream systems write it
-PORTS = ("api", "broker", "purger_metrics", "notifier_metrics")
+DEBTOR_ID = with_check_digit("900214123")  # another, as the sample collection system writes it
+PORTS = ("api", "broker", "purger_metrics", "notifier_metrics", "agent_status")
 
 
 def start(workdir: Path, ports: dict[str, int], **settings: str) -> subprocess.Popen[str]:
@@ -49,6 +53,7 @@ def start(workdir: Path, ports: dict[str, int], **settings: str) -> subprocess.P
         GALLRING_EMBEDDED_BROKER_PORT=str(ports["broker"]),
         GALLRING_PURGER_METRICS_PORT=str(ports["purger_metrics"]),
         GALLRING_NOTIFIER_METRICS_PORT=str(ports["notifier_metrics"]),
+        GALLRING_AGENT_STATUS_PORT=str(ports["agent_status"]),
         GALLRING_KAFKA_SESSION_TIMEOUT_MS="2000",
         GALLRING_KAFKA_HEARTBEAT_INTERVAL_MS="500",
     )
@@ -70,11 +75,12 @@ def log_of(workdir: Path) -> str:
 def wait_until_running(
     workdir: Path, ports: dict[str, int], process: subprocess.Popen[str], *, workers: bool = True
 ) -> None:
-    """The API ready and, with ``workers``, both workers ready: their consumers have joined
-    their groups (a worker's ``/readyz`` is 503 until then)."""
+    """The API ready and, with ``workers``, the workers ready (the purger, the notifier and the
+    sample collection system's agent): their consumers have joined their groups (a worker's
+    ``/readyz`` is 503 until then)."""
     paths = [(ports["api"], "/readyz")]
     if workers:
-        paths += [(ports["purger_metrics"], "/readyz"), (ports["notifier_metrics"], "/readyz")]
+        paths += [(ports[name], "/readyz") for name in PORTS if name not in ("api", "broker")]
     for port, path in paths:
 
         def answers(port: int = port, path: str = path) -> bool:
@@ -245,6 +251,40 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
                 return [e["rule"] for e in lookup.json()["erasures"]] == ["marketing.immediate"]
 
             await eventually(reader_erased, timeout=30)
+            # A debtor of the sample collection system, known there by personal identity
+            # number, whose case falls due: its agent erases the rows and confirms.
+            collection = open_database(f"sqlite:///{tmp_path / 'var' / 'collection.db'}")
+            with collection.begin() as connection:
+                write_a_debtor_with_a_case(connection, DEBTOR_ID, "C-2023-0009")
+            case_closed = {
+                **closed,
+                "event_id": str(uuid.uuid4()),
+                "subject": {"national_id": DEBTOR_ID},
+                "scope": {"case_id": "C-2023-0009"},
+            }
+            assert (await client.post("/v1/events", json=case_closed, headers=headers)).is_success
+
+            async def confirmed_by_the_collection_system() -> bool:
+                lookup = await client.post(
+                    "/v1/subjects/lookup",
+                    json={"national_id": DEBTOR_ID},
+                    headers=api.key(Scope.SUBJECTS_READ, Scope.ERASURES_READ),
+                )
+                erasures = lookup.json()["erasures"]
+                if not erasures:
+                    return False
+                view = await client.get(
+                    f"/v1/erasures/{erasures[0]['erasure_id']}",
+                    headers=api.key(Scope.ERASURES_READ),
+                )
+                return view.json()["state"] == "confirmed" and view.json()["confirmed_by"] == [
+                    "collection"
+                ]
+
+            await eventually(confirmed_by_the_collection_system, timeout=30)
+            with collection.connect() as connection:
+                assert connection.scalar(select(func.count()).select_from(CASES)) == 0
+            collection.dispose()
 
             # The erasure executed, and the vendor told with a webhook the standardwebhooks
             # library verified (the receiver acts only on those), then confirming it.
@@ -260,7 +300,8 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
                     f"/v1/erasures/{erasure_id}", headers=api.key(Scope.ERASURES_READ)
                 )
                 told = view.json().get("notifications") or []
-                return view.json().get("state") == "executed" and [n["state"] for n in told] == [
+                # confirmed by the collection system too, whose agent holds none of its rows
+                return view.json().get("state") == "confirmed" and [n["state"] for n in told] == [
                     "confirmed"
                 ]
 
@@ -271,7 +312,7 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
                     (await client.get("/metrics")).text,
                     *[
                         httpx.get(f"http://127.0.0.1:{ports[name]}/metrics").text
-                        for name in ("purger_metrics", "notifier_metrics")
+                        for name in ("purger_metrics", "notifier_metrics", "agent_status")
                     ],
                 ]
             )
@@ -290,7 +331,11 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
         output = stop(tmp_path, ports, process, signal.SIGINT)
     finally:
         kill_session(process.pid)
-    identifiers = [subject.ref, NATIONAL_ID, NATIONAL_ID.replace("-", "")]  # as given, normalised
+    identifiers = [
+        subject.ref,
+        *(NATIONAL_ID, NATIONAL_ID.replace("-", "")),  # as given, normalised
+        *(DEBTOR_ID, DEBTOR_ID.replace("-", "")),  # also within the 12-digit form
+    ]
     for record in records:
         seen = b"".join([record.key or b"", record.value or b"", *(v for _, v in record.headers)])
         assert not any(raw.encode() in seen for raw in identifiers), record.topic
@@ -307,6 +352,27 @@ async def test_the_whole_way_on_gallring_up_leaves_no_identifier_anywhere(tmp_pa
     assert not any(raw in output for raw in identifiers)
     assert not any(raw in metrics for raw in identifiers)
     assert webhooks and not any(raw.encode() in webhooks for raw in identifiers)
+
+
+def write_a_debtor_with_a_case(connection: Connection, national_id: str, case_number: str) -> None:
+    """A debtor, a case and a letter in the sample collection system, as its staff enter them."""
+    now = datetime.now(UTC).replace(tzinfo=None)  # its columns are naive
+    connection.execute(
+        insert(DEBTORS).values(id=1, national_id=national_id, name="Bo Berg", updated_at=now)
+    )
+    connection.execute(
+        insert(CASES).values(
+            id=1,
+            case_number=case_number,
+            debtor_id=1,
+            amount_ore=1,
+            status="closed",
+            updated_at=now,
+        )
+    )
+    connection.execute(
+        insert(LETTERS).values(id=1, case_id=1, kind="demand", body="Dear Bo", updated_at=now)
+    )
 
 
 async def test_its_broker_killed_is_started_again_and_what_is_posted_after_reaches_the_purger(
@@ -475,6 +541,16 @@ def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_aga
             assert "pending until" in demo.stdout  # the case closed today
             for erased in ("collection_case", "customer_relationship", "marketing", "aml"):
                 assert f"erased: {erased} " in demo.stdout
+            # The company's side: the overdue case's rows and the reader gone from the sample
+            # collection system, each erasure confirmed by its agent; the other cases kept.
+            gone = "case C-{}-101: no cases, no letters, no linked payments".format(
+                demo.stdout.split("case C-")[1].split("-")[0]
+            )
+            assert gone in demo.stdout, demo.stdout
+            assert "(erasure confirmed): off the newsletter list" in demo.stdout
+            assert "confirmed 2 of 2 erasures it owed" in demo.stdout
+            untouched = demo.stdout.split("the cases not due are untouched:")[1]
+            assert untouched.count("1 case, 2 letters, 1 linked payment") == 2, untouched
             assert where_the_demo_tells(demo.stdout) == where_the_demo_tells(readme_sample())
         # Then the tour's next step, its commands word for word: the debtor's case held, the
         # bookkeeping pending, as `gallring policy evaluate` tells of the same file offline.
@@ -509,7 +585,12 @@ def test_the_demo_shows_erasures_executed_and_recipients_told_and_can_be_run_aga
 
 
 #: The demo's sections, by the start of their headings.
-DEMO_SECTIONS = ("Their retention clocks", "Waiting for the purger's sweep", "In ")
+DEMO_SECTIONS = (
+    "The company's collection system",
+    "Their retention clocks",
+    "Waiting for the purger's sweep",
+    "In ",
+)
 
 
 def where_the_demo_tells(output: str) -> dict[str, set[str]]:
@@ -526,6 +607,10 @@ def where_the_demo_tells(output: str) -> dict[str, set[str]]:
             continue
         if "verified a signed deletion webhook" in line:
             kinds.setdefault(section, set()).add("webhook")
+        elif "the collection system's agent erased and confirmed" in line:
+            kinds.setdefault(section, set()).add("confirmed by the system")
+        elif "linked payment" in line:
+            kinds.setdefault(section, set()).add("a case's rows")
         elif "pending until" in line or " held " in line:
             kinds.setdefault(section, set()).add("clock")
     return kinds

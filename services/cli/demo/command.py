@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from services.api.api_keys import KeyStore, Scope
 from services.cli.demo.walkthrough import DemoFailed, check_reachable, walk_through
+from services.cli.up import COLLECTION_SYSTEM
 from shared.storage.database import make_engine
 
 DEMO_KEY_NAME = "gallring-demo"
@@ -30,7 +31,11 @@ def run_demo(
         if api_key is None:
             api_key = _demo_key(database_url())
             print(f"The demo's admin API key (also for {api_url}/docs):\n  {api_key}\n", file=out)
-        return asyncio.run(walk_through(api_url, api_key, out, timeout=timeout))
+        # The sample collection system of `gallring up`, when the demo runs where it does.
+        collection = COLLECTION_SYSTEM if COLLECTION_SYSTEM.database.exists() else None
+        return asyncio.run(
+            walk_through(api_url, api_key, out, timeout=timeout, collection=collection)
+        )
     except DemoFailed as failure:
         print(f"gallring demo: {failure}", file=err)
     except InvalidURL:

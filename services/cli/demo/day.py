@@ -4,12 +4,15 @@ them, back-dated where the story is old, so that erasures fall due now instead o
 Every run makes new subjects, cases and event ids, so the demo can be run again and again.
 """
 
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
+
+from services.agent.sample import with_check_digit
 
 PRINT_VENDOR = "demo-print-vendor"
 COLLECTION_AGENT = "demo-collection-agent-de"
@@ -42,9 +45,13 @@ class Person:
 
     label: str
     story: str
-    ref: str
+    #: As upstream systems name them: debtors by personal identity number, others by reference.
+    subject: dict[str, str]
     due_now: tuple[str, ...]  # the categories of their data that the policy erases now
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: What the sample collection system holds of them: the case's number, the CRM id.
+    case_id: str | None = None
+    crm_id: int | None = None
 
     def disclosed(
         self, at: datetime, to: str, category: str, reference: str, role: str, scope: dict[str, str]
@@ -60,10 +67,18 @@ class Person:
                 "event_id": str(uuid.uuid4()),
                 "type": event_type,
                 "occurred_at": at.isoformat(),
-                "subject": {"ref": self.ref},
+                "subject": self.subject,
                 **fields,
             }
         )
+
+
+def a_national_id() -> str:
+    """A made-up personnummer, valid in form (``YYMMDD-NNNC``, born 1950 to 1999), new each run:
+    the collection system and the events write it so; the API and the agent both read it as
+    its 12-digit form."""
+    born = f"{50 + secrets.randbelow(50):02d}{1 + secrets.randbelow(12):02d}"
+    return with_check_digit(f"{born}{1 + secrets.randbelow(28):02d}{secrets.randbelow(1000):03d}")
 
 
 def a_day(now: datetime) -> list[Person]:
@@ -74,7 +89,7 @@ def a_day(now: datetime) -> list[Person]:
         return now - relativedelta(months=months)
 
     def person(label: str, story: str, *due_now: str) -> Person:
-        return Person(label, story, f"crm:demo-{run}-{label}", due_now)
+        return Person(label, story, {"ref": f"crm:demo-{run}-{label}"}, due_now)
 
     def debtor_with_case(
         label: str,
@@ -89,7 +104,9 @@ def a_day(now: datetime) -> list[Person]:
         """A debtor whose case's data went to ``told`` ``disclosed`` months ago; ``erased_now``:
         the case falls due now."""
         debtor = person(label, story, *(("collection_case",) if erased_now else ()))
+        debtor.subject = {"national_id": a_national_id()}
         case = {"case_id": f"C-{run}-{number}"}
+        debtor.case_id = case["case_id"]
         reference = f"{'PV' if told == PRINT_VENDOR else 'IP'}-{run}-{number}"
         debtor.disclosed(months_ago(disclosed), told, "collection_case", reference, "debtor", case)
         debtor.happened("collection_case.closed", closed, role="debtor", scope=case)
@@ -148,6 +165,8 @@ def a_day(now: datetime) -> list[Person]:
     )
 
     reader = person("reader", "newsletter reader who unsubscribed a minute ago", "marketing")
+    reader.crm_id = secrets.randbelow(10**9)
+    reader.subject = {"ref": f"crm:{reader.crm_id}"}  # as the CRM names its contacts
     reader.happened("marketing.contact", months_ago(2), role="newsletter_recipient")
     reader.happened("newsletter.unsubscribed", now, role="newsletter_recipient")
 

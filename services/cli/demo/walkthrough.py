@@ -16,6 +16,9 @@ from typing import Any, TextIO
 
 from aiohttp import ClientConnectionError, ClientError, ClientResponse, ClientSession, ClientTimeout
 
+from services.cli.collection_system import SYSTEM_ID as COLLECTION_SYSTEM_ID
+from services.cli.collection_system import CollectionSystem
+from services.cli.demo import collection_rows
 from services.cli.demo.day import RECIPIENTS, Person, a_day
 from services.cli.demo.vendor_endpoint import Told, VendorEndpoint
 
@@ -42,19 +45,34 @@ async def check_reachable(api_url: str) -> None:
             ) from None
 
 
-async def walk_through(api_url: str, api_key: str, out: TextIO, *, timeout: float) -> int:
+async def walk_through(
+    api_url: str,
+    api_key: str,
+    out: TextIO,
+    *,
+    timeout: float,
+    collection: CollectionSystem | None = None,
+) -> int:
+    """``collection``: the sample collection system of ``gallring up``, when it is there."""
     headers = {"Authorization": f"Bearer {api_key}"}
     async with ClientSession(
         base_url=api_url.rstrip("/") + "/", headers=headers, timeout=REQUEST_TIMEOUT
     ) as api:
         await _check_key(api, api_url)
-        return await Walkthrough(api, api_url, out, timeout).run()
+        return await Walkthrough(api, api_url, out, timeout, collection).run()
 
 
 class Walkthrough:
     """One run of the demo, told as it happens, with seconds since its start."""
 
-    def __init__(self, api: ClientSession, api_url: str, out: TextIO, timeout: float) -> None:
+    def __init__(
+        self,
+        api: ClientSession,
+        api_url: str,
+        out: TextIO,
+        timeout: float,
+        collection: CollectionSystem | None,
+    ) -> None:
         self.api = api
         self.api_url = api_url.rstrip("/")
         self.out = out
@@ -64,6 +82,12 @@ class Walkthrough:
         self.tolds: list[Told] = []
         self.people: list[Person] = []
         self.erased: dict[str, set[str]] = {}  # label -> categories whose erasure was seen
+        self.collection = collection
+        self.collection_db = collection.engine() if collection else None
+        # The erasures the collection system's agent is to confirm: erasure id -> its person;
+        # and those it has confirmed.
+        self.owed_by_collection: dict[str, Person] = {}
+        self.confirmed_by_collection: set[str] = set()
         # Webhooks that arrive while the clocks are still being shown are told after them,
         # under "Waiting for…", where a reader looks for them; None once that is printed.
         self.held_webhook_lines: list[str] | None = []
@@ -72,17 +96,37 @@ class Walkthrough:
         await self.endpoint.start()
         try:
             await _register_recipients(self.api, self.endpoint, self._say)
+            self.people = a_day(datetime.now(UTC))
+            self.erased = {person.label: set() for person in self.people}
+            self._show_collection_system()
             await self._post_the_day()
             await self._show_clocks()
             await self._wait_for_erasures_and_webhooks()
         finally:
             await _deactivate_recipients(self.api)
             await self.endpoint.stop()
+            if self.collection_db is not None:
+                self.collection_db.dispose()
         return self._summary()
 
+    def _show_collection_system(self) -> None:
+        """The day's debtors and reader written into the company's collection system, as its
+        own staff would have entered them; what its agent will erase."""
+        if self.collection is None or self.collection_db is None:
+            return
+        collection_rows.write_people(self.collection_db, self.people, datetime.now(UTC))
+        self._say(
+            f"\nThe company's collection system ({self.collection.database}), its rows of "
+            "them (its agent erases them when told):"
+        )
+        for person in self.people:
+            if person.case_id is not None:
+                rows = collection_rows.case_rows(self.collection_db, person.case_id)
+                self._say(f"  {person.label:10} case {person.case_id}: {rows}")
+            if person.crm_id is not None:
+                self._say(f"  {person.label:10} on the newsletter list as CRM {person.crm_id}")
+
     async def _post_the_day(self) -> None:
-        self.people = a_day(datetime.now(UTC))
-        self.erased = {person.label: set() for person in self.people}
         self._say("\nThe day's events, POST /v1/events (back-dated where the story is old):")
         for person in self.people:
             for event in person.events:
@@ -120,6 +164,7 @@ class Walkthrough:
             for person in self.people:
                 if self._still_due(person):
                     self._note_erasures(person, (await _lookup(self.api, person))["erasures"])
+            await self._note_collection_confirmations()
             if self._complete():
                 return
             await asyncio.sleep(0.5)
@@ -132,6 +177,37 @@ class Walkthrough:
                     f"  {self._clock()}  {person.label:10} erased: {erasure['category']} "
                     f"(erasure {erasure['erasure_id']}, rule {erasure['rule']})"
                 )
+                if self.collection is not None and _held_by_collection(person, erasure):
+                    self.owed_by_collection[erasure["erasure_id"]] = person
+
+    async def _note_collection_confirmations(self) -> None:
+        """The erasures the collection system's agent has confirmed since last asked, with
+        what is left of the person's rows there."""
+        for erasure_id, person in self.owed_by_collection.items():
+            if erasure_id in self.confirmed_by_collection:
+                continue
+            view = await _call(self.api, "GET", f"v1/erasures/{erasure_id}")
+            if view is None or COLLECTION_SYSTEM_ID not in view["confirmed_by"]:
+                continue
+            self.confirmed_by_collection.add(erasure_id)
+            assert self.collection_db is not None
+            if view["category"] == "marketing" and person.crm_id is not None:
+                left = (
+                    "still on the newsletter list"
+                    if collection_rows.subscribed(self.collection_db, person.crm_id)
+                    else "off the newsletter list"
+                )
+            else:
+                assert person.case_id is not None
+                rows = collection_rows.case_rows(self.collection_db, person.case_id)
+                left = (
+                    f"case {person.case_id}: {rows} (the payment stays in the books, without "
+                    "the case or the payer's name)"
+                )
+            self._say(
+                f"  {self._clock()}  {person.label:10} the collection system's agent erased "
+                f"and confirmed (erasure {view['state']}): {left}"
+            )
 
     def _summary(self) -> int:
         erasures = sum(len(categories) for categories in self.erased.values())
@@ -151,6 +227,17 @@ class Walkthrough:
                 f"{self.endpoint.refused} webhooks did not verify with the recipients' secrets "
                 "(sent under an earlier demo's secret?)."
             )
+        if self.collection is not None and self.collection_db is not None:
+            self._say(
+                f"The collection system's agent erased its rows and confirmed "
+                f"{len(self.confirmed_by_collection)} of {len(self.owed_by_collection)} "
+                "erasures it owed (GET /v1/erasures?system=collection lists what it still owes); "
+                "the cases not due are untouched:"
+            )
+            for person in self.people:
+                if person.case_id is not None and "collection_case" not in person.due_now:
+                    rows = collection_rows.case_rows(self.collection_db, person.case_id)
+                    self._say(f"  {person.label:10} case {person.case_id}: {rows}")
         if any(not t.confirmed for t in ours):
             self._say(
                 "A recipient's confirmation did not reach the API: the notifier's "
@@ -159,8 +246,9 @@ class Walkthrough:
             return 1
         if not self._complete():
             self._say(
-                f"Not everything happened within {self.timeout:.0f} s: are the purger and the "
-                "notifier running (`gallring up` starts both)? Their output says why."
+                f"Not everything happened within {self.timeout:.0f} s: are the purger, the "
+                "notifier and the agent running (`gallring up` starts them)? Their output says "
+                "why."
             )
             return 1
         return 0
@@ -191,7 +279,8 @@ class Walkthrough:
         # A failed confirmation is not tried again: the webhook was answered, and is done.
         told = {t.payload["data"]["recipient_ref"] for t in self.tolds}
         still_due = any(self._still_due(person) for person in self.people)
-        return not still_due and self._references() <= told
+        owed = set(self.owed_by_collection) - self.confirmed_by_collection
+        return not still_due and not owed and self._references() <= told
 
     def _late(self) -> bool:
         return time.monotonic() > self.started + self.timeout
@@ -254,9 +343,16 @@ async def _deactivate_recipients(api: ClientSession) -> None:
 
 
 async def _lookup(api: ClientSession, person: Person) -> dict[str, Any]:
-    answer = await _call(api, "POST", "v1/subjects/lookup", {"ref": person.ref})
+    answer = await _call(api, "POST", "v1/subjects/lookup", person.subject)
     assert answer is not None
     return answer
+
+
+def _held_by_collection(person: Person, erasure: dict[str, Any]) -> bool:
+    """Whether the sample collection system holds the data of this erasure."""
+    if erasure["category"] == "marketing":
+        return person.crm_id is not None
+    return erasure["category"] == "collection_case" and person.case_id is not None
 
 
 def _describe(clock: dict[str, Any]) -> str:
@@ -285,7 +381,7 @@ async def _call(
     api: ClientSession,
     method: str,
     path: str,
-    body: dict[str, Any],
+    body: dict[str, Any] | None = None,
     *,
     allow: tuple[int, ...] = (),
 ) -> dict[str, Any] | None:
