@@ -65,7 +65,7 @@ class Confirmer:
         if status in (401, 403):
             log.error(
                 "agent: the API refused its key (%d): give it a key with the scope "
-                "erasures:confirm (gallring keys create agent-%s erasures:confirm)",
+                "erasures:confirm (gallring keys create --name agent-%s --scope erasures:confirm)",
                 status,
                 self._system,
             )
