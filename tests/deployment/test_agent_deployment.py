@@ -4,14 +4,21 @@ secret file the container has; one agent per system, the old one gone before a n
 its Compose container as locked down as its pod. What the agent shares with Gallring's services
 (probes, settings, image tag, schemas, network policies, checkov) is checked with theirs."""
 
+import re
+import shutil
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
+import yaml
 
 from services.agent.dataset import Dataset
 from services.agent.dataset_file import DatasetError, parse_dataset
 from services.agent.sample import SAMPLE_DATASET
 from tests.deployment import files
+from tests.deployment.test_checkov import checkov
+from tests.deployment.test_kubernetes import KUBECTL, OVERLAY, kustomize, readme_overlay
+from tests.deployment.test_network_policies import allowed, pod_in, pod_labels
 from tests.deployment.workloads import Workload, all_workloads
 
 DATASET_VARIABLE = "GALLRING_AGENT_DATASET_FILE"
@@ -37,8 +44,8 @@ def mounted_dataset(workload: Workload) -> tuple[str, str] | tuple[None, str]:
 
 def dataset_problems(root: Path) -> list[str]:
     """Each agent's dataset file, as the container sees it, is one `gallring agent check`
-    accepts, and names its databases by secret files mounted in the container: a URL in a
-    variable would be a secret written out (and none is set)."""
+    accepts, and names its databases by secret files mounted in the container: the URL carries
+    a password, and a variable holding it would be a secret written out."""
     problems = []
     for workload in agent_workloads(root):
         text, where = mounted_dataset(workload)
@@ -59,9 +66,11 @@ def dataset_problems(root: Path) -> list[str]:
                     f"{workload.where}: {name}: url_env {source.url_env}: give url_file, a "
                     "secret file, rather than the URL in a variable"
                 )
-            elif PurePosixPath(source.url_file) not in workload.secret_files and not (
-                workload.secret_file_names_in(str(PurePosixPath(source.url_file).parent)) & {"*"}
-            ):
+                continue
+            url_file = PurePosixPath(source.url_file)
+            # A Secret mounted whole ("*") holds whatever key the file names.
+            whole_secret = "*" in workload.secret_file_names_in(str(url_file.parent))
+            if url_file not in workload.secret_files and not whole_secret:
                 problems.append(
                     f"{workload.where}: {name}: url_file {source.url_file} is no secret file "
                     "the container has"
@@ -298,3 +307,133 @@ def test_the_agents_kustomization_holds_neither_gallrings_services_nor_its_names
         if path.parent == files.REPO / files.AGENT_DIR
     }
     assert all(name.startswith("gallring-agent") for name in names), names
+
+
+#: deploy/README.md's overlay of the agent's kustomization: ```yaml blocks whose first line
+#: names a file of it, beside the services' overlay (whose release Component it includes).
+AGENT_OVERLAY = "collection-agent"
+AGENT_OVERLAY_NAMESPACE = "collection"
+#: The first line of the overlay's dataset file here, to tell it from the base's.
+OVERLAY_DATASET_MARK = "# the overlay's dataset file\n"
+_AGENT_OVERLAY_FILE = re.compile(rf"```yaml\n# ({AGENT_OVERLAY}/\S+)\n(.*?)```", re.DOTALL)
+
+
+def build_agent_overlay(root: Path, work: Path) -> list[dict[str, Any]]:
+    """deploy/README.md's agent overlay, built with kubectl beside a checkout of ``root``'s
+    manifests and the services' overlay, its dataset file the base ConfigMap's."""
+    shutil.copytree(root / files.KUBERNETES_DIR, work / "gallring" / files.KUBERNETES_DIR)
+    readme = (root / files.DEPLOY_README).read_text()
+    blocks = {path: f"# {path}\n{body}" for path, body in _AGENT_OVERLAY_FILE.findall(readme)}
+    for path, text in {**readme_overlay(root), **blocks}.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    base = yaml.safe_load_all((root / AGENT_CONFIGMAP).read_text())
+    dataset = next(d for d in base if d["metadata"]["name"] == "gallring-agent-dataset")
+    (work / AGENT_OVERLAY / "collection.yaml").write_text(
+        OVERLAY_DATASET_MARK + dataset["data"]["dataset.yaml"]
+    )
+    return kustomize(work / AGENT_OVERLAY)
+
+
+def agent_overlay_problems(documents: list[dict[str, Any]], root: Path) -> list[str]:
+    """Everything in the system's namespace; the pod on the release's image, mounting the
+    dataset file the overlay gives, which `gallring agent check` accepts; the database the
+    overlay's policy names reachable, and nothing of the base's example left."""
+    problems = [
+        f"{d['kind']} {d['metadata']['name']}: in namespace {d['metadata'].get('namespace')}"
+        for d in documents
+        if d["metadata"].get("namespace") != AGENT_OVERLAY_NAMESPACE
+    ]
+    release = yaml.safe_load(
+        readme_overlay(root).get(f"{OVERLAY}/release/kustomization.yaml", "{}")
+    )
+    image = (release or {}).get("images", [{}])[0]
+    expected = f"{image.get('newName')}:{image.get('newTag')}@{image.get('digest')}"
+    config_maps = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ConfigMap"}
+    for document in documents:
+        if document["kind"] != "Deployment":
+            continue
+        pod = document["spec"]["template"]["spec"]
+        problems += [
+            f"Deployment runs {c['image']}, not the release's {expected}"
+            for c in pod["containers"]
+            if c["image"] != expected
+        ]
+        for volume in pod.get("volumes", []):
+            name = volume.get("configMap", {}).get("name")
+            if name is not None and name not in config_maps:
+                problems.append(f"Deployment mounts the ConfigMap {name}, which is not built")
+    dataset = config_maps.get("gallring-agent-dataset", {}).get("data", {}).get("dataset.yaml")
+    if not (dataset or "").startswith(OVERLAY_DATASET_MARK):
+        problems.append("the pod mounts a dataset file other than the overlay's")
+    try:
+        parse_dataset(dataset or "", source=f"{AGENT_OVERLAY}/collection.yaml")
+    except DatasetError as error:
+        problems += error.problems
+    policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    agent = pod_labels(root)["agent"]
+    database = {"cnpg.io/cluster": "collection-db"}
+    reach = [
+        (pod_in(AGENT_OVERLAY_NAMESPACE, database), 5432, True),
+        (
+            pod_in(AGENT_OVERLAY_NAMESPACE, {"app.kubernetes.io/name": "collection-database"}),
+            5432,
+            False,
+        ),
+        (pod_in("kafka", {"strimzi.io/kind": "Kafka"}), 9092, True),
+        (pod_in("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}), 443, True),
+    ]
+    for peer, port, expected_allowed in reach:
+        if (
+            allowed(policies, agent, "egress", peer, port, "TCP", AGENT_OVERLAY_NAMESPACE)
+            is not expected_allowed
+        ):
+            problems.append(
+                f"the agent {'cannot' if expected_allowed else 'can'} reach {peer} on {port}"
+            )
+    return problems
+
+
+@KUBECTL
+def test_the_readme_agent_overlay_builds_in_its_namespace_with_the_release(tmp_path: Path) -> None:
+    documents = build_agent_overlay(files.REPO, tmp_path)
+    assert {d["kind"] for d in documents} == {
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+    assert agent_overlay_problems(documents, files.REPO) == []
+
+
+@KUBECTL
+def test_the_readme_agent_overlay_passes_every_checkov_check(tmp_path: Path) -> None:
+    """With its namespace and the release's digest, it needs none of the base's exceptions."""
+    documents = build_agent_overlay(files.REPO, tmp_path)
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "collection-agent.yaml").write_text(yaml.safe_dump_all(documents))
+    assert checkov(built, "kubernetes") == {}
+
+
+@KUBECTL
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("namespace: collection\nresources:", "resources:"),
+        ("  - ../gallring-production/release\n", ""),
+        (
+            "  - name: gallring-agent-dataset\n    behavior: replace",
+            "  - name: agent-dataset\n    behavior: create",
+        ),
+        (
+            "              cnpg.io/cluster: collection-db\n",
+            "              cnpg.io/cluster: collection\n",
+        ),
+    ],
+)
+def test_a_readme_agent_overlay_that_misses_something_is_caught(
+    deployment_copy: Path, tmp_path: Path, old: str, new: str
+) -> None:
+    files.break_file(deployment_copy, files.DEPLOY_README, old, new)
+    assert agent_overlay_problems(build_agent_overlay(deployment_copy, tmp_path), deployment_copy)
