@@ -4,7 +4,7 @@ copy with one thing broken and see that the check notices."""
 
 import shutil
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dockerfile
@@ -14,11 +14,17 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
 COMPOSE_FILE = "docker-compose.yml"
+#: The erasure agent's, which a company runs beside one of its databases, apart from Gallring.
+AGENT_COMPOSE_FILE = "deploy/compose/agent.yml"
+COMPOSE_FILES = (COMPOSE_FILE, AGENT_COMPOSE_FILE)
 KUBERNETES_DIR = "deploy/kubernetes"
 #: The services' kustomization; the migration Job's is its own, in MIGRATE_DIR.
 KUSTOMIZATION = f"{KUBERNETES_DIR}/kustomization.yaml"
 MIGRATE_DIR = f"{KUBERNETES_DIR}/migrate"
 MIGRATE_KUSTOMIZATION = f"{MIGRATE_DIR}/kustomization.yaml"
+#: The erasure agent's kustomization, applied in a company system's namespace, not Gallring's.
+AGENT_DIR = f"{KUBERNETES_DIR}/agent"
+AGENT_KUSTOMIZATION = f"{AGENT_DIR}/kustomization.yaml"
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml"})
 DEPLOY_README = "deploy/README.md"
 #: What `deployment_copy` copies: the deployment files and what they mount.
@@ -32,9 +38,30 @@ def project_version() -> str:
         return tomllib.load(pyproject)["project"]["version"]
 
 
-def compose(root: Path) -> dict[str, Any]:
-    """The Compose file as Compose reads it: YAML with its anchors and `<<` merges resolved."""
-    return yaml.safe_load((root / COMPOSE_FILE).read_text())
+def compose(root: Path, name: str = COMPOSE_FILE) -> dict[str, Any]:
+    """A Compose file as Compose reads it: YAML with its anchors and `<<` merges resolved."""
+    return yaml.safe_load((root / name).read_text())
+
+
+def compose_services(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(Compose file, service name, service) for every service of every Compose file."""
+    return [
+        (name, service_name, service)
+        for name in COMPOSE_FILES
+        for service_name, service in compose(root, name)["services"].items()
+    ]
+
+
+def compose_path(name: str, written: str) -> PurePosixPath:
+    """A path a Compose file writes (a secret's or config's ``file``), relative to the
+    repository: Compose reads it relative to the file's own directory."""
+    parts: list[str] = []
+    for part in (PurePosixPath(name).parent / written).parts:
+        if part == "..":
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return PurePosixPath(*parts)
 
 
 def _kubernetes_yaml_files(root: Path) -> list[Path]:

@@ -1,7 +1,9 @@
-"""docker-compose.yml against the Compose Specification's JSON Schema (the one `docker compose`
-validates with), read offline from the check-jsonschema package, which vendors it from the
-compose-spec repository; its secrets kept out of git; its start order without a cycle; its
-ports published on the host's loopback only; and nginx keeping /metrics to the network."""
+"""The Compose files (docker-compose.yml, Gallring itself; deploy/compose/agent.yml, the erasure
+agent beside a company's database) against the Compose Specification's JSON Schema (the one
+`docker compose` validates with), read offline from the check-jsonschema package, which vendors
+it from the compose-spec repository; their secrets kept out of git; their start order without a
+cycle; their ports published on the host's loopback only; nginx keeping /metrics to the
+network; and the agent's container read-only, without capabilities or privilege escalation."""
 
 import json
 import re
@@ -31,26 +33,42 @@ def compose_schema() -> dict[str, Any]:
 def schema_problems(root: Path) -> list[str]:
     validator = jsonschema.Draft202012Validator(compose_schema())
     return [
-        f"{error.json_path}: {error.message}"
-        for error in sorted(validator.iter_errors(files.compose(root)), key=str)
+        f"{compose_file}: {error.json_path}: {error.message}"
+        for compose_file in files.COMPOSE_FILES
+        for error in sorted(validator.iter_errors(files.compose(root, compose_file)), key=str)
+    ]
+
+
+def secret_files(root: Path) -> list[tuple[str, str, str]]:
+    """(Compose file, secret, its file relative to the repository) for every file secret."""
+    return [
+        (compose_file, name, files.compose_path(compose_file, secret.get("file", "")).as_posix())
+        for compose_file in files.COMPOSE_FILES
+        for name, secret in (files.compose(root, compose_file).get("secrets") or {}).items()
     ]
 
 
 def secret_file_problems(root: Path) -> list[str]:
     """Secret files must lie where git ignores them."""
-    problems = []
-    for name, secret in files.compose(root).get("secrets", {}).items():
-        path = Path(secret.get("file", "")).as_posix()
-        if not path.removeprefix("./").startswith(SECRETS_DIR + "/"):
-            problems.append(f"secret {name}: {path} is not under {SECRETS_DIR}/")
-    return problems
+    return [
+        f"{compose_file}: secret {name}: {path} is not under {SECRETS_DIR}/"
+        for compose_file, name, path in secret_files(root)
+        if not path.startswith(SECRETS_DIR + "/")
+    ]
 
 
 def dependency_problems(root: Path) -> list[str]:
-    """Every `depends_on` names a service, and none leads back to where it started: Compose
-    refuses a cycle, and a service the `x-gallring` anchor's depends_on reaches (`migrate`)
-    would depend on itself if it dropped its own."""
-    services: dict[str, Any] = files.compose(root)["services"]
+    """Every `depends_on` names a service of its file, and none leads back to where it started:
+    Compose refuses a cycle, and a service the `x-gallring` anchor's depends_on reaches
+    (`migrate`) would depend on itself if it dropped its own."""
+    return [
+        f"{compose_file}: {problem}"
+        for compose_file in files.COMPOSE_FILES
+        for problem in _dependency_problems(files.compose(root, compose_file)["services"])
+    ]
+
+
+def _dependency_problems(services: dict[str, Any]) -> list[str]:
     depends_on = {name: list(service.get("depends_on") or []) for name, service in services.items()}
     problems = [
         f"{name} depends on {other}, no service here"
@@ -80,7 +98,7 @@ def published_port_problems(root: Path) -> list[str]:
     """Every published port is bound to the host's loopback: nginx speaks plain HTTP with API
     keys in its requests, and Kafka UI has no login. A TLS proxy in front reaches them there."""
     problems = []
-    for name, service in files.compose(root)["services"].items():
+    for compose_file, name, service in files.compose_services(root):
         for port in service.get("ports", []):
             if isinstance(port, dict):
                 host_ip = port.get("host_ip")
@@ -90,7 +108,9 @@ def published_port_problems(root: Path) -> list[str]:
                 parts = str(port).split(":")
                 host_ip = parts[0] if len(parts) == 3 else None
             if host_ip not in LOOPBACK:
-                problems.append(f"{name}: {port} is published on every interface of the host")
+                problems.append(
+                    f"{compose_file}: {name}: {port} is published on every interface of the host"
+                )
     return problems
 
 
@@ -132,34 +152,65 @@ def test_the_compose_file_follows_the_compose_specification() -> None:
 
 def test_the_compose_secrets_lie_where_git_ignores_them() -> None:
     assert secret_file_problems(files.REPO) == []
-    for secret in files.compose(files.REPO)["secrets"].values():
+    assert {compose_file for compose_file, _, _ in secret_files(files.REPO)} == set(
+        files.COMPOSE_FILES
+    )
+    for _, _, path in secret_files(files.REPO):
         ignored = subprocess.run(
-            ["git", "check-ignore", "--quiet", "--no-index", secret["file"]], cwd=files.REPO
+            ["git", "check-ignore", "--quiet", "--no-index", path], cwd=files.REPO
         )
-        assert ignored.returncode == 0, f"git would not ignore {secret['file']}"
+        assert ignored.returncode == 0, f"git would not ignore {path}"
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
+    ("path", "old", "new"),
     [
-        ("    deploy:\n      replicas: 2", "    deploy:\n      replica: 2"),
-        ("condition: service_completed_successfully", "condition: service_completed"),
-        ("profiles: [ops]", "profile: [ops]"),
-        ("stop_grace_period: 30s", "stop_grace_period: [30s]"),
-        ("      start_period: 30s", "      start_periods: 30s"),
-        ("secrets:\n  # Created", "secret:\n  # Created"),
+        (files.COMPOSE_FILE, "    deploy:\n      replicas: 2", "    deploy:\n      replica: 2"),
+        (
+            files.COMPOSE_FILE,
+            "condition: service_completed_successfully",
+            "condition: service_completed",
+        ),
+        (files.COMPOSE_FILE, "profiles: [ops]", "profile: [ops]"),
+        (files.COMPOSE_FILE, "stop_grace_period: 30s", "stop_grace_period: [30s]"),
+        (files.COMPOSE_FILE, "      start_period: 30s", "      start_periods: 30s"),
+        (files.COMPOSE_FILE, "secrets:\n  # Created", "secret:\n  # Created"),
+        (files.AGENT_COMPOSE_FILE, "    read_only: true", "    readonly: true"),
+        (
+            files.AGENT_COMPOSE_FILE,
+            "        target: /etc/gallring",
+            "        targets: /etc/gallring",
+        ),
+        (files.AGENT_COMPOSE_FILE, "configs:\n  agent_dataset:", "config:\n  agent_dataset:"),
     ],
 )
 def test_a_compose_file_off_the_specification_is_caught(
-    deployment_copy: Path, old: str, new: str
+    deployment_copy: Path, path: str, old: str, new: str
 ) -> None:
-    files.break_file(deployment_copy, files.COMPOSE_FILE, old, new)
+    files.break_file(deployment_copy, path, old, new)
     assert schema_problems(deployment_copy)
 
 
-def test_a_secret_file_outside_the_ignored_directory_is_caught(deployment_copy: Path) -> None:
-    old = "file: ./deploy/secrets/postgres_password"
-    files.break_file(deployment_copy, files.COMPOSE_FILE, old, "file: ./postgres_password")
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        (
+            files.COMPOSE_FILE,
+            "file: ./deploy/secrets/postgres_password",
+            "file: ./postgres_password",
+        ),
+        # Relative to the agent's file, in deploy/compose/: deploy/compose/secrets/, not ignored.
+        (
+            files.AGENT_COMPOSE_FILE,
+            "file: ../secrets/gallring_agent_api_key",
+            "file: ./secrets/gallring_agent_api_key",
+        ),
+    ],
+)
+def test_a_secret_file_outside_the_ignored_directory_is_caught(
+    deployment_copy: Path, path: str, old: str, new: str
+) -> None:
+    files.break_file(deployment_copy, path, old, new)
     assert secret_file_problems(deployment_copy)
 
 

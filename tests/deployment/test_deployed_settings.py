@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
+from services.agent.settings import AgentSettings
 from services.api.settings import ApiSettings
 from services.notifier.settings import NotifierSettings
 from services.purger.settings import PurgerSettings
@@ -61,6 +62,9 @@ class Needs:
     secrets: tuple[str, ...]
     variables: tuple[str, ...] = ()
     listener: Listener | None = None
+    #: Secrets it never reads, and is therefore not given: whoever takes the container over
+    #: finds them neither.
+    not_given: tuple[str, ...] = ()
 
 
 SECRETS = ("GALLRING_PSEUDONYM_SECRET", "GALLRING_DATABASE_URL")
@@ -68,6 +72,11 @@ SECRETS = ("GALLRING_PSEUDONYM_SECRET", "GALLRING_DATABASE_URL")
 OPTIONAL_SECRETS = ("GALLRING_KAFKA_SASL_PASSWORD",)
 #: The API and the notifier seal and open recipients' signing secrets; the purger does not.
 SIGNING_SECRETS = (*SECRETS, "GALLRING_SECRET_SEALING_KEY")
+#: The erasure agent's: Gallring's pseudonym secret and a key with the scope erasures:confirm.
+#: Its system's database URL comes through its dataset file (test_agent_deployment.py).
+AGENT_SECRETS = ("GALLRING_PSEUDONYM_SECRET", "GALLRING_AGENT_API_KEY")
+#: Every secret setting: none is ever written out as a plain value.
+ALL_SECRETS = (*SIGNING_SECRETS, "GALLRING_AGENT_API_KEY", *OPTIONAL_SECRETS)
 NEEDS = {
     "migrate": Needs(secrets=("GALLRING_DATABASE_URL",)),
     "api": Needs(
@@ -85,8 +94,15 @@ NEEDS = {
         ("GALLRING_KAFKA_BOOTSTRAP", "GALLRING_NOTIFIER_PUBLIC_API_URL"),
         Listener(NotifierSettings, "notifier_metrics_host", "notifier_metrics_port"),
     ),
+    # `gallring agent run`, beside a company's database: never Gallring's own.
+    "agent": Needs(
+        AGENT_SECRETS,
+        ("GALLRING_KAFKA_BOOTSTRAP", "GALLRING_AGENT_API_URL", "GALLRING_AGENT_DATASET_FILE"),
+        Listener(AgentSettings, "agent_status_host", "agent_status_port"),
+        not_given=("GALLRING_DATABASE_URL", "GALLRING_SECRET_SEALING_KEY"),
+    ),
 }
-CONSUMERS = {"purger", "notifier"}
+CONSUMERS = {"purger", "notifier", "agent"}
 
 
 def unread_variables(root: Path) -> list[str]:
@@ -127,12 +143,15 @@ def _missing(workload: Workload, needs: Needs) -> list[str]:
     if not secrets_dir:
         problems.append(f"{SECRETS_DIR_VARIABLE} is not set")
     files_there = workload.secret_file_names_in(secrets_dir) if secrets_dir else set()
-    for variable in SIGNING_SECRETS + OPTIONAL_SECRETS:
+    for variable in ALL_SECRETS:
         if variable in environment:
             problems.append(f"{variable} is written out; it belongs in {SECRETS_DIR_VARIABLE}")
     for variable in needs.secrets:
         if not files_there & {variable.lower(), "*"}:
             problems.append(f"no secret file {variable.lower()} in {SECRETS_DIR_VARIABLE}")
+    for variable in needs.not_given:
+        if variable.lower() in files_there or variable in environment:
+            problems.append(f"{variable} is given, which it never reads")
     for variable in needs.variables:
         if not environment.get(variable):
             problems.append(f"{variable} is not set")
@@ -345,6 +364,49 @@ def test_a_misspelt_variable_is_caught(
             "  GALLRING_SECRETS_DIR: /run/secrets\n",
             "  GALLRING_SECRETS_DIR: /run/secrets\n  GALLRING_SECRET_SEALING_KEY: s3cr3t\n",
             "GALLRING_SECRET_SEALING_KEY is written out",
+        ),
+        (
+            files.AGENT_COMPOSE_FILE,
+            "      GALLRING_AGENT_STATUS_HOST: 0.0.0.0\n",
+            "",
+            "GALLRING_AGENT_STATUS_HOST must be 0.0.0.0",
+        ),
+        (
+            files.AGENT_COMPOSE_FILE,
+            "http://127.0.0.1:9103/readyz",
+            "http://127.0.0.1:9102/readyz",
+            "probes port 9102, but GALLRING_AGENT_STATUS_PORT is 9103",
+        ),
+        (
+            f"{files.AGENT_DIR}/deployment.yaml",
+            "            - name: metrics\n              containerPort: 9103",
+            "            - name: metrics\n              containerPort: 9102",
+            "probes port 9102, but GALLRING_AGENT_STATUS_PORT is 9103",
+        ),
+        (
+            f"{files.AGENT_DIR}/configmap.yaml",
+            "  GALLRING_AGENT_API_URL: https://gallring.example.com\n",
+            "",
+            "GALLRING_AGENT_API_URL is not set",
+        ),
+        (
+            f"{files.AGENT_DIR}/deployment.yaml",
+            "              - key: gallring_agent_api_key\n"
+            "                path: gallring_agent_api_key\n",
+            "",
+            "no secret file gallring_agent_api_key",
+        ),
+        (
+            files.AGENT_COMPOSE_FILE,
+            "      GALLRING_SECRETS_DIR: /run/secrets\n",
+            "      GALLRING_SECRETS_DIR: /run/secrets\n      GALLRING_AGENT_API_KEY: s3cr3t\n",
+            "GALLRING_AGENT_API_KEY is written out",
+        ),
+        (
+            files.AGENT_COMPOSE_FILE,
+            "      - gallring_agent_api_key\n",
+            "      - gallring_agent_api_key\n      - gallring_database_url\n",
+            "GALLRING_DATABASE_URL is given, which it never reads",
         ),
     ],
 )

@@ -10,7 +10,8 @@ from tests.deployment.images import parse_image, pin_problem
 
 
 def image_references(root: Path) -> list[tuple[str, str]]:
-    """(where, image) for every FROM, every Compose service and every Kubernetes container."""
+    """(where, image) for every FROM, every Compose file's service and every Kubernetes
+    container."""
     references = []
     stage_names: set[str] = set()
     for instruction in files.dockerfile_instructions(root):
@@ -20,8 +21,8 @@ def image_references(root: Path) -> list[tuple[str, str]]:
                 references.append((f"{files.DOCKERFILE}: FROM", image))
             if len(alias) == 2 and alias[0].upper() == "AS":
                 stage_names.add(alias[1].lower())
-    for name, service in files.compose(root)["services"].items():
-        references.append((f"{files.COMPOSE_FILE}: {name}", service.get("image", "")))
+    for compose_file, name, service in files.compose_services(root):
+        references.append((f"{compose_file}: {name}", service.get("image", "")))
     for path, manifest in files.kubernetes_manifests(root):
         pod = manifest.get("spec", {}).get("template", {}).get("spec", {})
         for container in pod.get("initContainers", []) + pod.get("containers", []):
@@ -103,6 +104,8 @@ def test_an_unpinned_image_is_caught(deployment_copy: Path, path: str, old: str,
     [
         (files.COMPOSE_FILE, "image: gallring:0.1.0", "image: gallring:0.0.9"),
         (f"{files.MIGRATE_DIR}/migrate-job.yaml", "gallring:0.1.0", "gallring:0.2.0"),
+        (files.AGENT_COMPOSE_FILE, "image: gallring:0.1.0", "image: gallring:0.0.9"),
+        (f"{files.AGENT_DIR}/deployment.yaml", "gallring:0.1.0", "gallring:0.2.0"),
     ],
 )
 def test_a_stale_gallring_tag_is_caught(

@@ -166,7 +166,8 @@ def test_the_manifests_follow_the_kubernetes_schemas() -> None:
 
 
 def test_the_kustomizations_list_exactly_the_manifest_files() -> None:
-    assert len(files.kustomization_files(files.REPO)) == 2
+    # The services', the migration Job's and the erasure agent's.
+    assert len(files.kustomization_files(files.REPO)) == 3
     assert kustomization_problems(files.REPO) == []
 
 
@@ -352,6 +353,9 @@ def test_an_overlay_that_misses_the_job_or_the_configmap_is_caught(
         ("deploy/kubernetes/configmap.yaml", '"12"', "12"),
         ("deploy/kubernetes/poddisruptionbudgets.yaml", "policy/v1", "policy/v1beta1"),
         (MIGRATE_JOB, "backoffLimit: 3", "backoffLimit: three"),
+        (f"{files.AGENT_DIR}/deployment.yaml", "  replicas: 1", "  replicas: one"),
+        (f"{files.AGENT_DIR}/networkpolicy.yaml", "          port: 9103", "          ports: 9103"),
+        (f"{files.AGENT_DIR}/configmap.yaml", 'STATUS_PORT: "9103"', "STATUS_PORT: 9103"),
     ],
 )
 def test_a_manifest_off_the_schema_is_caught(
@@ -371,6 +375,13 @@ def test_a_manifest_off_the_schema_is_caught(
             files.KUSTOMIZATION,
             "  - poddisruptionbudgets.yaml\n",
             "  - poddisruptionbudgets.yaml\n  - migrate/migrate-job.yaml\n",
+        ),
+        (files.AGENT_KUSTOMIZATION, "  - networkpolicy.yaml\n", ""),
+        # The agent in Gallring's namespace, beside its services, rather than beside its system:
+        (
+            files.KUSTOMIZATION,
+            "  - networkpolicies.yaml\n",
+            "  - networkpolicies.yaml\n  - agent/deployment.yaml\n",
         ),
     ],
 )
@@ -461,6 +472,24 @@ def test_a_secret_generated_from_the_kustomization_is_caught(deployment_copy: Pa
             "deploy/kubernetes/poddisruptionbudgets.yaml",
             "      app.kubernetes.io/component: notifier",
             "      app.kubernetes.io/component: notifiers",
+            disruption_budget_problems,
+        ),
+        (
+            f"{files.AGENT_DIR}/deployment.yaml",
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: false",
+            hardening_problems,
+        ),
+        (
+            f"{files.AGENT_DIR}/deployment.yaml",
+            "        runAsNonRoot: true\n",
+            "",
+            hardening_problems,
+        ),
+        (
+            f"{files.AGENT_DIR}/poddisruptionbudget.yaml",
+            "      app.kubernetes.io/component: agent",
+            "      app.kubernetes.io/component: agents",
             disruption_budget_problems,
         ),
     ],

@@ -2,7 +2,10 @@
 for the connections that matter: the notifier reaches the internet over https and no private,
 link-local or otherwise internal address; the API is reached from the ingress controller's and
 the monitoring namespaces alone; the workers' status ports from the monitoring namespace alone;
-every pod reaches DNS, and each what it needs of Kafka and PostgreSQL, and nothing else.
+every pod reaches DNS, and each what it needs of Kafka and PostgreSQL, and nothing else. And the
+erasure agent's (deploy/kubernetes/agent/), in a company system's namespace: DNS, Kafka, the API
+through the ingress controller and the system's database, its status port from monitoring, and
+the namespace's other pods left as they were.
 
 The evaluation covers what the manifests use: pod and namespace selectors (``matchLabels``,
 ``matchExpressions`` with ``In``), ``ipBlock`` with ``except``, and ports by number."""
@@ -19,6 +22,8 @@ from tests.deployment import files
 from tests.deployment.test_kubernetes import KUBECTL, OVERLAY, kustomize, readme_overlay
 
 NAMESPACE = "gallring"
+#: Where the README's overlay applies the agent: its system's namespace.
+AGENT_NAMESPACE = "collection"
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,13 @@ ELSEWHERE = pod_in("default", {"app": "someone"})
 NEIGHBOUR = pod_in(NAMESPACE, {"app.kubernetes.io/name": "gallring"})
 
 
-def policies(root: Path) -> list[dict[str, Any]]:
+def policies(root: Path, directory: str = files.KUBERNETES_DIR) -> list[dict[str, Any]]:
+    """The policies of one kustomization's directory: they hold in its namespace alone (the
+    services' in Gallring's, the agent's in its system's)."""
     return [
         manifest
-        for _, manifest in files.kubernetes_manifests(root)
-        if manifest.get("kind") == "NetworkPolicy"
+        for path, manifest in files.kubernetes_manifests(root)
+        if manifest.get("kind") == "NetworkPolicy" and path.parent == root / directory
     ]
 
 
@@ -78,7 +85,7 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
-def _peer_matches(rule_peer: dict[str, Any], peer: Peer) -> bool:
+def _peer_matches(rule_peer: dict[str, Any], peer: Peer, namespace: str) -> bool:
     if "ipBlock" in rule_peer:
         if peer.address is None:
             return False
@@ -93,7 +100,7 @@ def _peer_matches(rule_peer: dict[str, Any], peer: Peer) -> bool:
         namespace_labels = {"kubernetes.io/metadata.name": peer.namespace}
         if not _selects(rule_peer["namespaceSelector"], namespace_labels):
             return False
-    elif peer.namespace != NAMESPACE:  # a podSelector alone: pods of the policy's namespace
+    elif peer.namespace != namespace:  # a podSelector alone: pods of the policy's namespace
         return False
     return "podSelector" not in rule_peer or _selects(rule_peer["podSelector"], peer.labels)
 
@@ -112,10 +119,12 @@ def allowed(
     peer: Peer,
     port: int,
     protocol: str = "TCP",
+    namespace: str = NAMESPACE,
 ) -> bool:
     """Whether Kubernetes lets ``pod`` connect to ``peer`` (``egress``) or ``peer`` connect to
     ``pod`` (``ingress``), under the policies of ``root``'s manifests (or those given): allowed
-    if no policy isolates the pod that way, else if a rule of one of those that do allows it."""
+    if no policy isolates the pod that way, else if a rule of one of those that do allows it.
+    The policies and the pod are in ``namespace``."""
     policy_type, peers_key = {"egress": ("Egress", "to"), "ingress": ("Ingress", "from")}[direction]
     isolating = [
         policy["spec"]
@@ -127,7 +136,9 @@ def allowed(
         return True
     return any(
         _port_matches(rule, port, protocol)
-        and (peers_key not in rule or any(_peer_matches(p, peer) for p in rule[peers_key]))
+        and (
+            peers_key not in rule or any(_peer_matches(p, peer, namespace) for p in rule[peers_key])
+        )
         for spec in isolating
         for rule in spec.get(direction, [])
     )
@@ -241,3 +252,71 @@ def test_the_readme_overlay_lets_the_notifier_reach_its_recipients_alone(tmp_pat
     traefik = pod_in("traefik", {"app.kubernetes.io/name": "traefik"})
     assert allowed(overlay_policies, api, "ingress", traefik, 8000)
     assert not allowed(overlay_policies, api, "ingress", INGRESS, 8000)
+
+
+# The erasure agent, in its system's namespace beside the system's database.
+SYSTEM_DATABASE = pod_in(AGENT_NAMESPACE, {"app.kubernetes.io/name": "collection-database"})
+SYSTEM_APP = pod_in(AGENT_NAMESPACE, {"app.kubernetes.io/name": "collection-web"})
+GALLRING_API = pod_in(
+    NAMESPACE, {"app.kubernetes.io/name": "gallring", "app.kubernetes.io/component": "api"}
+)
+
+
+def agent_allowed(
+    root: Path, pod: dict[str, str], direction: str, peer: Peer, port: int, protocol: str = "TCP"
+) -> bool:
+    return allowed(
+        policies(root, files.AGENT_DIR), pod, direction, peer, port, protocol, AGENT_NAMESPACE
+    )
+
+
+@pytest.mark.parametrize(
+    ("direction", "peer", "port", "protocol", "expected"),
+    [
+        ("egress", DNS, 53, "UDP", True),
+        ("egress", DNS, 53, "TCP", True),
+        ("egress", ELSEWHERE, 53, "UDP", False),
+        ("egress", KAFKA, 9092, "TCP", True),
+        ("egress", INGRESS, 443, "TCP", True),  # the API, at its Ingress' address
+        ("egress", SYSTEM_DATABASE, 5432, "TCP", True),
+        ("egress", SYSTEM_APP, 5432, "TCP", False),
+        ("egress", POSTGRES, 5432, "TCP", False),  # Gallring's database: never the agent's
+        ("egress", GALLRING_API, 8000, "TCP", False),  # past the ingress: the API's policy refuses
+        ("egress", internet("93.184.215.14"), 443, "TCP", False),
+        ("egress", internet("169.254.169.254"), 80, "TCP", False),
+        ("ingress", PROMETHEUS, 9103, "TCP", True),
+        ("ingress", SYSTEM_APP, 9103, "TCP", False),
+        ("ingress", ELSEWHERE, 9103, "TCP", False),
+    ],
+)
+def test_the_agent_reaches_dns_kafka_the_api_and_its_database_alone(
+    direction: str, peer: Peer, port: int, protocol: str, expected: bool
+) -> None:
+    agent = pod_labels(files.REPO)["agent"]
+    assert agent_allowed(files.REPO, agent, direction, peer, port, protocol) is expected
+
+
+def test_the_agents_policy_leaves_its_systems_other_pods_alone() -> None:
+    """Applied in the system's namespace, it isolates the agent and nothing else there."""
+    for pod in (SYSTEM_DATABASE, SYSTEM_APP):
+        assert agent_allowed(files.REPO, pod.labels, "ingress", SYSTEM_APP, 5432)
+        assert agent_allowed(files.REPO, pod.labels, "egress", internet("93.184.215.14"), 443)
+
+
+def test_an_agent_policy_over_the_whole_namespace_is_caught(deployment_copy: Path) -> None:
+    path = f"{files.AGENT_DIR}/networkpolicy.yaml"
+    old = (
+        "spec:\n  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: gallring-agent\n"
+        "      app.kubernetes.io/component: agent\n"
+    )
+    files.break_file(deployment_copy, path, old, "spec:\n  podSelector: {}\n")
+    assert not agent_allowed(deployment_copy, SYSTEM_DATABASE.labels, "ingress", SYSTEM_APP, 5432)
+
+
+def test_an_agent_policy_letting_it_reach_the_internet_is_caught(deployment_copy: Path) -> None:
+    path = f"{files.AGENT_DIR}/networkpolicy.yaml"
+    old = "              kubernetes.io/metadata.name: ingress-nginx\n"
+    new = old + "        - ipBlock:\n            cidr: 0.0.0.0/0\n"
+    files.break_file(deployment_copy, path, old, new)
+    agent = pod_labels(deployment_copy)["agent"]
+    assert agent_allowed(deployment_copy, agent, "egress", internet("93.184.215.14"), 443)

@@ -25,8 +25,9 @@ from tests.deployment.workloads import default_command, is_gallring_image
 METRICS_PATH = "/metrics"
 #: The API's routes a probe may ask: its health router's, but the metrics.
 PROBE_ROUTES = frozenset(route.path for route in router.routes) - {METRICS_PATH}
-#: The subcommands whose status port (shared/runtime/status_server.py, status_server) is probed.
-WORKERS = frozenset({"purger", "notifier"})
+#: The subcommands whose status port (shared/runtime/status_server.py, status_server) is probed:
+#: the erasure agent's (`gallring agent run`) is the same server.
+WORKERS = frozenset({"purger", "notifier", "agent"})
 #: A worker's readiness check: Kubernetes' readinessProbe, and the Compose health check (which
 #: `depends_on: condition: service_healthy` and `docker compose ps` read as readiness).
 READINESS_KINDS = frozenset({"readinessProbe", "healthcheck"})
@@ -84,20 +85,20 @@ def _compose_serves(root: Path, service: dict[str, Any]) -> str | None:
 
 
 def probes(root: Path) -> list[Probe]:
-    """The Dockerfile's HEALTHCHECK, the Compose file's health checks, the manifests' probes."""
+    """The Dockerfile's HEALTHCHECK, the Compose files' health checks, the manifests' probes."""
     found = []
     instructions = files.dockerfile_instructions(root)
     for instruction in [i for i in instructions if i.cmd == "HEALTHCHECK"][-1:]:
         serves = (default_command(root) or ("",))[0]
         found.append(_command_probe("Dockerfile: HEALTHCHECK", serves, " ".join(instruction.value)))
-    for name, service in files.compose(root)["services"].items():
+    for compose_file, name, service in files.compose_services(root):
         healthcheck = service.get("healthcheck") or {}
         serves = _compose_serves(root, service)
         if serves is None or healthcheck.get("disable") or not healthcheck.get("test"):
             continue
         test = healthcheck["test"]
         command = " ".join(test) if isinstance(test, list) else test
-        found.append(_command_probe(f"{files.COMPOSE_FILE}: {name}", serves, command))
+        found.append(_command_probe(f"{compose_file}: {name}", serves, command))
     for path, container in _gallring_containers(root):
         serves = (container.get("args") or ["api"])[0]
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -119,10 +120,10 @@ def _gallring_containers(root: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
 
 
 def workers_without_readiness(root: Path) -> list[str]:
-    """Where a purger or a notifier runs with no readiness check at all."""
+    """Where a purger, a notifier or an agent runs with no readiness check at all."""
     missing = [
-        f"{files.COMPOSE_FILE}: {name}: no health check"
-        for name, service in files.compose(root)["services"].items()
+        f"{compose_file}: {name}: no health check"
+        for compose_file, name, service in files.compose_services(root)
         if _compose_serves(root, service) in WORKERS
         and ((service.get("healthcheck") or {}).get("disable") or not service.get("healthcheck"))
     ]
@@ -255,6 +256,21 @@ def test_every_probe_asks_a_probe_route_of_its_service() -> None:
             "urllib.request.urlopen('http://127.0.0.1:9102/readyz', timeout=4)\"]\n",
             "      disable: true\n",
         ),
+        # The agent's: /metrics, a readiness that stays 200 without its database, or none.
+        (files.AGENT_COMPOSE_FILE, "http://127.0.0.1:9103/readyz", "http://127.0.0.1:9103/metrics"),
+        (files.AGENT_COMPOSE_FILE, "http://127.0.0.1:9103/readyz", "http://127.0.0.1:9103/healthz"),
+        (f"{files.AGENT_DIR}/deployment.yaml", "path: /healthz", "path: /metrics"),
+        (
+            f"{files.AGENT_DIR}/deployment.yaml",
+            "          readinessProbe:\n            httpGet:\n              path: /readyz\n",
+            "          readinessProbe:\n            httpGet:\n              path: /healthz\n",
+        ),
+        (
+            f"{files.AGENT_DIR}/deployment.yaml",
+            "          readinessProbe:",
+            "          readinessProbeX:",
+        ),
+        (files.AGENT_COMPOSE_FILE, "    healthcheck:\n", "    healthcheck:\n      disable: true\n"),
     ],
 )
 def test_a_probe_asking_the_wrong_path_or_none_is_caught(

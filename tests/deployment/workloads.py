@@ -4,7 +4,7 @@ checks covers both ways of deploying."""
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +30,8 @@ class Workload:
     secret_files: frozenset[PurePosixPath]
     probed_ports: frozenset[int]
     replicas: int
+    #: Files mounted from configs (Compose) or ConfigMaps, by path, with their text.
+    config_files: dict[PurePosixPath, str] = field(default_factory=dict)
 
     @property
     def subcommand(self) -> str | None:
@@ -51,31 +53,61 @@ def is_gallring_image(image: str) -> bool:
 
 
 def compose_workloads(root: Path) -> list[Workload]:
-    """The Compose services that run the Gallring image."""
-    services: dict[str, Any] = files.compose(root)["services"]
-    return [
-        _compose_workload(name, service, default_command(root))
-        for name, service in services.items()
-        if is_gallring_image(service.get("image", "")) or "build" in service
-    ]
+    """The services of the Compose files that run the Gallring image."""
+    workloads = []
+    for compose_file in files.COMPOSE_FILES:
+        document = files.compose(root, compose_file)
+        configs = _compose_configs(root, compose_file, document.get("configs") or {})
+        workloads += [
+            _compose_workload(f"{compose_file}: {name}", service, default_command(root), configs)
+            for name, service in document["services"].items()
+            if is_gallring_image(service.get("image", "")) or "build" in service
+        ]
+    return workloads
+
+
+def _compose_configs(root: Path, compose_file: str, configs: dict[str, Any]) -> dict[str, str]:
+    """Each top-level config's text: its ``content``, or its ``file``'s (None if missing)."""
+    texts = {}
+    for name, config in configs.items():
+        if "content" in config:
+            texts[name] = str(config["content"])
+        elif "file" in config:
+            path = root / files.compose_path(compose_file, config["file"])
+            if path.is_file():
+                texts[name] = path.read_text()
+    return texts
 
 
 def _compose_workload(
-    name: str, service: dict[str, Any], image_command: tuple[str, ...]
+    where: str,
+    service: dict[str, Any],
+    image_command: tuple[str, ...],
+    configs: dict[str, str] | None = None,
 ) -> Workload:
     entrypoint = _as_words(service.get("entrypoint")) or ENTRYPOINT
     command = _as_words(service.get("command")) or image_command
     healthcheck = service.get("healthcheck") or {}
     test = " ".join(_as_words(healthcheck.get("test")))
     deploy = service.get("deploy") or {}
+    config_files = {}
+    for config in service.get("configs", []):
+        source = config if isinstance(config, str) else config["source"]
+        # Compose mounts a config at /<source> unless given a target.
+        target = PurePosixPath("/") / (
+            source if isinstance(config, str) else config.get("target", source)
+        )
+        if source in (configs or {}):
+            config_files[target] = (configs or {})[source]
     return Workload(
-        where=f"{files.COMPOSE_FILE}: {name}",
+        where=where,
         entrypoint=entrypoint,
         command=command,
         environment=_compose_environment(service.get("environment")),
         secret_files=frozenset(_compose_secret_file(s) for s in service.get("secrets", [])),
         probed_ports=frozenset(int(p) for p in _LOOPBACK_PORT.findall(test)),
         replicas=int(deploy.get("replicas", service.get("scale", 1))),
+        config_files=config_files,
     )
 
 
@@ -148,6 +180,7 @@ def _kubernetes_workload(
         secret_files=frozenset(_kubernetes_secret_files(pod, container)),
         probed_ports=frozenset(probed_ports),
         replicas=replicas,
+        config_files=_kubernetes_config_files(pod, container, config_maps),
     )
 
 
@@ -161,6 +194,31 @@ def _kubernetes_secret_files(pod: dict[str, Any], container: dict[str, Any]) -> 
         directory = PurePosixPath(mount["mountPath"])
         items = secret.get("items")
         mounted |= {directory / item["path"] for item in items} if items else {directory / "*"}
+    return mounted
+
+
+def _kubernetes_config_files(
+    pod: dict[str, Any], container: dict[str, Any], config_maps: dict[str, dict[str, str]]
+) -> dict[PurePosixPath, str]:
+    """The ConfigMap keys a container sees as files: a volume's ``items`` (or every key) under
+    its mount path, or the one key a ``subPath`` names."""
+    volumes = {v["name"]: v["configMap"] for v in pod.get("volumes", []) if "configMap" in v}
+    mounted = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"])
+        if volume is None:
+            continue
+        data = config_maps.get(volume["name"], {})
+        paths = {item["path"]: item["key"] for item in volume.get("items", [])} or {
+            key: key for key in data
+        }
+        directory = PurePosixPath(mount["mountPath"])
+        if "subPath" in mount:
+            key = paths.get(mount["subPath"])
+            if key in data:
+                mounted[directory] = data[key]
+            continue
+        mounted |= {directory / path: data[key] for path, key in paths.items() if key in data}
     return mounted
 
 
