@@ -54,6 +54,12 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
         del fresh[event_id]
     if not fresh:
         return
+    subjects = sorted({message.subject for message in fresh.values()})
+    # The facts stored before this batch, in one query for all its subjects (read before this
+    # batch's are stored, which are then added as they came: not read back and parsed again).
+    facts_of = subject_clocks.load_facts_of(connection, subjects)
+    for message in fresh.values():
+        facts_of[message.subject].append(message)
     connection.execute(
         insert(subject_clocks.FACTS),
         [
@@ -67,12 +73,13 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
         ],
     )
     erasable = 0
-    for subject in sorted({message.subject for message in fresh.values()}):
-        facts = subject_clocks.load_facts(connection, subject)
+    new_clocks = subject_clocks.NewClockRows()  # one insert for the batch's new clocks
+    for subject in subjects:
         clocks = subject_clocks.reevaluate(
-            connection, retention, subject, facts, clocks_of[subject], now
+            connection, retention, subject, facts_of[subject], clocks_of[subject], now, new_clocks
         )
         erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
+    new_clocks.insert(connection)
     batch.new_events += len(fresh)
     batch.erasable_clocks += erasable
 

@@ -111,6 +111,20 @@ def verdict_digest(
     return retention.digest
 
 
+class NewClockRows:
+    """New clock rows gathered over many subjects and inserted in one statement: a batch of a
+    back-fill makes a clock or two for each of its thousand subjects, and one round trip each
+    would cost more than evaluating them."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def insert(self, connection: Connection) -> None:
+        if self.rows:
+            connection.execute(insert(CLOCKS), self.rows)
+            self.rows = []
+
+
 def reevaluate(
     connection: Connection,
     retention: RetentionEngine,
@@ -118,11 +132,21 @@ def reevaluate(
     facts: list[LifecycleMessage],
     existing: dict[RowKey, Row[Any]],
     now: datetime,
+    new_rows: NewClockRows | None = None,
 ) -> list[RetentionClock]:
     """Evaluate a locked subject again from its stored ``facts`` and store the verdict over its
-    ``existing`` clock rows; returns its clocks."""
+    ``existing`` clock rows; returns its clocks. New rows go into ``new_rows`` when given (the
+    caller inserts them), else they are inserted at once."""
     clocks = retention.evaluate(subject, facts, now)
-    store(connection, subject, clocks, existing, now, verdict_digest(retention, facts, now))
+    store(
+        connection,
+        subject,
+        clocks,
+        existing,
+        now,
+        verdict_digest(retention, facts, now),
+        new_rows,
+    )
     if not clocks:
         _forget_released_holds(connection, facts)
     return clocks
@@ -135,25 +159,29 @@ def store(
     existing: dict[RowKey, Row[Any]],
     now: datetime,
     policy_digest: str | None,
+    new_rows: NewClockRows | None = None,
 ) -> list[RetentionClock]:
     """Make the subject's rows say what ``clocks`` say, reached under ``policy_digest``; rows no
-    clock matches are removed. Returns the clocks that are new or changed."""
+    clock matches are removed. Returns the clocks that are new or changed. New rows go into
+    ``new_rows`` when given (the caller inserts them), else they are inserted at once."""
     remaining = dict(existing)
     changed = []
+    pending = new_rows if new_rows is not None else NewClockRows()
     for clock in clocks:
         values = {**_values(clock), "policy_digest": policy_digest}
         row = remaining.pop(clock_key(clock), None)
         if row is None:
-            connection.execute(
-                insert(CLOCKS).values(
-                    erasure_id=uuid4(),
-                    subject_pseudonym=subject,
-                    category=clock.category.value,
-                    scope_key=clock_key(clock)[1],
-                    scope_value=clock_key(clock)[2],
-                    updated_at=now,
+            _, scope_key, scope_value = clock_key(clock)
+            pending.rows.append(
+                {
+                    "erasure_id": uuid4(),
+                    "subject_pseudonym": subject,
+                    "category": clock.category.value,
+                    "scope_key": scope_key,
+                    "scope_value": scope_value,
+                    "updated_at": now,
                     **values,
-                )
+                }
             )
             changed.append(clock)
         elif any(getattr(row, column) != value for column, value in values.items()):
@@ -167,6 +195,8 @@ def store(
         gone = connection.execute(delete(CLOCKS).where(unchanged(connection, remaining.values())))
         if gone.rowcount != len(remaining):
             raise ClockChanged()
+    if new_rows is None:
+        pending.insert(connection)
     return changed
 
 
