@@ -1,7 +1,8 @@
 """The purger process's composition root: it builds the retention engine, the lifecycle
-consumer, the sweep on an APScheduler interval, the outbox relay that publishes the erasures,
-and the status server, and runs them. ``gallring purger`` runs it (``main.py``); a test may hand
-it parts of its own (an engine with another policy, a relay of its own).
+consumers (one for the immediate lane), the sweep on an APScheduler interval, the outbox relay
+that publishes the erasures, and the status server, and runs them. ``gallring purger`` runs it
+(``main.py``); a test may hand it parts of its own (an engine with another policy, a relay of its
+own).
 
 One interval job sweeps every due clock, however many there are: clocks live in the database,
 never as scheduler jobs. An immediate erasure asks for a sweep at once instead of at the next
@@ -19,7 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from services.purger import prune
-from services.purger.consumer import lifecycle_consumer
+from services.purger.consumer import lifecycle_consumers
 from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import REFRESH_EVERY_SECONDS, refresh_stale_verdicts
 from services.purger.settings import PurgerSettings
@@ -53,7 +54,7 @@ class Purger:
         self._sweeping = False
         self._jobs: set[asyncio.Task[None]] = set()  # the scheduler's jobs under way
         self._sweep_again = False
-        self.consumer = lifecycle_consumer(
+        self.consumers = lifecycle_consumers(
             db,
             self._retention,
             settings,
@@ -105,10 +106,13 @@ class Purger:
                 settings.purger_metrics_port,
                 self.metrics.registry,
                 self._db,
-                stalled=self.consumer.stalled,
-                joined=self.consumer.joined,
+                stalled=lambda: any(consumer.stalled() for consumer in self.consumers),
+                joined=lambda: all(consumer.joined() for consumer in self.consumers),
             ):
-                tasks = [asyncio.create_task(self.consumer.run(), name="purger-consumer")]
+                tasks = [
+                    asyncio.create_task(consumer.run(), name=f"{consumer.name}-consumer")
+                    for consumer in self.consumers
+                ]
                 if settings.relay.enabled:
                     tasks.append(asyncio.create_task(self.relay.run(), name="purger-relay"))
                 await supervise(tasks, self._stopping, self._stop_tasks)
@@ -124,7 +128,8 @@ class Purger:
     def _stop_tasks(self) -> None:
         self._refresh_stopping.set()
         self._prune_stopping.set()
-        self.consumer.stop()
+        for consumer in self.consumers:
+            consumer.stop()
         self.relay.stop()
 
     def stop(self) -> None:

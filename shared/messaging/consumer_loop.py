@@ -111,6 +111,11 @@ class ConsumerLoop(Generic[Parsed]):
         self._progressed_at = time.monotonic()
         self._joined = False  # the current consumer has been given its share of the group
 
+    @property
+    def name(self) -> str:
+        """What its log lines call it: ``purger``, ``notifier``, ``agent``…"""
+        return self._name
+
     def stop(self) -> None:
         """Finish the batch in hand, then leave :meth:`run`."""
         self._stopping.set()

@@ -5,7 +5,16 @@ Every message is keyed by the subject pseudonym, so that one subject's messages 
 None of them holds personal data.
 """
 
+from shared.domain.policy.model import IMMEDIATE_EVENT_TYPES
+
 LIFECYCLE = "gallring.lifecycle.v1"
+#: Lifecycle events the notice promises to act on at once (an unsubscribe, an objection, a
+#: withdrawn consent, an erasure request or instruction: ``IMMEDIATE_EVENT_TYPES``), in a lane
+#: of their own, so that they never wait behind a back-fill queued on ``LIFECYCLE``. The same
+#: messages, keyed alike; the purger reads it with a consumer of its own. A subject's events in
+#: the two lanes may be applied in either order: a subject's clocks are a function of the set of
+#: its facts, and an event about data already erased is recognised when it comes late.
+LIFECYCLE_IMMEDIATE = "gallring.lifecycle-immediate.v1"
 ERASURE_COMMANDS = "gallring.erasure-commands.v1"
 ERASURES = "gallring.erasures.v1"
 DEAD_LETTERS = "gallring.dlq.v1"
@@ -15,6 +24,7 @@ NOTIFICATION_COMMANDS = "gallring.notification-commands.v1"
 ERASURE_CONFIRMATIONS = "gallring.erasure-confirmations.v1"
 ALL_TOPICS = (
     LIFECYCLE,
+    LIFECYCLE_IMMEDIATE,
     ERASURE_COMMANDS,
     ERASURES,
     DEAD_LETTERS,
@@ -25,3 +35,8 @@ ALL_TOPICS = (
 HEADER_EVENT_TYPE = "event-type"
 HEADER_SCHEMA_VERSION = "schema-version"
 HEADER_EVENT_ID = "event-id"
+
+
+def lifecycle_topic(event_type: str) -> str:
+    """The lane a lifecycle event of ``event_type`` is published in."""
+    return LIFECYCLE_IMMEDIATE if event_type in IMMEDIATE_EVENT_TYPES else LIFECYCLE

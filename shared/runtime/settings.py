@@ -87,7 +87,10 @@ class KafkaSettings(GallringEnvironment):
     # How long each topic keeps its messages (its retention.ms): the broker's default may be
     # longer, or for ever, and an erased subject's pseudonymous history would stay readable.
     lifecycle_retention_hours: int = Field(
-        default=7 * 24, ge=1, description="gallring.lifecycle.v1: read by purger and notifier"
+        default=7 * 24,
+        ge=1,
+        description="gallring.lifecycle.v1 (read by purger and notifier) and "
+        "gallring.lifecycle-immediate.v1 (by the purger)",
     )
     erasure_commands_retention_hours: int = Field(
         default=14 * 24, ge=1, description="gallring.erasure-commands.v1: other teams' systems"
@@ -214,6 +217,7 @@ def _no_key_password() -> str:
 #: The KafkaSettings field that bounds how long each topic keeps its messages.
 _RETENTION_FIELDS = {
     topics.LIFECYCLE: "lifecycle_retention_hours",
+    topics.LIFECYCLE_IMMEDIATE: "lifecycle_retention_hours",
     topics.ERASURE_COMMANDS: "erasure_commands_retention_hours",
     topics.ERASURES: "erasures_retention_hours",
     topics.ERASURE_CONFIRMATIONS: "erasure_confirmations_retention_hours",

@@ -80,6 +80,9 @@ async def test_an_agent_killed_before_it_could_confirm_erases_once_and_confirms_
     await skip_to_the_end(kafka_settings, gallring.group, topics.ERASURE_COMMANDS)
     await skip_to_the_end(kafka_settings, gallring.purger_group, topics.LIFECYCLE)
     await skip_to_the_end(kafka_settings, gallring.purger_group, topics.ERASURE_CONFIRMATIONS)
+    await skip_to_the_end(
+        kafka_settings, gallring.purger_group + "-immediate", topics.LIFECYCLE_IMMEDIATE
+    )
     status_port = free_loopback_port()
     log = tmp_path / "agent.log"
 

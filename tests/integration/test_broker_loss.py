@@ -172,7 +172,7 @@ async def test_a_broker_that_forgets_what_it_acknowledged_loses_nothing(
                 return all(states.get(n) == "confirmed" for n in load.confirmed)
 
             await eventually(every_confirmation_recorded, timeout=30)
-            assert not p.consumer.stalled() and not notifier.consumer.stalled()
+            assert not any(c.stalled() for c in p.consumers) and not notifier.consumer.stalled()
     finally:
         broker.stop()
         forget_the_session_broker(migrated_url)  # nor this broker's of the session's

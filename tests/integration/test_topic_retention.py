@@ -53,6 +53,7 @@ async def test_every_topic_is_created_with_the_retention_its_setting_gives(
 
     assert await retention_of(admin, *topics.ALL_TOPICS) == {
         topics.LIFECYCLE: str(5 * HOUR_MS),
+        topics.LIFECYCLE_IMMEDIATE: str(5 * HOUR_MS),  # the same events, in their own lane
         topics.ERASURE_COMMANDS: str(14 * 24 * HOUR_MS),
         topics.ERASURES: str(7 * 24 * HOUR_MS),
         topics.ERASURE_CONFIRMATIONS: str(7 * 24 * HOUR_MS),

@@ -177,10 +177,10 @@ WITH incoming AS (
     SELECT * FROM ROWS FROM (
         json_to_recordset(%(events)s::json) AS (
             event_id uuid, body_digest text, message_key text, value text, headers text,
-            actor text
+            actor text, topic text
         )
     ) WITH ORDINALITY AS incoming (event_id, body_digest, message_key, value, headers, actor,
-                                   position)
+                                   topic, position)
 ), stored AS (
     INSERT INTO idempotency_record (event_id, body_digest, accepted_at)
     SELECT event_id, body_digest, %(now)s FROM incoming ORDER BY event_id
@@ -188,7 +188,7 @@ WITH incoming AS (
     RETURNING event_id
 ), queued AS (
     INSERT INTO outbox_message (event_id, topic, message_key, value, headers, created_at)
-    SELECT event_id, %(topic)s, message_key, value, headers, %(now)s
+    SELECT event_id, topic, message_key, value, headers, %(now)s
     FROM incoming JOIN stored USING (event_id) ORDER BY position
 ), audited AS (
     INSERT INTO audit_entry (at, actor, action, detail)
@@ -213,10 +213,11 @@ def _store_parameters(unique: dict[UUID, Intake], now: datetime) -> dict[str, An
             "value": intake.message_json,
             "headers": message_headers(intake.event.type, event_id, SCHEMA_VERSION),
             "actor": intake.actor.name,
+            "topic": topics.lifecycle_topic(intake.event.type),
         }
         for event_id, intake in unique.items()
     ]
-    return {"events": orjson.dumps(events).decode(), "topic": topics.LIFECYCLE, "now": now}
+    return {"events": orjson.dumps(events).decode(), "now": now}
 
 
 def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> None:
@@ -247,7 +248,7 @@ def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> Non
 def _outbox_row(intake: Intake, now: datetime) -> dict[str, Any]:
     event = intake.event
     return outbox_row(
-        topics.LIFECYCLE,
+        topics.lifecycle_topic(event.type),
         key=intake.pseudonym,
         value=intake.message_json,
         event_type=event.type,

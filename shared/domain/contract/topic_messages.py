@@ -23,6 +23,7 @@ from shared.messaging import topics
 #: Per topic: what its key is, and the models its values take (told apart by ``type``).
 TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
     topics.LIFECYCLE: ("the subject's pseudonym", (LifecycleMessage,)),
+    topics.LIFECYCLE_IMMEDIATE: ("the subject's pseudonym", (LifecycleMessage,)),
     topics.ERASURE_COMMANDS: (
         "the subject's pseudonym (a command published again for one system: the subject hash)",
         (ErasureCommand,),

@@ -51,6 +51,9 @@ async def gallring(gallring_url: str, kafka_settings: KafkaSettings) -> AsyncIte
     await skip_to_the_end(kafka_settings, side.group, topics.ERASURE_COMMANDS)
     await skip_to_the_end(kafka_settings, side.purger_group, topics.LIFECYCLE)
     await skip_to_the_end(kafka_settings, side.purger_group, topics.ERASURE_CONFIRMATIONS)
+    await skip_to_the_end(
+        kafka_settings, side.purger_group + "-immediate", topics.LIFECYCLE_IMMEDIATE
+    )
     yield side
     side.db.dispose()
 

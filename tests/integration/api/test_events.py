@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from services.api.api_keys import Scope
 from services.api.events.schemas import BatchResult
 from shared.domain.contract.examples import EXAMPLES
+from shared.domain.policy.model import IMMEDIATE_EVENT_TYPES
 from shared.domain.pseudonym import Pseudonymiser
 from shared.messaging import topics
 from shared.storage.database import make_engine
@@ -43,17 +44,29 @@ async def test_every_event_type_is_accepted_and_published_without_raw_identifier
         assert response.json()["event_id"] == event["event_id"]
         sent[event["event_id"]] = event
 
-    records = await read_topic(
-        api.settings.kafka,
-        topics.LIFECYCLE,
-        until=lambda rs: set(sent) <= {event_id_of(r) for r in rs},
-    )
+    # Each in its lane: what the notice promises at once in the immediate one, the rest after.
+    immediate = {i for i, event in sent.items() if event["type"] in IMMEDIATE_EVENT_TYPES}
+    assert {sent[i]["type"] for i in immediate} == set(IMMEDIATE_EVENT_TYPES)
+    records = [
+        *await read_topic(
+            api.settings.kafka,
+            topics.LIFECYCLE,
+            until=lambda rs: set(sent) - immediate <= {event_id_of(r) for r in rs},
+        ),
+        *await read_topic(
+            api.settings.kafka,
+            topics.LIFECYCLE_IMMEDIATE,
+            until=lambda rs: immediate <= {event_id_of(r) for r in rs},
+        ),
+    ]
     pseudonymiser = Pseudonymiser(SECRET.encode())
     mine = [r for r in records if event_id_of(r) in sent]
     assert len(mine) == len(sent)
     for record in mine:
         value = json.loads(record.value)
         original = sent[value["event_id"]]
+        lane = topics.LIFECYCLE_IMMEDIATE if value["event_id"] in immediate else topics.LIFECYCLE
+        assert record.topic == lane, original["type"]
         kind, identifier = next(iter(original["subject"].items()))
         expected = pseudonymiser.pseudonym(
             kind, identifier.replace("-", "") if kind == "national_id" else identifier
