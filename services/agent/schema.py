@@ -6,10 +6,11 @@ that names a column the schema does not have is refused before any command is ta
 half-way through one.
 """
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
 
-from sqlalchemy import Column, Connection, MetaData, Table, inspect
+from sqlalchemy import Column, Connection, MetaData, Table, bindparam, inspect, tuple_
 
 from services.agent.dataset import CategorySpec, ColumnErasure, Dataset, TableSpec
 from services.agent.dataset_file import DatasetError
@@ -31,6 +32,22 @@ class BoundTable:
     #: The columns whose erasure makes the row name nobody: the identity, or the reference
     #: that leads to it.
     naming_column: str
+    #: The erasure's statements, built at its first command and reused by every later one
+    #: (:mod:`services.agent.erase`): building them anew each time cost more client time than
+    #: the database spent running them.
+    statements: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def key_in(self) -> Any:
+        """A condition: the row's key is one of the bound ``row_keys`` (values as
+        :meth:`key_parameter` gives them), one statement for any number of keys."""
+        if len(self.key) == 1:
+            return self.key[0].in_(bindparam("row_keys", expanding=True))
+        return tuple_(*self.key).in_(bindparam("row_keys", expanding=True))
+
+    def key_parameter(self, keys: list[tuple[object, ...]]) -> list[Any]:
+        """``row_keys`` for :attr:`key_in`: each key's value, or its tuple of values."""
+        return [key[0] for key in keys] if len(self.key) == 1 else keys
 
     def key_values(self, row_key: list[object]) -> tuple[object, ...]:
         """A row key as the index keeps it (JSON), in the key columns' Python types."""
