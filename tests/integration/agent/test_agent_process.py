@@ -286,3 +286,48 @@ async def test_a_confirmation_the_api_refuses_for_good_sends_the_command_to_the_
     )
     assert count(agent, "gallring_agent_commands_total", outcome="failed") == 1
     assert count(agent, "gallring_agent_commands_total", outcome="erased") == 0
+
+
+def close_the_agents_connections(company_db: Engine) -> None:
+    """What the agent's pooled connections see of a database restart: the server closes them
+    (the other sessions on the company's database, ended from this one)."""
+    with company_db.connect() as connection:
+        if company_db.dialect.name == "postgresql":
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return
+        others = connection.scalars(
+            text(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+        ).all()
+        assert others, "the agent holds no connection to close"
+        for session in others:
+            connection.execute(text(f"KILL CONNECTION {int(session)}"))
+
+
+@pytest.mark.parametrize("company_url", ["postgres", "mariadb"], indirect=True)
+async def test_a_database_restart_while_the_agent_runs_costs_no_command(
+    company_db: Engine, gallring: Gallring, dataset_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connections the agent holds are closed by the database between two commands: the
+    next command is erased and confirmed at its first reading, no batch read again."""
+    with gallring.api():
+        async with running_agent(gallring.agent_settings(dataset_file)) as agent:
+            close_the_agents_connections(company_db)
+            erasure_id = gallring.execute_overdue_case()
+            async with running_purger(
+                gallring.database_url,
+                gallring.kafka,
+                purger_consumer_group=gallring.purger_group,
+            ):
+                confirmed = await eventually(lambda: gallring.confirmed_by(erasure_id), timeout=60)
+    assert confirmed == ["collection"]
+    assert rows(company_db, CASES) == [12, 21]
+    assert count(agent, "gallring_agent_commands_total", outcome="erased") == 1
+    assert not [r for r in caplog.records if "reading them again" in r.getMessage()]
