@@ -24,6 +24,7 @@ from shared.messaging.kafka import make_producer
 from shared.runtime.settings import KafkaSettings
 from shared.storage.migrate import upgrade
 from tests.conftest import new_postgres_database
+from tests.integration.agent.conftest import close_other_sessions
 from tests.integration.agent.running import ADA, OVERDUE, Gallring, skip_to_the_end
 from tests.integration.agent.test_erase import everything
 from tests.integration.purger.running import running_purger
@@ -288,29 +289,6 @@ async def test_a_confirmation_the_api_refuses_for_good_sends_the_command_to_the_
     assert count(agent, "gallring_agent_commands_total", outcome="erased") == 0
 
 
-def close_the_agents_connections(company_db: Engine) -> None:
-    """What the agent's pooled connections see of a database restart: the server closes them
-    (the other sessions on the company's database, ended from this one)."""
-    with company_db.connect() as connection:
-        if company_db.dialect.name == "postgresql":
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-            return
-        others = connection.scalars(
-            text(
-                "SELECT id FROM information_schema.processlist "
-                "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-            )
-        ).all()
-        assert others, "the agent holds no connection to close"
-        for session in others:
-            connection.execute(text(f"KILL CONNECTION {int(session)}"))
-
-
 @pytest.mark.parametrize("company_url", ["postgres", "mariadb"], indirect=True)
 async def test_a_database_restart_while_the_agent_runs_costs_no_command(
     company_db: Engine, gallring: Gallring, dataset_file: Path, caplog: pytest.LogCaptureFixture
@@ -319,7 +297,7 @@ async def test_a_database_restart_while_the_agent_runs_costs_no_command(
     next command is erased and confirmed at its first reading, no batch read again."""
     with gallring.api():
         async with running_agent(gallring.agent_settings(dataset_file)) as agent:
-            close_the_agents_connections(company_db)
+            close_other_sessions(company_db)  # the agent's
             erasure_id = gallring.execute_overdue_case()
             async with running_purger(
                 gallring.database_url,
