@@ -21,7 +21,15 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, Programm
 
 from services.agent import index
 from services.agent.dataset import ColumnErasure
-from services.agent.schema import BoundDataset, BoundTable, CategoryPlan, Erase
+from services.agent.schema import (
+    FEW_KEYS,
+    BoundDataset,
+    BoundTable,
+    CategoryPlan,
+    Erase,
+    key_parameters,
+    keys_among,
+)
 from shared.domain.pseudonym import Pseudonymiser, clock_hash, subject_hash
 
 MASK_PURPOSE = "gallring-agent-mask"
@@ -195,7 +203,7 @@ def _erase_table(
         deleted = 0
         for chunk in _chunks(list(keys.values())):
             deleted += connection.execute(
-                _statement(table, erasure), {"row_keys": table.key_parameter(chunk)}
+                _statement(table, erasure, len(chunk)), key_parameters(chunk)
             ).rowcount
         return deleted, row_keys
     assert isinstance(erasure, ColumnErasure)
@@ -204,13 +212,13 @@ def _erase_table(
         nulled = 0
         for chunk in _chunks(list(keys.values())):
             nulled += connection.execute(
-                _statement(table, erasure), {"row_keys": table.key_parameter(chunk)}
+                _statement(table, erasure, len(chunk)), key_parameters(chunk)
             ).rowcount
         return nulled, (row_keys if names_nobody else [])
     present: dict[tuple[object, ...], Any] = {}
     for chunk in _chunks(list(keys.values())):
-        query = _statement(table, erasure)
-        for row in connection.execute(query, {"row_keys": table.key_parameter(chunk)}):
+        query = _statement(table, erasure, len(chunk))
+        for row in connection.execute(query, key_parameters(chunk)):
             present[tuple(row[: len(table.key)])] = row
     changes = []
     width = len(table.key)
@@ -228,36 +236,41 @@ def _erase_table(
                 | {f"new_{name}": value for name, value in new.items()}
             )
     if changes:
-        connection.execute(_statement(table, erasure, masking=True), changes)
+        connection.execute(_statement(table, erasure, 0, masking=True), changes)
     gone = [text for text, key in keys.items() if key not in present]
     return len(changes), (row_keys if names_nobody else gone)
 
 
-def _statement(table: BoundTable, erasure: Erase, *, masking: bool = False) -> Executable:
-    """The statement of this erasure of the table, built once and kept on the table: a delete
-    or a nulling update of the rows whose keys are bound as ``row_keys``; for a mask, the read of
-    the rows (locked) or, ``masking``, the update of one row (``key_i``, ``new_<column>``)."""
+def _statement(
+    table: BoundTable, erasure: Erase, count: int, *, masking: bool = False
+) -> Executable:
+    """The statement of this erasure of the table for ``count`` keys, built once and kept on
+    the table: a delete or a nulling update of the rows whose keys are bound as
+    :func:`key_parameters` gives them; for a mask, the read of the rows (locked) or, ``masking``,
+    the update of one row (``key_i``, ``new_<column>``)."""
+    count = min(count, FEW_KEYS + 1)  # beyond FEW_KEYS, one statement for any count
     if erasure == "delete":
-        cache_key: tuple[object, ...] = ("delete",)
+        cache_key: tuple[object, ...] = ("delete", count)
     else:
         assert isinstance(erasure, ColumnErasure)
-        cache_key = (tuple(erasure.null), tuple(erasure.mask), masking)
+        cache_key = (tuple(erasure.null), tuple(erasure.mask), masking, count)
     statement = table.statements.get(cache_key)
     if statement is not None:
         return statement
+    key_in = keys_among(table.key, count)
     if erasure == "delete":
-        statement = delete(table.table).where(table.key_in)
+        statement = delete(table.table).where(key_in)
     else:
         assert isinstance(erasure, ColumnErasure)
         columns = [table.table.c[name] for name in erasure.columns]
         if not erasure.mask:
             statement = (
                 update(table.table)
-                .where(table.key_in, or_(*(column.is_not(None) for column in columns)))
+                .where(key_in, or_(*(column.is_not(None) for column in columns)))
                 .values(dict.fromkeys(erasure.null))
             )
         elif not masking:
-            statement = select(*table.key, *columns).where(table.key_in).with_for_update()
+            statement = select(*table.key, *columns).where(key_in).with_for_update()
         else:
             statement = (
                 update(table.table)

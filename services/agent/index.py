@@ -51,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from services.agent.schema import BoundDataset, BoundTable
+from services.agent.schema import FEW_KEYS, BoundDataset, BoundTable, key_parameters, keys_among
 from shared.domain.national_id import InvalidNationalIdError, normalise_national_id
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
 
@@ -219,9 +219,7 @@ def lookup(connection: Connection, hashed_subject: str, tables: Iterable[str]) -
 _LOOKUP = select(INDEX.c.table_name, INDEX.c.row_key, INDEX.c.pseudonym, INDEX.c.scopes).where(
     INDEX.c.subject_hash == bindparam("subject_hash")
 )
-_REMOVE_ENTRIES = delete(INDEX).where(
-    tuple_(INDEX.c.table_name, INDEX.c.row_key).in_(bindparam("entries", expanding=True))
-)
+_REMOVALS: dict[int, Any] = {}  # per count of entries (FEW_KEYS + 1: any more)
 
 
 def remove(connection: Connection, table_name: str, row_keys: Sequence[str]) -> None:
@@ -235,9 +233,14 @@ def remove(connection: Connection, table_name: str, row_keys: Sequence[str]) -> 
 def remove_entries(connection: Connection, entries: Sequence[tuple[str, str]]) -> None:
     """Remove these (table, row key) entries: one statement for a command's rows."""
     for start in range(0, len(entries), DEFAULT_BATCH_SIZE // 2):
-        connection.execute(
-            _REMOVE_ENTRIES, {"entries": list(entries[start : start + DEFAULT_BATCH_SIZE // 2])}
-        )
+        chunk = entries[start : start + DEFAULT_BATCH_SIZE // 2]
+        count = min(len(chunk), FEW_KEYS + 1)
+        statement = _REMOVALS.get(count)
+        if statement is None:
+            statement = _REMOVALS[count] = delete(INDEX).where(
+                keys_among((INDEX.c.table_name, INDEX.c.row_key), count)
+            )
+        connection.execute(statement, key_parameters(chunk))
 
 
 def row_key_text(values: Sequence[object]) -> str:

@@ -367,3 +367,27 @@ def test_an_erasure_whose_connection_the_database_closed_is_done_on_a_new_one(
     counts = again_if_reconnected(erase_alone)
     assert counts.tables == {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}
     assert ids(agent.system, CASES) == [12, 21]
+
+
+def test_a_case_with_many_letters_goes_whole_with_its_entries(agent) -> None:
+    """More rows a table than a statement names one by one (services.agent.schema.FEW_KEYS):
+    they go all the same, and their index entries with them."""
+    with agent.system.begin() as connection:
+        connection.execute(
+            LETTERS.insert(),
+            [
+                dict(
+                    id=1000 + n,
+                    case_id=11,
+                    kind="reminder",
+                    body=f"Dear Ada, {n}",
+                    updated_at=_later(),
+                )
+                for n in range(40)
+            ],
+        )
+    agent.index_pass()
+    counts = run(agent, "collection_case", SubjectScope(ADA, OVERDUE))
+    assert counts.tables == {"letters": 42, "payments": 1, "cases": 1, "debtors": 0}
+    assert ids(agent.system, LETTERS) == [103, 201]
+    assert {key for table, key in indexed(agent, ADA) if table == "letters"} == {"[103]"}
