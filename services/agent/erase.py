@@ -257,20 +257,23 @@ def _statement(
     statement = table.statements.get(cache_key)
     if statement is not None:
         return statement
-    key_in = keys_among(table.key, count)
     if erasure == "delete":
-        statement = delete(table.table).where(key_in)
+        statement = delete(table.table).where(keys_among(table.key, count))
     else:
         assert isinstance(erasure, ColumnErasure)
         columns = [table.table.c[name] for name in erasure.columns]
         if not erasure.mask:
             statement = (
                 update(table.table)
-                .where(key_in, or_(*(column.is_not(None) for column in columns)))
+                .where(
+                    keys_among(table.key, count), or_(*(column.is_not(None) for column in columns))
+                )
                 .values(dict.fromkeys(erasure.null))
             )
         elif not masking:
-            statement = select(*table.key, *columns).where(key_in).with_for_update()
+            statement = (
+                select(*table.key, *columns).where(keys_among(table.key, count)).with_for_update()
+            )
         else:
             statement = (
                 update(table.table)
