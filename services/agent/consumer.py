@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.agent import index
 from services.agent.confirm import ConfirmationRefused, Confirmer
+from services.agent.database import again_if_reconnected
 from services.agent.erase import (
     ErasureCounts,
     ErasureFailed,
@@ -114,7 +115,7 @@ class CommandApplier:
         column) is left out: its commands go to the dead-letter topic with the reason, never
         confirmed (its index is no longer kept, so an erasure would find nothing and confirm)."""
         assert self.bound is not None
-        self._broken = self._check_tables()
+        self._broken = again_if_reconnected(self._check_tables)
         usable = {
             category: plan
             for category, plan in self.bound.categories.items()
@@ -232,7 +233,12 @@ class CommandApplier:
     def _erase(self, category: str, target: SubjectScope | ProvenClock) -> ErasureCounts:
         """One transaction on the system's database; with an index database of its own, the
         index's transaction commits after the system's (entries left behind are dropped by the
-        next erasure that finds their rows gone; rows left without entries would be missed)."""
+        next erasure that finds their rows gone; rows left without entries would be missed).
+        Run again once on a connection found closed (the database restarted): an erasure done
+        twice erases nothing more."""
+        return again_if_reconnected(lambda: self._erase_once(category, target))
+
+    def _erase_once(self, category: str, target: SubjectScope | ProvenClock) -> ErasureCounts:
         assert self.bound is not None
         if self._index is self._system:
             with self._system.begin() as connection:

@@ -11,17 +11,25 @@ Idempotent: the entries of erased rows go with them, so a repeated command finds
 columns masked again get the same mask (a keyed hash of the row's key, not of its value).
 """
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
+import orjson
+from sqlalchemy import Connection, Executable, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
 from services.agent import index
 from services.agent.dataset import ColumnErasure
-from services.agent.schema import BoundDataset, BoundTable, CategoryPlan
+from services.agent.schema import (
+    FEW_KEYS,
+    BoundDataset,
+    BoundTable,
+    CategoryPlan,
+    Erase,
+    key_parameters,
+    keys_among,
+)
 from shared.domain.pseudonym import Pseudonymiser, clock_hash, subject_hash
 
 MASK_PURPOSE = "gallring-agent-mask"
@@ -181,7 +189,7 @@ def _scope_of_clock(
 
 def _erase_table(
     table: BoundTable,
-    erasure: str | ColumnErasure,
+    erasure: Erase,
     connection: Connection,
     row_keys: list[str],
     pseudonymiser: Pseudonymiser,
@@ -190,30 +198,27 @@ def _erase_table(
     (rows deleted or gone, or whose way to the person was erased)."""
     if not row_keys:
         return 0, []
-    keys = {text: table.key_values(json.loads(text)) for text in row_keys}
+    keys = {text: table.key_values(orjson.loads(text)) for text in row_keys}
     if erasure == "delete":
         deleted = 0
         for chunk in _chunks(list(keys.values())):
             deleted += connection.execute(
-                delete(table.table).where(index.key_in(table, chunk))
+                _statement(table, erasure, len(chunk)), key_parameters(chunk)
             ).rowcount
         return deleted, row_keys
     assert isinstance(erasure, ColumnErasure)
-    columns = [table.table.c[name] for name in erasure.columns]
     names_nobody = table.naming_column in erasure.columns
     if not erasure.mask:  # one statement: the rows with something left to null
         nulled = 0
         for chunk in _chunks(list(keys.values())):
             nulled += connection.execute(
-                update(table.table)
-                .where(index.key_in(table, chunk), or_(*(c.is_not(None) for c in columns)))
-                .values(dict.fromkeys(erasure.null))
+                _statement(table, erasure, len(chunk)), key_parameters(chunk)
             ).rowcount
         return nulled, (row_keys if names_nobody else [])
     present: dict[tuple[object, ...], Any] = {}
     for chunk in _chunks(list(keys.values())):
-        query = select(*table.key, *columns).where(index.key_in(table, chunk)).with_for_update()
-        for row in connection.execute(query):
+        query = _statement(table, erasure, len(chunk))
+        for row in connection.execute(query, key_parameters(chunk)):
             present[tuple(row[: len(table.key)])] = row
     changes = []
     width = len(table.key)
@@ -231,14 +236,54 @@ def _erase_table(
                 | {f"new_{name}": value for name, value in new.items()}
             )
     if changes:
-        statement = (
-            update(table.table)
-            .where(and_(*(column == bindparam(f"key_{i}") for i, column in enumerate(table.key))))
-            .values({name: bindparam(f"new_{name}") for name in erasure.columns})
-        )
-        connection.execute(statement, changes)
+        connection.execute(_statement(table, erasure, 0, masking=True), changes)
     gone = [text for text, key in keys.items() if key not in present]
     return len(changes), (row_keys if names_nobody else gone)
+
+
+def _statement(
+    table: BoundTable, erasure: Erase, count: int, *, masking: bool = False
+) -> Executable:
+    """The statement of this erasure of the table for ``count`` keys, built once and kept on
+    the table: a delete or a nulling update of the rows whose keys are bound as
+    :func:`key_parameters` gives them; for a mask, the read of the rows (locked) or, ``masking``,
+    the update of one row (``key_i``, ``new_<column>``)."""
+    count = min(count, FEW_KEYS + 1)  # beyond FEW_KEYS, one statement for any count
+    if erasure == "delete":
+        cache_key: tuple[object, ...] = ("delete", count)
+    else:
+        assert isinstance(erasure, ColumnErasure)
+        cache_key = (tuple(erasure.null), tuple(erasure.mask), masking, count)
+    statement = table.statements.get(cache_key)
+    if statement is not None:
+        return statement
+    if erasure == "delete":
+        statement = delete(table.table).where(keys_among(table.key, count))
+    else:
+        assert isinstance(erasure, ColumnErasure)
+        columns = [table.table.c[name] for name in erasure.columns]
+        if not erasure.mask:
+            statement = (
+                update(table.table)
+                .where(
+                    keys_among(table.key, count), or_(*(column.is_not(None) for column in columns))
+                )
+                .values(dict.fromkeys(erasure.null))
+            )
+        elif not masking:
+            statement = (
+                select(*table.key, *columns).where(keys_among(table.key, count)).with_for_update()
+            )
+        else:
+            statement = (
+                update(table.table)
+                .where(
+                    and_(*(column == bindparam(f"key_{i}") for i, column in enumerate(table.key)))
+                )
+                .values({name: bindparam(f"new_{name}") for name in erasure.columns})
+            )
+    table.statements[cache_key] = statement
+    return statement
 
 
 def _mask(pseudonymiser: Pseudonymiser, table: BoundTable, column: str, row_key: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, make_url, text
 
 from services.agent import index
 from services.agent.database import open_database
@@ -57,6 +57,29 @@ def agent_postgres_url() -> Iterator[str]:
 def agent_mariadb_url() -> Iterator[str]:
     with new_mariadb_database() as url:
         yield url
+
+
+def close_other_sessions(engine: Engine) -> None:
+    """What the other clients of the database see of a restart: the server closes their
+    connections (ended here from one of ``engine``'s, which stays)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return
+        others = connection.scalars(
+            text(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+        ).all()
+        assert others, "no other session to close"
+        for session in others:
+            connection.execute(text(f"KILL CONNECTION {int(session)}"))
 
 
 def company_engine(url: str) -> Engine:

@@ -24,6 +24,7 @@ from shared.messaging.kafka import make_producer
 from shared.runtime.settings import KafkaSettings
 from shared.storage.migrate import upgrade
 from tests.conftest import new_postgres_database
+from tests.integration.agent.conftest import close_other_sessions
 from tests.integration.agent.running import ADA, OVERDUE, Gallring, skip_to_the_end
 from tests.integration.agent.test_erase import everything
 from tests.integration.purger.running import running_purger
@@ -289,3 +290,25 @@ async def test_a_confirmation_the_api_refuses_for_good_sends_the_command_to_the_
     )
     assert count(agent, "gallring_agent_commands_total", outcome="failed") == 1
     assert count(agent, "gallring_agent_commands_total", outcome="erased") == 0
+
+
+@pytest.mark.parametrize("company_url", ["postgres", "mariadb"], indirect=True)
+async def test_a_database_restart_while_the_agent_runs_costs_no_command(
+    company_db: Engine, gallring: Gallring, dataset_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connections the agent holds are closed by the database between two commands: the
+    next command is erased and confirmed at its first reading, no batch read again."""
+    with gallring.api():
+        async with running_agent(gallring.agent_settings(dataset_file)) as agent:
+            close_other_sessions(company_db)  # the agent's
+            erasure_id = gallring.execute_overdue_case()
+            async with running_purger(
+                gallring.database_url,
+                gallring.kafka,
+                purger_consumer_group=gallring.purger_group,
+            ):
+                confirmed = await eventually(lambda: gallring.confirmed_by(erasure_id), timeout=60)
+    assert confirmed == ["collection"]
+    assert rows(company_db, CASES) == [12, 21]
+    assert count(agent, "gallring_agent_commands_total", outcome="erased") == 1
+    assert not [r for r in caplog.records if "reading them again" in r.getMessage()]

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from services.agent import index
+from services.agent.database import again_if_reconnected
 from services.agent.erase import ErasureCounts, ErasureFailed, ProvenClock, SubjectScope, erase
 from services.agent.sample import (
     CASES,
@@ -22,7 +23,14 @@ from services.agent.sample import (
 )
 from shared.domain.contract.subject import Subject
 from shared.domain.pseudonym import clock_hash, subject_hash
-from tests.integration.agent.conftest import PSEUDONYMISER, Agent, bound_on, sample_dataset
+from tests.integration.agent.conftest import (
+    PSEUDONYMISER,
+    Agent,
+    bound_on,
+    close_other_sessions,
+    company_engine,
+    sample_dataset,
+)
 
 ADA = Subject(national_id=STORY.debtor_national_id).pseudonym(PSEUDONYMISER)
 BO = Subject(national_id=STORY.other_national_id).pseudonym(PSEUDONYMISER)
@@ -330,3 +338,56 @@ def test_the_erasure_is_the_callers_transaction_and_goes_back_with_it(agent) -> 
     assert counts.total == 4
     assert everything(agent.system) == before
     assert ("cases", "[11]") in indexed(agent, ADA)
+
+
+@pytest.mark.parametrize("company_url", ["postgres", "mariadb"], indirect=True)
+def test_an_erasure_whose_connection_the_database_closed_is_done_on_a_new_one(
+    agent, company_url: str
+) -> None:
+    """As the consumer runs a command: its connection, taken from the pool, was closed by a
+    database restart since it was last used."""
+    assert ids(agent.system, CASES) == [11, 12, 21]  # a connection in the pool
+    elsewhere = company_engine(company_url)
+    try:
+        close_other_sessions(elsewhere)
+    finally:
+        elsewhere.dispose()
+
+    def erase_alone() -> ErasureCounts:
+        with agent.system.begin() as connection:
+            return erase(
+                agent.bound,
+                connection,
+                category="collection_case",
+                target=SubjectScope(ADA, OVERDUE),
+                pseudonymiser=PSEUDONYMISER,
+                alone_in_transaction=True,
+            )
+
+    counts = again_if_reconnected(erase_alone)
+    assert counts.tables == {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}
+    assert ids(agent.system, CASES) == [12, 21]
+
+
+def test_a_case_with_many_letters_goes_whole_with_its_entries(agent) -> None:
+    """More rows a table than a statement names one by one (services.agent.schema.FEW_KEYS):
+    they go all the same, and their index entries with them."""
+    with agent.system.begin() as connection:
+        connection.execute(
+            LETTERS.insert(),
+            [
+                dict(
+                    id=1000 + n,
+                    case_id=11,
+                    kind="reminder",
+                    body=f"Dear Ada, {n}",
+                    updated_at=_later(),
+                )
+                for n in range(40)
+            ],
+        )
+    agent.index_pass()
+    counts = run(agent, "collection_case", SubjectScope(ADA, OVERDUE))
+    assert counts.tables == {"letters": 42, "payments": 1, "cases": 1, "debtors": 0}
+    assert ids(agent.system, LETTERS) == [103, 201]
+    assert {key for table, key in indexed(agent, ADA) if table == "letters"} == {"[103]"}
