@@ -47,6 +47,7 @@ import pstats
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -79,6 +80,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-bench-secret-bench-secret"
 UNSUBSCRIBER_REF = "bench-unsubscriber"
 POLL_SECONDS = 1.0
+LOG_DIRECTORY = Path(tempfile.mkdtemp(prefix="backfill-bench-"))
 STATUS_PORTS: dict[int, int] = {}  # each purger's /readyz, by its number
 APPLY_TIMEOUT_SECONDS = 3 * 3600.0
 # The purger under cProfile: one profiler for the event loop's thread, one enabled around each
@@ -168,6 +170,7 @@ def main() -> None:
             for process in [*purgers, api]:
                 process.wait(timeout=60)
     report(args, run)
+    print(f"purger logs: {LOG_DIRECTORY}")
     if args.profile:
         for number in range(args.purgers):
             print_profile(args.profile / f"purger-{number}")
@@ -326,7 +329,9 @@ def start_purger(env: dict[str, str], number: int, profile: Path | None) -> subp
     )
     env = {**env, "GALLRING_PURGER_METRICS_PORT": str(port)}
     STATUS_PORTS[number] = port
-    return subprocess.Popen(command, cwd=ROOT, env=env)
+    # Its lines (a sweep's every few hundred ms) go to a file, not between the figures.
+    log = (LOG_DIRECTORY / f"purger-{number}.log").open("wb")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 def wait_until_ready(purgers: list[subprocess.Popen[bytes]]) -> None:
@@ -339,7 +344,7 @@ def wait_until_ready(purgers: list[subprocess.Popen[bytes]]) -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or purger.poll() is not None:
-                    raise RuntimeError("a purger did not become ready") from None
+                    raise RuntimeError(f"a purger did not become ready ({LOG_DIRECTORY})") from None
                 time.sleep(0.3)
 
 
