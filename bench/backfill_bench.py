@@ -51,6 +51,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -234,6 +235,7 @@ async def backfill(
 ) -> Run:
     """Post the back-fill, then the unsubscribe, and wait for both to be applied."""
     run = Run()
+    refused: Counter[tuple[str, str]] = Counter()  # answers other than accepted, and why
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     base = f"http://127.0.0.1:{port}"
     pending: Iterator[bytes] = iter(bodies)
@@ -243,7 +245,11 @@ async def backfill(
         for body in pending:  # shared: each client takes the next batch
             async with session.post(f"{base}/v1/events/batch", data=body) as answer:
                 answer.raise_for_status()
-                run.accepted += (await answer.json())["accepted"]
+                result = await answer.json()
+                run.accepted += result["accepted"]
+                for item in result["results"]:
+                    if item["status"] != "accepted":
+                        refused[(item["status"], json.dumps(item["errors"])[:300])] += 1
 
     async with aiohttp.ClientSession(headers=headers) as session:
         started = time.perf_counter()
@@ -253,7 +259,9 @@ async def backfill(
         async with session.post(f"{base}/v1/events", data=unsubscribe_body()) as answer:
             answer.raise_for_status()
     if run.accepted != args.events:
-        raise RuntimeError(f"the API accepted {run.accepted:,} of {args.events:,} events")
+        raise RuntimeError(
+            f"the API accepted {run.accepted:,} of {args.events:,} events; the others: {refused}"
+        )
 
     pseudonym = Subject(ref=UNSUBSCRIBER_REF).pseudonym(Pseudonymiser(SECRET.encode()))
     unsubscriber = subject_hash(pseudonym)
