@@ -30,6 +30,8 @@ SYSTEM_NAME = "Collection system (sample, var/collection.db)"
 AGENT_KEY_NAME = "collection-agent"
 #: The variable the dataset file names for the database URL (``url_env``).
 DATABASE_URL_VARIABLE = "COLLECTION_DATABASE_URL"
+#: Gallring's own secrets, which an agent has no use for.
+NOT_FOR_AGENTS = frozenset({"GALLRING_DATABASE_URL", "GALLRING_SECRET_SEALING_KEY"})
 #: Who registered the system, in the audit log.
 _GALLRING_UP = Principal(key_id="gallring-up", name="gallring up", scopes=frozenset({Scope.ADMIN}))
 
@@ -84,9 +86,12 @@ def prepare(system: CollectionSystem, gallring_database_url: str) -> dict[str, s
         key = keys.create(AGENT_KEY_NAME, {Scope.ERASURES_CONFIRM})
     finally:
         gallring.dispose()
+    # What the operator set wins (an API URL, a status port), but for Gallring's own database
+    # and sealing key: the agent, like one beside a company's database, never gets them.
+    inherited = {name: value for name, value in os.environ.items() if name not in NOT_FOR_AGENTS}
     return {
         "GALLRING_AGENT_DATASET_FILE": str(system.dataset_file),
         "GALLRING_AGENT_API_KEY": key,
         DATABASE_URL_VARIABLE: system.database_url,
-        **os.environ,  # what the operator set wins (an API URL, a status port)
+        **inherited,
     }
