@@ -5,15 +5,18 @@ Every message is keyed by the subject pseudonym, so that one subject's messages 
 None of them holds personal data.
 """
 
+from shared.domain.contract.events import HOLD_EVENT_TYPES
 from shared.domain.policy.model import IMMEDIATE_EVENT_TYPES
 
 LIFECYCLE = "gallring.lifecycle.v1"
 #: Lifecycle events the notice promises to act on at once (an unsubscribe, an objection, a
 #: withdrawn consent, an erasure request or instruction: ``IMMEDIATE_EVENT_TYPES``), in a lane
-#: of their own, so that they never wait behind a back-fill queued on ``LIFECYCLE``. The same
-#: messages, keyed alike; the purger reads it with a consumer of its own. A subject's events in
-#: the two lanes may be applied in either order: a subject's clocks are a function of the set of
-#: its facts, and an event about data already erased is recognised when it comes late.
+#: of their own, so that they never wait behind a back-fill queued on ``LIFECYCLE``; and the
+#: legal holds with them, so that no immediate erasure overtakes a hold placed before it (nor a
+#: release its placement). The same messages, keyed alike; the purger reads it with a consumer
+#: of its own. A subject's other events may then be applied after an immediate one that came
+#: later: one about data that erasure took is recognised as such and not kept; a trigger that
+#: happened after it starts a clock of its own.
 LIFECYCLE_IMMEDIATE = "gallring.lifecycle-immediate.v1"
 ERASURE_COMMANDS = "gallring.erasure-commands.v1"
 ERASURES = "gallring.erasures.v1"
@@ -37,6 +40,10 @@ HEADER_SCHEMA_VERSION = "schema-version"
 HEADER_EVENT_ID = "event-id"
 
 
+#: The event types of the immediate lane.
+IMMEDIATE_LANE = frozenset({*IMMEDIATE_EVENT_TYPES, *HOLD_EVENT_TYPES})
+
+
 def lifecycle_topic(event_type: str) -> str:
     """The lane a lifecycle event of ``event_type`` is published in."""
-    return LIFECYCLE_IMMEDIATE if event_type in IMMEDIATE_EVENT_TYPES else LIFECYCLE
+    return LIFECYCLE_IMMEDIATE if event_type in IMMEDIATE_LANE else LIFECYCLE

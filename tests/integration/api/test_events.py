@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from services.api.api_keys import Scope
 from services.api.events.schemas import BatchResult
+from shared.domain.contract.events import HOLD_EVENT_TYPES
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.policy.model import IMMEDIATE_EVENT_TYPES
 from shared.domain.pseudonym import Pseudonymiser
@@ -45,8 +46,8 @@ async def test_every_event_type_is_accepted_and_published_without_raw_identifier
         sent[event["event_id"]] = event
 
     # Each in its lane: what the notice promises at once in the immediate one, the rest after.
-    immediate = {i for i, event in sent.items() if event["type"] in IMMEDIATE_EVENT_TYPES}
-    assert {sent[i]["type"] for i in immediate} == set(IMMEDIATE_EVENT_TYPES)
+    immediate = {i for i, event in sent.items() if event["type"] in topics.IMMEDIATE_LANE}
+    assert {sent[i]["type"] for i in immediate} == {*IMMEDIATE_EVENT_TYPES, *HOLD_EVENT_TYPES}
     records = [
         *await read_topic(
             api.settings.kafka,

@@ -2,6 +2,7 @@
 once come in a lane of their own (``gallring.lifecycle-immediate.v1``), which the purger reads
 with a consumer of its own. And the two lanes may deliver a subject's events in either order."""
 
+import asyncio
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
@@ -64,6 +65,31 @@ async def test_an_unsubscribe_is_erased_while_a_backfill_still_waits(
         applied_by_then = backlog_applied(db, backlog)
     assert applied_by_then < BACKLOG  # the reader's erasure came before the back-fill's end
     assert clocks_of(db, reader) == {}
+
+
+async def test_a_hold_placed_before_an_unsubscribe_holds_however_long_the_backfill(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """The hold is in the immediate lane too: the unsubscribe after it cannot overtake it."""
+    reader = Subject()
+    handle_batch(db, RETENTION, [reader.message("marketing.contact", ago(months=2))], ago(days=1))
+    backlog = [Subject() for _ in range(BACKLOG)]
+    closed = [
+        s.message("collection_case.closed", ago(months=1), {"case_id": "C-1"}) for s in backlog
+    ]
+    await publish(kafka_settings, topics.LIFECYCLE, closed)
+    held = reader.message("legal_hold.placed", ago(minutes=10), data={"hold_id": "H-1"})
+    unsubscribed = reader.message("newsletter.unsubscribed", datetime.now(UTC))
+    for message in (held, unsubscribed):
+        await publish(kafka_settings, topics.lifecycle_topic(message.type), [message])
+
+    async with running_purger(migrated_url, kafka_settings):
+        await eventually(
+            lambda: clocks_of(db, reader) != {("marketing", ""): "pending"}, timeout=60
+        )
+        await asyncio.sleep(1)  # a sweep asked for by the batch has run
+    assert clocks_of(db, reader) == {("marketing", ""): "held"}
+    assert proofs_of(db, reader) == []
 
 
 async def test_a_subjects_events_applied_across_the_lanes_in_either_order_erase_alike(
