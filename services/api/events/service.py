@@ -7,7 +7,7 @@ in one round trip, whatever its size (:func:`accept_on_postgresql`); SQLite, the
 default, takes the portable road of a lookup and inserts in one transaction (:func:`accept`).
 """
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -202,9 +202,29 @@ SELECT event_id FROM stored
 """
 
 
+def _lanes(intakes: Iterable[Intake]) -> Callable[[Intake], str]:
+    """The topic of each event: its type's lane (:func:`topics.lifecycle_topic`), but a subject's
+    events that come in together go in one lane, the immediate one if any of them belongs there,
+    so that they keep the order they came in: a back-dated closure and the hold sent with it must
+    not be applied the wrong way round, letting the sweep erase what the hold keeps."""
+    immediate = {
+        intake.pseudonym
+        for intake in intakes
+        if topics.lifecycle_topic(intake.event.type) == topics.LIFECYCLE_IMMEDIATE
+    }
+
+    def lane(intake: Intake) -> str:
+        if intake.pseudonym in immediate:
+            return topics.LIFECYCLE_IMMEDIATE
+        return topics.lifecycle_topic(intake.event.type)
+
+    return lane
+
+
 def _store_parameters(unique: dict[UUID, Intake], now: datetime) -> dict[str, Any]:
     """The events as one JSON document: one parameter, where an array per column cost a third
     more to send for the small groups single events make. (orjson writes UUIDs itself.)"""
+    lane = _lanes(unique.values())
     events = [
         {
             "event_id": event_id,
@@ -213,7 +233,7 @@ def _store_parameters(unique: dict[UUID, Intake], now: datetime) -> dict[str, An
             "value": intake.message_json,
             "headers": message_headers(intake.event.type, event_id, SCHEMA_VERSION),
             "actor": intake.actor.name,
-            "topic": topics.lifecycle_topic(intake.event.type),
+            "topic": lane(intake),
         }
         for event_id, intake in unique.items()
     ]
@@ -230,7 +250,8 @@ def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> Non
     # outbox in the order the events came, which is the order they are published in.
     by_id = itemgetter("event_id")
     insert_rows(connection, table_of(IdempotencyRecord), sorted(records, key=by_id))
-    insert_rows(connection, table_of(OutboxMessage), [_outbox_row(i, now) for i in new])
+    lane = _lanes(new)
+    insert_rows(connection, table_of(OutboxMessage), [_outbox_row(i, lane(i), now) for i in new])
     by_actor: dict[str, list[Intake]] = {}  # by key name, as on PostgreSQL
     for intake in new:
         by_actor.setdefault(intake.actor.name, []).append(intake)
@@ -245,10 +266,10 @@ def _insert(connection: Connection, new: Sequence[Intake], now: datetime) -> Non
         )
 
 
-def _outbox_row(intake: Intake, now: datetime) -> dict[str, Any]:
+def _outbox_row(intake: Intake, topic: str, now: datetime) -> dict[str, Any]:
     event = intake.event
     return outbox_row(
-        topics.lifecycle_topic(event.type),
+        topic,
         key=intake.pseudonym,
         value=intake.message_json,
         event_type=event.type,

@@ -134,6 +134,9 @@ def a_day(now: datetime) -> list[Person]:
         months_ago(2),
         data={"hold_id": f"H-{run}-1", "case_id": held_case["case_id"]},
     )
+    # Posted first: the hold was placed before the case fell due, and Gallring must have it
+    # before the closure that makes the case due arrives, or the sweep erases the case first.
+    held.events.insert(0, held.events.pop())
     recent, _ = debtor_with_case(
         "debtor-3",
         "case closed today: kept for 36 months",

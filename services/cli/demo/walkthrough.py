@@ -131,7 +131,17 @@ class Walkthrough:
         for person in self.people:
             for event in person.events:
                 await _call(self.api, "POST", "v1/events", event)
+                if event["type"] == "legal_hold.placed":
+                    await self._until_read(person, 1)
             self._say(f"  {person.label:10} {person.story}")
+
+    async def _until_read(self, person: Person, events: int) -> None:
+        """Until the purger has applied the person's first ``events`` (or the demo runs late):
+        a hold must be in place before the back-dated closure that makes its case due."""
+        while not self._late():
+            if (await _lookup(self.api, person))["events"] >= events:
+                return
+            await asyncio.sleep(0.1)
 
     async def _show_clocks(self) -> None:
         """Each subject's clocks once the purger has read their events from Kafka (or erased

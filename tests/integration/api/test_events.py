@@ -85,6 +85,34 @@ async def test_every_event_type_is_accepted_and_published_without_raw_identifier
             assert raw.encode() not in everything
 
 
+async def test_a_closure_and_the_hold_sent_with_it_stay_together_in_the_immediate_lane(
+    api: RunningApi,
+) -> None:
+    """Otherwise the closure, due on arrival, could be applied and swept before its hold."""
+    held, other = {"ref": f"crm:{uuid.uuid4().hex}"}, {"ref": f"crm:{uuid.uuid4().hex}"}
+    case = {"case_id": "C-2023-0042"}
+    batch = [
+        fresh("collection_case.closed", subject=held, scope=case),
+        fresh("legal_hold.placed", subject=held, data={"hold_id": "H-1", **case}),
+        fresh("collection_case.closed", subject=other, scope=case),
+    ]
+    headers = api.key(Scope.EVENTS_WRITE)
+    assert (await api.client.post("/v1/events/batch", json=batch, headers=headers)).is_success
+    ids = [event["event_id"] for event in batch]
+    immediate = await read_topic(
+        api.settings.kafka,
+        topics.LIFECYCLE_IMMEDIATE,
+        until=lambda rs: set(ids[:2]) <= {event_id_of(r) for r in rs},
+    )
+    assert [event_id_of(r) for r in immediate if event_id_of(r) in ids] == ids[:2]  # in order
+    lifecycle = await read_topic(
+        api.settings.kafka,
+        topics.LIFECYCLE,
+        until=lambda rs: ids[2] in {event_id_of(r) for r in rs},
+    )
+    assert [event_id_of(r) for r in lifecycle if event_id_of(r) in ids] == ids[2:]
+
+
 async def test_no_table_holds_a_raw_identifier(api: RunningApi) -> None:
     headers = api.key(Scope.EVENTS_WRITE, Scope.DSR_WRITE)
     for event_type in EXAMPLES:
