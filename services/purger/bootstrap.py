@@ -59,6 +59,7 @@ class Purger:
             self._retention,
             settings,
             on_erasable=self.sweep_soon,
+            on_erased=self.metrics.erased.inc,
             on_dead_letter=self.metrics.dead_letters.inc,
             on_unregistered_confirmations=self.metrics.unregistered_confirmations.inc,
         )

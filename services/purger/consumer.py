@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from services.purger.handlers import Incoming, handle_batch
 from services.purger.settings import PurgerSettings
+from services.purger.sweep import sweep_subjects
 from shared.domain.contract.erasure_messages import ERASURE_REQUEST
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
@@ -48,12 +49,24 @@ def lifecycle_consumers(
     settings: PurgerSettings,
     *,
     on_erasable: Callable[[], None],
+    on_erased: Callable[[int], None] = lambda _: None,
     on_dead_letter: Callable[[], None] = lambda: None,
     on_unregistered_confirmations: Callable[[int], None] = lambda _: None,
 ) -> list[ConsumerLoop[Incoming]]:
     """One consumer per lane (:data:`LANES`). ``on_erasable`` is called when a batch made a
-    clock due or erasable at once; ``on_unregistered_confirmations`` with how many confirmations
-    from systems the register does not know a batch recorded, when it recorded any."""
+    clock due or erasable at once; ``on_erased`` with how many clocks the immediate lane erased
+    itself; ``on_unregistered_confirmations`` with how many confirmations from systems the
+    register does not know a batch recorded, when it recorded any."""
+
+    async def apply_immediate(items: list[Incoming]) -> None:
+        """As :func:`apply`, then the batch's own subjects swept at once: a sweep under way may
+        be working through a back-fill's due clocks, which come before an unsubscribe's."""
+        now = datetime.now(UTC)
+        applied = await asyncio.to_thread(handle_batch, db, retention, items, now)
+        if applied.erasable_clocks:
+            subjects = {item.subject for item in items if isinstance(item, LifecycleMessage)}
+            on_erased(await asyncio.to_thread(sweep_subjects, db, retention, now, subjects))
+            on_erasable()  # what it could not take (held by another transaction) the sweep does
 
     async def apply(items: list[Incoming]) -> None:
         applied = await asyncio.to_thread(handle_batch, db, retention, items, datetime.now(UTC))
@@ -70,7 +83,7 @@ def lifecycle_consumers(
             group_id=settings.purger_consumer_group + group_suffix,
             max_records=settings.purger_max_poll_records,
             parse=parse,
-            apply=apply,
+            apply=apply_immediate if topics.LIFECYCLE_IMMEDIATE in lane_topics else apply,
             on_dead_letter=on_dead_letter,
         )
         for name, (lane_topics, group_suffix) in LANES.items()

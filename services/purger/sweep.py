@@ -61,6 +61,22 @@ def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int
     return erased
 
 
+def sweep_subjects(
+    db: Engine, retention: RetentionEngine, now: datetime, subjects: Collection[str]
+) -> int:
+    """Erase what is due of these subjects alone, at once: the immediate lane's, whose
+    unsubscribe must not wait for a sweep working through a back-fill's due clocks (it would
+    come last: clocks are swept in due order). How many were erased; clocks another transaction
+    holds are left to the next sweep."""
+    try:
+        batch = sweep_batch(db, retention, now, max(len(subjects), 1), subjects=subjects)
+    except subject_clocks.ClockChanged:
+        return 0
+    if batch.erased:
+        checkpoint_wal(db)  # as sweep() does; a reader holding it back: the next sweep does
+    return batch.erased
+
+
 def _sweep_batches(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
     erased = 0
     while True:
@@ -82,11 +98,27 @@ class SweptBatch:
 
 
 def sweep_batch(
-    db: Engine, retention: RetentionEngine, now: datetime, batch_size: int
+    db: Engine,
+    retention: RetentionEngine,
+    now: datetime,
+    batch_size: int,
+    *,
+    subjects: Collection[str] | None = None,
 ) -> SweptBatch:
-    """One transaction over up to ``batch_size`` due clocks."""
+    """One transaction over up to ``batch_size`` due clocks (of ``subjects`` alone, if given:
+    then on the general road, and only the clocks no other transaction holds)."""
     with begin_deciding(db) as connection:
-        if connection.dialect.name == "postgresql":
+        if subjects is not None:
+            query = _DUE.where(
+                SWEPT,
+                _CLOCKS.c.due_at <= now,
+                one_of(connection, _CLOCKS.c.subject_pseudonym, subjects),
+            )
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            due = connection.execute(query).all()
+            looked_at, erased_in_sql = len(due), 0
+        elif connection.dialect.name == "postgresql":
             locked = settled_erasure.lock_due(connection, now, batch_size)
             if not locked:
                 return SweptBatch(0, 0, 0)

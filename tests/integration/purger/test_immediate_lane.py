@@ -67,6 +67,29 @@ async def test_an_unsubscribe_is_erased_while_a_backfill_still_waits(
     assert clocks_of(db, reader) == {}
 
 
+async def test_an_unsubscribe_is_erased_before_a_sweep_of_older_due_clocks_ends(
+    db: Engine, migrated_url: str, kafka_settings: KafkaSettings
+) -> None:
+    """Clocks are swept in due order, and an unsubscribe's falls due last: the immediate lane
+    erases its own subjects' clocks itself instead of waiting for the sweep under way."""
+    reader = Subject()
+    handle_batch(db, RETENTION, [reader.message("marketing.contact", ago(months=2))], ago(days=1))
+    overdue = [Subject() for _ in range(2_000)]
+    closed = [
+        s.message("collection_case.closed", ago(months=40), {"case_id": "C-1"}) for s in overdue
+    ]
+    unsubscribed = reader.message("newsletter.unsubscribed", datetime.now(UTC))
+
+    async with running_purger(migrated_url, kafka_settings, purger_sweep_batch_size=2) as purger:
+        await eventually(lambda: all(c.joined() for c in purger.consumers), timeout=60)
+        handle_batch(db, RETENTION, closed, datetime.now(UTC))  # the next tick sweeps them
+        purger.sweep_soon()
+        await publish(kafka_settings, topics.lifecycle_topic(unsubscribed.type), [unsubscribed])
+        await eventually(lambda: proofs_of(db, reader), timeout=60)
+        overdue_left = sum(1 for subject in overdue[-200:] if clocks_of(db, subject))
+    assert overdue_left > 0  # the sweep of the older due clocks had not ended
+
+
 async def test_a_hold_placed_before_an_unsubscribe_holds_however_long_the_backfill(
     db: Engine, migrated_url: str, kafka_settings: KafkaSettings
 ) -> None:
