@@ -42,7 +42,7 @@ from bench.api_bench import POSTGRES_ADMIN_URL, bench_database
 from services.agent import index
 from services.agent.database import again_if_reconnected, open_database
 from services.agent.dataset_file import parse_dataset
-from services.agent.erase import ErasureCounts, SubjectScope, erase
+from services.agent.erase import ErasureCounts, SubjectScope, erase_in_transactions_of_its_own
 from services.agent.sample import (
     CASES,
     LETTERS,
@@ -229,17 +229,10 @@ def agent_loop(
         for d in due
     ]
 
-    def erase_alone(target: SubjectScope) -> ErasureCounts:  # the consumer's _erase
-        with system.begin() as connection:
-            return erase(
-                bound,
-                connection,
-                category=CATEGORY,
-                target=target,
-                pseudonymiser=PSEUDONYMISER,
-                index_connection=connection,
-                alone_in_transaction=True,
-            )
+    def erase_alone(target: SubjectScope) -> ErasureCounts:  # as the consumer's _erase
+        return erase_in_transactions_of_its_own(
+            bound, system, system, category=CATEGORY, target=target, pseudonymiser=PSEUDONYMISER
+        )
 
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()

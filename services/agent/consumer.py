@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from aiokafka import ConsumerRecord
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.agent import index
@@ -34,7 +34,7 @@ from services.agent.erase import (
     ErasureFailed,
     ProvenClock,
     SubjectScope,
-    erase,
+    erase_in_transactions_of_its_own,
     schema_error,
     schema_reason,
 )
@@ -231,38 +231,20 @@ class CommandApplier:
         )
 
     def _erase(self, category: str, target: SubjectScope | ProvenClock) -> ErasureCounts:
-        """One transaction on the system's database; with an index database of its own, the
-        index's transaction commits after the system's (entries left behind are dropped by the
-        next erasure that finds their rows gone; rows left without entries would be missed).
-        Run again once on a connection found closed (the database restarted): an erasure done
-        twice erases nothing more."""
-        return again_if_reconnected(lambda: self._erase_once(category, target))
-
-    def _erase_once(self, category: str, target: SubjectScope | ProvenClock) -> ErasureCounts:
+        """Run again once on a connection found closed (the database restarted): an erasure
+        done twice erases nothing more."""
         assert self.bound is not None
-        if self._index is self._system:
-            with self._system.begin() as connection:
-                return self._erase_in(connection, connection, category, target)
-        with self._index.begin() as index_connection, self._system.begin() as connection:
-            return self._erase_in(connection, index_connection, category, target)
-
-    def _erase_in(
-        self,
-        connection: Connection,
-        index_connection: Connection,
-        category: str,
-        target: SubjectScope | ProvenClock,
-    ) -> ErasureCounts:
-        assert self.bound is not None
-        return erase(
-            self.bound,
-            connection,
-            category=category,
-            target=target,
-            pseudonymiser=self._pseudonymiser,
-            index_connection=index_connection,
-            dry_run=self._dry_run,
-            alone_in_transaction=True,
+        bound = self.bound
+        return again_if_reconnected(
+            lambda: erase_in_transactions_of_its_own(
+                bound,
+                self._system,
+                self._index,
+                category=category,
+                target=target,
+                pseudonymiser=self._pseudonymiser,
+                dry_run=self._dry_run,
+            )
         )
 
     def _failed(self, erasure_id: UUID, reason: str) -> None:

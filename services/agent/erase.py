@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Executable, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, Engine, Executable, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
 from services.agent import index
@@ -155,6 +155,34 @@ def erase(
     elif savepoint is not None:
         savepoint.commit()
     return counts
+
+
+def erase_in_transactions_of_its_own(
+    bound: BoundDataset,
+    system: Engine,
+    index_engine: Engine,
+    *,
+    category: str,
+    target: SubjectScope | ProvenClock,
+    pseudonymiser: Pseudonymiser,
+    dry_run: bool = False,
+) -> ErasureCounts:
+    """:func:`erase` as the consumer and restore-check apply a command: one transaction on the
+    system's database; with an index database of its own, the index's transaction commits after
+    the system's (entries left behind are dropped by the next erasure that finds their rows
+    gone; rows left without entries would be missed)."""
+    options: dict[str, Any] = {
+        "category": category,
+        "target": target,
+        "pseudonymiser": pseudonymiser,
+        "dry_run": dry_run,
+        "alone_in_transaction": True,
+    }
+    if index_engine is system:
+        with system.begin() as connection:
+            return erase(bound, connection, **options)
+    with index_engine.begin() as index_connection, system.begin() as connection:
+        return erase(bound, connection, index_connection=index_connection, **options)
 
 
 def _begin_at_once(connection: Connection) -> None:

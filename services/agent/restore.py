@@ -32,7 +32,12 @@ from sqlalchemy import Engine
 
 from services.agent import index
 from services.agent.confirm import USER_AGENT
-from services.agent.erase import ErasureCounts, ErasureFailed, ProvenClock, erase
+from services.agent.erase import (
+    ErasureCounts,
+    ErasureFailed,
+    ProvenClock,
+    erase_in_transactions_of_its_own,
+)
 from services.agent.schema import BoundDataset
 from shared.domain.pseudonym import Pseudonymiser
 
@@ -201,27 +206,13 @@ def _erase(
     target: ProvenClock,
     dry_run: bool,
 ) -> ErasureCounts:
-    """One transaction on the system's database (and, with an index database of its own, one
-    there, committed after it), as the consumer erases a command."""
-    if index_engine is system:
-        with system.begin() as connection:
-            return erase(
-                bound,
-                connection,
-                category=proof.category,
-                target=target,
-                pseudonymiser=pseudonymiser,
-                dry_run=dry_run,
-                alone_in_transaction=True,
-            )
-    with index_engine.begin() as index_connection, system.begin() as connection:
-        return erase(
-            bound,
-            connection,
-            category=proof.category,
-            target=target,
-            pseudonymiser=pseudonymiser,
-            index_connection=index_connection,
-            dry_run=dry_run,
-            alone_in_transaction=True,
-        )
+    """As the consumer erases a command."""
+    return erase_in_transactions_of_its_own(
+        bound,
+        system,
+        index_engine,
+        category=proof.category,
+        target=target,
+        pseudonymiser=pseudonymiser,
+        dry_run=dry_run,
+    )
