@@ -123,6 +123,8 @@ class Run:
     intake_seconds: float = 0.0
     applied_seconds: float = 0.0
     unsubscribe_seconds: float = 0.0  # from its post, not from the first
+    #: Where the unsubscribe waited: seconds from its post to each stage, as the tables say.
+    unsubscribe_stages: dict[str, float] = field(default_factory=dict)
     accepted: int = 0
     purger_cpu_seconds: float = 0.0
     rss_mib_by_tenth: list[float] = field(default_factory=list)
@@ -215,10 +217,10 @@ def batch_bodies(events: int, batch: int, old_share: float) -> list[bytes]:
     ]
 
 
-def unsubscribe_body() -> bytes:
+def unsubscribe_body(event_id: uuid.UUID) -> bytes:
     return json.dumps(
         {
-            "event_id": str(uuid.uuid4()),
+            "event_id": str(event_id),
             "type": "newsletter.unsubscribed",
             "occurred_at": datetime.now(UTC).isoformat(),
             "subject": {"ref": UNSUBSCRIBER_REF},
@@ -257,8 +259,9 @@ async def backfill(
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(args.clients)))
         run.intake_seconds = time.perf_counter() - started
-        posted = time.perf_counter()
-        async with session.post(f"{base}/v1/events", data=unsubscribe_body()) as answer:
+        posted, posted_at = time.perf_counter(), datetime.now(UTC)
+        unsubscribe = uuid.uuid4()
+        async with session.post(f"{base}/v1/events", data=unsubscribe_body(unsubscribe)) as answer:
             answer.raise_for_status()
     if run.accepted != args.events:
         raise RuntimeError(
@@ -298,7 +301,32 @@ async def backfill(
                     )
                     run.peak_rss_mib = [_status_mib(p.pid, "VmHWM") for p in purgers]
             await asyncio.sleep(0.1)
+        run.unsubscribe_stages = unsubscribe_stages(
+            connection, unsubscribe, unsubscriber, posted_at
+        )
     return run
+
+
+def unsubscribe_stages(
+    connection: psycopg.Connection, event_id: uuid.UUID, hashed_subject: str, posted_at: datetime
+) -> dict[str, float]:
+    """Seconds from the unsubscribe's post until it was in the outbox, published by the API's
+    relay, consumed by the purger, and its erasure executed: where it waited."""
+    stages = {}
+    for stage, query, parameter in (
+        ("in the outbox", "SELECT created_at FROM published_message WHERE event_id = %s", event_id),
+        ("published", "SELECT published_at FROM published_message WHERE event_id = %s", event_id),
+        ("consumed", "SELECT consumed_at FROM consumed_event WHERE event_id = %s", event_id),
+        (
+            "erased",
+            "SELECT executed_at FROM erasure WHERE subject_hash = %s AND category = 'marketing'",
+            hashed_subject,
+        ),
+    ):
+        row = connection.execute(query, (parameter,)).fetchone()
+        if row is not None:
+            stages[stage] = (row[0] - posted_at).total_seconds()
+    return stages
 
 
 def report(args: argparse.Namespace, run: Run) -> None:
@@ -326,6 +354,10 @@ def report(args: argparse.Namespace, run: Run) -> None:
     print(
         f"unsubscribe after the last batch: erased {run.unsubscribe_seconds:,.1f} s later "
         f"(target <= 10)"
+    )
+    print(
+        "  seconds from its post: "
+        + ", ".join(f"{stage} {seconds:,.1f}" for stage, seconds in run.unsubscribe_stages.items())
     )
 
 

@@ -44,6 +44,11 @@ HEADER_EVENT_ID = "event-id"
 IMMEDIATE_LANE = frozenset({*IMMEDIATE_EVENT_TYPES, *HOLD_EVENT_TYPES})
 
 
+#: Topics whose messages the outbox relays publish ahead of any backlog of others (a message
+#: keeps its order among those of its topic).
+URGENT = frozenset({LIFECYCLE_IMMEDIATE})
+
+
 def lifecycle_topic(event_type: str) -> str:
     """The lane a lifecycle event of ``event_type`` is published in."""
     return LIFECYCLE_IMMEDIATE if event_type in IMMEDIATE_LANE else LIFECYCLE

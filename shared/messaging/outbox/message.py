@@ -19,7 +19,8 @@ def outbox_row(
     schema_version: int,
     now: datetime,
 ) -> dict[str, Any]:
-    """The values of an ``outbox_message`` insert; ``key`` is the subject pseudonym."""
+    """The values of an ``outbox_message`` insert; ``key`` is the subject pseudonym. A message
+    of an urgent topic (:data:`topics.URGENT`) is published ahead of any backlog."""
     return {
         "event_id": event_id,
         "topic": topic,
@@ -27,6 +28,7 @@ def outbox_row(
         "value": value,
         "headers": message_headers(event_type, event_id, schema_version),
         "created_at": now,
+        "urgent": topic in topics.URGENT,
     }
 
 

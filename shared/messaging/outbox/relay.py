@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
-from sqlalchemy import Engine, delete, insert, literal, select
+from sqlalchemy import Engine, bindparam, delete, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.messaging import topics
@@ -54,7 +54,7 @@ from shared.messaging.outbox.metrics import OutboxMetrics
 from shared.runtime.settings import KafkaSettings, RelaySettings
 from shared.storage.database import one_of
 from shared.storage.pruning import delete_in_batches
-from shared.storage.tables.outbox import OutboxMessage, PublishedMessage, RelayWatermark
+from shared.storage.tables.outbox import URGENT, OutboxMessage, PublishedMessage, RelayWatermark
 from shared.storage.tables.table import table_of
 from shared.storage.tables.types import UtcDateTime
 
@@ -66,6 +66,12 @@ _watermark = table_of(RelayWatermark)
 #: What moves between the outbox and the kept published messages.
 _MOVED = ["id", "event_id", "topic", "message_key", "value", "headers", "created_at"]
 PRUNE_EVERY_SECONDS = 60.0  # published rows past the window go, by the lease holder
+#: The next messages to publish, oldest first.
+_NEXT = (
+    select(_outbox.c.id, _outbox.c.topic, _outbox.c.message_key, _outbox.c.value, _outbox.c.headers)
+    .order_by(_outbox.c.id)
+    .limit(bindparam("limit"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,19 +306,17 @@ class OutboxRelay:
         self._lease.release()
 
     def _next_batch(self) -> list[_Pending]:
+        """The oldest urgent messages, then the oldest of all (up to a batch of each): an
+        unsubscribe goes out in the next round however long the backlog ahead of it is. Each
+        topic keeps its order: urgent topics' messages are all urgent, and the urgent ones among
+        the oldest of all are among the oldest urgent ones, taken first."""
         with self._db.connect() as connection:
-            rows = connection.execute(
-                select(
-                    _outbox.c.id,
-                    _outbox.c.topic,
-                    _outbox.c.message_key,
-                    _outbox.c.value,
-                    _outbox.c.headers,
-                )
-                .order_by(_outbox.c.id)
-                .limit(self._settings.batch_size)
-            ).all()
-            return [_Pending(*row) for row in rows]
+            urgent = connection.execute(_NEXT.where(URGENT), {"limit": self._settings.batch_size})
+            pending = [_Pending(*row) for row in urgent]
+            taken = {message.id for message in pending}
+            oldest = connection.execute(_NEXT, {"limit": self._settings.batch_size})
+            pending += [_Pending(*row) for row in oldest if row.id not in taken]
+            return pending
 
     def _mark_published(
         self, placed: dict[TopicPartition, list[_Pending]], offsets: dict[TopicPartition, int]

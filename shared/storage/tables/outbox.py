@@ -5,10 +5,13 @@ broker acknowledged, so that messages a broker loses after acknowledging them ar
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Integer, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, Text, false, text
 from sqlmodel import Field, SQLModel
 
 from shared.storage.tables.types import UtcDateTime
+
+#: The partial index's condition, as the relay asks it.
+URGENT = text("urgent")
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -17,8 +20,12 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox_message"
     # Ids never used again, on SQLite too (which would otherwise give an emptied table's next
-    # row id 1): a published message keeps its id, and may come back under it.
-    __table_args__ = {"sqlite_autoincrement": True}
+    # row id 1): a published message keeps its id, and may come back under it. The urgent
+    # messages in an index of their own, which holds only them: the relay reads them first.
+    __table_args__ = (
+        Index("ix_outbox_message_urgent", "id", postgresql_where=URGENT, sqlite_where=URGENT),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(
         default=None,
@@ -32,6 +39,11 @@ class OutboxMessage(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
     headers: str = Field(sa_column=Column(Text, nullable=False), description="JSON object")
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    urgent: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, server_default=false()),
+        description="published ahead of any backlog (the immediate lane)",
+    )
 
 
 class PublishedMessage(SQLModel, table=True):

@@ -358,3 +358,53 @@ async def test_the_topics_are_created_at_start(make_api, migrated_url, kafka_set
                     await admin.close()
     finally:
         forget_the_session_broker(migrated_url)  # nor this broker's of the session's
+
+
+async def test_an_unsubscribe_is_published_ahead_of_a_backlog_accepted_before_it(
+    migrated_url, kafka_settings
+) -> None:
+    """The notice's "at once": the relay sends the immediate lane's messages first, however
+    many others wait in the outbox."""
+    engine = make_engine(migrated_url)
+    relay = OutboxRelay(engine, kafka_settings, relay_settings(batch_size=50), ApiMetrics().outbox)
+    pseudonymiser = Pseudonymiser(SECRET.encode())
+    actor = Principal("test", "relay-test", frozenset({Scope.EVENTS_WRITE}))
+    try:
+        while await relay.publish_once():  # whatever other tests left in the outbox
+            pass
+        subjects = [f"crm:{uuid.uuid4().hex[:8]}" for _ in range(5)]
+        backlog_events = contacts(subjects, 200)  # four batches of the main lane
+        unsubscribes = [
+            {
+                **EXAMPLES["newsletter.unsubscribed"],
+                "event_id": str(uuid.uuid4()),
+                "subject": {"ref": subject},
+            }
+            for subject in subjects[:2]
+        ]
+        for events in (backlog_events, unsubscribes):
+            intakes = [service.Intake.of(parse_event(e), pseudonymiser, actor) for e in events]
+            service.accept(engine, intakes, now=datetime.now(UTC))
+
+        await relay.publish_once()
+
+        wanted = [e["event_id"] for e in unsubscribes]
+        await read_topic(
+            kafka_settings,
+            topics.LIFECYCLE_IMMEDIATE,
+            until=lambda rs: set(wanted) <= {event_id_of(r) for r in rs},
+        )
+        with engine.connect() as connection:
+            published = set(
+                connection.execute(
+                    select(_PUBLISHED.c.event_id).where(
+                        _PUBLISHED.c.event_id.in_(
+                            [uuid.UUID(e["event_id"]) for e in backlog_events]
+                        )
+                    )
+                ).scalars()
+            )
+        assert len(published) == 50  # the backlog's first batch went with them, no more
+    finally:
+        await relay.close()
+        engine.dispose()
