@@ -30,6 +30,7 @@ from services.agent.schema import (
     key_parameters,
     keys_among,
 )
+from services.agent.writes import FailedWrite, Write, run_writes
 from shared.domain.pseudonym import Pseudonymiser, clock_hash, subject_hash
 
 MASK_PURPOSE = "gallring-agent-mask"
@@ -134,21 +135,36 @@ def erase(
     same_index = index_connection is connection
     current = ""
     unnamed: list[tuple[str, str]] = []  # (table, row key): entries that go
+    pending: list[Write] = []  # run together (writes.py), before a mask reads and at the end
     try:
         for table, erasure in plan.steps:
             current = table.name
             keys = [entry.row_key for entry in wanted if entry.table_name == table.name]
-            erased, gone = _erase_table(table, erasure, connection, keys, pseudonymiser)
-            counts.tables[table.name] = erased
+            counts.tables[table.name] = 0
+            if isinstance(erasure, ColumnErasure) and erasure.mask:
+                _count(counts, pending, run_writes(connection, pending))
+                pending = []
+                erased, gone = _mask_table(table, erasure, connection, keys, pseudonymiser)
+                counts.tables[table.name] = erased
+            else:
+                table_writes, gone = _writes_of(table, erasure, keys)
+                pending += table_writes
             unnamed += [(table.name, key) for key in gone]
+        if unnamed and same_index:
+            pending += index.removals(unnamed)
+        _count(counts, pending, run_writes(connection, pending))
         current = index.INDEX.name
-        if unnamed and (same_index or not dry_run):
-            index.remove_entries(index_connection, unnamed)
-    except (IntegrityError, ProgrammingError, DataError, OperationalError) as error:
+        if unnamed and not same_index and not dry_run:
+            run_writes(index_connection, index.removals(unnamed))
+    except (FailedWrite, IntegrityError, ProgrammingError, DataError, OperationalError) as raised:
+        if isinstance(raised, FailedWrite):
+            current, error = raised.write.table, raised.error
+        else:
+            error = raised
         if savepoint is not None:
             savepoint.rollback()
         if isinstance(error, OperationalError) and not schema_error(error):
-            raise  # the database away, a lock timeout: not the command's fault, try again
+            raise error from None  # the database away, a lock timeout: try again later
         raise ErasureFailed(_reason(category, current, error)) from None
     if savepoint is not None and dry_run:
         savepoint.rollback()
@@ -215,34 +231,46 @@ def _scope_of_clock(
     return None
 
 
-def _erase_table(
+def _count(counts: ErasureCounts, writes: Sequence[Write], rows: Sequence[int]) -> None:
+    """Add what each write changed to its table's count (the index's entries are not counted)."""
+    for write, changed in zip(writes, rows, strict=True):
+        if write.table in counts.tables:
+            counts.tables[write.table] += changed
+
+
+def _writes_of(
+    table: BoundTable, erasure: Erase, row_keys: list[str]
+) -> tuple[list[Write], list[str]]:
+    """The statements that delete these rows of one table, or null their columns (only rows
+    with something left to null count); and the keys whose entries must go (rows deleted or
+    gone, or whose way to the person was erased)."""
+    if not row_keys:
+        return [], []
+    keys = [table.key_values(orjson.loads(text)) for text in row_keys]
+    writes = [
+        Write(table.name, _statement(table, erasure, len(chunk)), key_parameters(chunk))
+        for chunk in _chunks(keys)
+    ]
+    if erasure == "delete":
+        return writes, row_keys
+    assert isinstance(erasure, ColumnErasure)
+    return writes, (row_keys if table.naming_column in erasure.columns else [])
+
+
+def _mask_table(
     table: BoundTable,
-    erasure: Erase,
+    erasure: ColumnErasure,
     connection: Connection,
     row_keys: list[str],
     pseudonymiser: Pseudonymiser,
 ) -> tuple[int, list[str]]:
-    """Erase these rows of one table; how many changed, and the keys whose entries must go
-    (rows deleted or gone, or whose way to the person was erased)."""
+    """Mask these rows' columns (and null those the erasure nulls): the rows are read first,
+    locked, and only those not masked yet are written. How many changed, and the keys whose
+    entries must go."""
     if not row_keys:
         return 0, []
     keys = {text: table.key_values(orjson.loads(text)) for text in row_keys}
-    if erasure == "delete":
-        deleted = 0
-        for chunk in _chunks(list(keys.values())):
-            deleted += connection.execute(
-                _statement(table, erasure, len(chunk)), key_parameters(chunk)
-            ).rowcount
-        return deleted, row_keys
-    assert isinstance(erasure, ColumnErasure)
     names_nobody = table.naming_column in erasure.columns
-    if not erasure.mask:  # one statement: the rows with something left to null
-        nulled = 0
-        for chunk in _chunks(list(keys.values())):
-            nulled += connection.execute(
-                _statement(table, erasure, len(chunk)), key_parameters(chunk)
-            ).rowcount
-        return nulled, (row_keys if names_nobody else [])
     present: dict[tuple[object, ...], Any] = {}
     for chunk in _chunks(list(keys.values())):
         query = _statement(table, erasure, len(chunk))

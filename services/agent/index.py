@@ -52,6 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from services.agent.schema import FEW_KEYS, BoundDataset, BoundTable, key_parameters, keys_among
+from services.agent.writes import Write
 from shared.domain.national_id import InvalidNationalIdError, normalise_national_id
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
 
@@ -230,8 +231,9 @@ def remove(connection: Connection, table_name: str, row_keys: Sequence[str]) -> 
         )
 
 
-def remove_entries(connection: Connection, entries: Sequence[tuple[str, str]]) -> None:
-    """Remove these (table, row key) entries: one statement for a command's rows."""
+def removals(entries: Sequence[tuple[str, str]]) -> list[Write]:
+    """The statements that remove these (table, row key) entries: one for a command's rows."""
+    writes = []
     for start in range(0, len(entries), DEFAULT_BATCH_SIZE // 2):
         chunk = entries[start : start + DEFAULT_BATCH_SIZE // 2]
         count = min(len(chunk), FEW_KEYS + 1)
@@ -240,7 +242,8 @@ def remove_entries(connection: Connection, entries: Sequence[tuple[str, str]]) -
             statement = _REMOVALS[count] = delete(INDEX).where(
                 keys_among((INDEX.c.table_name, INDEX.c.row_key), count)
             )
-        connection.execute(statement, key_parameters(chunk))
+        writes.append(Write(INDEX.name, statement, key_parameters(chunk)))
+    return writes
 
 
 def row_key_text(values: Sequence[object]) -> str:
