@@ -14,7 +14,8 @@ system's database per command, the index in the same database, ``erase()`` as th
 it (no Kafka, no API: the confirmation is not timed). The bare loop runs on a copy of the same
 data made before the index was built (``CREATE DATABASE … TEMPLATE``): per command, in one
 transaction, the case's letters deleted by primary key, its payment's case and payer nulled, the
-case deleted, with psycopg, the keys known in advance.
+case deleted, with psycopg, the keys known in advance. The two loops take turns, 500 commands
+each, so that a stretch in which the machine is busy with something else weighs on both alike.
 
 The index's first build (``index.index_pass`` on an empty index) is timed on a database of its
 own seeded with ``--index-rows`` rows (the agent's copy's first build is printed too).
@@ -33,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, func, select
@@ -62,6 +64,7 @@ ROWS_PER_DEBTOR = 9  # a debtor, two cases, four letters, two payments
 FIRST_BIRTHDAY = date(1950, 1, 1)
 REFERENCES = (("letters", "case_id"), ("payments", "case_id"), ("cases", "debtor_id"))
 EXPECTED = {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}  # rows erased a command
+TURN = 500  # commands each loop runs before the other's turn
 
 
 def main() -> None:
@@ -101,11 +104,12 @@ def main() -> None:
                     f"in {seconds:.1f} s, {rows / seconds:,.0f} rows/s"
                 )
                 due = due_debtors(args.debtors, args.commands)
-                agent_seconds, agent_cpu = agent_loop(bound, system, due, args.profile)
+                (agent_seconds, agent_cpu), (bare_seconds, bare_cpu) = take_turns(
+                    bound, system, bare_url, due, args.profile
+                )
                 check(system, args.debtors, len(due))
             finally:
                 system.dispose()
-            bare_seconds, bare_cpu = bare_loop(bare_url, due)
 
     agent_rate, bare_rate = len(due) / agent_seconds, len(due) / bare_seconds
     # This process's own CPU per erasure: what the client side (SQLAlchemy, the agent's code)
@@ -216,11 +220,12 @@ def due_debtors(debtors: int, commands: int) -> list[int]:
     return [1 + i * step for i in range(commands)]
 
 
-def agent_loop(
-    bound: BoundDataset, system: Engine, due: list[int], profile: str | None
-) -> tuple[float, float]:
-    """Seconds to apply one erasure command per due debtor, as the consumer does: the pseudonym
-    is the message's key, the scope the case; one transaction each, the index in it."""
+def take_turns(
+    bound: BoundDataset, system: Engine, bare_url: str, due: list[int], profile: str | None
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Seconds and client CPU of the agent's loop and of the bare loop over the same due
+    debtors, taking turns a block of commands each (the first of each pair alternating): a
+    stretch in which the machine is busier with something else weighs on both alike."""
     targets = [
         SubjectScope(
             PSEUDONYMISER.pseudonym("national_id", normalise_national_id(national_id(d))),
@@ -228,27 +233,48 @@ def agent_loop(
         )
         for d in due
     ]
+    profiler = cProfile.Profile() if profile else None
+    agent, bare = [0.0, 0.0], [0.0, 0.0]
+    with psycopg.connect(conninfo(bare_url), autocommit=True) as bare_connection:
+        for turn, start in enumerate(range(0, len(due), TURN)):
+            block = slice(start, start + TURN)
+            loops = [
+                (agent, functools.partial(agent_loop, bound, system, targets[block], profiler)),
+                (bare, functools.partial(bare_loop, bare_connection, due[block])),
+            ]
+            for spent, loop in loops[:: 1 if turn % 2 == 0 else -1]:
+                seconds, cpu = loop()
+                spent[0] += seconds
+                spent[1] += cpu
+    if profiler and profile:
+        profiler.dump_stats(profile)
+    return (agent[0], agent[1]), (bare[0], bare[1])
+
+
+def agent_loop(
+    bound: BoundDataset,
+    system: Engine,
+    targets: list[SubjectScope],
+    profiler: cProfile.Profile | None,
+) -> tuple[float, float]:
+    """Seconds and client CPU to apply one erasure command per target, as the consumer does:
+    the pseudonym is the message's key, the scope the case; one transaction each, the index in
+    it."""
 
     def erase_alone(target: SubjectScope) -> ErasureCounts:  # as the consumer's _erase
         return erase_in_transactions_of_its_own(
             bound, system, system, category=CATEGORY, target=target, pseudonymiser=PSEUDONYMISER
         )
 
-    profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
     for target in targets:
         counts = again_if_reconnected(functools.partial(erase_alone, target))
-        assert counts.tables == {"letters": 2, "payments": 1, "cases": 1, "debtors": 0}, (
-            counts.tables
-        )
+        assert counts.tables == EXPECTED, counts.tables
     if profiler:
         profiler.disable()
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    if profiler and profile:
-        profiler.dump_stats(profile)
-    return seconds, cpu
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def check(system: Engine, debtors: int, erased: int) -> None:
@@ -264,19 +290,19 @@ def check(system: Engine, debtors: int, erased: int) -> None:
     assert unlinked == erased, unlinked
 
 
-def bare_loop(url: str, due: list[int]) -> tuple[float, float]:
-    """Seconds for the same rows' statements by primary key, one transaction per command."""
-    with psycopg.connect(conninfo(url), autocommit=True) as bare:
-        started, cpu = time.perf_counter(), time.process_time()
-        for d in due:
-            case = 2 * d - 1
-            with bare.transaction():
-                bare.execute("DELETE FROM letters WHERE id IN (%s, %s)", (2 * case - 1, 2 * case))
-                bare.execute(
-                    "UPDATE payments SET case_id = NULL, payer_name = NULL WHERE id = %s", (case,)
-                )
-                bare.execute("DELETE FROM cases WHERE id = %s", (case,))
-        return time.perf_counter() - started, time.process_time() - cpu
+def bare_loop(bare: psycopg.Connection[Any], due: list[int]) -> tuple[float, float]:
+    """Seconds and client CPU for the same rows' statements by primary key, one transaction per
+    command."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for d in due:
+        case = 2 * d - 1
+        with bare.transaction():
+            bare.execute("DELETE FROM letters WHERE id IN (%s, %s)", (2 * case - 1, 2 * case))
+            bare.execute(
+                "UPDATE payments SET case_id = NULL, payer_name = NULL WHERE id = %s", (case,)
+            )
+            bare.execute("DELETE FROM cases WHERE id = %s", (case,))
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def conninfo(database_url: str) -> str:
