@@ -12,11 +12,29 @@ FastAPI as installed. Only successful answers count: 200 from hello-world, 202 f
 event, and for batches the events stored, as the database counts them. Targets (issue 4):
 single-event POST at least 40 % of hello-world; batch intake at least 20,000 events/s.
 
+Before those rounds, a latency phase (issue 23): what an upstream system sending single events
+at a steady rate feels. One purger process (``gallring purger``, as in production) consumes
+beside the API what the API's relay publishes to the embedded Tansu broker (topics created
+first, as the settings make them). For each of ``--latency-rates`` (default 500 and 2,000/s)
+bench/load.py posts single events open-loop for ``--latency-seconds``: request i is due at
+start + i/rate, whatever the server does, and its latency runs from that due time to its answer,
+so a stall of the API shows in full in every request due during it, not only in the few in
+flight (timed from the send, it would be hidden: coordinated omission). Per rate it prints
+p50/p95/p99/max (target at 2,000/s: p99 <= 10 ms), how many of the requests were answered, how
+many the generator itself handed over late (more than a few and the run is void), and how long
+after the last request the purger had applied every event (whether it kept up). A warm-up of 2 s
+at the first rate comes first, uncounted; between rates the purger catches up. The purger is
+stopped before the throughput rounds, which run as before (the latency phase's events stay in
+the database). ``--latency-rates ""`` skips the phase.
+
     .venv/bin/python bench/api_bench.py [--seconds 10] [--connections 64] [--workers 1] [--rounds 3]
+                                        [--latency-rates 500,2000] [--latency-seconds 10]
 """
 
 import argparse
+import asyncio
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -25,6 +43,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -33,7 +52,10 @@ from sqlalchemy.engine import make_url
 
 from services.api.api_keys import KeyStore, Scope
 from shared.domain.contract.examples import EXAMPLES
+from shared.messaging import topics
 from shared.messaging.embedded_broker import EmbeddedBroker, free_loopback_port
+from shared.messaging.kafka import ensure_topics
+from shared.runtime.settings import KafkaSettings
 from shared.storage.database import make_engine
 from shared.storage.migrate import upgrade
 
@@ -42,6 +64,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "GALLRING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 UVICORN_FLAGS = ["--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
+PURGER_COMMAND = [sys.executable, "-m", "services.cli.main", "purger"]
+LATENCY_TARGET_MS = 10.0  # p99 at 2,000 single events/s (issue 23)
+WARM_UP_SECONDS = 2.0
+CATCH_UP_TIMEOUT_SECONDS = 300.0
 
 
 def main() -> None:
@@ -50,11 +76,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--rounds", type=int, default=3, help="medians are printed")
+    parser.add_argument(
+        "--latency-rates",
+        type=_rates,
+        default=_rates("500,2000"),
+        help='single events/s, comma-separated, for the latency phase ("" skips it)',
+    )
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="at each rate")
     args = parser.parse_args()
 
     with bench_database() as database_url, EmbeddedBroker() as broker:
         upgrade(database_url)
         key = create_key(database_url)
+        kafka = KafkaSettings(bootstrap=broker.bootstrap_servers, enable_idempotence=False)
+        asyncio.run(ensure_topics(kafka, topics.ALL_TOPICS))  # before the relay and the purger
         hello_port, api_port = free_loopback_port(), free_loopback_port()
         env = {
             **os.environ,
@@ -71,6 +106,9 @@ def main() -> None:
             ),
         ]
         try:
+            latencies = (
+                latency_phase(args, key, api_port, env, database_url) if args.latency_rates else []
+            )
             rounds = [
                 run_round(args, key, hello_port, api_port, servers, database_url)
                 for _ in range(args.rounds)
@@ -80,6 +118,21 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=10)
 
+    if latencies:
+        print(
+            f"latency: single events open-loop, {args.latency_seconds:g} s at each rate, one "
+            "purger consuming beside the API; from each request's due time to its answer"
+        )
+    for figures in latencies:
+        ms = figures["latency_ms"]
+        print(
+            f"latency at {figures['rate']:,.0f}/s: p50 {ms['p50']:.1f} ms, p95 {ms['p95']:.1f} ms, "
+            f"p99 {ms['p99']:.1f} ms (target p99 <= {LATENCY_TARGET_MS:g} ms), max "
+            f"{ms['max']:.1f} ms; answered {figures['requests']:,} of {figures['sent']:,}, late "
+            f"{figures['late']:,} (over {figures['late_ms']:g} ms; at most "
+            f"{figures['most_behind_ms']:.1f} ms); the purger had applied every event "
+            f"{figures['caught_up_seconds']:.1f} s after the last answer"
+        )
     print(f"uvicorn workers: {args.workers} each; {args.rounds} round(s) of {args.seconds:g} s")
     for number, figures in enumerate(rounds, 1):
         print(
@@ -161,6 +214,109 @@ def run_round(
     }
     figures["ratio"] = figures["single"] / figures["hello"]
     return figures
+
+
+def latency_phase(
+    args: argparse.Namespace, key: str, api_port: int, env: dict[str, str], database_url: str
+) -> list[dict[str, Any]]:
+    """Single events at each of ``args.latency_rates``, open-loop, with one purger consuming
+    beside the API; the load generator's figures per rate, and how long the purger took after
+    each to apply every event stored so far. The outbox is drained and the purger stopped
+    after the last rate: the throughput rounds run without one beside them, as before."""
+    logs = Path(tempfile.mkdtemp(prefix="api-bench-"))
+    purger, status_port = start_purger(
+        {**env, "GALLRING_QUIET_LIBRARIES": "true"}, logs / "purger.log"
+    )
+    results = []
+    try:
+        wait_until_ready(purger, status_port, time.monotonic() + 90, logs)
+        with tempfile.TemporaryDirectory() as scratch:
+            first = args.latency_rates[0]
+            warm_up = drive_at_rate(
+                api_port,
+                bodies(scratch, "warm-up", single_events(first * WARM_UP_SECONDS)),
+                key,
+                rate=first,
+                seconds=WARM_UP_SECONDS,
+            )
+            _answered(warm_up, "202")
+            wait_for_purger(database_url)
+            for rate in args.latency_rates:
+                events = bodies(scratch, f"at-{rate:g}", single_events(rate * args.latency_seconds))
+                figures = drive_at_rate(
+                    api_port, events, key, rate=rate, seconds=args.latency_seconds
+                )
+                _answered(figures, "202")  # warns of any other answer
+                figures["caught_up_seconds"] = wait_for_purger(database_url)
+                results.append(figures)
+        drain_outbox(database_url)
+    finally:
+        purger.terminate()
+        purger.wait(timeout=60)
+    return results
+
+
+def single_events(count: float) -> Iterator[str]:
+    return (event_json() for _ in range(math.ceil(count)))
+
+
+def drive_at_rate(port: int, bodies_file: str, key: str, *, rate: float, seconds: float) -> dict:
+    """bench/load.py open-loop: single events due at ``rate`` a second for ``seconds``."""
+    command = [
+        *(sys.executable, str(ROOT / "bench" / "load.py"), "/v1/events", str(port), bodies_file),
+        *("64", str(seconds), key, "--rate", str(rate)),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(result.stdout)
+
+
+def wait_for_purger(database_url: str) -> float:
+    """Seconds until the purger has applied every event the API stored (``consumed_event``
+    has a row for each event it applied, ``idempotency_record`` one for each event stored)."""
+    started = time.monotonic()
+    with psycopg.connect(_conninfo(database_url), autocommit=True) as connection:
+        stored = _count(connection, "SELECT count(*) FROM idempotency_record")
+        while _count(connection, "SELECT count(*) FROM consumed_event") < stored:
+            if time.monotonic() - started > CATCH_UP_TIMEOUT_SECONDS:
+                raise RuntimeError(f"the purger did not apply {stored:,} events in time")
+            time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def start_purger(
+    env: dict[str, str], log: Path, command: list[str] = PURGER_COMMAND
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``gallring purger`` (or ``command``, which runs it) with a status port of its own, its
+    lines to ``log``: the process, and that port (its /readyz tells it has joined its group)."""
+    port = free_loopback_port()
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, "GALLRING_PURGER_METRICS_PORT": str(port)},
+            stdout=out,
+            stderr=out,
+        )
+    return process, port
+
+
+def wait_until_ready(
+    purger: subprocess.Popen[bytes], status_port: int, deadline: float, logs: Path
+) -> None:
+    """Until the purger has joined its group (rebalances over before a clock starts)."""
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{status_port}/readyz", timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline or purger.poll() is not None:
+                raise RuntimeError(f"a purger did not become ready (its log: {logs})") from None
+            time.sleep(0.3)
+
+
+def _rates(text: str) -> list[float]:
+    """``--latency-rates``: "500,2000" -> [500.0, 2000.0]; "" -> none."""
+    return [float(rate) for rate in text.split(",") if rate.strip()]
 
 
 def _answered(run: dict, status: str) -> int:

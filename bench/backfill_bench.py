@@ -51,7 +51,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -63,7 +62,9 @@ import aiohttp
 import psycopg
 from dateutil.relativedelta import relativedelta
 
+from bench import api_bench
 from bench.api_bench import (
+    PURGER_COMMAND,
     _conninfo,
     _count,
     bench_database,
@@ -362,32 +363,24 @@ def report(args: argparse.Namespace, run: Run) -> None:
 
 
 def start_purger(env: dict[str, str], number: int, profile: Path | None) -> subprocess.Popen[bytes]:
-    """``gallring purger`` with a status port of its own (its /readyz tells it has joined)."""
-    port = free_loopback_port()
+    """``gallring purger``, under cProfile with ``profile``; its lines (a sweep's every few
+    hundred ms) go to a file of its own, not between the figures."""
     command = (
         [sys.executable, "-c", PROFILED_PURGER, str(profile / f"purger-{number}")]
         if profile
-        else [sys.executable, "-m", "services.cli.main", "purger"]
+        else PURGER_COMMAND
     )
-    env = {**env, "GALLRING_PURGER_METRICS_PORT": str(port)}
-    STATUS_PORTS[number] = port
-    # Its lines (a sweep's every few hundred ms) go to a file, not between the figures.
-    log = (LOG_DIRECTORY / f"purger-{number}.log").open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    purger, STATUS_PORTS[number] = api_bench.start_purger(
+        env, LOG_DIRECTORY / f"purger-{number}.log", command
+    )
+    return purger
 
 
 def wait_until_ready(purgers: list[subprocess.Popen[bytes]]) -> None:
     """Every purger has joined the group: the rebalances are over before the clock starts."""
     deadline = time.monotonic() + 90
     for number, purger in enumerate(purgers):
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{STATUS_PORTS[number]}/readyz", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or purger.poll() is not None:
-                    raise RuntimeError(f"a purger did not become ready ({LOG_DIRECTORY})") from None
-                time.sleep(0.3)
+        api_bench.wait_until_ready(purger, STATUS_PORTS[number], deadline, LOG_DIRECTORY)
 
 
 def _status_mib(pid: int, name: str) -> float:
