@@ -142,8 +142,9 @@ def erase(
             keys = [entry.row_key for entry in wanted if entry.table_name == table.name]
             counts.tables[table.name] = 0
             if isinstance(erasure, ColumnErasure) and erasure.mask:
-                _count(counts, pending, run_writes(connection, pending))
-                pending = []
+                if keys:  # the mask reads the rows: what comes before it is written first
+                    _count(counts, pending, run_writes(connection, pending))
+                    pending = []
                 erased, gone = _mask_table(table, erasure, connection, keys, pseudonymiser)
                 counts.tables[table.name] = erased
             else:
