@@ -177,18 +177,18 @@ WITH incoming AS (
     SELECT * FROM ROWS FROM (
         json_to_recordset(%(events)s::json) AS (
             event_id uuid, body_digest text, message_key text, value text, headers text,
-            actor text, topic text
+            actor text, topic text, urgent boolean
         )
     ) WITH ORDINALITY AS incoming (event_id, body_digest, message_key, value, headers, actor,
-                                   topic, position)
+                                   topic, urgent, position)
 ), stored AS (
     INSERT INTO idempotency_record (event_id, body_digest, accepted_at)
     SELECT event_id, body_digest, %(now)s FROM incoming ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 ), queued AS (
-    INSERT INTO outbox_message (event_id, topic, message_key, value, headers, created_at)
-    SELECT event_id, topic, message_key, value, headers, %(now)s
+    INSERT INTO outbox_message (event_id, topic, message_key, value, headers, created_at, urgent)
+    SELECT event_id, topic, message_key, value, headers, %(now)s, urgent
     FROM incoming JOIN stored USING (event_id) ORDER BY position
 ), audited AS (
     INSERT INTO audit_entry (at, actor, action, detail)
@@ -233,7 +233,8 @@ def _store_parameters(unique: dict[UUID, Intake], now: datetime) -> dict[str, An
             "value": intake.message_json,
             "headers": message_headers(intake.event.type, event_id, SCHEMA_VERSION),
             "actor": intake.actor.name,
-            "topic": lane(intake),
+            "topic": (topic := lane(intake)),
+            "urgent": topic in topics.URGENT,
         }
         for event_id, intake in unique.items()
     ]
