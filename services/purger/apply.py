@@ -6,13 +6,14 @@ id and skipped."""
 import logging
 from uuid import UUID
 
-from sqlalchemy import Connection, func, insert, select, union
+from sqlalchemy import Connection, func, select, union
 
 from services.purger import subject_clocks
 from services.purger.batch import PurgerBatch
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.pseudonym import subject_hash
+from shared.storage.bulk_insert import insert_rows
 from shared.storage.database import one_of
 from shared.storage.tables.purger import ConsumedEvent, ErasureProof
 from shared.storage.tables.table import table_of
@@ -46,8 +47,10 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
             fresh.setdefault(message.event_id, message)
     if not fresh:
         return
-    connection.execute(
-        insert(_CONSUMED), [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
+    # Dedupe records, facts and clocks go in by COPY on PostgreSQL (insert_rows): inserted row
+    # by row, even pipelined, they took a third of the purger's CPU in a back-fill.
+    insert_rows(
+        connection, _CONSUMED, [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
     )
     about_erased = _about_erased_data(connection, retention, list(fresh.values()))
     for event_id in about_erased:
@@ -60,8 +63,9 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
     facts_of = subject_clocks.load_facts_of(connection, subjects)
     for message in fresh.values():
         facts_of[message.subject].append(message)
-    connection.execute(
-        insert(subject_clocks.FACTS),
+    insert_rows(
+        connection,
+        subject_clocks.FACTS,
         [
             {
                 "event_id": message.event_id,
