@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Row, delete, insert, select, text, tuple_, update
+from sqlalchemy import Connection, Row, delete, select, text, tuple_, update
 
 from shared.domain.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
 from shared.domain.contract.lifecycle_message import LifecycleMessage
@@ -20,6 +20,7 @@ from shared.domain.engine import ClockState, RetentionClock, RetentionEngine
 from shared.domain.engine.evaluate import ClockKey
 from shared.domain.engine.holds import Holds
 from shared.domain.pseudonym import clock_hash
+from shared.storage.bulk_insert import insert_rows
 from shared.storage.database import one_of
 from shared.storage.subject_facts import FACTS
 from shared.storage.subject_facts import load_facts as load_facts
@@ -112,17 +113,17 @@ def verdict_digest(
 
 
 class NewClockRows:
-    """New clock rows gathered over many subjects and inserted in one statement: a batch of a
-    back-fill makes a clock or two for each of its thousand subjects, and one round trip each
-    would cost more than evaluating them."""
+    """New clock rows gathered over many subjects and inserted in one statement (a COPY on
+    PostgreSQL, :func:`insert_rows`): a batch of a back-fill makes a clock or two for each of its
+    thousand subjects, and one round trip each would cost more than evaluating them, as the
+    driver's row-by-row executemany cost a third of the purger's CPU."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
     def insert(self, connection: Connection) -> None:
-        if self.rows:
-            connection.execute(insert(CLOCKS), self.rows)
-            self.rows = []
+        insert_rows(connection, CLOCKS, self.rows)
+        self.rows = []
 
 
 def reevaluate(

@@ -6,16 +6,19 @@ engine's verdicts over each subject's whole history."""
 import uuid
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from services.purger.handlers import handle_batch
 from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.storage.bulk_insert import COPY_FROM_ROWS
+from shared.storage.subject_facts import load_facts_of
 from shared.storage.tables.purger import StoredClock
 from shared.storage.tables.table import table_of
 from tests.histories import NOW, histories
-from tests.integration.purger.helpers import RETENTION
+from tests.integration.purger.helpers import RETENTION, Subject
 
 CLOCKS = table_of(StoredClock)
 SUBJECTS = 3
@@ -63,3 +66,29 @@ def test_batched_clocks_are_the_engines_verdicts(db: Engine, stories, data) -> N
     for subject in subjects:
         history = [message for message in messages if message.subject == subject]
         assert stored(db, subject) == verdicts(subject, history)
+
+
+def test_a_backfill_batch_is_stored_as_its_events_say(db: Engine) -> None:
+    """A back-fill's batch (hundreds of subjects, more than ``COPY_FROM_ROWS``: PostgreSQL takes
+    its facts, dedupe records and clocks by COPY) stores each subject's verdict and facts, and
+    the same batch redelivered is recognised, event by event."""
+    subjects = [Subject() for _ in range(2 * COPY_FROM_ROWS)]
+    messages = [
+        subject.message(
+            "collection_case.closed",
+            NOW - relativedelta(months=40 if n % 10 == 0 else 3, days=n),
+            {"case_id": f"C-{n}"},
+            role="debtor",
+        )
+        for n, subject in enumerate(subjects)
+    ]
+    applied = handle_batch(db, RETENTION, messages, NOW)
+    again = handle_batch(db, RETENTION, messages, NOW)
+
+    assert (applied.new_events, again.new_events) == (len(messages), 0)
+    assert applied.erasable_clocks == len(subjects) // 10  # closed 40 months ago: due
+    with db.connect() as connection:
+        facts = load_facts_of(connection, [subject.pseudonym for subject in subjects])
+    for subject, message in zip(subjects, messages, strict=True):
+        assert stored(db, subject.pseudonym) == verdicts(subject.pseudonym, [message])
+        assert facts[subject.pseudonym] == [message]
