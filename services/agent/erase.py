@@ -34,6 +34,9 @@ from services.agent.writes import FailedWrite, Write, run_writes
 from shared.domain.pseudonym import Pseudonymiser, clock_hash, subject_hash
 
 MASK_PURPOSE = "gallring-agent-mask"
+#: What a command's statements may fail with that can be its fault (an OperationalError only
+#: when it says a table or column is missing: :func:`schema_error`).
+_COMMANDS_FAULTS = (IntegrityError, ProgrammingError, DataError, OperationalError)
 
 
 class ErasureFailed(Exception):
@@ -157,9 +160,11 @@ def erase(
         current = index.INDEX.name
         if unnamed and not same_index and not dry_run:
             run_writes(index_connection, index.removals(unnamed))
-    except (FailedWrite, IntegrityError, ProgrammingError, DataError, OperationalError) as raised:
+    except (FailedWrite, *_COMMANDS_FAULTS) as raised:
         if isinstance(raised, FailedWrite):
             current, error = raised.write.table, raised.error
+            if not isinstance(error, _COMMANDS_FAULTS):
+                raise error from None  # not the command's fault (a driver's, a file's): again
         else:
             error = raised
         if savepoint is not None:

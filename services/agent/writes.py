@@ -116,8 +116,9 @@ def _run_pipelined(
             hide_parameters=True,  # the keys of a person's rows: no message carries them
             connection_invalidated=invalidated,
         )
-        if invalidated:
+        if invalidated:  # as SQLAlchemy does: this connection, and the others the pool kept
             connection.invalidate(error)
+            connection.engine.pool.dispose()
         raise FailedWrite(writes[failed], wrapped) from None  # type: ignore[arg-type]
     else:
         return [cursor.rowcount for cursor in cursors]

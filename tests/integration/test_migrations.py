@@ -191,3 +191,36 @@ def test_disclosures_are_found_by_recipient_and_waiting_notifications_by_a_parti
     assert awaiting["column_names"] == ["recipient_id"]
     where = awaiting.get("dialect_options", {})
     assert "awaiting_recipient" in str(where.get("postgresql_where", where.get("sqlite_where")))
+
+
+def test_immediate_lane_messages_waiting_at_the_upgrade_are_published_first(
+    empty_database_url,
+) -> None:
+    """Left behind a back-fill, they would be overtaken by their subjects' newer messages."""
+    upgrade(empty_database_url, "0014")
+    engine = make_engine(empty_database_url)
+    row = "(:event_id, :topic, 'key', '{}', '{}', :now)"
+    try:
+        with engine.begin() as connection:
+            for topic in ("gallring.lifecycle.v1", "gallring.lifecycle-immediate.v1"):
+                event_id = uuid4()
+                connection.execute(
+                    text(
+                        "INSERT INTO outbox_message"
+                        f" (event_id, topic, message_key, value, headers, created_at) VALUES {row}"
+                    ),
+                    {
+                        "event_id": event_id.hex if engine.dialect.name == "sqlite" else event_id,
+                        "topic": topic,
+                        "now": datetime.now(UTC),
+                    },
+                )
+        upgrade(empty_database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT topic, urgent FROM outbox_message"))
+            urgent = {topic: bool(flag) for topic, flag in rows}
+        assert urgent == {"gallring.lifecycle.v1": False, "gallring.lifecycle-immediate.v1": True}
+    finally:
+        engine.dispose()
+        downgrade(empty_database_url, "base")
+        upgrade(empty_database_url)

@@ -350,10 +350,15 @@ class OutboxRelay:
         with self._db.begin() as connection:
             for topic in sorted({where.topic for where in lost}):
                 of_topic = _published.c.topic == topic
+                # Urgent again if its topic is (they are read ahead of the others: a kept
+                # message left behind would be overtaken by its subject's newer ones).
                 connection.execute(
                     insert(_outbox).from_select(
-                        _MOVED,
-                        select(*(_published.c[column] for column in _MOVED))
+                        [*_MOVED, "urgent"],
+                        select(
+                            *(_published.c[column] for column in _MOVED),
+                            literal(topic in topics.URGENT),
+                        )
                         .where(of_topic)
                         .order_by(_published.c.id),
                     )

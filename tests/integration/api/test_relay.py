@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine, select, text
 
@@ -424,3 +425,45 @@ async def accept_one(engine: Engine, intake: service.Intake) -> None:
     connection = await psycopg.AsyncConnection.connect(url, autocommit=True)
     async with connection, connection.cursor() as cursor:
         await service.accept_on_postgresql(cursor, [intake], now=datetime.now(UTC))
+
+
+async def test_an_immediate_message_published_again_stays_ahead_of_its_subjects_newer_ones(
+    migrated_url, kafka_settings
+) -> None:
+    """A broker that lost the immediate lane gets its kept messages again, and before the newer
+    messages of the same subjects: a hold placed before an erasure request stays before it."""
+    engine = make_engine(migrated_url)
+    relay = OutboxRelay(engine, kafka_settings, relay_settings(batch_size=50), ApiMetrics().outbox)
+    pseudonymiser = Pseudonymiser(SECRET.encode())
+    actor = Principal("test", "relay-test", frozenset({Scope.EVENTS_WRITE}))
+
+    def intake(event_type: str, subject: str) -> service.Intake:
+        event = {**EXAMPLES[event_type], "event_id": str(uuid.uuid4()), "subject": {"ref": subject}}
+        return service.Intake.of(parse_event(event), pseudonymiser, actor)
+
+    try:
+        while await relay.publish_once():  # whatever other tests left in the outbox
+            pass
+        subject = f"crm:{uuid.uuid4().hex[:8]}"
+        hold = intake("legal_hold.placed", subject)
+        await accept_one(engine, hold)
+        await relay.publish_once()  # published, and kept
+        backlog = [intake("marketing.contact", f"crm:{uuid.uuid4().hex[:8]}") for _ in range(100)]
+        service.accept(engine, backlog, now=datetime.now(UTC))
+        request = intake("dsr.erasure_requested", subject)
+        await accept_one(engine, request)
+
+        relay._mark_unpublished([TopicPartition(topics.LIFECYCLE_IMMEDIATE, 0)])  # the loss
+        await relay.publish_once()
+
+        wanted = {str(hold.event_id), str(request.event_id)}
+        records = await read_topic(
+            kafka_settings,
+            topics.LIFECYCLE_IMMEDIATE,
+            until=lambda rs: str(request.event_id) in {event_id_of(r) for r in rs},
+        )
+        order = [event_id_of(r) for r in records if event_id_of(r) in wanted]
+        assert order == [str(hold.event_id), str(hold.event_id), str(request.event_id)]
+    finally:
+        await relay.close()
+        engine.dispose()

@@ -4,7 +4,10 @@
 (``gallring.lifecycle-immediate.v1``: an unsubscribe, an objection, a hold): the relay reads them
 through a partial index that holds only them, before the oldest others, so that an unsubscribe
 accepted behind a back-fill's hundreds of thousands of unpublished rows is published in the next
-round, not after all of them. Rows written before this migration are not urgent.
+round, not after all of them. The immediate lane's rows already waiting are marked urgent too:
+left behind, they would be overtaken by their subjects' newer ones. (The index is built without
+``CONCURRENTLY``: outbox writes wait while it reads the table, a moment for an outbox the relay
+keeps short; deploy it between back-fills.)
 
 Revision ID: 0015
 Revises: 0014
@@ -30,6 +33,9 @@ def upgrade() -> None:
         "outbox_message",
         sa.Column("urgent", sa.Boolean(), server_default=sa.false(), nullable=False),
     )
+    op.execute(
+        "UPDATE outbox_message SET urgent = true WHERE topic = 'gallring.lifecycle-immediate.v1'"
+    )
     op.create_index(
         "ix_outbox_message_urgent",
         "outbox_message",
@@ -42,7 +48,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_message_urgent", table_name="outbox_message")
-    with op.batch_alter_table(
+    if op.get_bind().dialect.name != "sqlite":
+        op.drop_column("outbox_message", "urgent")
+        return
+    with op.batch_alter_table(  # a copy of the table, which must keep its AUTOINCREMENT
         "outbox_message", recreate="always", table_kwargs={"sqlite_autoincrement": True}
     ) as batch_op:
         batch_op.drop_column("urgent")
