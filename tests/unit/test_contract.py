@@ -13,6 +13,7 @@ from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecu
 from shared.domain.contract.errors import describe
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.scope import Scope
 from shared.domain.contract.topic_messages import topic_json_schema
 from shared.messaging import topics
 
@@ -105,6 +106,18 @@ def test_a_scope_names_at_most_one_key() -> None:
         with_changes("data.outdated", scope={"case_id": "C-1", "client_id": "K-1"})
     )
     assert problem.startswith("scope: give at most one scope key")
+
+
+def test_a_scope_names_its_key_and_a_changed_copy_its_own() -> None:
+    """The engine routes an event by ``scope.item``, worked out once while validating: a copy
+    with another key must not keep the original's."""
+    scope = Scope.model_validate_json('{"case_id": "C-1"}')
+    assert scope.item == ("case_id", "C-1")
+    assert Scope().item is None
+    assert scope.model_copy(update={"case_id": "C-2"}).item == ("case_id", "C-2")
+    moved = scope.model_copy(update={"case_id": None, "client_id": "K-1"})
+    assert moved.item == ("client_id", "K-1")
+    assert scope.model_copy().item == ("case_id", "C-1")
 
 
 def test_ids_cannot_carry_free_text() -> None:

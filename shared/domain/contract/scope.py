@@ -1,7 +1,8 @@
 """What part of a subject's data an event is about: one case, one client, one AML measure…"""
 
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -23,15 +24,27 @@ class Scope(BaseModel):
 
     @model_validator(mode="after")
     def _at_most_one_key(self) -> Self:
-        if len(self.as_dict()) > 1:
+        given = self.as_dict()
+        if len(given) > 1:
             raise ValueError(
                 f"give at most one scope key, one of: {', '.join(SCOPE_KEYS)}; "
-                f"got {', '.join(self.as_dict())}"
+                f"got {', '.join(given)}"
             )
+        # ``item`` from the same dict, kept where the cached property keeps it: the engine asks
+        # for it of every event, and building the dict again cost as much as this check did
+        # (issue 23). A scope built without validation (model_construct) works it out then.
+        self.__dict__["item"] = next(iter(given.items()), None)
         return self
 
     def as_dict(self) -> dict[str, str]:
         return {key: value for key in SCOPE_KEYS if (value := getattr(self, key)) is not None}
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; one with fields changed works its ``item`` out again."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied.__dict__.pop("item", None)
+        return copied
 
     @cached_property
     def item(self) -> tuple[str, str] | None:
