@@ -1,6 +1,8 @@
 """Inserting many rows at once: PostgreSQL's COPY for large groups (several times faster than
 row-by-row inserts, even pipelined), plain inserts otherwise and on SQLite."""
 
+from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 import psycopg
@@ -19,6 +21,12 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
         connection.execute(insert(table), rows)
         return
     columns = list(rows[0])
+    # Each row's values in the columns' order, picked in C: a comprehension took 0.35 us for a
+    # clock's twelve columns, itemgetter 0.09, and a back-fill writes three rows an event
+    # (issue 23). With one column itemgetter gives the value itself, not a tuple.
+    values_of: Callable[[dict[str, Any]], Sequence[Any]] = (
+        itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+    )
     # On PostgreSQL the driver's connection is psycopg's (SQLAlchemy types it Any | None).
     psycopg_connection = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     names = ", ".join(f'"{column}"' for column in columns)
@@ -29,7 +37,7 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
             cursor.copy(statement) as copy,
         ):
             for row in rows:
-                copy.write_row([row[column] for column in columns])
+                copy.write_row(values_of(row))
     except psycopg.errors.IntegrityError as error:
         raise IntegrityError(statement, None, error) from error
     except psycopg.errors.OperationalError as error:
