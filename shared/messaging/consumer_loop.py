@@ -98,7 +98,7 @@ class ConsumerLoop(Generic[Parsed]):
         self._topic_names = topic_names
         self._group_id = group_id
         self._max_records = max_records
-        self._parse = parse
+        self._parse_record = parse
         self._apply = apply
         self._on_dead_letter = on_dead_letter
         self._stopping = asyncio.Event()
@@ -260,11 +260,15 @@ class ConsumerLoop(Generic[Parsed]):
         try:
             for records in batch.values():
                 for record in records:
-                    if _position(record) in self._dead_lettered:
+                    if self._dead_lettered and _position(record) in self._dead_lettered:
                         continue  # set aside in an earlier round of this batch
-                    message = await self._parse_or_dead_letter(producer, record)
-                    if message is not None:
+                    # Parsed without a coroutine of its own per record (issue 23): only a
+                    # dead letter waits for the broker.
+                    message, reason = self._parse(record)
+                    if reason is None:
                         parsed.append((record, message))
+                    else:
+                        await self._dead_letter(producer, record, reason)
         except Exception as error:  # noqa: BLE001 - the DLQ is unreachable: nothing committed
             await self._read_again(consumer, batch, error)
             return
@@ -356,21 +360,19 @@ class ConsumerLoop(Generic[Parsed]):
                 consumer.seek(partition, records[0].offset)
         await self._pause(RETRY_SECONDS)
 
-    async def _parse_or_dead_letter(
-        self, producer: AIOKafkaProducer, record: ConsumerRecord
-    ) -> Parsed | None:
+    def _parse(self, record: ConsumerRecord) -> tuple[Any, str | None]:
+        """The record parsed and None, or None and why it goes to the dead-letter topic."""
         try:
             if record.value is None:
                 raise ValueError("the message has no value")
-            return self._parse(record)
+            return self._parse_record(record), None
         except (ValidationError, ValueError) as error:
             reason = (
                 "; ".join(str(problem) for problem in describe(error))
                 if isinstance(error, ValidationError)
                 else str(error)
             )
-        await self._dead_letter(producer, record, reason)
-        return None
+        return None, reason
 
     async def _dead_letter(
         self, producer: AIOKafkaProducer, record: ConsumerRecord, reason: str
