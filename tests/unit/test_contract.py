@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from shared.domain.contract import EVENT_TYPES, event_json_schema, parse_event
 from shared.domain.contract.erasure_messages import ErasureCommand, ErasureExecuted
 from shared.domain.contract.errors import describe
+from shared.domain.contract.events import HoldPlacedData, NoData
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.contract.scope import Scope
@@ -106,6 +107,27 @@ def test_a_scope_names_at_most_one_key() -> None:
         with_changes("data.outdated", scope={"case_id": "C-1", "client_id": "K-1"})
     )
     assert problem.startswith("scope: give at most one scope key")
+
+
+def test_a_lifecycle_message_reads_its_data_by_its_type_and_names_the_bad_field() -> None:
+    """What a consumer decodes: the data as its type's model (empty when left out), and a
+    dead letter's reason that names a field of the data as ``data.…``."""
+    message = {
+        "schema_version": 1,
+        "subject": "a" * 64,
+        "event_id": str(uuid4()),
+        "type": "legal_hold.placed",
+        "occurred_at": "2024-01-02T03:04:05+00:00",
+        "scope": {"hold_id": "H-1"},
+    }
+    placed = LifecycleMessage.from_json(json.dumps({**message, "data": {"hold_id": "H-1"}}))
+    assert isinstance(placed.data, HoldPlacedData)
+    assert placed.data.hold_id == "H-1"
+    closed = {**message, "type": "collection_case.closed", "scope": {"case_id": "C-1"}}
+    assert isinstance(LifecycleMessage.from_json(json.dumps(closed)).data, NoData)
+    with pytest.raises(ValidationError) as refused:
+        LifecycleMessage.from_json(json.dumps({**message, "data": {}}))
+    assert [problem.field for problem in describe(refused.value)] == ["data.hold_id"]
 
 
 def test_a_scope_names_its_key_and_a_changed_copy_its_own() -> None:

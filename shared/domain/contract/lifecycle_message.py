@@ -6,7 +6,7 @@ This is also what the API stores per event, and what consumers hand to the engin
 from typing import Annotated, Any, Final, Literal, Self, get_args
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.domain.contract.dates import ContractInstant
 from shared.domain.contract.events import EVENT_TYPES, LifecycleEvent
@@ -34,17 +34,19 @@ class LifecycleMessage(BaseModel):
     subject: Pseudonym
     role: Role | None = None
     scope: Scope = Scope()
-    data: Any
+    # Missing: empty, and validated as the type's data all the same.
+    data: Any = Field(default_factory=dict, validate_default=True)
 
-    @model_validator(mode="before")
+    @field_validator("data", mode="before")
     @classmethod
     def _typed_data(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, dict) and value.get("type") in _DATA_MODELS:
-            model = _DATA_MODELS[value["type"]]
-            data = value.get("data", {})
-            if not isinstance(data, model):
-                value = {**value, "data": model.model_validate(data, context=info.context)}
-        return value
+        """The data validated by its event type's model (``type`` is validated before it). On
+        the field, not the whole message: a validator before the model made pydantic build the
+        message's dict in Python first, a fifth of decoding one (issue 23)."""
+        model = _DATA_MODELS.get(info.data.get("type", ""))
+        if model is None or isinstance(value, model):
+            return value
+        return model.model_validate(value, context=info.context)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Self:
