@@ -38,12 +38,23 @@ def test_rows_read_back_as_given_whatever_the_python_types(db: Engine) -> None:
         insert_rows(connection, CONSUMED, as_uuids)
         insert_rows(connection, CONSUMED, as_strings)  # nothing on SQLite
         insert_rows(connection, FACTS, facts)
-    with db.connect() as connection:
-        consumed = dict(
-            connection.execute(select(CONSUMED.c.event_id, CONSUMED.c.consumed_at)).tuples().all()
-        )
-        stored_facts = {row.event_id: row for row in connection.execute(select(FACTS))}
     expected = {UUID(str(row["event_id"])): at.astimezone(UTC) for row in as_uuids + as_strings}
+    with db.connect() as connection:  # the database is shared: this test's rows alone
+        consumed = dict(
+            connection.execute(
+                select(CONSUMED.c.event_id, CONSUMED.c.consumed_at).where(
+                    CONSUMED.c.event_id.in_(expected)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        stored_facts = {
+            row.event_id: row
+            for row in connection.execute(
+                select(FACTS).where(FACTS.c.event_id.in_([fact["event_id"] for fact in facts]))
+            )
+        }
     assert consumed == expected
     assert {
         fact["event_id"]: (fact["subject_pseudonym"], fact["event_type"], fact["message"])
