@@ -45,9 +45,7 @@ def test_rows_read_back_as_given_whatever_the_python_types(db: Engine) -> None:
                 select(CONSUMED.c.event_id, CONSUMED.c.consumed_at).where(
                     CONSUMED.c.event_id.in_(expected)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         stored_facts = {
             row.event_id: row
