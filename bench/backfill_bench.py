@@ -26,6 +26,10 @@ with them, as it would in a real back-fill. The purger's CPU is utime + stime fr
 ``/proc/<pid>/stat`` of every purger process, from before the first post until the last event
 applied: applying, and the sweep erasing the due clocks and its relay publishing them. Its
 memory: VmRSS as the applied count crosses each tenth of the back-fill, VmHWM (peak) at the end.
+Over the same time the CPU of every component (the API, the purgers, PostgreSQL, the broker, this
+bench's clients) and of the whole machine (``bench/cpu_budget.py``): what an event costs in all,
+and the rate this machine's CPUs allow at that cost. Run it alone: other work on the machine
+counts in its busy time (and other databases' sessions in PostgreSQL's).
 
 With ``--profile DIR`` each purger runs under cProfile (only here, not in the product): one
 profile of the event loop's thread (the consumer loop, aiokafka) and one of the batches applied
@@ -72,6 +76,7 @@ from bench.api_bench import (
     server_cpu_seconds,
     start_server,
 )
+from bench.cpu_budget import Budget, CpuMeter, command_seconds, process_tree_seconds
 from shared.domain.contract import Subject
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
 from shared.messaging import topics
@@ -130,6 +135,7 @@ class Run:
     purger_cpu_seconds: float = 0.0
     rss_mib_by_tenth: list[float] = field(default_factory=list)
     peak_rss_mib: list[float] = field(default_factory=list)
+    budget: Budget | None = None  # from the first post until every event was applied
 
 
 def main() -> None:
@@ -169,7 +175,16 @@ def main() -> None:
         purgers = [start_purger(env, number, args.profile) for number in range(args.purgers)]
         try:
             wait_until_ready(purgers)
-            run = asyncio.run(backfill(args, bodies, key, api_port, database_url, purgers))
+            meter = CpuMeter(
+                {
+                    "API": lambda: process_tree_seconds(api.pid),
+                    "purger(s)": lambda: sum(process_tree_seconds(p.pid) for p in purgers),
+                    "PostgreSQL": lambda: command_seconds("postgres"),
+                    "broker": lambda: process_tree_seconds(broker.pid or 0),
+                    "clients": time.process_time,  # this bench's posting
+                }
+            )
+            run = asyncio.run(backfill(args, bodies, key, api_port, database_url, purgers, meter))
         finally:
             for process in [*purgers, api]:
                 process.terminate()
@@ -237,6 +252,7 @@ async def backfill(
     port: int,
     database_url: str,
     purgers: list[subprocess.Popen[bytes]],
+    meter: CpuMeter,
 ) -> Run:
     """Post the back-fill, then the unsubscribe, and wait for both to be applied."""
     run = Run()
@@ -258,6 +274,7 @@ async def backfill(
 
     async with aiohttp.ClientSession(headers=headers) as session:
         started = time.perf_counter()
+        meter.start(started)
         await asyncio.gather(*(client(session) for _ in range(args.clients)))
         run.intake_seconds = time.perf_counter() - started
         posted, posted_at = time.perf_counter(), datetime.now(UTC)
@@ -296,6 +313,7 @@ async def backfill(
                     tenths.pop(0)
                     run.rss_mib_by_tenth.append(sum(_status_mib(p.pid, "VmRSS") for p in purgers))
                 if applied >= expected:
+                    run.budget = meter.stop(time.perf_counter())
                     run.applied_seconds = time.perf_counter() - started
                     run.purger_cpu_seconds = (
                         sum(server_cpu_seconds(p.pid) for p in purgers) - cpu_before
@@ -360,6 +378,9 @@ def report(args: argparse.Namespace, run: Run) -> None:
         "  seconds from its post: "
         + ", ".join(f"{stage} {seconds:,.1f}" for stage, seconds in run.unsubscribe_stages.items())
     )
+    if run.budget is not None:
+        print("CPU from the first post until every event was applied, by component:")
+        print("\n".join(run.budget.report(args.events, target_rate=10_000)))
 
 
 def start_purger(env: dict[str, str], number: int, profile: Path | None) -> subprocess.Popen[bytes]:

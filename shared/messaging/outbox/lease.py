@@ -184,7 +184,7 @@ class _SessionLock:
                 for setting, value in KEEPALIVE.items():
                     connection.execute(select(func.set_config(setting, value, False)))
         except BaseException:
-            _end(connection)  # it may hold the lock: it must not go back to the pool
+            end_session(connection)  # it may hold the lock: it must not go back to the pool
             raise
         if not taken:
             connection.close()  # back to the pool, holding nothing
@@ -202,10 +202,10 @@ class _SessionLock:
     def _end_session(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            _end(connection)
+            end_session(connection)
 
 
-def _end(connection: Connection) -> None:
+def end_session(connection: Connection) -> None:
     """Close ``connection`` for good (not back to the pool), ending its session and its locks."""
     with suppress(Exception):
         connection.invalidate()

@@ -1,6 +1,6 @@
 """What a relay reports to the Prometheus registry of the process it runs in."""
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class OutboxMetrics:
@@ -23,5 +23,12 @@ class OutboxMetrics:
         self.publish_failures = Counter(
             "gallring_outbox_publish_failures_total",
             "Outbox publishing rounds that failed (the broker unreachable or refusing).",
+            registry=registry,
+        )
+        self.buckets_held = Gauge(
+            "gallring_outbox_relay_buckets",
+            "Outbox buckets whose messages this process's relay publishes, when relays share "
+            "the publishing (GALLRING_RELAY_SHARDED; 64 in all): 0 in every process means none "
+            "is published.",
             registry=registry,
         )

@@ -4,7 +4,10 @@ Runs as a task in every process that writes the outbox (API and purger), but onl
 a lease publishes: parallel relays would each send their share of a subject's events and
 reorder them. A relay that dies loses its lease with it (:mod:`shared.messaging.outbox.lease`)
 and another takes over within a round, sending again what is still in the outbox: consumers
-dedupe by event id. While the broker is away the relay backs off and retries, and the services
+dedupe by event id. With ``GALLRING_RELAY_SHARDED`` (PostgreSQL) the relays share the
+publishing instead, each holding the leases of some buckets of keys
+(:mod:`shared.messaging.outbox.bucket_lease`), so that a subject's messages still go out through
+one relay at a time. While the broker is away the relay backs off and retries, and the services
 keep writing to the outbox.
 
 A row the broker acknowledged (acks=all) moves from the outbox to ``published_message``, where
@@ -38,7 +41,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
-from sqlalchemy import Engine, bindparam, delete, insert, literal, select
+from sqlalchemy import (
+    ARRAY,
+    Engine,
+    Integer,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.messaging import topics
@@ -49,12 +63,19 @@ from shared.messaging.kafka import (
     make_producer,
     partition_for,
 )
+from shared.messaging.outbox.bucket_lease import BUCKET_LOCK_CLASS, BucketLeases
 from shared.messaging.outbox.lease import PublishingLease
 from shared.messaging.outbox.metrics import OutboxMetrics
 from shared.runtime.settings import KafkaSettings, RelaySettings
 from shared.storage.database import one_of
 from shared.storage.pruning import delete_in_batches
-from shared.storage.tables.outbox import URGENT, OutboxMessage, PublishedMessage, RelayWatermark
+from shared.storage.tables.outbox import (
+    URGENT,
+    OutboxMessage,
+    PublishedMessage,
+    RelayWatermark,
+    bucket_of,
+)
 from shared.storage.tables.table import table_of
 from shared.storage.tables.types import UtcDateTime
 
@@ -72,6 +93,25 @@ _NEXT = (
     .order_by(_outbox.c.id)
     .limit(bindparam("limit"))
 )
+_IN_BUCKETS = bucket_of(_outbox.c.message_key).in_(bindparam("buckets", expanding=True))
+#: Sharing relays: the oldest messages of each of the buckets held, up to ``each`` a bucket (an
+#: index range per bucket: ``ix_outbox_message_bucket``).
+_bucket = (
+    func.unnest(bindparam("buckets", type_=ARRAY(Integer)))
+    .table_valued("bucket")
+    .render_derived()
+    .alias("held")
+)
+_of_bucket = (
+    _NEXT.where(bucket_of(_outbox.c.message_key) == _bucket.c.bucket)
+    .limit(bindparam("each"))
+    .lateral("of_bucket")
+)
+_NEXT_OF_BUCKETS = (
+    select(*_of_bucket.c).select_from(_bucket.join(_of_bucket, true())).order_by(_of_bucket.c.id)
+)
+#: A transaction's lock: relays that found the broker lost messages move them back one at a time.
+_MOVING_BACK = func.pg_advisory_xact_lock(BUCKET_LOCK_CLASS, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +143,15 @@ class OutboxRelay:
         self._metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = PublishingLease(db_engine, self.holder, settings.lease_seconds)
+        self._buckets: BucketLeases | None = None  # sharing the publishing: the buckets held
+        if settings.sharded and db_engine.dialect.name == "postgresql":
+            self._buckets = BucketLeases(db_engine, self.holder)
+        elif settings.sharded:
+            log.warning(
+                "outbox relay: GALLRING_RELAY_SHARDED is for PostgreSQL; on %s one relay "
+                "publishes the whole outbox",
+                db_engine.dialect.name,
+            )
         self._producer: AIOKafkaProducer | None = None
         self._offsets: AIOKafkaConsumer | None = None  # asks the broker where partitions end
         # Per partition, the offset of a message the broker acknowledged (as in
@@ -300,21 +349,43 @@ class OutboxRelay:
                     log.debug("outbox relay: stopping a failed client failed too")
 
     def _hold_lease(self) -> bool:
-        return self._lease.hold()
+        if self._buckets is None:
+            return self._lease.hold()
+        held = self._buckets.hold(now=time.monotonic())
+        self._metrics.buckets_held.set(len(held))
+        return bool(held)
 
     def _release_lease(self) -> None:
-        self._lease.release()
+        if self._buckets is None:
+            self._lease.release()
+            return
+        self._buckets.release()
+        self._metrics.buckets_held.set(0)
 
     def _next_batch(self) -> list[_Pending]:
         """The oldest urgent messages, then the oldest of all (up to a batch of each): an
         unsubscribe goes out in the next round however long the backlog ahead of it is. Each
         topic keeps its order: urgent topics' messages are all urgent, and the urgent ones among
         the oldest of all are among the oldest urgent ones, taken first."""
+        limit = self._settings.batch_size
         with self._db.connect() as connection:
-            urgent = connection.execute(_NEXT.where(URGENT), {"limit": self._settings.batch_size})
-            pending = [_Pending(*row) for row in urgent]
+            if self._buckets is None:
+                urgent = connection.execute(_NEXT.where(URGENT), {"limit": limit})
+                pending = [_Pending(*row) for row in urgent]
+                oldest = connection.execute(_NEXT, {"limit": limit})
+            else:
+                # Of the buckets held only, each read oldest first: every bucket's share is
+                # the oldest of its messages, so every key's is the oldest of its own.
+                buckets = sorted(self._buckets.held)
+                urgent = connection.execute(
+                    _NEXT.where(URGENT, _IN_BUCKETS), {"limit": limit, "buckets": buckets}
+                )
+                pending = [_Pending(*row) for row in urgent]
+                oldest = connection.execute(
+                    _NEXT_OF_BUCKETS,
+                    {"buckets": buckets, "each": -(-limit // len(buckets))},
+                )
             taken = {message.id for message in pending}
-            oldest = connection.execute(_NEXT, {"limit": self._settings.batch_size})
             pending += [_Pending(*row) for row in oldest if row.id not in taken]
             return pending
 
@@ -336,7 +407,8 @@ class OutboxRelay:
                 )
             )
             connection.execute(delete(_outbox).where(chosen))
-            for where, offset in offsets.items():
+            # In one order, as sharing relays write the same partitions' rows at once.
+            for where, offset in sorted(offsets.items()):
                 mark = max(offset, self._acknowledged.get(where, -1))
                 _set_watermark(connection, where, mark)
                 self._acknowledged[where] = mark
@@ -348,6 +420,8 @@ class OutboxRelay:
         every round a write per partition), and consumers skip what they had by event id."""
         again = {}
         with self._db.begin() as connection:
+            if self._buckets is not None:  # another sharing relay may have found the loss too
+                connection.execute(select(_MOVING_BACK))
             for topic in sorted({where.topic for where in lost}):
                 of_topic = _published.c.topic == topic
                 # Urgent again if its topic is (they are read ahead of the others: a kept
@@ -379,6 +453,8 @@ class OutboxRelay:
         a million rows."""
         if not self._holding or time.monotonic() < self._next_prune:
             return
+        if self._buckets is not None and 0 not in self._buckets.held:
+            return  # sharing relays: the holder of the first bucket prunes
         if self._pruning is not None and not self._pruning.done():
             return
         # Every minute, or as often as the window if it is shorter.

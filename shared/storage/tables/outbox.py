@@ -3,15 +3,35 @@ the lease that lets one relay at a time publish it (so each key keeps its order)
 broker acknowledged, so that messages a broker loses after acknowledging them are sent again."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, Text, false, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    Text,
+    false,
+    func,
+    literal_column,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
+from shared.storage.tables.table import table_of
 from shared.storage.tables.types import UtcDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
 
 #: The partial index's condition, as the relay asks it.
 URGENT = text("urgent")
+#: How many buckets the outbox's keys fall into, for relays that share the publishing
+#: (``GALLRING_RELAY_SHARDED``): each holds a lease on some buckets. Fixed for good: a key's
+#: bucket must not change while its messages wait, so that one relay at a time publishes them.
+BUCKETS = 64
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -44,6 +64,22 @@ class OutboxMessage(SQLModel, table=True):
         sa_column=Column(Boolean, nullable=False, server_default=false()),
         description="published ahead of any backlog (the immediate lane)",
     )
+
+
+def bucket_of(key: "ColumnElement[str]") -> "ColumnElement[int]":
+    """A message key's bucket, in SQL (PostgreSQL: ``hashtext``, stable across its releases
+    and platforms; an expression rather than a column, so that every writer of the outbox,
+    including an ``INSERT … SELECT``, puts a key in its bucket without knowing of buckets)."""
+    # The mask as a literal, not a parameter, so that the index on this expression serves.
+    return func.hashtext(key).op("&")(literal_column(str(BUCKETS - 1)))
+
+
+# The sharing relays read each of their buckets oldest first through this index (PostgreSQL
+# only: sharing needs its advisory locks; SQLite has one relay).
+_outbox = table_of(OutboxMessage)
+Index("ix_outbox_message_bucket", bucket_of(_outbox.c.message_key), _outbox.c.id).ddl_if(
+    dialect="postgresql"
+)
 
 
 class PublishedMessage(SQLModel, table=True):
