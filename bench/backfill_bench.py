@@ -73,7 +73,6 @@ from bench.api_bench import (
     _count,
     bench_database,
     create_key,
-    server_cpu_seconds,
     start_server,
 )
 from bench.cpu_budget import Budget, CpuMeter, command_seconds, process_tree_seconds
@@ -260,7 +259,7 @@ async def backfill(
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     base = f"http://127.0.0.1:{port}"
     pending: Iterator[bytes] = iter(bodies)
-    cpu_before = sum(server_cpu_seconds(p.pid) for p in purgers)
+    cpu_before = sum(process_tree_seconds(p.pid) for p in purgers)
 
     async def client(session: aiohttp.ClientSession) -> None:
         for body in pending:  # shared: each client takes the next batch
@@ -316,7 +315,7 @@ async def backfill(
                     run.budget = meter.stop(time.perf_counter())
                     run.applied_seconds = time.perf_counter() - started
                     run.purger_cpu_seconds = (
-                        sum(server_cpu_seconds(p.pid) for p in purgers) - cpu_before
+                        sum(process_tree_seconds(p.pid) for p in purgers) - cpu_before
                     )
                     run.peak_rss_mib = [_status_mib(p.pid, "VmHWM") for p in purgers]
             await asyncio.sleep(0.1)

@@ -5,7 +5,7 @@ CPU per message.
 Published rows are moved to a table of kept copies (a broker can lose what it acknowledged),
 where they were once deleted; this shows what that costs. Run it at two commits to compare:
 
-    .venv/bin/python bench/relay_bench.py [--messages 200000] [--rounds 3]
+    .venv/bin/python -m bench.relay_bench [--messages 200000] [--rounds 3]
 
 ``--relays K`` (K > 1) runs K relays sharing the publishing (``GALLRING_RELAY_SHARDED``), each in
 a process of its own as API replicas run them, and prints their rate beside one relay's of the
