@@ -17,7 +17,11 @@ counts the relays holding it, and keeps its fair share of buckets, ``ceil(BUCKET
 it takes free buckets while it holds fewer, and hands on the surplus when a relay joins. A bucket
 changes hands only between rounds: what a relay sent of it was acknowledged and moved out of the
 outbox, or is sent again, oldest first, by the next holder, and consumers skip what they had by
-event id.
+event id. (Not after a round that failed: its producer may still be delivering, so the relay
+keeps its buckets until a round succeeds or it stops.)
+
+The holder of bucket 0 keeps the ``relay_lease`` row naming it, as the single lease's holder
+does, so that relays of a release before sharing, which go by that row, stay off.
 """
 
 import logging
@@ -28,7 +32,7 @@ from contextlib import suppress
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, text
 
-from shared.messaging.outbox.lease import KEEPALIVE, RELAY_LOCK, end_session
+from shared.messaging.outbox.lease import KEEPALIVE, RELAY_LOCK, LeaseRow, end_session
 from shared.storage.tables.outbox import BUCKETS
 
 log = logging.getLogger(__name__)
@@ -58,9 +62,10 @@ _HAND_ON = text(
 class BucketLeases:
     """The bucket leases of one relay (``holder``). Synchronous: relays call it in a thread."""
 
-    def __init__(self, db: Engine, holder: str) -> None:
+    def __init__(self, db: Engine, holder: str, lease_seconds: float) -> None:
         self._db = db
         self.holder = holder
+        self._row = LeaseRow(db, holder, lease_seconds)  # kept by the holder of bucket 0
         self._connection: Connection | None = None
         self._held: frozenset[int] = frozenset()
         self._next_look = 0.0
@@ -74,16 +79,19 @@ class BucketLeases:
         """The buckets this relay held at its last :meth:`hold` (no I/O)."""
         return self._held
 
-    def hold(self, *, now: float) -> frozenset[int]:
+    def hold(self, *, now: float, may_hand_on: bool = True) -> frozenset[int]:
         """The buckets this relay may publish now (none if it cannot share), after taking free
-        ones while it holds fewer than its share, or handing on those above it. ``now``: a
-        monotonic time, for how often it looks for free buckets."""
+        ones while it holds fewer than its share, or handing on those above it unless
+        ``may_hand_on`` is false (its last round failed). ``now``: a monotonic time, for how
+        often it looks for free buckets."""
         with self._serial:
             connection = self._session()
             if connection is None:
                 return self._held
             try:
-                self._balance(connection, now)
+                self._balance(connection, now, may_hand_on)
+                if 0 in self._held:
+                    self._row.renew()
             except Exception as error:  # noqa: BLE001 - whatever broke it, the locks are gone
                 log.warning(
                     "outbox relay: the bucket leases' database connection broke (%s); trying again",
@@ -95,6 +103,8 @@ class BucketLeases:
     def release(self) -> None:
         """Hand every bucket on (at once: the other relays' next rounds take them)."""
         with self._serial:
+            if 0 in self._held:
+                self._row.end()
             if self._connection is not None:
                 with suppress(Exception):  # if the session is gone, so are its locks
                     self._connection.execute(select(func.pg_advisory_unlock_all()))
@@ -124,12 +134,12 @@ class BucketLeases:
         self._next_look = 0.0
         return connection
 
-    def _balance(self, connection: Connection, now: float) -> None:
+    def _balance(self, connection: Connection, now: float, may_hand_on: bool) -> None:
         # Asked every round: it also finds a broken session (whose locks are gone) at once.
         relays = connection.execute(_SHARING_RELAYS).scalar_one()
         share = math.ceil(BUCKETS / max(relays, 1))
         held = sorted(self._held)
-        if len(held) > share:
+        if len(held) > share and may_hand_on:
             # The surplus goes from the end of what it holds, so that what it keeps stays put.
             surplus = held[share:]
             connection.execute(_HAND_ON, {"buckets": surplus})
@@ -164,5 +174,6 @@ class BucketLeases:
     def _end(self) -> None:
         connection, self._connection = self._connection, None
         self._held = frozenset()
+        self._row.forget()
         if connection is not None:
             end_session(connection)

@@ -82,11 +82,9 @@ class PublishingLease:
     """The lease of one relay (``holder``). Synchronous: relays call it in a thread."""
 
     def __init__(self, db: Engine, holder: str, lease_seconds: float) -> None:
-        self._db = db
         self.holder = holder
-        self._lease = timedelta(seconds=lease_seconds)
+        self._row = LeaseRow(db, holder, lease_seconds)
         self._lock = _lock_for(db)
-        self._renewed_at: datetime | None = None  # None: the row not written since taken
         # A round cancelled while it asks for the lease leaves its thread running: a release
         # meanwhile must wait for it rather than share the connection.
         self._serial = threading.Lock()
@@ -95,12 +93,9 @@ class PublishingLease:
         """Whether this relay may publish now: it holds the lease (taking it if free)."""
         with self._serial:
             if not self._lock.take():
-                self._renewed_at = None
+                self._row.forget()
                 return False
-            now = datetime.now(UTC)
-            if self._renewed_at is None or now - self._renewed_at >= self._lease / 3:
-                self._name_holder(until=now + self._lease)
-                self._renewed_at = now
+            self._row.renew()
             return True
 
     def release(self) -> None:
@@ -108,19 +103,51 @@ class PublishingLease:
         with self._serial:
             try:
                 if self._lock.holding:
-                    self._end_row()
-            except Exception:  # noqa: BLE001 - the lock below is the lease; the row informs
-                log.warning("outbox relay: could not mark the lease row as ended")
+                    self._row.end()
             finally:
                 self._lock.release()
-                self._renewed_at = None
+
+
+class LeaseRow:
+    """The ``relay_lease`` row, naming the relay that publishes (for operators, and for relays
+    of older releases, which go by its expiry). Written only by a relay that holds the lock."""
+
+    def __init__(self, db: Engine, holder: str, lease_seconds: float) -> None:
+        self._db = db
+        self._holder = holder
+        self._lease = timedelta(seconds=lease_seconds)
+        self._renewed_at: datetime | None = None  # None: the row not written since taken
+
+    def renew(self) -> None:
+        """Name this holder until ``lease_seconds`` from now, if a third of it has passed."""
+        now = datetime.now(UTC)
+        if self._renewed_at is None or now - self._renewed_at >= self._lease / 3:
+            self._name_holder(until=now + self._lease)
+            self._renewed_at = now
+
+    def forget(self) -> None:
+        """The lock is lost: the next :meth:`renew` writes the row whatever the time."""
+        self._renewed_at = None
+
+    def end(self) -> None:
+        """The row expires now: relays of older releases take over at once."""
+        self._renewed_at = None
+        try:
+            with self._db.begin() as connection:
+                connection.execute(
+                    update(_lease)
+                    .where(_lease.c.name == LEASE_NAME, _lease.c.holder == self._holder)
+                    .values(expires_at=datetime.now(UTC))
+                )
+        except Exception:  # noqa: BLE001 - the lock is the lease; the row informs
+            log.warning("outbox relay: could not mark the lease row as ended")
 
     def _name_holder(self, until: datetime) -> None:
         """The row names this holder: taken over whoever it named, as this relay has the lock."""
         with self._db.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             insert = dialect.insert(_lease).values(
-                name=LEASE_NAME, holder=self.holder, expires_at=until
+                name=LEASE_NAME, holder=self._holder, expires_at=until
             )
             connection.execute(
                 insert.on_conflict_do_update(
@@ -130,14 +157,6 @@ class PublishingLease:
                         "expires_at": insert.excluded.expires_at,
                     },
                 )
-            )
-
-    def _end_row(self) -> None:
-        with self._db.begin() as connection:
-            connection.execute(
-                update(_lease)
-                .where(_lease.c.name == LEASE_NAME, _lease.c.holder == self.holder)
-                .values(expires_at=datetime.now(UTC))
             )
 
 

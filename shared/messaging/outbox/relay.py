@@ -43,9 +43,11 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     Engine,
     Integer,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -94,21 +96,27 @@ _NEXT = (
     .limit(bindparam("limit"))
 )
 _IN_BUCKETS = bucket_of(_outbox.c.message_key).in_(bindparam("buckets", expanding=True))
-#: Sharing relays: the oldest messages of each of the buckets held, up to ``each`` a bucket (an
-#: index range per bucket: ``ix_outbox_message_bucket``).
+#: Sharing relays: the oldest messages of each of the buckets held after the id given with it,
+#: up to ``each`` a bucket (an index range per bucket: ``ix_outbox_message_bucket``).
 _bucket = (
-    func.unnest(bindparam("buckets", type_=ARRAY(Integer)))
-    .table_valued("bucket")
+    func.unnest(
+        bindparam("buckets", type_=ARRAY(Integer)), bindparam("after", type_=ARRAY(BigInteger))
+    )
+    .table_valued("bucket", "after")
     .render_derived()
     .alias("held")
 )
 _of_bucket = (
-    _NEXT.where(bucket_of(_outbox.c.message_key) == _bucket.c.bucket)
+    _NEXT.where(
+        bucket_of(_outbox.c.message_key) == _bucket.c.bucket, _outbox.c.id > _bucket.c.after
+    )
     .limit(bindparam("each"))
     .lateral("of_bucket")
 )
 _NEXT_OF_BUCKETS = (
-    select(*_of_bucket.c).select_from(_bucket.join(_of_bucket, true())).order_by(_of_bucket.c.id)
+    select(*_of_bucket.c, _bucket.c.bucket)
+    .select_from(_bucket.join(_of_bucket, true()))
+    .order_by(_of_bucket.c.id)
 )
 #: A transaction's lock: relays that found the broker lost messages move them back one at a time.
 _MOVING_BACK = func.pg_advisory_xact_lock(BUCKET_LOCK_CLASS, -1)
@@ -145,7 +153,7 @@ class OutboxRelay:
         self._lease = PublishingLease(db_engine, self.holder, settings.lease_seconds)
         self._buckets: BucketLeases | None = None  # sharing the publishing: the buckets held
         if settings.sharded and db_engine.dialect.name == "postgresql":
-            self._buckets = BucketLeases(db_engine, self.holder)
+            self._buckets = BucketLeases(db_engine, self.holder, settings.lease_seconds)
         elif settings.sharded:
             log.warning(
                 "outbox relay: GALLRING_RELAY_SHARDED is for PostgreSQL; on %s one relay "
@@ -159,6 +167,7 @@ class OutboxRelay:
         self._acknowledged: dict[TopicPartition, int] = {}
         self._next_loss_check = 0.0
         self._holding = False  # held the lease at the last round
+        self._last_round_failed = False
         self._next_prune = 0.0
         self._pruning: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -172,6 +181,7 @@ class OutboxRelay:
                 try:
                     published = await self.publish_once()
                 except Exception as error:  # noqa: BLE001 - the relay must outlive any failure
+                    self._last_round_failed = True
                     self._metrics.publish_failures.inc()
                     log.warning(
                         "outbox relay: publishing failed (%s); retrying in %.1fs",
@@ -183,6 +193,7 @@ class OutboxRelay:
                     await self._pause(backoff)
                     backoff = min(backoff * 2, self._settings.max_backoff_seconds)
                     continue
+                self._last_round_failed = False
                 backoff = self._settings.poll_interval_seconds
                 await self._prune_when_due()
                 if published < self._settings.batch_size:
@@ -273,15 +284,24 @@ class OutboxRelay:
             await asyncio.to_thread(self._mark_published, placed, offsets)
             for topic, count in Counter(message.topic for message in published).items():
                 self._metrics.published.labels(topic).inc(count)
-        if lost:
+        if lost and self._finds_losses:
             await self._publish_again(lost)
+        elif lost:  # the holder of bucket 0 finds it by the watermarks, in its next check
+            for where in lost:
+                self._acknowledged.pop(where, None)
         if failed_keys:
             raise PublishError(f"{len(pending) - len(published)} message(s) not acknowledged")
         return len(pending)
 
     async def _republish_what_the_broker_lost(self, producer: AIOKafkaProducer) -> None:
         """Ask the broker where each partition the relays published to ends; mark the kept rows
-        of those that end at or before a message it acknowledged to be published again."""
+        of those that end at or before a message it acknowledged to be published again. Sharing
+        relays: the holder of bucket 0 alone, by what they all acknowledged (the watermarks),
+        so that a loss is moved back once, not once by each relay that saw it."""
+        if self._buckets is not None:
+            if not self._finds_losses:
+                return
+            self._acknowledged = await asyncio.to_thread(self._read_watermarks)
         if not self._acknowledged:
             return
         # All topics, without naming any: asking for a topic by name creates it where the
@@ -315,6 +335,14 @@ class OutboxRelay:
         again = await asyncio.to_thread(self._mark_unpublished, list(lost))
         for topic, count in again.items():
             partitions = sorted(where.partition for where in lost if where.topic == topic)
+            if count is None:
+                log.info(
+                    "outbox relay: the broker lost messages of %s (partition(s) %s); another "
+                    "relay has already moved them back to be published again",
+                    topic,
+                    ", ".join(map(str, partitions)),
+                )
+                continue
             log.warning(
                 "outbox relay: the broker lost messages of %s it had acknowledged (partition(s) "
                 "%s end at or before them); publishing again the %d message(s) of the topic the "
@@ -348,10 +376,17 @@ class OutboxRelay:
                 except Exception:  # noqa: BLE001 - it is being thrown away
                     log.debug("outbox relay: stopping a failed client failed too")
 
+    @property
+    def _finds_losses(self) -> bool:
+        """Whether this relay moves back what the broker lost: the one publishing, or among
+        sharing relays the holder of bucket 0."""
+        return self._buckets is None or 0 in self._buckets.held
+
     def _hold_lease(self) -> bool:
         if self._buckets is None:
             return self._lease.hold()
-        held = self._buckets.hold(now=time.monotonic())
+        # A failed round's producer may still deliver: its buckets stay until a round succeeds.
+        held = self._buckets.hold(now=time.monotonic(), may_hand_on=not self._last_round_failed)
         self._metrics.buckets_held.set(len(held))
         return bool(held)
 
@@ -372,21 +407,16 @@ class OutboxRelay:
             if self._buckets is None:
                 urgent = connection.execute(_NEXT.where(URGENT), {"limit": limit})
                 pending = [_Pending(*row) for row in urgent]
-                oldest = connection.execute(_NEXT, {"limit": limit})
+                oldest = [_Pending(*row) for row in connection.execute(_NEXT, {"limit": limit})]
             else:
-                # Of the buckets held only, each read oldest first: every bucket's share is
-                # the oldest of its messages, so every key's is the oldest of its own.
                 buckets = sorted(self._buckets.held)
                 urgent = connection.execute(
                     _NEXT.where(URGENT, _IN_BUCKETS), {"limit": limit, "buckets": buckets}
                 )
                 pending = [_Pending(*row) for row in urgent]
-                oldest = connection.execute(
-                    _NEXT_OF_BUCKETS,
-                    {"buckets": buckets, "each": -(-limit // len(buckets))},
-                )
+                oldest = _oldest_of_buckets(connection, buckets, limit)
             taken = {message.id for message in pending}
-            pending += [_Pending(*row) for row in oldest if row.id not in taken]
+            pending += [message for message in oldest if message.id not in taken]
             return pending
 
     def _mark_published(
@@ -407,40 +437,45 @@ class OutboxRelay:
                 )
             )
             connection.execute(delete(_outbox).where(chosen))
-            # In one order, as sharing relays write the same partitions' rows at once.
+            # In one order, as sharing relays write the same partitions' rows at once. This
+            # batch's offset, not this relay's highest: after a loss another relay may have
+            # reset the watermark, and a mark from before it would make the loss seem new.
             for where, offset in sorted(offsets.items()):
-                mark = max(offset, self._acknowledged.get(where, -1))
-                _set_watermark(connection, where, mark)
-                self._acknowledged[where] = mark
+                _set_watermark(connection, where, offset)
+                self._acknowledged[where] = max(offset, self._acknowledged.get(where, -1))
 
-    def _mark_unpublished(self, lost: list[TopicPartition]) -> dict[str, int]:
+    def _mark_unpublished(self, lost: list[TopicPartition]) -> dict[str, int | None]:
         """The kept messages of the topics of the ``lost`` partitions go back into the outbox
-        under their own ids (ahead of newer rows), to be published again; how many per topic.
-        Whole topics: which partition a kept message went to is not recorded (it would cost
-        every round a write per partition), and consumers skip what they had by event id."""
-        again = {}
+        under their own ids (ahead of newer rows), to be published again; how many per topic
+        (None: another relay had moved them back already). Whole topics: which partition a kept
+        message went to is not recorded (it would cost every round a write per partition), and
+        consumers skip what they had by event id."""
+        again: dict[str, int | None] = {}
         with self._db.begin() as connection:
-            if self._buckets is not None:  # another sharing relay may have found the loss too
+            if self._buckets is not None:  # sharing relays that saw the loss, one at a time
                 connection.execute(select(_MOVING_BACK))
             for topic in sorted({where.topic for where in lost}):
-                of_topic = _published.c.topic == topic
-                # Urgent again if its topic is (they are read ahead of the others: a kept
-                # message left behind would be overtaken by its subject's newer ones).
-                connection.execute(
-                    insert(_outbox).from_select(
-                        [*_MOVED, "urgent"],
-                        select(
-                            *(_published.c[column] for column in _MOVED),
-                            literal(topic in topics.URGENT),
-                        )
-                        .where(of_topic)
-                        .order_by(_published.c.id),
-                    )
-                )
-                # Counted by the delete: an INSERT … SELECT's rowcount is -1 with psycopg.
-                again[topic] = connection.execute(delete(_published).where(of_topic)).rowcount
+                if self._moved_back_by_another(connection, [w for w in lost if w.topic == topic]):
+                    again[topic] = None
+                    continue
+                again[topic] = _move_back(connection, topic)
                 connection.execute(delete(_watermark).where(_watermark.c.topic == topic))
         return again
+
+    def _moved_back_by_another(self, connection: Any, lost: list[TopicPartition]) -> bool:
+        """Whether another relay moved these partitions' kept messages back since this one
+        learned their watermarks: it deleted them, and watermarks never go down otherwise."""
+        for where in lost:
+            stored = connection.execute(
+                select(_watermark.c.acknowledged_offset).where(
+                    _watermark.c.topic == where.topic,
+                    _watermark.c.kafka_partition == where.partition,
+                )
+            ).scalar_one_or_none()
+            known = self._acknowledged.get(where)
+            if known is not None and (stored is None or stored < known):
+                return True
+        return False
 
     def _read_watermarks(self) -> dict[TopicPartition, int]:
         with self._db.connect() as connection:
@@ -480,6 +515,27 @@ class OutboxRelay:
             return
         if pruned:
             log.debug("outbox relay: deleted %d published message(s) past the window", pruned)
+
+
+def _oldest_of_buckets(connection: Any, buckets: list[int], limit: int) -> list[_Pending]:
+    """About ``limit`` of the oldest messages of ``buckets``, each bucket's oldest first (so
+    every key's share is the oldest of its own): an even share of each, then more of those
+    that had more, so that a backlog in a few buckets still fills the batch."""
+    pending: list[_Pending] = []
+    after = dict.fromkeys(buckets, 0)  # per bucket still to read, the last id read of it
+    while after and len(pending) < limit:
+        each = -(-(limit - len(pending)) // len(after))
+        rows = connection.execute(
+            _NEXT_OF_BUCKETS, {"buckets": list(after), "after": list(after.values()), "each": each}
+        )
+        read: Counter[int] = Counter()
+        for *message, bucket in rows:
+            pending.append(_Pending(*message))
+            read[bucket] += 1
+            after[bucket] = message[0]  # ids ascend within a bucket
+        # Only a bucket that gave all it was asked for may have more.
+        after = {bucket: last for bucket, last in after.items() if read[bucket] == each}
+    return pending
 
 
 @dataclass(slots=True)
@@ -545,14 +601,41 @@ def _record(message: _Pending) -> dict[str, Any]:
     }
 
 
+def _move_back(connection: Any, topic: str) -> int:
+    """The kept messages of ``topic`` back into the outbox, urgent again if the topic is (read
+    ahead of the others: a kept message left behind would be overtaken by its subject's newer
+    ones); how many. On PostgreSQL in one statement, so that rows another relay marks published
+    meanwhile are neither moved nor deleted."""
+    of_topic = _published.c.topic == topic
+    urgent = literal(topic in topics.URGENT)
+    if connection.dialect.name == "postgresql":
+        moved = delete(_published).where(of_topic).returning(*_published.c[*_MOVED]).cte("moved")
+        back = insert(_outbox).from_select(
+            [*_MOVED, "urgent"], select(*moved.c, urgent).order_by(moved.c.id)
+        )
+        return len(connection.execute(back.returning(_outbox.c.id)).all())
+    # SQLite: the first write takes the database's one write lock, which the delete still holds.
+    connection.execute(
+        insert(_outbox).from_select(
+            [*_MOVED, "urgent"],
+            select(*_published.c[*_MOVED], urgent).where(of_topic).order_by(_published.c.id),
+        )
+    )
+    # Counted by the delete: an INSERT … SELECT's rowcount is -1 with psycopg.
+    return int(connection.execute(delete(_published).where(of_topic)).rowcount)
+
+
 def _set_watermark(connection: Any, where: TopicPartition, offset: int) -> None:
+    """Raise the partition's watermark to ``offset`` (never lower it: sharing relays write it
+    in the order their transactions commit, not in their batches' order)."""
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     upsert = insert(_watermark).values(
         topic=where.topic, kafka_partition=where.partition, acknowledged_offset=offset
     )
+    stored = _watermark.c.acknowledged_offset
     connection.execute(
         upsert.on_conflict_do_update(
             index_elements=[_watermark.c.topic, _watermark.c.kafka_partition],
-            set_={"acknowledged_offset": offset},
+            set_={"acknowledged_offset": case((stored > offset, stored), else_=offset)},
         )
     )
