@@ -57,6 +57,15 @@ def end_the_session_of(engine: Engine, leases: BucketLeases) -> None:
     assert ended == [(True,)]
 
 
+def share_between(first: BucketLeases, second: BucketLeases) -> None:
+    """The first takes every bucket, then hands half on to the second."""
+    first.hold(now=0.0)
+    second.hold(now=0.0)  # none free yet
+    first.hold(now=0.0)
+    second.hold(now=REBALANCE_SECONDS)
+    assert len(first.held) == len(second.held) == BUCKETS // 2
+
+
 @pytest.fixture
 def postgres_db() -> Iterator[Engine]:
     """A database of its own: the relays count the sharing relays of their database."""
@@ -128,10 +137,7 @@ async def test_a_sharing_relay_whose_session_ended_holds_nothing_and_its_buckets
     doomed = BucketLeases(postgres_db, "doomed", LEASE_SECONDS)
     survivor = BucketLeases(postgres_db, "survivor", LEASE_SECONDS)
     try:
-        doomed.hold(now=0.0)
-        survivor.hold(now=0.0)
-        doomed.hold(now=0.0)
-        survivor.hold(now=2.0)
+        share_between(doomed, survivor)
         assert doomed.held and survivor.held
         end_the_session_of(postgres_db, doomed)  # as a killed process's, or an administrator's
         assert doomed.hold(now=4.0) == frozenset()  # it finds out
@@ -147,10 +153,7 @@ def test_the_holder_of_the_first_bucket_names_itself_in_the_lease_row(postgres_d
     first = BucketLeases(postgres_db, "first", LEASE_SECONDS)
     second = BucketLeases(postgres_db, "second", LEASE_SECONDS)
     try:
-        first.hold(now=0.0)
-        second.hold(now=0.0)
-        first.hold(now=0.0)
-        second.hold(now=2.0)
+        share_between(first, second)
         holder = "first" if 0 in first.held else "second"
         name, expires = lease_row(postgres_db)
         assert name == holder and expires > datetime.now(UTC)
