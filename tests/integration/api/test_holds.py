@@ -561,20 +561,27 @@ async def test_a_release_approved_before_the_purger_applied_the_placement_still_
 
 
 async def test_a_review_is_changed_and_its_reminders_start_again(api: RunningApi) -> None:
+    """Reviews 45 days and more away, so that the API's own check (at its start, on the real
+    clock) has nothing to publish for this hold; the test's checks are 40 and 60 days on."""
     subject, _ = a_subject()
     hold_id = new_hold_id()
     writer = keys(api, "legal", Scope.HOLDS_WRITE)
     today = datetime.now(ZONE).date()
     body = hold_body(
-        hold_id, {"subject": subject}, review_by=(today + timedelta(days=5)).isoformat()
+        hold_id, {"subject": subject}, review_by=(today + timedelta(days=45)).isoformat()
     )
     await api.client.post("/v1/holds", json=body, headers=writer)
     noon = datetime.combine(today, datetime.min.time(), ZONE) + timedelta(hours=12)
-    assert [
-        r.threshold for r in mine(reminders.remind(api.engine, now=noon, zone=ZONE), hold_id)
-    ] == ["7d"]
 
-    later = (today + timedelta(days=60)).isoformat()
+    def reminded_at(now: datetime) -> list[str]:
+        return [
+            r.threshold for r in mine(reminders.remind(api.engine, now=now, zone=ZONE), hold_id)
+        ]
+
+    assert reminded_at(noon + timedelta(days=40)) == ["7d"]
+    assert reminded_at(noon + timedelta(days=40)) == []
+
+    later = (today + timedelta(days=90)).isoformat()
     response = await api.client.patch(
         f"/v1/holds/{hold_id}",
         json={"review_by": later, "owner_team": "legal-north"},
@@ -586,11 +593,13 @@ async def test_a_review_is_changed_and_its_reminders_start_again(api: RunningApi
         later,
         "legal-north",
     )
-    day_31_before = noon + timedelta(days=60 - 30)
-    assert [
-        r.threshold
-        for r in mine(reminders.remind(api.engine, now=day_31_before, zone=ZONE), hold_id)
-    ] == ["30d"]
+    assert reminded_at(noon + timedelta(days=60)) == ["30d"]
+    [(actor, detail)] = [
+        entry
+        for entry in audit_entries(api.engine, "holds.changed")
+        if entry[1]["hold_id"] == hold_id
+    ]
+    assert (actor, detail["fields"]) == ("legal", ["owner_team", "review_by"])
 
 
 def mine(sent: list[HoldReviewDue], hold_id: str) -> list[HoldReviewDue]:
