@@ -27,6 +27,11 @@ class Scope(StrEnum):
     DSR_WRITE = "dsr:write"
     ERASURES_READ = "erasures:read"
     ERASURES_CONFIRM = "erasures:confirm"
+    #: The register of legal holds: read it; place holds and request their release; approve a
+    #: release another key requested (the second person).
+    HOLDS_READ = "holds:read"
+    HOLDS_WRITE = "holds:write"
+    HOLDS_APPROVE = "holds:approve"
     ADMIN = "admin"
 
 

@@ -25,6 +25,8 @@ from services.api.body_limit import BodyLimitMiddleware
 from services.api.erasures.router import router as erasures_router
 from services.api.events.router import router as events_router
 from services.api.events.writer import IntakeWriter
+from services.api.holds import reminders
+from services.api.holds.router import router as holds_router
 from services.api.metrics import ApiMetrics, MetricsMiddleware
 from services.api.notifications.router import router as notifications_router
 from services.api.notifications.router import signed_router as signed_notifications_router
@@ -61,6 +63,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         app.state.key_store = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
         app.state.outbox_backlog = health.OutboxBacklog(engine)
         app.state.system_debts = health.system_debts(engine)
+        app.state.holds_review_due = health.holds_review_due(engine, zone)
         app.state.intake_writer = writer = IntakeWriter(engine)
         writer.start()
         relay = OutboxRelay(engine, settings.kafka, settings.relay, metrics.outbox)
@@ -73,14 +76,22 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
             service="api",
         )
         pruner_task = asyncio.create_task(pruner.run(), name="api-pruner")
+        reminder_loop = reminders.ReminderLoop(
+            lambda: reminders.remind(engine, now=datetime.now(UTC), zone=zone),
+            every_seconds=settings.api_hold_reminder_interval_seconds,
+        )
+        reminder_task = asyncio.create_task(reminder_loop.run(), name="hold-reminders")
         tune_garbage_collection()
         try:
             yield
         finally:
             await writer.stop()
             pruner.stop()  # a batch under way finishes; no other starts
+            reminder_loop.stop()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(pruner_task, timeout=RELAY_STOP_SECONDS)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(reminder_task, timeout=RELAY_STOP_SECONDS)
             if relay_task is not None:
                 relay.stop()
                 # A round in flight may wait for the broker; past the limit it is cut short.
@@ -102,6 +113,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
     app.state.pseudonymiser = settings.pseudonymiser()
     app.state.secret_box = settings.secret_box()
     app.state.retention_engine = RetentionEngine(settings.policy())
+    zone = app.state.retention_engine.zone
 
     problems.install(app)
     _add_intake_routes(app)
@@ -112,6 +124,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         recipients_router,
         unregistered_router,
         systems_router,
+        holds_router,
         notifications_router,
         signed_notifications_router,
     ):

@@ -86,6 +86,25 @@ def require(scope: KeyScope) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
+def require_any(*scopes: KeyScope) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that lets the call through with any one of ``scopes`` (or ``admin``): a
+    register's readers are also those who write it and those who approve its changes."""
+
+    async def dependency(request: Request) -> Principal:
+        principal: Principal = request.state.principal
+        if not any(principal.may(scope) for scope in scopes):
+            raise Problem(
+                403,
+                "forbidden",
+                "The API key lacks a scope",
+                f"This call needs one of the scopes {', '.join(map(repr, map(str, scopes)))}; "
+                f"the key '{principal.name}' has {', '.join(sorted(principal.scopes)) or 'none'}.",
+            )
+        return principal
+
+    return dependency
+
+
 async def _authenticated(scope: Scope) -> Principal:
     authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
     match = _BEARER.match(authorization.decode("latin-1"))

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func, select
 
 from services.api.dependencies import DbEngine
+from services.api.holds.reminders import ReviewDue, review_due
 from services.api.problems import PROBLEM_JSON, PROBLEM_RESPONSE
 from services.api.systems.service import owed_by_system
 from shared.messaging.kafka import make_client
@@ -77,6 +79,7 @@ async def get_metrics(request: Request) -> Response:
     state = request.app.state
     state.metrics.outbox_backlog.set(await state.outbox_backlog.count())
     state.metrics.show_system_debts(await state.system_debts.value())
+    state.metrics.show_holds_review_due(await state.holds_review_due.value())
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -129,6 +132,11 @@ SystemDebts = dict[str, tuple[int, int, float]]
 def system_debts(engine: Engine) -> ScrapedFigure[SystemDebts | None]:
     """What each system of the register owes, for ``/metrics`` (None: unknown)."""
     return ScrapedFigure(engine, _system_debts, None)
+
+
+def holds_review_due(engine: Engine, zone: ZoneInfo) -> ScrapedFigure[ReviewDue | None]:
+    """Standing holds per review threshold, for ``/metrics`` (None: unknown)."""
+    return ScrapedFigure(engine, lambda db: review_due(db, today=datetime.now(zone).date()), None)
 
 
 async def _broker_reachable_cached(state: Any) -> bool:

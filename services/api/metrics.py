@@ -1,15 +1,20 @@
-"""Prometheus metrics of one API process. Labels are route templates, event types and the ids of
-the register's systems: never a URL with an id in it, never anything personal."""
+"""Prometheus metrics of one API process. Labels are route templates, event types, the ids of
+the register's systems and review thresholds: never a URL with an id in it, never anything
+personal."""
 
 import math
 import time
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.domain.contract import EVENT_TYPES
+from shared.domain.contract.hold_messages import THRESHOLD_DAYS
 from shared.messaging.outbox import OutboxMetrics
 from shared.storage.pruning import PruneMetrics
+
+REVIEW_THRESHOLDS = tuple(THRESHOLD_DAYS)
 
 
 class ApiMetrics:
@@ -63,6 +68,21 @@ class ApiMetrics:
             ["system"],
             registry=self.registry,
         )
+        # Read at scrape time too. Named for the register, not the process: every replica
+        # reports the same, and alerts go by it.
+        self.holds_review_due = Gauge(
+            "gallring_holds_review_due",
+            "Standing legal holds whose review is due, by how close: within 30d, 7d or 1d of "
+            "review_by, or past it (each hold at its most urgent threshold).",
+            ["threshold"],
+            registry=self.registry,
+        )
+
+    def show_holds_review_due(self, due: Mapping[str, int] | None) -> None:
+        """Standing holds per review threshold; ``None`` (the database did not answer): NaN."""
+        for threshold in REVIEW_THRESHOLDS:
+            count = math.nan if due is None else due.get(threshold, 0)
+            self.holds_review_due.labels(threshold).set(count)
 
     def show_system_debts(self, debts: dict[str, tuple[int, int, float]] | None) -> None:
         """Per system, what it owes; ``None`` (the database did not answer): every system's

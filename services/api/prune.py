@@ -1,5 +1,6 @@
 """The API's retention of its own leftovers: idempotency records (an event id and a keyed digest
-of its body) after ``api_idempotency_days``, audit entries (key names, counts, event ids) after
+of its body) after ``api_idempotency_days``, audit entries (key names, counts, event ids) and
+released legal holds (the register's rows: a matter, a reason, key names) after
 ``api_audit_days``. The lifespan runs :func:`prune` at start and hourly
 (``shared.storage.pruning.PeriodicPruner``).
 
@@ -16,11 +17,12 @@ from sqlalchemy import Engine
 
 from services.api.settings import ApiSettings
 from shared.storage.pruning import delete_in_batches
-from shared.storage.tables.api import AuditEntry, IdempotencyRecord
+from shared.storage.tables.api import AuditEntry, IdempotencyRecord, LegalHold
 from shared.storage.tables.table import table_of
 
 _RECORDS = table_of(IdempotencyRecord)
 _AUDIT = table_of(AuditEntry)
+_HOLDS = table_of(LegalHold)
 
 
 def prune(
@@ -39,5 +41,13 @@ def prune(
         ),
         "audit_entry": delete_in_batches(
             db, _AUDIT, _AUDIT.c.at < audit_before, order_by=_AUDIT.c.at, halt=halt
+        ),
+        # Released holds only (released_at is set): a standing one stays however old.
+        "legal_hold": delete_in_batches(
+            db,
+            _HOLDS,
+            _HOLDS.c.released_at < audit_before,
+            order_by=_HOLDS.c.released_at,
+            halt=halt,
         ),
     }

@@ -25,9 +25,16 @@ class ApiSettings(GallringSettings):
         description="how long an accepted event's id and body digest are kept, so a retry of "
         "it is recognised (200, or 409 for another body); longer than any upstream retries",
     )
+    api_hold_reminder_interval_seconds: float = Field(
+        default=3_600.0,
+        gt=0,
+        description="how often the API looks for legal holds whose review is due within 30, 7 "
+        "or 1 days, or past, to publish each reminder once on gallring.holds.v1",
+    )
     api_audit_days: float = Field(
         default=365.0,
         ge=1,
         le=3_650,
-        description="how long audit entries (key names, counts, event ids) are kept",
+        description="how long audit entries (key names, counts, event ids) are kept, and "
+        "released legal holds in the register",
     )

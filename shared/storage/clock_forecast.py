@@ -1,6 +1,7 @@
 """How many clocks fall due per month and category: what a DPO reviews before a bulk back-fill
-goes live. Read from the purger's clocks; held and cancelled clocks are not counted, clocks
-already overdue count in the month they fell due."""
+goes live, and what a hold's release would let fall due (the hold register's impact). Read from
+the purger's clocks; held and cancelled clocks are not counted, clocks already overdue count in
+the month they fell due."""
 
 from collections import Counter
 from datetime import date, datetime, time, timedelta
@@ -25,5 +26,10 @@ def forecast(db: Engine, until: date, zone: ZoneInfo) -> dict[tuple[str, str], i
     with db.connect() as connection:
         rows = connection.execution_options(yield_per=STREAM_ROWS).execute(query)
         for due_at, category in rows:
-            counts[(due_at.astimezone(zone).strftime("%Y-%m"), category)] += 1
+            counts[(month_of(due_at, zone), category)] += 1
     return dict(sorted(counts.items()))
+
+
+def month_of(due_at: datetime, zone: ZoneInfo) -> str:
+    """The month a clock falls due in, ``YYYY-MM`` in the policy's time zone."""
+    return due_at.astimezone(zone).strftime("%Y-%m")

@@ -12,6 +12,12 @@ from shared.domain.contract.erasure_messages import (
     ErasureConfirmed,
     ErasureExecuted,
 )
+from shared.domain.contract.hold_messages import (
+    HoldPlaced,
+    HoldReleased,
+    HoldReleaseRequested,
+    HoldReviewDue,
+)
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.contract.notification_messages import (
     NotificationClosed,
@@ -36,6 +42,10 @@ TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
     topics.NOTIFICATION_COMMANDS: (
         "the notification id",
         (NotificationConfirmed, RedeliveryRequested, NotificationClosed),
+    ),
+    topics.HOLDS: (
+        "the hold id",
+        (HoldPlaced, HoldReleaseRequested, HoldReleased, HoldReviewDue),
     ),
 }
 

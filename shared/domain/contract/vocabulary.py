@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo
 
 from shared.domain.national_id import contains_national_id
+from shared.domain.personal_data import personal_data_in
 
 
 class Category(StrEnum):
@@ -33,6 +34,18 @@ class Role(StrEnum):
     AUTHORITY_CONTACT = "authority_contact"
     SUPPLIER_CONTACT = "supplier_contact"
     NEWSLETTER_RECIPIENT = "newsletter_recipient"
+
+
+class HoldReason(StrEnum):
+    """Why a legal hold stands: what a debt-collection company is held to keep data for."""
+
+    DISPUTED_CLAIM = "disputed_claim"  # the debtor disputes the claim
+    ENFORCEMENT = "enforcement"  # the enforcement authority (Kronofogden) has the case
+    COURT_PROCEEDINGS = "court_proceedings"
+    SUPERVISORY_COMPLAINT = "supervisory_complaint"  # a complaint to the supervisor (IMY)
+    POLICE_REQUEST = "police_request"
+    AML_INVESTIGATION = "aml_investigation"
+    OTHER = "other"  # with a text that says what, never about whom
 
 
 #: The validation context for messages Gallring wrote itself, on its topics and in its tables: what
@@ -73,6 +86,35 @@ def _document_the_refusal(schema: dict[str, Any]) -> None:
 
 #: Add to any ``str`` field that is published or logged: ``Annotated[str, *NoNationalId]``.
 NoNationalId = (AfterValidator(refuse_national_id), Field(json_schema_extra=_document_the_refusal))
+
+
+def refuse_personal_data(value: str, info: ValidationInfo) -> str:
+    """Refuse free text that holds personal data Gallring can tell by its shape (a personal
+    identity number, an e-mail address): the message names the kind, never the value."""
+    if written_by_gallring(info):
+        return value
+    found = personal_data_in(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain personal data, and this holds {found}: write about the matter, "
+            "never about the person (the person belongs in a subject)"
+        )
+    return value
+
+
+def _document_free_text(schema: dict[str, Any]) -> None:
+    note = (
+        "Never personal data: no personal identity number, e-mail address, name or address "
+        "(the first two are refused)."
+    )
+    schema["description"] = f"{schema['description']} {note}" if "description" in schema else note
+
+
+#: Add to a free-text ``str`` field that is kept, published or logged.
+NoPersonalData = (
+    AfterValidator(refuse_personal_data),
+    Field(json_schema_extra=_document_free_text),
+)
 
 #: An upstream system's identifier for a case, client, hold, recipient…: short, no spaces, so that
 #: free text (a name, an address) cannot be smuggled in where only an id belongs, and no

@@ -1,10 +1,10 @@
 """Tables the API service owns. None holds a raw personal identifier: subjects appear only as
 keyed pseudonyms, request bodies only as keyed digests."""
 
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Integer, String
+from sqlalchemy import BigInteger, Column, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from shared.storage.tables.types import UtcDateTime
@@ -100,3 +100,57 @@ class CompanySystem(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(sa_column=_utc())
     updated_at: datetime = Field(sa_column=_utc())
+
+
+class LegalHold(SQLModel, table=True):
+    """A legal hold in the register: why it stands (the matter, a reason from the list), who owns
+    it, when it is to be reviewed, what it covers, and its release, which a second key approves.
+
+    What it covers names no subject: a subject's hold says only that it is one (the subjects it
+    was placed on are in ``legal_hold_subject``, by pseudonym, until its release). The case and
+    client ids it names are blanked at its release; the row goes ``api_audit_days`` after it.
+    """
+
+    __tablename__ = "legal_hold"
+
+    hold_id: str = Field(primary_key=True, max_length=64)
+    matter: str = Field(max_length=100, description="the matter's reference, e.g. a court's")
+    reason: str = Field(max_length=30)
+    reason_text: str | None = Field(default=None, max_length=500, description="with 'other'")
+    owner_team: str = Field(max_length=100)
+    review_by: date
+    coverage: str = Field(max_length=20, description="subject, subject_category, … (HoldCoverage)")
+    category: str | None = Field(default=None, max_length=40)
+    client_id: str | None = Field(default=None, max_length=128)
+    case_ids: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True), description="space-separated"
+    )
+    subjects: int = Field(description="the subjects its placement went to")
+    state: str = Field(max_length=20, description="standing, release_requested, released")
+    placed_at: datetime = Field(sa_column=_utc())
+    placed_by: str = Field(max_length=100, description="the key's name")
+    release_requested_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    release_requested_by: str | None = Field(default=None, max_length=100)
+    release_requested_key: str | None = Field(
+        default=None, max_length=32, description="the requesting key's id: another approves"
+    )
+    released_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    released_by: str | None = Field(default=None, max_length=100, description="the approver")
+    reminded_days: int | None = Field(
+        default=None,
+        description="the most urgent review reminder published (30, 7, 1; -1: past), so each "
+        "is published once",
+    )
+    updated_at: datetime = Field(sa_column=_utc())
+
+
+class LegalHoldSubject(SQLModel, table=True):
+    """A subject (pseudonym) a register's hold was placed on, under which of the engine's hold ids
+    (the hold's own, or ``<hold>#<case or category>`` where one subject needs several
+    placements): what its release is sent to. Deleted at the release."""
+
+    __tablename__ = "legal_hold_subject"
+
+    hold_id: str = Field(primary_key=True, max_length=64)
+    subject_pseudonym: str = Field(primary_key=True, max_length=64)
+    placement: str = Field(primary_key=True, max_length=128, description="the engine's hold id")

@@ -1,6 +1,6 @@
 """The API's retention of its leftovers (``services/api/prune.py``): idempotency records stay
 for the documented window, so a retry within it is still recognised, and go after it; audit
-entries go after theirs."""
+entries and released legal holds go after theirs."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,7 +13,7 @@ from services.api.api_keys import Scope
 from services.api.settings import ApiSettings
 from shared.domain.contract.examples import EXAMPLES
 from shared.storage.database import make_engine
-from shared.storage.tables.api import AuditEntry, IdempotencyRecord
+from shared.storage.tables.api import AuditEntry, IdempotencyRecord, LegalHold
 from shared.storage.tables.table import table_of
 from tests.integration.conftest import SECRET, RunningApi
 
@@ -89,3 +89,38 @@ def test_audit_entries_go_after_their_window(fresh_db: Engine) -> None:
     with fresh_db.connect() as connection:
         ages = sorted((now - at).days for at in connection.execute(select(_AUDIT.c.at)).scalars())
     assert ages == [1, 364]
+
+
+def test_a_released_hold_goes_from_the_register_after_the_audit_window(fresh_db: Engine) -> None:
+    """A standing hold stays however old; a released one goes with its audit entries."""
+    now = datetime.now(UTC)
+    settings = ApiSettings(pseudonym_secret=SECRET, api_audit_days=365)
+    holds = table_of(LegalHold)
+
+    def hold(hold_id: str, released_days_ago: int | None) -> dict[str, Any]:
+        released_at = None if released_days_ago is None else now - timedelta(released_days_ago)
+        return {
+            "hold_id": hold_id,
+            "matter": "T 1-26",
+            "reason": "enforcement",
+            "owner_team": "legal",
+            "review_by": (now - timedelta(days=900)).date(),
+            "coverage": "subject",
+            "subjects": 1,
+            "state": "standing" if released_at is None else "released",
+            "placed_at": now - timedelta(days=1000),
+            "placed_by": "a",
+            "released_at": released_at,
+            "updated_at": now,
+        }
+
+    with fresh_db.begin() as connection:
+        connection.execute(
+            insert(holds),
+            [hold("H-old", 400), hold("H-recent", 364), hold("H-standing", None)],
+        )
+    pruned = prune.prune(fresh_db, settings, now)
+    assert pruned["legal_hold"] == 1
+    with fresh_db.connect() as connection:
+        kept = set(connection.execute(select(holds.c.hold_id)).scalars())
+    assert kept == {"H-recent", "H-standing"}

@@ -1,0 +1,689 @@
+"""The register of legal holds through the API, on PostgreSQL and SQLite: placing a hold sends the
+``legal_hold.placed`` events the engine understands and keeps no one in the register; the list and
+its filters; the clocks a hold covers and what its release would erase; a release that takes two
+keys; holds upstream events placed; review reminders on ``gallring.holds.v1``.
+
+Where the purger's part matters (facts and clocks), the events the API stored are applied by the
+purger's own handlers, as its consumer would apply them (the process itself, with the broker,
+is in tests/integration/purger/test_hold_register.py)."""
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import Engine, select, text
+
+from services.api.api_keys import Scope
+from services.api.holds import reminders
+from services.purger.handlers import handle_batch
+from shared.domain.contract.hold_messages import HOLD_MESSAGE, HoldReviewDue
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy import load_default_policy
+from shared.domain.pseudonym import Pseudonymiser, subject_hash
+from shared.messaging import topics
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.table import table_of
+from tests.integration.conftest import SECRET, RunningApi, relay_settings
+from tests.kafka_reading import read_topic
+
+PSEUDONYMS = Pseudonymiser(SECRET.encode())
+RETENTION = RetentionEngine(load_default_policy())
+ZONE = RETENTION.zone
+NATIONAL_ID = "19811218-9876"
+
+
+@pytest.fixture
+async def api(make_api) -> AsyncIterator[RunningApi]:
+    """The API with its relay off: the events it stores stay in the outbox, where the tests
+    read them and hand them to the purger's handlers."""
+    async with make_api(relay=relay_settings(enabled=False)) as running:
+        yield running
+
+
+def new_hold_id() -> str:
+    return f"H-{uuid.uuid4().hex[:10]}"
+
+
+def a_subject() -> tuple[dict[str, str], str]:
+    ref = f"crm:{uuid.uuid4().hex}"
+    return {"ref": ref}, PSEUDONYMS.pseudonym("ref", ref)
+
+
+def hold_body(hold_id: str, covers: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {
+        "hold_id": hold_id,
+        "matter": "T 1234-26",
+        "reason": "disputed_claim",
+        "owner_team": "legal",
+        "review_by": (date.today() + timedelta(days=90)).isoformat(),
+        "covers": covers,
+        **changes,
+    }
+
+
+def keys(api: RunningApi, name: str, *scopes: Scope) -> dict[str, str]:
+    """Headers for a fresh key of this name: a release's two keys must differ in name."""
+    return {"Authorization": f"Bearer {api.keys.create(name, set(scopes))}"}
+
+
+def outbox(db: Engine, key: str, topic: str) -> list[Any]:
+    table = table_of(OutboxMessage)
+    with db.connect() as connection:
+        return connection.execute(
+            select(table)
+            .where(table.c.message_key == key, table.c.topic == topic)
+            .order_by(table.c.id)
+        ).all()
+
+
+def events_to(db: Engine, pseudonym: str) -> list[LifecycleMessage]:
+    return [
+        LifecycleMessage.from_json(row.value)
+        for row in outbox(db, pseudonym, topics.LIFECYCLE_IMMEDIATE)
+    ]
+
+
+def as_the_purger(db: Engine, *messages: LifecycleMessage) -> None:
+    handle_batch(db, RETENTION, messages, datetime.now(UTC))
+
+
+def closed_case(pseudonym: str, case_id: str, months_ago: int) -> LifecycleMessage:
+    occurred_at = datetime.now(UTC) - relativedelta(months=months_ago)
+    return LifecycleMessage.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": "collection_case.closed",
+            "occurred_at": occurred_at.isoformat(),
+            "subject": pseudonym,
+            "scope": {"case_id": case_id},
+        }
+    )
+
+
+def audit_entries(db: Engine, action: str) -> list[tuple[str, dict[str, Any]]]:
+    with db.connect() as connection:
+        rows = connection.execute(
+            text("SELECT actor, detail FROM audit_entry WHERE action = :action ORDER BY id"),
+            {"action": action},
+        ).all()
+    return [(actor, json.loads(detail)) for actor, detail in rows]
+
+
+async def test_a_hold_on_a_subject_is_placed_as_the_engine_understands_and_names_no_one(
+    api: RunningApi,
+) -> None:
+    hold_id = new_hold_id()
+    pseudonym = PSEUDONYMS.pseudonym("national_id", "198112189876")
+    writer = keys(api, "legal-desk", Scope.HOLDS_WRITE)
+
+    response = await api.client.post(
+        "/v1/holds",
+        json=hold_body(hold_id, {"subject": {"national_id": NATIONAL_ID}}),
+        headers=writer,
+    )
+
+    assert response.status_code == 201, response.text
+    hold = response.json()
+    assert (hold["state"], hold["registered"], hold["subjects"]) == ("standing", True, 1)
+    assert hold["covers"] == {
+        "kind": "subject",
+        "category": None,
+        "case_ids": None,
+        "client_id": None,
+    }
+    assert hold["placed_by"] == "legal-desk"
+    assert "19811218" not in response.text and "9876" not in response.text
+    [placed] = events_to(api.engine, pseudonym)
+    assert (placed.type, placed.subject, placed.data.hold_id) == (
+        "legal_hold.placed",
+        pseudonym,
+        hold_id,
+    )
+    assert (placed.data.case_id, placed.data.category) == (None, None)
+    [news] = outbox(api.engine, hold_id, topics.HOLDS)
+    assert HOLD_MESSAGE.validate_json(news.value).type == "hold.placed"
+    # Nowhere in the database but as its pseudonym: not in the register, not in its messages.
+    with api.engine.connect() as connection:
+        for table in ("legal_hold", "legal_hold_subject", "outbox_message", "audit_entry"):
+            rows = connection.execute(text(f"SELECT * FROM {table}")).all()
+            assert not [row for row in rows if "9876" in str(tuple(row))], table
+    [(actor, detail)] = [
+        e for e in audit_entries(api.engine, "holds.placed") if e[1]["hold_id"] == hold_id
+    ]
+    assert (actor, detail["subjects"], detail["reason"]) == ("legal-desk", 1, "disputed_claim")
+
+    again = await api.client.post(
+        "/v1/holds", json=hold_body(hold_id, {"subject": {"ref": "crm:1"}}), headers=writer
+    )
+    assert (again.status_code, again.json()["type"]) == (409, "urn:gallring:problem:hold-exists")
+
+
+@pytest.mark.parametrize(
+    ("reason_text", "found"),
+    [
+        ("the debtor 811218-9876 disputes it", "personal identity or coordination number"),
+        ("asked by anna.svensson@example.se", "e-mail address"),
+    ],
+)
+async def test_other_reasons_text_is_refused_when_it_holds_personal_data(
+    api: RunningApi, reason_text: str, found: str
+) -> None:
+    subject, _ = a_subject()
+    body = hold_body(new_hold_id(), {"subject": subject}, reason="other", reason_text=reason_text)
+
+    response = await api.client.post(
+        "/v1/holds", json=body, headers=keys(api, "legal", Scope.HOLDS_WRITE)
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["field"] == "reason_text"
+    assert found in error["message"] and "write about the matter" in error["message"]
+    assert "9876" not in response.text and "svensson" not in response.text
+
+
+async def test_a_hold_is_refused_what_it_cannot_be(api: RunningApi) -> None:
+    subject, _ = a_subject()
+    writer = keys(api, "legal", Scope.HOLDS_WRITE)
+
+    async def refused(body: dict[str, Any], headers: dict[str, str] = writer) -> tuple[int, Any]:
+        response = await api.client.post("/v1/holds", json=body, headers=headers)
+        return response.status_code, response.json()
+
+    status, problem = await refused(hold_body(new_hold_id(), {"subject": subject}, reason="other"))
+    assert (status, problem["errors"][0]["message"]) == (
+        422,
+        "reason_text goes with reason 'other', and only with it",
+    )
+    status, problem = await refused(
+        hold_body(new_hold_id(), {"subject": subject, "client_id": "K-1"})
+    )
+    assert status == 422 and "give one of: subject;" in problem["errors"][0]["message"]
+    yesterday = (datetime.now(ZONE).date() - timedelta(days=1)).isoformat()
+    status, problem = await refused(
+        hold_body(new_hold_id(), {"subject": subject}, review_by=yesterday)
+    )
+    assert (status, problem["errors"][0]["field"]) == (422, "review_by")
+    status, problem = await refused(hold_body("H#1", {"subject": subject}))
+    assert (status, problem["errors"][0]["field"]) == (422, "hold_id")
+    status, problem = await refused(hold_body(new_hold_id(), {"case_ids": ["C-never-seen"]}))
+    assert (status, problem["type"], problem["case_ids"]) == (
+        409,
+        "urn:gallring:problem:cases-unknown",
+        ["C-never-seen"],
+    )
+    status, problem = await refused(
+        hold_body(new_hold_id(), {"subject": subject}), keys(api, "x", Scope.EVENTS_WRITE)
+    )
+    assert status == 403
+    status, problem = await refused(
+        hold_body(new_hold_id(), {"subject": subject}), keys(api, "x", Scope.HOLDS_APPROVE)
+    )
+    assert status == 403 and "holds:write" in problem["detail"]
+
+
+async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring_keeps(
+    api: RunningApi,
+) -> None:
+    (_, debtor), (_, co_debtor) = a_subject(), a_subject()
+    case, other_case = f"C-{uuid.uuid4().hex[:8]}", f"C-{uuid.uuid4().hex[:8]}"
+    as_the_purger(
+        api.engine,
+        closed_case(debtor, case, 2),
+        closed_case(debtor, other_case, 2),
+        closed_case(co_debtor, case, 2),
+    )
+    writer = keys(api, "legal", Scope.HOLDS_WRITE)
+
+    hold_id = new_hold_id()
+    response = await api.client.post(
+        "/v1/holds", json=hold_body(hold_id, {"case_ids": [case, other_case]}), headers=writer
+    )
+
+    assert (response.status_code, response.json()["subjects"]) == (201, 2)
+    # The debtor has both cases: one placement per case (a hold id covers one case at most).
+    assert sorted(
+        (e.data.hold_id, e.data.case_id) for e in events_to(api.engine, debtor)
+    ) == sorted([(f"{hold_id}#{case}", case), (f"{hold_id}#{other_case}", other_case)])
+    assert [(e.data.hold_id, e.data.case_id) for e in events_to(api.engine, co_debtor)] == [
+        (hold_id, case)
+    ]
+
+    client = f"K-{uuid.uuid4().hex[:8]}"
+    as_the_purger(
+        api.engine,
+        LifecycleMessage.model_validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "customer_relationship.ended",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "subject": co_debtor,
+                "scope": {"client_id": client},
+            }
+        ),
+    )
+    client_hold = new_hold_id()
+    response = await api.client.post(
+        "/v1/holds", json=hold_body(client_hold, {"client_id": client}), headers=writer
+    )
+    assert (response.status_code, response.json()["subjects"]) == (201, 1)
+    assert [
+        (e.data.hold_id, e.data.category)
+        for e in events_to(api.engine, co_debtor)
+        if e.data.hold_id == client_hold
+    ] == [(client_hold, "customer_relationship")]
+
+    response = await api.client.post(
+        "/v1/holds",
+        json=hold_body(new_hold_id(), {"client_id": f"K-{uuid.uuid4().hex[:8]}"}),
+        headers=writer,
+    )
+    assert (response.status_code, response.json()["type"]) == (
+        409,
+        "urn:gallring:problem:nothing-to-hold",
+    )
+
+
+async def test_a_hold_holds_the_clocks_and_its_impact_says_what_its_release_would_erase(
+    api: RunningApi,
+) -> None:
+    """The golden case as the engine decides it: a case closed 37 months ago is due; placed under
+    the hold, its clock is held; the impact says it would be erased at once, and a case closed
+    10 months ago later, in the month it falls due."""
+    subject, pseudonym = a_subject()
+    overdue, running = "C-overdue-1", "C-running-1"
+    as_the_purger(
+        api.engine, closed_case(pseudonym, overdue, 37), closed_case(pseudonym, running, 10)
+    )
+    hold_id = new_hold_id()
+    response = await api.client.post(
+        "/v1/holds",
+        json=hold_body(hold_id, {"subject": subject, "category": "collection_case"}),
+        headers=keys(api, "legal", Scope.HOLDS_WRITE),
+    )
+    assert response.status_code == 201
+    reader = keys(api, "dashboard", Scope.HOLDS_READ)
+    # Not applied by the purger yet: it covers nothing yet.
+    detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
+    assert detail["clocks_total"] == 0
+
+    as_the_purger(api.engine, *events_to(api.engine, pseudonym))
+
+    detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
+    assert detail["clocks_total"] == 2
+    assert [(c["scope"], c["subject_hash"]) for c in detail["clocks"]] == [
+        ({"case_id": overdue}, subject_hash(pseudonym)),
+        ({"case_id": running}, subject_hash(pseudonym)),
+    ]
+    lookup = await api.client.post(
+        "/v1/subjects/lookup", json=subject, headers=keys(api, "dpo", Scope.SUBJECTS_READ)
+    )
+    assert {c["scope"]["case_id"]: c["state"] for c in lookup.json()["clocks"]} == {
+        overdue: "held",
+        running: "held",
+    }
+    impact = (await api.client.get(f"/v1/holds/{hold_id}/impact", headers=reader)).json()
+    falls_due = datetime.fromisoformat(detail["clocks"][1]["due_at"]).astimezone(ZONE)
+    assert (impact["clocks"], impact["at_once"], impact["later"]) == (
+        2,
+        [{"category": "collection_case", "clocks": 1}],
+        [{"month": falls_due.strftime("%Y-%m"), "category": "collection_case", "clocks": 1}],
+    )
+    assert (impact["still_held"], impact["not_scheduled"]) == ([], [])
+
+    # A second hold over the same case: releasing the first would leave it held.
+    upstream_hold = f"UP-{uuid.uuid4().hex[:6]}"
+    as_the_purger(
+        api.engine,
+        LifecycleMessage.model_validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "legal_hold.placed",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "subject": pseudonym,
+                "data": {"hold_id": upstream_hold, "case_id": overdue},
+            }
+        ),
+    )
+    impact = (await api.client.get(f"/v1/holds/{hold_id}/impact", headers=reader)).json()
+    assert impact["at_once"] == []
+    assert impact["still_held"] == [{"category": "collection_case", "clocks": 1}]
+    detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
+    assert detail["clocks"][0]["also_held_by"] == [upstream_hold]
+
+
+async def test_a_hold_upstream_events_placed_shows_in_the_register(api: RunningApi) -> None:
+    _, pseudonym = a_subject()
+    upstream_hold = f"UP-{uuid.uuid4().hex[:6]}"
+    as_the_purger(
+        api.engine,
+        closed_case(pseudonym, "C-1", 37),
+        LifecycleMessage.model_validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "legal_hold.placed",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "subject": pseudonym,
+                "data": {"hold_id": upstream_hold},
+            }
+        ),
+    )
+    reader = keys(api, "dashboard", Scope.HOLDS_READ)
+
+    listed = (await api.client.get("/v1/holds?state=standing", headers=reader)).json()
+    [hold] = [h for h in listed if h["hold_id"] == upstream_hold]
+    assert (hold["registered"], hold["state"], hold["subjects"], hold["reason"]) == (
+        False,
+        "standing",
+        1,
+        None,
+    )
+    detail = (await api.client.get(f"/v1/holds/{upstream_hold}", headers=reader)).json()
+    assert [c["scope"] for c in detail["clocks"]] == [{"case_id": "C-1"}]
+    # Filters only the register can answer leave it out.
+    listed = (await api.client.get("/v1/holds?reason=disputed_claim", headers=reader)).json()
+    assert upstream_hold not in [h["hold_id"] for h in listed]
+    # Released by its own event, it is gone.
+    as_the_purger(
+        api.engine,
+        LifecycleMessage.model_validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "legal_hold.released",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "subject": pseudonym,
+                "data": {"hold_id": upstream_hold},
+            }
+        ),
+    )
+    response = await api.client.get(f"/v1/holds/{upstream_hold}", headers=reader)
+    assert (response.status_code, response.json()["type"]) == (
+        404,
+        "urn:gallring:problem:hold-not-found",
+    )
+
+
+async def test_the_register_is_listed_by_state_reason_and_review_date(api: RunningApi) -> None:
+    writer = keys(api, "legal", Scope.HOLDS_WRITE)
+    approver = keys(api, "dpo", Scope.HOLDS_APPROVE)
+    today = datetime.now(ZONE).date()
+    placed = {}
+    for reason, days in (("enforcement", 10), ("court_proceedings", 40), ("enforcement", 400)):
+        subject, _ = a_subject()
+        hold_id = new_hold_id()
+        body = hold_body(
+            hold_id,
+            {"subject": subject},
+            reason=reason,
+            review_by=(today + timedelta(days=days)).isoformat(),
+        )
+        assert (await api.client.post("/v1/holds", json=body, headers=writer)).status_code == 201
+        placed[hold_id] = (reason, days)
+    first, second, third = placed
+    await api.client.post(f"/v1/holds/{third}/release", headers=writer)
+    assert (await api.client.post(f"/v1/holds/{third}/approve", headers=approver)).is_success
+
+    async def listed(query: str) -> list[str]:
+        response = await api.client.get(
+            f"/v1/holds?{query}", headers=keys(api, "dashboard", Scope.HOLDS_READ)
+        )
+        assert response.status_code == 200, response.text
+        return [hold["hold_id"] for hold in response.json() if hold["hold_id"] in placed]
+
+    assert await listed("") == [first, second, third]  # by review date
+    assert await listed("state=standing") == [first, second]
+    assert await listed("state=released") == [third]
+    assert await listed("reason=enforcement") == [first, third]
+    review_before = (today + timedelta(days=41)).isoformat()
+    assert await listed(f"review_before={review_before}") == [first, second]
+    assert await listed(f"state=standing&reason=enforcement&review_before={review_before}") == [
+        first
+    ]
+    response = await api.client.get("/v1/holds", headers=keys(api, "x", Scope.EVENTS_WRITE))
+    assert response.status_code == 403
+    first_view = (
+        await api.client.get(f"/v1/holds/{first}", headers=keys(api, "w", Scope.HOLDS_WRITE))
+    ).json()
+    assert (first_view["review_due"], first_view["reason"]) == ("30d", "enforcement")
+
+
+async def test_a_release_is_refused_with_one_key_and_done_with_a_second(api: RunningApi) -> None:
+    subject, pseudonym = a_subject()
+    hold_id = new_hold_id()
+    # One person's key with both scopes still cannot release alone.
+    alone = keys(api, "legal-anna", Scope.HOLDS_WRITE, Scope.HOLDS_APPROVE)
+    response = await api.client.post(
+        "/v1/holds", json=hold_body(hold_id, {"subject": subject}), headers=alone
+    )
+    assert response.status_code == 201
+    as_the_purger(api.engine, *events_to(api.engine, pseudonym))
+
+    requested = await api.client.post(f"/v1/holds/{hold_id}/release", headers=alone)
+    assert requested.status_code == 202
+    assert (requested.json()["state"], requested.json()["release_requested_by"]) == (
+        "release_requested",
+        "legal-anna",
+    )
+    for path in ("release", "approve"):
+        refused = await api.client.post(f"/v1/holds/{hold_id}/{path}", headers=alone)
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["type"] == "urn:gallring:problem:second-key-required"
+        assert "legal-anna" in problem["detail"] and "another key" in problem["detail"]
+    same_name = keys(api, "legal-anna", Scope.HOLDS_APPROVE)  # her second key
+    refused = await api.client.post(f"/v1/holds/{hold_id}/approve", headers=same_name)
+    assert refused.json()["type"] == "urn:gallring:problem:second-key-required"
+    without_scope = keys(api, "legal-bo", Scope.HOLDS_WRITE)
+    refused = await api.client.post(f"/v1/holds/{hold_id}/release", headers=without_scope)
+    assert refused.status_code == 403 and "holds:approve" in refused.json()["detail"]
+    # Nothing was released meanwhile.
+    assert [e.type for e in events_to(api.engine, pseudonym)] == ["legal_hold.placed"]
+
+    approved = await api.client.post(
+        f"/v1/holds/{hold_id}/release", headers=keys(api, "dpo-carl", Scope.HOLDS_APPROVE)
+    )
+
+    assert approved.status_code == 200, approved.text
+    view = approved.json()
+    assert (view["state"], view["release_requested_by"], view["released_by"]) == (
+        "released",
+        "legal-anna",
+        "dpo-carl",
+    )
+    released = events_to(api.engine, pseudonym)[-1]
+    assert (released.type, released.data.hold_id) == ("legal_hold.released", hold_id)
+    news = [HOLD_MESSAGE.validate_json(r.value) for r in outbox(api.engine, hold_id, topics.HOLDS)]
+    assert [n.type for n in news] == ["hold.placed", "hold.release_requested", "hold.released"]
+    assert [
+        (actor, detail)
+        for actor, detail in audit_entries(api.engine, "holds.released")
+        if detail["hold_id"] == hold_id
+    ] == [
+        (
+            "dpo-carl",
+            {
+                "hold_id": hold_id,
+                "requested_by": "legal-anna",
+                "approved_by": "dpo-carl",
+                "subjects": 1,
+                "events": 1,
+            },
+        )
+    ]
+    assert [
+        actor
+        for actor, detail in audit_entries(api.engine, "holds.release_requested")
+        if detail["hold_id"] == hold_id
+    ] == ["legal-anna"]
+    with api.engine.connect() as connection:
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM legal_hold_subject WHERE hold_id = :id"), {"id": hold_id}
+            ).scalar_one()
+            == 0
+        )
+
+    again = await api.client.post(f"/v1/holds/{hold_id}/approve", headers=alone)
+    assert (again.status_code, again.json()["type"]) == (
+        409,
+        "urn:gallring:problem:no-release-requested",
+    )
+
+
+async def test_a_release_approved_before_the_purger_applied_the_placement_still_reaches_it(
+    api: RunningApi,
+) -> None:
+    subject, pseudonym = a_subject()
+    hold_id = new_hold_id()
+    await api.client.post(
+        "/v1/holds",
+        json=hold_body(hold_id, {"subject": subject}),
+        headers=keys(api, "legal", Scope.HOLDS_WRITE),
+    )
+    await api.client.post(
+        f"/v1/holds/{hold_id}/release", headers=keys(api, "legal", Scope.HOLDS_WRITE)
+    )
+    approved = await api.client.post(
+        f"/v1/holds/{hold_id}/approve", headers=keys(api, "dpo", Scope.HOLDS_APPROVE)
+    )
+    assert approved.status_code == 200
+    assert [(e.type, e.data.hold_id) for e in events_to(api.engine, pseudonym)] == [
+        ("legal_hold.placed", hold_id),
+        ("legal_hold.released", hold_id),
+    ]
+
+
+async def test_a_review_is_changed_and_its_reminders_start_again(api: RunningApi) -> None:
+    """Reviews 45 days and more away, so that the API's own check (at its start, on the real
+    clock) has nothing to publish for this hold; the test's checks are 40 and 60 days on."""
+    subject, _ = a_subject()
+    hold_id = new_hold_id()
+    writer = keys(api, "legal", Scope.HOLDS_WRITE)
+    today = datetime.now(ZONE).date()
+    body = hold_body(
+        hold_id, {"subject": subject}, review_by=(today + timedelta(days=45)).isoformat()
+    )
+    await api.client.post("/v1/holds", json=body, headers=writer)
+    noon = datetime.combine(today, datetime.min.time(), ZONE) + timedelta(hours=12)
+
+    def reminded_at(now: datetime) -> list[str]:
+        return [
+            r.threshold for r in mine(reminders.remind(api.engine, now=now, zone=ZONE), hold_id)
+        ]
+
+    assert reminded_at(noon + timedelta(days=40)) == ["7d"]
+    assert reminded_at(noon + timedelta(days=40)) == []
+
+    later = (today + timedelta(days=90)).isoformat()
+    response = await api.client.patch(
+        f"/v1/holds/{hold_id}",
+        json={"review_by": later, "owner_team": "legal-north"},
+        headers=writer,
+    )
+
+    assert (response.status_code, response.json()["review_by"], response.json()["owner_team"]) == (
+        200,
+        later,
+        "legal-north",
+    )
+    assert reminded_at(noon + timedelta(days=60)) == ["30d"]
+    [(actor, detail)] = [
+        entry
+        for entry in audit_entries(api.engine, "holds.changed")
+        if entry[1]["hold_id"] == hold_id
+    ]
+    assert (actor, detail["fields"]) == ("legal", ["owner_team", "review_by"])
+
+
+def mine(sent: list[HoldReviewDue], hold_id: str) -> list[HoldReviewDue]:
+    return [reminder for reminder in sent if reminder.hold_id == hold_id]
+
+
+async def test_review_reminders_go_on_the_topic_once_per_threshold_at_the_right_days(
+    make_api, kafka_settings
+) -> None:
+    """The reminder check with an injected clock, day by day from 40 days before the review to
+    two days after: 30 days before, 7, 1, and the day after; nothing more, however often it
+    looks. The relay publishes them, keyed by the hold id; the gauge counts the hold."""
+    async with make_api() as api:
+        subject, _ = a_subject()
+        hold_id = new_hold_id()
+        today = datetime.now(ZONE).date()
+        review_by = today + timedelta(days=40)
+        body = hold_body(hold_id, {"subject": subject}, review_by=review_by.isoformat())
+        response = await api.client.post(
+            "/v1/holds", json=body, headers=keys(api, "legal", Scope.HOLDS_WRITE)
+        )
+        assert response.status_code == 201
+
+        days_before = {}
+        for day in range(-40, 3):
+            at = datetime.combine(review_by + timedelta(days=day), datetime.min.time(), ZONE)
+            for hour in (1, 13):  # twice a day: once per threshold all the same
+                now = (at + timedelta(hours=hour)).astimezone(UTC)
+                for reminder in mine(reminders.remind(api.engine, now=now, zone=ZONE), hold_id):
+                    days_before[reminder.threshold] = -day
+
+        assert days_before == {"30d": 30, "7d": 7, "1d": 1, "past": -1}
+        records = await read_topic(
+            kafka_settings,
+            topics.HOLDS,
+            until=lambda records: sum(r.key == hold_id.encode() for r in records) >= 5,
+        )
+        published = [
+            HOLD_MESSAGE.validate_json(r.value) for r in records if r.key == hold_id.encode()
+        ]
+        assert [m.type for m in published] == ["hold.placed"] + ["hold.review_due"] * 4
+        due = [m for m in published if isinstance(m, HoldReviewDue)]
+        assert [(m.threshold, m.days_left, m.review_by) for m in due] == [
+            ("30d", 30, review_by),
+            ("7d", 7, review_by),
+            ("1d", 1, review_by),
+            ("past", -1, review_by),
+        ]
+        headers = dict(next(r for r in records if r.key == hold_id.encode()).headers)
+        assert headers["event-type"] == b"hold.placed"
+        assert all("crm:" not in r.value.decode() for r in records)
+
+
+async def test_the_gauge_counts_standing_holds_at_their_most_urgent_threshold(
+    make_api, fresh_db: Engine
+) -> None:
+    """On a database of its own: the gauge counts every hold of the register."""
+    url = fresh_db.url.render_as_string(hide_password=False)
+    async with make_api(database_url=url, relay=relay_settings(enabled=False)) as api:
+        writer = keys(api, "legal", Scope.HOLDS_WRITE)
+        approver = keys(api, "dpo", Scope.HOLDS_APPROVE)
+        today = datetime.now(ZONE).date()
+        hold_ids = []
+        for days in (0, 5, 6, 20, 45):
+            subject, _ = a_subject()
+            hold_ids.append(new_hold_id())
+            body = hold_body(
+                hold_ids[-1],
+                {"subject": subject},
+                review_by=(today + timedelta(days=days)).isoformat(),
+            )
+            assert (
+                await api.client.post("/v1/holds", json=body, headers=writer)
+            ).status_code == 201
+        await api.client.post(f"/v1/holds/{hold_ids[2]}/release", headers=writer)
+        await api.client.post(f"/v1/holds/{hold_ids[2]}/approve", headers=approver)
+
+        metrics = (await api.client.get("/metrics")).text
+
+    assert [
+        line for line in metrics.splitlines() if line.startswith("gallring_holds_review_due")
+    ] == [
+        'gallring_holds_review_due{threshold="30d"} 1.0',
+        'gallring_holds_review_due{threshold="7d"} 1.0',  # the released one is not counted
+        'gallring_holds_review_due{threshold="1d"} 1.0',
+        'gallring_holds_review_due{threshold="past"} 0.0',
+    ]
