@@ -4,7 +4,7 @@ another); ``legal_hold_subject``, the subjects (pseudonyms) a hold was placed on
 the engine's hold ids, deleted at the release.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-09 10:00:00.000000
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import shared.storage.tables.types
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
