@@ -13,6 +13,11 @@ digests stored them, and every subject is evaluated again from its facts: the ro
 holds or other clocks take. With ``--systems N``, N systems of the register hold the category, so
 each erasure also records N expected confirmations (``erasure_expected_system``).
 
+Beside the rates it prints what each loop wrote, per clock: WAL bytes, and rows inserted,
+updated and deleted by table (``pg_stat_user_tables``). The bare loop changes one row a clock;
+the sweep must also record the erasure's proof, its command to the company's systems (outbox)
+and what it no longer keeps: what it writes beyond the bare loop bounds the ratio it can reach.
+
     .venv/bin/python -m bench.sweep_bench [--clocks 1000000] [--batch 500] [--general-road]
                                           [--systems 2]
 """
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,6 +90,7 @@ def main() -> None:
         conninfo = url.replace("postgresql+psycopg://", "postgresql://")
         register_systems(conninfo, args.systems)
         seed(conninfo, args.clocks, policy_digest)
+        before = written(conninfo)
         sweeper = subprocess.run(
             [sys.executable, "-c", SWEEPER, url, str(args.batch)],
             cwd=ROOT,
@@ -94,9 +101,12 @@ def main() -> None:
         erased_text, seconds_text, peak_rss_kib = sweeper.stdout.split()
         erased, sweep_seconds = int(erased_text), float(seconds_text)  # the sweep, not start-up
         peak_rss_mib = int(peak_rss_kib) / 1024
+        sweep_wrote = written(conninfo) - before
 
         seed(conninfo, args.clocks, policy_digest)
+        before = written(conninfo)
         bare_seconds = bare_loop(conninfo, args.batch)
+        bare_wrote = written(conninfo) - before
 
     sweep_rate, bare_rate = erased / sweep_seconds, args.clocks / bare_seconds
     road = "general road: every subject evaluated" if args.general_road else "settled, in SQL"
@@ -105,6 +115,41 @@ def main() -> None:
     print(f"bare UPDATE loop: {bare_rate:>12,.0f} clocks/s")
     print(f"  ratio: {sweep_rate / bare_rate:.2f} (target >= 0.80, issue 23)")
     print(f"sweeper peak RSS: {peak_rss_mib:>12,.0f} MiB")
+    print("what each wrote per clock (the sweep's own clocks; the bare loop's):")
+    for name, wrote in (("sweep", sweep_wrote), ("bare loop", bare_wrote)):
+        print(f"  {name}: {wrote.wal_bytes / args.clocks:,.0f} WAL bytes")
+        for table, (inserted, updated, deleted) in sorted(wrote.rows.items()):
+            print(
+                f"    {table:<28} {inserted / args.clocks:5.2f} inserted, "
+                f"{updated / args.clocks:5.2f} updated, {deleted / args.clocks:5.2f} deleted"
+            )
+
+
+@dataclass(frozen=True)
+class Written:
+    """What the database had written: WAL bytes, and rows inserted, updated, deleted by table."""
+
+    wal_bytes: int
+    rows: dict[str, tuple[int, int, int]]
+
+    def __sub__(self, earlier: "Written") -> "Written":
+        rows = {}
+        for table, counts in self.rows.items():
+            then = earlier.rows.get(table, (0, 0, 0))
+            change = tuple(now - was for now, was in zip(counts, then, strict=True))
+            if any(change):
+                rows[table] = (change[0], change[1], change[2])
+        return Written(self.wal_bytes - earlier.wal_bytes, rows)
+
+
+def written(conninfo: str) -> Written:
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        wal = connection.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        rows = connection.execute(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"
+        ).fetchall()
+    assert wal is not None
+    return Written(int(wal[0]), {table: (ins, upd, dele) for table, ins, upd, dele in rows})
 
 
 def register_systems(conninfo: str, count: int) -> None:
@@ -183,7 +228,10 @@ def bare_loop(conninfo: str, batch: int) -> float:
             with connection.transaction():
                 updated = connection.execute(BARE_LOOP, {"now": now, "batch": batch}).rowcount
             if updated == 0:
-                return time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                connection.execute("SELECT pg_stat_force_next_flush()")  # its counts, now
+                connection.commit()
+                return elapsed
 
 
 if __name__ == "__main__":
