@@ -19,6 +19,7 @@ from services.cli import policy as policy_commands
 from shared.domain.contract import event_json_schema
 from shared.domain.contract.dates import RANGE_TEXT, ContractDate
 from shared.domain.contract.topic_messages import topic_json_schema
+from shared.domain.policy import PolicyError
 from shared.runtime.settings import (
     DatabaseSettings,
     GallringSettings,
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except SettingsInvalid as error:
+    except (SettingsInvalid, PolicyError) as error:
+        # A policy below its floors too: refused with its line, before a service starts.
         print(f"gallring: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:
@@ -236,6 +238,7 @@ def _serve_api(_: argparse.Namespace) -> int:
 
     settings = load_settings(ApiSettings)
     settings.secret_box()  # refused before anything starts without the sealing key
+    settings.policy()  # and with a policy that is invalid or below its floors
     serve(settings)
     return 0
 
@@ -244,7 +247,9 @@ def _run_purger(_: argparse.Namespace) -> int:
     from services.purger.main import serve
     from services.purger.settings import PurgerSettings
 
-    serve(load_settings(PurgerSettings))
+    settings = load_settings(PurgerSettings)
+    settings.policy()  # refused before anything starts: invalid, or below its floors
+    serve(settings)
     return 0
 
 

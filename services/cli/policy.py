@@ -14,6 +14,7 @@ from shared.domain.contract import LifecycleEvent, parse_event
 from shared.domain.contract.errors import describe
 from shared.domain.engine import RetentionClock, RetentionEngine
 from shared.domain.policy import Policy, PolicyError, load_default_policy, load_policy
+from shared.domain.policy.floors import describe as describe_retention
 from shared.domain.pseudonym import Pseudonymiser
 
 EXIT_INVALID_INPUT = 2
@@ -106,12 +107,22 @@ def _parse_lines(
 
 
 def check_file(policy_path: Path, *, out: TextIO, err: TextIO) -> int:
+    """Validate a policy file: its shape, and its floors (a period below one is refused with
+    its line, exit 2, as S3's compliance mode refuses to shorten a retention)."""
     try:
         policy = load_policy(policy_path)
     except PolicyError as error:
         print(str(error), file=err)
         return EXIT_INVALID_INPUT
-    print(f"{policy_path}: valid; categories: {', '.join(policy.categories)}", file=out)
+    floors = "; ".join(
+        f"{category} {describe_retention(floor.at_least)}"
+        for category, floor in policy.floors.items()
+    )
+    print(
+        f"{policy_path}: valid; categories: {', '.join(policy.categories)}; "
+        f"floors: {floors or 'none'}",
+        file=out,
+    )
     return 0
 
 
