@@ -16,9 +16,11 @@ from services.cli import agent as agent_commands
 from services.cli import forecast as forecast_command
 from services.cli import keys as key_commands
 from services.cli import policy as policy_commands
+from services.cli import policy_diff as policy_diff_commands
 from shared.domain.contract import event_json_schema
 from shared.domain.contract.dates import RANGE_TEXT, ContractDate
 from shared.domain.contract.topic_messages import topic_json_schema
+from shared.domain.policy import PolicyError
 from shared.runtime.settings import (
     DatabaseSettings,
     GallringSettings,
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except SettingsInvalid as error:
+    except (SettingsInvalid, PolicyError) as error:
+        # A policy below its floors too: refused with its line, before a service starts.
         print(f"gallring: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:
@@ -78,6 +81,39 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(
         run=lambda a: policy_commands.check_file(a.file, out=sys.stdout, err=sys.stderr)
     )
+
+    diff = policy_commands_.add_parser(
+        "diff",
+        help="how many clocks a new policy moves earlier or later or makes due at once, by "
+        "category: OLD NEW --events FILE, or --database NEW",
+    )
+    diff.add_argument(
+        "policies",
+        nargs="+",
+        type=Path,
+        metavar="POLICY",
+        help="OLD and NEW policy files with --events; NEW alone with --database",
+    )
+    against = diff.add_mutually_exclusive_group(required=True)
+    against.add_argument(
+        "--events",
+        type=Path,
+        metavar="FILE",
+        help="JSON lines, one v1 event each, as `policy evaluate` reads them; - for stdin",
+    )
+    against.add_argument(
+        "--database",
+        action="store_true",
+        help="compare the clocks the purger holds (GALLRING_DATABASE_URL) with NEW's verdicts "
+        "on their facts; reads only",
+    )
+    diff.add_argument(
+        "--now",
+        type=_aware_datetime,
+        help="with --events: evaluate as of this ISO-8601 instant with a UTC offset (default: now)",
+    )
+    diff.add_argument("--json", action="store_true", help="print JSON, for machines")
+    diff.set_defaults(run=_policy_diff)
 
     agent = commands.add_parser(
         "agent", help="the erasure agent beside one of the company's databases"
@@ -230,12 +266,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _policy_diff(args: argparse.Namespace) -> int:
+    wanted, usage = (1, "NEW with --database") if args.database else (2, "OLD NEW with --events")
+    if len(args.policies) != wanted:
+        print(f"gallring policy diff: give {usage}", file=sys.stderr)
+        return 2
+    if args.database:
+        if args.now is not None:
+            print(
+                "gallring policy diff: --now goes with --events; --database compares as of now",
+                file=sys.stderr,
+            )
+            return 2
+        return policy_diff_commands.diff_database(
+            _database_url(), args.policies[0], as_json=args.json, out=sys.stdout, err=sys.stderr
+        )
+    old, new = args.policies
+    return policy_diff_commands.diff_events(
+        old, new, args.events, now=args.now, as_json=args.json, out=sys.stdout, err=sys.stderr
+    )
+
+
 def _serve_api(_: argparse.Namespace) -> int:
     from services.api.main import serve  # imported here: `gallring policy` needs no web stack
     from services.api.settings import ApiSettings
 
     settings = load_settings(ApiSettings)
     settings.secret_box()  # refused before anything starts without the sealing key
+    settings.policy()  # and with a policy that is invalid or below its floors
     serve(settings)
     return 0
 
@@ -244,7 +302,9 @@ def _run_purger(_: argparse.Namespace) -> int:
     from services.purger.main import serve
     from services.purger.settings import PurgerSettings
 
-    serve(load_settings(PurgerSettings))
+    settings = load_settings(PurgerSettings)
+    settings.policy()  # refused before anything starts: invalid, or below its floors
+    serve(settings)
     return 0
 
 

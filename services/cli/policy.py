@@ -1,9 +1,11 @@
-"""``gallring policy …``: try the engine offline on a file of events, or check a policy file."""
+"""``gallring policy …``: try the engine offline on a file of events, or check a policy file
+(``diff``: :mod:`services.cli.policy_diff`)."""
 
 import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,9 +16,45 @@ from shared.domain.contract import LifecycleEvent, parse_event
 from shared.domain.contract.errors import describe
 from shared.domain.engine import RetentionClock, RetentionEngine
 from shared.domain.policy import Policy, PolicyError, load_default_policy, load_policy
+from shared.domain.policy.floors import describe as describe_retention
 from shared.domain.pseudonym import Pseudonymiser
 
 EXIT_INVALID_INPUT = 2
+
+
+@dataclass
+class EventsFile:
+    """A file of events grouped by subject, under a throwaway pseudonym each (nothing is
+    stored), with each subject as first written, for output."""
+
+    by_subject: dict[str, list[LifecycleEvent]] = field(default_factory=dict)
+    subjects: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def read_events(events_path: Path) -> tuple[EventsFile, list[str]]:
+    """The events of a JSON-lines file (``-``: stdin), or, per bad line, what is wrong with it;
+    ``OSError`` when it cannot be read."""
+    parsed, problems = _parse_lines(_read_lines(events_path))
+    pseudonymiser = Pseudonymiser(os.urandom(32))
+    events = EventsFile()
+    for event, subject_as_given in parsed:
+        pseudonym = event.subject.pseudonym(pseudonymiser)
+        events.by_subject.setdefault(pseudonym, []).append(event)
+        events.subjects.setdefault(pseudonym, subject_as_given)
+    return events, problems
+
+
+def outside_the_calendar(error: OverflowError | ValueError) -> bool:
+    """Whether evaluating failed on a due date past the year 9999. The events' dates are bounded
+    by the contract, but ``--now`` and a policy's periods are not (datetime raises OverflowError,
+    or ValueError "year … is out of range")."""
+    return isinstance(error, OverflowError) or "out of range" in str(error)
+
+
+OUTSIDE_THE_CALENDAR = (
+    "gallring: a due date falls outside the calendar (years 1 to 9999); "
+    "check --now and the retention periods of the policy"
+)
 
 
 def evaluate_file(
@@ -25,42 +63,26 @@ def evaluate_file(
     """Print every subject's clocks for a JSON-lines file; 2 if a line or the policy is bad."""
     try:
         policy = _policy(policy_path)
-        parsed, problems = _parse_lines(_read_lines(events_path))
+        events, problems = read_events(events_path)
     except (PolicyError, OSError) as error:
-        print(f"gallring: {_describe_error(error)}", file=err)
+        print(f"gallring: {describe_error(error)}", file=err)
         return EXIT_INVALID_INPUT
     if problems:
         print("\n".join(problems), file=err)
         return EXIT_INVALID_INPUT
 
-    # Nothing is stored, so a throwaway key will do; the output names subjects as given.
-    pseudonymiser = Pseudonymiser(os.urandom(32))
-    by_subject: dict[str, list[LifecycleEvent]] = {}
-    subjects: dict[str, dict[str, str]] = {}
-    for event, subject_as_given in parsed:
-        pseudonym = event.subject.pseudonym(pseudonymiser)
-        by_subject.setdefault(pseudonym, []).append(event)
-        subjects.setdefault(pseudonym, subject_as_given)
-
     engine = RetentionEngine(policy)
     evaluated_at = now or datetime.now(UTC)
     try:
         rows = [
-            _clock_row(clock, subjects[pseudonym])
-            for pseudonym, subject_events in by_subject.items()
+            _clock_row(clock, events.subjects[pseudonym])
+            for pseudonym, subject_events in events.by_subject.items()
             for clock in engine.evaluate(pseudonym, subject_events, evaluated_at)
         ]
     except (OverflowError, ValueError) as error:
-        # The events' dates are bounded by the contract, but --now and a policy's periods are
-        # not: a due date past the year 9999 cannot be counted (datetime raises OverflowError, or
-        # ValueError "year … is out of range"). Said in a line, not a traceback.
-        if isinstance(error, ValueError) and "out of range" not in str(error):
+        if not outside_the_calendar(error):
             raise
-        print(
-            "gallring: a due date falls outside the calendar (years 1 to 9999); "
-            "check --now and the retention periods of the policy",
-            file=err,
-        )
+        print(OUTSIDE_THE_CALENDAR, file=err)
         return EXIT_INVALID_INPUT
     rows.sort(
         key=lambda row: (_canonical(row["subject"]), row["category"], _canonical(row["scope"]))
@@ -106,12 +128,22 @@ def _parse_lines(
 
 
 def check_file(policy_path: Path, *, out: TextIO, err: TextIO) -> int:
+    """Validate a policy file: its shape, and its floors (a period below one is refused with
+    its line, exit 2, as S3's compliance mode refuses to shorten a retention)."""
     try:
         policy = load_policy(policy_path)
     except PolicyError as error:
         print(str(error), file=err)
         return EXIT_INVALID_INPUT
-    print(f"{policy_path}: valid; categories: {', '.join(policy.categories)}", file=out)
+    floors = "; ".join(
+        f"{category} {describe_retention(floor.at_least)}"
+        for category, floor in policy.floors.items()
+    )
+    print(
+        f"{policy_path}: valid; categories: {', '.join(policy.categories)}; "
+        f"floors: {floors or 'none'}",
+        file=out,
+    )
     return 0
 
 
@@ -144,7 +176,7 @@ def _canonical(value: dict[str, str]) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _describe_error(error: Exception) -> str:
+def describe_error(error: Exception) -> str:
     if isinstance(error, OSError):
         return f"cannot read {error.filename}: {error.strerror}"
     return str(error)

@@ -97,8 +97,10 @@ class RetentionEngine:
         self.policy = policy
         self.zone = policy.zone
         #: Names this policy and engine revision: a stored verdict reached under them holds.
+        #: Floors change no verdict (they only refuse a policy), so they are left out: declaring
+        #: one does not make the purger re-evaluate every subject.
         self.digest = hashlib.sha256(
-            f"{ENGINE_REVISION}:{policy.model_dump_json()}".encode()
+            f"{ENGINE_REVISION}:{policy.model_dump_json(exclude={'floors'})}".encode()
         ).hexdigest()
         self._plans = {
             category: _plan(category, rules) for category, rules in policy.categories.items()

@@ -1,12 +1,21 @@
-"""Reading a policy file, and refusing a bad one with the line and field that are wrong."""
+"""Reading a policy file, and refusing a bad one with the line and field that are wrong: one
+that does not fit the model, and one that goes below its floors (:mod:`.floors`). Every reader
+of a policy (``gallring policy check``, the services at start, the CLI's other commands) comes
+through here, so none of them can run a policy below its floors."""
 
 from importlib import resources
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from shared.domain.policy.floors import floor_violations
 from shared.domain.policy.model import Policy
-from shared.domain.yaml_document import YamlDocumentError, read_yaml, validation_problems
+from shared.domain.yaml_document import (
+    YamlDocumentError,
+    line_of,
+    read_yaml,
+    validation_problems,
+)
 
 DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
 
@@ -42,6 +51,16 @@ def parse_policy(text: str, *, source: str) -> Policy:
     if not isinstance(document, dict):
         raise PolicyError(source, [f"{source}:1: expected a mapping with version and categories"])
     try:
-        return Policy.model_validate(document)
+        policy = Policy.model_validate(document)
     except ValidationError as error:
         raise PolicyError(source, validation_problems(error, root, source)) from None
+    below = sorted(
+        ((line_of(root, list(v.path)), v) for v in floor_violations(policy)),
+        key=lambda line_and_violation: line_and_violation[0],
+    )
+    if below:
+        raise PolicyError(
+            source,
+            [f"{source}:{line}: {'.'.join(map(str, v.path))}: {v.why}" for line, v in below],
+        )
+    return policy

@@ -194,9 +194,32 @@ class CategoryPolicy(_Strict):
         return override.retention, override.legal_basis or self.legal_basis, client_id
 
 
+class Floor(_Strict):
+    """The least a category must be kept, whatever its ``retention`` says: a statute's minimum
+    (the Bookkeeping Act's seven calendar years, the AML Act's five years) written in the
+    policy's own terms. The loader refuses a policy that goes below one
+    (:mod:`shared.domain.policy.floors` says exactly what "below" means)."""
+
+    at_least: Retention
+    because: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="The statute or decision that sets it; named when a policy goes below it.",
+        ),
+    ]
+
+
 class Policy(_Strict):
+    """A whole policy file. Build it through :mod:`shared.domain.policy.loader`, which also
+    refuses one that goes below its ``floors`` (and says on which line)."""
+
     version: Literal[1]
     timezone: str = "Europe/Stockholm"
+    floors: dict[Category, Floor] = Field(
+        default_factory=dict,
+        description="Per category, the least it must be kept (statutory minimums).",
+    )
     categories: dict[Category, CategoryPolicy]
     immediate_erasure: dict[ImmediateEventType, list[Category]] = Field(
         description="Which categories each immediate trigger erases at once for its scope."
