@@ -26,6 +26,7 @@ import orjson
 import psycopg
 from prometheus_client import CollectorRegistry
 
+from bench.cpu_budget import CpuMeter, command_seconds, process_tree_seconds
 from shared.messaging import topics
 from shared.messaging.embedded_broker import EmbeddedBroker
 from shared.messaging.outbox import OutboxRelay
@@ -90,16 +91,25 @@ def one_round(broker: EmbeddedBroker, messages: int, relays: int) -> tuple[float
             process.start()
         with psycopg.connect(POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}") as watch:
             _wait_for_leases(watch, relays)
-            cpu_before = sum(cpu.value for cpu in cpu_seconds)
+            fill(name, messages)  # in one transaction: the relays see it all at its commit
+            meter = CpuMeter(
+                {
+                    "relays": lambda: sum(cpu.value for cpu in cpu_seconds),
+                    "PostgreSQL": lambda: command_seconds("postgres"),
+                    "broker": lambda: process_tree_seconds(broker.pid or 0),
+                }
+            )
             started = time.monotonic()
-            fill(name, messages)
+            meter.start(started)
             while watch.execute("SELECT count(*) FROM outbox_message").fetchone() != (0,):
                 watch.commit()
                 time.sleep(0.05)
             elapsed = time.monotonic() - started
-        time.sleep(0.2)  # the relays' next reports of their CPU
-        cpu = sum(cpu.value for cpu in cpu_seconds) - cpu_before
-        return messages / elapsed, cpu / messages * 1e6
+            time.sleep(0.2)  # the relays' next reports of their CPU
+            budget = meter.stop(started + elapsed)
+        print(f"  CPU per message, by component ({relays} relay(s)):")
+        print("\n".join(budget.report(messages, target_rate=messages / elapsed)[:-1]))
+        return messages / elapsed, budget.seconds["relays"] / messages * 1e6
     finally:
         stop.set()
         for process in processes:
