@@ -27,6 +27,7 @@ class Scope(StrEnum):
     DSR_WRITE = "dsr:write"
     ERASURES_READ = "erasures:read"
     ERASURES_CONFIRM = "erasures:confirm"
+    REVIEWS_DECIDE = "reviews:decide"  # a DPO's: decide disposition reviews (and read them)
     ADMIN = "admin"
 
 

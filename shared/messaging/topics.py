@@ -1,7 +1,8 @@
 """Kafka topic names and message headers: the documented contract ops teams watch.
 
 Every message is keyed by the subject pseudonym, so that one subject's messages stay in order
-(notification commands and erasure confirmations: by their ids), and carries the headers below.
+(notification commands, erasure confirmations and reviews: by their ids), and carries the
+headers below.
 None of them holds personal data.
 """
 
@@ -25,6 +26,8 @@ DEAD_LETTERS = "gallring.dlq.v1"
 NOTIFICATION_COMMANDS = "gallring.notification-commands.v1"
 #: From the API to the purger: systems' confirmations of erasures, keyed by erasure id.
 ERASURE_CONFIRMATIONS = "gallring.erasure-confirmations.v1"
+#: From the purger to ops: disposition reviews opened and decided, keyed by the review id.
+REVIEWS = "gallring.reviews.v1"
 ALL_TOPICS = (
     LIFECYCLE,
     LIFECYCLE_IMMEDIATE,
@@ -33,6 +36,7 @@ ALL_TOPICS = (
     DEAD_LETTERS,
     NOTIFICATION_COMMANDS,
     ERASURE_CONFIRMATIONS,
+    REVIEWS,
 )
 
 HEADER_EVENT_TYPE = "event-type"

@@ -107,6 +107,9 @@ class KafkaSettings(GallringEnvironment):
     dlq_retention_hours: int = Field(
         default=14 * 24, ge=1, description="gallring.dlq.v1: read by people, after an alert"
     )
+    reviews_retention_hours: int = Field(
+        default=14 * 24, ge=1, description="gallring.reviews.v1: read by ops, after an alert"
+    )
 
     # A managed or secured cluster: TLS, SASL, or both (deploy/README.md).
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -223,6 +226,7 @@ _RETENTION_FIELDS = {
     topics.ERASURE_CONFIRMATIONS: "erasure_confirmations_retention_hours",
     topics.NOTIFICATION_COMMANDS: "notification_commands_retention_hours",
     topics.DEAD_LETTERS: "dlq_retention_hours",
+    topics.REVIEWS: "reviews_retention_hours",
 }
 
 

@@ -18,6 +18,7 @@ from shared.domain.contract.notification_messages import (
     NotificationConfirmed,
     RedeliveryRequested,
 )
+from shared.domain.contract.review_messages import ReviewDecided, ReviewOpened
 from shared.messaging import topics
 
 #: Per topic: what its key is, and the models its values take (told apart by ``type``).
@@ -37,6 +38,7 @@ TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
         "the notification id",
         (NotificationConfirmed, RedeliveryRequested, NotificationClosed),
     ),
+    topics.REVIEWS: ("the review id", (ReviewOpened, ReviewDecided)),
 }
 
 
