@@ -76,6 +76,7 @@ from bench.api_bench import (
     start_server,
 )
 from bench.cpu_budget import Budget, CpuMeter, command_seconds, process_tree_seconds
+from bench.unbraked_policy import unbraked_policy_file
 from shared.domain.contract import Subject
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
 from shared.messaging import topics
@@ -164,6 +165,9 @@ def main() -> None:
             "GALLRING_KAFKA_BOOTSTRAP": broker.bootstrap_servers,
             "GALLRING_KAFKA_ENABLE_IDEMPOTENCE": "false",
             "GALLRING_QUIET_LIBRARIES": "true",
+            # Every due case erased, as before disposition review: with the default policy's
+            # review limits the sweep would erase 10,000 a day and stop the rest for a review.
+            "GALLRING_POLICY_FILE": str(unbraked_policy_file(LOG_DIRECTORY)),
         }
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)

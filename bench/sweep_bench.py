@@ -53,8 +53,9 @@ from services.purger.sweep import sweep
 from shared.storage.database import make_engine
 from shared.domain.engine import RetentionEngine
 from shared.runtime.gc_tuning import tune_garbage_collection
-from shared.domain.policy import load_default_policy
-engine, retention = make_engine(sys.argv[1]), RetentionEngine(load_default_policy())
+from bench.unbraked_policy import unbraked_policy
+# The sweep's own speed: without the review limits it would erase max_per_day of the clocks.
+engine, retention = make_engine(sys.argv[1]), RetentionEngine(unbraked_policy())
 tune_garbage_collection()  # as `gallring purger` does once started
 started = time.perf_counter()
 erased = sweep(engine, retention, datetime.now(UTC), batch_size=int(sys.argv[2]))

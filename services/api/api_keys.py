@@ -32,6 +32,7 @@ class Scope(StrEnum):
     HOLDS_READ = "holds:read"
     HOLDS_WRITE = "holds:write"
     HOLDS_APPROVE = "holds:approve"
+    REVIEWS_DECIDE = "reviews:decide"  # a DPO's: decide disposition reviews (and read them)
     ADMIN = "admin"
 
 

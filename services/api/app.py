@@ -33,6 +33,7 @@ from services.api.notifications.router import signed_router as signed_notificati
 from services.api.operation_ids import operation_id
 from services.api.recipients.router import router as recipients_router
 from services.api.recipients.router import unregistered_router
+from services.api.reviews.router import router as reviews_router
 from services.api.settings import ApiSettings
 from services.api.subjects.router import router as subjects_router
 from services.api.systems.router import router as systems_router
@@ -125,6 +126,7 @@ def create_app(settings: ApiSettings, *, db_engine: Engine | None = None) -> Fas
         unregistered_router,
         systems_router,
         holds_router,
+        reviews_router,
         notifications_router,
         signed_notifications_router,
     ):

@@ -9,12 +9,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from shared.domain.contract.vocabulary import Category
 from shared.messaging.outbox import OutboxMetrics
 from shared.storage.pruning import PruneMetrics
-from shared.storage.tables.purger import SWEPT_STATES, StoredClock
+from shared.storage.tables.purger import SWEPT_STATES, DispositionReview, StoredClock
 from shared.storage.tables.table import table_of
 
 _CLOCKS = table_of(StoredClock)
+_REVIEWS = table_of(DispositionReview)
 
 
 class PurgerMetrics:
@@ -66,6 +68,13 @@ class _ClockCollector(Collector):
             backlog, oldest = connection.execute(
                 select(func.count(), func.min(_CLOCKS.c.due_at)).where(*overdue)
             ).one()
+            open_reviews: dict[str, int] = dict(
+                connection.execute(
+                    select(_REVIEWS.c.category, func.count())
+                    .where(_REVIEWS.c.state == "open")
+                    .group_by(_REVIEWS.c.category)
+                ).all()
+            )
         clocks = GaugeMetricFamily(
             "gallring_purger_clocks", "Stored retention clocks by state.", labels=["state"]
         )
@@ -88,3 +97,13 @@ class _ClockCollector(Collector):
             "How long the longest-waiting due clock has been due (0: none waits).",
             value=(now - oldest).total_seconds() if oldest is not None else 0.0,
         )
+        reviews = GaugeMetricFamily(
+            "gallring_purger_reviews_open",
+            "Disposition reviews waiting for a DPO's decision (POST /v1/reviews/{id}/decision), "
+            "by category: a sweep stopped erasures past the policy's review limits. Alert on "
+            '> 0; their clocks are gallring_purger_clocks{state="awaiting_review"}.',
+            labels=["category"],
+        )
+        for category in Category:  # every category, 0 included: an alert needs a series
+            reviews.add_metric([category.value], open_reviews.get(category.value, 0))
+        yield reviews

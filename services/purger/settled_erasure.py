@@ -23,8 +23,9 @@ facts go.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, text
 
 from shared.domain.contract.erasure_messages import (
     ERASURE_COMMAND,
@@ -43,11 +44,11 @@ class SettledBatch:
     unsettled_ids: list[int]  # the others, still locked, for the general road
 
 
-def lock_due(connection: Connection, now: datetime, batch_size: int) -> list[int]:
+def lock_due(connection: Connection, now: datetime, batch_size: int) -> list[Row[Any]]:
     """Lock up to ``batch_size`` clocks due at ``now``, in due order, skipping clocks another
-    transaction holds (PostgreSQL); their ids."""
-    locked = connection.execute(_LOCK_DUE, {"now": now, "batch_size": batch_size})
-    return list(locked.scalars())
+    transaction holds (PostgreSQL); what the disposition review's brake reads of them (their
+    ids, categories, states, reviews, due times and rules)."""
+    return list(connection.execute(_LOCK_DUE, {"now": now, "batch_size": batch_size}))
 
 
 def erase_settled(
@@ -82,7 +83,7 @@ def erase_settled(
 # are published in). Tests compare this road's results with the general road's.
 _LOCK_DUE = text(
     """
-SELECT id FROM retention_clock
+SELECT id, category, state, review_id, due_at, rule FROM retention_clock
 WHERE state IN ('pending', 'due', 'erase_now') AND due_at <= :now  -- the index's, as SWEPT says
 ORDER BY due_at
 LIMIT :batch_size

@@ -25,7 +25,7 @@ from shared.storage.database import one_of
 from shared.storage.subject_facts import FACTS
 from shared.storage.subject_facts import load_facts as load_facts
 from shared.storage.subject_facts import load_facts_of as load_facts_of
-from shared.storage.tables.purger import StoredClock
+from shared.storage.tables.purger import AWAITING_REVIEW, StoredClock
 from shared.storage.tables.table import table_of
 
 RowKey = tuple[str, str, str]
@@ -171,6 +171,8 @@ def store(
     for clock in clocks:
         values = {**_values(clock), "policy_digest": policy_digest}
         row = remaining.pop(clock_key(clock), None)
+        if row is not None and row.review_id is not None:
+            _keep_review(row, clock, values)
         if row is None:
             _, scope_key, scope_value = clock_key(clock)
             pending.rows.append(
@@ -199,6 +201,19 @@ def store(
     if new_rows is None:
         pending.insert(connection)
     return changed
+
+
+def _keep_review(row: Row[Any], clock: RetentionClock, values: dict[str, Any]) -> None:
+    """A clock in a disposition review stays there as long as the engine still finds it due:
+    awaiting the review (an event about something else of its subject does not release it), or
+    approved by it. Once the engine holds it, runs it again (a later trigger, an extension),
+    cancels it or erases it at once (an unsubscribe, which the person asked for), it leaves the
+    review: should it fall due again, it is counted, and stopped, anew."""
+    if clock.state is ClockState.DUE:
+        if row.state == AWAITING_REVIEW:
+            values["state"] = AWAITING_REVIEW
+    else:
+        values["review_id"] = None
 
 
 def _values(clock: RetentionClock) -> dict[str, Any]:

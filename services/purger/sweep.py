@@ -12,6 +12,10 @@ SQL statement (:mod:`settled_erasure`): the stored verdicts stand. Every other s
 evaluated again from its facts: a legal hold or a reopened case that arrived since the clock was
 stored wins over the stored verdict.
 
+Before either road, the policy's review limits (``review:`` per category) are applied to the
+batch: clocks past them are not erased but wait in a disposition review for a DPO's decision
+(:mod:`disposition_review`).
+
 Executing an erasure, in the one transaction: an erasure command and an erasure-executed event go
 to the outbox, the clock becomes a proof that names no subject, the systems of the register that
 hold its category are recorded as expected to confirm it (``expected_systems.py``), and the facts
@@ -21,7 +25,7 @@ batch, not one per clock.
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +33,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Engine, Row, delete, func, select
 
-from services.purger import expected_systems, settled_erasure, subject_clocks
+from services.purger import disposition_review, expected_systems, settled_erasure, subject_clocks
 from shared.domain.contract.erasure_messages import SCHEMA_VERSION, ErasureCommand, ErasureExecuted
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionClock, RetentionEngine
@@ -50,9 +54,18 @@ _OUTBOX = table_of(OutboxMessage)
 
 
 def sweep(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
-    """Erase every clock due at ``now``, batch by batch; how many were erased. After an erasure,
-    SQLite's write-ahead log is emptied: it would keep the erased rows' pages otherwise."""
-    erased = _sweep_batches(db, retention, now, batch_size)
+    """Erase every clock due at ``now``, batch by batch, as far as the policy's review limits
+    allow (first the decisions on disposition reviews are applied, and the clocks of approved
+    ones made due); how many were erased. After an erasure, SQLite's write-ahead log is
+    emptied: it would keep the erased rows' pages otherwise."""
+    disposition_review.settle_reviews(db, retention.policy, now, batch_size)
+    erased, stopped = _sweep_batches(db, retention, now, batch_size)
+    if stopped:
+        log.warning(
+            "purger: %d erasure(s) past the policy's review limits wait for a review "
+            "(GET /v1/reviews?state=open)",
+            stopped,
+        )
     if erased and not checkpoint_wal(db):
         log.info(
             "purger: readers held SQLite's write-ahead log back; the next sweep that erases "
@@ -70,24 +83,31 @@ def sweep_subjects(
     holds are left to the next sweep."""
     try:
         batch = sweep_batch(db, retention, now, max(len(subjects), 1), subjects=subjects)
-    except subject_clocks.ClockChanged:
+    except (subject_clocks.ClockChanged, disposition_review.QuotaTaken):
         return 0
     if batch.erased:
         checkpoint_wal(db)  # as sweep() does; a reader holding it back: the next sweep does
     return batch.erased
 
 
-def _sweep_batches(db: Engine, retention: RetentionEngine, now: datetime, batch_size: int) -> int:
-    erased = 0
+def _sweep_batches(
+    db: Engine, retention: RetentionEngine, now: datetime, batch_size: int
+) -> tuple[int, int]:
+    """How many clocks were erased, and how many stopped for a review."""
+    erased = stopped = 0
     while True:
         try:
             batch = sweep_batch(db, retention, now, batch_size)
         except subject_clocks.ClockChanged:
             log.info("purger: a clock changed while the sweep read it; swept again next time")
-            return erased
+            return erased, stopped
+        except disposition_review.QuotaTaken as taken:
+            log.info("purger: another purger took %s's day meanwhile; swept again", taken)
+            continue  # the other's erasures are committed: counted now
         erased += batch.erased
+        stopped += batch.stopped
         if batch.looked_at < batch_size or batch.looked_at == batch.skipped:
-            return erased
+            return erased, stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +115,7 @@ class SweptBatch:
     looked_at: int
     erased: int
     skipped: int  # due, but another purger is working on their subject: left to the next sweep
+    stopped: int = 0  # past the review limits: into a disposition review
 
 
 def sweep_batch(
@@ -106,8 +127,13 @@ def sweep_batch(
     subjects: Collection[str] | None = None,
 ) -> SweptBatch:
     """One transaction over up to ``batch_size`` due clocks (of ``subjects`` alone, if given:
-    then on the general road, and only the clocks no other transaction holds)."""
+    then on the general road, and only the clocks no other transaction holds). The clocks past
+    the policy's review limits go into a review before anything is erased
+    (:mod:`disposition_review`); the erasures that count against a day's limit are added to it
+    at the end."""
+    policy = retention.policy
     with begin_deciding(db) as connection:
+        erased_ids: set[int] = set()
         if subjects is not None:
             query = _DUE.where(
                 SWEPT,
@@ -117,24 +143,32 @@ def sweep_batch(
             if connection.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             due = connection.execute(query).all()
-            looked_at, erased_in_sql = len(due), 0
+            admission = disposition_review.admit(connection, policy, due, now)
+            looked_at, due = len(due), _admitted(due, admission)
         elif connection.dialect.name == "postgresql":
             locked = settled_erasure.lock_due(connection, now, batch_size)
             if not locked:
                 return SweptBatch(0, 0, 0)
-            settled = settled_erasure.erase_settled(connection, locked, now, retention.digest)
-            looked_at, erased_in_sql = len(locked), settled.erased
+            admission = disposition_review.admit(connection, policy, locked, now)
+            looked_at, unsettled_ids = len(locked), admission.admitted
+            if admission.admitted:
+                settled = settled_erasure.erase_settled(
+                    connection, admission.admitted, now, retention.digest
+                )
+                unsettled_ids = settled.unsettled_ids
+                erased_ids = set(admission.admitted).difference(unsettled_ids)
             due = (
                 connection.execute(
-                    _DUE.where(one_of(connection, _CLOCKS.c.id, settled.unsettled_ids))
+                    _DUE.where(one_of(connection, _CLOCKS.c.id, unsettled_ids))
                 ).all()
-                if settled.unsettled_ids
+                if unsettled_ids
                 else []
             )
         else:
             query = _DUE.where(SWEPT, _CLOCKS.c.due_at <= now).limit(batch_size)
             due = connection.execute(query).all()
-            looked_at, erased_in_sql = len(due), 0
+            admission = disposition_review.admit(connection, policy, due, now)
+            looked_at, due = len(due), _admitted(due, admission)
         by_subject: dict[str, list[Row[Any]]] = defaultdict(list)
         for row in due:
             by_subject[row.subject_pseudonym].append(row)
@@ -161,12 +195,24 @@ def sweep_batch(
             _execute(connection, erasing, now)
             erased_subjects = {row.subject_pseudonym for row, _ in erasing}
             _forget_unneeded_facts(connection, retention, {s: facts[s] for s in erased_subjects})
+            erased_ids.update(row.id for row, _ in erasing)
+        admission.record(connection, erased_ids, now)
         skipped = len(due) - sum(len(rows) for rows in by_subject.values())
-        return SweptBatch(looked_at, erased_in_sql + len(erasing), skipped)
+        return SweptBatch(looked_at, len(erased_ids), skipped, admission.stopped)
 
 
 #: Clocks in due order. On PostgreSQL, :mod:`settled_erasure` picks and locks them.
 _DUE = select(_CLOCKS).order_by(_CLOCKS.c.due_at)
+
+
+def _admitted(
+    rows: Sequence[Row[Any]], admission: disposition_review.Admission
+) -> Sequence[Row[Any]]:
+    """The rows the review limits let through, in their order."""
+    if len(admission.admitted) == len(rows):
+        return rows
+    admitted = set(admission.admitted)
+    return [row for row in rows if row.id in admitted]
 
 
 def _busy_subjects(connection: Connection, subjects: Collection[str]) -> set[str]:

@@ -1,8 +1,8 @@
 """Kafka topic names and message headers: the documented contract ops teams watch.
 
 Every message is keyed by the subject pseudonym, so that one subject's messages stay in order
-(notification commands, erasure confirmations and the hold register's messages: by their ids),
-and carries the headers below.
+(notification commands, erasure confirmations, the hold register's messages and reviews: by
+their ids), and carries the headers below.
 None of them holds personal data.
 """
 
@@ -30,6 +30,8 @@ ERASURE_CONFIRMATIONS = "gallring.erasure-confirmations.v1"
 #: approved, its review due within 30, 7 or 1 days or past), keyed by hold id
 #: (``shared/domain/contract/hold_messages.py``).
 HOLDS = "gallring.holds.v1"
+#: From the purger to ops: disposition reviews opened and decided, keyed by the review id.
+REVIEWS = "gallring.reviews.v1"
 ALL_TOPICS = (
     LIFECYCLE,
     LIFECYCLE_IMMEDIATE,
@@ -39,6 +41,7 @@ ALL_TOPICS = (
     NOTIFICATION_COMMANDS,
     ERASURE_CONFIRMATIONS,
     HOLDS,
+    REVIEWS,
 )
 
 HEADER_EVENT_TYPE = "event-type"

@@ -110,6 +110,9 @@ class KafkaSettings(GallringEnvironment):
     holds_retention_hours: int = Field(
         default=14 * 24, ge=1, description="gallring.holds.v1: the hold register's news, for ops"
     )
+    reviews_retention_hours: int = Field(
+        default=14 * 24, ge=1, description="gallring.reviews.v1: read by ops, after an alert"
+    )
 
     # A managed or secured cluster: TLS, SASL, or both (deploy/README.md).
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -227,6 +230,7 @@ _RETENTION_FIELDS = {
     topics.NOTIFICATION_COMMANDS: "notification_commands_retention_hours",
     topics.DEAD_LETTERS: "dlq_retention_hours",
     topics.HOLDS: "holds_retention_hours",
+    topics.REVIEWS: "reviews_retention_hours",
 }
 
 

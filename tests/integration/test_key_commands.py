@@ -45,7 +45,8 @@ def test_an_unknown_scope_is_refused(tmp_path, monkeypatch, capsys) -> None:
     assert main(["keys", "create", "--name", "x", "--scope", "everything"]) == 2
     assert (
         "known scopes: events:write, subjects:read, dsr:write, erasures:read, "
-        "erasures:confirm, holds:read, holds:write, holds:approve, admin" in capsys.readouterr().err
+        "erasures:confirm, holds:read, holds:write, holds:approve, reviews:decide, admin"
+        in capsys.readouterr().err
     )
 
 

@@ -60,6 +60,7 @@ async def test_every_topic_is_created_with_the_retention_its_setting_gives(
         topics.NOTIFICATION_COMMANDS: str(7 * 24 * HOUR_MS),
         topics.DEAD_LETTERS: str(48 * HOUR_MS),
         topics.HOLDS: str(14 * 24 * HOUR_MS),
+        topics.REVIEWS: str(14 * 24 * HOUR_MS),
     }
 
 

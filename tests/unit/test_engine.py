@@ -615,6 +615,73 @@ def test_the_pure_function_matches_the_engine() -> None:
     )
 
 
+# --- Extensions: a DPO keeps a clock's data longer, on a ground of its own ---------------------
+
+
+def extended(
+    until: str, *, scope: dict[str, str] | None = CASE_1, category: str = "collection_case"
+) -> LifecycleEvent:
+    data = {"category": category, "until": until, "ground": "a claim is disputed", "review_id": 7}
+    return event("retention.extended", "2025-06-01T10:00+02:00", scope, data)
+
+
+def test_an_extension_keeps_a_due_clock_until_its_day_and_says_why() -> None:
+    closed = event("collection_case.closed", "2019-01-10T10:00+01:00", CASE_1)
+    extension = extended("2027-03-01")
+    clock = only(closed, extension)
+    assert (clock.state, clock.due_at) == (ClockState.PENDING, utc("2027-02-28T23:00Z"))
+    assert (clock.rule, clock.trigger_event_id) == ("collection_case.extended", extension.event_id)
+    assert clock.reason.startswith(
+        "Collection-case data is kept until 2027-03-01 because a claim is disputed (extended on "
+        "2025-06-01 in disposition review 7); it falls due on 2027-03-01 00:00 "
+        "Europe/Stockholm time. Without the extension: Collection-case data is kept 36 months"
+    )
+    assert only(closed, extension, now=utc("2027-03-01T00:00Z")).state is ClockState.DUE
+
+
+def test_of_several_extensions_the_latest_day_wins_and_an_earlier_one_changes_nothing() -> None:
+    closed = event("collection_case.closed", "2019-01-10T10:00+01:00", CASE_1)
+    assert only(closed, extended("2027-03-01"), extended("2028-01-01")).due_at == utc(
+        "2027-12-31T23:00Z"
+    )
+    assert only(closed, extended("2021-01-01")) == only(closed)
+
+
+def test_an_extension_keeps_only_its_own_clock_and_never_an_immediate_erasure() -> None:
+    result = clocks(
+        event("collection_case.closed", "2019-01-10T10:00+01:00", CASE_1),
+        event("collection_case.closed", "2019-01-10T10:00+01:00", CASE_2),
+        event("marketing.contact", "2019-05-02T14:30+02:00"),
+        event("newsletter.unsubscribed", "2020-02-10T08:15+01:00"),
+        extended("2027-03-01"),
+        extended("2027-03-01", scope=None, category="marketing"),
+    )
+    assert result["collection_case", "C-1"].state is ClockState.PENDING
+    assert result["collection_case", "C-2"].state is ClockState.DUE
+    assert result["marketing", None].state is ClockState.ERASE_NOW
+
+
+def test_an_erasure_request_is_answered_with_the_extensions_ground() -> None:
+    clock = clocks(
+        event("collection_case.closed", "2019-01-10T10:00+01:00", CASE_1),
+        extended("2027-03-01"),
+        event("dsr.erasure_requested", "2025-09-15T13:00+02:00"),
+    )["collection_case", "C-1"]
+    assert clock.reason.startswith(
+        "Kept despite the erasure request of 2025-09-15, until 2027-03-01 00:00 "
+        "Europe/Stockholm time, because a claim is disputed."
+    )
+
+
+def test_a_hold_keeps_an_extended_clock_past_its_extension() -> None:
+    clock = only(
+        event("collection_case.closed", "2019-01-10T10:00+01:00", CASE_1),
+        extended("2025-12-01"),
+        event("legal_hold.placed", "2025-06-01T10:00+02:00", data={"hold_id": "H-1"}),
+    )
+    assert (clock.state, clock.due_at) == (ClockState.HELD, utc("2025-11-30T23:00Z"))
+
+
 # --- Which clocks an event feeds (what the purger may delete after an erasure) ------------------
 
 
@@ -626,12 +693,14 @@ def test_clock_keys_name_the_clocks_each_event_feeds() -> None:
         "data.outdated", "2025-04-01T10:00+01:00", data={"category": "customer_relationship"}
     )
     hold = event("legal_hold.placed", "2025-04-01T10:00+01:00", data={"hold_id": "H-1"})
+    extension = extended("2029-01-01", scope=CASE_2)
 
-    keys = ENGINE.clock_keys([closed_1, closed_2, ended, outdated, hold])
+    keys = ENGINE.clock_keys([closed_1, closed_2, ended, outdated, hold, extension])
 
     assert keys[closed_1.event_id] == {("collection_case", ("case_id", "C-1"))}
     assert keys[closed_2.event_id] == {("collection_case", ("case_id", "C-2"))}
     # A subject-wide event reaches every clock of its category that other events made...
     assert keys[outdated.event_id] == {("customer_relationship", ("client_id", "K-1"))}
-    # ...and a hold feeds none: it only acts on clocks.
+    # ...and a hold feeds none: it only acts on clocks; an extension feeds the one it extends.
     assert keys[hold.event_id] == set()
+    assert keys[extension.event_id] == {("collection_case", ("case_id", "C-2"))}

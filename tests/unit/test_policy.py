@@ -206,3 +206,37 @@ def test_client_ids_and_legal_bases_must_fit_what_clocks_and_proofs_keep(tmp_pat
     assert len(problems) == 2
     assert any("at most 60 characters" in problem for problem in problems)
     assert any("at most 300 characters" in problem for problem in problems)
+
+
+def test_the_default_policy_brakes_every_category_at_10000_erasures_a_day() -> None:
+    for rules in load_default_policy().categories.values():
+        assert (rules.review.max_per_day, rules.review.first_erasure) == (10_000, False)
+        assert rules.review.auto_approve_after_days is None
+
+
+def test_a_category_without_review_limits_has_no_brake(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT_TEXT.replace("    review: {max_per_day: 10000}\n", ""))
+    assert not any(rules.review.brakes for rules in load_policy(path).categories.values())
+
+
+def test_review_limits_are_checked(tmp_path: Path) -> None:
+    zero = DEFAULT_TEXT.replace(
+        "    retention: {years: 5}\n", "    retention: {years: 5}\n    review: {max_per_day: 0}\n"
+    ).replace("    review: {max_per_day: 10000}\n\n  marketing:", "\n  marketing:")
+    [problem] = problems_of(zero, tmp_path)
+    assert problem == (
+        f"{tmp_path}/policy.yaml:{line_of(zero, 'max_per_day: 0')}: "
+        "categories.aml.review.max_per_day: Input should be greater than 0"
+    )
+    unbraked = DEFAULT_TEXT.replace(
+        "    triggers: [marketing.contact]\n    retention_ground: it rests on legitimate interest "
+        "in marketing, which an objection ends\n    review: {max_per_day: 10000}\n",
+        "    triggers: [marketing.contact]\n    retention_ground: it rests on legitimate interest "
+        "in marketing, which an objection ends\n    review: {auto_approve_after_days: 3}\n",
+    )
+    [problem] = problems_of(unbraked, tmp_path)
+    assert problem.endswith(
+        "categories.marketing.review: auto_approve_after_days approves reviews, which only "
+        "first_erasure or max_per_day open"
+    )

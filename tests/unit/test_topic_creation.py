@@ -54,6 +54,7 @@ def test_every_topic_has_a_retention_of_its_own_setting() -> None:
         "GALLRING_KAFKA_NOTIFICATION_COMMANDS_RETENTION_HOURS",
         "GALLRING_KAFKA_DLQ_RETENTION_HOURS",
         "GALLRING_KAFKA_HOLDS_RETENTION_HOURS",
+        "GALLRING_KAFKA_REVIEWS_RETENTION_HOURS",
     }
 
 

@@ -18,6 +18,7 @@ class ErasureState(StrEnum):
 
     SCHEDULED = "scheduled"  # a clock with a due time, not held
     HELD = "held"  # a legal hold keeps it, whatever its due time
+    AWAITING_REVIEW = "awaiting_review"  # due, but past the review limits: waits for a DPO
     EXECUTED = "executed"  # command published, Gallring's traces reduced to a proof
     PARTIALLY_CONFIRMED = "partially_confirmed"  # some expected systems confirmed, in time
     CONFIRMED = "confirmed"  # every expected system confirmed (none expected: any one did)

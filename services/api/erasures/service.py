@@ -33,6 +33,7 @@ from shared.domain.pseudonym import subject_hash
 from shared.messaging import topics
 from shared.storage.tables.api import CompanySystem
 from shared.storage.tables.purger import (
+    AWAITING_REVIEW,
     SWEPT_STATES,
     UNCONFIRMED,
     ErasureConfirmation,
@@ -56,7 +57,10 @@ _PROOF_STATES = (
 _CLOCK_STATES = {
     ErasureState.SCHEDULED: SWEPT_STATES,
     ErasureState.HELD: ("held",),
+    ErasureState.AWAITING_REVIEW: (AWAITING_REVIEW,),
 }
+#: A clock's erasure state by the clock's own (the others are scheduled).
+_CLOCK_STATE_OF = {"held": ErasureState.HELD, AWAITING_REVIEW: ErasureState.AWAITING_REVIEW}
 
 
 class CursorError(ValueError):
@@ -252,7 +256,9 @@ def _common_filters(table: Any, filters: Filters, after: tuple[datetime, UUID] |
 def _scheduled(
     connection: Connection, filters: Filters, after: tuple[datetime, UUID] | None, limit: int
 ) -> list[ErasureView]:
-    states = _CLOCK_STATES[filters.state] if filters.state else (*SWEPT_STATES, "held")
+    states = (
+        _CLOCK_STATES[filters.state] if filters.state else (*SWEPT_STATES, "held", AWAITING_REVIEW)
+    )
     rows = connection.execute(
         select(_CLOCKS)
         .where(_CLOCKS.c.state.in_(states), *_common_filters(_CLOCKS, filters, after))
@@ -381,7 +387,7 @@ def _registered(connection: Connection, systems: set[str]) -> set[str]:
 def _clock_view(row: Any) -> ErasureView:
     return ErasureView(
         erasure_id=row.erasure_id,
-        state=ErasureState.HELD if row.state == "held" else ErasureState.SCHEDULED,
+        state=_CLOCK_STATE_OF.get(row.state, ErasureState.SCHEDULED),
         category=row.category,
         scope={row.scope_key: row.scope_value} if row.scope_key else {},
         rule=row.rule,

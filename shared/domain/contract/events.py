@@ -22,7 +22,7 @@ from shared.domain.contract.dates import RANGE_TEXT, ContractDate, ContractInsta
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.contract.scope import Scope
 from shared.domain.contract.subject import Subject
-from shared.domain.contract.vocabulary import Category, Identifier, Role
+from shared.domain.contract.vocabulary import Category, Identifier, NoNationalId, Role
 
 CONTRACT_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -75,6 +75,30 @@ class HoldReleasedData(_Data):
     category: Annotated[
         Category | None,
         Field(description="Releases the hold for this category only; without it, entirely."),
+    ] = None
+
+
+class ExtendedData(_Data):
+    category: Annotated[Category, Field(description="The category whose clock is extended.")]
+    until: Annotated[
+        ContractDate,
+        Field(
+            description="Kept until this day, in the policy's time zone: the clock falls due no "
+            f"earlier than its start (00:00). YYYY-MM-DD, {RANGE_TEXT}."
+        ),
+    ]
+    ground: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=300,
+            description="Why it is kept longer: the retention ground the subject's lookup and "
+            "an erasure request's answer give. About the data, never the person.",
+        ),
+        *NoNationalId,
+    ]
+    review_id: Annotated[
+        int | None, Field(ge=1, description="The disposition review that decided it, if any.")
     ] = None
 
 
@@ -270,6 +294,22 @@ LEGAL_HOLD_RELEASED = _type_of(LegalHoldReleased)
 HOLD_EVENT_TYPES: tuple[str, str] = (LEGAL_HOLD_PLACED, LEGAL_HOLD_RELEASED)
 
 
+class RetentionExtended(_Event):
+    """Keep one clock's data longer than its period, on a retention ground of its own: the clock
+    of ``data.category`` in this scope (subject-wide without one) falls due no earlier than
+    ``data.until``. What a DPO's ``extend`` decision on a disposition review records (the API
+    sends one per clock it stopped); the latest ``until`` of several wins, as does a later due
+    time of the clock's own. An immediate erasure (an unsubscribe) is not held back by it."""
+
+    allowed_scope_keys = ("case_id", "client_id", "relationship_id", "measure_id")
+    type: Literal["retention.extended"]
+    data: ExtendedData
+
+
+#: Spelled once, for the engine and the policy, which tell extensions from other events by it.
+RETENTION_EXTENDED = _type_of(RetentionExtended)
+
+
 class DataDisclosed(_Event):
     """The subject's data in one category went to a recipient, who must hear of its erasure."""
 
@@ -316,6 +356,7 @@ LifecycleEvent = Annotated[
     | BookkeepingRecorded
     | LegalHoldPlaced
     | LegalHoldReleased
+    | RetentionExtended
     | DataDisclosed
     | DataRectified
     | ProcessingRestricted,

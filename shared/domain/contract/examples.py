@@ -136,6 +136,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             data={"hold_id": "H-77"},
         ),
         _example(
+            "retention.extended",
+            "7b2e4c6d-8f0a-4b1c-9d3e-5f6a7b8c9d0e",
+            "2026-04-20T14:00:00+02:00",
+            scope=_CASE,
+            data={
+                "category": "collection_case",
+                "until": "2027-06-30",
+                "ground": "the claim is to be defended in a pending appeal (GDPR art. 17(3)(e))",
+                "review_id": 12,
+            },
+        ),
+        _example(
             "data.disclosed",
             "025d7e8f-9a0b-4c1d-8e2f-4a5b6c7d8e90",
             "2023-04-02T10:00:00+02:00",

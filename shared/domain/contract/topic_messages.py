@@ -24,6 +24,7 @@ from shared.domain.contract.notification_messages import (
     NotificationConfirmed,
     RedeliveryRequested,
 )
+from shared.domain.contract.review_messages import ReviewDecided, ReviewOpened
 from shared.messaging import topics
 
 #: Per topic: what its key is, and the models its values take (told apart by ``type``).
@@ -47,6 +48,7 @@ TOPIC_MESSAGES: dict[str, tuple[str, tuple[type[BaseModel], ...]]] = {
         "the hold id",
         (HoldPlaced, HoldReleaseRequested, HoldReleased, HoldReviewDue),
     ),
+    topics.REVIEWS: ("the review id", (ReviewOpened, ReviewDecided)),
 }
 
 

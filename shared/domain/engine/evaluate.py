@@ -5,7 +5,8 @@ happened yet and are left out), and the result depends only on the set of events
 order or on duplicates. Each event is routed to the clocks it
 concerns; each clock is then folded from its events sorted by occurrence time. At equal times a
 trigger comes first, then an early erasure, then an immediate erasure, then an event that undoes
-the trigger: when in doubt, keep the data. Legal holds and erasure requests are applied last.
+the trigger: when in doubt, keep the data. Extensions of a retention (a DPO's decision on a
+disposition review), legal holds and erasure requests are applied last, in that order.
 """
 
 import hashlib
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from shared.domain.contract.events import HOLD_EVENT_TYPES
+from shared.domain.contract.events import HOLD_EVENT_TYPES, RETENTION_EXTENDED
 from shared.domain.contract.scope import Scope
 from shared.domain.contract.vocabulary import Category
 from shared.domain.engine import periods
@@ -97,11 +98,13 @@ class RetentionEngine:
         self.policy = policy
         self.zone = policy.zone
         #: Names this policy and engine revision: a stored verdict reached under them holds.
-        #: Floors change no verdict (they only refuse a policy), so they are left out: declaring
-        #: one does not make the purger re-evaluate every subject.
-        self.digest = hashlib.sha256(
-            f"{ENGINE_REVISION}:{policy.model_dump_json(exclude={'floors'})}".encode()
-        ).hexdigest()
+        #: Floors (which only refuse a policy) and the review limits (how many the sweep acts on
+        #: in a day) change no verdict, so they are left out: declaring or changing them does
+        #: not make the purger evaluate every stored clock again.
+        verdict_policy = policy.model_dump_json(
+            exclude={"floors": True, "categories": {"__all__": {"review"}}}
+        )
+        self.digest = hashlib.sha256(f"{ENGINE_REVISION}:{verdict_policy}".encode()).hexdigest()
         self._plans = {
             category: _plan(category, rules) for category, rules in policy.categories.items()
         }
@@ -128,6 +131,7 @@ class RetentionEngine:
         broadcasts: list[tuple[Category, Role, int, EngineEvent]] = []
         holds: Holds | None = None
         erasure_requests: list[EngineEvent] = []
+        extensions: list[EngineEvent] = []
 
         for event in _deduplicate(events):
             if event.occurred_at > now:
@@ -136,6 +140,9 @@ class RetentionEngine:
             if event_type in HOLD_EVENT_TYPES:
                 holds = holds or Holds()
                 holds.add(event)
+                continue
+            if event_type == RETENTION_EXTENDED:
+                extensions.append(event)
                 continue
             if event_type == _DSR_ERASURE:
                 erasure_requests.append(event)
@@ -157,10 +164,13 @@ class RetentionEngine:
             if len(clock_entries) > 1:
                 clock_entries.sort(key=_entry_order)
             clock = self._fold(subject, category, scope, clock_entries, now)
+            extended_for = None
+            if extensions:
+                clock, extended_for = self._apply_extensions(clock, extensions, now)
             if holds is not None and clock.state is not ClockState.CANCELLED:
                 clock = self._apply_holds(clock, holds)
             if erasure_requests:
-                clock = self._answer_erasure_requests(clock, erasure_requests)
+                clock = self._answer_erasure_requests(clock, erasure_requests, extended_for)
             clocks.append(clock)
         if len(clocks) > 1:
             clocks.sort(key=lambda clock: (clock.category, clock.scope or ("", "")))
@@ -168,12 +178,17 @@ class RetentionEngine:
 
     def clock_keys(self, events: Iterable[EngineEvent]) -> dict[UUID, set[ClockKey]]:
         """Per event, the clocks it feeds, whenever it occurs. Legal holds and erasure requests
-        feed none: they act on clocks other events made. The purger keeps an event as long as one
-        of its clocks is alive."""
+        feed none: they act on clocks other events made. An extension feeds the one clock it
+        extends (and makes none). The purger keeps an event as long as one of its clocks is
+        alive."""
         keys: dict[UUID, set[ClockKey]] = {}
         broadcasts: list[tuple[UUID, Category]] = []
+        extensions: list[EngineEvent] = []
         for event in events:
             routed = keys.setdefault(event.event_id, set())
+            if event.type == RETENTION_EXTENDED:
+                extensions.append(event)
+                continue
             for key, category, _, _ in self._routes(event):
                 if key is None:
                     broadcasts.append((event.event_id, category))
@@ -182,6 +197,8 @@ class RetentionEngine:
         made = {key for routed in keys.values() for key in routed}
         for event_id, category in broadcasts:
             keys[event_id].update(key for key in made if key[0] == category)
+        for event in extensions:
+            keys[event.event_id].add((event.data.category, event.scope.item))
         return keys
 
     def _routes(self, event: EngineEvent) -> Iterator[tuple[ClockKey | None, Category, Role, int]]:
@@ -362,10 +379,51 @@ class RetentionEngine:
             reason=f"Held by legal hold {names}, whatever its due time; without it: {clock.reason}",
         )
 
+    def _apply_extensions(
+        self, clock: RetentionClock, extensions: list[EngineEvent], now: datetime
+    ) -> tuple[RetentionClock, str | None]:
+        """A clock whose period ran, or runs, is kept until the latest ``until`` of the
+        extensions of its category and scope, if that is later than its own due time; and the
+        extension's ground, which answers an erasure request instead of the category's. An
+        immediate erasure, a cancelled clock or one still waiting for its trigger is left as it
+        is: an extension keeps data longer than its period, nothing else."""
+        if clock.due_at is None or clock.state not in (ClockState.DUE, ClockState.PENDING):
+            return clock, None
+        matching = [
+            event
+            for event in extensions
+            if event.data.category == clock.category and event.scope.item == clock.scope
+        ]
+        if not matching:
+            return clock, None
+        latest = max(matching, key=lambda event: (event.data.until, *_order(event)))
+        until = periods.start_of_day(latest.data.until, self.zone)
+        if until <= clock.due_at:
+            return clock, None
+        state = ClockState.DUE if until <= now else ClockState.PENDING
+        review = latest.data.review_id
+        decided = f" in disposition review {review}" if review is not None else ""
+        when = "fell due" if state is ClockState.DUE else "falls due"
+        reason = (
+            f"{self._plans[clock.category].what} is kept until {latest.data.until.isoformat()} "
+            f"because {latest.data.ground} (extended on {self._day(latest.occurred_at)}"
+            f"{decided}); it {when} on {self._moment(until)}. Without the extension: "
+            f"{clock.reason}"
+        )
+        extended = clock._replace(
+            state=state,
+            due_at=until,
+            rule=f"{clock.category}.extended",
+            trigger_event_id=latest.event_id,
+            reason=reason,
+        )
+        return extended, latest.data.ground
+
     def _answer_erasure_requests(
-        self, clock: RetentionClock, requests: list[EngineEvent]
+        self, clock: RetentionClock, requests: list[EngineEvent], extended_for: str | None = None
     ) -> RetentionClock:
-        """Say, per clock, whether an art. 17 request erased it, or why and until when not."""
+        """Say, per clock, whether an art. 17 request erased it, or why and until when not
+        (``extended_for``: the ground of an extension that keeps it)."""
         latest = max(requests, key=_order)
         asked = f"the erasure request of {self._day(latest.occurred_at)}"
         state = clock.state
@@ -380,7 +438,7 @@ class RetentionEngine:
         elif clock.category in self._dsr_reaches:
             return clock  # a trigger after the request started a new clock
         else:
-            ground = self._plans[clock.category].rules.retention_ground
+            ground = extended_for or self._plans[clock.category].rules.retention_ground
             if clock.due_at is not None:
                 until = f"until {self._moment(clock.due_at)}"
             elif state is ClockState.CANCELLED:

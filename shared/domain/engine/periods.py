@@ -31,6 +31,11 @@ def start_of_year(year: int, zone: ZoneInfo) -> datetime:
     return _to_utc(datetime(year, 1, 1), zone)  # noqa: DTZ001 - a wall-clock time, zoned below
 
 
+def start_of_day(day: date, zone: ZoneInfo) -> datetime:
+    """``day`` at 00:00 local time, in UTC."""
+    return _to_utc(datetime.combine(day, time()), zone)
+
+
 def local_date(instant: datetime, zone: ZoneInfo) -> date:
     return instant.astimezone(zone).date()
 

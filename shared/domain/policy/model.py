@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.domain.contract.events import EVENT_TYPES, HOLD_EVENT_TYPES
+from shared.domain.contract.events import EVENT_TYPES, HOLD_EVENT_TYPES, RETENTION_EXTENDED
 from shared.domain.contract.scope import SCOPE_KEYS
 from shared.domain.contract.vocabulary import IDENTIFIER_PATTERN, Category, NoNationalId
 
@@ -34,6 +34,7 @@ ImmediateEventType = Literal[IMMEDIATE_EVENT_TYPES]  # type: ignore[valid-type]
 SPECIAL_EVENT_TYPES = frozenset(
     {
         *HOLD_EVENT_TYPES,
+        RETENTION_EXTENDED,
         "data.outdated",
         "data.disclosed",
         "data.rectified",
@@ -122,6 +123,40 @@ class ClientOverride(_Strict):
     legal_basis: LegalBasis | None = None
 
 
+class Review(_Strict):
+    """Disposition review: a brake on sweeps that erase more of a category than usual.
+
+    The sweep does not execute what goes past it: those clocks become ``awaiting_review``, in a
+    review a DPO decides on (``POST /v1/reviews/{id}/decision``). Without a ``review`` section a
+    category has none of these brakes, as before they existed.
+
+    ``first_erasure``: the first erasure of the category ever (no proof of one, no approved
+    review) waits for a review: a new deployment's, or a back-fill's, first sweep.
+    ``max_per_day``: at most this many of the category's erasures whose time has come (not the
+    immediate ones, an unsubscribe, which the person asked for) are executed in a UTC day; the
+    rest of the day's wait for a review. ``auto_approve_after_days``: a review nobody decided on
+    is approved after this many days (never, if unset).
+    """
+
+    first_erasure: bool = False
+    max_per_day: Annotated[int, Field(gt=0)] | None = None
+    auto_approve_after_days: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_approve(self) -> Self:
+        if self.auto_approve_after_days is not None and not self.brakes:
+            raise ValueError(
+                "auto_approve_after_days approves reviews, which only first_erasure or "
+                "max_per_day open"
+            )
+        return self
+
+    @property
+    def brakes(self) -> bool:
+        """Whether the sweep must count or stop this category's erasures at all."""
+        return self.first_erasure or self.max_per_day is not None
+
+
 class CategoryPolicy(_Strict):
     """One row of the rules page."""
 
@@ -154,6 +189,10 @@ class CategoryPolicy(_Strict):
         ),
     ]
     client_overrides: dict[ClientId, ClientOverride] = Field(default_factory=dict)
+    review: Review = Field(
+        default_factory=Review,
+        description="Disposition review: the brakes on unusual sweeps (none if left out).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -4,7 +4,7 @@ keyed pseudonyms, request bodies only as keyed digests."""
 from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Integer, String, Text
+from sqlalchemy import BigInteger, Column, Date, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from shared.storage.tables.types import UtcDateTime
@@ -154,3 +154,31 @@ class LegalHoldSubject(SQLModel, table=True):
     hold_id: str = Field(primary_key=True, max_length=64)
     subject_pseudonym: str = Field(primary_key=True, max_length=64)
     placement: str = Field(primary_key=True, max_length=128, description="the engine's hold id")
+
+
+class ReviewDecision(SQLModel, table=True):
+    """A DPO's decision on a disposition review (the purger's ``disposition_review``), taken
+    through ``POST /v1/reviews/{id}/decision``: one per review, so a second is refused. The
+    purger reads it at its next sweep and applies it (an approval lets the review's clocks be
+    erased); an ``extend`` or ``hold`` also sent its events through the outbox, one per clock
+    (``events``), which keep the clocks when the purger applies them."""
+
+    __tablename__ = "review_decision"
+
+    review_id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+        )
+    )
+    decision: str = Field(max_length=10, description="approve, extend or hold")
+    key_id: str = Field(max_length=32, description="the deciding API key's id")
+    reason: str = Field(sa_column=Column(String(500), nullable=False))
+    ground: str | None = Field(
+        default=None, sa_column=Column(String(300), nullable=True), description="extend"
+    )
+    until_date: date | None = Field(
+        default=None, sa_column=Column(Date(), nullable=True), description="extend"
+    )
+    hold_id: str | None = Field(default=None, max_length=128, description="hold")
+    events: int = Field(description="the retention.extended or legal_hold.placed events sent")
+    decided_at: datetime = Field(sa_column=_utc())

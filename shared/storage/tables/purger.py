@@ -1,5 +1,6 @@
 """Tables the purger owns: the facts its clocks need, the clocks, the proofs of erasures, the
-systems each erasure expects a confirmation from and the confirmations of the company's systems.
+systems each erasure expects a confirmation from, the confirmations of the company's systems, and
+the disposition reviews of sweeps that would have erased more than the policy allows.
 
 Facts and clocks hold subject pseudonyms and go when the subject's data is erased; what remains of
 an erasure (``erasure``) names no subject, only a hash of the pseudonym. The ids of consumed
@@ -7,17 +8,23 @@ events (``consumed_event``), the dedupe, stay for ``purger_consumed_event_days``
 redelivered event is still known by its fact, or, once its data was erased, by the proof.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from shared.domain.contract.events import HOLD_EVENT_TYPES
 from shared.storage.tables.types import UtcDateTime
 
-#: Clock states the sweep looks at: whatever is not held, cancelled or erased.
+#: Clock states the sweep looks at: whatever is not held, cancelled, awaiting review or erased.
 SWEPT_STATES = ("pending", "due", "erase_now")
+#: A clock the sweep would have erased past its category's review limits (``review:`` in the
+#: policy): it waits in its ``review_id`` for a DPO's decision. Not the engine's: the purger's.
+AWAITING_REVIEW = "awaiting_review"
+#: Clocks in a review, awaiting it or approved by it: the partial index's predicate (alike, for
+#: SQLite's sake), few of all clocks.
+IN_A_REVIEW = text("review_id IS NOT NULL")
 #: The same as SQL text: the sweep index's predicate, and the sweep's own condition (written
 #: alike, so that SQLite, which does not look into bound parameters, uses the index).
 SWEPT = text("state IN ('pending', 'due', 'erase_now')")
@@ -74,6 +81,13 @@ class StoredClock(SQLModel, table=True):
             name="uq_retention_clock_key",
         ),
         Index("ix_retention_clock_sweep", "due_at", postgresql_where=SWEPT, sqlite_where=SWEPT),
+        Index(
+            "ix_retention_clock_review",
+            "review_id",
+            "id",
+            postgresql_where=IN_A_REVIEW,
+            sqlite_where=IN_A_REVIEW,
+        ),
     )
 
     id: int | None = Field(
@@ -99,6 +113,13 @@ class StoredClock(SQLModel, table=True):
         "acting on it (one of the subject's events lay in the future then)",
     )
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    review_id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), nullable=True),
+        description="the disposition review that stopped it: awaiting it (state "
+        "awaiting_review), or approved by it (due again, and not counted against the day's "
+        "limit a second time); None once the clock is held, running or cancelled again",
+    )
 
 
 class ErasureProof(SQLModel, table=True):
@@ -174,3 +195,60 @@ class ErasureExpectedSystem(SQLModel, table=True):
     confirmed_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
+
+
+#: What a disposition review was opened for: the category's first erasure ever, or more of its
+#: erasures in a UTC day than ``max_per_day``.
+REVIEW_CAUSES = ("first_erasure", "max_per_day")
+#: ``open`` until decided; then what was decided (``approved`` also when approved automatically,
+#: ``auto_approve_after_days`` after it was opened, with no ``decided_by``).
+REVIEW_STATES = ("open", "approved", "extended", "held")
+
+
+class DispositionReview(SQLModel, table=True):
+    """The clocks one sweep's brake stopped, for a DPO to decide on: those of one category, in
+    one UTC day, for one cause. Clocks stopped later in the day join it while it is open and
+    undecided. The clocks themselves point at it (``retention_clock.review_id``); this row keeps
+    how many it stopped, by month of their due time and rule (``counts``, JSON:
+    ``{"2022-03": {"collection_case.retention": 120}}``), and the decision once applied. No
+    subject, no scope: a review outlives the clocks it stopped."""
+
+    __tablename__ = "disposition_review"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    category: str = Field(max_length=40)
+    cause: str = Field(max_length=20, description="first_erasure or max_per_day")
+    opened_date: date = Field(sa_column=Column(Date(), nullable=False), description="UTC")
+    state: str = Field(max_length=20, index=True)
+    clocks: int = Field(description="how many clocks it stopped")
+    counts: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    decided_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(UtcDateTime(), nullable=True),
+        description="when the purger applied the decision",
+    )
+    decided_by: str | None = Field(
+        default=None,
+        max_length=32,
+        description="the deciding API key's id; None while open, and when approved automatically",
+    )
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class DispositionCount(SQLModel, table=True):
+    """How many of a category's erasures the sweep executed in a UTC day that count against its
+    ``max_per_day``: erasures whose time had come, not those a review approved, nor immediate
+    ones. One row per category and day, which several purgers add to (its row lock makes them
+    take turns where the limit is near: ``services/purger/disposition_review.py``)."""
+
+    __tablename__ = "disposition_count"
+
+    category: str = Field(primary_key=True, max_length=40)
+    utc_date: date = Field(sa_column=Column(Date(), primary_key=True))
+    erased: int

@@ -10,12 +10,25 @@ from sqlalchemy import Engine, func, select
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.policy import load_default_policy
+from shared.domain.policy.model import Review
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
 from shared.storage.tables.purger import ErasureProof, StoredClock, SubjectFact
 from shared.storage.tables.table import table_of
 from tests.builders import event
 
 RETENTION = RetentionEngine(load_default_policy())
+
+
+def retention_with(**reviews: Review) -> RetentionEngine:
+    """The default policy with these categories' review limits, and none for the others."""
+    policy = load_default_policy()
+    categories = {
+        category: rules.model_copy(update={"review": reviews.get(category.value, Review())})
+        for category, rules in policy.categories.items()
+    }
+    return RetentionEngine(policy.model_copy(update={"categories": categories}))
+
+
 PSEUDONYMISER = Pseudonymiser(b"purger-test-secret-purger-test-secret")
 
 

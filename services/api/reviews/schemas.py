@@ -1,0 +1,146 @@
+"""What the review endpoints take and answer."""
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.domain.contract.dates import RANGE_TEXT, ContractDate
+from shared.domain.contract.errors import FieldError
+from shared.domain.contract.review_messages import Cause
+from shared.domain.contract.vocabulary import Category, Identifier, NoNationalId
+
+#: How many of a review's erasure ids a view shows: enough to look a few up, no more.
+SAMPLE_SIZE = 10
+
+
+class ReviewState(StrEnum):
+    OPEN = "open"  # waiting for a decision
+    APPROVED = "approved"  # its clocks are erased at the purger's next sweep
+    EXTENDED = "extended"  # its clocks are kept until a new date, on a retention ground
+    HELD = "held"  # a legal hold keeps its clocks
+
+
+Reason = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="Why: kept with the review and in the audit log. About the data and the "
+        "sweep, never a person.",
+    ),
+    *NoNationalId,
+]
+
+
+#: The fields only one decision takes.
+_ONLY_WITH = {"ground": "extend", "until": "extend", "hold_id": "hold"}
+
+
+class DecisionRequest(BaseModel):
+    """``approve``: the review's clocks are erased at the purger's next sweep, not counted
+    against the day's ``max_per_day`` again. ``extend``: they are kept until ``until`` on the
+    retention ground ``ground`` (a ``retention.extended`` event per clock, which the subject's
+    lookup then gives as the reason). ``hold``: a legal hold keeps them (a
+    ``legal_hold.placed`` event per subject and case, as an upstream system would send it; for
+    clocks kept per client or relationship the hold covers the subject's category), released as
+    any hold is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "extend", "hold"]
+    reason: Reason
+    ground: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=300,
+                description="extend: the retention ground, finishing 'kept until <until> "
+                "because …', e.g. 'the claims are disputed in court (GDPR art. 17(3)(e))'. About "
+                "the data, never a person.",
+            ),
+            *NoNationalId,
+        ]
+        | None
+    ) = None
+    until: Annotated[
+        ContractDate | None,
+        Field(
+            description="extend: kept until this day (policy time zone), a day after today; "
+            f"YYYY-MM-DD, {RANGE_TEXT}."
+        ),
+    ] = None
+    hold_id: Annotated[
+        Identifier | None, Field(description="hold: the hold's id; review-<id> if not given")
+    ] = None
+
+    @field_validator("until")
+    @classmethod
+    def _after_today(cls, value: date | None) -> date | None:
+        if value is not None and value <= datetime.now(UTC).date():
+            raise ValueError("must be a day after today: the clocks are due already")
+        return value
+
+    def problems(self) -> list[FieldError]:
+        """What the decision lacks, or has that another decision takes: checked after the
+        fields, so that each problem names its field."""
+        problems = [
+            FieldError(name, f"only with decision {only}; remove it")
+            for name, only in _ONLY_WITH.items()
+            if getattr(self, name) is not None and self.decision != only
+        ]
+        if self.decision == "extend":
+            problems += [
+                FieldError(name, "needed with decision extend")
+                for name in ("ground", "until")
+                if getattr(self, name) is None
+            ]
+        return problems
+
+
+class ReviewCount(BaseModel):
+    month: str = Field(description="the clocks' due month, YYYY-MM (UTC)")
+    rule: str = Field(description="the rule that made them due, e.g. collection_case.retention")
+    clocks: int
+
+
+class DecisionView(BaseModel):
+    decision: Literal["approve", "extend", "hold"]
+    decided_by: str | None = Field(
+        description="the deciding API key's id; null: approved automatically "
+        "(auto_approve_after_days)"
+    )
+    reason: str
+    decided_at: datetime
+    applied: bool = Field(
+        description="whether the purger has applied it (it does at its next sweep)"
+    )
+    ground: str | None = None
+    until: date | None = None
+    hold_id: str | None = None
+    events: int = Field(
+        default=0, description="the retention.extended or legal_hold.placed events it sent"
+    )
+
+
+class ReviewView(BaseModel):
+    review_id: int
+    category: Category
+    cause: Cause = Field(description="first_erasure or max_per_day")
+    state: ReviewState = Field(description="what was decided, as soon as it was; else open")
+    opened_date: date = Field(description="the UTC day its clocks were stopped")
+    created_at: datetime
+    clocks: int = Field(description="how many clocks the sweep stopped into it")
+    awaiting: int = Field(
+        description="of those, how many still await it (the others were erased after an "
+        "approval, or an event about their subject kept them: a hold, an extension, a reopening)"
+    )
+    counts: list[ReviewCount] = Field(description="the stopped clocks by due month and rule")
+    sample_erasure_ids: list[UUID] = Field(
+        description=f"up to {SAMPLE_SIZE} of the awaiting clocks' erasure ids, the first "
+        "stopped first: GET /v1/erasures/{id} shows each (never a subject)"
+    )
+    decision: DecisionView | None

@@ -1,0 +1,383 @@
+"""Disposition review: the sweep's brake on unusual erasures, and the decisions that release or
+keep what it stopped, on PostgreSQL and SQLite (a database of each test's own: the day's count
+and the reviews are the whole database's)."""
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from services.api.api_keys import Principal, Scope
+from services.api.reviews import service as reviews
+from services.api.reviews.schemas import DecisionRequest
+from services.api.subjects import service as lookup
+from services.purger.handlers import handle_batch
+from services.purger.metrics import PurgerMetrics
+from services.purger.sweep import sweep, sweep_subjects
+from shared.domain.contract.lifecycle_message import LifecycleMessage
+from shared.domain.contract.review_messages import ReviewDecided, ReviewOpened
+from shared.domain.engine import RetentionEngine
+from shared.domain.policy.model import Review
+from shared.messaging import topics
+from shared.storage.tables.outbox import OutboxMessage
+from shared.storage.tables.purger import (
+    DispositionCount,
+    DispositionReview,
+    ErasureProof,
+    StoredClock,
+)
+from shared.storage.tables.table import table_of
+from tests.integration.purger.helpers import Subject, ago, clocks_of, retention_with
+
+_CLOCKS = table_of(StoredClock)
+_PROOFS = table_of(ErasureProof)
+_REVIEWS = table_of(DispositionReview)
+_COUNTS = table_of(DispositionCount)
+_OUTBOX = table_of(OutboxMessage)
+DPO = Principal("k-dpo-1", "dpo", frozenset({Scope.REVIEWS_DECIDE}))
+
+
+def back_fill(db: Engine, retention: RetentionEngine, cases: int) -> list[Subject]:
+    """``cases`` collection cases, each a subject's, closed 37 to 39 months ago: all overdue,
+    their due times spread over three months. Applied as the consumer applies a back-fill."""
+    people = [Subject() for _ in range(cases)]
+    messages = [
+        person.message("collection_case.closed", ago(months=37 + n % 3), {"case_id": f"C-{n}"})
+        for n, person in enumerate(people)
+    ]
+    for start in range(0, cases, 1000):
+        handle_batch(db, retention, messages[start : start + 1000], datetime.now(UTC))
+    return people
+
+
+def states(db: Engine) -> Counter[str]:
+    with db.connect() as connection:
+        rows = connection.execute(select(_CLOCKS.c.state, func.count()).group_by(_CLOCKS.c.state))
+        return Counter(dict(rows.all()))
+
+
+def erased(db: Engine, category: str = "collection_case") -> int:
+    with db.connect() as connection:
+        return connection.execute(
+            select(func.count()).where(_PROOFS.c.category == category)
+        ).scalar_one()
+
+
+def all_reviews(db: Engine) -> list[Any]:
+    with db.connect() as connection:
+        return connection.execute(select(_REVIEWS).order_by(_REVIEWS.c.id)).all()
+
+
+def counted_today(db: Engine, category: str = "collection_case") -> int | None:
+    with db.connect() as connection:
+        return connection.execute(
+            select(_COUNTS.c.erased).where(
+                _COUNTS.c.category == category, _COUNTS.c.utc_date == datetime.now(UTC).date()
+            )
+        ).scalar_one_or_none()
+
+
+def told(db: Engine) -> list[Any]:
+    """What the purger put on gallring.reviews.v1, in order."""
+    with db.connect() as connection:
+        return connection.execute(
+            select(_OUTBOX).where(_OUTBOX.c.topic == topics.REVIEWS).order_by(_OUTBOX.c.id)
+        ).all()
+
+
+def sent_events(db: Engine, event_type: str) -> list[LifecycleMessage]:
+    """The lifecycle events the API sent (as the relay would publish them)."""
+    with db.connect() as connection:
+        rows = connection.execute(
+            select(_OUTBOX.c.value).where(
+                _OUTBOX.c.topic.in_((topics.LIFECYCLE, topics.LIFECYCLE_IMMEDIATE))
+            )
+        ).scalars()
+        messages = [LifecycleMessage.from_json(value) for value in rows]
+    return [message for message in messages if message.type == event_type]
+
+
+def test_a_back_fill_past_max_per_day_erases_the_limit_and_waits_for_approval_for_the_rest(
+    fresh_db: Engine,
+) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1000))
+    people = back_fill(fresh_db, retention, 5000)
+
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=500) == 1000
+    assert erased(fresh_db) == 1000
+    assert states(fresh_db) == {"awaiting_review": 4000}
+    [review] = all_reviews(fresh_db)
+    assert (review.category, review.cause, review.state, review.clocks) == (
+        "collection_case",
+        "max_per_day",
+        "open",
+        4000,
+    )
+    counts = json.loads(review.counts)
+    assert sum(n for by_rule in counts.values() for n in by_rule.values()) == 4000
+    assert {rule for by_rule in counts.values() for rule in by_rule} == {
+        "collection_case.retention"
+    }
+    assert len(counts) in (3, 4)  # three months of closings (a month's end may split one)
+    [opened] = told(fresh_db)
+    message = ReviewOpened.model_validate_json(opened.value)
+    assert (opened.message_key, message.review_id, message.clocks) == (
+        str(review.id),
+        review.id,
+        500,
+    )
+    assert not any(person.pseudonym in opened.value for person in people)
+
+    # Nothing more is erased until a DPO approves: not later today, nor on the next days.
+    for later in (timedelta(hours=1), timedelta(days=1), timedelta(days=3)):
+        assert sweep(fresh_db, retention, datetime.now(UTC) + later, batch_size=500) == 0
+    assert states(fresh_db) == {"awaiting_review": 4000}
+
+    view = reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="approve", reason="the back-fill's dates were checked"),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    assert view.state == "approved" and view.decision is not None
+    assert view.decision.applied is False  # until the purger's next sweep
+
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=500) == 4000
+    assert erased(fresh_db) == 5000 and states(fresh_db) == {}
+    assert counted_today(fresh_db) == 1000  # the approved ones are not counted again
+    [review] = all_reviews(fresh_db)
+    assert (review.state, review.decided_by, review.reason) == (
+        "approved",
+        "k-dpo-1",
+        "the back-fill's dates were checked",
+    )
+    decided = ReviewDecided.model_validate_json(told(fresh_db)[-1].value)
+    assert (decided.review_id, decided.state, decided.decided_by) == (
+        review.id,
+        "approved",
+        "k-dpo-1",
+    )
+
+
+def test_clocks_stopped_later_in_the_day_join_the_open_review(fresh_db: Engine) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=2))
+    back_fill(fresh_db, retention, 3)
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 2
+    back_fill(fresh_db, retention, 2)
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
+    [review] = all_reviews(fresh_db)
+    assert review.clocks == 3 and states(fresh_db) == {"awaiting_review": 3}
+    assert len(told(fresh_db)) == 1  # opened once
+
+
+def test_a_review_decided_takes_no_more_clocks_even_before_the_decision_is_applied(
+    fresh_db: Engine,
+) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    back_fill(fresh_db, retention, 2)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [first] = all_reviews(fresh_db)
+    reviews.decide(
+        fresh_db,
+        first.id,
+        DecisionRequest(decision="approve", reason="checked"),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    # The immediate lane's sweep of a subject applies no decision: the review is still open
+    # in the purger's table, yet decided, so the clock it stops goes into a new review.
+    [late] = back_fill(fresh_db, retention, 1)
+    assert sweep_subjects(fresh_db, retention, datetime.now(UTC), {late.pseudonym}) == 0
+    first, second = all_reviews(fresh_db)
+    assert (first.state, first.clocks, second.state, second.clocks) == ("open", 1, "open", 1)
+
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 1  # the approved
+    assert [r.state for r in all_reviews(fresh_db)] == ["approved", "open"]
+    assert states(fresh_db) == {"awaiting_review": 1}
+
+
+def test_an_extension_keeps_the_clocks_and_the_lookup_says_why(fresh_db: Engine) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(fresh_db, retention, 3)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    until = (datetime.now(UTC) + timedelta(days=400)).date()
+    ground = "the client disputes the closing dates in court (GDPR art. 17(3)(e))"
+    view = reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="extend", reason="dates disputed", ground=ground, until=until),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    assert view.decision is not None and view.decision.events == 2
+
+    extensions = sent_events(fresh_db, "retention.extended")
+    assert len(extensions) == 2
+    handle_batch(fresh_db, retention, extensions, datetime.now(UTC))  # the consumer's
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
+    assert states(fresh_db) == {"pending": 2}
+    assert all_reviews(fresh_db)[0].state == "extended"
+
+    kept = [p for p in people if clocks_of(fresh_db, p)]
+    assert len(kept) == 2
+    _, [clock], _ = lookup.clocks_of(
+        fresh_db, retention, kept[0].pseudonym, actor=DPO, now=datetime.now(UTC)
+    )
+    assert clock.state == "pending" and clock.rule == "collection_case.extended"
+    assert f"kept until {until.isoformat()} because {ground}" in clock.reason
+    assert f"in disposition review {review.id}" in clock.reason
+    # When the extension ends, the clock is due again, and counted (and stopped) anew.
+    assert sweep(fresh_db, retention, datetime.now(UTC) + timedelta(days=401), batch_size=10) == 1
+
+
+def test_a_hold_decision_places_a_legal_hold(fresh_db: Engine) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    back_fill(fresh_db, retention, 3)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="hold", reason="IMY asked about these cases"),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    holds = sent_events(fresh_db, "legal_hold.placed")
+    assert [(h.data.hold_id, h.data.category) for h in holds] == [
+        (f"review-{review.id}", "collection_case")
+    ] * 2
+    handle_batch(fresh_db, retention, holds, datetime.now(UTC))
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
+    assert states(fresh_db) == {"held": 2}
+    assert all_reviews(fresh_db)[0].state == "held"
+
+
+def test_the_first_erasure_of_a_category_waits_for_a_review_once(fresh_db: Engine) -> None:
+    retention = retention_with(marketing=Review(first_erasure=True))
+    for _ in range(3):
+        handle_batch(
+            fresh_db,
+            retention,
+            [Subject().message("marketing.contact", ago(years=4))],
+            datetime.now(UTC),
+        )
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
+    [review] = all_reviews(fresh_db)
+    assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 3)
+
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="approve", reason="the first marketing erasure looks right"),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 3
+    # The category has been erased once: its next erasures go ahead.
+    handle_batch(
+        fresh_db,
+        retention,
+        [Subject().message("marketing.contact", ago(years=4))],
+        datetime.now(UTC),
+    )
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 1
+    assert len(all_reviews(fresh_db)) == 1
+
+
+def test_an_unsubscribe_is_erased_at_once_whatever_the_review_limits(fresh_db: Engine) -> None:
+    retention = retention_with(marketing=Review(first_erasure=True, max_per_day=1))
+    people = [Subject() for _ in range(3)]
+    handle_batch(
+        fresh_db,
+        retention,
+        [p.message("newsletter.unsubscribed", ago(minutes=1)) for p in people]
+        + [p.message("marketing.contact", ago(days=2)) for p in people],
+        datetime.now(UTC),
+    )
+    assert sweep_subjects(fresh_db, retention, datetime.now(UTC), {p.pseudonym for p in people})
+    assert erased(fresh_db, "marketing") == 3 and all_reviews(fresh_db) == []
+
+
+def test_a_review_nobody_decides_is_approved_after_auto_approve_after_days(
+    fresh_db: Engine,
+) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1, auto_approve_after_days=2))
+    back_fill(fresh_db, retention, 3)
+    now = datetime.now(UTC)
+    assert sweep(fresh_db, retention, now, batch_size=10) == 1
+    assert sweep(fresh_db, retention, now + timedelta(days=1), batch_size=10) == 0
+    assert all_reviews(fresh_db)[0].state == "open"
+
+    assert sweep(fresh_db, retention, now + timedelta(days=2, minutes=1), batch_size=10) == 2
+    [review] = all_reviews(fresh_db)
+    assert (review.state, review.decided_by) == ("approved", None)
+    assert "automatically" in (review.reason or "")
+    decided = ReviewDecided.model_validate_json(told(fresh_db)[-1].value)
+    assert (decided.state, decided.decided_by) == ("approved", None)
+
+
+def test_a_clock_stays_in_its_review_until_the_engine_keeps_it(fresh_db: Engine) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(fresh_db, retention, 2)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [waiting] = [p for p in people if clocks_of(fresh_db, p)]
+    [(key, _)] = clocks_of(fresh_db, waiting).items()
+
+    # Another event of the subject: evaluated again, still due, still awaiting the review.
+    handle_batch(
+        fresh_db, retention, [waiting.message("marketing.contact", ago(days=1))], datetime.now(UTC)
+    )
+    assert clocks_of(fresh_db, waiting)[key] == "awaiting_review"
+    # The case reopened: no longer due, out of the review.
+    handle_batch(
+        fresh_db,
+        retention,
+        [waiting.message("collection_case.reopened", ago(hours=1), {"case_id": key[1]})],
+        datetime.now(UTC),
+    )
+    assert clocks_of(fresh_db, waiting)[key] == "cancelled"
+    with fresh_db.connect() as connection:
+        assert connection.execute(select(_CLOCKS.c.review_id)).scalars().all() == [None, None]
+
+
+def test_purgers_sweeping_together_erase_no_more_than_max_per_day(fresh_db: Engine) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=300))
+    back_fill(fresh_db, retention, 1000)
+    now = datetime.now(UTC)
+    with ThreadPoolExecutor(max_workers=3) as purgers:
+        swept = list(purgers.map(lambda _: sweep(fresh_db, retention, now, 25), range(3)))
+    assert sum(swept) == erased(fresh_db) == 300
+    assert states(fresh_db) == {"awaiting_review": 700}
+    [review] = all_reviews(fresh_db)
+    assert review.clocks == 700 and counted_today(fresh_db) == 300
+
+
+def test_ops_see_open_reviews_and_awaiting_clocks_on_metrics(fresh_db: Engine) -> None:
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    back_fill(fresh_db, retention, 3)
+    registry = PurgerMetrics(fresh_db, retention.digest).registry
+    assert registry.get_sample_value("gallring_purger_reviews_open", {"category": "aml"}) == 0
+
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    for category, open_reviews in (("collection_case", 1), ("aml", 0)):
+        labels = {"category": category}
+        assert registry.get_sample_value("gallring_purger_reviews_open", labels) == open_reviews
+    awaiting = {"state": "awaiting_review"}
+    assert registry.get_sample_value("gallring_purger_clocks", awaiting) == 2
+
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="approve", reason="fine"),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    labels = {"category": "collection_case"}
+    assert registry.get_sample_value("gallring_purger_reviews_open", labels) == 0
