@@ -26,6 +26,7 @@ with them, as it would in a real back-fill. The purger's CPU is utime + stime fr
 ``/proc/<pid>/stat`` of every purger process, from before the first post until the last event
 applied: applying, and the sweep erasing the due clocks and its relay publishing them. Its
 memory: VmRSS as the applied count crosses each tenth of the back-fill, VmHWM (peak) at the end.
+What PostgreSQL wrote, per event: WAL bytes and rows by table (``bench/pg_writes.py``).
 Over the same time the CPU of every component (the API, the purgers, PostgreSQL, the broker, this
 bench's clients) and of the whole machine (``bench/cpu_budget.py``): what an event costs in all,
 and the rate this machine's CPUs allow at that cost. Run it alone: other work on the machine
@@ -76,6 +77,7 @@ from bench.api_bench import (
     start_server,
 )
 from bench.cpu_budget import Budget, CpuMeter, command_seconds, process_tree_seconds
+from bench.pg_writes import Written, written
 from bench.unbraked_policy import unbraked_policy_file
 from shared.domain.contract import Subject
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
@@ -136,6 +138,7 @@ class Run:
     rss_mib_by_tenth: list[float] = field(default_factory=list)
     peak_rss_mib: list[float] = field(default_factory=list)
     budget: Budget | None = None  # from the first post until every event was applied
+    wrote: Written | None = None  # what PostgreSQL wrote meanwhile
 
 
 def main() -> None:
@@ -276,6 +279,7 @@ async def backfill(
                         refused[(item["status"], json.dumps(item["errors"])[:300])] += 1
 
     async with aiohttp.ClientSession(headers=headers) as session:
+        before = written(_conninfo(database_url))
         started = time.perf_counter()
         meter.start(started)
         await asyncio.gather(*(client(session) for _ in range(args.clients)))
@@ -326,6 +330,9 @@ async def backfill(
         run.unsubscribe_stages = unsubscribe_stages(
             connection, unsubscribe, unsubscriber, posted_at
         )
+    # An idle session reports its last counts within ten seconds (PostgreSQL 15).
+    await asyncio.sleep(11.0)
+    run.wrote = written(_conninfo(database_url)) - before
     return run
 
 
@@ -384,6 +391,9 @@ def report(args: argparse.Namespace, run: Run) -> None:
     if run.budget is not None:
         print("CPU from the first post until every event was applied, by component:")
         print("\n".join(run.budget.report(args.events, target_rate=10_000)))
+    if run.wrote is not None:
+        print("what PostgreSQL wrote meanwhile (the intake, the relays, the purger, its sweep):")
+        print("\n".join(run.wrote.report(args.events, "event")))
 
 
 def start_purger(env: dict[str, str], number: int, profile: Path | None) -> subprocess.Popen[bytes]:

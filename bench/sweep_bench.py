@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import psycopg
 from dateutil.relativedelta import relativedelta
 
 from bench.api_bench import bench_database
+from bench.pg_writes import written
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
@@ -118,39 +118,8 @@ def main() -> None:
     print(f"sweeper peak RSS: {peak_rss_mib:>12,.0f} MiB")
     print("what each wrote per clock (the sweep's own clocks; the bare loop's):")
     for name, wrote in (("sweep", sweep_wrote), ("bare loop", bare_wrote)):
-        print(f"  {name}: {wrote.wal_bytes / args.clocks:,.0f} WAL bytes")
-        for table, (inserted, updated, deleted) in sorted(wrote.rows.items()):
-            print(
-                f"    {table:<28} {inserted / args.clocks:5.2f} inserted, "
-                f"{updated / args.clocks:5.2f} updated, {deleted / args.clocks:5.2f} deleted"
-            )
-
-
-@dataclass(frozen=True)
-class Written:
-    """What the database had written: WAL bytes, and rows inserted, updated, deleted by table."""
-
-    wal_bytes: int
-    rows: dict[str, tuple[int, int, int]]
-
-    def __sub__(self, earlier: "Written") -> "Written":
-        rows = {}
-        for table, counts in self.rows.items():
-            then = earlier.rows.get(table, (0, 0, 0))
-            change = tuple(now - was for now, was in zip(counts, then, strict=True))
-            if any(change):
-                rows[table] = (change[0], change[1], change[2])
-        return Written(self.wal_bytes - earlier.wal_bytes, rows)
-
-
-def written(conninfo: str) -> Written:
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        wal = connection.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
-        rows = connection.execute(
-            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"
-        ).fetchall()
-    assert wal is not None
-    return Written(int(wal[0]), {table: (ins, upd, dele) for table, ins, upd, dele in rows})
+        print(f"  {name}:")
+        print("\n".join(wrote.report(args.clocks, "clock")))
 
 
 def register_systems(conninfo: str, count: int) -> None:
