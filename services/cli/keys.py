@@ -61,11 +61,16 @@ def revoke(database_url: str, name: str, *, out: TextIO) -> int:
 
 
 def list_keys(database_url: str, *, out: TextIO) -> int:
+    """One key a line: its name, scopes, day of creation, state, and its id (the part of the key
+    before its secret), by which ``gallring.holds.v1`` names the keys that acted on a hold."""
     engine = make_engine(database_url)
     try:
         for key in KeyStore(engine).list_keys():
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "live"
-            print(f"{key.name}\t{key.scopes}\t{key.created_at:%Y-%m-%d}\t{state}", file=out)
+            print(
+                f"{key.name}\t{key.scopes}\t{key.created_at:%Y-%m-%d}\t{state}\t{key.key_id}",
+                file=out,
+            )
     finally:
         engine.dispose()
     return 0

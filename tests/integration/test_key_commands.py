@@ -32,6 +32,8 @@ def test_a_key_is_shown_once_works_and_can_be_revoked(tmp_path, monkeypatch, cap
         assert main(["keys", "list"]) == 0
         listing = capsys.readouterr().out
         assert "collection-system\tevents:write" in listing and key not in listing
+        # The key's id (not its secret), by which gallring.holds.v1 names the keys that acted.
+        assert listing.rstrip("\n").endswith(f"\tlive\t{principal.key_id}")
 
         assert main(["keys", "revoke", "--name", "collection-system"]) == 0
         assert KeyStore(engine, cache_seconds=0).verify(key) is None

@@ -6,10 +6,10 @@ case, or one category, and its latest placement says which. So:
 
 - a subject's hold is one placement (narrowed to a category if one is given);
 - cases are placed per subject on each of its cases: under the hold's own id where the subject
-  has one of them, else under ``<hold>#<case>`` per case (one id can cover one case only);
+  has one of them, else under ``<hold>~<case>`` per case (one id can cover one case only);
 - a category is placed, narrowed to it, on every subject with a clock of the category now;
 - a client is placed on every subject with a clock kept for that client now, narrowed to the
-  category of those clocks (``<hold>#<category>`` per category where there are several). The
+  category of those clocks (``<hold>~<category>`` per category where there are several). The
   engine cannot narrow a hold to a client: a subject's clocks of the same category for another
   client are held too (when in doubt, keep).
 
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from services.api.holds.schemas import PLACEMENT_SEPARATOR, Covers, HoldCoverage
-from shared.domain.contract.vocabulary import Category
+from services.api.holds.schemas import Covers, HoldCoverage
+from shared.domain.contract.vocabulary import PLACEMENT_SEPARATOR, Category
 from shared.storage.database import one_of
 from shared.storage.tables.purger import StoredClock
 from shared.storage.tables.table import table_of

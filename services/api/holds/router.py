@@ -51,7 +51,8 @@ _RELEASE = (
     "request (202, `release_requested`): the hold stands meanwhile. A call by another key, of "
     "another name, with `holds:approve` approves it (200, `released`): only then are the "
     "`legal_hold.released` events sent, and the clocks it held run again. The key that "
-    "requested it cannot approve it (403 `second-key-required`)."
+    "requested it cannot approve it (403 `second-key-required`); asking again, it gets the "
+    "hold back as it is (202)."
 )
 
 
@@ -79,26 +80,46 @@ ExistingHold = Annotated[HoldView, Depends(existing_hold)]
     status_code=201,
     response_model=HoldView,
     summary="Place a legal hold",
-    responses={**_ERRORS, 409: PROBLEM_RESPONSE},
+    responses={
+        200: {"description": "The same hold was placed before (a retried request): as it is"},
+        **_ERRORS,
+        409: PROBLEM_RESPONSE,
+    },
 )
-def place_hold(new: NewHold, request: Request, db: DbEngine, principal: Writer) -> HoldView:
+def place_hold(
+    new: NewHold, request: Request, response: Response, db: DbEngine, principal: Writer
+) -> HoldView:
     """Registers the hold and sends the `legal_hold.placed` events the purger applies, one per
     subject it covers: a subject is pseudonymised at once and named nowhere in the register.
     Cases, a category or a client (without a subject) reach the subjects Gallring keeps clocks
-    of now; data of other subjects that arrives later is not held by it."""
+    of now; data of other subjects that arrives later is not held by it.
+
+    Idempotent: the same request again answers 200 with the hold and places nothing; the id of a
+    registered hold with another body is refused (409 `hold-id-conflict`), and so is the id of a
+    hold upstream events placed that stands (409 `hold-placed-upstream`)."""
     today = _today(request)
     _not_past(new.review_by, today)
     state = request.app.state
     subject = new.covers.subject.pseudonym(state.pseudonymiser) if new.covers.subject else None
     try:
-        return service.create(db, new, subject, actor=principal, now=datetime.now(UTC), today=today)
-    except service.HoldExists:
+        view, created = service.create(
+            db, new, subject, actor=principal, now=datetime.now(UTC), today=today
+        )
+    except service.HoldIdConflict as conflict:
+        raise Problem(
+            409, "hold-id-conflict", "The hold id is registered for another hold", str(conflict)
+        ) from None
+    except service.PlacedUpstream as upstream:
         raise Problem(
             409,
-            "hold-exists",
-            "The hold is in the register",
-            f"Hold {new.hold_id} is registered already: see GET /v1/holds/{new.hold_id}; a "
-            "new hold takes a new hold_id.",
+            "hold-placed-upstream",
+            "Upstream events placed a hold of this id",
+            f"A hold {upstream.hold_id} that legal_hold.placed events placed stands over "
+            f"{upstream.subjects} subject(s): the register does not take it over, for its "
+            "placement would replace theirs (and could hold less) without a second key. Give "
+            "the register's hold a hold_id of its own; the system that placed that one releases "
+            "it with legal_hold.released.",
+            subjects=upstream.subjects,
         ) from None
     except coverage.UnknownCases as unknown:
         raise Problem(
@@ -111,6 +132,9 @@ def place_hold(new: NewHold, request: Request, db: DbEngine, principal: Writer) 
         ) from None
     except coverage.NothingToHold as nothing:
         raise Problem(409, "nothing-to-hold", "Nothing to hold", str(nothing)) from None
+    if not created:
+        response.status_code = 200
+    return view
 
 
 @router.get(
@@ -131,7 +155,9 @@ def list_holds(
     reason: HoldReason | None = None,
 ) -> list[HoldView]:
     """With the holds upstream systems placed by events alone (`registered: false`), unless a
-    filter asks for what only the register knows (a reason, a review date, a release)."""
+    filter asks for what only the register knows (a reason, a review date, a release).
+    `state=standing` lists every hold that stands, those whose release is requested too (they
+    stand until it is approved); `state=release_requested` only those."""
     filters = service.Filters(state, review_before, reason)
     return service.listed(db, filters, now=datetime.now(UTC), today=_today(request))
 

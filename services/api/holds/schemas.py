@@ -7,9 +7,16 @@ without the subject: the register names no one.
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.domain.contract import Subject
 from shared.domain.contract.dates import ContractDate
@@ -23,15 +30,28 @@ from shared.domain.contract.vocabulary import (
     NoPersonalData,
 )
 
-#: The engine's hold id of a placement on one of several cases or categories of one subject:
-#: ``<hold>#<case or category>`` (a hold is placed on each subject once per hold id: its latest
-#: placement says what it covers). So a register's hold id has no ``#``, and it and a case id
-#: fit in the contract's 128 characters.
-PLACEMENT_SEPARATOR = "#"
+_HOLD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
+
+def _plain_hold_id(value: Any) -> Any:
+    """Say why an id with ``/``, ``#`` or ``~`` is refused, before the pattern does."""
+    if isinstance(value, str) and (found := sorted({"/", "#", "~"} & set(value))):
+        raise ValueError(
+            f"must not contain {' or '.join(repr(c) for c in found)}: a register's hold id goes "
+            "in URL paths as it is (/v1/holds/{hold_id}), and '~' separates the ids of its "
+            "placements; use letters, digits and . _ : -"
+        )
+    return value
+
+
+#: A register's hold id: an :data:`Identifier` of up to 64 characters, so that it and a case id
+#: fit in the contract's 128 with :data:`PLACEMENT_SEPARATOR` between them; without ``/`` and
+#: ``#``, which a URL path would not carry as they are.
 HoldId = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$", min_length=1, max_length=64),
+    StringConstraints(pattern=_HOLD_ID_PATTERN, min_length=1, max_length=64),
     *NoNationalId,
+    BeforeValidator(_plain_hold_id),  # last: it runs first
 ]
 CaseId = Annotated[
     str,
@@ -125,7 +145,7 @@ class NewHold(BaseModel):
 
     hold_id: Annotated[
         HoldId,
-        Field(description="as the lookup and the events name it, e.g. H-2026-17; no '#'"),
+        Field(description="as the lookup and the events name it, e.g. H-2026-17; no '/' or '#'"),
     ]
     matter: Matter
     reason: HoldReason

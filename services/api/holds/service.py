@@ -5,17 +5,19 @@ applies (on the immediate lane, as an upstream system's would go), a message on
 transaction, through the outbox.
 
 A release takes two keys: one requests it (``holds:write``), another approves it
-(``holds:approve``); only the approval sends the release events. The same key, or another key of
-the same name, cannot approve its own request: the audit log must name two.
+(``holds:approve``); only the approval sends the release events, to the placements the register
+made (``legal_hold_subject``) and to those of the hold's own id upstream events made. The same
+key, or another key of the same name, cannot approve its own request: the audit log must name
+two. Key names go to the audit log and the register; ``gallring.holds.v1`` carries key ids.
 """
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
@@ -44,7 +46,7 @@ from shared.domain.contract.hold_messages import (
     review_threshold,
 )
 from shared.domain.contract.lifecycle_message import SCHEMA_VERSION, LifecycleMessage
-from shared.domain.contract.vocabulary import HoldReason
+from shared.domain.contract.vocabulary import WRITTEN_BY_GALLRING, HoldReason
 from shared.messaging import topics
 from shared.messaging.outbox import outbox_row
 from shared.storage.bulk_insert import insert_rows
@@ -58,8 +60,24 @@ _SUBJECTS = table_of(LegalHoldSubject)
 _OUTBOX = table_of(OutboxMessage)
 
 
-class HoldExists(Exception):
-    pass
+class HoldIdConflict(Exception):
+    """The hold id is registered already, with other fields than a request asks for (or the
+    hold is released); the message says which."""
+
+
+class PlacedUpstream(Exception):
+    """Upstream events placed a hold of this id, and it stands over ``subjects`` subjects: a
+    register's hold of the same id would be its latest placement there, and say what it covers
+    (less, perhaps) without a second key; nor may the register release it."""
+
+    def __init__(self, hold_id: str, subjects: int) -> None:
+        super().__init__(hold_id)
+        self.hold_id, self.subjects = hold_id, subjects
+
+
+#: A release comes after the placements it releases, by at least this: at equal times the engine
+#: applies the placement last, so that it would stand (and another replica's clock may be behind).
+_AFTER = timedelta(microseconds=1)
 
 
 class ReleaseRefused(Exception):
@@ -85,15 +103,23 @@ def create(
     actor: Principal,
     now: datetime,
     today: date,
-) -> HoldView:
+) -> tuple[HoldView, bool]:
     """Register ``new`` and place it; ``subject``: the pseudonym of the subject it names, if any.
+    Idempotent: the same request again (a client retrying a lost answer) places nothing and
+    answers the hold as it is, with ``False``: the view, and whether it was created now.
 
-    Raises :class:`HoldExists`, and :mod:`coverage`'s exceptions for what it cannot reach."""
+    Raises :class:`HoldIdConflict`, :class:`PlacedUpstream`, and :mod:`coverage`'s exceptions
+    for what it cannot reach."""
     covers = new.covers
     try:
         with begin_deciding(db) as connection:
-            if _row(connection, new.hold_id) is not None:
-                raise HoldExists(new.hold_id)
+            row = _row(connection, new.hold_id)
+            if row is not None:
+                _check_same(connection, row, new, subject)
+                return _view(row, today), False
+            upstream_subjects = standing.placed_on(connection, new.hold_id, None)
+            if upstream_subjects:
+                raise PlacedUpstream(new.hold_id, len(upstream_subjects))
             placed = placements(connection, new.hold_id, covers, subject)
             subjects = {placement.subject for placement in placed}
             connection.execute(
@@ -107,7 +133,7 @@ def create(
                     coverage=covers.kind.value,
                     category=covers.category.value if covers.category else None,
                     client_id=covers.client_id,
-                    case_ids=" ".join(sorted(set(covers.case_ids))) if covers.case_ids else None,
+                    case_ids=_case_ids(new),
                     subjects=len(subjects),
                     state=HoldState.STANDING.value,
                     placed_at=now,
@@ -133,7 +159,7 @@ def create(
                 coverage=covers.kind.value,
                 category=covers.category,
                 subjects=len(subjects),
-                by=actor.name,
+                by_key=actor.key_id,
             )
             insert_rows(connection, _OUTBOX, [*_placed_events(placed, now), _news(news, now)])
             audit.record(
@@ -148,12 +174,64 @@ def create(
                 events=len(placed),
             )
     except IntegrityError:
-        if one(db, new.hold_id, today=today) is None:
-            raise
-        raise HoldExists(new.hold_id) from None  # placed meanwhile by another request
+        # Placed meanwhile by another request: the same one retried, or a conflict.
+        with db.connect() as connection:
+            row = _row(connection, new.hold_id)
+            if row is None:
+                raise
+            _check_same(connection, row, new, subject)
+        return _view(row, today), False
     view = one(db, new.hold_id, today=today)
     assert view is not None
-    return view
+    return view, True
+
+
+def _case_ids(new: NewHold) -> str | None:
+    case_ids = new.covers.case_ids
+    return " ".join(sorted(set(case_ids))) if case_ids else None
+
+
+def _check_same(connection: Connection, row: Any, new: NewHold, subject: str | None) -> None:
+    """Raise :class:`HoldIdConflict` unless the registered ``row`` is what ``new`` asks for: its
+    stored fields, and the subject it names (by pseudonym: the register keeps no one)."""
+    if row.state == HoldState.RELEASED.value:
+        raise HoldIdConflict(
+            f"Hold {row.hold_id} was registered and released on {row.released_at:%Y-%m-%d}; "
+            "a new hold takes a new hold_id."
+        )
+    covers = new.covers
+    asked = (
+        new.matter,
+        new.reason.value,
+        new.reason_text,
+        new.owner_team,
+        new.review_by,
+        covers.kind.value,
+        covers.category.value if covers.category else None,
+        covers.client_id,
+        _case_ids(new),
+    )
+    stored = (
+        row.matter,
+        row.reason,
+        row.reason_text,
+        row.owner_team,
+        row.review_by,
+        row.coverage,
+        row.category,
+        row.client_id,
+        row.case_ids,
+    )
+    same = asked == stored
+    if same and subject is not None:
+        same = set(subjects_placed(connection, row.hold_id)) == {subject}
+    if not same:
+        raise HoldIdConflict(
+            f"Hold {row.hold_id} is registered with other fields than these (see GET "
+            f"/v1/holds/{row.hold_id}): a request sent again gets the hold back only as it "
+            "was sent; a new hold takes a new hold_id, a new review date or owner team goes "
+            f"by PATCH /v1/holds/{row.hold_id}."
+        )
 
 
 def one(db: Engine, hold_id: str, *, today: date) -> HoldView | None:
@@ -177,11 +255,15 @@ def subjects_placed(connection: Connection, hold_id: str) -> list[str]:
 
 
 def listed(db: Engine, filters: Filters, *, now: datetime, today: date) -> list[HoldView]:
-    """The register's holds that meet ``filters``, and, unless they ask for what only the
+    """The register's holds that meet ``filters`` (``standing``: those whose release is requested
+    too, for they stand until it is approved), and, unless they ask for what only the
     register knows (a reason, a review date, a release), the holds upstream systems placed by
     events alone; by review date, then id."""
-    conditions = []
-    if filters.state is not None:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.state is HoldState.STANDING:  # a hold whose release is requested stands still
+        standing_states = (HoldState.STANDING.value, HoldState.RELEASE_REQUESTED.value)
+        conditions.append(_HOLDS.c.state.in_(standing_states))
+    elif filters.state is not None:
         conditions.append(_HOLDS.c.state == filters.state.value)
     if filters.review_before is not None:
         conditions.append(_HOLDS.c.review_by < filters.review_before)
@@ -201,8 +283,7 @@ def listed(db: Engine, filters: Filters, *, now: datetime, today: date) -> list[
 def upstream(db: Engine, hold_id: str, *, now: datetime) -> HoldView | None:
     """A hold the register does not know that upstream events placed and that stands now."""
     with db.connect() as connection:
-        placements_now = standing.standing_placements(connection, hold_id, now)
-    subjects = {subject for subject, placement in placements_now if placement == hold_id}
+        subjects = standing.placed_on(connection, hold_id, now)
     return _upstream_view(hold_id, len(subjects)) if subjects else None
 
 
@@ -246,7 +327,9 @@ def release(
 ) -> HoldView:
     """Request the release of a standing hold, or approve one another key requested: what the
     hold's state and the caller's scopes allow (``may_request``: ``holds:write``;
-    ``may_approve``: ``holds:approve``). Raises :class:`ReleaseRefused` saying why not."""
+    ``may_approve``: ``holds:approve``). The requesting key asking again changes nothing (a
+    retry: the hold as it is, its release requested). Raises :class:`ReleaseRefused` saying
+    why not."""
     with begin_deciding(db) as connection:
         row = _row(connection, hold_id, lock=True)
         if row is None:
@@ -255,8 +338,9 @@ def release(
                 "hold-not-registered",
                 "No such hold in the register",
                 f"The register has no hold {hold_id}. A hold placed by upstream events alone is "
-                "released by its legal_hold.released event, or registered first (POST /v1/holds "
-                "with its hold_id) and released here.",
+                "released by a legal_hold.released event from the system that placed it; the "
+                "register does not take it over (POST /v1/holds with its hold_id is refused "
+                "while it stands).",
             )
         state = HoldState(row.state)
         if state is HoldState.RELEASED:
@@ -278,9 +362,10 @@ def release(
                     f"'{actor.name}' may not request it.",
                 )
             _request(connection, row, actor, now)
-        else:
+        elif actor.key_id != row.release_requested_key:
             _check_approver(row, actor, may_approve)
             _approve(connection, row, actor, now)
+        # else: the requesting key asks again (a retry): its request stands, unchanged.
     view = one(db, hold_id, today=today)
     assert view is not None
     return view
@@ -324,7 +409,9 @@ def _request(connection: Connection, row: Any, actor: Principal, now: datetime) 
             updated_at=now,
         )
     )
-    news = HoldReleaseRequested(event_id=uuid.uuid4(), hold_id=row.hold_id, at=now, by=actor.name)
+    news = HoldReleaseRequested(
+        event_id=uuid.uuid4(), hold_id=row.hold_id, at=now, by_key=actor.key_id
+    )
     insert_rows(connection, _OUTBOX, [_news(news, now)])
     audit.record(
         connection, actor=actor, action="holds.release_requested", at=now, hold_id=row.hold_id
@@ -353,11 +440,12 @@ def _check_approver(row: Any, actor: Principal, may_approve: bool) -> None:
 
 
 def _approve(connection: Connection, row: Any, actor: Principal, now: datetime) -> None:
-    """Released: to every subject a placement of it stands over (in the purger's facts) or that
-    the register placed it on (perhaps not applied yet), a release of each of its engine ids."""
+    """Released: a release of each placement the register made (``legal_hold_subject``, applied
+    by the purger or not yet), and of each placement of the hold's own id that upstream events
+    made and that stands in the purger's facts; never of another hold's, whatever its id looks
+    like. Dated after each of them, should this replica's clock be behind."""
     hold_id = row.hold_id
-    targets = standing.standing_placements(connection, hold_id, now)
-    targets |= {
+    targets = {
         (subject, placement)
         for subject, placement in connection.execute(
             select(_SUBJECTS.c.subject_pseudonym, _SUBJECTS.c.placement).where(
@@ -365,6 +453,9 @@ def _approve(connection: Connection, row: Any, actor: Principal, now: datetime) 
             )
         )
     }
+    upstream = standing.placed_on(connection, hold_id, None)
+    targets |= {(subject, hold_id) for subject in upstream}
+    at = max([now, row.placed_at + _AFTER, *(placed + _AFTER for placed in upstream.values())])
     subjects = len({subject for subject, _ in targets})
     connection.execute(
         update(_HOLDS)
@@ -383,11 +474,12 @@ def _approve(connection: Connection, row: Any, actor: Principal, now: datetime) 
         event_id=uuid.uuid4(),
         hold_id=hold_id,
         at=now,
-        requested_by=row.release_requested_by,
-        approved_by=actor.name,
+        requested_by_key=row.release_requested_key,
+        approved_by_key=actor.key_id,
         subjects=subjects,
     )
-    insert_rows(connection, _OUTBOX, [*_released_events(sorted(targets), now), _news(news, now)])
+    released = _released_events(sorted(targets), at, now)
+    insert_rows(connection, _OUTBOX, [*released, _news(news, now)])
     audit.record(
         connection,
         actor=actor,
@@ -419,29 +511,45 @@ def _placed_events(placed: list[Placement], now: datetime) -> list[dict[str, Any
                     "hold_id": placement.hold_id,
                     "case_id": placement.case_id,
                     "category": placement.category,
-                }
+                },
+                context=WRITTEN_BY_GALLRING,  # a placement's id may hold the separator
             )
         rows.append(_lifecycle(LEGAL_HOLD_PLACED, placement.subject, data[shape], now))
     return rows
 
 
-def _released_events(targets: list[tuple[str, str]], now: datetime) -> list[dict[str, Any]]:
+def _released_events(
+    targets: list[tuple[str, str]], at: datetime, now: datetime
+) -> list[dict[str, Any]]:
     return [
         _lifecycle(
             LEGAL_HOLD_RELEASED,
             subject,
-            HoldReleasedData.model_validate({"hold_id": placement}),
+            HoldReleasedData.model_validate({"hold_id": placement}, context=WRITTEN_BY_GALLRING),
             now,
+            occurred_at=at,
         )
         for subject, placement in targets
     ]
 
 
-def _lifecycle(event_type: str, subject: str, data: BaseModel, now: datetime) -> dict[str, Any]:
+def _lifecycle(
+    event_type: str,
+    subject: str,
+    data: BaseModel,
+    now: datetime,
+    *,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
     """The event an upstream system would send, as the intake stores it: pseudonymised, on the
-    immediate lane (holds must not wait behind a back-fill), keyed by the pseudonym."""
+    immediate lane (holds must not wait behind a back-fill), keyed by the pseudonym; it occurred
+    ``now`` unless ``occurred_at`` says otherwise."""
     message = LifecycleMessage.model_construct(
-        event_id=uuid.uuid4(), type=event_type, occurred_at=now, subject=subject, data=data
+        event_id=uuid.uuid4(),
+        type=event_type,
+        occurred_at=occurred_at or now,
+        subject=subject,
+        data=data,
     )
     return outbox_row(
         topics.lifecycle_topic(event_type),

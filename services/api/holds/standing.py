@@ -17,9 +17,9 @@ from datetime import datetime
 import orjson
 from sqlalchemy import Connection, select
 
-from services.api.holds.schemas import PLACEMENT_SEPARATOR
+from shared.domain.contract.events import LEGAL_HOLD_PLACED
 from shared.domain.contract.lifecycle_message import LifecycleMessage
-from shared.domain.contract.vocabulary import Category
+from shared.domain.contract.vocabulary import PLACEMENT_SEPARATOR, Category
 from shared.domain.engine.holds import Holds
 from shared.domain.pseudonym import subject_hash
 from shared.storage.database import one_of
@@ -33,8 +33,9 @@ _CHUNK = 10_000
 
 
 def belongs(placement: str, hold_id: str) -> bool:
-    """Whether the engine's hold id ``placement`` is the register's hold ``hold_id``: its own id,
-    or one of its placements on several cases or categories of a subject (``<hold>#…``)."""
+    """Whether the engine's hold id ``placement`` is the hold ``hold_id``: its own id, or one of
+    the register's placements of it on several cases or categories of a subject (``<hold>~…``).
+    Unambiguous: no upstream hold id holds the separator (the intake refuses it)."""
     return placement == hold_id or placement.startswith(hold_id + PLACEMENT_SEPARATOR)
 
 
@@ -59,43 +60,52 @@ class Covered:
         return subject_hash(self.subject)
 
 
-def subjects_of(connection: Connection, hold_id: str) -> set[str]:
-    """The subjects with a hold fact of ``hold_id`` (or one of its placements)."""
+def subjects_of(connection: Connection, hold_id: str, *, exact: bool = False) -> set[str]:
+    """The subjects with a hold fact of ``hold_id`` or one of its placements (``exact``: of
+    ``hold_id`` itself only)."""
     pattern = f"%{_escaped(hold_id)}%"  # finds candidates; their data says which are
     rows = connection.execute(
         select(_FACTS.c.subject_pseudonym, _FACTS.c.message).where(
             HOLD_FACTS, _FACTS.c.message.like(pattern, escape="\\")
         )
     )
-    return {subject for subject, message in rows if belongs(_hold_id_in(message), hold_id)}
+    found = set()
+    for subject, message in rows:
+        placement = _hold_id_in(message)
+        if placement == hold_id or (not exact and belongs(placement, hold_id)):
+            found.add(subject)
+    return found
 
 
-def holds_of(connection: Connection, subjects: Collection[str], now: datetime) -> dict[str, Holds]:
-    """Each subject's holds as the engine sees them at ``now``, from all its hold facts."""
+def holds_of(
+    connection: Connection, subjects: Collection[str], now: datetime | None
+) -> dict[str, Holds]:
+    """Each subject's holds as the engine sees them at ``now`` (None: once every fact known has
+    happened), from all its hold facts."""
     holds: dict[str, Holds] = {}
-    for some in _chunks(subjects):
-        rows = connection.execute(
-            select(_FACTS.c.subject_pseudonym, _FACTS.c.message).where(
-                HOLD_FACTS, one_of(connection, _FACTS.c.subject_pseudonym, some)
-            )
-        )
-        for subject, message in rows:
-            fact = LifecycleMessage.from_json(message)
-            if fact.occurred_at <= now:  # as the engine: what has not happened yet is left out
-                holds.setdefault(subject, Holds()).add(fact)
+    for subject, fact in _facts_of(connection, subjects):
+        # As the engine: what has not happened yet is left out.
+        if now is None or fact.occurred_at <= now:
+            holds.setdefault(subject, Holds()).add(fact)
     return holds
 
 
-def standing_placements(
-    connection: Connection, hold_id: str, now: datetime
-) -> set[tuple[str, str]]:
-    """``(subject, engine hold id)`` of each placement of ``hold_id`` that stands now."""
-    holds = holds_of(connection, subjects_of(connection, hold_id), now)
+def placed_on(connection: Connection, hold_id: str, now: datetime | None) -> dict[str, datetime]:
+    """The subjects a placement of exactly ``hold_id`` stands over at ``now`` (None: once every
+    fact known has happened, an upstream event dated ahead too), each with the time of its
+    latest placement there (a release must come after it: at equal times the placement wins)."""
+    holds: dict[str, Holds] = {}
+    placed: dict[str, datetime] = {}
+    for subject, fact in _facts_of(connection, subjects_of(connection, hold_id, exact=True)):
+        if now is not None and fact.occurred_at > now:
+            continue
+        holds.setdefault(subject, Holds()).add(fact)
+        if fact.type == LEGAL_HOLD_PLACED and fact.data.hold_id == hold_id:
+            placed[subject] = max(fact.occurred_at, placed.get(subject, fact.occurred_at))
     return {
-        (subject, placement)
+        subject: placed[subject]
         for subject, subject_holds in holds.items()
-        for placement in subject_holds.standing()
-        if belongs(placement, hold_id)
+        if hold_id in subject_holds.standing()
     }
 
 
@@ -148,6 +158,20 @@ def covered(
                 scope_dict = {scope_key: scope_value} if scope_key else {}
                 found.append(Covered(subject, category, scope_dict, due_at, others))
     return sorted(found, key=_by_due_time)
+
+
+def _facts_of(
+    connection: Connection, subjects: Collection[str]
+) -> Iterator[tuple[str, LifecycleMessage]]:
+    """The hold facts of ``subjects``."""
+    for some in _chunks(subjects):
+        rows = connection.execute(
+            select(_FACTS.c.subject_pseudonym, _FACTS.c.message).where(
+                HOLD_FACTS, one_of(connection, _FACTS.c.subject_pseudonym, some)
+            )
+        )
+        for subject, message in rows:
+            yield subject, LifecycleMessage.from_json(message)
 
 
 def _chunks(subjects: Collection[str]) -> Iterator[list[str]]:

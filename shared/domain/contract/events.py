@@ -22,7 +22,13 @@ from shared.domain.contract.dates import RANGE_TEXT, ContractDate, ContractInsta
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.contract.scope import Scope
 from shared.domain.contract.subject import Subject
-from shared.domain.contract.vocabulary import Category, Identifier, NoNationalId, Role
+from shared.domain.contract.vocabulary import (
+    Category,
+    HoldIdentifier,
+    Identifier,
+    NoNationalId,
+    Role,
+)
 
 CONTRACT_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -61,7 +67,7 @@ class BookkeepingData(_Data):
 
 
 class HoldPlacedData(_Data):
-    hold_id: Identifier
+    hold_id: HoldIdentifier
     case_id: Annotated[
         Identifier | None, Field(description="Narrows the hold to one collection case.")
     ] = None
@@ -71,7 +77,7 @@ class HoldPlacedData(_Data):
 
 
 class HoldReleasedData(_Data):
-    hold_id: Identifier
+    hold_id: HoldIdentifier
     category: Annotated[
         Category | None,
         Field(description="Releases the hold for this category only; without it, entirely."),

@@ -1,7 +1,8 @@
 """What the API publishes about the register of legal holds on ``gallring.holds.v1``, keyed by the
 hold id: a hold placed, its release requested, its release approved (only then is it released),
 and reminders that its review is due. For ops, to alert on and to follow; no personal data: hold
-ids, reasons from a list, teams, key names, counts and dates.
+ids, reasons from a list, teams, counts, dates, and the ids of the API keys that acted (never
+their names, which the audit log keeps: ``gallring keys list`` tells a key's name by its id).
 
 The holds themselves reach the purger as ``legal_hold.placed`` and ``legal_hold.released`` events
 on the lifecycle topics, as upstream systems send them: these messages only tell about them.
@@ -38,8 +39,8 @@ class _HoldMessage(BaseModel):
 
 
 class HoldPlaced(_HoldMessage):
-    """A hold entered the register (``by``: the key's name) and its ``legal_hold.placed`` events
-    went to the purger, one per subject it covers (``subjects``)."""
+    """A hold entered the register (``by_key``: the id of the key that placed it) and its
+    ``legal_hold.placed`` events went to the purger, one per subject it covers (``subjects``)."""
 
     type: Literal["hold.placed"] = HOLD_PLACED
     reason: HoldReason
@@ -48,23 +49,25 @@ class HoldPlaced(_HoldMessage):
     coverage: str
     category: Category | None = None
     subjects: int
-    by: str
+    by_key: str
 
 
 class HoldReleaseRequested(_HoldMessage):
-    """A key (``by``) asked for the hold's release: it stands until another key approves."""
+    """A key (``by_key``, its id) asked for the hold's release: it stands until another key
+    approves."""
 
     type: Literal["hold.release_requested"] = HOLD_RELEASE_REQUESTED
-    by: str
+    by_key: str
 
 
 class HoldReleased(_HoldMessage):
-    """Another key (``approved_by``) approved the release ``requested_by`` asked for: its
-    ``legal_hold.released`` events went to the purger, one per subject it stood over."""
+    """Another key (``approved_by_key``, its id) approved the release the key
+    ``requested_by_key`` asked for: its ``legal_hold.released`` events went to the purger, one
+    per subject it stood over."""
 
     type: Literal["hold.released"] = HOLD_RELEASED
-    requested_by: str
-    approved_by: str
+    requested_by_key: str
+    approved_by_key: str
     subjects: int
 
 

@@ -1,9 +1,10 @@
 """The fixed words of the domain: purpose categories and data-subject roles (rules page)."""
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo
 
 from shared.domain.national_id import contains_national_id
 from shared.domain.personal_data import personal_data_in
@@ -127,6 +128,46 @@ Identifier = Annotated[
     str,
     StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=128),
     *NoNationalId,
+]
+
+#: The separator of the engine hold ids under which the register of legal holds places one hold
+#: several times on one subject (``<hold>~<case or category>``, ``services/api/holds/coverage.py``):
+#: a character :data:`IDENTIFIER_PATTERN` leaves out, so that no upstream system can send a hold id
+#: that a register's placement id could be mistaken for, or that could release one.
+PLACEMENT_SEPARATOR = "~"
+_PLACEMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/#~-]*$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+
+def refuse_placement_separator(value: Any, info: ValidationInfo) -> Any:
+    """Refuse an upstream hold id that :data:`IDENTIFIER_PATTERN` does not match (one with
+    :data:`PLACEMENT_SEPARATOR`), with that pattern's message, before the laxer pattern of
+    :data:`HoldIdentifier` is checked; the register's own placement ids, which Gallring writes,
+    pass."""
+    from_upstream = isinstance(value, str) and not written_by_gallring(info)
+    if from_upstream and _IDENTIFIER.fullmatch(value) is None:
+        raise ValueError(f"String should match pattern '{IDENTIFIER_PATTERN}'")
+    return value
+
+
+class _PublicPattern:
+    """In JSON Schema (the event contract upstream systems read), a hold id's pattern is
+    :data:`IDENTIFIER_PATTERN`, as it is to them: the separator is Gallring's alone."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = handler(core_schema)
+        schema["pattern"] = IDENTIFIER_PATTERN
+        return schema
+
+
+#: ``data.hold_id`` of ``legal_hold.*`` events: an :data:`Identifier` from upstream systems; in
+#: the messages Gallring writes, also a register's placement id with :data:`PLACEMENT_SEPARATOR`.
+HoldIdentifier = Annotated[
+    str,
+    StringConstraints(pattern=_PLACEMENT_ID_PATTERN, min_length=1, max_length=128),
+    *NoNationalId,
+    BeforeValidator(refuse_placement_separator),  # last: it runs first
+    _PublicPattern(),
 ]
 
 #: One of the company's systems (``collection``, ``crm``, ``ledger``, ``newsletter``…): as the

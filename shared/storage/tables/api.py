@@ -146,7 +146,7 @@ class LegalHold(SQLModel, table=True):
 
 class LegalHoldSubject(SQLModel, table=True):
     """A subject (pseudonym) a register's hold was placed on, under which of the engine's hold ids
-    (the hold's own, or ``<hold>#<case or category>`` where one subject needs several
+    (the hold's own, or ``<hold>~<case or category>`` where one subject needs several
     placements): what its release is sent to. Deleted at the release."""
 
     __tablename__ = "legal_hold_subject"

@@ -17,10 +17,11 @@ import pytest
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import Engine, select, text
 
-from services.api.api_keys import Scope
-from services.api.holds import reminders
+from services.api.api_keys import Principal, Scope
+from services.api.holds import reminders, service, standing
 from services.purger.handlers import handle_batch
-from shared.domain.contract.hold_messages import HOLD_MESSAGE, HoldReviewDue
+from shared.domain.contract.examples import EXAMPLES
+from shared.domain.contract.hold_messages import HOLD_MESSAGE, HoldReleased, HoldReviewDue
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.policy import load_default_policy
@@ -35,6 +36,9 @@ PSEUDONYMS = Pseudonymiser(SECRET.encode())
 RETENTION = RetentionEngine(load_default_policy())
 ZONE = RETENTION.zone
 NATIONAL_ID = "19811218-9876"
+#: How the personal identity number could be written: searched for whole, for its last four digits
+#: may well occur by chance in the shared database's pseudonyms, uuids and timestamps.
+IDENTITY_FORMS = ("198112189876", "19811218-9876", "8112189876", "811218-9876")
 
 
 @pytest.fixture
@@ -67,8 +71,28 @@ def hold_body(hold_id: str, covers: dict[str, Any], **changes: Any) -> dict[str,
 
 
 def keys(api: RunningApi, name: str, *scopes: Scope) -> dict[str, str]:
-    """Headers for a fresh key of this name: a release's two keys must differ in name."""
+    """Headers for a fresh key of this name (a role's, never a person's: the audit log names
+    it): a release's two keys must differ in name."""
     return {"Authorization": f"Bearer {api.keys.create(name, set(scopes))}"}
+
+
+def key_id_of(headers: dict[str, str]) -> str:
+    """The id of the key in ``headers`` (``gal_<id>_<secret>``), as ``gallring keys list`` shows
+    it."""
+    return headers["Authorization"].removeprefix("Bearer ").split("_")[1]
+
+
+def upstream_hold(pseudonym: str, hold_id: str, **data: str) -> LifecycleMessage:
+    """A ``legal_hold.placed`` an upstream system sent, as the purger applies it."""
+    return LifecycleMessage.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "type": "legal_hold.placed",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "subject": pseudonym,
+            "data": {"hold_id": hold_id, **data},
+        }
+    )
 
 
 def outbox(db: Engine, key: str, topic: str) -> list[Any]:
@@ -137,7 +161,7 @@ async def test_a_hold_on_a_subject_is_placed_as_the_engine_understands_and_names
         "client_id": None,
     }
     assert hold["placed_by"] == "legal-desk"
-    assert "19811218" not in response.text and "9876" not in response.text
+    assert not [form for form in IDENTITY_FORMS if form in response.text]
     [placed] = events_to(api.engine, pseudonym)
     assert (placed.type, placed.subject, placed.data.hold_id) == (
         "legal_hold.placed",
@@ -146,21 +170,39 @@ async def test_a_hold_on_a_subject_is_placed_as_the_engine_understands_and_names
     )
     assert (placed.data.case_id, placed.data.category) == (None, None)
     [news] = outbox(api.engine, hold_id, topics.HOLDS)
-    assert HOLD_MESSAGE.validate_json(news.value).type == "hold.placed"
+    message = HOLD_MESSAGE.validate_json(news.value)
+    assert (message.type, getattr(message, "by_key", None)) == ("hold.placed", key_id_of(writer))
+    assert "legal-desk" not in news.value  # the key's id on the topic, its name in the audit log
     # Nowhere in the database but as its pseudonym: not in the register, not in its messages.
     with api.engine.connect() as connection:
         for table in ("legal_hold", "legal_hold_subject", "outbox_message", "audit_entry"):
             rows = connection.execute(text(f"SELECT * FROM {table}")).all()
-            assert not [row for row in rows if "9876" in str(tuple(row))], table
+            found = [form for row in rows for form in IDENTITY_FORMS if form in str(tuple(row))]
+            assert not found, table
     [(actor, detail)] = [
         e for e in audit_entries(api.engine, "holds.placed") if e[1]["hold_id"] == hold_id
     ]
     assert (actor, detail["subjects"], detail["reason"]) == ("legal-desk", 1, "disputed_claim")
 
-    again = await api.client.post(
-        "/v1/holds", json=hold_body(hold_id, {"subject": {"ref": "crm:1"}}), headers=writer
-    )
-    assert (again.status_code, again.json()["type"]) == (409, "urn:gallring:problem:hold-exists")
+    # Sent again (its 201 lost): the same hold, placed once.
+    body = hold_body(hold_id, {"subject": {"national_id": NATIONAL_ID}})
+    retried = await api.client.post("/v1/holds", json=body, headers=writer)
+    assert (retried.status_code, retried.json()) == (200, hold)
+    assert len(events_to(api.engine, pseudonym)) == 1
+    assert len(outbox(api.engine, hold_id, topics.HOLDS)) == 1
+    # The same id for another hold: refused, whatever differs (the subject by its pseudonym).
+    for other in (
+        hold_body(hold_id, {"subject": {"ref": "crm:1"}}),
+        {**body, "matter": "T 9999-26"},
+        {**body, "covers": {"subject": {"national_id": NATIONAL_ID}, "category": "aml"}},
+    ):
+        again = await api.client.post("/v1/holds", json=other, headers=writer)
+        assert (again.status_code, again.json()["type"]) == (
+            409,
+            "urn:gallring:problem:hold-id-conflict",
+        )
+        assert f"GET /v1/holds/{hold_id}" in again.json()["detail"]
+    assert len(events_to(api.engine, pseudonym)) == 1
 
 
 @pytest.mark.parametrize(
@@ -210,8 +252,12 @@ async def test_a_hold_is_refused_what_it_cannot_be(api: RunningApi) -> None:
         hold_body(new_hold_id(), {"subject": subject}, review_by=yesterday)
     )
     assert (status, problem["errors"][0]["field"]) == (422, "review_by")
-    status, problem = await refused(hold_body("H#1", {"subject": subject}))
-    assert (status, problem["errors"][0]["field"]) == (422, "hold_id")
+    for hold_id, character in (("H#1", "'#'"), ("H/1", "'/'"), ("H~1", "'~'")):
+        # '/' and '#' would not reach the hold in a URL path; '~' separates its placements.
+        status, problem = await refused(hold_body(hold_id, {"subject": subject}))
+        [error] = problem["errors"]
+        assert (status, error["field"]) == (422, "hold_id")
+        assert f"must not contain {character}" in error["message"]
     status, problem = await refused(hold_body(new_hold_id(), {"case_ids": ["C-never-seen"]}))
     assert (status, problem["type"], problem["case_ids"]) == (
         409,
@@ -250,7 +296,7 @@ async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring
     # The debtor has both cases: one placement per case (a hold id covers one case at most).
     assert sorted(
         (e.data.hold_id, e.data.case_id) for e in events_to(api.engine, debtor)
-    ) == sorted([(f"{hold_id}#{case}", case), (f"{hold_id}#{other_case}", other_case)])
+    ) == sorted([(f"{hold_id}~{case}", case), (f"{hold_id}~{other_case}", other_case)])
     assert [(e.data.hold_id, e.data.case_id) for e in events_to(api.engine, co_debtor)] == [
         (hold_id, case)
     ]
@@ -288,6 +334,63 @@ async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring
         409,
         "urn:gallring:problem:nothing-to-hold",
     )
+
+
+async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
+    make_api, fresh_db: Engine
+) -> None:
+    """On a database of its own: a category's hold reaches every subject with a clock of it."""
+    url = fresh_db.url.render_as_string(hide_password=False)
+    async with make_api(database_url=url, relay=relay_settings(enabled=False)) as api:
+        (_, debtor), (_, co_debtor), (_, reader_of_news) = a_subject(), a_subject(), a_subject()
+        as_the_purger(
+            api.engine,
+            closed_case(debtor, "C-cat-1", 37),
+            closed_case(co_debtor, "C-cat-2", 2),
+            LifecycleMessage.model_validate(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "type": "marketing.contact",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "subject": reader_of_news,
+                    "role": "newsletter_recipient",
+                }
+            ),
+        )
+        writer = keys(api, "legal-desk", Scope.HOLDS_WRITE)
+        hold_id = new_hold_id()
+
+        response = await api.client.post(
+            "/v1/holds", json=hold_body(hold_id, {"category": "collection_case"}), headers=writer
+        )
+
+        assert response.status_code == 201, response.text
+        hold = response.json()
+        assert (hold["subjects"], hold["covers"]["kind"], hold["covers"]["category"]) == (
+            2,
+            "category",
+            "collection_case",
+        )
+        for pseudonym in (debtor, co_debtor):
+            assert [
+                (e.type, e.data.hold_id, e.data.case_id, e.data.category)
+                for e in events_to(api.engine, pseudonym)
+            ] == [("legal_hold.placed", hold_id, None, "collection_case")]
+        assert events_to(api.engine, reader_of_news) == []
+        as_the_purger(api.engine, *events_to(api.engine, debtor), *events_to(api.engine, co_debtor))
+        reader = keys(api, "dashboard", Scope.HOLDS_READ)
+        detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
+        assert sorted(c["scope"]["case_id"] for c in detail["clocks"]) == ["C-cat-1", "C-cat-2"]
+        impact = (await api.client.get(f"/v1/holds/{hold_id}/impact", headers=reader)).json()
+        assert impact["at_once"] == [{"category": "collection_case", "clocks": 1}]
+
+        nothing = await api.client.post(
+            "/v1/holds", json=hold_body(new_hold_id(), {"category": "aml"}), headers=writer
+        )
+        assert (nothing.status_code, nothing.json()["type"]) == (
+            409,
+            "urn:gallring:problem:nothing-to-hold",
+        )
 
 
 async def test_a_hold_holds_the_clocks_and_its_impact_says_what_its_release_would_erase(
@@ -409,12 +512,180 @@ async def test_a_hold_upstream_events_placed_shows_in_the_register(api: RunningA
     )
 
 
+async def test_releasing_a_hold_releases_no_other_hold_whose_id_begins_with_it(
+    api: RunningApi,
+) -> None:
+    """An upstream system's hold ``<id>#court`` keeps a due case of another subject: the
+    register's hold ``<id>`` is neither listed in its place nor covers its clocks, and its
+    release sends nothing to that subject, whose case stays held."""
+    hold_id = new_hold_id()
+    court_hold = f"{hold_id}#court"  # '#' is an upstream id's character like any other
+    other, other_pseudonym = a_subject()
+    as_the_purger(
+        api.engine,
+        closed_case(other_pseudonym, "C-court-1", 37),
+        upstream_hold(other_pseudonym, court_hold),
+    )
+    subject, pseudonym = a_subject()
+    as_the_purger(api.engine, closed_case(pseudonym, "C-mine-1", 37))
+    writer = keys(api, "legal-desk", Scope.HOLDS_WRITE)
+    response = await api.client.post(
+        "/v1/holds", json=hold_body(hold_id, {"subject": subject}), headers=writer
+    )
+    assert response.status_code == 201, response.text
+    as_the_purger(api.engine, *events_to(api.engine, pseudonym))
+    reader = keys(api, "dashboard", Scope.HOLDS_READ)
+
+    listed = (await api.client.get("/v1/holds?state=standing", headers=reader)).json()
+    assert {h["hold_id"]: h["registered"] for h in listed if h["hold_id"].startswith(hold_id)} == {
+        hold_id: True,
+        court_hold: False,
+    }
+    detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
+    assert [c["scope"] for c in detail["clocks"]] == [{"case_id": "C-mine-1"}]
+    await api.client.post(f"/v1/holds/{hold_id}/release", headers=writer)
+    approved = await api.client.post(
+        f"/v1/holds/{hold_id}/approve", headers=keys(api, "dpo", Scope.HOLDS_APPROVE)
+    )
+
+    assert (approved.status_code, approved.json()["subjects"]) == (200, 1)
+    assert events_to(api.engine, other_pseudonym) == []
+    assert [(e.type, e.data.hold_id) for e in events_to(api.engine, pseudonym)] == [
+        ("legal_hold.placed", hold_id),
+        ("legal_hold.released", hold_id),
+    ]
+    as_the_purger(api.engine, *events_to(api.engine, pseudonym))
+    lookup = await api.client.post(
+        "/v1/subjects/lookup", json=other, headers=keys(api, "dpo", Scope.SUBJECTS_READ)
+    )
+    assert {c["scope"]["case_id"]: c["state"] for c in lookup.json()["clocks"]} == {
+        "C-court-1": "held"
+    }
+    listed = (await api.client.get("/v1/holds?state=standing", headers=reader)).json()
+    assert court_hold in [h["hold_id"] for h in listed]
+
+
+async def test_an_upstream_systems_hold_id_with_the_registers_separator_is_refused(
+    api: RunningApi,
+) -> None:
+    """'~' separates the register's placement ids (``<hold>~<case>``): an upstream system
+    cannot send one, so none of its holds is ever taken for the register's, nor releases one;
+    '#' it may send, as before."""
+    sender = keys(api, "collection-system", Scope.EVENTS_WRITE)
+
+    async def sent(hold_id: str) -> Any:
+        event = {
+            **EXAMPLES["legal_hold.placed"],
+            "event_id": str(uuid.uuid4()),
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "subject": {"ref": f"crm:{uuid.uuid4().hex}"},
+            "data": {"hold_id": hold_id},
+        }
+        return await api.client.post("/v1/events", json=event, headers=sender)
+
+    refused = await sent("H-1~C-1")
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "data.hold_id" and "should match pattern" in error["message"]
+    assert (await sent("H-1#C-1")).status_code == 202
+
+
+async def test_the_id_of_a_hold_upstream_events_placed_is_not_taken_by_the_register(
+    api: RunningApi,
+) -> None:
+    """A register's hold of an upstream hold's id would be that hold's latest placement on its
+    subjects, and could hold less (the clocks it no longer covers erased at the next sweep)
+    without a second key: refused while the upstream hold stands."""
+    upstream_id = f"UP-{uuid.uuid4().hex[:8]}"
+    _, held = a_subject()
+    as_the_purger(api.engine, closed_case(held, "C-up-1", 37), upstream_hold(held, upstream_id))
+    subject, pseudonym = a_subject()
+    writer = keys(api, "legal-desk", Scope.HOLDS_WRITE)
+    body = hold_body(upstream_id, {"subject": subject})
+
+    response = await api.client.post("/v1/holds", json=body, headers=writer)
+
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["type"], problem["subjects"]) == (
+        "urn:gallring:problem:hold-placed-upstream",
+        1,
+    )
+    assert "legal_hold.released" in problem["detail"]
+    assert events_to(api.engine, pseudonym) == [] and events_to(api.engine, held) == []
+    assert outbox(api.engine, upstream_id, topics.HOLDS) == []
+    # Nor does the register release it, and it says so without advising to register it.
+    release = await api.client.post(f"/v1/holds/{upstream_id}/release", headers=writer)
+    assert (release.status_code, release.json()["type"]) == (
+        404,
+        "urn:gallring:problem:hold-not-registered",
+    )
+    assert "is refused while it stands" in release.json()["detail"]
+
+    # Released by the system that placed it, its id is free.
+    as_the_purger(
+        api.engine,
+        LifecycleMessage.model_validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "legal_hold.released",
+                "occurred_at": (datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
+                "subject": held,
+                "data": {"hold_id": upstream_id},
+            }
+        ),
+    )
+    assert (await api.client.post("/v1/holds", json=body, headers=writer)).status_code == 201
+
+
+async def test_a_release_comes_after_the_placements_it_releases(api: RunningApi) -> None:
+    """Approved on a replica whose clock is behind the one that placed the hold, and over a
+    placement of the hold's id an upstream system dated ahead (the intake allows 5 minutes):
+    each release is dated after the placement it releases, or the engine would apply the
+    placement last and the hold would stand."""
+    subject, pseudonym = a_subject()
+    _, other = a_subject()
+    hold_id = new_hold_id()
+    placed = await api.client.post(
+        "/v1/holds",
+        json=hold_body(hold_id, {"subject": subject}),
+        headers=keys(api, "legal-desk", Scope.HOLDS_WRITE),
+    )
+    placed_at = datetime.fromisoformat(placed.json()["placed_at"])
+    ahead = datetime.now(UTC) + timedelta(minutes=2)
+    upstream = upstream_hold(other, hold_id).model_copy(update={"occurred_at": ahead})
+    as_the_purger(api.engine, *events_to(api.engine, pseudonym), upstream)
+    await api.client.post(
+        f"/v1/holds/{hold_id}/release", headers=keys(api, "legal-desk", Scope.HOLDS_WRITE)
+    )
+
+    behind = placed_at - timedelta(seconds=30)
+    approver = Principal("0123456789abcdef", "dpo", frozenset({Scope.HOLDS_APPROVE}))
+    service.approve(api.engine, hold_id, actor=approver, now=behind, today=date.today())
+
+    _, released = events_to(api.engine, pseudonym)
+    assert released.type == "legal_hold.released"
+    assert released.occurred_at > placed_at
+    [released_upstream] = events_to(api.engine, other)
+    assert released_upstream.type == "legal_hold.released"
+    assert released_upstream.occurred_at > ahead
+    as_the_purger(api.engine, released, released_upstream)
+    with api.engine.connect() as connection:
+        assert standing.placed_on(connection, hold_id, None) == {}  # once all has happened
+
+
 async def test_the_register_is_listed_by_state_reason_and_review_date(api: RunningApi) -> None:
     writer = keys(api, "legal", Scope.HOLDS_WRITE)
     approver = keys(api, "dpo", Scope.HOLDS_APPROVE)
     today = datetime.now(ZONE).date()
     placed = {}
-    for reason, days in (("enforcement", 10), ("court_proceedings", 40), ("enforcement", 400)):
+    for reason, days in (
+        ("enforcement", 10),
+        ("court_proceedings", 40),
+        ("enforcement", 400),
+        ("police_request", 500),
+    ):
         subject, _ = a_subject()
         hold_id = new_hold_id()
         body = hold_body(
@@ -425,9 +696,11 @@ async def test_the_register_is_listed_by_state_reason_and_review_date(api: Runni
         )
         assert (await api.client.post("/v1/holds", json=body, headers=writer)).status_code == 201
         placed[hold_id] = (reason, days)
-    first, second, third = placed
+    first, second, third, fourth = placed
     await api.client.post(f"/v1/holds/{third}/release", headers=writer)
     assert (await api.client.post(f"/v1/holds/{third}/approve", headers=approver)).is_success
+    # Its release requested, not approved: it stands still.
+    assert (await api.client.post(f"/v1/holds/{fourth}/release", headers=writer)).is_success
 
     async def listed(query: str) -> list[str]:
         response = await api.client.get(
@@ -436,8 +709,9 @@ async def test_the_register_is_listed_by_state_reason_and_review_date(api: Runni
         assert response.status_code == 200, response.text
         return [hold["hold_id"] for hold in response.json() if hold["hold_id"] in placed]
 
-    assert await listed("") == [first, second, third]  # by review date
-    assert await listed("state=standing") == [first, second]
+    assert await listed("") == [first, second, third, fourth]  # by review date
+    assert await listed("state=standing") == [first, second, fourth]
+    assert await listed("state=release_requested") == [fourth]
     assert await listed("state=released") == [third]
     assert await listed("reason=enforcement") == [first, third]
     review_before = (today + timedelta(days=41)).isoformat()
@@ -457,7 +731,7 @@ async def test_a_release_is_refused_with_one_key_and_done_with_a_second(api: Run
     subject, pseudonym = a_subject()
     hold_id = new_hold_id()
     # One person's key with both scopes still cannot release alone.
-    alone = keys(api, "legal-anna", Scope.HOLDS_WRITE, Scope.HOLDS_APPROVE)
+    alone = keys(api, "legal-desk", Scope.HOLDS_WRITE, Scope.HOLDS_APPROVE)
     response = await api.client.post(
         "/v1/holds", json=hold_body(hold_id, {"subject": subject}), headers=alone
     )
@@ -468,50 +742,58 @@ async def test_a_release_is_refused_with_one_key_and_done_with_a_second(api: Run
     assert requested.status_code == 202
     assert (requested.json()["state"], requested.json()["release_requested_by"]) == (
         "release_requested",
-        "legal-anna",
+        "legal-desk",
     )
+    # Asked again (its 202 lost): the request stands as it was, recorded once.
+    retried = await api.client.post(f"/v1/holds/{hold_id}/release", headers=alone)
+    assert (retried.status_code, retried.json()) == (202, requested.json())
+    refused = await api.client.post(f"/v1/holds/{hold_id}/approve", headers=alone)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["type"] == "urn:gallring:problem:second-key-required"
+    assert "legal-desk" in problem["detail"] and "another key" in problem["detail"]
+    same_name = keys(api, "legal-desk", Scope.HOLDS_APPROVE)  # the same role's second key
     for path in ("release", "approve"):
-        refused = await api.client.post(f"/v1/holds/{hold_id}/{path}", headers=alone)
-        assert refused.status_code == 403
-        assert refused.headers["content-type"] == "application/problem+json"
-        problem = refused.json()
-        assert problem["type"] == "urn:gallring:problem:second-key-required"
-        assert "legal-anna" in problem["detail"] and "another key" in problem["detail"]
-    same_name = keys(api, "legal-anna", Scope.HOLDS_APPROVE)  # her second key
-    refused = await api.client.post(f"/v1/holds/{hold_id}/approve", headers=same_name)
-    assert refused.json()["type"] == "urn:gallring:problem:second-key-required"
-    without_scope = keys(api, "legal-bo", Scope.HOLDS_WRITE)
+        refused = await api.client.post(f"/v1/holds/{hold_id}/{path}", headers=same_name)
+        assert refused.json()["type"] == "urn:gallring:problem:second-key-required"
+    without_scope = keys(api, "legal-assistant", Scope.HOLDS_WRITE)
     refused = await api.client.post(f"/v1/holds/{hold_id}/release", headers=without_scope)
     assert refused.status_code == 403 and "holds:approve" in refused.json()["detail"]
     # Nothing was released meanwhile.
     assert [e.type for e in events_to(api.engine, pseudonym)] == ["legal_hold.placed"]
 
-    approved = await api.client.post(
-        f"/v1/holds/{hold_id}/release", headers=keys(api, "dpo-carl", Scope.HOLDS_APPROVE)
-    )
+    dpo = keys(api, "dpo", Scope.HOLDS_APPROVE)
+    approved = await api.client.post(f"/v1/holds/{hold_id}/release", headers=dpo)
 
     assert approved.status_code == 200, approved.text
     view = approved.json()
     assert (view["state"], view["release_requested_by"], view["released_by"]) == (
         "released",
-        "legal-anna",
-        "dpo-carl",
+        "legal-desk",
+        "dpo",
     )
     released = events_to(api.engine, pseudonym)[-1]
     assert (released.type, released.data.hold_id) == ("legal_hold.released", hold_id)
-    news = [HOLD_MESSAGE.validate_json(r.value) for r in outbox(api.engine, hold_id, topics.HOLDS)]
+    rows = outbox(api.engine, hold_id, topics.HOLDS)
+    news = [HOLD_MESSAGE.validate_json(row.value) for row in rows]
     assert [n.type for n in news] == ["hold.placed", "hold.release_requested", "hold.released"]
+    # On the topic, the keys by their ids; their names only in the audit log.
+    assert [getattr(n, "by_key", None) for n in news[:2]] == [key_id_of(alone)] * 2
+    assert isinstance(news[2], HoldReleased)
+    assert (news[2].requested_by_key, news[2].approved_by_key) == (key_id_of(alone), key_id_of(dpo))
+    assert not [row for row in rows if "legal-desk" in row.value or '"dpo"' in row.value]
     assert [
         (actor, detail)
         for actor, detail in audit_entries(api.engine, "holds.released")
         if detail["hold_id"] == hold_id
     ] == [
         (
-            "dpo-carl",
+            "dpo",
             {
                 "hold_id": hold_id,
-                "requested_by": "legal-anna",
-                "approved_by": "dpo-carl",
+                "requested_by": "legal-desk",
+                "approved_by": "dpo",
                 "subjects": 1,
                 "events": 1,
             },
@@ -521,7 +803,7 @@ async def test_a_release_is_refused_with_one_key_and_done_with_a_second(api: Run
         actor
         for actor, detail in audit_entries(api.engine, "holds.release_requested")
         if detail["hold_id"] == hold_id
-    ] == ["legal-anna"]
+    ] == ["legal-desk"]
     with api.engine.connect() as connection:
         assert (
             connection.execute(

@@ -67,7 +67,7 @@ async def test_a_hold_placed_through_the_register_keeps_a_due_case_until_two_key
                     "review_by": (date.today() + timedelta(days=60)).isoformat(),
                     "covers": {"subject": held.identity, "case_ids": ["C-disputed"]},
                 },
-                headers=key(api, "legal-anna", Scope.HOLDS_WRITE),
+                headers=key(api, "legal-desk", Scope.HOLDS_WRITE),
             )
             assert placed.status_code == 201, placed.text
             await eventually(lambda: facts_of(db, held), timeout=30)  # the purger has the hold
@@ -94,7 +94,7 @@ async def test_a_hold_placed_through_the_register_keeps_a_due_case_until_two_key
             assert impact["at_once"] == [{"category": "collection_case", "clocks": 1}]
 
             requested = await api.client.post(
-                f"/v1/holds/{hold_id}/release", headers=key(api, "legal-anna", Scope.HOLDS_WRITE)
+                f"/v1/holds/{hold_id}/release", headers=key(api, "legal-desk", Scope.HOLDS_WRITE)
             )
             assert requested.status_code == 202
             swept = sweeps()
@@ -102,7 +102,7 @@ async def test_a_hold_placed_through_the_register_keeps_a_due_case_until_two_key
             assert proofs_of(db, held) == []  # one key's request releases nothing
 
             approved = await api.client.post(
-                f"/v1/holds/{hold_id}/approve", headers=key(api, "dpo-carl", Scope.HOLDS_APPROVE)
+                f"/v1/holds/{hold_id}/approve", headers=key(api, "dpo", Scope.HOLDS_APPROVE)
             )
             assert approved.status_code == 200, approved.text
             [proof] = await eventually(lambda: proofs_of(db, held), timeout=30)
