@@ -6,7 +6,9 @@ NEW makes of their facts (:mod:`services.purger.policy_diff`, which changes noth
 per category: how many clocks move earlier, later, stay, appear or go, and how many fall due at
 once (:mod:`shared.domain.engine.clock_diff`), as a table or, with ``--json``, for machines. An
 offline diff also names the floors NEW removes or lowers: a floor taken away lets the next edit
-shorten a period unchecked.
+shorten a period unchecked. A diff on the database also names the categories whose clocks made
+due at once exceed NEW's ``max_per_day``: the purger will not erase those when NEW runs, but
+stop them all for a disposition review (:mod:`services.purger.policy_change_review`).
 """
 
 import json
@@ -96,8 +98,22 @@ def diff_database(
         diff = diff_stored_clocks(engine, RetentionEngine(new), at)
     finally:
         engine.dispose()
-    _print(_report(diff, at, old=None, new=str(new_path)), as_json=as_json, out=out)
+    report = _report(diff, at, old=None, new=str(new_path))
+    report["to_review"] = to_review(diff, new)
+    _print(report, as_json=as_json, out=out)
     return 0
+
+
+def to_review(diff: ClockDiff, new: Policy) -> dict[str, dict[str, int]]:
+    """Per category whose clocks made due at once (not erased at once on a request) exceed
+    NEW's ``max_per_day``: how many, and the limit. The purger's policy refresh stops them all
+    for a review once NEW runs."""
+    stopped = {}
+    for category, made_due in diff.made_due.items():
+        limit = new.categories[category].review.max_per_day
+        if limit is not None and made_due > limit:
+            stopped[category.value] = {"clocks": made_due, "max_per_day": limit}
+    return stopped
 
 
 def lowered_floors(old: Policy, new: Policy) -> dict[str, str]:
@@ -147,10 +163,30 @@ def _print(report: dict[str, Any], *, as_json: bool, out: TextIO) -> None:
         cells += [f"{cell:>{width}}" for cell, width in zip(row[1:], widths[1:], strict=True)]
         print("  ".join(cells), file=out)
     due = report["total"]["due_at_once"]
-    if due:
+    to_review = report.get("to_review", {})
+    if due and not to_review:
         print(
             f"{due:,} clock(s) fall due at once under {report['new']}: the first sweep after it "
             "is applied erases their data.",
+            file=out,
+        )
+    elif due:
+        stopped = sum(counts["clocks"] for counts in to_review.values())
+        rest = (
+            f"; the first sweep after it erases the other {due - stopped:,}"
+            if due > stopped
+            else ""
+        )
+        print(
+            f"{due:,} clock(s) fall due at once under {report['new']}: "
+            f"{'all' if due == stopped else f'{stopped:,}'} of them wait for a disposition "
+            f"review (cause policy_change) once it is applied{rest}.",
+            file=out,
+        )
+    for category, counts in to_review.items():
+        print(
+            f"{category}: {counts['clocks']:,} clock(s) made due at once exceed its max_per_day "
+            f"({counts['max_per_day']:,}): none is erased until a DPO approves the review.",
             file=out,
         )
     for category, how in report.get("floors_lowered", {}).items():

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, func, select, union
 
 from services.purger import subject_clocks
 from services.purger.batch import PurgerBatch
+from services.purger.policy_change_review import MadeDue
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.pseudonym import subject_hash
@@ -79,12 +80,23 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
     )
     erasable = 0
     new_clocks = subject_clocks.NewClockRows()  # one insert for the batch's new clocks
+    # A subject whose clocks were stored under another policy may come here before the policy
+    # refresh reaches it: what the change makes due waits with the refresh's.
+    made_due = MadeDue(retention.policy, retention.digest, new_clocks=False)
     for subject in subjects:
         clocks = subject_clocks.reevaluate(
-            connection, retention, subject, facts_of[subject], clocks_of[subject], now, new_clocks
+            connection,
+            retention,
+            subject,
+            facts_of[subject],
+            clocks_of[subject],
+            now,
+            new_clocks,
+            made_due,
         )
         erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
     new_clocks.insert(connection)
+    erasable -= made_due.gather(connection, now)
     batch.new_events += len(fresh)
     batch.erasable_clocks += erasable
 

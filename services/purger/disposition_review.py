@@ -32,6 +32,11 @@ review, so a transaction holding a review must not wait for clocks. An ``extend`
 releases no clock: the events the API sent with the decision keep them when the consumer applies
 them (``subject_clocks.store`` moves a clock out of its review once the engine keeps it).
 
+A policy change that makes more of a category's clocks due at once than ``max_per_day`` opens
+a review of its own (cause ``policy_change``), gathered by the policy refresh rather than the
+sweep (:mod:`services.purger.policy_change_review`); once open it is decided, and its clocks
+released, as any.
+
 Ops hear of reviews on ``gallring.reviews.v1`` (keyed by the review id) and through the
 ``gallring_purger_reviews_open`` gauge.
 """
@@ -69,6 +74,7 @@ from shared.storage.tables.outbox import OutboxMessage
 from shared.storage.tables.purger import (
     AWAITING_REVIEW,
     IN_A_REVIEW,
+    RELEASED,
     DispositionCount,
     DispositionReview,
     ErasureProof,
@@ -83,6 +89,9 @@ _COUNTS = table_of(DispositionCount)
 _DECISIONS = table_of(ReviewDecision)
 _PROOFS = table_of(ErasureProof)
 _OUTBOX = table_of(OutboxMessage)
+#: The causes of the reviews a sweep opens and adds to (a policy change's are gathered by the
+#: policy refresh: ``policy_change_review.py``).
+SWEEP_CAUSES = ("first_erasure", "max_per_day")
 #: What each decision makes of its review.
 DECIDED_STATES: dict[str, DecidedState] = {
     "approve": "approved",
@@ -112,7 +121,7 @@ class Admission:
         if not self.counted:
             return
         per_category = Counter(self.counted[i] for i in erased if i in self.counted)
-        day = _utc_date(now)
+        day = utc_date(now)
         for category in sorted(per_category):  # in one order: purgers lock rows alike
             total = _add_to_day(connection, category, day, per_category[category])
             limit = self.limits[category]
@@ -135,7 +144,7 @@ def admit(
             admission.admitted.append(row.id)
         else:
             braked.setdefault(row.category, []).append(row)
-    day = _utc_date(now)
+    day = utc_date(now)
     for category in sorted(braked):
         rows = braked[category]
         review = reviews[category]
@@ -211,12 +220,8 @@ def _stop(
 ) -> None:
     """Move ``rows`` (locked by the sweep's transaction) into the category's open review of the
     day, opening one if there is none, or if the one there was decided meanwhile."""
-    found = _open_review_of_the_day(connection, category, _utc_date(now))
-    counts: dict[str, dict[str, int]] = json.loads(found.counts) if found is not None else {}
-    for row in rows:
-        month = counts.setdefault(row.due_at.astimezone(UTC).strftime("%Y-%m"), {})
-        month[row.rule] = month.get(row.rule, 0) + 1
-    counted = json.dumps(counts, sort_keys=True)
+    found = _open_review_of_the_day(connection, category, utc_date(now))
+    counted = add_counts(found.counts if found is not None else None, rows)
     if found is not None:
         review_id = found.id
         connection.execute(
@@ -230,7 +235,7 @@ def _stop(
             .values(
                 category=category,
                 cause=cause,
-                opened_date=_utc_date(now),
+                opened_date=utc_date(now),
                 state="open",
                 clocks=len(rows),
                 counts=counted,
@@ -247,7 +252,7 @@ def _stop(
             clocks=len(rows),
             opened_at=now,
         )
-        _tell(connection, review_id, opened, now)
+        tell(connection, review_id, opened, now)
         log.warning(
             "purger: %s erasures past the policy's review limits (%s): review %d opened; they "
             "wait for a decision (POST /v1/reviews/%d/decision)",
@@ -264,7 +269,8 @@ def _stop(
 
 
 def _open_review_of_the_day(connection: Connection, category: str, day: date) -> Any:
-    """The category's open review of ``day`` that nobody decided on yet, locked, or None.
+    """The category's open review of ``day`` that nobody decided on yet, locked, or None (a
+    policy change's reviews are the policy change's: ``policy_change_review.py``).
 
     Locked before the decision is looked for, in a statement of its own: the API locks the
     review while it records a decision, so once the lock is had, a decision recorded is seen
@@ -276,18 +282,35 @@ def _open_review_of_the_day(connection: Connection, category: str, day: date) ->
             _REVIEWS.c.category == category,
             _REVIEWS.c.opened_date == day,
             _REVIEWS.c.state == "open",
+            _REVIEWS.c.cause.in_(SWEEP_CAUSES),
         )
         .order_by(_REVIEWS.c.id.desc())
         .limit(1)
         .with_for_update()
     )
     found = connection.execute(query).first()
-    if found is None:
+    if found is None or is_decided(connection, found.id):
         return None
-    decided = connection.execute(
-        select(exists().where(_DECISIONS.c.review_id == found.id))
+    return found
+
+
+def is_decided(connection: Connection, review_id: int) -> bool:
+    """Whether the API recorded a decision on the review (which the purger may not have applied
+    yet): read after the review was locked, see :func:`_open_review_of_the_day`."""
+    decided: bool = connection.execute(
+        select(exists().where(_DECISIONS.c.review_id == review_id))
     ).scalar_one()
-    return None if decided else found
+    return decided
+
+
+def add_counts(counts: str | None, rows: Iterable[Any]) -> str:
+    """A review's ``counts`` (JSON: per due month, UTC, and rule) with ``rows`` (``due_at``,
+    ``rule``) added."""
+    by_month: dict[str, dict[str, int]] = json.loads(counts) if counts is not None else {}
+    for row in rows:
+        month = by_month.setdefault(row.due_at.astimezone(UTC).strftime("%Y-%m"), {})
+        month[row.rule] = month.get(row.rule, 0) + 1
+    return json.dumps(by_month, sort_keys=True)
 
 
 def settle_reviews(db: Engine, policy: Policy, now: datetime, batch_size: int) -> int:
@@ -313,7 +336,7 @@ def settle_reviews(db: Engine, policy: Policy, now: datetime, batch_size: int) -
         ):
             with begin_deciding(db) as connection:
                 _decide(connection, policy, review.id, now)
-    return _release_approved(db, now, batch_size)
+    return release_clocks(db, now, batch_size)
 
 
 def _auto_approvable(policy: Policy, category: str, created_at: datetime, now: datetime) -> bool:
@@ -358,7 +381,7 @@ def _decide(connection: Connection, policy: Policy, review_id: int, now: datetim
         decided_by=decided_by,
         decided_at=now,
     )
-    _tell(connection, review_id, told, now)
+    tell(connection, review_id, told, now)
     log.info(
         "purger: review %d (%s, %d clock(s)) %s by %s",
         review_id,
@@ -369,20 +392,22 @@ def _decide(connection: Connection, policy: Policy, review_id: int, now: datetim
     )
 
 
-def _release_approved(db: Engine, now: datetime, batch_size: int) -> int:
+def release_clocks(db: Engine, now: datetime, batch_size: int) -> int:
     """Make the clocks of approved reviews due again (they keep their ``review_id``: the brake
-    lets them through uncounted), a batch per transaction; how many. Each review's clocks in id
-    order from the index on (review_id, id), so a batch reads only what it takes. On PostgreSQL
-    a clock another transaction holds (a consumer applying an event of its subject) is skipped
-    rather than waited for: the next sweep takes it."""
+    lets them through uncounted), and those of policy changes released as within the limits due
+    as any (out of the review: counted), a batch per transaction; how many. Each review's clocks
+    in id order from the index on (review_id, id), so a batch reads only what it takes. On
+    PostgreSQL a clock another transaction holds (a consumer applying an event of its subject)
+    is skipped rather than waited for: the next sweep takes it."""
     with db.connect() as connection:
-        approved = list(
-            connection.execute(
-                select(_REVIEWS.c.id).where(_REVIEWS.c.state == "approved")
-            ).scalars()
-        )
+        reviewed = connection.execute(
+            select(_REVIEWS.c.id, _REVIEWS.c.state).where(
+                _REVIEWS.c.state.in_(("approved", RELEASED))
+            )
+        ).all()
     released = 0
-    for review_id in approved:
+    for review_id, state in reviewed:
+        uncounted = state == "approved"
         after = 0
         while True:
             with begin_deciding(db) as connection:
@@ -401,10 +426,11 @@ def _release_approved(db: Engine, now: datetime, batch_size: int) -> int:
                     query = query.with_for_update(skip_locked=True)
                 ids = list(connection.execute(query).scalars())
                 if ids:
+                    values: dict[str, Any] = {"state": "due", "updated_at": now}
+                    if not uncounted:
+                        values["review_id"] = None
                     connection.execute(
-                        update(_CLOCKS)
-                        .where(one_of(connection, _CLOCKS.c.id, ids))
-                        .values(state="due", updated_at=now)
+                        update(_CLOCKS).where(one_of(connection, _CLOCKS.c.id, ids)).values(values)
                     )
             released += len(ids)
             if len(ids) < batch_size:
@@ -413,9 +439,10 @@ def _release_approved(db: Engine, now: datetime, batch_size: int) -> int:
     return released
 
 
-def _tell(
+def tell(
     connection: Connection, review_id: int, message: ReviewOpened | ReviewDecided, now: datetime
 ) -> None:
+    """Put ``message`` on ``gallring.reviews.v1`` through the outbox, keyed by the review."""
     row = outbox_row(
         topics.REVIEWS,
         key=str(review_id),
@@ -428,5 +455,5 @@ def _tell(
     insert_rows(connection, _OUTBOX, [row])
 
 
-def _utc_date(now: datetime) -> date:
+def utc_date(now: datetime) -> date:
     return now.astimezone(UTC).date()

@@ -100,8 +100,9 @@ class _ClockCollector(Collector):
         reviews = GaugeMetricFamily(
             "gallring_purger_reviews_open",
             "Disposition reviews waiting for a DPO's decision (POST /v1/reviews/{id}/decision), "
-            "by category: a sweep stopped erasures past the policy's review limits. Alert on "
-            '> 0; their clocks are gallring_purger_clocks{state="awaiting_review"}.',
+            "by category: a sweep stopped erasures past the policy's review limits, or a policy "
+            "change made more clocks due at once than max_per_day. Alert on > 0; their clocks "
+            'are gallring_purger_clocks{state="awaiting_review"}.',
             labels=["category"],
         )
         for category in Category:  # every category, 0 included: an alert needs a series

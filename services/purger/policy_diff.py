@@ -4,7 +4,8 @@
 its stored facts, as the policy refresh (:mod:`services.purger.policy_refresh`) would once NEW
 runs, and its new clocks are compared with the stored ones (:mod:`shared.domain.engine.clock_diff`).
 The old side is what the purger holds, whatever policy reached it, so no copy of the old policy
-is needed.
+is needed. A clock awaiting a disposition review counts as due: it is, stopped by the review,
+and a new policy that still makes it due does not make it due at once.
 
 Nothing is written: each batch is read in a transaction the database itself keeps from writing
 (``READ ONLY`` on PostgreSQL, ``query_only`` on SQLite) and from one snapshot of it, so a
@@ -23,6 +24,7 @@ from services.purger import subject_clocks
 from shared.domain.engine import ClockState, RetentionEngine
 from shared.domain.engine.clock_diff import ClockDiff, ClockId, Verdict, verdicts
 from shared.storage.database import one_of
+from shared.storage.tables.purger import AWAITING_REVIEW
 
 _CLOCKS = subject_clocks.CLOCKS
 BATCH_SUBJECTS = 1_000
@@ -96,6 +98,6 @@ def _stored_verdicts(
     )
     stored: dict[str, dict[ClockId, Verdict]] = {}
     for subject, category, scope_key, scope_value, state, due_at in rows:
-        verdict = Verdict(ClockState(state), due_at)
+        verdict = Verdict(ClockState.DUE if state == AWAITING_REVIEW else ClockState(state), due_at)
         stored.setdefault(subject, {})[(category, scope_key, scope_value)] = verdict
     return stored

@@ -13,6 +13,11 @@ each batch is then locked as the consumer locks subjects, and only subjects stil
 evaluated, so that consuming and sweeping go on meanwhile and purgers running at once do not
 evaluate a subject twice.
 
+A change that makes more of a category's clocks due at once than its ``max_per_day`` is not
+applied by the refresh alone: the clocks it makes due wait, gathered while it runs, and once it
+has been through every stale subject they go to disposition review, or, within the limit, are
+swept as any (:mod:`services.purger.policy_change_review`).
+
 Not covered: verdicts without a digest (one of the subject's events lay in the future), which
 wait for the subject's next event or due time as before, and subjects that have facts but no
 clocks, which a new policy could give some only through their next event.
@@ -27,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
 
-from services.purger import subject_clocks
+from services.purger import policy_change_review, subject_clocks
 from shared.domain.engine import RetentionEngine
 from shared.storage.database import begin_deciding
 
@@ -40,7 +45,8 @@ PROGRESS_EVERY_SUBJECTS = 10_000
 @dataclass(frozen=True, slots=True)
 class Refreshed:
     subjects: int  # re-evaluated under the policy running now
-    erasable_clocks: int  # of theirs now due or to erase at once: worth a sweep right away
+    erasable_clocks: int  # now due or to erase at once (not awaiting a review): worth a sweep
+    to_review: int = 0  # made due by the change, past max_per_day: awaiting a review opened
 
 
 def refresh_stale_verdicts(
@@ -50,15 +56,21 @@ def refresh_stale_verdicts(
     stopping: threading.Event | None = None,
 ) -> Refreshed:
     """Re-evaluate every subject with a clock stored under another policy or engine revision;
-    between batches, give up if ``stopping`` is set (the process is shutting down)."""
+    between batches, give up if ``stopping`` is set (the process is shutting down). The clocks
+    the change makes due are gathered for review; once every stale subject is done, the
+    gathering reviews are closed (:mod:`services.purger.policy_change_review`), not when the
+    refresh gave up."""
     subjects_done = erasable = 0
     after = ""
-    while stopping is None or not stopping.is_set():
+    while True:
+        if stopping is not None and stopping.is_set():
+            return Refreshed(subjects_done, erasable)  # the next run closes what it gathered
         with db.connect() as connection:  # no lock: on SQLite, writers go on meanwhile
             candidates = _stale_subjects(connection, retention.digest, after, batch_size)
         if not candidates:
             break
         after = candidates[-1]
+        made_due = policy_change_review.MadeDue(retention.policy, retention.digest, new_clocks=True)
         with begin_deciding(db) as connection:
             clocks_of = subject_clocks.lock_subjects(connection, candidates)
             stale = [s for s in candidates if _is_stale(clocks_of[s].values(), retention.digest)]
@@ -66,22 +78,34 @@ def refresh_stale_verdicts(
             now = datetime.now(UTC)
             for subject in stale:
                 clocks = subject_clocks.reevaluate(
-                    connection, retention, subject, facts_of[subject], clocks_of[subject], now
+                    connection,
+                    retention,
+                    subject,
+                    facts_of[subject],
+                    clocks_of[subject],
+                    now,
+                    made_due=made_due,
                 )
                 erasable += sum(1 for clock in clocks if clock.state in subject_clocks.ERASABLE)
+            erasable -= made_due.gather(connection, now)
         before, subjects_done = subjects_done, subjects_done + len(stale)
         if subjects_done // PROGRESS_EVERY_SUBJECTS > before // PROGRESS_EVERY_SUBJECTS:
             log.info(
                 "purger: %d subject(s) re-evaluated under the policy running now", subjects_done
             )
+    closed = policy_change_review.close_gathered(
+        db, retention.policy, datetime.now(UTC), batch_size
+    )
+    erasable += closed.released
     if subjects_done:
         log.info(
             "purger: clocks stored under another policy brought up to this one: %d subject(s), "
-            "%d clock(s) now due",
+            "%d clock(s) now due, %d awaiting a review of the change",
             subjects_done,
             erasable,
+            closed.opened,
         )
-    return Refreshed(subjects_done, erasable)
+    return Refreshed(subjects_done, erasable, closed.opened)
 
 
 def _stale_subjects(connection: Connection, digest: str, after: str, limit: int) -> list[str]:

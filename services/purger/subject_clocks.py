@@ -9,7 +9,7 @@ are keyed by ``(category, scope key, scope value)``, with ``""`` for a subject-w
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Row, delete, select, text, tuple_, update
@@ -27,6 +27,9 @@ from shared.storage.subject_facts import load_facts as load_facts
 from shared.storage.subject_facts import load_facts_of as load_facts_of
 from shared.storage.tables.purger import AWAITING_REVIEW, StoredClock
 from shared.storage.tables.table import table_of
+
+if TYPE_CHECKING:
+    from services.purger.policy_change_review import MadeDue
 
 RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
@@ -134,10 +137,12 @@ def reevaluate(
     existing: dict[RowKey, Row[Any]],
     now: datetime,
     new_rows: NewClockRows | None = None,
+    made_due: "MadeDue | None" = None,
 ) -> list[RetentionClock]:
     """Evaluate a locked subject again from its stored ``facts`` and store the verdict over its
     ``existing`` clock rows; returns its clocks. New rows go into ``new_rows`` when given (the
-    caller inserts them), else they are inserted at once."""
+    caller inserts them), else they are inserted at once. ``made_due`` notes the clocks a policy
+    change made due (``policy_change_review.py``)."""
     clocks = retention.evaluate(subject, facts, now)
     store(
         connection,
@@ -147,6 +152,7 @@ def reevaluate(
         now,
         verdict_digest(retention, facts, now),
         new_rows,
+        made_due,
     )
     if not clocks:
         _forget_released_holds(connection, facts)
@@ -161,10 +167,13 @@ def store(
     now: datetime,
     policy_digest: str | None,
     new_rows: NewClockRows | None = None,
+    made_due: "MadeDue | None" = None,
 ) -> list[RetentionClock]:
     """Make the subject's rows say what ``clocks`` say, reached under ``policy_digest``; rows no
     clock matches are removed. Returns the clocks that are new or changed. New rows go into
-    ``new_rows`` when given (the caller inserts them), else they are inserted at once."""
+    ``new_rows`` when given (the caller inserts them), else they are inserted at once. Each new
+    or changed clock is shown to ``made_due``, if given, which notes those a policy change made
+    due (its caller gathers them for review before the commit)."""
     remaining = dict(existing)
     changed = []
     pending = new_rows if new_rows is not None else NewClockRows()
@@ -175,9 +184,10 @@ def store(
             _keep_review(row, clock, values)
         if row is None:
             _, scope_key, scope_value = clock_key(clock)
+            erasure_id = uuid4()
             pending.rows.append(
                 {
-                    "erasure_id": uuid4(),
+                    "erasure_id": erasure_id,
                     "subject_pseudonym": subject,
                     "category": clock.category.value,
                     "scope_key": scope_key,
@@ -187,6 +197,8 @@ def store(
                 }
             )
             changed.append(clock)
+            if made_due is not None:
+                made_due.note(clock, None, erasure_id, now)
         elif any(getattr(row, column) != value for column, value in values.items()):
             updated = connection.execute(
                 update(CLOCKS).where(unchanged(connection, [row])).values(updated_at=now, **values)
@@ -194,6 +206,8 @@ def store(
             if updated != 1:
                 raise ClockChanged(row.erasure_id)
             changed.append(clock)
+            if made_due is not None:
+                made_due.note(clock, row, row.erasure_id, now)
     if remaining:
         gone = connection.execute(delete(CLOCKS).where(unchanged(connection, remaining.values())))
         if gone.rowcount != len(remaining):

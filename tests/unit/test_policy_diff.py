@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.contract.vocabulary import Category
 from shared.domain.engine import ClockState
 from shared.domain.engine.clock_diff import ClockDiff, Verdict
 from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE
@@ -196,3 +197,31 @@ def test_new_gone_and_clocks_that_never_fall_due_are_told_apart() -> None:
         "due_at_once": 1,  # C-4, erased at once
     }
     assert counts["aml"]["earlier"] == 1 and counts["aml"]["due_at_once"] == 0
+
+
+def test_clocks_made_due_are_counted_apart_from_those_erased_at_once_on_a_request() -> None:
+    """What the purger measures against max_per_day: an erasure at once (the person asked for
+    it) is due at once, but no review stops it."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    later = now + timedelta(days=30)
+    diff = ClockDiff()
+    diff.add_subject(
+        {
+            ("collection_case", "case_id", "C-1"): Verdict(ClockState.PENDING, later),
+            ("collection_case", "case_id", "C-2"): Verdict(ClockState.PENDING, later),
+            ("collection_case", "case_id", "C-3"): Verdict(ClockState.DUE, now),
+            ("marketing", "", ""): Verdict(ClockState.PENDING, later),
+        },
+        {
+            ("collection_case", "case_id", "C-1"): Verdict(ClockState.DUE, now),
+            ("collection_case", "case_id", "C-2"): Verdict(ClockState.PENDING, later),
+            ("collection_case", "case_id", "C-3"): Verdict(ClockState.DUE, now),  # due already
+            ("collection_case", "case_id", "C-4"): Verdict(ClockState.DUE, now),  # new, due
+            ("marketing", "", ""): Verdict(ClockState.ERASE_NOW, now),
+        },
+        now,
+    )
+    assert diff.by_category[Category.COLLECTION_CASE].due_at_once == 2
+    assert diff.made_due[Category.COLLECTION_CASE] == 2
+    assert diff.by_category[Category.MARKETING].due_at_once == 1
+    assert diff.made_due[Category.MARKETING] == 0

@@ -129,7 +129,11 @@ class DecisionView(BaseModel):
 class ReviewView(BaseModel):
     review_id: int
     category: Category
-    cause: Cause = Field(description="first_erasure or max_per_day")
+    cause: Cause = Field(
+        description="first_erasure (the category's first erasure ever), max_per_day (more in a "
+        "UTC day than allowed) or policy_change (a new policy made more of its clocks due at "
+        "once than max_per_day: all of them wait)"
+    )
     state: ReviewState = Field(description="what was decided, as soon as it was; else open")
     opened_date: date = Field(description="the UTC day its clocks were stopped")
     created_at: datetime
@@ -144,3 +148,12 @@ class ReviewView(BaseModel):
         "stopped first: GET /v1/erasures/{id} shows each (never a subject)"
     )
     decision: DecisionView | None
+    policy_digest: str | None = Field(
+        default=None,
+        description="policy_change: the digest of the policy (and engine revision) that made "
+        "its clocks due, as /health and the purger's log give it",
+    )
+    previous_policy_digest: str | None = Field(
+        default=None,
+        description="policy_change: the digest their stored verdicts were reached under",
+    )

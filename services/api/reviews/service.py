@@ -66,6 +66,9 @@ _STATE_OF = {
     "extend": ReviewState.EXTENDED,
     "hold": ReviewState.HELD,
 }
+#: What the API shows: reviews, not a policy change's clocks the purger is still gathering (nor
+#: those it released as within the limits: ``services/purger/policy_change_review.py``).
+_REVIEWABLE = _REVIEWS.c.state.in_([state.value for state in ReviewState])
 #: A review with its decision, if one was recorded: the review's own decision columns are what
 #: the purger applied (with no decision recorded: an automatic approval).
 _VIEWED = select(
@@ -87,6 +90,8 @@ _VIEWED = select(
     _DECISIONS.c.hold_id,
     _DECISIONS.c.events,
     _DECISIONS.c.decided_at,
+    _REVIEWS.c.policy_digest,
+    _REVIEWS.c.previous_policy_digest,
 ).outerjoin_from(_REVIEWS, _DECISIONS, _DECISIONS.c.review_id == _REVIEWS.c.id)
 
 
@@ -103,7 +108,7 @@ class AlreadyDecided(Exception):
 def reviews(db: Engine, state: ReviewState | None, limit: int) -> list[ReviewView]:
     """Up to ``limit`` reviews in ``state`` (any if None), the newest first."""
     with db.connect() as connection:
-        query = _VIEWED
+        query = _VIEWED.where(_REVIEWABLE)
         if state is ReviewState.OPEN:  # what waits for a DPO: not decided, nor being applied
             query = query.where(_REVIEWS.c.state == "open", _DECISIONS.c.review_id.is_(None))
         elif state is not None:
@@ -130,7 +135,9 @@ def decide(
     """Record ``decision`` and send its events, in one transaction with its audit entry; the
     review as it now stands. Raises :class:`ReviewNotFound` or :class:`AlreadyDecided`."""
     with begin_deciding(db) as connection:
-        query = select(_REVIEWS.c.id, _REVIEWS.c.state).where(_REVIEWS.c.id == review_id)
+        query = select(_REVIEWS.c.id, _REVIEWS.c.state).where(
+            _REVIEWS.c.id == review_id, _REVIEWABLE
+        )
         if connection.dialect.name == "postgresql":
             query = query.with_for_update()  # see the module's docstring
         review = connection.execute(query).first()
@@ -263,7 +270,7 @@ def _decision_of(state: ReviewState) -> str:
 
 
 def _one(connection: Connection, review_id: int) -> ReviewView | None:
-    rows = connection.execute(_VIEWED.where(_REVIEWS.c.id == review_id)).all()
+    rows = connection.execute(_VIEWED.where(_REVIEWS.c.id == review_id, _REVIEWABLE)).all()
     views = _views(connection, rows)
     return views[0] if views else None
 
@@ -317,6 +324,8 @@ def _view(connection: Connection, row: Any, awaiting: int) -> ReviewView:
         counts=counts,
         sample_erasure_ids=list(sample),
         decision=decision,
+        policy_digest=row.policy_digest,
+        previous_policy_digest=row.previous_policy_digest,
     )
 
 

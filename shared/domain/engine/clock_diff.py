@@ -11,7 +11,10 @@ old verdict and the new one, both as of the same ``now``, is one of:
 
 and, across those, ``due_at_once``: erasable at ``now`` under the new verdict (due, or to erase
 at once) but not under the old one, so the first sweep after the change erases it. A held clock
-is erasable under neither: it may move, but nothing under a hold is erased.
+is erasable under neither: it may move, but nothing under a hold is erased. Of those, the ones
+``due`` (not erased at once on a person's request) are also counted apart, per category
+(``ClockDiff.made_due``): what the purger measures against a category's ``max_per_day`` to
+decide whether the change waits for a disposition review.
 """
 
 from collections.abc import Iterable, Mapping
@@ -70,6 +73,8 @@ class ClockDiff:
     def __init__(self) -> None:
         self.subjects = 0
         self.by_category = {category: Counts() for category in Category}
+        #: Of ``due_at_once``, the clocks the new verdict makes ``due`` (not ``erase_now``).
+        self.made_due = dict.fromkeys(Category, 0)
 
     def add_subject(
         self, old: Mapping[ClockId, Verdict], new: Mapping[ClockId, Verdict], now: datetime
@@ -92,6 +97,8 @@ class ClockDiff:
             erased_now = after is not None and after.erasable_at(now)
             if erased_now and (before is None or not before.erasable_at(now)):
                 counts.due_at_once += 1
+                if after is not None and after.state is not ClockState.ERASE_NOW:
+                    self.made_due[Category(clock_id[0])] += 1
 
     @property
     def total(self) -> Counts:

@@ -197,12 +197,24 @@ class ErasureExpectedSystem(SQLModel, table=True):
     )
 
 
-#: What a disposition review was opened for: the category's first erasure ever, or more of its
-#: erasures in a UTC day than ``max_per_day``.
-REVIEW_CAUSES = ("first_erasure", "max_per_day")
+#: What a disposition review was opened for: the category's first erasure ever, more of its
+#: erasures in a UTC day than ``max_per_day``, or a change of policy (or engine revision) that
+#: made more of its clocks due at once than ``max_per_day``.
+REVIEW_CAUSES = ("first_erasure", "max_per_day", "policy_change")
+#: A policy change's clocks gathered while the refresh runs, before anyone knows how many there
+#: will be: not a review yet (the API does not show it). Once the refresh has been through every
+#: stale subject it becomes ``open`` (more than ``max_per_day``) or ``released`` (no more: its
+#: clocks are made due as any, and counted by the sweep's brake).
+GATHERING = "gathering"
+RELEASED = "released"
 #: ``open`` until decided; then what was decided (``approved`` also when approved automatically,
-#: ``auto_approve_after_days`` after it was opened, with no ``decided_by``).
-REVIEW_STATES = ("open", "approved", "extended", "held")
+#: ``auto_approve_after_days`` after it was opened, with no ``decided_by``). ``gathering`` and
+#: ``released``: a policy change's, see above.
+REVIEW_STATES = ("open", "approved", "extended", "held", GATHERING, RELEASED)
+#: A category's gathering review of one policy digest: one at a time, which purgers refreshing
+#: together make with an insert that does nothing if another made it first (the partial unique
+#: index's predicate, written alike for SQLite's sake).
+GATHERING_SQL = text("state = 'gathering'")
 
 
 class DispositionReview(SQLModel, table=True):
@@ -211,9 +223,25 @@ class DispositionReview(SQLModel, table=True):
     undecided. The clocks themselves point at it (``retention_clock.review_id``); this row keeps
     how many it stopped, by month of their due time and rule (``counts``, JSON:
     ``{"2022-03": {"collection_case.retention": 120}}``), and the decision once applied. No
-    subject, no scope: a review outlives the clocks it stopped."""
+    subject, no scope: a review outlives the clocks it stopped.
+
+    A ``policy_change`` review holds the clocks of one category that the policy running now
+    (``policy_digest``) made due at once where the stored verdicts, reached under another
+    (``previous_policy_digest``), had them wait: gathered (``gathering``) while the policy
+    refresh runs, then ``open`` or ``released`` (``services/purger/policy_change_review.py``);
+    ``opened_date`` and ``created_at`` are then those of its opening."""
 
     __tablename__ = "disposition_review"
+    __table_args__ = (
+        Index(
+            "uq_disposition_review_gathering",
+            "category",
+            "policy_digest",
+            unique=True,
+            postgresql_where=GATHERING_SQL,
+            sqlite_where=GATHERING_SQL,
+        ),
+    )
 
     id: int | None = Field(
         default=None,
@@ -222,7 +250,7 @@ class DispositionReview(SQLModel, table=True):
         ),
     )
     category: str = Field(max_length=40)
-    cause: str = Field(max_length=20, description="first_erasure or max_per_day")
+    cause: str = Field(max_length=20, description="first_erasure, max_per_day or policy_change")
     opened_date: date = Field(sa_column=Column(Date(), nullable=False), description="UTC")
     state: str = Field(max_length=20, index=True)
     clocks: int = Field(description="how many clocks it stopped")
@@ -239,6 +267,18 @@ class DispositionReview(SQLModel, table=True):
         description="the deciding API key's id; None while open, and when approved automatically",
     )
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    policy_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="policy_change: the digest of the policy (and engine revision) that made "
+        "its clocks due",
+    )
+    previous_policy_digest: str | None = Field(
+        default=None,
+        max_length=64,
+        description="policy_change: the digest their stored verdicts were reached under (of the "
+        "first clocks gathered, should there have been several)",
+    )
 
 
 class DispositionCount(SQLModel, table=True):
