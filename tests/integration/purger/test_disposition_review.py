@@ -381,3 +381,37 @@ def test_ops_see_open_reviews_and_awaiting_clocks_on_metrics(fresh_db: Engine) -
     sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
     labels = {"category": "collection_case"}
     assert registry.get_sample_value("gallring_purger_reviews_open", labels) == 0
+
+
+def test_an_extension_that_ended_before_the_purger_applied_it_is_counted_anew(
+    fresh_db: Engine,
+) -> None:
+    """The lifecycle lane lagged past the extension's ``until``: the engine finds the clocks due
+    again, and they must not await their extended review for ever (it releases nothing) but be
+    counted anew by the brake: erased within the day's limit, the rest in a new open review."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    back_fill(fresh_db, retention, 3)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=tomorrow),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    later = datetime.now(UTC) + timedelta(days=3)
+    handle_batch(fresh_db, retention, sent_events(fresh_db, "retention.extended"), later)
+
+    assert sweep(fresh_db, retention, later, batch_size=10) == 1
+    first, second = all_reviews(fresh_db)
+    assert (first.state, second.state, second.cause, second.clocks) == (
+        "extended",
+        "open",
+        "max_per_day",
+        1,
+    )
+    assert states(fresh_db) == {"awaiting_review": 1}
+    with fresh_db.connect() as connection:
+        assert connection.execute(select(_CLOCKS.c.review_id)).scalars().all() == [second.id]
