@@ -5,7 +5,7 @@ and the reviews are the whole database's)."""
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -415,3 +415,47 @@ def test_an_extension_that_ended_before_the_purger_applied_it_is_counted_anew(
     assert states(fresh_db) == {"awaiting_review": 1}
     with fresh_db.connect() as connection:
         assert connection.execute(select(_CLOCKS.c.review_id)).scalars().all() == [second.id]
+
+
+def test_an_extension_no_dpo_decided_is_ignored(fresh_db: Engine) -> None:
+    """A retention.extended that did not come from an extend decision (a made-up review id, or
+    another until than the DPO's) keeps nothing: the clocks fall due as their period says."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(fresh_db, retention, 3)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    until = (datetime.now(UTC) + timedelta(days=400)).date()
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=until),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    [decided, _] = sent_events(fresh_db, "retention.extended")
+    longer = decided.model_copy(
+        update={"data": decided.data.model_copy(update={"until": date(2199, 1, 1)})}
+    )
+    made_up = [
+        person.message(
+            "retention.extended",
+            ago(minutes=1),
+            {"case_id": f"C-{n}"},
+            {"category": "collection_case", "until": "2199-01-01", "ground": "x", "review_id": 77},
+        )
+        for n, person in enumerate(people)
+    ]
+    handle_batch(fresh_db, retention, [longer, *made_up], datetime.now(UTC))
+    assert states(fresh_db) == {"awaiting_review": 2}  # still waiting for their review
+
+    # Erasures due without a review: the made-up extension keeps nothing.
+    unreviewed = retention_with()
+    [fresh] = back_fill(fresh_db, unreviewed, 1)
+    forged = fresh.message(
+        "retention.extended",
+        ago(minutes=1),
+        {"case_id": "C-0"},
+        {"category": "collection_case", "until": "2199-01-01", "ground": "x", "review_id": 77},
+    )
+    handle_batch(fresh_db, unreviewed, [forged], datetime.now(UTC))
+    assert clocks_of(fresh_db, fresh) == {("collection_case", "C-0"): "due"}
