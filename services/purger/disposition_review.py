@@ -63,6 +63,7 @@ from shared.domain.contract.review_messages import (
     ReviewOpened,
 )
 from shared.domain.contract.vocabulary import Category
+from shared.domain.engine.evaluate import IMMEDIATE_RULE
 from shared.domain.policy import Policy
 from shared.domain.policy.model import Review
 from shared.messaging import topics
@@ -190,9 +191,13 @@ def _allowance(
 
 
 def _never_erased(connection: Connection, category: str) -> bool:
-    """No erasure of the category was ever executed, nor a review of it approved (whose clocks
-    are being erased: the DPO has seen the category's first erasure)."""
-    erased = exists().where(_PROOFS.c.category == category)
+    """No erasure of the category whose time came was ever executed, nor a review of it approved
+    (whose clocks are being erased: the DPO has seen the category's first erasure). Immediate
+    erasures do not count: an unsubscribe is erased at once, unbraked, and says nothing of
+    whether the category's periods erase what they should."""
+    erased = exists().where(
+        _PROOFS.c.category == category, _PROOFS.c.rule != f"{category}.{IMMEDIATE_RULE}"
+    )
     approved = exists().where(_REVIEWS.c.category == category, _REVIEWS.c.state == "approved")
     return not connection.execute(select(erased | approved)).scalar_one()
 

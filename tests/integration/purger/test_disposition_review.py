@@ -459,3 +459,31 @@ def test_an_extension_no_dpo_decided_is_ignored(fresh_db: Engine) -> None:
     )
     handle_batch(fresh_db, unreviewed, [forged], datetime.now(UTC))
     assert clocks_of(fresh_db, fresh) == {("collection_case", "C-0"): "due"}
+
+
+def test_an_unsubscribe_does_not_count_as_the_first_erasure_of_its_category(
+    fresh_db: Engine,
+) -> None:
+    retention = retention_with(marketing=Review(first_erasure=True))
+    unsubscribed = Subject()
+    handle_batch(
+        fresh_db,
+        retention,
+        [
+            unsubscribed.message("marketing.contact", ago(days=2)),
+            unsubscribed.message("newsletter.unsubscribed", ago(minutes=1)),
+        ],
+        datetime.now(UTC),
+    )
+    assert sweep_subjects(fresh_db, retention, datetime.now(UTC), {unsubscribed.pseudonym}) == 1
+
+    # The first erasure of marketing whose period ran still waits for a review.
+    handle_batch(
+        fresh_db,
+        retention,
+        [Subject().message("marketing.contact", ago(years=4))],
+        datetime.now(UTC),
+    )
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
+    [review] = all_reviews(fresh_db)
+    assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 1)
