@@ -8,8 +8,9 @@ sweep's index leaves out), in a review a DPO decides on through the API.
 
 What counts: erasures whose time came (stored state ``pending`` or ``due``), not immediate ones
 (``erase_now``: an unsubscribe, an objection, an erasure request the person made, which must not
-wait for a review), nor clocks a review approved (counted once, when they were stopped). The
-day is the UTC day of the sweep.
+wait for a review), nor the due clocks of a subject who asked for erasure (the engine leaves a
+clock already due as it is, whatever the request: still the person's), nor clocks a review
+approved (counted once, when they were stopped). The day is the UTC day of the sweep.
 
 The brake (:func:`admit`) runs inside the sweep's transaction, on the clocks it locked, before
 anything is erased. Per braked category it reads how many erasures the day has executed
@@ -45,7 +46,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,6 +56,7 @@ from sqlalchemy import Connection, Engine, Row, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from shared.domain.contract.events import DSR_ERASURE_REQUESTED
 from shared.domain.contract.review_messages import (
     SCHEMA_VERSION,
     Cause,
@@ -80,6 +82,7 @@ from shared.storage.tables.purger import (
     DispositionReview,
     ErasureProof,
     StoredClock,
+    SubjectFact,
 )
 from shared.storage.tables.table import table_of
 
@@ -90,6 +93,7 @@ _COUNTS = table_of(DispositionCount)
 _DECISIONS = table_of(ReviewDecision)
 _PROOFS = table_of(ErasureProof)
 _OUTBOX = table_of(OutboxMessage)
+_FACTS = table_of(SubjectFact)
 #: The causes of the reviews a sweep opens and adds to (a policy change's are gathered by the
 #: policy refresh: ``policy_change_review.py``).
 SWEEP_CAUSES = ("first_erasure", "max_per_day")
@@ -134,8 +138,10 @@ def admit(
     connection: Connection, policy: Policy, candidates: Sequence[Row[Any]], now: datetime
 ) -> Admission:
     """Let through what the review limits allow of ``candidates`` (locked clock rows, in due
-    order: ``id``, ``category``, ``state``, ``review_id``, ``due_at``, ``rule``); move the rest
-    into their category's review of the day. Nothing is erased here."""
+    order: ``id``, ``subject_pseudonym``, ``category``, ``state``, ``review_id``, ``due_at``,
+    ``rule``); move the rest into their category's review of the day. Nothing is erased here.
+    Immediate erasures, approved clocks and those of subjects who asked for erasure
+    (:func:`requesting_erasure`) go through unbraked."""
     admission = Admission(admitted=[])
     braked: dict[str, list[Row[Any]]] = {}
     reviews = {category.value: _review_of(policy, category) for category in Category}
@@ -145,6 +151,19 @@ def admit(
             admission.admitted.append(row.id)
         else:
             braked.setdefault(row.category, []).append(row)
+    requested = requesting_erasure(
+        connection, {row.subject_pseudonym for rows in braked.values() for row in rows}
+    )
+    if requested:  # what the person asked to be erased is not braked (nor counted)
+        for category in list(braked):
+            admission.admitted += [
+                row.id for row in braked[category] if row.subject_pseudonym in requested
+            ]
+            rest = [row for row in braked[category] if row.subject_pseudonym not in requested]
+            if rest:
+                braked[category] = rest
+            else:
+                del braked[category]
     day = utc_date(now)
     for category in sorted(braked):
         rows = braked[category]
@@ -163,6 +182,26 @@ def admit(
             _stop(connection, category, cause, review, stopped, now)
             admission.stopped += len(stopped)
     return admission
+
+
+def requesting_erasure(connection: Connection, subjects: Collection[str]) -> set[str]:
+    """Those of ``subjects`` that asked for erasure (a ``dsr.erasure_requested`` among their
+    facts). Their due clocks are erased as the engine finds them due, unbraked: the engine
+    erases at once only the categories the policy's ``immediate_erasure`` lists for a request,
+    and leaves a clock already due as it is, yet the request is the person's, as an unsubscribe
+    is, and must not wait for a review."""
+    if not subjects:
+        return set()
+    return set(
+        connection.execute(
+            select(_FACTS.c.subject_pseudonym)
+            .where(
+                one_of(connection, _FACTS.c.subject_pseudonym, subjects),
+                _FACTS.c.event_type == DSR_ERASURE_REQUESTED,
+            )
+            .distinct()
+        ).scalars()
+    )
 
 
 def _review_of(policy: Policy, category: Category) -> Review | None:

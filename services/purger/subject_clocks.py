@@ -14,7 +14,11 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Row, delete, select, text, tuple_, union, update
 
-from shared.domain.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
+from shared.domain.contract.events import (
+    DSR_ERASURE_REQUESTED,
+    HOLD_EVENT_TYPES,
+    LEGAL_HOLD_PLACED,
+)
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import ClockState, RetentionClock, RetentionEngine
 from shared.domain.engine.evaluate import ClockKey
@@ -156,6 +160,7 @@ def reevaluate(
         verdict_digest(retention, facts, now),
         new_rows,
         made_due,
+        erasure_requested=any(fact.type == DSR_ERASURE_REQUESTED for fact in facts),
     )
     if not clocks:
         _forget_released_holds(connection, facts)
@@ -171,12 +176,16 @@ def store(
     policy_digest: str | None,
     new_rows: NewClockRows | None = None,
     made_due: "MadeDue | None" = None,
+    *,
+    erasure_requested: bool = False,
 ) -> list[RetentionClock]:
     """Make the subject's rows say what ``clocks`` say, reached under ``policy_digest``; rows no
     clock matches are removed. Returns the clocks that are new or changed. New rows go into
     ``new_rows`` when given (the caller inserts them), else they are inserted at once. Each new
     or changed clock is shown to ``made_due``, if given, which notes those a policy change made
-    due (its caller gathers them for review before the commit)."""
+    due (its caller gathers them for review before the commit). ``erasure_requested``: the
+    subject asked for erasure, and its due clocks leave their reviews (the brake lets them
+    through: ``disposition_review.requesting_erasure``)."""
     remaining = dict(existing)
     changed = []
     pending = new_rows if new_rows is not None else NewClockRows()
@@ -185,7 +194,7 @@ def store(
         values = {**_values(clock), "policy_digest": policy_digest}
         row = remaining.pop(clock_key(clock), None)
         if row is not None and row.review_id is not None:
-            _keep_review(row, clock, values, row.review_id in not_approved)
+            _keep_review(row, clock, values, row.review_id in not_approved, erasure_requested)
         if row is None:
             _, scope_key, scope_value = clock_key(clock)
             erasure_id = uuid4()
@@ -222,7 +231,11 @@ def store(
 
 
 def _keep_review(
-    row: Row[Any], clock: RetentionClock, values: dict[str, Any], not_approved: bool
+    row: Row[Any],
+    clock: RetentionClock,
+    values: dict[str, Any],
+    not_approved: bool,
+    erasure_requested: bool,
 ) -> None:
     """A clock in a disposition review stays there as long as the engine still finds it due:
     awaiting the review (an event about something else of its subject does not release it), or
@@ -235,10 +248,12 @@ def _keep_review(
     that ended before the purger applied it: due again, at its ``until``): its review releases
     only approved clocks, so it would await a decided review for ever, in no open review. Out
     of it, the brake counts it anew (erased within the day's limit, else in a new review). Not
-    before its verdict changed: the decision's events may not have been applied yet."""
+    before its verdict changed: the decision's events may not have been applied yet. And so
+    does a clock still due of a subject who asked for erasure (``erasure_requested``): the
+    brake lets it through, as the person asked."""
     if clock.state is ClockState.DUE:
         decided_away = not_approved and (clock.due_at, clock.rule) != (row.due_at, row.rule)
-        if decided_away:
+        if decided_away or erasure_requested:
             values["review_id"] = None
         elif row.state == AWAITING_REVIEW:
             values["state"] = AWAITING_REVIEW

@@ -255,6 +255,11 @@ class DsrErasureRequested(_SubjectWideEvent):
     type: Literal["dsr.erasure_requested"]
 
 
+#: Spelled once, for the purger, which lets a subject's due clocks through the review brake
+#: once the subject asked for erasure.
+DSR_ERASURE_REQUESTED = "dsr.erasure_requested"
+
+
 class DsrObjection(_SubjectWideEvent):
     """The data subject objects to direct marketing (GDPR art. 21(3))."""
 

@@ -487,3 +487,20 @@ def test_an_unsubscribe_does_not_count_as_the_first_erasure_of_its_category(
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
     [review] = all_reviews(fresh_db)
     assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 1)
+
+
+def test_a_subject_who_asks_for_erasure_is_not_braked_nor_left_awaiting(fresh_db: Engine) -> None:
+    """An erasure request leaves a clock already due as it is (collection cases are not erased
+    at once by one), yet it is the person's request: their due clocks are erased without
+    waiting for a review, past the day's limit, whether already awaiting one or not."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(fresh_db, retention, 2)
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 1
+    [waiting] = [p for p in people if clocks_of(fresh_db, p)]
+    [asking] = back_fill(fresh_db, retention, 1)
+    requests = [p.message("dsr.erasure_requested", ago(minutes=1)) for p in (waiting, asking)]
+    handle_batch(fresh_db, retention, requests, datetime.now(UTC))
+
+    sweep_subjects(fresh_db, retention, datetime.now(UTC), {waiting.pseudonym, asking.pseudonym})
+    assert states(fresh_db) == {} and erased(fresh_db) == 3
+    assert counted_today(fresh_db) == 1  # not counted against the day either
