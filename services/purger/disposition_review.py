@@ -18,8 +18,10 @@ anything is erased. Per braked category it reads how many erasures the day has e
 adds its own at the end (:meth:`Admission.record`), where the row's lock is held only until the
 commit, so purgers sweeping a category together go on in parallel. Should another purger have
 taken the rest of the day's limit meanwhile, the addition finds the total past the limit and the
-batch is rolled back (:class:`QuotaTaken`) and swept again. Where the batch does not fit, the
-day's row is locked before it is read again: purgers near the limit take turns, and the clocks
+batch is rolled back (:class:`QuotaTaken`) and swept again. Where the batch does not fit in one
+category, the day's rows of all its braked categories are locked, in one order, before they are
+read again (all, or two purgers each near one of two limits would wait for each other's row):
+purgers near the limit take turns, and the clocks
 past it join the category's open review of the day (or open one), which is locked too, so that a
 decision taken through the API meanwhile is seen.
 
@@ -165,13 +167,24 @@ def admit(
             else:
                 del braked[category]
     day = utc_date(now)
+    allowances = {
+        category: _allowance(connection, category, reviews[category], day, lock=False)
+        for category in sorted(braked)
+    }
+    if any(len(rows) > allowances[category][0] for category, rows in braked.items()):
+        # Near a limit: take turns, and count again. Every braked category's day is locked,
+        # in one order, not only those past their limit: :meth:`Admission.record` locks the
+        # counted ones (in that order) at the end, and a purger holding one category's row
+        # while it waits for another's, held by a purger waiting for the first, deadlocks.
+        allowances = {
+            category: _allowance(connection, category, reviews[category], day, lock=True)
+            for category in sorted(braked)
+        }
     for category in sorted(braked):
         rows = braked[category]
         review = reviews[category]
         assert review is not None
-        allowance, cause = _allowance(connection, category, review, day, lock=False)
-        if len(rows) > allowance:  # near the limit: take turns, and count again
-            allowance, cause = _allowance(connection, category, review, day, lock=True)
+        allowance, cause = allowances[category]
         let_through = rows[: int(min(allowance, len(rows)))]
         admission.admitted += [row.id for row in let_through]
         if review.max_per_day is not None:
@@ -210,11 +223,12 @@ def _review_of(policy: Policy, category: Category) -> Review | None:
 
 
 def _allowance(
-    connection: Connection, category: str, review: Review, day: date, *, lock: bool
+    connection: Connection, category: str, review: Review | None, day: date, *, lock: bool
 ) -> tuple[float, Cause]:
     """How many more of the category's erasures the day allows, and why no more. With
     ``lock``, the day's row (made if need be) is held until the commit first: purgers that may
     stop clocks of the category take turns, and count exactly."""
+    assert review is not None  # a braked category's
     erased = _add_to_day(connection, category, day, 0) if lock else None
     if review.first_erasure and _never_erased(connection, category):
         return 0, "first_erasure"

@@ -3,9 +3,12 @@ keep what it stopped, on PostgreSQL and SQLite (a database of each test's own: t
 and the reviews are the whole database's)."""
 
 import json
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -14,6 +17,7 @@ from services.api.api_keys import Principal, Scope
 from services.api.reviews import service as reviews
 from services.api.reviews.schemas import DecisionRequest
 from services.api.subjects import service as lookup
+from services.purger.disposition_review import admit
 from services.purger.handlers import handle_batch
 from services.purger.metrics import PurgerMetrics
 from services.purger.sweep import sweep, sweep_subjects
@@ -22,6 +26,7 @@ from shared.domain.contract.review_messages import ReviewDecided, ReviewOpened
 from shared.domain.engine import RetentionEngine
 from shared.domain.policy.model import Review
 from shared.messaging import topics
+from shared.storage.database import begin_deciding
 from shared.storage.tables.outbox import OutboxMessage
 from shared.storage.tables.purger import (
     DispositionCount,
@@ -504,3 +509,46 @@ def test_a_subject_who_asks_for_erasure_is_not_braked_nor_left_awaiting(fresh_db
     sweep_subjects(fresh_db, retention, datetime.now(UTC), {waiting.pseudonym, asking.pseudonym})
     assert states(fresh_db) == {} and erased(fresh_db) == 3
     assert counted_today(fresh_db) == 1  # not counted against the day either
+
+
+def test_purgers_near_two_limits_at_once_do_not_deadlock(fresh_db: Engine) -> None:
+    """One purger's batch fits collection_case's day but not marketing's, another's the other
+    way round: each must not hold one category's day while it waits for the other's."""
+    retention = retention_with(
+        collection_case=Review(max_per_day=3), marketing=Review(max_per_day=3)
+    )
+    now = datetime.now(UTC)
+
+    def batch(start: int, cases: int, contacts: int) -> list[Any]:
+        categories = ["collection_case"] * cases + ["marketing"] * contacts
+        return [
+            SimpleNamespace(
+                id=start + n,
+                subject_pseudonym=Subject().pseudonym,
+                category=category,
+                state="due",
+                review_id=None,
+                due_at=now - timedelta(days=1),
+                rule=f"{category}.retention",
+            )
+            for n, category in enumerate(categories)
+        ]
+
+    first, second = batch(1, cases=1, contacts=5), batch(100, cases=5, contacts=1)
+    admitted_second = threading.Event()
+
+    def other_purger() -> None:
+        with begin_deciding(fresh_db) as connection:
+            admission = admit(connection, retention.policy, second, now)
+            admitted_second.set()
+            admission.record(connection, admission.admitted, now)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with begin_deciding(fresh_db) as connection:
+            admission = admit(connection, retention.policy, first, now)
+            running = pool.submit(other_purger)
+            admitted_second.wait(timeout=1)  # with the fix it waits for this transaction
+            time.sleep(0.3)
+            admission.record(connection, admission.admitted, now)
+        running.result(timeout=30)
+    assert (counted_today(fresh_db), counted_today(fresh_db, "marketing")) == (3, 3)
