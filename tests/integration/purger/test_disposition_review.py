@@ -552,3 +552,43 @@ def test_purgers_near_two_limits_at_once_do_not_deadlock(fresh_db: Engine) -> No
             admission.record(connection, admission.admitted, now)
         running.result(timeout=30)
     assert (counted_today(fresh_db), counted_today(fresh_db, "marketing")) == (3, 3)
+
+
+def test_an_unsubscribe_is_erased_at_once_even_when_another_purger_takes_the_day(
+    fresh_db: Engine,
+) -> None:
+    """The immediate lane's batch holds an unsubscribe and a case due; another purger's
+    erasures take the case's day while the batch runs (PostgreSQL: the brake read the day
+    before they were committed). The batch is swept again: the unsubscribe is erased, the case
+    waits for a review."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    person = Subject()
+    handle_batch(
+        fresh_db,
+        retention,
+        [
+            person.message("collection_case.closed", ago(months=38), {"case_id": "C-1"}),
+            person.message("marketing.contact", ago(days=2)),
+            person.message("newsletter.unsubscribed", ago(minutes=1)),
+        ],
+        datetime.now(UTC),
+    )
+    counting = threading.Event()
+
+    def other_purger() -> None:
+        with begin_deciding(fresh_db) as connection:
+            connection.execute(
+                _COUNTS.insert().values(
+                    category="collection_case", utc_date=datetime.now(UTC).date(), erased=1
+                )
+            )
+            counting.set()
+            time.sleep(0.5)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(other_purger)
+        counting.wait(timeout=10)
+        sweep_subjects(fresh_db, retention, datetime.now(UTC), {person.pseudonym})
+        running.result(timeout=30)
+    assert erased(fresh_db, "marketing") == 1
+    assert clocks_of(fresh_db, person) == {("collection_case", "C-1"): "awaiting_review"}
