@@ -25,7 +25,7 @@ from services.api.problems import (
 )
 from shared.domain.contract import LifecycleEvent, parse_event, parse_events
 from shared.domain.contract.errors import FieldError, describe
-from shared.domain.contract.events import GALLRING_INTERNAL_EVENT_TYPES
+from shared.domain.contract.events import INTERNAL_EVENT_TYPES
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.pseudonym import Pseudonymiser
 
@@ -71,7 +71,7 @@ _EVENT_BODY = {
                 "examples": {
                     t: {"summary": t, "value": e}
                     for t, e in EXAMPLES.items()
-                    if t not in GALLRING_INTERNAL_EVENT_TYPES
+                    if t not in INTERNAL_EVENT_TYPES
                 },
             }
         },
@@ -292,7 +292,7 @@ def _check_may_send(principal: Principal, event: LifecycleEvent) -> None:
     """Data-subject requests change what is erased at once: they need their own scope. An
     extension keeps data past its period: only Gallring's own review decisions send one (through
     the outbox, not this intake), whatever the key."""
-    if event.type in GALLRING_INTERNAL_EVENT_TYPES:
+    if event.type in INTERNAL_EVENT_TYPES:
         raise Problem(
             422,
             "gallring-internal-event",

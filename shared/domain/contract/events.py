@@ -325,7 +325,7 @@ class RetentionExtended(_Event):
 #: Spelled once, for the engine and the policy, which tell extensions from other events by it.
 RETENTION_EXTENDED = _type_of(RetentionExtended)
 #: What only Gallring sends (through its outbox): the public intake refuses these types.
-GALLRING_INTERNAL_EVENT_TYPES: tuple[str, ...] = (RETENTION_EXTENDED,)
+INTERNAL_EVENT_TYPES: tuple[str, ...] = (RETENTION_EXTENDED,)
 
 
 class DataDisclosed(_Event):

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from services.api.api_keys import Scope
 from services.api.events.schemas import BatchResult
-from shared.domain.contract.events import GALLRING_INTERNAL_EVENT_TYPES, HOLD_EVENT_TYPES
+from shared.domain.contract.events import HOLD_EVENT_TYPES, INTERNAL_EVENT_TYPES
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.policy.model import IMMEDIATE_EVENT_TYPES
 from shared.domain.pseudonym import Pseudonymiser
@@ -28,7 +28,7 @@ RAW_IDENTIFIERS = ["19811218-9876", "198112189876", "8112189876", "811218-9876",
 
 
 #: What systems may send: Gallring's own types are refused at the intake.
-PUBLIC_TYPES = [t for t in EXAMPLES if t not in GALLRING_INTERNAL_EVENT_TYPES]
+PUBLIC_TYPES = [t for t in EXAMPLES if t not in INTERNAL_EVENT_TYPES]
 
 
 def fresh(event_type: str, **changes: Any) -> dict[str, Any]:

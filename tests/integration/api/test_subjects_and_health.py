@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import trace
 
 from services.api.api_keys import Scope
-from shared.domain.contract.events import GALLRING_INTERNAL_EVENT_TYPES
+from shared.domain.contract.events import INTERNAL_EVENT_TYPES
 from shared.domain.contract.examples import EXAMPLES
 from shared.messaging.embedded_broker import free_loopback_port
 from tests.integration.conftest import RunningApi, relay_settings
@@ -135,7 +135,7 @@ async def test_the_openapi_document_has_an_example_of_every_event_type(api: Runn
     """Of every type a system may send: not of Gallring's own, which the intake refuses."""
     document = (await api.client.get("/openapi.json")).json()
     body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
-    assert set(body["examples"]) == set(EXAMPLES) - set(GALLRING_INTERNAL_EVENT_TYPES)
+    assert set(body["examples"]) == set(EXAMPLES) - set(INTERNAL_EVENT_TYPES)
     assert "LifecycleEvent" in document["components"]["schemas"]
 
 
