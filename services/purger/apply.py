@@ -12,17 +12,21 @@ from sqlalchemy import Connection, func, select, union
 from services.purger import subject_clocks
 from services.purger.batch import PurgerBatch
 from services.purger.policy_change_review import MadeDue
+from shared.domain.contract.events import RETENTION_EXTENDED
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.pseudonym import subject_hash
 from shared.storage.bulk_insert import insert_rows
 from shared.storage.database import one_of
-from shared.storage.tables.purger import ConsumedEvent, ErasureProof
+from shared.storage.tables.api import ReviewDecision
+from shared.storage.tables.purger import ConsumedEvent, DispositionReview, ErasureProof
 from shared.storage.tables.table import table_of
 
 log = logging.getLogger(__name__)
 _CONSUMED = table_of(ConsumedEvent)
 _PROOFS = table_of(ErasureProof)
+_DECISIONS = table_of(ReviewDecision)
+_REVIEWS = table_of(DispositionReview)
 
 
 def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> None:
@@ -55,7 +59,7 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
         connection, _CONSUMED, [{"event_id": event_id, "consumed_at": now} for event_id in fresh]
     )
     about_erased = _about_erased_data(connection, retention, list(fresh.values()))
-    for event_id in about_erased:
+    for event_id in about_erased | _unfounded_extensions(connection, list(fresh.values())):
         del fresh[event_id]
     if not fresh:
         return
@@ -99,6 +103,49 @@ def apply_lifecycle(batch: PurgerBatch, messages: list[LifecycleMessage]) -> Non
     erasable -= made_due.gather(connection, now)
     batch.new_events += len(fresh)
     batch.erasable_clocks += erasable
+
+
+def _unfounded_extensions(connection: Connection, messages: list[LifecycleMessage]) -> set[UUID]:
+    """Extensions no DPO decided: a ``retention.extended`` whose ``review_id`` is not a review
+    of its category the API recorded an ``extend`` decision on with the same ``until``.
+
+    Only Gallring's review decisions send the type (the public intake refuses it), but the
+    lifecycle topics are written by other hands than the API's too; an extension keeps data past
+    its period, so one nobody decided is recorded as consumed and not kept, with a warning (its
+    event id and review id: nothing of the subject)."""
+    extensions = [m for m in messages if m.type == RETENTION_EXTENDED]
+    if not extensions:
+        return set()
+    review_ids = {m.data.review_id for m in extensions if m.data.review_id is not None}
+    decided = (
+        {
+            (row.review_id, row.category, row.until_date)
+            for row in connection.execute(
+                select(_DECISIONS.c.review_id, _REVIEWS.c.category, _DECISIONS.c.until_date)
+                .join_from(_DECISIONS, _REVIEWS, _REVIEWS.c.id == _DECISIONS.c.review_id)
+                .where(
+                    one_of(connection, _DECISIONS.c.review_id, review_ids),
+                    _DECISIONS.c.decision == "extend",
+                )
+            )
+        }
+        if review_ids
+        else set()
+    )
+    unfounded = set()
+    for message in extensions:
+        data = message.data
+        if (data.review_id, data.category.value, data.until) not in decided:
+            log.warning(
+                "purger: ignored retention.extended %s: review %s has no extend decision of %s "
+                "until %s (only Gallring's review decisions send it)",
+                message.event_id,
+                data.review_id,
+                data.category.value,
+                data.until.isoformat(),
+            )
+            unfounded.add(message.event_id)
+    return unfounded
 
 
 def _about_erased_data(

@@ -8,8 +8,9 @@ sweep's index leaves out), in a review a DPO decides on through the API.
 
 What counts: erasures whose time came (stored state ``pending`` or ``due``), not immediate ones
 (``erase_now``: an unsubscribe, an objection, an erasure request the person made, which must not
-wait for a review), nor clocks a review approved (counted once, when they were stopped). The
-day is the UTC day of the sweep.
+wait for a review), nor the due clocks of a subject who asked for erasure (the engine leaves a
+clock already due as it is, whatever the request: still the person's), nor clocks a review
+approved (counted once, when they were stopped). The day is the UTC day of the sweep.
 
 The brake (:func:`admit`) runs inside the sweep's transaction, on the clocks it locked, before
 anything is erased. Per braked category it reads how many erasures the day has executed
@@ -17,8 +18,10 @@ anything is erased. Per braked category it reads how many erasures the day has e
 adds its own at the end (:meth:`Admission.record`), where the row's lock is held only until the
 commit, so purgers sweeping a category together go on in parallel. Should another purger have
 taken the rest of the day's limit meanwhile, the addition finds the total past the limit and the
-batch is rolled back (:class:`QuotaTaken`) and swept again. Where the batch does not fit, the
-day's row is locked before it is read again: purgers near the limit take turns, and the clocks
+batch is rolled back (:class:`QuotaTaken`) and swept again. Where the batch does not fit in one
+category, the day's rows of all its braked categories are locked, in one order, before they are
+read again (all, or two purgers each near one of two limits would wait for each other's row):
+purgers near the limit take turns, and the clocks
 past it join the category's open review of the day (or open one), which is locked too, so that a
 decision taken through the API meanwhile is seen.
 
@@ -45,7 +48,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,6 +58,7 @@ from sqlalchemy import Connection, Engine, Row, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from shared.domain.contract.events import DSR_ERASURE_REQUESTED
 from shared.domain.contract.review_messages import (
     SCHEMA_VERSION,
     Cause,
@@ -63,6 +67,7 @@ from shared.domain.contract.review_messages import (
     ReviewOpened,
 )
 from shared.domain.contract.vocabulary import Category
+from shared.domain.engine.evaluate import IMMEDIATE_RULE
 from shared.domain.policy import Policy
 from shared.domain.policy.model import Review
 from shared.messaging import topics
@@ -79,6 +84,7 @@ from shared.storage.tables.purger import (
     DispositionReview,
     ErasureProof,
     StoredClock,
+    SubjectFact,
 )
 from shared.storage.tables.table import table_of
 
@@ -89,6 +95,7 @@ _COUNTS = table_of(DispositionCount)
 _DECISIONS = table_of(ReviewDecision)
 _PROOFS = table_of(ErasureProof)
 _OUTBOX = table_of(OutboxMessage)
+_FACTS = table_of(SubjectFact)
 #: The causes of the reviews a sweep opens and adds to (a policy change's are gathered by the
 #: policy refresh: ``policy_change_review.py``).
 SWEEP_CAUSES = ("first_erasure", "max_per_day")
@@ -133,8 +140,10 @@ def admit(
     connection: Connection, policy: Policy, candidates: Sequence[Row[Any]], now: datetime
 ) -> Admission:
     """Let through what the review limits allow of ``candidates`` (locked clock rows, in due
-    order: ``id``, ``category``, ``state``, ``review_id``, ``due_at``, ``rule``); move the rest
-    into their category's review of the day. Nothing is erased here."""
+    order: ``id``, ``subject_pseudonym``, ``category``, ``state``, ``review_id``, ``due_at``,
+    ``rule``); move the rest into their category's review of the day. Nothing is erased here.
+    Immediate erasures, approved clocks and those of subjects who asked for erasure
+    (:func:`requesting_erasure`) go through unbraked."""
     admission = Admission(admitted=[])
     braked: dict[str, list[Row[Any]]] = {}
     reviews = {category.value: _review_of(policy, category) for category in Category}
@@ -144,14 +153,38 @@ def admit(
             admission.admitted.append(row.id)
         else:
             braked.setdefault(row.category, []).append(row)
+    requested = requesting_erasure(
+        connection, {row.subject_pseudonym for rows in braked.values() for row in rows}
+    )
+    if requested:  # what the person asked to be erased is not braked (nor counted)
+        for category in list(braked):
+            admission.admitted += [
+                row.id for row in braked[category] if row.subject_pseudonym in requested
+            ]
+            rest = [row for row in braked[category] if row.subject_pseudonym not in requested]
+            if rest:
+                braked[category] = rest
+            else:
+                del braked[category]
     day = utc_date(now)
+    allowances = {
+        category: _allowance(connection, category, reviews[category], day, lock=False)
+        for category in sorted(braked)
+    }
+    if any(len(rows) > allowances[category][0] for category, rows in braked.items()):
+        # Near a limit: take turns, and count again. Every braked category's day is locked,
+        # in one order, not only those past their limit: :meth:`Admission.record` locks the
+        # counted ones (in that order) at the end, and a purger holding one category's row
+        # while it waits for another's, held by a purger waiting for the first, deadlocks.
+        allowances = {
+            category: _allowance(connection, category, reviews[category], day, lock=True)
+            for category in sorted(braked)
+        }
     for category in sorted(braked):
         rows = braked[category]
         review = reviews[category]
         assert review is not None
-        allowance, cause = _allowance(connection, category, review, day, lock=False)
-        if len(rows) > allowance:  # near the limit: take turns, and count again
-            allowance, cause = _allowance(connection, category, review, day, lock=True)
+        allowance, cause = allowances[category]
         let_through = rows[: int(min(allowance, len(rows)))]
         admission.admitted += [row.id for row in let_through]
         if review.max_per_day is not None:
@@ -164,17 +197,38 @@ def admit(
     return admission
 
 
+def requesting_erasure(connection: Connection, subjects: Collection[str]) -> set[str]:
+    """Those of ``subjects`` that asked for erasure (a ``dsr.erasure_requested`` among their
+    facts). Their due clocks are erased as the engine finds them due, unbraked: the engine
+    erases at once only the categories the policy's ``immediate_erasure`` lists for a request,
+    and leaves a clock already due as it is, yet the request is the person's, as an unsubscribe
+    is, and must not wait for a review."""
+    if not subjects:
+        return set()
+    return set(
+        connection.execute(
+            select(_FACTS.c.subject_pseudonym)
+            .where(
+                one_of(connection, _FACTS.c.subject_pseudonym, subjects),
+                _FACTS.c.event_type == DSR_ERASURE_REQUESTED,
+            )
+            .distinct()
+        ).scalars()
+    )
+
+
 def _review_of(policy: Policy, category: Category) -> Review | None:
     review = policy.categories[category].review
     return review if review.brakes else None
 
 
 def _allowance(
-    connection: Connection, category: str, review: Review, day: date, *, lock: bool
+    connection: Connection, category: str, review: Review | None, day: date, *, lock: bool
 ) -> tuple[float, Cause]:
     """How many more of the category's erasures the day allows, and why no more. With
     ``lock``, the day's row (made if need be) is held until the commit first: purgers that may
     stop clocks of the category take turns, and count exactly."""
+    assert review is not None  # a braked category's
     erased = _add_to_day(connection, category, day, 0) if lock else None
     if review.first_erasure and _never_erased(connection, category):
         return 0, "first_erasure"
@@ -190,9 +244,13 @@ def _allowance(
 
 
 def _never_erased(connection: Connection, category: str) -> bool:
-    """No erasure of the category was ever executed, nor a review of it approved (whose clocks
-    are being erased: the DPO has seen the category's first erasure)."""
-    erased = exists().where(_PROOFS.c.category == category)
+    """No erasure of the category whose time came was ever executed, nor a review of it approved
+    (whose clocks are being erased: the DPO has seen the category's first erasure). Immediate
+    erasures do not count: an unsubscribe is erased at once, unbraked, and says nothing of
+    whether the category's periods erase what they should."""
+    erased = exists().where(
+        _PROOFS.c.category == category, _PROOFS.c.rule != f"{category}.{IMMEDIATE_RULE}"
+    )
     approved = exists().where(_REVIEWS.c.category == category, _REVIEWS.c.state == "approved")
     return not connection.execute(select(erased | approved)).scalar_one()
 

@@ -47,7 +47,7 @@ class SettledBatch:
 def lock_due(connection: Connection, now: datetime, batch_size: int) -> list[Row[Any]]:
     """Lock up to ``batch_size`` clocks due at ``now``, in due order, skipping clocks another
     transaction holds (PostgreSQL); what the disposition review's brake reads of them (their
-    ids, categories, states, reviews, due times and rules)."""
+    ids, subjects, categories, states, reviews, due times and rules)."""
     return list(connection.execute(_LOCK_DUE, {"now": now, "batch_size": batch_size}))
 
 
@@ -83,7 +83,7 @@ def erase_settled(
 # are published in). Tests compare this road's results with the general road's.
 _LOCK_DUE = text(
     """
-SELECT id, category, state, review_id, due_at, rule FROM retention_clock
+SELECT id, subject_pseudonym, category, state, review_id, due_at, rule FROM retention_clock
 WHERE state IN ('pending', 'due', 'erase_now') AND due_at <= :now  -- the index's, as SWEPT says
 ORDER BY due_at
 LIMIT :batch_size

@@ -12,9 +12,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Row, delete, select, text, tuple_, update
+from sqlalchemy import Connection, Row, delete, select, text, tuple_, union, update
 
-from shared.domain.contract.events import HOLD_EVENT_TYPES, LEGAL_HOLD_PLACED
+from shared.domain.contract.events import (
+    DSR_ERASURE_REQUESTED,
+    HOLD_EVENT_TYPES,
+    LEGAL_HOLD_PLACED,
+)
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import ClockState, RetentionClock, RetentionEngine
 from shared.domain.engine.evaluate import ClockKey
@@ -25,7 +29,8 @@ from shared.storage.database import one_of
 from shared.storage.subject_facts import FACTS
 from shared.storage.subject_facts import load_facts as load_facts
 from shared.storage.subject_facts import load_facts_of as load_facts_of
-from shared.storage.tables.purger import AWAITING_REVIEW, StoredClock
+from shared.storage.tables.api import ReviewDecision
+from shared.storage.tables.purger import AWAITING_REVIEW, DispositionReview, StoredClock
 from shared.storage.tables.table import table_of
 
 if TYPE_CHECKING:
@@ -35,6 +40,8 @@ RowKey = tuple[str, str, str]
 #: States of clocks the sweep erases: worth a sweep right away when an evaluation reaches them.
 ERASABLE = (ClockState.DUE, ClockState.ERASE_NOW)
 CLOCKS = table_of(StoredClock)
+REVIEWS = table_of(DispositionReview)
+DECISIONS = table_of(ReviewDecision)
 
 
 class ClockChanged(Exception):
@@ -153,6 +160,7 @@ def reevaluate(
         verdict_digest(retention, facts, now),
         new_rows,
         made_due,
+        erasure_requested=any(fact.type == DSR_ERASURE_REQUESTED for fact in facts),
     )
     if not clocks:
         _forget_released_holds(connection, facts)
@@ -168,20 +176,25 @@ def store(
     policy_digest: str | None,
     new_rows: NewClockRows | None = None,
     made_due: "MadeDue | None" = None,
+    *,
+    erasure_requested: bool = False,
 ) -> list[RetentionClock]:
     """Make the subject's rows say what ``clocks`` say, reached under ``policy_digest``; rows no
     clock matches are removed. Returns the clocks that are new or changed. New rows go into
     ``new_rows`` when given (the caller inserts them), else they are inserted at once. Each new
     or changed clock is shown to ``made_due``, if given, which notes those a policy change made
-    due (its caller gathers them for review before the commit)."""
+    due (its caller gathers them for review before the commit). ``erasure_requested``: the
+    subject asked for erasure, and its due clocks leave their reviews (the brake lets them
+    through: ``disposition_review.requesting_erasure``)."""
     remaining = dict(existing)
     changed = []
     pending = new_rows if new_rows is not None else NewClockRows()
+    not_approved = _reviews_not_approved(connection, existing.values())
     for clock in clocks:
         values = {**_values(clock), "policy_digest": policy_digest}
         row = remaining.pop(clock_key(clock), None)
         if row is not None and row.review_id is not None:
-            _keep_review(row, clock, values)
+            _keep_review(row, clock, values, row.review_id in not_approved, erasure_requested)
         if row is None:
             _, scope_key, scope_value = clock_key(clock)
             erasure_id = uuid4()
@@ -217,17 +230,51 @@ def store(
     return changed
 
 
-def _keep_review(row: Row[Any], clock: RetentionClock, values: dict[str, Any]) -> None:
+def _keep_review(
+    row: Row[Any],
+    clock: RetentionClock,
+    values: dict[str, Any],
+    not_approved: bool,
+    erasure_requested: bool,
+) -> None:
     """A clock in a disposition review stays there as long as the engine still finds it due:
     awaiting the review (an event about something else of its subject does not release it), or
     approved by it. Once the engine holds it, runs it again (a later trigger, an extension),
     cancels it or erases it at once (an unsubscribe, which the person asked for), it leaves the
-    review: should it fall due again, it is counted, and stopped, anew."""
+    review: should it fall due again, it is counted, and stopped, anew.
+
+    So does a clock still due whose review was decided otherwise than by an approval
+    (``not_approved``: extended or held) once the engine's verdict on it changed (an extension
+    that ended before the purger applied it: due again, at its ``until``): its review releases
+    only approved clocks, so it would await a decided review for ever, in no open review. Out
+    of it, the brake counts it anew (erased within the day's limit, else in a new review). Not
+    before its verdict changed: the decision's events may not have been applied yet. And so
+    does a clock still due of a subject who asked for erasure (``erasure_requested``): the
+    brake lets it through, as the person asked."""
     if clock.state is ClockState.DUE:
-        if row.state == AWAITING_REVIEW:
+        decided_away = not_approved and (clock.due_at, clock.rule) != (row.due_at, row.rule)
+        if decided_away or erasure_requested:
+            values["review_id"] = None
+        elif row.state == AWAITING_REVIEW:
             values["state"] = AWAITING_REVIEW
     else:
         values["review_id"] = None
+
+
+def _reviews_not_approved(connection: Connection, rows: Iterable[Row[Any]]) -> set[int]:
+    """Of the reviews of these clock rows that await one, those decided otherwise than by an
+    approval: applied by the purger (``extended``, ``held``), or recorded by the API and not
+    applied yet."""
+    review_ids = {row.review_id for row in rows if row.review_id is not None}
+    if not review_ids:
+        return set()
+    applied = select(REVIEWS.c.id).where(
+        one_of(connection, REVIEWS.c.id, review_ids), REVIEWS.c.state.in_(("extended", "held"))
+    )
+    recorded = select(DECISIONS.c.review_id).where(
+        one_of(connection, DECISIONS.c.review_id, review_ids), DECISIONS.c.decision != "approve"
+    )
+    return set(connection.execute(union(applied, recorded)).scalars())
 
 
 def _values(clock: RetentionClock) -> dict[str, Any]:

@@ -80,14 +80,29 @@ def sweep_subjects(
     """Erase what is due of these subjects alone, at once: the immediate lane's, whose
     unsubscribe must not wait for a sweep working through a back-fill's due clocks (it would
     come last: clocks are swept in due order). How many were erased; clocks another transaction
-    holds are left to the next sweep."""
-    try:
-        batch = sweep_batch(db, retention, now, max(len(subjects), 1), subjects=subjects)
-    except (subject_clocks.ClockChanged, disposition_review.QuotaTaken):
-        return 0
+    holds are left to the next sweep.
+
+    Should another purger take a category's day meanwhile (:class:`QuotaTaken`), the batch is
+    swept again at once, counting theirs: rolled back, it took the subjects' immediate erasures
+    with it, which must not wait for the next sweep for another category's limit."""
+    for _ in range(_QUOTA_RETRIES):
+        try:
+            batch = sweep_batch(db, retention, now, max(len(subjects), 1), subjects=subjects)
+            break
+        except disposition_review.QuotaTaken as taken:
+            log.info("purger: another purger took %s's day meanwhile; swept again", taken)
+        except subject_clocks.ClockChanged:
+            return 0
+    else:
+        return 0  # taken again and again: the next sweep
     if batch.erased:
         checkpoint_wal(db)  # as sweep() does; a reader holding it back: the next sweep does
     return batch.erased
+
+
+#: How often the immediate lane sweeps its subjects again when other purgers took a day's
+#: limit meanwhile: each time they committed erasures, which the next try counts.
+_QUOTA_RETRIES = 5
 
 
 def _sweep_batches(

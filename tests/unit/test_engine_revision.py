@@ -9,7 +9,7 @@ from shared.domain.engine.evaluate import ENGINE_REVISION
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The engine's and the policy model's source as of the last decision on ENGINE_REVISION.
-DECIDED_FOR = "11513ccbd593cc0fe70b9368c4c0fc684643a80644cf9e7d2bb31492a517d80c"
+DECIDED_FOR = "8ef34ef758008bbded5edd81d2c24ca8d9842d60860f551ddca4ba5574efd9c7"
 
 
 def test_a_change_to_the_engine_comes_with_a_decision_on_its_revision() -> None:

@@ -25,6 +25,7 @@ from services.api.problems import (
 )
 from shared.domain.contract import LifecycleEvent, parse_event, parse_events
 from shared.domain.contract.errors import FieldError, describe
+from shared.domain.contract.events import INTERNAL_EVENT_TYPES
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.pseudonym import Pseudonymiser
 
@@ -67,7 +68,11 @@ _EVENT_BODY = {
         "content": {
             "application/json": {
                 "schema": {"$ref": "#/components/schemas/LifecycleEvent"},
-                "examples": {t: {"summary": t, "value": e} for t, e in EXAMPLES.items()},
+                "examples": {
+                    t: {"summary": t, "value": e}
+                    for t, e in EXAMPLES.items()
+                    if t not in INTERNAL_EVENT_TYPES
+                },
             }
         },
     }
@@ -284,7 +289,17 @@ def _json_array(body: bytes) -> list[Any]:
 
 
 def _check_may_send(principal: Principal, event: LifecycleEvent) -> None:
-    """Data-subject requests change what is erased at once: they need their own scope."""
+    """Data-subject requests change what is erased at once: they need their own scope. An
+    extension keeps data past its period: only Gallring's own review decisions send one (through
+    the outbox, not this intake), whatever the key."""
+    if event.type in INTERNAL_EVENT_TYPES:
+        raise Problem(
+            422,
+            "gallring-internal-event",
+            "The event type is Gallring's own",
+            f"{event.type} is sent by Gallring alone, for a DPO's extend decision on a "
+            "disposition review (POST /v1/reviews/{id}/decision); no system may send it here.",
+        )
     if event.type.startswith("dsr.") and not principal.may(Scope.DSR_WRITE):
         raise Problem(
             403,

@@ -76,10 +76,12 @@ def get_review(review_id: ReviewIdPath, db: DbEngine, _: Reader) -> ReviewView:
 def decide_review(
     review_id: ReviewIdPath,
     decision: DecisionRequest,
+    request: Request,
     db: DbEngine,
     principal: Decider,
 ) -> ReviewView:
-    if problems := decision.problems():
+    today = datetime.now(request.app.state.retention_engine.zone).date()
+    if problems := decision.problems(today):
         raise validation_problem(problems)
     try:
         return service.decide(db, review_id, decision, actor=principal, now=datetime.now(UTC))

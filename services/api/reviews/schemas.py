@@ -1,11 +1,11 @@
 """What the review endpoints take and answer."""
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.domain.contract.dates import RANGE_TEXT, ContractDate
 from shared.domain.contract.errors import FieldError
@@ -35,6 +35,9 @@ Reason = Annotated[
 ]
 
 
+#: How many days after today (the policy's time zone) an extension's ``until`` is at the
+#: earliest: its 00:00 is then a full day away at least.
+EXTEND_DAYS_AHEAD = 2
 #: The fields only one decision takes.
 _ONLY_WITH = {"ground": "extend", "until": "extend", "hold_id": "hold"}
 
@@ -69,7 +72,8 @@ class DecisionRequest(BaseModel):
     until: Annotated[
         ContractDate | None,
         Field(
-            description="extend: kept until this day (policy time zone), a day after today; "
+            description="extend: kept until this day (policy time zone), at least two days "
+            "after today; "
             f"YYYY-MM-DD, {RANGE_TEXT}."
         ),
     ] = None
@@ -77,16 +81,12 @@ class DecisionRequest(BaseModel):
         Identifier | None, Field(description="hold: the hold's id; review-<id> if not given")
     ] = None
 
-    @field_validator("until")
-    @classmethod
-    def _after_today(cls, value: date | None) -> date | None:
-        if value is not None and value <= datetime.now(UTC).date():
-            raise ValueError("must be a day after today: the clocks are due already")
-        return value
-
-    def problems(self) -> list[FieldError]:
+    def problems(self, today: date) -> list[FieldError]:
         """What the decision lacks, or has that another decision takes: checked after the
-        fields, so that each problem names its field."""
+        fields, so that each problem names its field. ``today`` is the day in the policy's time
+        zone, where the engine starts ``until`` (at 00:00): ``until`` must be at least a full day
+        ahead of now, or the extension could end before the purger applies it (its clocks would
+        be due again the moment they are kept)."""
         problems = [
             FieldError(name, f"only with decision {only}; remove it")
             for name, only in _ONLY_WITH.items()
@@ -98,6 +98,15 @@ class DecisionRequest(BaseModel):
                 for name in ("ground", "until")
                 if getattr(self, name) is None
             ]
+        if self.until is not None and self.until < today + timedelta(days=EXTEND_DAYS_AHEAD):
+            problems.append(
+                FieldError(
+                    "until",
+                    f"must be at least {EXTEND_DAYS_AHEAD} days after today in the policy's time "
+                    f"zone ({today.isoformat()}): the clocks are due already, and an extension "
+                    "must reach the purger before it ends",
+                )
+            )
         return problems
 
 

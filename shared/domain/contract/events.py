@@ -255,6 +255,11 @@ class DsrErasureRequested(_SubjectWideEvent):
     type: Literal["dsr.erasure_requested"]
 
 
+#: Spelled once, for the purger, which lets a subject's due clocks through the review brake
+#: once the subject asked for erasure.
+DSR_ERASURE_REQUESTED = "dsr.erasure_requested"
+
+
 class DsrObjection(_SubjectWideEvent):
     """The data subject objects to direct marketing (GDPR art. 21(3))."""
 
@@ -305,7 +310,12 @@ class RetentionExtended(_Event):
     of ``data.category`` in this scope (subject-wide without one) falls due no earlier than
     ``data.until``. What a DPO's ``extend`` decision on a disposition review records (the API
     sends one per clock it stopped); the latest ``until`` of several wins, as does a later due
-    time of the clock's own. An immediate erasure (an unsubscribe) is not held back by it."""
+    time of the clock's own. An immediate erasure (an unsubscribe) is not held back by it.
+
+    Gallring-internal: only Gallring's own review decisions send it, through its outbox. The
+    public intake (``POST /v1/events`` and ``/v1/events/batch``) refuses it, and the purger
+    ignores one that no ``extend`` decision with the same ``until`` sent: otherwise any system
+    could keep data for as long as it liked."""
 
     allowed_scope_keys = ("case_id", "client_id", "relationship_id", "measure_id")
     type: Literal["retention.extended"]
@@ -314,6 +324,8 @@ class RetentionExtended(_Event):
 
 #: Spelled once, for the engine and the policy, which tell extensions from other events by it.
 RETENTION_EXTENDED = _type_of(RetentionExtended)
+#: What only Gallring sends (through its outbox): the public intake refuses these types.
+INTERNAL_EVENT_TYPES: tuple[str, ...] = (RETENTION_EXTENDED,)
 
 
 class DataDisclosed(_Event):

@@ -59,6 +59,10 @@ class Role(Enum):
     ONGOING = "ongoing"
 
 
+#: The rule (after the category's prefix: ``marketing.immediate``) of a clock an event erases at
+#: once: an unsubscribe, an objection, an erasure request.
+IMMEDIATE_RULE = "immediate"
+
 #: Among events at the same instant, which is applied first (the last one applied wins).
 _SAME_TIME_ORDER = {
     Role.TRIGGER: 0,
@@ -297,7 +301,7 @@ class RetentionEngine:
             due, decided_by, rule = outdated.occurred_at.astimezone(UTC), outdated, "outdated"
 
         if erasure is not None:
-            state, rule, decided_by = ClockState.ERASE_NOW, "immediate", erasure
+            state, rule, decided_by = ClockState.ERASE_NOW, IMMEDIATE_RULE, erasure
             due = erasure.occurred_at.astimezone(UTC)
         elif due is not None:
             state = ClockState.DUE if due <= now else ClockState.PENDING
@@ -341,7 +345,7 @@ class RetentionEngine:
         that happened, the event that falls due last. Holds and erasure requests add their own
         words later."""
         what = plan.what
-        if rule == "immediate":
+        if rule == IMMEDIATE_RULE:
             assert decided_by is not None and due is not None
             return f"{what} is erased at once because of {decided_by.type} on {self._day(due)}."
         if due is not None:

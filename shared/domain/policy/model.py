@@ -130,8 +130,9 @@ class Review(_Strict):
     review a DPO decides on (``POST /v1/reviews/{id}/decision``). Without a ``review`` section a
     category has none of these brakes, as before they existed.
 
-    ``first_erasure``: the first erasure of the category ever (no proof of one, no approved
-    review) waits for a review: a new deployment's, or a back-fill's, first sweep.
+    ``first_erasure``: the first erasure of the category ever whose time came (no proof of one
+    but an immediate erasure's, no approved review) waits for a review: a new deployment's, or
+    a back-fill's, first sweep.
     ``max_per_day``: at most this many of the category's erasures whose time has come (not the
     immediate ones, an unsubscribe, which the person asked for) are executed in a UTC day; the
     rest of the day's wait for a review. ``auto_approve_after_days``: a review nobody decided on

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from services.api.api_keys import Scope
 from services.api.events.schemas import BatchResult
-from shared.domain.contract.events import HOLD_EVENT_TYPES
+from shared.domain.contract.events import HOLD_EVENT_TYPES, INTERNAL_EVENT_TYPES
 from shared.domain.contract.examples import EXAMPLES
 from shared.domain.policy.model import IMMEDIATE_EVENT_TYPES
 from shared.domain.pseudonym import Pseudonymiser
@@ -27,6 +27,10 @@ from tests.kafka_reading import event_id_of, read_topic
 RAW_IDENTIFIERS = ["19811218-9876", "198112189876", "8112189876", "811218-9876", "crm:4711"]
 
 
+#: What systems may send: Gallring's own types are refused at the intake.
+PUBLIC_TYPES = [t for t in EXAMPLES if t not in INTERNAL_EVENT_TYPES]
+
+
 def fresh(event_type: str, **changes: Any) -> dict[str, Any]:
     """An example event with a new id, so tests sharing a database do not collide."""
     return {**EXAMPLES[event_type], "event_id": str(uuid.uuid4()), **changes}
@@ -37,7 +41,7 @@ async def test_every_event_type_is_accepted_and_published_without_raw_identifier
 ) -> None:
     headers = api.key(Scope.EVENTS_WRITE, Scope.DSR_WRITE)
     sent = {}
-    for event_type in EXAMPLES:
+    for event_type in PUBLIC_TYPES:
         event = fresh(event_type)
         response = await api.client.post("/v1/events", json=event, headers=headers)
         assert response.status_code == 202, response.text
@@ -115,7 +119,7 @@ async def test_a_closure_and_the_hold_sent_with_it_stay_together_in_the_immediat
 
 async def test_no_table_holds_a_raw_identifier(api: RunningApi) -> None:
     headers = api.key(Scope.EVENTS_WRITE, Scope.DSR_WRITE)
-    for event_type in EXAMPLES:
+    for event_type in PUBLIC_TYPES:
         response = await api.client.post("/v1/events", json=fresh(event_type), headers=headers)
         assert response.status_code == 202
     engine = make_engine(api.settings.database_url)
@@ -435,3 +439,34 @@ async def test_the_intake_answers_other_methods_with_405(api: RunningApi) -> Non
         response = await api.client.get(path, headers=headers)
         assert response.status_code == 405, response.text
         assert response.headers["allow"] == "POST"
+
+
+async def test_no_system_may_send_a_retention_extension(api: RunningApi) -> None:
+    """An extension keeps data past its period: only a DPO's extend decision on a review sends
+    one, through Gallring's outbox. Any key, whatever its scopes, is refused, alone or in a
+    batch, and nothing of it is stored."""
+    headers = api.key(Scope.EVENTS_WRITE, Scope.DSR_WRITE)
+    extension = fresh("retention.extended")
+    refused = await api.client.post("/v1/events", json=extension, headers=headers)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "urn:gallring:problem:gallring-internal-event"
+
+    other = fresh("marketing.contact")
+    batch = await api.client.post("/v1/events/batch", json=[extension, other], headers=headers)
+    assert [(r["status"], [e["field"] for e in r["errors"]]) for r in batch.json()["results"]] == [
+        ("invalid", ["type"]),
+        ("accepted", []),
+    ]
+    engine = make_engine(api.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            records = table_of(IdempotencyRecord)
+            stored = connection.execute(
+                select(func.count())
+                .select_from(records)
+                .where(records.c.event_id == uuid.UUID(extension["event_id"]))
+            ).scalar_one()
+        assert stored == 0
+    finally:
+        engine.dispose()

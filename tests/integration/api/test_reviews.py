@@ -5,6 +5,7 @@ it. Each test has a database of its own: the purger's brake counts the whole dat
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -207,6 +208,11 @@ async def test_decisions_need_the_scope_an_open_review_and_a_valid_body(
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     extend = {"decision": "extend", "reason": "x", "ground": "a claim", "until": yesterday}
     status, problem = await answer(url, extend, dpo)
+    assert (status, [e["field"] for e in problem["errors"]]) == (422, ["until"])
+    # Tomorrow in the policy's zone starts within a day: the extension could end before the
+    # purger applies it.
+    tomorrow = (datetime.now(ZoneInfo("Europe/Stockholm")) + timedelta(days=1)).date()
+    status, problem = await answer(url, {**extend, "until": tomorrow.isoformat()}, dpo)
     assert (status, [e["field"] for e in problem["errors"]]) == (422, ["until"])
     status, problem = await answer(url, {"decision": "approve", "reason": "19811218-9876"}, dpo)
     assert status == 422 and "9876" not in json.dumps(problem)

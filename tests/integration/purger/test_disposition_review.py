@@ -3,9 +3,12 @@ keep what it stopped, on PostgreSQL and SQLite (a database of each test's own: t
 and the reviews are the whole database's)."""
 
 import json
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -14,6 +17,7 @@ from services.api.api_keys import Principal, Scope
 from services.api.reviews import service as reviews
 from services.api.reviews.schemas import DecisionRequest
 from services.api.subjects import service as lookup
+from services.purger.disposition_review import admit
 from services.purger.handlers import handle_batch
 from services.purger.metrics import PurgerMetrics
 from services.purger.sweep import sweep, sweep_subjects
@@ -22,6 +26,7 @@ from shared.domain.contract.review_messages import ReviewDecided, ReviewOpened
 from shared.domain.engine import RetentionEngine
 from shared.domain.policy.model import Review
 from shared.messaging import topics
+from shared.storage.database import begin_deciding
 from shared.storage.tables.outbox import OutboxMessage
 from shared.storage.tables.purger import (
     DispositionCount,
@@ -381,3 +386,209 @@ def test_ops_see_open_reviews_and_awaiting_clocks_on_metrics(fresh_db: Engine) -
     sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
     labels = {"category": "collection_case"}
     assert registry.get_sample_value("gallring_purger_reviews_open", labels) == 0
+
+
+def test_an_extension_that_ended_before_the_purger_applied_it_is_counted_anew(
+    fresh_db: Engine,
+) -> None:
+    """The lifecycle lane lagged past the extension's ``until``: the engine finds the clocks due
+    again, and they must not await their extended review for ever (it releases nothing) but be
+    counted anew by the brake: erased within the day's limit, the rest in a new open review."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    back_fill(fresh_db, retention, 3)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=tomorrow),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    later = datetime.now(UTC) + timedelta(days=3)
+    handle_batch(fresh_db, retention, sent_events(fresh_db, "retention.extended"), later)
+
+    assert sweep(fresh_db, retention, later, batch_size=10) == 1
+    first, second = all_reviews(fresh_db)
+    assert (first.state, second.state, second.cause, second.clocks) == (
+        "extended",
+        "open",
+        "max_per_day",
+        1,
+    )
+    assert states(fresh_db) == {"awaiting_review": 1}
+    with fresh_db.connect() as connection:
+        assert connection.execute(select(_CLOCKS.c.review_id)).scalars().all() == [second.id]
+
+
+def test_an_extension_no_dpo_decided_is_ignored(fresh_db: Engine) -> None:
+    """A retention.extended that did not come from an extend decision (a made-up review id, or
+    another until than the DPO's) keeps nothing: the clocks fall due as their period says."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(fresh_db, retention, 3)
+    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(fresh_db)
+    until = (datetime.now(UTC) + timedelta(days=400)).date()
+    reviews.decide(
+        fresh_db,
+        review.id,
+        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=until),
+        actor=DPO,
+        now=datetime.now(UTC),
+    )
+    [decided, _] = sent_events(fresh_db, "retention.extended")
+    longer = decided.model_copy(
+        update={"data": decided.data.model_copy(update={"until": date(2199, 1, 1)})}
+    )
+    made_up = [
+        person.message(
+            "retention.extended",
+            ago(minutes=1),
+            {"case_id": f"C-{n}"},
+            {"category": "collection_case", "until": "2199-01-01", "ground": "x", "review_id": 77},
+        )
+        for n, person in enumerate(people)
+    ]
+    handle_batch(fresh_db, retention, [longer, *made_up], datetime.now(UTC))
+    assert states(fresh_db) == {"awaiting_review": 2}  # still waiting for their review
+
+    # Erasures due without a review: the made-up extension keeps nothing.
+    unreviewed = retention_with()
+    [fresh] = back_fill(fresh_db, unreviewed, 1)
+    forged = fresh.message(
+        "retention.extended",
+        ago(minutes=1),
+        {"case_id": "C-0"},
+        {"category": "collection_case", "until": "2199-01-01", "ground": "x", "review_id": 77},
+    )
+    handle_batch(fresh_db, unreviewed, [forged], datetime.now(UTC))
+    assert clocks_of(fresh_db, fresh) == {("collection_case", "C-0"): "due"}
+
+
+def test_an_unsubscribe_does_not_count_as_the_first_erasure_of_its_category(
+    fresh_db: Engine,
+) -> None:
+    retention = retention_with(marketing=Review(first_erasure=True))
+    unsubscribed = Subject()
+    handle_batch(
+        fresh_db,
+        retention,
+        [
+            unsubscribed.message("marketing.contact", ago(days=2)),
+            unsubscribed.message("newsletter.unsubscribed", ago(minutes=1)),
+        ],
+        datetime.now(UTC),
+    )
+    assert sweep_subjects(fresh_db, retention, datetime.now(UTC), {unsubscribed.pseudonym}) == 1
+
+    # The first erasure of marketing whose period ran still waits for a review.
+    handle_batch(
+        fresh_db,
+        retention,
+        [Subject().message("marketing.contact", ago(years=4))],
+        datetime.now(UTC),
+    )
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
+    [review] = all_reviews(fresh_db)
+    assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 1)
+
+
+def test_a_subject_who_asks_for_erasure_is_not_braked_nor_left_awaiting(fresh_db: Engine) -> None:
+    """An erasure request leaves a clock already due as it is (collection cases are not erased
+    at once by one), yet it is the person's request: their due clocks are erased without
+    waiting for a review, past the day's limit, whether already awaiting one or not."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(fresh_db, retention, 2)
+    assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 1
+    [waiting] = [p for p in people if clocks_of(fresh_db, p)]
+    [asking] = back_fill(fresh_db, retention, 1)
+    requests = [p.message("dsr.erasure_requested", ago(minutes=1)) for p in (waiting, asking)]
+    handle_batch(fresh_db, retention, requests, datetime.now(UTC))
+
+    sweep_subjects(fresh_db, retention, datetime.now(UTC), {waiting.pseudonym, asking.pseudonym})
+    assert states(fresh_db) == {} and erased(fresh_db) == 3
+    assert counted_today(fresh_db) == 1  # not counted against the day either
+
+
+def test_purgers_near_two_limits_at_once_do_not_deadlock(fresh_db: Engine) -> None:
+    """One purger's batch fits collection_case's day but not marketing's, another's the other
+    way round: each must not hold one category's day while it waits for the other's."""
+    retention = retention_with(
+        collection_case=Review(max_per_day=3), marketing=Review(max_per_day=3)
+    )
+    now = datetime.now(UTC)
+
+    def batch(start: int, cases: int, contacts: int) -> list[Any]:
+        categories = ["collection_case"] * cases + ["marketing"] * contacts
+        return [
+            SimpleNamespace(
+                id=start + n,
+                subject_pseudonym=Subject().pseudonym,
+                category=category,
+                state="due",
+                review_id=None,
+                due_at=now - timedelta(days=1),
+                rule=f"{category}.retention",
+            )
+            for n, category in enumerate(categories)
+        ]
+
+    first, second = batch(1, cases=1, contacts=5), batch(100, cases=5, contacts=1)
+    admitted_second = threading.Event()
+
+    def other_purger() -> None:
+        with begin_deciding(fresh_db) as connection:
+            admission = admit(connection, retention.policy, second, now)
+            admitted_second.set()
+            admission.record(connection, admission.admitted, now)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with begin_deciding(fresh_db) as connection:
+            admission = admit(connection, retention.policy, first, now)
+            running = pool.submit(other_purger)
+            admitted_second.wait(timeout=1)  # with the fix it waits for this transaction
+            time.sleep(0.3)
+            admission.record(connection, admission.admitted, now)
+        running.result(timeout=30)
+    assert (counted_today(fresh_db), counted_today(fresh_db, "marketing")) == (3, 3)
+
+
+def test_an_unsubscribe_is_erased_at_once_even_when_another_purger_takes_the_day(
+    fresh_db: Engine,
+) -> None:
+    """The immediate lane's batch holds an unsubscribe and a case due; another purger's
+    erasures take the case's day while the batch runs (PostgreSQL: the brake read the day
+    before they were committed). The batch is swept again: the unsubscribe is erased, the case
+    waits for a review."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    person = Subject()
+    handle_batch(
+        fresh_db,
+        retention,
+        [
+            person.message("collection_case.closed", ago(months=38), {"case_id": "C-1"}),
+            person.message("marketing.contact", ago(days=2)),
+            person.message("newsletter.unsubscribed", ago(minutes=1)),
+        ],
+        datetime.now(UTC),
+    )
+    counting = threading.Event()
+
+    def other_purger() -> None:
+        with begin_deciding(fresh_db) as connection:
+            connection.execute(
+                _COUNTS.insert().values(
+                    category="collection_case", utc_date=datetime.now(UTC).date(), erased=1
+                )
+            )
+            counting.set()
+            time.sleep(0.5)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(other_purger)
+        counting.wait(timeout=10)
+        sweep_subjects(fresh_db, retention, datetime.now(UTC), {person.pseudonym})
+        running.result(timeout=30)
+    assert erased(fresh_db, "marketing") == 1
+    assert clocks_of(fresh_db, person) == {("collection_case", "C-1"): "awaiting_review"}

@@ -8,8 +8,11 @@ how many erasures of a category a day has executed against its ``max_per_day``.
 the review a clock waits in (state ``awaiting_review``, which the sweep's partial index leaves
 out as it does ``held``), or was approved by; a partial index on (review_id, id) finds a
 review's clocks, in id order.
-A downgrade leaves clocks awaiting a review as they are: never swept, until an event about
-their subject evaluates them again (a release that knows no reviews must not erase them).
+A downgrade leaves clocks awaiting a review in that state, which a release before this one
+does not know: its sweep does not take them, but once an event about their subject (or a policy
+refresh) evaluates them again, the engine's verdict makes them due and that release erases them
+at its next sweep, unreviewed. Decide the open reviews (or hold their clocks) before a
+downgrade.
 
 Revision ID: 0018
 Revises: 0017
