@@ -82,17 +82,25 @@ def key_id_of(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ").split("_")[1]
 
 
-def upstream_hold(pseudonym: str, hold_id: str, **data: str) -> LifecycleMessage:
-    """A ``legal_hold.placed`` an upstream system sent, as the purger applies it."""
+def lifecycle_event(
+    pseudonym: str, event_type: str, occurred_at: datetime | None = None, **fields: Any
+) -> LifecycleMessage:
+    """An event about ``pseudonym`` as the purger receives it: a fresh event id, occurred now
+    unless ``occurred_at`` says otherwise, and ``fields`` (scope, data, role) as sent."""
     return LifecycleMessage.model_validate(
         {
             "event_id": str(uuid.uuid4()),
-            "type": "legal_hold.placed",
-            "occurred_at": datetime.now(UTC).isoformat(),
+            "type": event_type,
+            "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
             "subject": pseudonym,
-            "data": {"hold_id": hold_id, **data},
+            **fields,
         }
     )
+
+
+def upstream_hold(pseudonym: str, hold_id: str, **data: str) -> LifecycleMessage:
+    """A ``legal_hold.placed`` an upstream system sent, as the purger applies it."""
+    return lifecycle_event(pseudonym, "legal_hold.placed", data={"hold_id": hold_id, **data})
 
 
 def outbox(db: Engine, key: str, topic: str) -> list[Any]:
@@ -118,14 +126,8 @@ def as_the_purger(db: Engine, *messages: LifecycleMessage) -> None:
 
 def closed_case(pseudonym: str, case_id: str, months_ago: int) -> LifecycleMessage:
     occurred_at = datetime.now(UTC) - relativedelta(months=months_ago)
-    return LifecycleMessage.model_validate(
-        {
-            "event_id": str(uuid.uuid4()),
-            "type": "collection_case.closed",
-            "occurred_at": occurred_at.isoformat(),
-            "subject": pseudonym,
-            "scope": {"case_id": case_id},
-        }
+    return lifecycle_event(
+        pseudonym, "collection_case.closed", occurred_at, scope={"case_id": case_id}
     )
 
 
@@ -304,15 +306,7 @@ async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring
     client = f"K-{uuid.uuid4().hex[:8]}"
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "customer_relationship.ended",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": co_debtor,
-                "scope": {"client_id": client},
-            }
-        ),
+        lifecycle_event(co_debtor, "customer_relationship.ended", scope={"client_id": client}),
     )
     client_hold = new_hold_id()
     response = await api.client.post(
@@ -347,15 +341,7 @@ async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
             api.engine,
             closed_case(debtor, "C-cat-1", 37),
             closed_case(co_debtor, "C-cat-2", 2),
-            LifecycleMessage.model_validate(
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "type": "marketing.contact",
-                    "occurred_at": datetime.now(UTC).isoformat(),
-                    "subject": reader_of_news,
-                    "role": "newsletter_recipient",
-                }
-            ),
+            lifecycle_event(reader_of_news, "marketing.contact", role="newsletter_recipient"),
         )
         writer = keys(api, "legal-desk", Scope.HOLDS_WRITE)
         hold_id = new_hold_id()
@@ -441,71 +427,47 @@ async def test_a_hold_holds_the_clocks_and_its_impact_says_what_its_release_woul
     assert (impact["still_held"], impact["not_scheduled"]) == ([], [])
 
     # A second hold over the same case: releasing the first would leave it held.
-    upstream_hold = f"UP-{uuid.uuid4().hex[:6]}"
+    upstream_id = f"UP-{uuid.uuid4().hex[:6]}"
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.placed",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": pseudonym,
-                "data": {"hold_id": upstream_hold, "case_id": overdue},
-            }
-        ),
+        upstream_hold(pseudonym, upstream_id, case_id=overdue),
     )
     impact = (await api.client.get(f"/v1/holds/{hold_id}/impact", headers=reader)).json()
     assert impact["at_once"] == []
     assert impact["still_held"] == [{"category": "collection_case", "clocks": 1}]
     detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
-    assert detail["clocks"][0]["also_held_by"] == [upstream_hold]
+    assert detail["clocks"][0]["also_held_by"] == [upstream_id]
 
 
 async def test_a_hold_upstream_events_placed_shows_in_the_register(api: RunningApi) -> None:
     _, pseudonym = a_subject()
-    upstream_hold = f"UP-{uuid.uuid4().hex[:6]}"
+    upstream_id = f"UP-{uuid.uuid4().hex[:6]}"
     as_the_purger(
         api.engine,
         closed_case(pseudonym, "C-1", 37),
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.placed",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": pseudonym,
-                "data": {"hold_id": upstream_hold},
-            }
-        ),
+        upstream_hold(pseudonym, upstream_id),
     )
     reader = keys(api, "dashboard", Scope.HOLDS_READ)
 
     listed = (await api.client.get("/v1/holds?state=standing", headers=reader)).json()
-    [hold] = [h for h in listed if h["hold_id"] == upstream_hold]
+    [hold] = [h for h in listed if h["hold_id"] == upstream_id]
     assert (hold["registered"], hold["state"], hold["subjects"], hold["reason"]) == (
         False,
         "standing",
         1,
         None,
     )
-    detail = (await api.client.get(f"/v1/holds/{upstream_hold}", headers=reader)).json()
+    detail = (await api.client.get(f"/v1/holds/{upstream_id}", headers=reader)).json()
     assert [c["scope"] for c in detail["clocks"]] == [{"case_id": "C-1"}]
     # Filters only the register can answer leave it out.
     listed = (await api.client.get("/v1/holds?reason=disputed_claim", headers=reader)).json()
-    assert upstream_hold not in [h["hold_id"] for h in listed]
+    assert upstream_id not in [h["hold_id"] for h in listed]
     # Released by its own event, it is gone.
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.released",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": pseudonym,
-                "data": {"hold_id": upstream_hold},
-            }
-        ),
+        lifecycle_event(pseudonym, "legal_hold.released", data={"hold_id": upstream_id}),
     )
-    response = await api.client.get(f"/v1/holds/{upstream_hold}", headers=reader)
+    response = await api.client.get(f"/v1/holds/{upstream_id}", headers=reader)
     assert (response.status_code, response.json()["type"]) == (
         404,
         "urn:gallring:problem:hold-not-found",
@@ -626,14 +588,11 @@ async def test_the_id_of_a_hold_upstream_events_placed_is_not_taken_by_the_regis
     # Released by the system that placed it, its id is free.
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.released",
-                "occurred_at": (datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
-                "subject": held,
-                "data": {"hold_id": upstream_id},
-            }
+        lifecycle_event(
+            held,
+            "legal_hold.released",
+            datetime.now(UTC) + timedelta(seconds=1),
+            data={"hold_id": upstream_id},
         ),
     )
     assert (await api.client.post("/v1/holds", json=body, headers=writer)).status_code == 201
