@@ -131,6 +131,11 @@ def closed_case(pseudonym: str, case_id: str, months_ago: int) -> LifecycleMessa
     )
 
 
+def status_and_problem(response: Any) -> tuple[int, str]:
+    """The response's status and its RFC 9457 problem type, the two a client tells errors by."""
+    return response.status_code, response.json()["type"]
+
+
 def audit_entries(db: Engine, action: str) -> list[tuple[str, dict[str, Any]]]:
     with db.connect() as connection:
         rows = connection.execute(
@@ -199,10 +204,7 @@ async def test_a_hold_on_a_subject_is_placed_as_the_engine_understands_and_names
         {**body, "covers": {"subject": {"national_id": NATIONAL_ID}, "category": "aml"}},
     ):
         again = await api.client.post("/v1/holds", json=other, headers=writer)
-        assert (again.status_code, again.json()["type"]) == (
-            409,
-            "urn:gallring:problem:hold-id-conflict",
-        )
+        assert status_and_problem(again) == (409, "urn:gallring:problem:hold-id-conflict")
         assert f"GET /v1/holds/{hold_id}" in again.json()["detail"]
     assert len(events_to(api.engine, pseudonym)) == 1
 
@@ -324,10 +326,7 @@ async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring
         json=hold_body(new_hold_id(), {"client_id": f"K-{uuid.uuid4().hex[:8]}"}),
         headers=writer,
     )
-    assert (response.status_code, response.json()["type"]) == (
-        409,
-        "urn:gallring:problem:nothing-to-hold",
-    )
+    assert status_and_problem(response) == (409, "urn:gallring:problem:nothing-to-hold")
 
 
 async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
@@ -373,10 +372,7 @@ async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
         nothing = await api.client.post(
             "/v1/holds", json=hold_body(new_hold_id(), {"category": "aml"}), headers=writer
         )
-        assert (nothing.status_code, nothing.json()["type"]) == (
-            409,
-            "urn:gallring:problem:nothing-to-hold",
-        )
+        assert status_and_problem(nothing) == (409, "urn:gallring:problem:nothing-to-hold")
 
 
 async def test_a_hold_holds_the_clocks_and_its_impact_says_what_its_release_would_erase(
@@ -468,10 +464,7 @@ async def test_a_hold_upstream_events_placed_shows_in_the_register(api: RunningA
         lifecycle_event(pseudonym, "legal_hold.released", data={"hold_id": upstream_id}),
     )
     response = await api.client.get(f"/v1/holds/{upstream_id}", headers=reader)
-    assert (response.status_code, response.json()["type"]) == (
-        404,
-        "urn:gallring:problem:hold-not-found",
-    )
+    assert status_and_problem(response) == (404, "urn:gallring:problem:hold-not-found")
 
 
 async def test_releasing_a_hold_releases_no_other_hold_whose_id_begins_with_it(
@@ -579,10 +572,7 @@ async def test_the_id_of_a_hold_upstream_events_placed_is_not_taken_by_the_regis
     assert outbox(api.engine, upstream_id, topics.HOLDS) == []
     # Nor does the register release it, and it says so without advising to register it.
     release = await api.client.post(f"/v1/holds/{upstream_id}/release", headers=writer)
-    assert (release.status_code, release.json()["type"]) == (
-        404,
-        "urn:gallring:problem:hold-not-registered",
-    )
+    assert status_and_problem(release) == (404, "urn:gallring:problem:hold-not-registered")
     assert "is refused while it stands" in release.json()["detail"]
 
     # Released by the system that placed it, its id is free.
@@ -772,10 +762,7 @@ async def test_a_release_is_refused_with_one_key_and_done_with_a_second(api: Run
         )
 
     again = await api.client.post(f"/v1/holds/{hold_id}/approve", headers=alone)
-    assert (again.status_code, again.json()["type"]) == (
-        409,
-        "urn:gallring:problem:no-release-requested",
-    )
+    assert status_and_problem(again) == (409, "urn:gallring:problem:no-release-requested")
 
 
 async def test_a_release_approved_before_the_purger_applied_the_placement_still_reaches_it(

@@ -64,6 +64,25 @@ def one_review_of_a_braked_back_fill(
     return retention, people, review
 
 
+def a_marketing_contact_past_its_period(db: Engine, retention: RetentionEngine) -> None:
+    """A new subject's marketing contact of four years ago (due, not erased at once), applied as
+    the consumer applies it: what a category's first erasure is tested with."""
+    handle_batch(
+        db, retention, [Subject().message("marketing.contact", ago(years=4))], datetime.now(UTC)
+    )
+
+
+def extend_on_a_dispute(db: Engine, review_id: int, days: int) -> None:
+    """The DPO's extend decision on the review: its clocks kept ``days`` days from today, on the
+    ground of a dispute."""
+    until = (datetime.now(UTC) + timedelta(days=days)).date()
+    decide(
+        db,
+        review_id,
+        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=until),
+    )
+
+
 def erased(db: Engine, category: str = "collection_case") -> int:
     with db.connect() as connection:
         return connection.execute(
@@ -216,12 +235,7 @@ def test_a_hold_decision_places_a_legal_hold(fresh_db: Engine) -> None:
 def test_the_first_erasure_of_a_category_waits_for_a_review_once(fresh_db: Engine) -> None:
     retention = retention_with(marketing=Review(first_erasure=True))
     for _ in range(3):
-        handle_batch(
-            fresh_db,
-            retention,
-            [Subject().message("marketing.contact", ago(years=4))],
-            datetime.now(UTC),
-        )
+        a_marketing_contact_past_its_period(fresh_db, retention)
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
     [review] = all_reviews(fresh_db)
     assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 3)
@@ -233,12 +247,7 @@ def test_the_first_erasure_of_a_category_waits_for_a_review_once(fresh_db: Engin
     )
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 3
     # The category has been erased once: its next erasures go ahead.
-    handle_batch(
-        fresh_db,
-        retention,
-        [Subject().message("marketing.contact", ago(years=4))],
-        datetime.now(UTC),
-    )
+    a_marketing_contact_past_its_period(fresh_db, retention)
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 1
     assert len(all_reviews(fresh_db)) == 1
 
@@ -338,12 +347,7 @@ def test_an_extension_that_ended_before_the_purger_applied_it_is_counted_anew(
     again, and they must not await their extended review for ever (it releases nothing) but be
     counted anew by the brake: erased within the day's limit, the rest in a new open review."""
     retention, _, review = one_review_of_a_braked_back_fill(fresh_db, 3)
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
-    decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=tomorrow),
-    )
+    extend_on_a_dispute(fresh_db, review.id, days=1)
     later = datetime.now(UTC) + timedelta(days=3)
     handle_batch(fresh_db, retention, sent_events(fresh_db, "retention.extended"), later)
 
@@ -364,12 +368,7 @@ def test_an_extension_no_dpo_decided_is_ignored(fresh_db: Engine) -> None:
     """A retention.extended that did not come from an extend decision (a made-up review id, or
     another until than the DPO's) keeps nothing: the clocks fall due as their period says."""
     retention, people, review = one_review_of_a_braked_back_fill(fresh_db, 3)
-    until = (datetime.now(UTC) + timedelta(days=400)).date()
-    decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=until),
-    )
+    extend_on_a_dispute(fresh_db, review.id, days=400)
     [decided, _] = sent_events(fresh_db, "retention.extended")
     longer = decided.model_copy(
         update={"data": decided.data.model_copy(update={"until": date(2199, 1, 1)})}
@@ -416,12 +415,7 @@ def test_an_unsubscribe_does_not_count_as_the_first_erasure_of_its_category(
     assert sweep_subjects(fresh_db, retention, datetime.now(UTC), {unsubscribed.pseudonym}) == 1
 
     # The first erasure of marketing whose period ran still waits for a review.
-    handle_batch(
-        fresh_db,
-        retention,
-        [Subject().message("marketing.contact", ago(years=4))],
-        datetime.now(UTC),
-    )
+    a_marketing_contact_past_its_period(fresh_db, retention)
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
     [review] = all_reviews(fresh_db)
     assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 1)
