@@ -10,7 +10,7 @@ import pytest
 
 from shared.domain.contract.vocabulary import Category
 from shared.domain.engine import ClockState
-from shared.domain.engine.clock_diff import ClockDiff, Verdict
+from shared.domain.engine.clock_diff import ClockDiff, ClockId, Verdict
 from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE
 from tests.unit.test_cli import run, write_lines
 
@@ -54,6 +54,18 @@ def closed(ref: str, occurred_at: str) -> dict:
     return an_event(
         "collection_case.closed", ref, occurred_at, role="debtor", scope={"case_id": "C-1"}
     )
+
+
+#: When :func:`one_subject_diffed` compares the verdicts.
+DIFFED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def one_subject_diffed(before: dict[ClockId, Verdict], after: dict[ClockId, Verdict]) -> ClockDiff:
+    """The diff of one subject's clocks at :data:`DIFFED_AT`, from their verdicts under the old
+    policy (``before``) to those under the new one (``after``)."""
+    diff = ClockDiff()
+    diff.add_subject(before, after, DIFFED_AT)
+    return diff
 
 
 @pytest.fixture
@@ -165,10 +177,9 @@ def test_bad_lines_and_wrong_arguments_exit_2(tmp_path, capsys) -> None:
 
 
 def test_new_gone_and_clocks_that_never_fall_due_are_told_apart() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
+    now = DIFFED_AT
     soon, later = now + timedelta(days=1), now + timedelta(days=30)
-    diff = ClockDiff()
-    diff.add_subject(
+    diff = one_subject_diffed(
         {
             ("marketing", "", ""): Verdict(ClockState.PENDING, later),
             ("collection_case", "case_id", "C-1"): Verdict(ClockState.CANCELLED, None),
@@ -183,7 +194,6 @@ def test_new_gone_and_clocks_that_never_fall_due_are_told_apart() -> None:
             ("collection_case", "case_id", "C-4"): Verdict(ClockState.ERASE_NOW, now),
             ("aml", "measure_id", "M-1"): Verdict(ClockState.DUE, now - timedelta(days=2)),
         },
-        now,
     )
     counts = {category.value: c.as_dict() for category, c in diff.by_category.items()}
     assert (counts["marketing"]["clocks"], counts["marketing"]["gone"]) == (1, 1)
@@ -202,10 +212,9 @@ def test_new_gone_and_clocks_that_never_fall_due_are_told_apart() -> None:
 def test_clocks_made_due_are_counted_apart_from_those_erased_at_once_on_a_request() -> None:
     """What the purger measures against max_per_day: an erasure at once (the person asked for
     it) is due at once, but no review stops it."""
-    now = datetime(2026, 1, 1, tzinfo=UTC)
+    now = DIFFED_AT
     later = now + timedelta(days=30)
-    diff = ClockDiff()
-    diff.add_subject(
+    diff = one_subject_diffed(
         {
             ("collection_case", "case_id", "C-1"): Verdict(ClockState.PENDING, later),
             ("collection_case", "case_id", "C-2"): Verdict(ClockState.PENDING, later),
@@ -219,7 +228,6 @@ def test_clocks_made_due_are_counted_apart_from_those_erased_at_once_on_a_reques
             ("collection_case", "case_id", "C-4"): Verdict(ClockState.DUE, now),  # new, due
             ("marketing", "", ""): Verdict(ClockState.ERASE_NOW, now),
         },
-        now,
     )
     assert diff.by_category[Category.COLLECTION_CASE].due_at_once == 2
     assert diff.made_due[Category.COLLECTION_CASE] == 2

@@ -36,6 +36,22 @@ def fresh(event_type: str, **changes: Any) -> dict[str, Any]:
     return {**EXAMPLES[event_type], "event_id": str(uuid.uuid4()), **changes}
 
 
+def idempotency_records_of(api: RunningApi, event_id: str) -> int:
+    """How many idempotency records the API's database holds of the event: 1 once it was
+    accepted, 0 when it was refused (and so not stored)."""
+    engine = make_engine(api.settings.database_url)
+    try:
+        with engine.connect() as connection:
+            records = table_of(IdempotencyRecord)
+            return connection.execute(
+                select(func.count())
+                .select_from(records)
+                .where(records.c.event_id == uuid.UUID(event_id))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
 async def test_every_event_type_is_accepted_and_published_without_raw_identifiers(
     api: RunningApi,
 ) -> None:
@@ -304,18 +320,7 @@ async def test_a_batch_reports_each_event_and_stores_the_valid_ones(api: Running
         "dsr.erasure_requested needs the scope 'dsr:write'."
     )
 
-    engine = make_engine(api.settings.database_url)
-    try:
-        with engine.connect() as connection:
-            records = table_of(IdempotencyRecord)
-            stored = connection.execute(
-                select(func.count())
-                .select_from(records)
-                .where(records.c.event_id == uuid.UUID(new["event_id"]))
-            ).scalar_one()
-        assert stored == 1
-    finally:
-        engine.dispose()
+    assert idempotency_records_of(api, new["event_id"]) == 1
 
 
 async def test_a_batch_of_valid_events_gets_the_same_verdicts(api: RunningApi) -> None:
@@ -458,15 +463,4 @@ async def test_no_system_may_send_a_retention_extension(api: RunningApi) -> None
         ("invalid", ["type"]),
         ("accepted", []),
     ]
-    engine = make_engine(api.settings.database_url)
-    try:
-        with engine.connect() as connection:
-            records = table_of(IdempotencyRecord)
-            stored = connection.execute(
-                select(func.count())
-                .select_from(records)
-                .where(records.c.event_id == uuid.UUID(extension["event_id"]))
-            ).scalar_one()
-        assert stored == 0
-    finally:
-        engine.dispose()
+    assert idempotency_records_of(api, extension["event_id"]) == 0

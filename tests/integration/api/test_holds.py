@@ -82,17 +82,25 @@ def key_id_of(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ").split("_")[1]
 
 
-def upstream_hold(pseudonym: str, hold_id: str, **data: str) -> LifecycleMessage:
-    """A ``legal_hold.placed`` an upstream system sent, as the purger applies it."""
+def lifecycle_event(
+    pseudonym: str, event_type: str, occurred_at: datetime | None = None, **fields: Any
+) -> LifecycleMessage:
+    """An event about ``pseudonym`` as the purger receives it: a fresh event id, occurred now
+    unless ``occurred_at`` says otherwise, and ``fields`` (scope, data, role) as sent."""
     return LifecycleMessage.model_validate(
         {
             "event_id": str(uuid.uuid4()),
-            "type": "legal_hold.placed",
-            "occurred_at": datetime.now(UTC).isoformat(),
+            "type": event_type,
+            "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
             "subject": pseudonym,
-            "data": {"hold_id": hold_id, **data},
+            **fields,
         }
     )
+
+
+def upstream_hold(pseudonym: str, hold_id: str, **data: str) -> LifecycleMessage:
+    """A ``legal_hold.placed`` an upstream system sent, as the purger applies it."""
+    return lifecycle_event(pseudonym, "legal_hold.placed", data={"hold_id": hold_id, **data})
 
 
 def outbox(db: Engine, key: str, topic: str) -> list[Any]:
@@ -118,15 +126,14 @@ def as_the_purger(db: Engine, *messages: LifecycleMessage) -> None:
 
 def closed_case(pseudonym: str, case_id: str, months_ago: int) -> LifecycleMessage:
     occurred_at = datetime.now(UTC) - relativedelta(months=months_ago)
-    return LifecycleMessage.model_validate(
-        {
-            "event_id": str(uuid.uuid4()),
-            "type": "collection_case.closed",
-            "occurred_at": occurred_at.isoformat(),
-            "subject": pseudonym,
-            "scope": {"case_id": case_id},
-        }
+    return lifecycle_event(
+        pseudonym, "collection_case.closed", occurred_at, scope={"case_id": case_id}
     )
+
+
+def status_and_problem(response: Any) -> tuple[int, str]:
+    """The response's status and its RFC 9457 problem type, the two a client tells errors by."""
+    return response.status_code, response.json()["type"]
 
 
 def audit_entries(db: Engine, action: str) -> list[tuple[str, dict[str, Any]]]:
@@ -197,10 +204,7 @@ async def test_a_hold_on_a_subject_is_placed_as_the_engine_understands_and_names
         {**body, "covers": {"subject": {"national_id": NATIONAL_ID}, "category": "aml"}},
     ):
         again = await api.client.post("/v1/holds", json=other, headers=writer)
-        assert (again.status_code, again.json()["type"]) == (
-            409,
-            "urn:gallring:problem:hold-id-conflict",
-        )
+        assert status_and_problem(again) == (409, "urn:gallring:problem:hold-id-conflict")
         assert f"GET /v1/holds/{hold_id}" in again.json()["detail"]
     assert len(events_to(api.engine, pseudonym)) == 1
 
@@ -304,15 +308,7 @@ async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring
     client = f"K-{uuid.uuid4().hex[:8]}"
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "customer_relationship.ended",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": co_debtor,
-                "scope": {"client_id": client},
-            }
-        ),
+        lifecycle_event(co_debtor, "customer_relationship.ended", scope={"client_id": client}),
     )
     client_hold = new_hold_id()
     response = await api.client.post(
@@ -330,10 +326,7 @@ async def test_cases_a_category_and_a_client_are_placed_on_the_subjects_gallring
         json=hold_body(new_hold_id(), {"client_id": f"K-{uuid.uuid4().hex[:8]}"}),
         headers=writer,
     )
-    assert (response.status_code, response.json()["type"]) == (
-        409,
-        "urn:gallring:problem:nothing-to-hold",
-    )
+    assert status_and_problem(response) == (409, "urn:gallring:problem:nothing-to-hold")
 
 
 async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
@@ -347,15 +340,7 @@ async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
             api.engine,
             closed_case(debtor, "C-cat-1", 37),
             closed_case(co_debtor, "C-cat-2", 2),
-            LifecycleMessage.model_validate(
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "type": "marketing.contact",
-                    "occurred_at": datetime.now(UTC).isoformat(),
-                    "subject": reader_of_news,
-                    "role": "newsletter_recipient",
-                }
-            ),
+            lifecycle_event(reader_of_news, "marketing.contact", role="newsletter_recipient"),
         )
         writer = keys(api, "legal-desk", Scope.HOLDS_WRITE)
         hold_id = new_hold_id()
@@ -387,10 +372,7 @@ async def test_a_category_hold_is_placed_on_every_subject_with_a_clock_of_it(
         nothing = await api.client.post(
             "/v1/holds", json=hold_body(new_hold_id(), {"category": "aml"}), headers=writer
         )
-        assert (nothing.status_code, nothing.json()["type"]) == (
-            409,
-            "urn:gallring:problem:nothing-to-hold",
-        )
+        assert status_and_problem(nothing) == (409, "urn:gallring:problem:nothing-to-hold")
 
 
 async def test_a_hold_holds_the_clocks_and_its_impact_says_what_its_release_would_erase(
@@ -441,75 +423,48 @@ async def test_a_hold_holds_the_clocks_and_its_impact_says_what_its_release_woul
     assert (impact["still_held"], impact["not_scheduled"]) == ([], [])
 
     # A second hold over the same case: releasing the first would leave it held.
-    upstream_hold = f"UP-{uuid.uuid4().hex[:6]}"
+    upstream_id = f"UP-{uuid.uuid4().hex[:6]}"
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.placed",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": pseudonym,
-                "data": {"hold_id": upstream_hold, "case_id": overdue},
-            }
-        ),
+        upstream_hold(pseudonym, upstream_id, case_id=overdue),
     )
     impact = (await api.client.get(f"/v1/holds/{hold_id}/impact", headers=reader)).json()
     assert impact["at_once"] == []
     assert impact["still_held"] == [{"category": "collection_case", "clocks": 1}]
     detail = (await api.client.get(f"/v1/holds/{hold_id}", headers=reader)).json()
-    assert detail["clocks"][0]["also_held_by"] == [upstream_hold]
+    assert detail["clocks"][0]["also_held_by"] == [upstream_id]
 
 
 async def test_a_hold_upstream_events_placed_shows_in_the_register(api: RunningApi) -> None:
     _, pseudonym = a_subject()
-    upstream_hold = f"UP-{uuid.uuid4().hex[:6]}"
+    upstream_id = f"UP-{uuid.uuid4().hex[:6]}"
     as_the_purger(
         api.engine,
         closed_case(pseudonym, "C-1", 37),
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.placed",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": pseudonym,
-                "data": {"hold_id": upstream_hold},
-            }
-        ),
+        upstream_hold(pseudonym, upstream_id),
     )
     reader = keys(api, "dashboard", Scope.HOLDS_READ)
 
     listed = (await api.client.get("/v1/holds?state=standing", headers=reader)).json()
-    [hold] = [h for h in listed if h["hold_id"] == upstream_hold]
+    [hold] = [h for h in listed if h["hold_id"] == upstream_id]
     assert (hold["registered"], hold["state"], hold["subjects"], hold["reason"]) == (
         False,
         "standing",
         1,
         None,
     )
-    detail = (await api.client.get(f"/v1/holds/{upstream_hold}", headers=reader)).json()
+    detail = (await api.client.get(f"/v1/holds/{upstream_id}", headers=reader)).json()
     assert [c["scope"] for c in detail["clocks"]] == [{"case_id": "C-1"}]
     # Filters only the register can answer leave it out.
     listed = (await api.client.get("/v1/holds?reason=disputed_claim", headers=reader)).json()
-    assert upstream_hold not in [h["hold_id"] for h in listed]
+    assert upstream_id not in [h["hold_id"] for h in listed]
     # Released by its own event, it is gone.
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.released",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "subject": pseudonym,
-                "data": {"hold_id": upstream_hold},
-            }
-        ),
+        lifecycle_event(pseudonym, "legal_hold.released", data={"hold_id": upstream_id}),
     )
-    response = await api.client.get(f"/v1/holds/{upstream_hold}", headers=reader)
-    assert (response.status_code, response.json()["type"]) == (
-        404,
-        "urn:gallring:problem:hold-not-found",
-    )
+    response = await api.client.get(f"/v1/holds/{upstream_id}", headers=reader)
+    assert status_and_problem(response) == (404, "urn:gallring:problem:hold-not-found")
 
 
 async def test_releasing_a_hold_releases_no_other_hold_whose_id_begins_with_it(
@@ -617,23 +572,17 @@ async def test_the_id_of_a_hold_upstream_events_placed_is_not_taken_by_the_regis
     assert outbox(api.engine, upstream_id, topics.HOLDS) == []
     # Nor does the register release it, and it says so without advising to register it.
     release = await api.client.post(f"/v1/holds/{upstream_id}/release", headers=writer)
-    assert (release.status_code, release.json()["type"]) == (
-        404,
-        "urn:gallring:problem:hold-not-registered",
-    )
+    assert status_and_problem(release) == (404, "urn:gallring:problem:hold-not-registered")
     assert "is refused while it stands" in release.json()["detail"]
 
     # Released by the system that placed it, its id is free.
     as_the_purger(
         api.engine,
-        LifecycleMessage.model_validate(
-            {
-                "event_id": str(uuid.uuid4()),
-                "type": "legal_hold.released",
-                "occurred_at": (datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
-                "subject": held,
-                "data": {"hold_id": upstream_id},
-            }
+        lifecycle_event(
+            held,
+            "legal_hold.released",
+            datetime.now(UTC) + timedelta(seconds=1),
+            data={"hold_id": upstream_id},
         ),
     )
     assert (await api.client.post("/v1/holds", json=body, headers=writer)).status_code == 201
@@ -813,10 +762,7 @@ async def test_a_release_is_refused_with_one_key_and_done_with_a_second(api: Run
         )
 
     again = await api.client.post(f"/v1/holds/{hold_id}/approve", headers=alone)
-    assert (again.status_code, again.json()["type"]) == (
-        409,
-        "urn:gallring:problem:no-release-requested",
-    )
+    assert status_and_problem(again) == (409, "urn:gallring:problem:no-release-requested")
 
 
 async def test_a_release_approved_before_the_purger_applied_the_placement_still_reaches_it(

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -10,6 +11,7 @@ from sqlalchemy import Engine, func, select
 from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.engine import RetentionEngine
 from shared.domain.policy import load_default_policy
+from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE
 from shared.domain.policy.model import Review
 from shared.domain.pseudonym import Pseudonymiser, subject_hash
 from shared.storage.tables.purger import ErasureProof, StoredClock, SubjectFact
@@ -27,6 +29,26 @@ def retention_with(**reviews: Review) -> RetentionEngine:
         for category, rules in policy.categories.items()
     }
     return RetentionEngine(policy.model_copy(update={"categories": categories}))
+
+
+#: The default policy's collection-case period and review limit, as its file writes them.
+CASE_RULE = "retention: {months: 36}\n    triggers: [collection_case.closed]"
+CASE_REVIEW = "    review: {max_per_day: 10000}\n\n  customer_relationship:"
+
+
+def policy_with_case_period(months: int, max_per_day: int | None = None) -> str:
+    """The default policy file with collection-case data kept ``months`` instead of 36 (and, if
+    given, at most ``max_per_day`` of its erasures a day instead of 10000): the policy change a
+    refresh, a diff or a review of the purger's clocks is tested with."""
+    text = (
+        resources.files("shared.domain.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+    )
+    assert text.count(CASE_RULE) == 1
+    text = text.replace(CASE_RULE, CASE_RULE.replace("36", str(months)))
+    if max_per_day is None:
+        return text
+    assert text.count(CASE_REVIEW) == 1
+    return text.replace(CASE_REVIEW, CASE_REVIEW.replace("10000", str(max_per_day)))
 
 
 PSEUDONYMISER = Pseudonymiser(b"purger-test-secret-purger-test-secret")

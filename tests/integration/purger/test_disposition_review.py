@@ -5,7 +5,6 @@ and the reviews are the whole database's)."""
 import json
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -13,36 +12,30 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from services.api.api_keys import Principal, Scope
-from services.api.reviews import service as reviews
 from services.api.reviews.schemas import DecisionRequest
 from services.api.subjects import service as lookup
 from services.purger.disposition_review import admit
 from services.purger.handlers import handle_batch
 from services.purger.metrics import PurgerMetrics
 from services.purger.sweep import sweep, sweep_subjects
-from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.contract.review_messages import ReviewDecided, ReviewOpened
 from shared.domain.engine import RetentionEngine
 from shared.domain.policy.model import Review
 from shared.messaging import topics
 from shared.storage.database import begin_deciding
-from shared.storage.tables.outbox import OutboxMessage
-from shared.storage.tables.purger import (
-    DispositionCount,
-    DispositionReview,
-    ErasureProof,
-    StoredClock,
-)
-from shared.storage.tables.table import table_of
 from tests.integration.purger.helpers import Subject, ago, clocks_of, retention_with
-
-_CLOCKS = table_of(StoredClock)
-_PROOFS = table_of(ErasureProof)
-_REVIEWS = table_of(DispositionReview)
-_COUNTS = table_of(DispositionCount)
-_OUTBOX = table_of(OutboxMessage)
-DPO = Principal("k-dpo-1", "dpo", frozenset({Scope.REVIEWS_DECIDE}))
+from tests.integration.purger.reviews_support import (
+    CLOCKS,
+    COUNTS,
+    DPO,
+    OUTBOX,
+    PROOFS,
+    all_reviews,
+    counted_today,
+    decide,
+    sent_events,
+    states,
+)
 
 
 def back_fill(db: Engine, retention: RetentionEngine, cases: int) -> list[Subject]:
@@ -58,51 +51,51 @@ def back_fill(db: Engine, retention: RetentionEngine, cases: int) -> list[Subjec
     return people
 
 
-def states(db: Engine) -> Counter[str]:
-    with db.connect() as connection:
-        rows = connection.execute(select(_CLOCKS.c.state, func.count()).group_by(_CLOCKS.c.state))
-        return Counter(dict(rows.all()))
+def one_review_of_a_braked_back_fill(
+    db: Engine, cases: int
+) -> tuple[RetentionEngine, list[Subject], Any]:
+    """A back-fill of ``cases`` under a ``max_per_day`` of one, swept once: one case erased, the
+    others stopped in the one open review returned (with the policy and the back-fill's
+    people)."""
+    retention = retention_with(collection_case=Review(max_per_day=1))
+    people = back_fill(db, retention, cases)
+    sweep(db, retention, datetime.now(UTC), batch_size=10)
+    [review] = all_reviews(db)
+    return retention, people, review
+
+
+def a_marketing_contact_past_its_period(db: Engine, retention: RetentionEngine) -> None:
+    """A new subject's marketing contact of four years ago (due, not erased at once), applied as
+    the consumer applies it: what a category's first erasure is tested with."""
+    handle_batch(
+        db, retention, [Subject().message("marketing.contact", ago(years=4))], datetime.now(UTC)
+    )
+
+
+def extend_on_a_dispute(db: Engine, review_id: int, days: int) -> None:
+    """The DPO's extend decision on the review: its clocks kept ``days`` days from today, on the
+    ground of a dispute."""
+    until = (datetime.now(UTC) + timedelta(days=days)).date()
+    decide(
+        db,
+        review_id,
+        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=until),
+    )
 
 
 def erased(db: Engine, category: str = "collection_case") -> int:
     with db.connect() as connection:
         return connection.execute(
-            select(func.count()).where(_PROOFS.c.category == category)
+            select(func.count()).where(PROOFS.c.category == category)
         ).scalar_one()
-
-
-def all_reviews(db: Engine) -> list[Any]:
-    with db.connect() as connection:
-        return connection.execute(select(_REVIEWS).order_by(_REVIEWS.c.id)).all()
-
-
-def counted_today(db: Engine, category: str = "collection_case") -> int | None:
-    with db.connect() as connection:
-        return connection.execute(
-            select(_COUNTS.c.erased).where(
-                _COUNTS.c.category == category, _COUNTS.c.utc_date == datetime.now(UTC).date()
-            )
-        ).scalar_one_or_none()
 
 
 def told(db: Engine) -> list[Any]:
     """What the purger put on gallring.reviews.v1, in order."""
     with db.connect() as connection:
         return connection.execute(
-            select(_OUTBOX).where(_OUTBOX.c.topic == topics.REVIEWS).order_by(_OUTBOX.c.id)
+            select(OUTBOX).where(OUTBOX.c.topic == topics.REVIEWS).order_by(OUTBOX.c.id)
         ).all()
-
-
-def sent_events(db: Engine, event_type: str) -> list[LifecycleMessage]:
-    """The lifecycle events the API sent (as the relay would publish them)."""
-    with db.connect() as connection:
-        rows = connection.execute(
-            select(_OUTBOX.c.value).where(
-                _OUTBOX.c.topic.in_((topics.LIFECYCLE, topics.LIFECYCLE_IMMEDIATE))
-            )
-        ).scalars()
-        messages = [LifecycleMessage.from_json(value) for value in rows]
-    return [message for message in messages if message.type == event_type]
 
 
 def test_a_back_fill_past_max_per_day_erases_the_limit_and_waits_for_approval_for_the_rest(
@@ -141,12 +134,10 @@ def test_a_back_fill_past_max_per_day_erases_the_limit_and_waits_for_approval_fo
         assert sweep(fresh_db, retention, datetime.now(UTC) + later, batch_size=500) == 0
     assert states(fresh_db) == {"awaiting_review": 4000}
 
-    view = reviews.decide(
+    view = decide(
         fresh_db,
         review.id,
         DecisionRequest(decision="approve", reason="the back-fill's dates were checked"),
-        actor=DPO,
-        now=datetime.now(UTC),
     )
     assert view.state == "approved" and view.decision is not None
     assert view.decision.applied is False  # until the purger's next sweep
@@ -182,17 +173,8 @@ def test_clocks_stopped_later_in_the_day_join_the_open_review(fresh_db: Engine) 
 def test_a_review_decided_takes_no_more_clocks_even_before_the_decision_is_applied(
     fresh_db: Engine,
 ) -> None:
-    retention = retention_with(collection_case=Review(max_per_day=1))
-    back_fill(fresh_db, retention, 2)
-    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
-    [first] = all_reviews(fresh_db)
-    reviews.decide(
-        fresh_db,
-        first.id,
-        DecisionRequest(decision="approve", reason="checked"),
-        actor=DPO,
-        now=datetime.now(UTC),
-    )
+    retention, _, first = one_review_of_a_braked_back_fill(fresh_db, 2)
+    decide(fresh_db, first.id, DecisionRequest(decision="approve", reason="checked"))
     # The immediate lane's sweep of a subject applies no decision: the review is still open
     # in the purger's table, yet decided, so the clock it stops goes into a new review.
     [late] = back_fill(fresh_db, retention, 1)
@@ -206,18 +188,13 @@ def test_a_review_decided_takes_no_more_clocks_even_before_the_decision_is_appli
 
 
 def test_an_extension_keeps_the_clocks_and_the_lookup_says_why(fresh_db: Engine) -> None:
-    retention = retention_with(collection_case=Review(max_per_day=1))
-    people = back_fill(fresh_db, retention, 3)
-    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
-    [review] = all_reviews(fresh_db)
+    retention, people, review = one_review_of_a_braked_back_fill(fresh_db, 3)
     until = (datetime.now(UTC) + timedelta(days=400)).date()
     ground = "the client disputes the closing dates in court (GDPR art. 17(3)(e))"
-    view = reviews.decide(
+    view = decide(
         fresh_db,
         review.id,
         DecisionRequest(decision="extend", reason="dates disputed", ground=ground, until=until),
-        actor=DPO,
-        now=datetime.now(UTC),
     )
     assert view.decision is not None and view.decision.events == 2
 
@@ -241,16 +218,9 @@ def test_an_extension_keeps_the_clocks_and_the_lookup_says_why(fresh_db: Engine)
 
 
 def test_a_hold_decision_places_a_legal_hold(fresh_db: Engine) -> None:
-    retention = retention_with(collection_case=Review(max_per_day=1))
-    back_fill(fresh_db, retention, 3)
-    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
-    [review] = all_reviews(fresh_db)
-    reviews.decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="hold", reason="IMY asked about these cases"),
-        actor=DPO,
-        now=datetime.now(UTC),
+    retention, _, review = one_review_of_a_braked_back_fill(fresh_db, 3)
+    decide(
+        fresh_db, review.id, DecisionRequest(decision="hold", reason="IMY asked about these cases")
     )
     holds = sent_events(fresh_db, "legal_hold.placed")
     assert [(h.data.hold_id, h.data.category) for h in holds] == [
@@ -265,31 +235,19 @@ def test_a_hold_decision_places_a_legal_hold(fresh_db: Engine) -> None:
 def test_the_first_erasure_of_a_category_waits_for_a_review_once(fresh_db: Engine) -> None:
     retention = retention_with(marketing=Review(first_erasure=True))
     for _ in range(3):
-        handle_batch(
-            fresh_db,
-            retention,
-            [Subject().message("marketing.contact", ago(years=4))],
-            datetime.now(UTC),
-        )
+        a_marketing_contact_past_its_period(fresh_db, retention)
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
     [review] = all_reviews(fresh_db)
     assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 3)
 
-    reviews.decide(
+    decide(
         fresh_db,
         review.id,
         DecisionRequest(decision="approve", reason="the first marketing erasure looks right"),
-        actor=DPO,
-        now=datetime.now(UTC),
     )
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 3
     # The category has been erased once: its next erasures go ahead.
-    handle_batch(
-        fresh_db,
-        retention,
-        [Subject().message("marketing.contact", ago(years=4))],
-        datetime.now(UTC),
-    )
+    a_marketing_contact_past_its_period(fresh_db, retention)
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 1
     assert len(all_reviews(fresh_db)) == 1
 
@@ -347,7 +305,7 @@ def test_a_clock_stays_in_its_review_until_the_engine_keeps_it(fresh_db: Engine)
     )
     assert clocks_of(fresh_db, waiting)[key] == "cancelled"
     with fresh_db.connect() as connection:
-        assert connection.execute(select(_CLOCKS.c.review_id)).scalars().all() == [None, None]
+        assert connection.execute(select(CLOCKS.c.review_id)).scalars().all() == [None, None]
 
 
 def test_purgers_sweeping_together_erase_no_more_than_max_per_day(fresh_db: Engine) -> None:
@@ -376,13 +334,7 @@ def test_ops_see_open_reviews_and_awaiting_clocks_on_metrics(fresh_db: Engine) -
     awaiting = {"state": "awaiting_review"}
     assert registry.get_sample_value("gallring_purger_clocks", awaiting) == 2
 
-    reviews.decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="approve", reason="fine"),
-        actor=DPO,
-        now=datetime.now(UTC),
-    )
+    decide(fresh_db, review.id, DecisionRequest(decision="approve", reason="fine"))
     sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
     labels = {"category": "collection_case"}
     assert registry.get_sample_value("gallring_purger_reviews_open", labels) == 0
@@ -394,18 +346,8 @@ def test_an_extension_that_ended_before_the_purger_applied_it_is_counted_anew(
     """The lifecycle lane lagged past the extension's ``until``: the engine finds the clocks due
     again, and they must not await their extended review for ever (it releases nothing) but be
     counted anew by the brake: erased within the day's limit, the rest in a new open review."""
-    retention = retention_with(collection_case=Review(max_per_day=1))
-    back_fill(fresh_db, retention, 3)
-    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
-    [review] = all_reviews(fresh_db)
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
-    reviews.decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=tomorrow),
-        actor=DPO,
-        now=datetime.now(UTC),
-    )
+    retention, _, review = one_review_of_a_braked_back_fill(fresh_db, 3)
+    extend_on_a_dispute(fresh_db, review.id, days=1)
     later = datetime.now(UTC) + timedelta(days=3)
     handle_batch(fresh_db, retention, sent_events(fresh_db, "retention.extended"), later)
 
@@ -419,24 +361,14 @@ def test_an_extension_that_ended_before_the_purger_applied_it_is_counted_anew(
     )
     assert states(fresh_db) == {"awaiting_review": 1}
     with fresh_db.connect() as connection:
-        assert connection.execute(select(_CLOCKS.c.review_id)).scalars().all() == [second.id]
+        assert connection.execute(select(CLOCKS.c.review_id)).scalars().all() == [second.id]
 
 
 def test_an_extension_no_dpo_decided_is_ignored(fresh_db: Engine) -> None:
     """A retention.extended that did not come from an extend decision (a made-up review id, or
     another until than the DPO's) keeps nothing: the clocks fall due as their period says."""
-    retention = retention_with(collection_case=Review(max_per_day=1))
-    people = back_fill(fresh_db, retention, 3)
-    sweep(fresh_db, retention, datetime.now(UTC), batch_size=10)
-    [review] = all_reviews(fresh_db)
-    until = (datetime.now(UTC) + timedelta(days=400)).date()
-    reviews.decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="extend", reason="r", ground="a dispute", until=until),
-        actor=DPO,
-        now=datetime.now(UTC),
-    )
+    retention, people, review = one_review_of_a_braked_back_fill(fresh_db, 3)
+    extend_on_a_dispute(fresh_db, review.id, days=400)
     [decided, _] = sent_events(fresh_db, "retention.extended")
     longer = decided.model_copy(
         update={"data": decided.data.model_copy(update={"until": date(2199, 1, 1)})}
@@ -483,12 +415,7 @@ def test_an_unsubscribe_does_not_count_as_the_first_erasure_of_its_category(
     assert sweep_subjects(fresh_db, retention, datetime.now(UTC), {unsubscribed.pseudonym}) == 1
 
     # The first erasure of marketing whose period ran still waits for a review.
-    handle_batch(
-        fresh_db,
-        retention,
-        [Subject().message("marketing.contact", ago(years=4))],
-        datetime.now(UTC),
-    )
+    a_marketing_contact_past_its_period(fresh_db, retention)
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 0
     [review] = all_reviews(fresh_db)
     assert (review.category, review.cause, review.clocks) == ("marketing", "first_erasure", 1)
@@ -578,7 +505,7 @@ def test_an_unsubscribe_is_erased_at_once_even_when_another_purger_takes_the_day
     def other_purger() -> None:
         with begin_deciding(fresh_db) as connection:
             connection.execute(
-                _COUNTS.insert().values(
+                COUNTS.insert().values(
                     category="collection_case", utc_date=datetime.now(UTC).date(), erased=1
                 )
             )

@@ -8,17 +8,14 @@ import asyncio
 import json
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from services.api.api_keys import Principal, Scope
 from services.api.reviews import service as reviews
 from services.api.reviews.schemas import DecisionRequest, ReviewState
 from services.cli.main import main
@@ -28,45 +25,40 @@ from services.purger.metrics import PurgerMetrics
 from services.purger.policy_change_review import MadeDue
 from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.sweep import sweep
-from shared.domain.contract.lifecycle_message import LifecycleMessage
 from shared.domain.contract.review_messages import ReviewOpened
 from shared.domain.engine import RetentionEngine
-from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
+from shared.domain.policy.loader import parse_policy
 from shared.messaging import topics
 from shared.runtime.settings import KafkaSettings
 from shared.storage.database import begin_deciding
-from shared.storage.tables.outbox import OutboxMessage, PublishedMessage
-from shared.storage.tables.purger import (
-    DispositionCount,
-    DispositionReview,
-    ErasureProof,
-    StoredClock,
-)
+from shared.storage.tables.outbox import PublishedMessage
 from shared.storage.tables.table import table_of
-from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
+from tests.integration.purger.helpers import (
+    RETENTION,
+    Subject,
+    ago,
+    policy_with_case_period,
+    proofs_of,
+)
+from tests.integration.purger.reviews_support import (
+    OUTBOX,
+    PROOFS,
+    all_reviews,
+    counted_today,
+    decide,
+    sent_events,
+    states,
+)
 from tests.integration.purger.running import running_purger
 from tests.polling import eventually
 
-_CLOCKS = table_of(StoredClock)
-_PROOFS = table_of(ErasureProof)
-_REVIEWS = table_of(DispositionReview)
-_COUNTS = table_of(DispositionCount)
-_OUTBOX = table_of(OutboxMessage)
 _PUBLISHED = table_of(PublishedMessage)
-DPO = Principal("k-dpo-1", "dpo", frozenset({Scope.REVIEWS_DECIDE}))
-CASE_RULE = "retention: {months: 36}\n    triggers: [collection_case.closed]"
-CASE_REVIEW = "    review: {max_per_day: 10000}\n\n  customer_relationship:"
 
 
 def halved_policy(max_per_day: int = 10000) -> str:
     """The default policy file with collection-case data kept 18 months instead of 36, and at
     most ``max_per_day`` of its erasures a day."""
-    text = (
-        resources.files("shared.domain.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
-    )
-    assert text.count(CASE_RULE) == 1 and text.count(CASE_REVIEW) == 1
-    text = text.replace(CASE_RULE, CASE_RULE.replace("36", "18"))
-    return text.replace(CASE_REVIEW, CASE_REVIEW.replace("10000", str(max_per_day)))
+    return policy_with_case_period(18, max_per_day)
 
 
 def halved(max_per_day: int = 10000) -> RetentionEngine:
@@ -87,44 +79,22 @@ def cases_under_the_default_policy(db: Engine, overdue: int, recent: int = 0) ->
     return people[:overdue]
 
 
-def states(db: Engine) -> Counter[str]:
-    with db.connect() as connection:
-        rows = connection.execute(select(_CLOCKS.c.state, func.count()).group_by(_CLOCKS.c.state))
-        return Counter(dict(rows.all()))
-
-
 def erased(db: Engine) -> int:
     with db.connect() as connection:
-        return connection.execute(select(func.count()).select_from(_PROOFS)).scalar_one()
-
-
-def all_reviews(db: Engine) -> list[Any]:
-    with db.connect() as connection:
-        return connection.execute(select(_REVIEWS).order_by(_REVIEWS.c.id)).all()
+        return connection.execute(select(func.count()).select_from(PROOFS)).scalar_one()
 
 
 def opened_messages(db: Engine) -> list[Any]:
     """The review.opened messages the purger put on gallring.reviews.v1 (published or not)."""
     found = []
     with db.connect() as connection:
-        for table in (_OUTBOX, _PUBLISHED):
+        for table in (OUTBOX, _PUBLISHED):
             found += connection.execute(
                 select(table.c.id, table.c.message_key, table.c.value).where(
                     table.c.topic == topics.REVIEWS, table.c.value.contains('"review.opened"')
                 )
             ).all()
     return sorted(found)
-
-
-def counted_today(db: Engine) -> int:
-    with db.connect() as connection:
-        counted = connection.execute(
-            select(_COUNTS.c.erased).where(
-                _COUNTS.c.category == "collection_case",
-                _COUNTS.c.utc_date == datetime.now(UTC).date(),
-            )
-        ).scalar_one_or_none()
-    return counted or 0
 
 
 def diff_database(
@@ -210,12 +180,10 @@ def test_a_halved_period_past_max_per_day_is_counted_then_waits_for_a_review_and
     again = json.loads(diff_database(fresh_db, policy, tmp_path, monkeypatch, capsys, "--json"))
     assert (again["total"]["due_at_once"], again["to_review"]) == (0, {})
 
-    reviews.decide(
+    decide(
         fresh_db,
         review.id,
         DecisionRequest(decision="approve", reason="the shorter period was decided on"),
-        actor=DPO,
-        now=datetime.now(UTC),
     )
     assert sweep(fresh_db, retention, datetime.now(UTC), batch_size=10) == 5
     assert erased(fresh_db) == 5 and states(fresh_db) == {"pending": 1}
@@ -272,13 +240,7 @@ def test_a_refresh_cut_off_midway_erases_nothing_and_the_next_one_opens_the_revi
     assert reviews.reviews(fresh_db, None, 100) == []
     assert reviews.one(fresh_db, gathering.id) is None
     with pytest.raises(reviews.ReviewNotFound):
-        reviews.decide(
-            fresh_db,
-            gathering.id,
-            DecisionRequest(decision="approve", reason="too early"),
-            actor=DPO,
-            now=datetime.now(UTC),
-        )
+        decide(fresh_db, gathering.id, DecisionRequest(decision="approve", reason="too early"))
     assert opened_messages(fresh_db) == []
 
     refreshed = refresh_stale_verdicts(fresh_db, retention, batch_size=2)  # the restart's
@@ -341,18 +303,10 @@ def test_a_hold_decision_on_a_policy_change_keeps_its_clocks(fresh_db: Engine) -
     refresh_stale_verdicts(fresh_db, retention, batch_size=10)
     [review] = all_reviews(fresh_db)
 
-    reviews.decide(
-        fresh_db,
-        review.id,
-        DecisionRequest(decision="hold", reason="the new period is disputed"),
-        actor=DPO,
-        now=datetime.now(UTC),
+    decide(
+        fresh_db, review.id, DecisionRequest(decision="hold", reason="the new period is disputed")
     )
-    with fresh_db.connect() as connection:
-        values = connection.execute(
-            select(_OUTBOX.c.value).where(_OUTBOX.c.value.contains('"legal_hold.placed"'))
-        ).scalars()
-        holds = [LifecycleMessage.from_json(value) for value in values]
+    holds = sent_events(fresh_db, "legal_hold.placed")
     assert len(holds) == 3
     handle_batch(fresh_db, retention, holds, datetime.now(UTC))
 

@@ -3,7 +3,6 @@ holds, counted before it is applied, and nothing in the database changed by coun
 
 import json
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -15,22 +14,17 @@ from services.purger.handlers import handle_batch
 from services.purger.policy_diff import diff_stored_clocks, read_only_snapshot
 from services.purger.policy_refresh import refresh_stale_verdicts
 from shared.domain.engine import RetentionEngine
-from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
+from shared.domain.policy.loader import parse_policy
 from shared.storage.tables.purger import StoredClock, SubjectFact
 from shared.storage.tables.table import table_of
-from tests.integration.purger.helpers import RETENTION, Subject, ago
+from tests.integration.purger.helpers import RETENTION, Subject, ago, policy_with_case_period
 
 CASE = {"case_id": "C-1"}
 
 
 def halved_policy() -> str:
     """The default policy with collection-case data kept 18 months instead of 36."""
-    text = (
-        resources.files("shared.domain.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
-    )
-    case_rule = "retention: {months: 36}\n    triggers: [collection_case.closed]"
-    assert text.count(case_rule) == 1
-    return text.replace(case_rule, case_rule.replace("36", "18"))
+    return policy_with_case_period(18)
 
 
 def clocks_held_by_the_purger(db: Engine) -> None:

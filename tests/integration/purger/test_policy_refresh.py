@@ -3,7 +3,6 @@ data is not kept past what the privacy notice now promises."""
 
 import threading
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,17 @@ from services.purger.metrics import PurgerMetrics
 from services.purger.policy_refresh import refresh_stale_verdicts
 from services.purger.sweep import sweep
 from shared.domain.engine import RetentionEngine
-from shared.domain.policy.loader import DEFAULT_POLICY_RESOURCE, parse_policy
+from shared.domain.policy.loader import parse_policy
 from shared.runtime.settings import KafkaSettings
 from shared.storage.tables.purger import StoredClock
 from shared.storage.tables.table import table_of
-from tests.integration.purger.helpers import RETENTION, Subject, ago, proofs_of
+from tests.integration.purger.helpers import (
+    RETENTION,
+    Subject,
+    ago,
+    policy_with_case_period,
+    proofs_of,
+)
 from tests.integration.purger.running import running_purger
 from tests.polling import eventually
 
@@ -29,12 +34,7 @@ CASE = {"case_id": "C-1"}
 
 def shorter_policy() -> str:
     """The default policy file with collection-case data kept 24 months instead of 36."""
-    text = (
-        resources.files("shared.domain.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
-    )
-    case_rule = "retention: {months: 36}\n    triggers: [collection_case.closed]"
-    assert text.count(case_rule) == 1
-    return text.replace(case_rule, case_rule.replace("36", "24"))
+    return policy_with_case_period(24)
 
 
 @pytest.fixture
