@@ -7,17 +7,23 @@ deliveries over the span from its first attempt to its last delivery, as the dat
 them. Each bare loop posts the same number of bodies with the same concurrency and no retries:
 one with httpx (the issue's yardstick), one with aiohttp (the client the notifier posts with).
 All three run on the event loop `gallring notifier` runs on (uvloop).
-Targets (issue 6): at least 50 % of the bare loop, and at least 2,000 deliveries/s.
+Targets (issue 6): at least 50 % of the bare loop, and at least 2,000 deliveries/s; issue 23:
+at least 60 % of the bare aiohttp loop.
 
-    .venv/bin/python -m bench.notifier_bench [--notifications 20000] [--recipients 8]
+With ``--profile`` the notifier runs under cProfile (slower: its rate is not comparable then)
+and the functions with most time of their own are printed: where a delivery's time goes.
+
+    .venv/bin/python -m bench.notifier_bench [--notifications 20000] [--recipients 8] [--profile]
 """
 
 import argparse
 import asyncio
 import json
 import os
+import pstats
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -43,6 +49,17 @@ from shared.webhooks.signing_secrets import new_signing_secret
 SECRET = "bench-secret-bench-secret-bench-secret"
 SEALING_KEY = "bench-sealing-key-bench-sealing-key"
 DELIVERER = """
+import os
+profile_path = os.environ.get("BENCH_NOTIFIER_PROFILE")
+if profile_path:  # written when the bench stops it (SIGTERM)
+    import cProfile, signal
+    profiler = cProfile.Profile()
+    def _dump(*_):
+        profiler.disable()
+        profiler.dump_stats(profile_path)
+        os._exit(0)
+    signal.signal(signal.SIGTERM, _dump)
+    profiler.enable()
 from services.notifier.delivery_loop import DeliveryLoop
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
@@ -65,7 +82,9 @@ def main() -> None:
         type=int,
         default=NotifierSettings.model_fields["notifier_recipient_concurrency"].default,
     )
+    parser.add_argument("--profile", action="store_true", help="print where its time goes")
     args = parser.parse_args()
+    profile = Path(tempfile.mkdtemp(prefix="notifier-bench-")) / "notifier.prof"
 
     port = free_loopback_port()
     sink = subprocess.Popen(
@@ -94,7 +113,9 @@ def main() -> None:
                 notifier_recipient_concurrency=args.recipient_concurrency,
             )
             urls = seed(settings, port, args.notifications, args.recipients)
-            notifier_rate, cpu_per_delivery = run_notifier(settings)
+            notifier_rate, cpu_per_delivery = run_notifier(
+                settings, profile if args.profile else None
+            )
         httpx_rate = run_event_loop(bare_httpx_loop(urls, args.notifications, settings))
         aiohttp_rate = run_event_loop(bare_aiohttp_loop(urls, args.notifications, settings))
     finally:
@@ -113,6 +134,9 @@ def main() -> None:
         f"  ratio to httpx {notifier_rate / httpx_rate:.2f}, "
         f"to aiohttp {notifier_rate / aiohttp_rate:.2f} (target: >= 0.60 of aiohttp, issue 23)"
     )
+    if args.profile:
+        print(f"\n=== where the notifier's time goes (own time, cProfile; {profile}) ===")
+        pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
 
 
 def seed(settings: NotifierSettings, port: int, count: int, recipient_count: int) -> list[str]:
@@ -170,9 +194,10 @@ def seed(settings: NotifierSettings, port: int, count: int, recipient_count: int
     return urls
 
 
-def run_notifier(settings: NotifierSettings) -> tuple[float, float]:
+def run_notifier(settings: NotifierSettings, profile: Path | None) -> tuple[float, float]:
     """Deliveries per second, and the notifier process's CPU time per delivery in µs, its
-    start-up included (steadier than the rate on a busy machine)."""
+    start-up included (steadier than the rate on a busy machine); under cProfile, writing
+    ``profile``, if given."""
     env = {
         **os.environ,
         "GALLRING_PSEUDONYM_SECRET": SECRET,
@@ -182,6 +207,7 @@ def run_notifier(settings: NotifierSettings) -> tuple[float, float]:
         "GALLRING_NOTIFIER_RETRY_BASE_SECONDS": str(settings.notifier_retry_base_seconds),
         "GALLRING_NOTIFIER_RETRY_MAX_SECONDS": str(settings.notifier_retry_max_seconds),
         "GALLRING_NOTIFIER_RECIPIENT_CONCURRENCY": str(settings.notifier_recipient_concurrency),
+        **({"BENCH_NOTIFIER_PROFILE": str(profile)} if profile else {}),
     }
     deliverer = subprocess.Popen([sys.executable, "-c", DELIVERER], cwd=ROOT, env=env)
     conninfo = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
