@@ -34,6 +34,7 @@ import httpx
 import psycopg
 
 from bench.api_bench import ROOT, UVICORN_FLAGS, bench_database
+from bench.cpu_budget import process_tree_seconds
 from services.api.api_keys import Principal
 from services.api.recipients import service as recipients
 from services.api.recipients.schemas import NewRecipient
@@ -223,17 +224,11 @@ def run_notifier(settings: NotifierSettings, profile: Path | None) -> tuple[floa
             ).fetchone()
             assert row is not None  # an aggregate without GROUP BY answers one row
             first, last, delivered = row
-            cpu_seconds = _cpu_seconds(deliverer.pid)
+            cpu_seconds = process_tree_seconds(deliverer.pid)
     finally:
         deliverer.terminate()
         deliverer.wait()
     return delivered / (last - first).total_seconds(), cpu_seconds / delivered * 1e6
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system time of a running process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _bodies(count: int, settings: NotifierSettings) -> list[tuple[bytes, dict[str, str]]]:
